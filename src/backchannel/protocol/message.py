@@ -1,0 +1,101 @@
+"""The message plaintext: what travels inside the ratchet.
+
+Layout::
+
+    version     u8    MESSAGE_VERSION
+    message_id  16    random; deduplicates copies that arrive by several relays or retries
+    seq         u64   per-sender sequence number, from 1; a gap is visible until filled
+    prev_hash   32    hash of the previous message this sender sent (zeros for the first)
+    sent_at     u64   sender's clock, milliseconds since the Unix epoch
+    kind        u16   what the body is (see `MessageKind`); unknown kinds are kept, not refused
+    body        u32 length + bytes, at most MAX_BODY_SIZE
+
+`message_hash` chains a sender's messages: each names its predecessor, so a receiver detects
+a dropped or substituted message even across relays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final
+
+from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.wire import Reader, Writer
+
+__all__ = [
+    "GENESIS_HASH",
+    "MAX_BODY_SIZE",
+    "MESSAGE_ID_SIZE",
+    "MESSAGE_VERSION",
+    "Message",
+    "MessageKind",
+]
+
+MESSAGE_VERSION: Final = 1
+MESSAGE_ID_SIZE: Final = 16
+HASH_SIZE: Final = 32
+GENESIS_HASH: Final = b"\x00" * HASH_SIZE
+# The largest envelope is 64 KiB; a body cannot exceed it, and the check comes before any
+# allocation so a malformed length cannot make a receiver reserve gigabytes.
+MAX_BODY_SIZE: Final = 65536
+_HASH_PREFIX: Final = b"Backchannel message hash v1"
+
+
+class MessageKind(IntEnum):
+    """Registered kinds. The dialogue layer adds its own numbers from 0x0100 up."""
+
+    NOTE = 0x0001
+    RECEIPT_DELIVERED = 0x0002
+    RECEIPT_READ = 0x0003
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    message_id: bytes
+    seq: int
+    prev_hash: bytes
+    sent_at_ms: int
+    kind: int
+    body: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.message_id) != MESSAGE_ID_SIZE or len(self.prev_hash) != HASH_SIZE:
+            raise LocalProtocolError("message id is 16 bytes and prev_hash 32")
+        if len(self.body) > MAX_BODY_SIZE:
+            raise LocalProtocolError(f"message body exceeds {MAX_BODY_SIZE} bytes")
+        if not 0 <= self.kind <= 0xFFFF:
+            raise LocalProtocolError("message kind out of range")
+
+    def __repr__(self) -> str:
+        # Bodies are secrets: a repr may end up in a log.
+        return (
+            f"Message(id={self.message_id.hex()}, seq={self.seq}, kind={self.kind}, "
+            f"body=<{len(self.body)} bytes>)"
+        )
+
+    def encode(self) -> bytes:
+        w = Writer().u8(MESSAGE_VERSION).fixed(self.message_id, MESSAGE_ID_SIZE)
+        w.u64(self.seq).fixed(self.prev_hash, HASH_SIZE).u64(self.sent_at_ms).u16(self.kind)
+        return w.bytes32(self.body).getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Message:
+        r = Reader(data, "message")
+        if r.u8() != MESSAGE_VERSION:
+            raise RemoteProtocolError("unknown message version")
+        message = cls(
+            r.fixed(MESSAGE_ID_SIZE),
+            r.u64(),
+            r.fixed(HASH_SIZE),
+            r.u64(),
+            r.u16(),
+            r.bytes32(MAX_BODY_SIZE),
+        )
+        r.finish()
+        return message
+
+    @property
+    def hash(self) -> bytes:
+        return hashlib.sha256(_HASH_PREFIX + self.encode()).digest()
