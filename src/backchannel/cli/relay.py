@@ -2,6 +2,92 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
 import typer
 
 relay_app = typer.Typer(help="Run a neutral, blind relay.", no_args_is_help=True)
+
+DEFAULT_PORT = 8470
+
+
+def default_db_url() -> str:
+    """``sqlite:///<user data folder>/relay.db``."""
+    import platformdirs
+
+    path = Path(platformdirs.user_data_path("backchannel")) / "relay.db"
+    return f"sqlite:///{path}"
+
+
+@relay_app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(DEFAULT_PORT, help="Port to listen on."),
+    db: str = typer.Option(
+        "", help="Database URL: sqlite:///path/relay.db or postgresql://user@host/db"
+        "[?schema=name]. Default: relay.db in your data folder."),
+    ttl_days: float = typer.Option(30.0, help="Days an unacknowledged envelope is kept."),
+    max_envelopes: int = typer.Option(1000, help="Envelopes one mailbox may hold."),
+    max_mailbox_mib: int = typer.Option(64, help="MiB one mailbox may hold."),
+    max_connections_per_address: int = typer.Option(64, help="Open connections per client address."),
+    creates_per_second: float = typer.Option(50.0, help="Mailboxes created per second, relay-wide."),
+    log_addresses: bool = typer.Option(False, help="Log client addresses (off: none are logged)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level."),
+) -> None:
+    """Serve the relay until SIGINT or SIGTERM; stopping loses no stored envelope.
+
+    Example: backchannel relay serve --host 0.0.0.0 --port 8470 --db postgresql://relay@db/relay
+    """
+    from backchannel.relay.limits import DAY, RelayLimits
+    from backchannel.relay.logs import configure_logging
+
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
+    try:
+        limits = RelayLimits(
+            envelope_ttl=ttl_days * DAY,
+            mailbox_max_envelopes=max_envelopes,
+            mailbox_max_bytes=max_mailbox_mib * 1024 * 1024,
+            max_connections_per_address=max_connections_per_address,
+            creates_per_second=creates_per_second,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    code = runner(_serve(host, port, db or default_db_url(), limits, log_addresses))
+    raise typer.Exit(code)
+
+
+async def _serve(host: str, port: int, url: str, limits: object, log_addresses: bool) -> int:
+    from backchannel.relay.limits import RelayLimits
+    from backchannel.relay.server import RelayServer
+    from backchannel.relay.store import StoreUnavailable, open_store, redact_url
+
+    assert isinstance(limits, RelayLimits)
+    log = logging.getLogger("backchannel.relay")
+    try:
+        store = open_store(url, limits)
+    except ValueError as exc:
+        log.error("bad database URL", extra={"fields": {"reason": str(exc)}})
+        return 2
+    server = RelayServer(store, limits, host=host, port=port, log_addresses=log_addresses)
+    try:
+        await server.start()
+    except (StoreUnavailable, OSError) as exc:
+        log.error("cannot start", extra={"fields": {"db": redact_url(url),
+                                                     "reason": type(exc).__name__}})
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+    return 0

@@ -1,0 +1,1 @@
+"""The Backchannel client (design §5)."""

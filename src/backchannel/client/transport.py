@@ -1,0 +1,256 @@
+"""An async client for the relay protocol over WebSockets.
+
+One `RelayClient` is one connection to one relay. Requests are pipelined: each gets a fresh
+request id and a future that the reader task resolves when the relay answers, so many
+sends may be in flight at once. Deliveries pushed by the relay are queued for `receive`.
+The client imports only `backchannel.protocol`; it knows nothing of the relay's insides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Final
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from backchannel.protocol.envelope import MAILBOX_ID_SIZE
+from backchannel.protocol.errors import BackchannelError, RemoteProtocolError
+from backchannel.protocol.relayframes import (
+    MAX_BATCH_ITEMS,
+    MAX_RESPONSE_FRAME_SIZE,
+    TOKEN_SIZE,
+    Ack,
+    Acked,
+    Create,
+    Delete,
+    Deliver,
+    Delivery,
+    Error,
+    Fetch,
+    Fetched,
+    Ping,
+    Request,
+    Response,
+    Send,
+    Stored,
+    Subscribe,
+    Subscribed,
+    decode_response,
+    encode,
+    token_hash,
+)
+
+__all__ = ["MailboxCaps", "RelayClient", "RelayClosed", "RelayRequestError"]
+
+# Request ids are u32 on the wire; they wrap long before that matters for one connection.
+_REQUEST_ID_MODULUS: Final = 1 << 32
+# Seconds to wait for the WebSocket opening handshake.
+DEFAULT_OPEN_TIMEOUT: Final = 10.0
+
+
+class RelayRequestError(BackchannelError):
+    """The relay refused a request; ``code`` is its `ErrorCode` value."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"relay error {code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class RelayClosed(BackchannelError):
+    """The connection to the relay is closed (by us, by the relay, or by the network)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCaps:
+    """A mailbox id and its two capabilities. Keep the tokens secret; never log them."""
+
+    mailbox_id: bytes
+    send_token: bytes = field(repr=False)
+    receive_token: bytes = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> MailboxCaps:
+        """Fresh random id and tokens from the operating system's CSPRNG."""
+        return cls(os.urandom(MAILBOX_ID_SIZE), os.urandom(TOKEN_SIZE), os.urandom(TOKEN_SIZE))
+
+
+class RelayClient:
+    """A connection to a relay. Use `connect`, then ``async with`` or `close`."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._next_id = 0
+        self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._deliveries: asyncio.Queue[tuple[bytes, Delivery] | None] = asyncio.Queue()
+        self._closed: BaseException | None = None
+        self._reader = asyncio.create_task(self._read_loop())
+
+    @classmethod
+    async def connect(cls, url: str, *, open_timeout: float = DEFAULT_OPEN_TIMEOUT) -> RelayClient:
+        """Open a connection to the relay at `url` (``ws://`` or ``wss://``).
+
+        Raises:
+            OSError: the relay cannot be reached.
+            websockets.exceptions.InvalidHandshake: the relay refused the connection.
+        """
+        ws = await connect(url, compression=None, max_size=MAX_RESPONSE_FRAME_SIZE,
+                           open_timeout=open_timeout, ping_interval=None)
+        return cls(ws)
+
+    async def __aenter__(self) -> RelayClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection and fail every request still waiting."""
+        await self._ws.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    # --- requests ----------------------------------------------------------------------
+
+    def _request_id(self) -> int:
+        self._next_id = (self._next_id + 1) % _REQUEST_ID_MODULUS or 1
+        return self._next_id
+
+    async def _call(self, build: type[Request], *args: object) -> Response:
+        if self._closed is not None:
+            raise RelayClosed("the relay connection is closed")
+        rid = self._request_id()
+        frame = build(rid, *args)  # type: ignore[arg-type]
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        try:
+            await self._ws.send(encode(frame))
+        except ConnectionClosed:
+            self._pending.pop(rid, None)
+            raise RelayClosed("the relay connection is closed") from None
+        return await future
+
+    async def create_mailbox(self, caps: MailboxCaps | None = None) -> MailboxCaps:
+        """Create a mailbox on the relay (fresh random capabilities unless given).
+
+        Returns:
+            The capabilities: share the send token with the sender, keep the receive token.
+
+        Raises:
+            RelayRequestError: refused (rate limited, id taken).
+            RelayClosed: the connection closed first.
+        """
+        caps = caps if caps is not None else MailboxCaps.generate()
+        await self._call(Create, caps.mailbox_id, token_hash(caps.send_token),
+                         token_hash(caps.receive_token))
+        return caps
+
+    async def send(self, mailbox_id: bytes, send_token: bytes, envelope: bytes) -> int:
+        """Deposit an envelope; returns its sequence number once the relay committed it.
+
+        Raises:
+            RelayRequestError: refused (wrong token, quota, not an envelope for the mailbox).
+            RelayClosed: the connection closed before the receipt (the envelope may or may
+                not be stored: send it again; receivers deduplicate).
+        """
+        answer = await self._call(Send, mailbox_id, send_token, envelope)
+        assert isinstance(answer, _StoredOne)
+        return answer.seq
+
+    async def subscribe(self, mailbox_id: bytes, receive_token: bytes) -> int:
+        """Ask the relay to push this mailbox's envelopes; returns how many are pending."""
+        answer = await self._call(Subscribe, mailbox_id, receive_token)
+        assert isinstance(answer, Subscribed)
+        return answer.pending
+
+    async def receive(self, timeout: float | None = None) -> tuple[bytes, Delivery]:
+        """The next pushed delivery: ``(mailbox_id, Delivery)``, in order per mailbox.
+
+        Raises:
+            TimeoutError: nothing arrived within `timeout` seconds.
+            RelayClosed: the connection closed.
+        """
+        if self._closed is not None and self._deliveries.empty():
+            raise RelayClosed("the relay connection is closed")
+        item = await asyncio.wait_for(self._deliveries.get(), timeout)
+        if item is None:
+            self._deliveries.put_nowait(None)
+            raise RelayClosed("the relay connection is closed")
+        return item
+
+    async def fetch(self, mailbox_id: bytes, receive_token: bytes, after_seq: int = 0,
+                    limit: int = MAX_BATCH_ITEMS) -> tuple[tuple[Delivery, ...], bool]:
+        """Read stored envelopes after `after_seq`; returns them and whether more remain."""
+        answer = await self._call(Fetch, mailbox_id, receive_token, after_seq, limit)
+        assert isinstance(answer, Fetched)
+        return answer.deliveries, answer.more
+
+    async def ack(self, mailbox_id: bytes, receive_token: bytes, seqs: tuple[int, ...]) -> int:
+        """Settle envelopes (the relay deletes them); returns how many were still stored."""
+        answer = await self._call(Ack, mailbox_id, receive_token, tuple(seqs))
+        assert isinstance(answer, Acked)
+        return answer.removed
+
+    async def delete(self, mailbox_id: bytes, receive_token: bytes) -> None:
+        """Delete the mailbox and everything in it."""
+        await self._call(Delete, mailbox_id, receive_token)
+
+    async def ping(self) -> None:
+        """Round trip to the relay."""
+        await self._call(Ping)
+
+    # --- reader ------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        reason: BaseException = RelayClosed("the relay connection is closed")
+        try:
+            async for message in self._ws:
+                if isinstance(message, str):
+                    raise RemoteProtocolError("the relay sent a text frame")
+                self._dispatch(decode_response(message))
+        except ConnectionClosed:
+            pass
+        except RemoteProtocolError as exc:
+            reason = RelayClosed(f"the relay broke the protocol: {exc}")
+            await self._ws.close(1002, "protocol error")
+        finally:
+            self._closed = reason
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(RelayClosed(str(reason)))
+            self._pending.clear()
+            self._deliveries.put_nowait(None)
+
+    def _dispatch(self, frame: Response) -> None:
+        match frame:
+            case Deliver(mailbox_id, items):
+                for item in items:
+                    self._deliveries.put_nowait((mailbox_id, item))
+            case Stored(receipts):
+                for receipt in receipts:
+                    self._resolve(receipt.request_id, _StoredOne(receipt.request_id, receipt.seq))
+            case Error(rid, code, reason):
+                future = self._pending.pop(rid, None)
+                if future is not None and not future.done():
+                    future.set_exception(RelayRequestError(code, reason))
+            case _:
+                self._resolve(frame.request_id, frame)
+
+    def _resolve(self, rid: int, frame: Response | _StoredOne) -> None:
+        future = self._pending.pop(rid, None)
+        if future is not None and not future.done():
+            future.set_result(frame)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredOne:
+    """One send's receipt, split out of a `Stored` frame."""
+
+    request_id: int
+    seq: int

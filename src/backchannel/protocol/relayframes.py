@@ -1,0 +1,619 @@
+"""The relay protocol: frames exchanged between a client and a relay, sans I/O.
+
+Each WebSocket binary message carries exactly one frame. Every frame starts with::
+
+    version  u8   RELAY_PROTOCOL_VERSION
+    kind     u8   FrameKind
+
+Requests (client → relay) then carry a ``request_id u32`` chosen by the client; every
+request is answered by a result frame carrying the same id or by an `Error` frame. `Stored`
+answers several sends at once (one per group commit) and `Deliver` is pushed by the relay
+without a request. The byte layout of every frame is in ``docs/relay.md`` ("Relay
+protocol"); the layouts below are the normative summary.
+
+Decoding is strict and bounded: every length is checked against a named maximum before
+anything is sliced, trailing bytes are refused, and any malformed input raises
+`FrameError` (a `RemoteProtocolError`) that says which error code to answer with and, when
+it could be read, the request id. Tokens never appear in ``repr``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Final
+
+from backchannel.protocol.envelope import MAILBOX_ID_SIZE, MAX_ENVELOPE_SIZE
+from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.wire import Reader, Writer
+
+__all__ = [
+    "MAX_ACK_SEQS",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_ITEMS",
+    "MAX_REASON_SIZE",
+    "MAX_REQUEST_FRAME_SIZE",
+    "MAX_RESPONSE_FRAME_SIZE",
+    "RELAY_PROTOCOL_VERSION",
+    "TOKEN_HASH_SIZE",
+    "TOKEN_SIZE",
+    "Ack",
+    "Acked",
+    "Create",
+    "Created",
+    "Delete",
+    "Deleted",
+    "Deliver",
+    "Delivery",
+    "Error",
+    "ErrorCode",
+    "Fetch",
+    "Fetched",
+    "FrameError",
+    "FrameKind",
+    "Ping",
+    "Pong",
+    "Request",
+    "Response",
+    "Send",
+    "Stored",
+    "StoredItem",
+    "Subscribe",
+    "Subscribed",
+    "decode_request",
+    "decode_response",
+    "encode",
+    "token_hash",
+]
+
+RELAY_PROTOCOL_VERSION: Final = 1
+
+# Capabilities are 256-bit random strings: unguessable, and their SHA-256 is as long.
+TOKEN_SIZE: Final = 32
+TOKEN_HASH_SIZE: Final = 32
+_TOKEN_HASH_LABEL: Final = b"backchannel relay capability v1\x00"
+
+# One ack frame may settle at most one delivery batch; 256 keeps the work a single frame
+# can cause on the relay small and fixed (one transaction, 256 index lookups).
+MAX_ACK_SEQS: Final = 256
+# A Deliver / Fetched / Stored frame holds at most this many items: the same bound as acks,
+# so a receiver can always settle a whole batch with one Ack.
+MAX_BATCH_ITEMS: Final = MAX_ACK_SEQS
+# Envelope bytes in one Deliver / Fetched frame: four of the largest envelopes. Enough to
+# amortise per-frame costs, small enough that a slow reader never holds much relay memory.
+MAX_BATCH_BYTES: Final = 4 * MAX_ENVELOPE_SIZE
+# Error reasons are one short human sentence; a bound keeps errors cheap to send and parse.
+MAX_REASON_SIZE: Final = 256
+
+_HEADER: Final = 2  # version + kind
+_REQUEST_ID: Final = 4
+# The largest request is a Send of the largest envelope; acks of 256 seqs are smaller.
+MAX_REQUEST_FRAME_SIZE: Final = (
+    _HEADER + _REQUEST_ID + MAILBOX_ID_SIZE + TOKEN_SIZE + 4 + MAX_ENVELOPE_SIZE
+)
+# The largest response is a full delivery batch: per item a seq (8) and a length (4).
+MAX_RESPONSE_FRAME_SIZE: Final = (
+    _HEADER + _REQUEST_ID + MAILBOX_ID_SIZE + 2 + MAX_BATCH_ITEMS * 12 + MAX_BATCH_BYTES
+)
+
+
+def token_hash(token: bytes) -> bytes:
+    """The value a relay stores for a capability token (domain-separated SHA-256).
+
+    Args:
+        token: a `TOKEN_SIZE`-byte random capability.
+
+    Returns:
+        `TOKEN_HASH_SIZE` bytes.
+
+    Raises:
+        LocalProtocolError: the token has the wrong length.
+    """
+    if len(token) != TOKEN_SIZE:
+        raise LocalProtocolError(f"a capability token is {TOKEN_SIZE} bytes")
+    return hashlib.sha256(_TOKEN_HASH_LABEL + token).digest()
+
+
+class FrameKind(IntEnum):
+    """The second byte of every frame."""
+
+    CREATE = 0x01
+    SEND = 0x02
+    SUBSCRIBE = 0x03
+    FETCH = 0x04
+    ACK = 0x05
+    DELETE = 0x06
+    PING = 0x07
+    CREATED = 0x81
+    STORED = 0x82
+    SUBSCRIBED = 0x83
+    FETCHED = 0x84
+    ACKED = 0x85
+    DELETED = 0x86
+    PONG = 0x87
+    DELIVER = 0x90
+    ERROR = 0xEE
+
+
+class ErrorCode(IntEnum):
+    """Numeric error codes of `Error` frames (see docs/relay.md for when each is sent)."""
+
+    MALFORMED = 1
+    UNKNOWN_COMMAND = 2
+    UNSUPPORTED_VERSION = 3
+    RATE_LIMITED = 4
+    UNAUTHORIZED = 10  # no such mailbox *or* wrong token: deliberately indistinguishable
+    MAILBOX_EXISTS = 11
+    QUOTA_EXCEEDED = 12
+    BAD_ENVELOPE = 13
+    TOO_MANY_SUBSCRIPTIONS = 14
+    UNAVAILABLE = 20
+    INTERNAL = 21
+
+
+class FrameError(RemoteProtocolError):
+    """A frame could not be decoded; says which error to answer with.
+
+    Attributes:
+        code: the `ErrorCode` a relay answers with.
+        request_id: the request id, when the frame was readable that far.
+    """
+
+    def __init__(self, message: str, code: ErrorCode, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise LocalProtocolError(what)
+
+
+def _check_id(mailbox_id: bytes) -> None:
+    _check(len(mailbox_id) == MAILBOX_ID_SIZE, f"mailbox id must be {MAILBOX_ID_SIZE} bytes")
+
+
+def _check_token(token: bytes) -> None:
+    _check(len(token) == TOKEN_SIZE, f"a capability token is {TOKEN_SIZE} bytes")
+
+
+def _check_request_id(request_id: int) -> None:
+    _check(0 <= request_id <= 0xFFFF_FFFF, "request id must fit in 32 bits")
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Create a mailbox: ``mailbox_id[16] send_hash[32] receive_hash[32]``."""
+
+    request_id: int
+    mailbox_id: bytes
+    send_hash: bytes
+    receive_hash: bytes
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_id(self.mailbox_id)
+        _check(len(self.send_hash) == TOKEN_HASH_SIZE, "bad send hash length")
+        _check(len(self.receive_hash) == TOKEN_HASH_SIZE, "bad receive hash length")
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Deposit an envelope: ``mailbox_id[16] send_token[32] envelope:bytes32``."""
+
+    request_id: int
+    mailbox_id: bytes
+    send_token: bytes = field(repr=False)
+    envelope: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_id(self.mailbox_id)
+        _check_token(self.send_token)
+        _check(len(self.envelope) <= MAX_ENVELOPE_SIZE, "envelope too large")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Receive pushes for a mailbox: ``mailbox_id[16] receive_token[32]``."""
+
+    request_id: int
+    mailbox_id: bytes
+    receive_token: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_id(self.mailbox_id)
+        _check_token(self.receive_token)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Read stored envelopes: ``mailbox_id[16] receive_token[32] after_seq:u64 limit:u16``."""
+
+    request_id: int
+    mailbox_id: bytes
+    receive_token: bytes = field(repr=False)
+    after_seq: int = 0
+    limit: int = MAX_BATCH_ITEMS
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_id(self.mailbox_id)
+        _check_token(self.receive_token)
+        _check(0 <= self.after_seq <= 0xFFFF_FFFF_FFFF_FFFF, "after_seq must fit in 64 bits")
+        _check(1 <= self.limit <= MAX_BATCH_ITEMS, f"limit must be 1..{MAX_BATCH_ITEMS}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Settle envelopes: ``mailbox_id[16] receive_token[32] count:u16 seq:u64 × count``."""
+
+    request_id: int
+    mailbox_id: bytes
+    receive_token: bytes = field(repr=False)
+    seqs: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_id(self.mailbox_id)
+        _check_token(self.receive_token)
+        _check(1 <= len(self.seqs) <= MAX_ACK_SEQS, f"ack 1..{MAX_ACK_SEQS} seqs")
+        _check(all(1 <= s <= 0xFFFF_FFFF_FFFF_FFFF for s in self.seqs), "seq out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete a mailbox and everything in it: ``mailbox_id[16] receive_token[32]``."""
+
+    request_id: int
+    mailbox_id: bytes
+    receive_token: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_id(self.mailbox_id)
+        _check_token(self.receive_token)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Liveness check: no body."""
+
+    request_id: int
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+
+
+Request = Create | Send | Subscribe | Fetch | Ack | Delete | Ping
+
+# --- responses ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """The mailbox exists now."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """One committed send: its request id and the envelope's sequence number."""
+
+    request_id: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Sends committed to storage: ``count:u16 (request_id:u32 seq:u64) × count``."""
+
+    items: tuple[StoredItem, ...]
+
+    def __post_init__(self) -> None:
+        _check(1 <= len(self.items) <= MAX_BATCH_ITEMS, f"1..{MAX_BATCH_ITEMS} items")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """The subscription is live; ``pending:u32`` envelopes are waiting (capped)."""
+
+    request_id: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stored envelope and its per-mailbox sequence number."""
+
+    seq: int
+    envelope: bytes = field(repr=False)
+
+
+def _check_batch(items: tuple[Delivery, ...], allow_empty: bool) -> None:
+    _check((allow_empty or bool(items)) and len(items) <= MAX_BATCH_ITEMS, "bad batch item count")
+    _check(sum(len(d.envelope) for d in items) <= MAX_BATCH_BYTES, "batch too large")
+    _check(all(1 <= d.seq <= 0xFFFF_FFFF_FFFF_FFFF for d in items), "seq out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """Answer to Fetch: ``more:u8 count:u16 (seq:u64 envelope:bytes32) × count``."""
+
+    request_id: int
+    deliveries: tuple[Delivery, ...]
+    more: bool
+
+    def __post_init__(self) -> None:
+        _check_batch(self.deliveries, allow_empty=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """Answer to Ack: ``removed:u16`` envelopes were deleted (others were already gone)."""
+
+    request_id: int
+    removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """The mailbox and its envelopes are gone."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Answer to Ping."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Pushed to a subscriber: ``mailbox_id[16] count:u16 (seq:u64 envelope:bytes32) × count``."""
+
+    mailbox_id: bytes
+    deliveries: tuple[Delivery, ...]
+
+    def __post_init__(self) -> None:
+        _check_id(self.mailbox_id)
+        _check_batch(self.deliveries, allow_empty=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A request failed: ``request_id:u32 code:u16 reason:text16``.
+
+    ``request_id`` is 0 when the failed frame was unreadable. ``code`` is an `ErrorCode`
+    value (kept as a plain int so that a client survives codes added later).
+    """
+
+    request_id: int
+    code: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        _check(len(self.reason.encode("utf-8")) <= MAX_REASON_SIZE, "reason too long")
+
+
+Response = Created | Stored | Subscribed | Fetched | Acked | Deleted | Pong | Deliver | Error
+
+# --- encoding -----------------------------------------------------------------------------
+
+
+def _start(kind: FrameKind) -> Writer:
+    return Writer().u8(RELAY_PROTOCOL_VERSION).u8(kind)
+
+
+def _deliveries(w: Writer, items: tuple[Delivery, ...]) -> Writer:
+    w.u16(len(items))
+    for d in items:
+        w.u64(d.seq).bytes32(d.envelope)
+    return w
+
+
+def encode(frame: Request | Response) -> bytes:
+    """Encode a frame to the bytes of one WebSocket binary message.
+
+    Args:
+        frame: any request or response frame.
+
+    Returns:
+        The frame's bytes.
+
+    Raises:
+        LocalProtocolError: a field is out of range (the dataclasses check this on creation).
+    """
+    match frame:
+        case Create(rid, mid, sh, rh):
+            w = _start(FrameKind.CREATE).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
+            w.fixed(sh, TOKEN_HASH_SIZE).fixed(rh, TOKEN_HASH_SIZE)
+        case Send(rid, mid, tok, env):
+            w = _start(FrameKind.SEND).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
+            w.fixed(tok, TOKEN_SIZE).bytes32(env)
+        case Subscribe(rid, mid, tok):
+            w = _start(FrameKind.SUBSCRIBE).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
+            w.fixed(tok, TOKEN_SIZE)
+        case Fetch(rid, mid, tok, after, limit):
+            w = _start(FrameKind.FETCH).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
+            w.fixed(tok, TOKEN_SIZE).u64(after).u16(limit)
+        case Ack(rid, mid, tok, seqs):
+            w = _start(FrameKind.ACK).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
+            w.fixed(tok, TOKEN_SIZE).u16(len(seqs))
+            for s in seqs:
+                w.u64(s)
+        case Delete(rid, mid, tok):
+            w = _start(FrameKind.DELETE).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
+            w.fixed(tok, TOKEN_SIZE)
+        case Ping(rid):
+            w = _start(FrameKind.PING).u32(rid)
+        case Created(rid):
+            w = _start(FrameKind.CREATED).u32(rid)
+        case Stored(items):
+            w = _start(FrameKind.STORED).u16(len(items))
+            for item in items:
+                w.u32(item.request_id).u64(item.seq)
+        case Subscribed(rid, pending):
+            w = _start(FrameKind.SUBSCRIBED).u32(rid).u32(min(pending, 0xFFFF_FFFF))
+        case Fetched(rid, items, more):
+            w = _deliveries(_start(FrameKind.FETCHED).u32(rid).u8(int(more)), items)
+        case Acked(rid, removed):
+            w = _start(FrameKind.ACKED).u32(rid).u16(removed)
+        case Deleted(rid):
+            w = _start(FrameKind.DELETED).u32(rid)
+        case Pong(rid):
+            w = _start(FrameKind.PONG).u32(rid)
+        case Deliver(mid, items):
+            w = _deliveries(_start(FrameKind.DELIVER).fixed(mid, MAILBOX_ID_SIZE), items)
+        case Error(rid, code, reason):
+            w = _start(FrameKind.ERROR).u32(rid).u16(code).text16(reason)
+        case _:
+            raise LocalProtocolError(f"not a relay frame: {type(frame).__name__}")
+    return w.getvalue()
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+def _header(data: bytes, limit: int, what: str) -> tuple[Reader, int]:
+    if len(data) > limit:
+        raise FrameError(f"{what} of {len(data)} bytes exceeds {limit}", ErrorCode.MALFORMED)
+    if len(data) < _HEADER:
+        raise FrameError(f"{what} is truncated", ErrorCode.MALFORMED)
+    if data[0] != RELAY_PROTOCOL_VERSION:
+        raise FrameError(f"unsupported relay protocol version {data[0]}",
+                         ErrorCode.UNSUPPORTED_VERSION)
+    r = Reader(data, what)
+    r.u8()
+    return r, r.u8()
+
+
+def _read_deliveries(r: Reader) -> tuple[Delivery, ...]:
+    count = r.u16()
+    if count > MAX_BATCH_ITEMS:
+        raise RemoteProtocolError(f"batch of {count} items exceeds {MAX_BATCH_ITEMS}")
+    items = tuple(Delivery(r.u64(), r.bytes32(MAX_ENVELOPE_SIZE)) for _ in range(count))
+    if sum(len(d.envelope) for d in items) > MAX_BATCH_BYTES:
+        raise RemoteProtocolError("batch exceeds its byte limit")
+    if any(d.seq == 0 for d in items):
+        raise RemoteProtocolError("sequence numbers start at 1")
+    return items
+
+
+def decode_request(data: bytes) -> Request:
+    """Decode a frame a relay received from a client.
+
+    Args:
+        data: the bytes of one WebSocket binary message.
+
+    Returns:
+        The request frame.
+
+    Raises:
+        FrameError: the bytes are not a well-formed request (``code`` says which error to
+            answer with, ``request_id`` is set when it could be read).
+    """
+    r, kind = _header(data, MAX_REQUEST_FRAME_SIZE, "relay request")
+    request_id: int | None = None
+    try:
+        request_id = r.u32()
+        frame: Request
+        match kind:
+            case FrameKind.CREATE:
+                frame = Create(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_HASH_SIZE),
+                               r.fixed(TOKEN_HASH_SIZE))
+            case FrameKind.SEND:
+                frame = Send(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE),
+                             r.bytes32(MAX_ENVELOPE_SIZE))
+            case FrameKind.SUBSCRIBE:
+                frame = Subscribe(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
+            case FrameKind.FETCH:
+                mid, tok, after, limit = (r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE),
+                                          r.u64(), r.u16())
+                if not 1 <= limit <= MAX_BATCH_ITEMS:
+                    raise RemoteProtocolError(f"fetch limit must be 1..{MAX_BATCH_ITEMS}")
+                frame = Fetch(request_id, mid, tok, after, limit)
+            case FrameKind.ACK:
+                mid, tok, count = r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE), r.u16()
+                if not 1 <= count <= MAX_ACK_SEQS:
+                    raise RemoteProtocolError(f"an ack carries 1..{MAX_ACK_SEQS} seqs")
+                seqs = tuple(r.u64() for _ in range(count))
+                if 0 in seqs:
+                    raise RemoteProtocolError("sequence numbers start at 1")
+                frame = Ack(request_id, mid, tok, seqs)
+            case FrameKind.DELETE:
+                frame = Delete(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
+            case FrameKind.PING:
+                frame = Ping(request_id)
+            case _:
+                raise FrameError(f"unknown command 0x{kind:02x}", ErrorCode.UNKNOWN_COMMAND,
+                                 request_id)
+        r.finish()
+    except FrameError:
+        raise
+    except (RemoteProtocolError, LocalProtocolError) as exc:
+        raise FrameError(str(exc), ErrorCode.MALFORMED, request_id) from None
+    return frame
+
+
+def decode_response(data: bytes) -> Response:
+    """Decode a frame a client received from a relay.
+
+    Args:
+        data: the bytes of one WebSocket binary message.
+
+    Returns:
+        The response or push frame.
+
+    Raises:
+        FrameError: the bytes are not a well-formed response.
+    """
+    r, kind = _header(data, MAX_RESPONSE_FRAME_SIZE, "relay response")
+    try:
+        frame: Response
+        match kind:
+            case FrameKind.CREATED:
+                frame = Created(r.u32())
+            case FrameKind.STORED:
+                count = r.u16()
+                if not 1 <= count <= MAX_BATCH_ITEMS:
+                    raise RemoteProtocolError(f"stored carries 1..{MAX_BATCH_ITEMS} items")
+                frame = Stored(tuple(StoredItem(r.u32(), r.u64()) for _ in range(count)))
+            case FrameKind.SUBSCRIBED:
+                frame = Subscribed(r.u32(), r.u32())
+            case FrameKind.FETCHED:
+                rid, more = r.u32(), r.u8()
+                if more > 1:
+                    raise RemoteProtocolError("'more' flag must be 0 or 1")
+                frame = Fetched(rid, _read_deliveries(r), bool(more))
+            case FrameKind.ACKED:
+                frame = Acked(r.u32(), r.u16())
+            case FrameKind.DELETED:
+                frame = Deleted(r.u32())
+            case FrameKind.PONG:
+                frame = Pong(r.u32())
+            case FrameKind.DELIVER:
+                mid = r.fixed(MAILBOX_ID_SIZE)
+                items = _read_deliveries(r)
+                if not items:
+                    raise RemoteProtocolError("a delivery carries at least one envelope")
+                frame = Deliver(mid, items)
+            case FrameKind.ERROR:
+                frame = Error(r.u32(), r.u16(), r.text16(MAX_REASON_SIZE))
+            case _:
+                raise FrameError(f"unknown response 0x{kind:02x}", ErrorCode.UNKNOWN_COMMAND)
+        r.finish()
+    except FrameError:
+        raise
+    except (RemoteProtocolError, LocalProtocolError) as exc:
+        raise FrameError(str(exc), ErrorCode.MALFORMED) from None
+    return frame

@@ -1,0 +1,105 @@
+"""The relay's limits: every bound an operator may tune, with the reason for its default.
+
+`RelayLimits` is a frozen value handed to the server and the store; the CLI builds one from
+its options. Defaults suit a small public relay on one modest machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from backchannel.protocol.relayframes import MAX_REQUEST_FRAME_SIZE
+
+__all__ = [
+    "DAY",
+    "RelayLimits",
+]
+
+DAY: Final = 86_400.0
+
+# An envelope nobody fetches for 30 days belongs to an abandoned channel; keeping it longer
+# only grows the store (design §4: unacked envelopes expire after a TTL).
+DEFAULT_ENVELOPE_TTL: Final = 30 * DAY
+# A mailbox with no activity for 90 days (three envelope lifetimes) is forgotten.
+DEFAULT_MAILBOX_IDLE_TTL: Final = 90 * DAY
+# A channel that falls 1,000 messages behind is broken, not busy; the cap stops one mailbox
+# from filling the disk.
+DEFAULT_MAILBOX_MAX_ENVELOPES: Final = 1_000
+# 64 MiB is a thousand typical notes or a thousand of the largest envelopes' worth of room.
+DEFAULT_MAILBOX_MAX_BYTES: Final = 64 * 1024 * 1024
+# Sustained frames per second per connection: a busy principal sends a few per second; the
+# relay serves thousands per second in all, so 200 leaves room for bursts and batch acks.
+DEFAULT_FRAMES_PER_SECOND: Final = 200.0
+DEFAULT_FRAME_BURST: Final = 400.0
+# After this many frames refused in a row the client is not backing off: close it.
+DEFAULT_MAX_REFUSED_IN_A_ROW: Final = 100
+# Malformed frames mean a broken or hostile client; a few are answered, then it is closed.
+DEFAULT_MAX_MALFORMED_FRAMES: Final = 8
+# A household or office behind one NAT has a few dozen devices; 64 is generous for them
+# and still stops one host from holding thousands of sockets.
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: Final = 64
+# Mailboxes are created once per channel and relay; 1 per second per address (burst 20)
+# is plenty for pairing, and a relay-wide 50 per second bounds the store's growth.
+DEFAULT_CREATES_PER_SECOND_PER_ADDRESS: Final = 1.0
+DEFAULT_CREATE_BURST_PER_ADDRESS: Final = 20.0
+DEFAULT_CREATES_PER_SECOND: Final = 50.0
+DEFAULT_CREATE_BURST: Final = 200.0
+# A client watches one mailbox per channel it takes part in.
+DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: Final = 64
+# Deliveries in flight (pushed, not yet acked) per subscription: one full batch plus one
+# being acked keeps the pipe full without the relay buffering much for a slow reader.
+DEFAULT_DELIVERY_WINDOW: Final = 512
+# Bytes queued for one connection that it does not read; past this it is too slow: close.
+DEFAULT_MAX_OUTBOX_BYTES: Final = 8 * 1024 * 1024
+# Group commit: at most this many operations per transaction (the research measured 64 as
+# the knee: 15x the throughput of one transaction each, 1-2 ms of added latency).
+DEFAULT_COMMIT_BATCH: Final = 256
+# How often expired envelopes and idle mailboxes are swept, and how many rows per sweep
+# transaction (small transactions never stall the writer for long).
+DEFAULT_SWEEP_INTERVAL: Final = 60.0
+DEFAULT_SWEEP_BATCH: Final = 1_000
+# Addresses whose rate state is remembered; the oldest are forgotten beyond this.
+DEFAULT_MAX_TRACKED_ADDRESSES: Final = 65_536
+# Time allowed for a graceful stop to answer in-flight requests before closing.
+DEFAULT_SHUTDOWN_GRACE: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    """Every tunable bound of a relay (see the module constants for the reasons)."""
+
+    envelope_ttl: float = DEFAULT_ENVELOPE_TTL
+    mailbox_idle_ttl: float = DEFAULT_MAILBOX_IDLE_TTL
+    mailbox_max_envelopes: int = DEFAULT_MAILBOX_MAX_ENVELOPES
+    mailbox_max_bytes: int = DEFAULT_MAILBOX_MAX_BYTES
+    max_frame_size: int = MAX_REQUEST_FRAME_SIZE
+    frames_per_second: float = DEFAULT_FRAMES_PER_SECOND
+    frame_burst: float = DEFAULT_FRAME_BURST
+    max_refused_in_a_row: int = DEFAULT_MAX_REFUSED_IN_A_ROW
+    max_malformed_frames: int = DEFAULT_MAX_MALFORMED_FRAMES
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    creates_per_second_per_address: float = DEFAULT_CREATES_PER_SECOND_PER_ADDRESS
+    create_burst_per_address: float = DEFAULT_CREATE_BURST_PER_ADDRESS
+    creates_per_second: float = DEFAULT_CREATES_PER_SECOND
+    create_burst: float = DEFAULT_CREATE_BURST
+    max_subscriptions_per_connection: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
+    delivery_window: int = DEFAULT_DELIVERY_WINDOW
+    max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES
+    commit_batch: int = DEFAULT_COMMIT_BATCH
+    sweep_interval: float = DEFAULT_SWEEP_INTERVAL
+    sweep_batch: int = DEFAULT_SWEEP_BATCH
+    max_tracked_addresses: int = DEFAULT_MAX_TRACKED_ADDRESSES
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+
+    def __post_init__(self) -> None:
+        if self.envelope_ttl <= 0 or self.mailbox_idle_ttl <= 0:
+            raise ValueError("TTLs must be positive")
+        if self.mailbox_max_envelopes < 1 or self.mailbox_max_bytes < 1:
+            raise ValueError("mailbox quotas must be positive")
+        if not 0 < self.max_frame_size <= MAX_REQUEST_FRAME_SIZE:
+            raise ValueError(f"max_frame_size must be 1..{MAX_REQUEST_FRAME_SIZE}")
+        if self.frames_per_second <= 0 or self.frame_burst < 1:
+            raise ValueError("frame rate and burst must be positive")
+        if self.commit_batch < 1 or self.delivery_window < 1:
+            raise ValueError("commit batch and delivery window must be positive")
