@@ -148,12 +148,13 @@ class Session:
             RemoteProtocolError: the bundle does not verify.
         """
         initiation, secrets = initiate(identity, bundle, rng)
-        return cls._start_initiator(initiation, secrets, bundle, rng)
+        return cls.from_initiation(initiation, secrets, bundle, rng)
 
     @classmethod
-    def _start_initiator(
+    def from_initiation(
         cls, initiation: Initiation, secrets: HandshakeSecrets, bundle: PrekeyBundle, rng: Rng
     ) -> Session:
+        """The initiator's session from a handshake already run (see `initiate_from_parts`)."""
         ratchet = Ratchet.init_initiator(
             secrets.root_key,
             bundle.signed_prekey,

@@ -1,0 +1,30 @@
+"""Invariant: any bytes decode to an Envelope that re-encodes to the same bytes, or raise
+RemoteProtocolError; nothing else escapes.
+
+Run: python fuzz/fuzz_envelope.py [corpus dir] (atheris, libFuzzer flags accepted).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from backchannel.protocol.envelope import Envelope
+from backchannel.protocol.errors import RemoteProtocolError
+
+SEEDS = [Envelope(b"\x03" * 16, b"\x00" * 1007).encode()]
+
+
+def test_one_input(data: bytes) -> None:
+    try:
+        envelope = Envelope.decode(data)
+    except RemoteProtocolError:
+        return
+    assert envelope.encode() == data
+
+
+if __name__ == "__main__":
+    import atheris
+
+    atheris.instrument_all()
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
