@@ -487,6 +487,10 @@ class RelayServer:
     # --- delivery ----------------------------------------------------------------------
 
     def _on_commit(self, mailbox_id: bytes, items: tuple[Delivery, ...] | None) -> None:
+        if not mailbox_id:  # the store may have missed wake-ups: everything is stale
+            for mid in list(self._subscribers):
+                self._on_commit(mid, None)
+            return
         conns = self._subscribers.get(mailbox_id)
         if not conns:
             return
