@@ -177,7 +177,7 @@ def test_message_from_another_session_fails_opaquely(pair: Pair) -> None:
 
 def test_responder_cannot_send_first() -> None:
     rng, _alice, _bob, prekeys = _parties("bob-first")
-    ratchet = Ratchet.init_responder(rng(32), prekeys.signed_prekey, rng(32), rng(32))
+    ratchet = Ratchet.init_responder(rng(32), prekeys.signed_prekey_key(), rng(32), rng(32))
     with pytest.raises(LocalProtocolError):
         ratchet.encrypt(b"x", b"ad", rng)
 

@@ -48,7 +48,6 @@ from backchannel.protocol.e2e.primitives import (
     aead_decrypt,
     aead_encrypt,
     hkdf,
-    mlkem_private,
     mlkem_public,
     x25519,
     x25519_private,
@@ -213,8 +212,8 @@ def respond(
         if opk_raw is None:
             raise RemoteProtocolError("initiation names a one-time prekey that is used or unknown")
     eka = x25519_public(initiation.ephemeral_key)
-    spk = x25519_private(secrets.signed_prekey)
-    kem_secret = mlkem_private(secrets.pq_prekey_seed).decapsulate(initiation.kem_ciphertext)
+    spk = secrets.signed_prekey_key()
+    kem_secret = secrets.pq_prekey_key().decapsulate(initiation.kem_ciphertext)
     dh3 = x25519(spk, eka)
     try:
         encoded_alice = aead_decrypt(

@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from backchannel.protocol.e2e.keys import (
     KEY_TYPE_MLKEM768,
     KEY_TYPE_X25519,
@@ -62,6 +65,8 @@ class PrekeyBundle:
     pq_prekey_signature: bytes
     one_time_prekey_id: int | None = None
     one_time_prekey: bytes | None = None
+    # Set once verify() has passed, so decode-then-initiate checks the signatures once.
+    _verified: bool = field(default=False, compare=False, repr=False)
 
     def encode(self) -> bytes:
         w = Writer().raw(self.identity.encode())
@@ -107,6 +112,8 @@ class PrekeyBundle:
 
     def verify(self) -> None:
         """Raises RemoteProtocolError unless both prekey signatures are the identity's."""
+        if self._verified:
+            return
         spk_ok = self.identity.verify(
             self.signed_prekey_signature, encode_tagged(KEY_TYPE_X25519, self.signed_prekey)
         )
@@ -120,6 +127,7 @@ class PrekeyBundle:
         mlkem_public(self.pq_prekey)
         if self.one_time_prekey is not None:
             x25519_public(self.one_time_prekey)
+        object.__setattr__(self, "_verified", True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,21 @@ class PrekeySecrets:
     pq_prekey_id: int
     pq_prekey_seed: bytes = field(repr=False)
     one_time_prekeys: dict[int, bytes] = field(default_factory=dict, repr=False)
+    # Parsed key objects, made on first use: parsing costs a scalar multiplication (X25519)
+    # or a full key expansion (ML-KEM), and every handshake needs both.
+    _parsed: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def signed_prekey_key(self) -> X25519PrivateKey:
+        key = self._parsed.get("spk")
+        if not isinstance(key, X25519PrivateKey):
+            key = self._parsed["spk"] = x25519_private(self.signed_prekey)
+        return key
+
+    def pq_prekey_key(self) -> MLKEM768PrivateKey:
+        key = self._parsed.get("pq")
+        if not isinstance(key, MLKEM768PrivateKey):
+            key = self._parsed["pq"] = mlkem_private(self.pq_prekey_seed)
+        return key
 
     @classmethod
     def generate(cls, rng: Rng, *, one_time_count: int = 1, first_id: int = 1) -> PrekeySecrets:
@@ -141,8 +164,8 @@ class PrekeySecrets:
 
     def bundle(self, identity: IdentityKeyPair, one_time_prekey_id: int | None) -> PrekeyBundle:
         """The public bundle, offering one named one-time prekey (or none)."""
-        spk = x25519_private(self.signed_prekey).public_key().public_bytes_raw()
-        pq = mlkem_private(self.pq_prekey_seed).public_key().public_bytes_raw()
+        spk = self.signed_prekey_key().public_key().public_bytes_raw()
+        pq = self.pq_prekey_key().public_key().public_bytes_raw()
         opk: bytes | None = None
         if one_time_prekey_id is not None:
             if one_time_prekey_id not in self.one_time_prekeys:
@@ -163,7 +186,7 @@ class PrekeySecrets:
 
     def without_one_time_prekey(self, prekey_id: int) -> PrekeySecrets:
         remaining = {k: v for k, v in self.one_time_prekeys.items() if k != prekey_id}
-        return replace(self, one_time_prekeys=remaining)
+        return replace(self, one_time_prekeys=remaining, _parsed=self._parsed)
 
     def encode(self) -> bytes:
         w = Writer().u8(_SECRETS_VERSION)

@@ -116,6 +116,7 @@ class Ratchet:
         "cks",
         "dhr",
         "dhs",
+        "dhs_public",
         "hkr",
         "hks",
         "nhkr",
@@ -129,6 +130,7 @@ class Ratchet:
 
     def __init__(self) -> None:
         self.dhs: X25519PrivateKey = X25519PrivateKey.from_private_bytes(b"\x01" * 32)
+        self.dhs_public = b""  # cached: deriving it costs a scalar multiplication
         self.dhr: bytes = _NO_KEY
         self.rk: bytes = _NO_KEY
         self.cks: bytes = _NO_KEY
@@ -168,13 +170,13 @@ class Ratchet:
     def init_responder(
         cls,
         root_key: bytes,
-        own_ratchet_private: bytes,
+        own_ratchet_key: X25519PrivateKey,
         shared_header_key: bytes,
         shared_next_header_key: bytes,
     ) -> Ratchet:
         """RatchetInitBobHE: Bob waits for Alice's first message before he can send."""
         r = cls()
-        r.dhs = x25519_private(own_ratchet_private)
+        r.dhs = own_ratchet_key
         r.rk = root_key
         r.nhks = shared_next_header_key
         r.nhkr = shared_header_key
@@ -195,7 +197,9 @@ class Ratchet:
         if not self.cks:
             raise LocalProtocolError("cannot send before the first message has arrived")
         self.cks, mk = _kdf_ck(self.cks)
-        header = _HEADER.pack(self.dhs.public_key().public_bytes_raw(), self.pn, self.ns)
+        if not self.dhs_public:
+            self.dhs_public = self.dhs.public_key().public_bytes_raw()
+        header = _HEADER.pack(self.dhs_public, self.pn, self.ns)
         sealed = header_encrypt(self.hks, rng(HEADER_NONCE_SIZE), header, ad)
         self.ns += 1
         return sealed + aead_encrypt(mk, plaintext, ad + sealed)
@@ -254,6 +258,8 @@ class Ratchet:
 
         # Authentic: commit.
         self.hkr, self.ckr, self.nr = hkr, ckr, nr + 1
+        if dhs is not self.dhs:
+            self.dhs_public = b""
         self.rk, self.dhs, self.dhr = rk, dhs, dhr
         self.cks, self.ns, self.pn, self.hks, self.nhks, self.nhkr = cks, ns, pn, hks, nhks, nhkr
         for key, value in new_skipped:

@@ -81,7 +81,8 @@ def _unpad(padded: bytes) -> bytes:
         raise RemoteProtocolError("padded message is truncated")
     (length,) = _LENGTH.unpack_from(padded)
     end = _LENGTH.size + length
-    if end > len(padded) or any(padded[end:]):
+    # Padding must be zeros: one canonical plaintext per message. Compared in C, not a loop.
+    if end > len(padded) or padded[end:] != bytes(len(padded) - end):
         raise RemoteProtocolError("message padding is malformed")
     return padded[_LENGTH.size : end]
 
@@ -186,7 +187,7 @@ class Session:
         _alice, secrets = respond(identity, prekeys, initiation)
         ratchet = Ratchet.init_responder(
             secrets.root_key,
-            prekeys.signed_prekey,
+            prekeys.signed_prekey_key(),
             secrets.shared_header_key,
             secrets.shared_next_header_key,
         )
@@ -221,10 +222,11 @@ class Session:
         else:
             prefix.u8(PAYLOAD_RATCHET)
         head = prefix.getvalue()
-        padded = _pad(message.encode(), len(head) + SEALED_HEADER_SIZE + AEAD_TAG_SIZE)
+        encoded = message.encode()
+        padded = _pad(encoded, len(head) + SEALED_HEADER_SIZE + AEAD_TAG_SIZE)
         payload = head + self._ratchet.encrypt(padded, self.associated_data, rng)
         self.next_seq += 1
-        self.last_sent_hash = message.hash
+        self.last_sent_hash = Message.hash_of(encoded)
         return SealedMessage(message, payload)
 
     def open(self, payload: bytes, rng: Rng) -> Message:

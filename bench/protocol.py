@@ -1,0 +1,183 @@
+"""Protocol speed against its floor: the raw primitive costs, measured in the same run.
+
+    python bench/protocol.py [--messages N] [--handshakes N]
+
+Prints µs per operation for (a) a one-way stream of 1 KiB messages (seal + open), (b)
+ping-pong (a DH ratchet step on every message), (c) a PQXDH session setup (initiator +
+responder, including the first message), and beside each the floor: the same work's
+primitive calls alone. Ratios compare numbers from this run only; the machine is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from backchannel.protocol.e2e.keys import IdentityKeyPair
+from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
+from backchannel.protocol.e2e.primitives import (
+    aead_decrypt,
+    aead_encrypt,
+    ed25519_public,
+    ed25519_verify,
+    header_decrypt,
+    header_encrypt,
+    hkdf,
+    hmac_sha256,
+    mlkem_private,
+    mlkem_public,
+)
+from backchannel.protocol.e2e.session import Session
+
+BODY = os.urandom(900)  # a 900-byte body fills the 1 KiB bucket
+REPEATS = 7
+
+
+def per_op(fn: Callable[[], None], count: int) -> float:
+    """Median over REPEATS batches of µs per call."""
+    samples = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(count):
+            fn()
+        samples.append((time.perf_counter() - start) / count * 1e6)
+    return statistics.median(samples)
+
+
+def new_pair() -> tuple[Session, Session]:
+    rng = os.urandom
+    alice, bob = IdentityKeyPair.generate(rng), IdentityKeyPair.generate(rng)
+    prekeys = PrekeySecrets.generate(rng, one_time_count=1)
+    session = Session.initiate(alice, prekeys.bundle(bob, 1), rng)
+    responder, _, _ = Session.respond(bob, prekeys, session.seal(1, b"", 0, rng).payload, rng)
+    session.open(responder.seal(1, b"", 0, rng).payload, rng)
+    return session, responder
+
+
+def stream_message(a: Session, b: Session) -> Callable[[], None]:
+    def run() -> None:
+        b.open(a.seal(1, BODY, 0, os.urandom).payload, os.urandom)
+
+    return run
+
+
+def ping_pong(a: Session, b: Session) -> Callable[[], None]:
+    turn = [a, b]
+
+    def run() -> None:
+        sender, receiver = turn
+        receiver.open(sender.seal(1, BODY, 0, os.urandom).payload, os.urandom)
+        turn.reverse()
+
+    return run
+
+
+def message_floor() -> Callable[[], None]:
+    key, hk, plain = os.urandom(32), os.urandom(32), os.urandom(1024 - 17 - 1 - 68 - 16)
+    header, ad = os.urandom(40), os.urandom(132)
+
+    def run() -> None:
+        mk = hmac_sha256(key, b"\x01")
+        sealed = header_encrypt(hk, os.urandom(12), header, ad)
+        ciphertext = aead_encrypt(mk, plain, ad + sealed)
+        header_decrypt(hk, sealed, ad)
+        aead_decrypt(mk, ciphertext, ad + sealed)
+
+    return run
+
+
+def dh_step_floor() -> Callable[[], None]:
+    """What a DH ratchet step costs in primitives: a key pair, two X25519, two HKDF."""
+    peer = X25519PrivateKey.generate().public_key()
+    root = os.urandom(32)
+    message = message_floor()
+
+    def run() -> None:
+        mine = X25519PrivateKey.generate()
+        hkdf(mine.exchange(peer), salt=root, info=b"r", length=96)
+        hkdf(X25519PrivateKey.generate().exchange(peer), salt=root, info=b"r", length=96)
+        message()
+
+    return run
+
+
+def handshake(
+    bundle_bytes: bytes, bob: IdentityKeyPair, prekeys: PrekeySecrets
+) -> Callable[[], None]:
+    alice = IdentityKeyPair.generate(os.urandom)
+
+    def run() -> None:
+        bundle = PrekeyBundle.decode(bundle_bytes)
+        first = Session.initiate(alice, bundle, os.urandom).seal(1, b"", 0, os.urandom)
+        Session.respond(bob, prekeys, first.payload, os.urandom)
+
+    return run
+
+
+def handshake_floor(bundle: PrekeyBundle, prekeys: PrekeySecrets) -> Callable[[], None]:
+    """PQXDH's primitive calls: 2 signature checks, 1 ephemeral key, 4+4 X25519, 1 ML-KEM
+    encapsulation and decapsulation, 2 HKDF per side, the sealed identity and a first
+    message's AEAD work."""
+    identity = ed25519_public(bundle.identity.signing_key)
+    spk_sig = bundle.signed_prekey_signature
+    pq_sig = bundle.pq_prekey_signature
+    tagged_spk, tagged_pq = b"\x05" + bundle.signed_prekey, b"\x0c" + bundle.pq_prekey
+    peer = X25519PrivateKey.generate().public_key()
+    kem = mlkem_private(prekeys.pq_prekey_seed)
+    message = message_floor()
+
+    def run() -> None:
+        ed25519_verify(identity, spk_sig, tagged_spk)
+        ed25519_verify(identity, pq_sig, tagged_pq)
+        ephemeral = X25519PrivateKey.generate()
+        for _ in range(8):
+            ephemeral.exchange(peer)
+        _, ct = mlkem_public(bundle.pq_prekey).encapsulate()
+        kem.decapsulate(ct)
+        for _ in range(4):
+            hkdf(b"x" * 160, salt=None, info=b"i", length=96)
+        aead_decrypt(b"k" * 32, aead_encrypt(b"k" * 32, b"i" * 66, b""), b"")
+        message()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--handshakes", type=int, default=30)
+    args = parser.parse_args()
+
+    bob = IdentityKeyPair.generate(os.urandom)
+    prekeys = PrekeySecrets.generate(os.urandom, one_time_count=0)
+    bundle = prekeys.bundle(bob, None)
+
+    rows = [
+        (
+            "1 KiB message, one-way stream",
+            per_op(stream_message(*new_pair()), args.messages),
+            per_op(message_floor(), args.messages),
+        ),
+        (
+            "1 KiB message, ping-pong (DH step)",
+            per_op(ping_pong(*new_pair()), args.messages),
+            per_op(dh_step_floor(), args.messages),
+        ),
+        (
+            "PQXDH session setup (both sides)",
+            per_op(handshake(bundle.encode(), bob, prekeys), args.handshakes),
+            per_op(handshake_floor(bundle, prekeys), args.handshakes),
+        ),
+    ]
+    print(f"{'operation':<38} {'µs':>9} {'floor µs':>9} {'ratio':>6}")
+    for name, ours, floor in rows:
+        print(f"{name:<38} {ours:9.1f} {floor:9.1f} {ours / floor:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
