@@ -92,8 +92,8 @@ WEBSOCKET_PATH: Final = "/"
 class _Conn:
     """State of one client connection."""
 
-    __slots__ = ("address", "closing", "flushing", "guard", "outbox", "outbox_bytes",
-                 "stored", "subs", "ws")
+    __slots__ = ("address", "close_with", "closing", "flushing", "guard", "outbox",
+                 "outbox_bytes", "stored", "subs", "ws")
 
     def __init__(self, ws: ServerConnection, address: str, guard: ConnectionGuard) -> None:
         self.ws = ws
@@ -105,6 +105,7 @@ class _Conn:
         self.stored: list[StoredItem] = []
         self.flushing = False
         self.closing = False
+        self.close_with: tuple[int, str] | None = None
 
 
 class RelayServer:
@@ -265,13 +266,15 @@ class RelayServer:
         if self.log_addresses:
             log.info("connected", extra={"fields": {"address": address}})
         try:
+            # After a close is started the loop keeps reading (and ignoring) what the peer
+            # had already sent, so that its close frame is read and the handshake ends.
             async for message in ws:
+                if conn.closing:
+                    continue
                 if isinstance(message, str):
                     self._close(conn, CLOSE_UNSUPPORTED_DATA, "binary frames only")
-                    break
+                    continue
                 self._on_frame(conn, message)
-                if conn.closing:
-                    break
         except ConnectionClosed:
             pass
         finally:
@@ -288,11 +291,16 @@ class RelayServer:
         if self.log_addresses:
             log.info("disconnected", extra={"fields": {"address": conn.address}})
 
-    def _close(self, conn: _Conn, code: int, reason: str) -> None:
-        if conn.closing and conn not in self._conns:
+    def _close(self, conn: _Conn, code: int, reason: str, *, discard: bool = False) -> None:
+        """Close after the answers already queued are sent (or at once if `discard`)."""
+        if conn.closing:
             return
         conn.closing = True
-        self._spawn(conn.ws.close(code, reason))
+        conn.close_with = (code, reason)
+        if discard:
+            conn.outbox.clear()
+            conn.stored.clear()
+        self._kick(conn)
 
     # --- outbound ----------------------------------------------------------------------
 
@@ -303,7 +311,7 @@ class RelayServer:
         conn.outbox.append(data)
         conn.outbox_bytes += len(data)
         if conn.outbox_bytes > self.limits.max_outbox_bytes:
-            self._close(conn, CLOSE_POLICY_VIOLATION, "not reading fast enough")
+            self._close(conn, CLOSE_POLICY_VIOLATION, "not reading fast enough", discard=True)
             return
         self._kick(conn)
 
@@ -314,7 +322,7 @@ class RelayServer:
 
     async def _flush(self, conn: _Conn) -> None:
         try:
-            while (conn.outbox or conn.stored) and not conn.closing:
+            while conn.outbox or conn.stored:
                 if conn.stored:
                     items, conn.stored = conn.stored, []
                     for i in range(0, len(items), MAX_BATCH_ITEMS):
@@ -325,6 +333,8 @@ class RelayServer:
                 for data in batch:
                     await conn.ws.send(data)
                     conn.outbox_bytes -= len(data)
+            if conn.close_with is not None:
+                await conn.ws.close(*conn.close_with)
         except ConnectionClosed:
             conn.outbox.clear()
         finally:
