@@ -32,8 +32,10 @@ def serve(
     ttl_days: float = typer.Option(30.0, help="Days an unacknowledged envelope is kept."),
     max_envelopes: int = typer.Option(1000, help="Envelopes one mailbox may hold."),
     max_mailbox_mib: int = typer.Option(64, help="MiB one mailbox may hold."),
-    max_connections_per_address: int = typer.Option(64, help="Open connections per client address."),
-    creates_per_second: float = typer.Option(50.0, help="Mailboxes created per second, relay-wide."),
+    max_connections_per_address: int = typer.Option(
+        64, help="Open connections per client address."),
+    creates_per_second: float = typer.Option(
+        50.0, help="Mailboxes created per second, relay-wide."),
     log_addresses: bool = typer.Option(False, help="Log client addresses (off: none are logged)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level."),
 ) -> None:
