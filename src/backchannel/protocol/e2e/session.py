@@ -135,6 +135,11 @@ class Session:
         return PublicIdentity.decode(other if self.role == _ROLE_INITIATOR else half)
 
     @property
+    def can_send(self) -> bool:
+        """False only for a responder before its first message arrived."""
+        return self._ratchet.can_send
+
+    @property
     def awaiting_reply(self) -> bool:
         """True while the initiator still repeats the handshake in its messages."""
         return bool(self._pending_initiation)

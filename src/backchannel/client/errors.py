@@ -1,0 +1,44 @@
+"""Errors of the client, each written for the principal who will read it."""
+
+from __future__ import annotations
+
+from backchannel.protocol.errors import BackchannelError, LocalProtocolError
+
+__all__ = [
+    "ChannelNotFound",
+    "ClientError",
+    "IdentityChanged",
+    "InviteRefused",
+    "NotInitialised",
+    "StateCorrupted",
+    "WrongPassphrase",
+]
+
+
+class ClientError(BackchannelError):
+    """Something the principal can act on; the message says what."""
+
+
+class WrongPassphrase(ClientError):
+    def __init__(self) -> None:
+        super().__init__("wrong passphrase: the local state was not opened and nothing changed")
+
+
+class StateCorrupted(ClientError):
+    """The state file is damaged or not a Backchannel file. It is left as it is."""
+
+
+class NotInitialised(ClientError):
+    """No principal lives in this home folder yet."""
+
+
+class ChannelNotFound(ClientError, LocalProtocolError):
+    """No channel of that name or id."""
+
+
+class InviteRefused(ClientError):
+    """An invite code was damaged, tampered with, expired, already used, or our own."""
+
+
+class IdentityChanged(ClientError):
+    """The counterpart's identity key changed; sending waits until it is looked at."""

@@ -1,0 +1,163 @@
+"""Invite codes and the joiner's hello: how two principals pair (pure, no I/O).
+
+An invite carries everything the joiner needs to open a channel: the relays, a one-time
+mailbox on each (its id and *send* token only), and the inviter's prekey bundle. It is
+signed by the inviter's identity key over all of it, so a relay URL or a mailbox swapped in
+transit is refused; swapping the identity too is what the safety-number comparison catches.
+
+Binary layout, then ``BC1-`` + base64url without padding::
+
+    magic "BCI" | version u8 = 1 | invite_id 16 | expires_at_ms u64 | name text16
+    relay_count u8 | relay_count x (url text16, mailbox_id 16, send_token 32)
+    bundle bytes16 | signature 64 = Ed25519(IK, "Backchannel invite v1" || all above)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from backchannel.client.errors import InviteRefused
+from backchannel.protocol.e2e.keys import IdentityKeyPair
+from backchannel.protocol.e2e.prekeys import PrekeyBundle
+from backchannel.protocol.envelope import MAILBOX_ID_SIZE
+from backchannel.protocol.errors import RemoteProtocolError
+from backchannel.protocol.relayframes import TOKEN_SIZE
+from backchannel.protocol.wire import Reader, Writer
+
+__all__ = [
+    "INVITE_PREFIX",
+    "MAX_RELAYS",
+    "Hello",
+    "Invite",
+    "RelayAddress",
+]
+
+INVITE_PREFIX: Final = "BC1-"
+_MAGIC: Final = b"BCI"
+_VERSION: Final = 1
+_SIGNATURE_LABEL: Final = b"Backchannel invite v1"
+# A channel over more than a handful of relays gains nothing and multiplies traffic.
+MAX_RELAYS: Final = 8
+MAX_URL_LENGTH: Final = 512
+MAX_NAME_LENGTH: Final = 64
+_MAX_BUNDLE: Final = 4096
+_MAX_CODE: Final = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class RelayAddress:
+    """Where and how to deposit into one mailbox: a relay URL, a mailbox, its send token."""
+
+    url: str
+    mailbox_id: bytes
+    send_token: bytes = field(repr=False)
+
+    def write(self, w: Writer) -> None:
+        w.text16(self.url).fixed(self.mailbox_id, MAILBOX_ID_SIZE)
+        w.fixed(self.send_token, TOKEN_SIZE)
+
+    @classmethod
+    def read(cls, r: Reader) -> RelayAddress:
+        url = r.text16(MAX_URL_LENGTH)
+        if not re.match(r"^wss?://", url):
+            raise RemoteProtocolError("relay URL must start with ws:// or wss://")
+        return cls(url, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
+
+
+def _write_relays(w: Writer, relays: tuple[RelayAddress, ...]) -> None:
+    w.u8(len(relays))
+    for relay in relays:
+        relay.write(w)
+
+
+def _read_relays(r: Reader) -> tuple[RelayAddress, ...]:
+    count = r.u8()
+    if not 1 <= count <= MAX_RELAYS:
+        raise RemoteProtocolError(f"a channel needs 1 to {MAX_RELAYS} relays")
+    return tuple(RelayAddress.read(r) for _ in range(count))
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    invite_id: bytes
+    expires_at_ms: int
+    name: str
+    relays: tuple[RelayAddress, ...]
+    bundle: PrekeyBundle
+    signature: bytes = field(default=b"", repr=False)
+
+    def _body(self) -> bytes:
+        w = Writer().raw(_MAGIC).u8(_VERSION).fixed(self.invite_id, 16)
+        w.u64(self.expires_at_ms).text16(self.name)
+        _write_relays(w, self.relays)
+        return w.bytes16(self.bundle.encode()).getvalue()
+
+    def signed(self, identity: IdentityKeyPair) -> Invite:
+        signature = identity.sign(_SIGNATURE_LABEL + self._body())
+        return Invite(
+            self.invite_id, self.expires_at_ms, self.name, self.relays, self.bundle, signature
+        )
+
+    def to_code(self) -> str:
+        raw = self._body() + self.signature
+        return INVITE_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def from_code(cls, code: str, now_ms: int) -> Invite:
+        """Parse, verify and check the expiry of an invite code.
+
+        Raises:
+            InviteRefused: damaged, tampered with, or expired (the message says which).
+        """
+        text = "".join(code.split())
+        if not text.startswith(INVITE_PREFIX):
+            raise InviteRefused(f"not an invite code: it should start with {INVITE_PREFIX}")
+        if len(text) > _MAX_CODE:
+            raise InviteRefused("invite code is too long")
+        body = text[len(INVITE_PREFIX) :]
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError):
+            raise InviteRefused("invite code is damaged: it is not valid base64url") from None
+        try:
+            r = Reader(raw, "invite")
+            if r.fixed(3) != _MAGIC or r.u8() != _VERSION:
+                raise RemoteProtocolError("unknown invite format")
+            invite_id, expires = r.fixed(16), r.u64()
+            name = r.text16(MAX_NAME_LENGTH)
+            relays = _read_relays(r)
+            bundle = PrekeyBundle.decode(r.bytes16(_MAX_BUNDLE))
+            signature = r.fixed(64)
+            r.finish()
+        except RemoteProtocolError as error:
+            raise InviteRefused(f"invite code is damaged or tampered with ({error})") from None
+        invite = cls(invite_id, expires, name, relays, bundle, signature)
+        if not bundle.identity.verify(signature, _SIGNATURE_LABEL + invite._body()):
+            raise InviteRefused("invite code was tampered with: its signature does not verify")
+        if now_ms >= expires:
+            raise InviteRefused("invite code has expired: ask for a new one")
+        return invite
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The joiner's first message: its name and where the inviter can reach it."""
+
+    name: str
+    relays: tuple[RelayAddress, ...]
+
+    def encode(self) -> bytes:
+        w = Writer().text16(self.name)
+        _write_relays(w, self.relays)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Hello:
+        r = Reader(data, "hello")
+        hello = cls(r.text16(MAX_NAME_LENGTH), _read_relays(r))
+        r.finish()
+        return hello

@@ -1,0 +1,248 @@
+"""The principal's local state: one SQLite file, every secret record encrypted.
+
+Why per-record AEAD and not SQLCipher: `sqlcipher3` needs a C build against libsqlcipher,
+which is not on every machine, while `cryptography` already gives us Argon2id and
+AES-GCM-SIV. What stays in clear is structure only: row ids, sequence numbers, directions,
+keyed hashes used as indexes, and the outbox's envelopes (already end-to-end ciphertext).
+Names, identities, session states, message bodies and mailbox tokens are sealed.
+
+Key schedule::
+
+    master      = Argon2id(passphrase, salt, parameters stored in the file)
+    record key  = HKDF(master, info="Backchannel keystore records v1")
+    index key   = HKDF(master, info="Backchannel keystore index v1")
+
+A record is `nonce(12) || AES-256-GCM-SIV(record key, nonce, plaintext, ad = table || key)`,
+so a record copied to another row or table no longer opens. A known check value sealed
+under the record key tells a wrong passphrase from a damaged file before anything changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from backchannel.client.errors import StateCorrupted, WrongPassphrase
+
+__all__ = ["FORMAT_VERSION", "STATE_FILE", "KdfParameters", "Keystore"]
+
+STATE_FILE: Final = "state.db"
+FORMAT_VERSION: Final = 1
+_CHECK: Final = b"Backchannel keystore check v1"
+_NONCE: Final = 12
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, key BLOB NOT NULL, record BLOB NOT NULL, PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS messages (
+    channel BLOB NOT NULL, ref BLOB NOT NULL, direction INTEGER NOT NULL,
+    seq INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (channel, ref));
+CREATE INDEX IF NOT EXISTS messages_by_seq ON messages (channel, direction, seq);
+CREATE TABLE IF NOT EXISTS processed (digest BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, channel BLOB NOT NULL, relay TEXT NOT NULL,
+    ref BLOB NOT NULL, envelope BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS outbox_by_relay ON outbox (relay, id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class KdfParameters:
+    """Argon2id cost. The default follows OWASP's 2024 guidance (>= 19 MiB, t >= 2) with a
+    wide margin: 64 MiB, 3 passes, 4 lanes, about 0.2 s here. Stored in the file, so a
+    principal can raise it and an old file keeps opening."""
+
+    memory_kib: int = 64 * 1024
+    iterations: int = 3
+    lanes: int = 4
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {"m": self.memory_kib, "t": self.iterations, "p": self.lanes}, sort_keys=True
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> KdfParameters:
+        try:
+            data = json.loads(raw)
+            return cls(int(data["m"]), int(data["t"]), int(data["p"]))
+        except (ValueError, KeyError, TypeError):
+            raise StateCorrupted("the state file's key parameters are damaged") from None
+
+
+def _derive(passphrase: str, salt: bytes, params: KdfParameters) -> tuple[bytes, bytes]:
+    master = Argon2id(
+        salt=salt,
+        length=32,
+        iterations=params.iterations,
+        lanes=params.lanes,
+        memory_cost=params.memory_kib,
+    ).derive(passphrase.encode("utf-8"))
+    keys = []
+    for info in (b"Backchannel keystore records v1", b"Backchannel keystore index v1"):
+        keys.append(HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(master))
+    return keys[0], keys[1]
+
+
+class Keystore:
+    """An open, unlocked state file. Use `create` or `open`; close when done."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, record_key: bytes, index_key: bytes):
+        self.path = path
+        self._db = db
+        self._aead = AESGCMSIV(record_key)
+        self._index_key = index_key
+
+    def __repr__(self) -> str:
+        return f"Keystore({str(self.path)!r})"
+
+    # -- opening ----------------------------------------------------------------------
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        # WAL + synchronous=FULL: a committed transaction survives a power cut, and readers
+        # (another command of the same principal) never block the writer.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @classmethod
+    def create(cls, home: Path, passphrase: str, params: KdfParameters | None = None) -> Keystore:
+        """Create a new state file (mode 0600) in `home`.
+
+        Raises:
+            FileExistsError: a state file is already there; it is not touched.
+        """
+        params = params or KdfParameters()
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = home / STATE_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        salt = os.urandom(16)
+        record_key, index_key = _derive(passphrase, salt, params)
+        db = cls._connect(path)
+        store = cls(path, db, record_key, index_key)
+        with store.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            meta = {
+                "format": str(FORMAT_VERSION).encode(),
+                "kdf_salt": salt,
+                "kdf_params": params.to_json(),
+                "check": store.seal("meta", b"check", _CHECK),
+            }
+            db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        return store
+
+    @classmethod
+    def open(cls, home: Path, passphrase: str) -> Keystore:
+        """Open and unlock an existing state file.
+
+        Raises:
+            FileNotFoundError: no state file in `home`.
+            WrongPassphrase: the passphrase does not unlock it (nothing was changed).
+            StateCorrupted: the file is not a Backchannel state file or is damaged.
+        """
+        path = home / STATE_FILE
+        if not path.exists():
+            raise FileNotFoundError(path)
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            raise StateCorrupted(f"{path} is not a Backchannel state file") from None
+        try:
+            if int(rows["format"]) != FORMAT_VERSION:
+                raise StateCorrupted(f"{path} has an unknown format version")
+            salt, params, check = rows["kdf_salt"], rows["kdf_params"], rows["check"]
+        except (KeyError, ValueError):
+            db.close()
+            raise StateCorrupted(f"{path} is damaged: its header is incomplete") from None
+        record_key, index_key = _derive(passphrase, bytes(salt), KdfParameters.from_json(params))
+        store = cls(path, db, record_key, index_key)
+        try:
+            ok = store.unseal("meta", b"check", bytes(check)) == _CHECK
+        except StateCorrupted:
+            ok = False
+        if not ok:
+            db.close()
+            raise WrongPassphrase()
+        db.close()
+        store._db = cls._connect(path)
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- records ----------------------------------------------------------------------
+
+    def seal(self, table: str, key: bytes, plaintext: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, plaintext, table.encode() + b"\x00" + key)
+
+    def unseal(self, table: str, key: bytes, sealed: bytes) -> bytes:
+        """Raises StateCorrupted: the record does not authenticate where it is stored."""
+        try:
+            return self._aead.decrypt(
+                sealed[:_NONCE], sealed[_NONCE:], table.encode() + b"\x00" + key
+            )
+        except (InvalidTag, ValueError):
+            raise StateCorrupted(f"a stored {table} record is damaged") from None
+
+    def index(self, *parts: bytes) -> bytes:
+        """A keyed hash for lookups that must not reveal what they index."""
+        return hmac.digest(self._index_key, b"\x00".join(parts), "sha256")[:16]
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._db
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable unit of work: all of it is committed, or none."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def get(self, kind: str, key: bytes) -> bytes | None:
+        row = self._db.execute(
+            "SELECT record FROM records WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return None if row is None else self.unseal(kind, key, bytes(row[0]))
+
+    def put(self, kind: str, key: bytes, plaintext: bytes) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+            (kind, key, self.seal(kind, key, plaintext)),
+        )
+
+    def delete(self, kind: str, key: bytes) -> None:
+        self._db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+
+    def all(self, kind: str) -> list[tuple[bytes, bytes]]:
+        rows = self._db.execute(
+            "SELECT key, record FROM records WHERE kind = ? ORDER BY rowid", (kind,)
+        ).fetchall()
+        return [(bytes(k), self.unseal(kind, bytes(k), bytes(r))) for k, r in rows]

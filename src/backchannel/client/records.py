@@ -1,0 +1,105 @@
+"""What the client stores, as plain dataclasses with a JSON form (sealed by the keystore).
+
+JSON because these records stay on this machine, change shape as features arrive, and
+are read by a human debugging a state file after `backchannel export`; bytes are hex.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from backchannel.client.errors import StateCorrupted
+
+__all__ = [
+    "ChannelRecord",
+    "InviteRecord",
+    "Link",
+    "Mailbox",
+    "MessageRecord",
+    "dump",
+    "load",
+]
+
+
+@dataclass(slots=True)
+class Mailbox:
+    """A mailbox on one relay. `receive_token` is empty for a mailbox we only send to."""
+
+    mailbox_id: str
+    send_token: str = field(repr=False)
+    receive_token: str = field(default="", repr=False)
+
+
+@dataclass(slots=True)
+class Link:
+    """One relay of a channel: our inbound mailbox there and the peer's."""
+
+    url: str
+    inbound: Mailbox
+    outbound: Mailbox | None = None
+
+
+@dataclass(slots=True)
+class ChannelRecord:
+    channel_id: str
+    name: str
+    peer_identity: str
+    session: str = field(repr=False)
+    links: list[Link]
+    created_at_ms: int
+    role: str  # "inviter" or "joiner"
+    verified: bool = False
+    last_heard_ms: int = 0
+    rejected: int = 0
+    pending_delivered: list[str] = field(default_factory=list)
+    pending_read: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class InviteRecord:
+    invite_id: str
+    name: str
+    prekeys: str = field(repr=False)
+    links: list[Link] = field(default_factory=list)
+    created_at_ms: int = 0
+    expires_at_ms: int = 0
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    message_id: str
+    direction: str  # "in" or "out"
+    seq: int
+    kind: int
+    sent_at_ms: int
+    body: str = field(repr=False)  # hex
+    received_at_ms: int = 0
+    delivered_at_ms: int = 0
+    read_at_ms: int = 0
+    stored_on: list[str] = field(default_factory=list)
+
+
+def dump(record: ChannelRecord | InviteRecord | MessageRecord) -> bytes:
+    return json.dumps(asdict(record), separators=(",", ":"), sort_keys=True).encode()
+
+
+def _link(data: dict[str, Any]) -> Link:
+    outbound = data.get("outbound")
+    return Link(data["url"], Mailbox(**data["inbound"]), Mailbox(**outbound) if outbound else None)
+
+
+def load(kind: type[Any], raw: bytes) -> Any:
+    """Parse a stored record of the given class.
+
+    Raises:
+        StateCorrupted: the record does not have the expected shape.
+    """
+    try:
+        data = json.loads(raw)
+        if kind in (ChannelRecord, InviteRecord):
+            data["links"] = [_link(link) for link in data["links"]]
+        return kind(**data)
+    except (ValueError, KeyError, TypeError):
+        raise StateCorrupted(f"a stored {kind.__name__} is damaged") from None
