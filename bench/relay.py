@@ -1,0 +1,425 @@
+"""Relay throughput, latency and idle memory, as ratios of a bare WebSocket echo floor.
+
+    python bench/relay.py [--conns 1 10 100] [--windows 1 8] [--pg URL | --no-pg] [--idle 5000]
+
+In one run this starts (a) a bare aiohttp + uvloop echo server, the fastest plain Python
+WebSocket server measured on this kind of machine (the floor), (b) the relay on SQLite and
+(c) the relay on PostgreSQL, each in its own process pinned to CPU 0, and drives each from a
+separate client process pinned to CPU 1 with C connections of 1 KiB messages.
+
+- Echo: each connection keeps W messages in flight; latency is the round trip.
+- Relay: each connection creates a mailbox, subscribes to it and keeps W envelopes in flight
+  through the full cycle send -> stored -> delivered -> acked (acks cover a whole delivery
+  batch). Latencies are send->delivered and send->acked; throughput counts acked envelopes.
+
+Every relay figure is reported with its ratio to the echo figure of the same C and W.
+Idle memory: RSS growth of a relay (SQLite) holding N idle subscribed connections, per
+connection. Every loop is bounded by a message count and a time limit; every process this
+starts is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+PAYLOAD = 1024
+TIME_LIMIT = 60.0  # seconds per measured run, never reached in a healthy run
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pin(cpu: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        if (os.cpu_count() or 1) > cpu:
+            os.sched_setaffinity(0, {cpu})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- servers (child processes) -----------------------------------------------------------
+
+
+def run_echo(port: int) -> None:
+    import uvloop
+    from aiohttp import WSMsgType, web
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
+def run_relay(port: int, url: str) -> None:
+    import uvloop
+
+    from backchannel.relay import RelayLimits, RelayServer, open_store
+
+    # Load-test limits: one client address opens every connection and creates every
+    # mailbox, and it sends far above a single principal's rate.
+    limits = RelayLimits(frames_per_second=1e9, frame_burst=1e9,
+                         max_connections_per_address=1_000_000, creates_per_second=1e9,
+                         create_burst=1e9, creates_per_second_per_address=1e9,
+                         create_burst_per_address=1e9, mailbox_max_envelopes=1_000_000,
+                         mailbox_max_bytes=1 << 40)
+
+    async def main() -> None:
+        server = RelayServer(open_store(url, limits), limits, host="127.0.0.1", port=port)
+        await server.start()
+        print("ready", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    uvloop.run(main())
+
+
+# --- load client (child process) -------------------------------------------------------
+
+
+async def echo_conn(session: Any, url: str, count: int, window: int,
+                    lat: list[float]) -> None:
+    ws = await session.ws_connect(url, compress=0, autoping=False, max_msg_size=1 << 20)
+    payload = os.urandom(PAYLOAD)
+    sent: list[float] = []
+    received = 0
+    for _ in range(min(window, count)):
+        sent.append(time.perf_counter())
+        await ws.send_bytes(payload)
+    while received < count:
+        msg = await ws.receive()
+        now = time.perf_counter()
+        assert len(msg.data) == PAYLOAD
+        lat.append(now - sent[received])
+        received += 1
+        if len(sent) < count:
+            sent.append(time.perf_counter())
+            await ws.send_bytes(payload)
+    await ws.close()
+
+
+async def relay_conn(session: Any, url: str, count: int, window: int,
+                     lat_deliver: list[float], lat_ack: list[float]) -> None:
+    from backchannel.protocol import relayframes as rf
+    from backchannel.protocol.envelope import Envelope
+
+    ws = await session.ws_connect(url, compress=0, autoping=False,
+                                  max_msg_size=rf.MAX_RESPONSE_FRAME_SIZE)
+    mid, send_tok, recv_tok = os.urandom(16), os.urandom(32), os.urandom(32)
+    await ws.send_bytes(rf.encode(rf.Create(1, mid, rf.token_hash(send_tok),
+                                            rf.token_hash(recv_tok))))
+    assert isinstance(rf.decode_response((await ws.receive()).data), rf.Created)
+    await ws.send_bytes(rf.encode(rf.Subscribe(2, mid, recv_tok)))
+    assert isinstance(rf.decode_response((await ws.receive()).data), rf.Subscribed)
+    pad = b"\x00" * (PAYLOAD - 17 - 8)
+    started: list[float] = []
+    pending_acks: dict[int, list[int]] = {}
+    acked = 0
+    rid = 10
+
+    async def send_next() -> None:
+        n = len(started)
+        started.append(time.perf_counter())
+        env = Envelope(mid, n.to_bytes(8, "big") + pad).encode()
+        await ws.send_bytes(rf.encode(rf.Send(100 + n, mid, send_tok, env)))
+
+    for _ in range(min(window, count)):
+        await send_next()
+    while acked < count:
+        frame = rf.decode_response((await ws.receive()).data)
+        now = time.perf_counter()
+        match frame:
+            case rf.Stored():
+                pass
+            case rf.Deliver(_, items):
+                ns = [int.from_bytes(d.envelope[17:25], "big") for d in items]
+                lat_deliver.extend(now - started[n] for n in ns)
+                rid += 1
+                pending_acks[rid] = ns
+                await ws.send_bytes(rf.encode(rf.Ack(rid, mid, recv_tok,
+                                                     tuple(d.seq for d in items))))
+            case rf.Acked(ack_rid, _):
+                ns = pending_acks.pop(ack_rid)
+                lat_ack.extend(now - started[n] for n in ns)
+                acked += len(ns)
+                for _ in ns:
+                    if len(started) < count:
+                        await send_next()
+            case rf.Error(_, code, reason):
+                raise RuntimeError(f"relay error {code}: {reason}")
+    await ws.close()
+
+
+async def client_main(kind: str, url: str, conns: int, total: int, window: int) -> dict[str, Any]:
+    import aiohttp
+
+    per_conn = max(1, total // conns)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        lat_a: list[float] = []
+        lat_b: list[float] = []
+
+        def jobs(count: int) -> list[Any]:
+            if kind == "echo":
+                return [echo_conn(session, url, count, window, lat_a) for _ in range(conns)]
+            return [relay_conn(session, url, count, window, lat_a, lat_b)
+                    for _ in range(conns)]
+
+        await asyncio.wait_for(asyncio.gather(*jobs(max(20, per_conn // 20))), TIME_LIMIT)
+        lat_a.clear()
+        lat_b.clear()
+        started = time.perf_counter()
+        cpu = time.process_time()
+        await asyncio.wait_for(asyncio.gather(*jobs(per_conn)), TIME_LIMIT)
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+
+    def pct(values: list[float], q: float) -> float:
+        values = sorted(values)
+        return values[min(len(values) - 1, int(q * len(values)))] * 1e6
+
+    result: dict[str, Any] = {"msgs": per_conn * conns, "seconds": elapsed,
+                              "rate": per_conn * conns / elapsed,
+                              "p50_us": pct(lat_a, 0.5), "p99_us": pct(lat_a, 0.99),
+                              "client_cpu": cpu / elapsed}
+    if lat_b:
+        result["ack_p50_us"] = pct(lat_b, 0.5)
+        result["ack_p99_us"] = pct(lat_b, 0.99)
+    return result
+
+
+async def idle_main(url: str, count: int, pid: int) -> dict[str, Any]:
+    """Open `count` subscribed connections and report the relay's RSS growth."""
+    from backchannel.client.transport import RelayClient
+
+    def rss() -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    async def one() -> RelayClient:
+        client = await RelayClient.connect(url)
+        caps = await client.create_mailbox()
+        await client.subscribe(caps.mailbox_id, caps.receive_token)
+        return client
+
+    warm = [await one() for _ in range(20)]
+    for c in warm:
+        await c.close()
+    await asyncio.sleep(1.0)
+    base = rss()
+    clients: list[RelayClient] = []
+    sem = asyncio.Semaphore(50)
+
+    async def guarded() -> None:
+        async with sem:
+            clients.append(await one())
+
+    await asyncio.wait_for(asyncio.gather(*(guarded() for _ in range(count))), 120)
+    await asyncio.sleep(2.0)
+    grown = rss()
+    for c in clients:
+        await c.close()
+    return {"connections": count, "base_mib": base / 2**20, "rss_mib": grown / 2**20,
+            "kib_per_conn": (grown - base) / count / 1024}
+
+
+# --- orchestration ---------------------------------------------------------------------
+
+
+def start(args: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, str(HERE), *args], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"server did not start: {args}")
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client(args: list[str], server_pid: int | None = None) -> dict[str, Any]:
+    before = time.perf_counter(), cpu_seconds(server_pid) if server_pid else 0.0
+    out = subprocess.run([sys.executable, str(HERE), *args], capture_output=True, text=True,
+                         timeout=300, check=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if server_pid:
+        # Whole client run (warm-up included): the server's average share of a core.
+        wall = time.perf_counter() - before[0]
+        result["server_cpu"] = (cpu_seconds(server_pid) - before[1]) / wall
+    return result
+
+
+def pg_reachable(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 1):
+            return True
+    except OSError:
+        return False
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(url)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+    asyncio.run(go())
+
+
+def orchestrate(opts: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    backends: list[tuple[str, str]] = [("sqlite", f"sqlite:///{tmp / 'relay.db'}")]
+    schema = f"bench_relay_{secrets.token_hex(4)}"
+    if not opts.no_pg and pg_reachable(opts.pg):
+        backends.append(("postgres", f"{opts.pg}?schema={schema}"))
+    rows: list[dict[str, Any]] = []
+    try:
+        for window in opts.windows:
+            for conns in opts.conns:
+                total = opts.messages if conns > 1 else opts.messages // 4
+                port = free_port()
+                echo = start(["_echo", str(port)])
+                try:
+                    floor = client(["_client", "echo", f"ws://127.0.0.1:{port}/", str(conns),
+                                    str(total), str(window)], echo.pid)
+                finally:
+                    stop(echo)
+                rows.append({"server": "echo", "conns": conns, "window": window, **floor})
+                for name, url in backends:
+                    port = free_port()
+                    relay = start(["_relay", str(port), url])
+                    try:
+                        res = client(["_client", "relay", f"ws://127.0.0.1:{port}/",
+                                      str(conns), str(total), str(window)], relay.pid)
+                    finally:
+                        stop(relay)
+                    res["x_rate"] = res["rate"] / floor["rate"]
+                    res["x_p50"] = res["p50_us"] / floor["p50_us"]
+                    res["x_p99"] = res["p99_us"] / floor["p99_us"]
+                    rows.append({"server": name, "conns": conns, "window": window, **res})
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        idle = None
+        if opts.idle:
+            port = free_port()
+            relay = start(["_relay", str(port), f"sqlite:///{tmp / 'idle.db'}"])
+            try:
+                idle = client(["_idle", f"ws://127.0.0.1:{port}/", str(opts.idle),
+                               str(relay.pid)])
+            finally:
+                stop(relay)
+    finally:
+        if len(backends) > 1:
+            drop_schema(opts.pg, schema)
+    report(rows, idle)
+
+
+def report(rows: list[dict[str, Any]], idle: dict[str, Any] | None) -> None:
+    print("| server | W | conns | msg/s | x echo | p50 µs (deliver) | x | p99 µs | x "
+          "| ack p50 µs | ack p99 µs | server CPU | client CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        x = (lambda k: f"{r[k]:.2f}") if "x_rate" in r else (lambda k: "1")
+        print(f"| {r['server']} | {r['window']} | {r['conns']} | {r['rate']:,.0f} "
+              f"| {x('x_rate')} | {r['p50_us']:,.0f} | {x('x_p50')} | {r['p99_us']:,.0f} "
+              f"| {x('x_p99')} | {r.get('ack_p50_us', 0):,.0f} | {r.get('ack_p99_us', 0):,.0f} "
+              f"| {r.get('server_cpu', 0):.2f} | {r['client_cpu']:.2f} |")
+    if idle:
+        print(f"\nidle subscribed connections: {idle['connections']}, relay RSS "
+              f"{idle['base_mib']:.1f} -> {idle['rss_mib']:.1f} MiB, "
+              f"{idle['kib_per_conn']:.1f} KiB per connection")
+    print("\nmedian echo rate:",
+          f"{statistics.median(r['rate'] for r in rows if r['server'] == 'echo'):,.0f} msg/s")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        role, rest = sys.argv[1], sys.argv[2:]
+        if role == "_echo":
+            pin(0)
+            run_echo(int(rest[0]))
+        elif role == "_relay":
+            pin(0)
+            run_relay(int(rest[0]), rest[1])
+        elif role == "_client":
+            import uvloop
+
+            pin(1)
+            print(json.dumps(uvloop.run(client_main(rest[0], rest[1], int(rest[2]),
+                                                    int(rest[3]), int(rest[4])))))
+        elif role == "_idle":
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            pin(1)
+            print(json.dumps(asyncio.run(idle_main(rest[0], int(rest[1]), int(rest[2])))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conns", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--windows", type=int, nargs="+", default=[1, 8],
+                        help="messages in flight per connection")
+    parser.add_argument("--messages", type=int, default=40_000,
+                        help="messages per run (a quarter of it with one connection)")
+    parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL URL for the relay")
+    parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--idle", type=int, default=5000,
+                        help="idle subscribed connections for the memory figure (0: skip)")
+    orchestrate(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
