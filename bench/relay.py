@@ -372,7 +372,9 @@ def report(rows: list[dict[str, Any]], idle: dict[str, Any] | None) -> None:
           "| ack p50 µs | ack p99 µs | server CPU | client CPU |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        x = (lambda k: f"{r[k]:.2f}") if "x_rate" in r else (lambda k: "1")
+        def x(key: str, r: dict[str, Any] = r) -> str:
+            return f"{r[key]:.2f}" if key in r else "1"
+
         print(f"| {r['server']} | {r['window']} | {r['conns']} | {r['rate']:,.0f} "
               f"| {x('x_rate')} | {r['p50_us']:,.0f} | {x('x_p50')} | {r['p99_us']:,.0f} "
               f"| {x('x_p99')} | {r.get('ack_p50_us', 0):,.0f} | {r.get('ack_p99_us', 0):,.0f} "
@@ -403,7 +405,7 @@ def main() -> None:
         elif role == "_idle":
             import resource
 
-            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             pin(1)
             print(json.dumps(asyncio.run(idle_main(rest[0], int(rest[1]), int(rest[2])))))

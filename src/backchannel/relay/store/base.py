@@ -9,7 +9,9 @@ envelope is durable once the relay answers "stored"). Refusals resolve the futur
 After every commit the backend tells its `CommitListener`, on the event loop, which
 mailboxes received which envelopes, so the server can push them to subscribers without
 reading them back. Backends shared by several relay nodes (PostgreSQL) also call the
-listener with ``None`` when another node stored something, and the server then reads.
+listener with ``None`` when another node stored something, and the server then reads;
+an empty mailbox id with ``None`` means "any mailbox may have changed" (after a lost
+notification connection), and the server refreshes every subscription.
 """
 
 from __future__ import annotations
