@@ -1,0 +1,162 @@
+"""What every principal command shares: the home folder, the passphrase, errors, progress.
+
+The root callback stores a `CliContext` in Typer's context object; commands open the
+principal through it, so the passphrase is asked for only by commands that need it (never
+by `--help`, `relay serve` or `demo`), and asked for once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from backchannel.client.engine import Principal
+from backchannel.protocol.errors import BackchannelError
+
+__all__ = [
+    "HOME_ENV",
+    "JSON_OPTION",
+    "PASSPHRASE_ENV",
+    "CliContext",
+    "cli_context",
+    "default_home",
+    "plain_console",
+    "reports_errors",
+]
+
+HOME_ENV: Final = "BACKCHANNEL_HOME"
+PASSPHRASE_ENV: Final = "BACKCHANNEL_PASSPHRASE"
+
+# Every principal command also takes `--json` after its name, as scripts tend to write it;
+# the root `backchannel --json COMMAND` does the same.
+JSON_OPTION: Final = typer.Option(
+    False, "--json", help="Print JSON on stdout (shapes in docs/cli.md)."
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def plain_console(*, stderr: bool = False) -> Console:
+    """A Rich console that prints text as it is.
+
+    Created on use so that it writes to whatever `sys.stdout` is now (tests swap it). Names
+    and messages come from the counterpart, so neither markup nor emoji codes in them are
+    interpreted; Rich drops colour by itself when the stream is not a terminal.
+    """
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+
+
+def default_home() -> Path:
+    """The principal's home when neither `--home` nor `BACKCHANNEL_HOME` is given."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("backchannel"))
+
+
+@dataclass(slots=True)
+class CliContext:
+    """Global options of one `backchannel` invocation.
+
+    Attributes:
+        home: the folder holding the principal's state file.
+        json: print machine-readable JSON on stdout instead of tables and prose.
+    """
+
+    home: Path
+    json: bool = False
+    _passphrase: str | None = field(default=None, repr=False)
+
+    @property
+    def out(self) -> Console:
+        return plain_console()
+
+    @property
+    def err(self) -> Console:
+        return plain_console(stderr=True)
+
+    def passphrase(self, *, confirm: bool = False) -> str:
+        """The passphrase from `BACKCHANNEL_PASSPHRASE`, or asked for on the terminal.
+
+        Args:
+            confirm: ask twice (for `init`, where a typo would lock the principal out).
+
+        Raises:
+            BackchannelError: no passphrase in the environment and no terminal to ask on.
+        """
+        if self._passphrase is None:
+            from_env = os.environ.get(PASSPHRASE_ENV, "")
+            if from_env:
+                self._passphrase = from_env
+            elif sys.stdin.isatty():
+                self._passphrase = str(
+                    typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
+                )
+            else:
+                raise BackchannelError(
+                    f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal to be asked"
+                )
+        return self._passphrase
+
+    @contextlib.contextmanager
+    def principal(self) -> Iterator[Principal]:
+        """Open the principal in `home` for the length of one command, then close it."""
+        principal = Principal.open(self.home, self.passphrase())
+        try:
+            yield principal
+        finally:
+            principal.close()
+
+    def progress(self, what: str) -> contextlib.AbstractContextManager[object]:
+        """A spinner on stderr while a network operation runs (none with `--json`)."""
+        if self.json:
+            return contextlib.nullcontext()
+        return self.err.status(what)
+
+
+def cli_context(ctx: typer.Context, as_json: bool = False) -> CliContext:
+    """The `CliContext` the root callback stored, with a command's own `--json` applied."""
+    state = ctx.find_object(CliContext)
+    if state is None:  # a command invoked without the root callback (embedding)
+        state = CliContext(Path(os.environ.get(HOME_ENV) or default_home()))
+        ctx.obj = state
+    if as_json:
+        state.json = True
+    return state
+
+
+def _fail(message: str) -> typer.Exit:
+    # One line, on stderr, so that a script can show it as it is.
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn what the principal can act on into one `error: ...` line and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except BackchannelError as error:
+            raise _fail(str(error)) from None
+        except sqlite3.DatabaseError as error:
+            raise _fail(f"the state file is damaged ({error}); it was left as it is") from None
+        except OSError as error:
+            where = f": {error.filename}" if error.filename else ""
+            raise _fail(f"{error.strerror or error}{where}") from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper

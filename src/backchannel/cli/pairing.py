@@ -1,0 +1,190 @@
+"""`init`, `invite`, `accept` and `verify`: a principal, a channel, and trust in it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+import typer
+
+from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
+from backchannel.cli.output import channel_json, emit_json, local_time, utc_time
+from backchannel.client.engine import Principal
+
+__all__ = ["parse_ttl", "register"]
+
+_TTL_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# An invite is a standing way into a new channel until it is used; a month is the most
+# a courier should need, and anything longer is more likely forgotten than used.
+MAX_INVITE_TTL_S: Final = 30 * 86400
+
+
+def parse_ttl(text: str) -> int:
+    """An invite lifetime such as ``90s``, ``30m``, ``12h`` or ``7d``, in milliseconds.
+
+    Raises:
+        typer.BadParameter: not a positive number with a unit, or longer than 30 days.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text.lower())
+    if match is None:
+        raise typer.BadParameter(f"{text!r} is not a duration such as 90s, 30m, 12h or 7d")
+    seconds = float(match[1]) * _TTL_UNITS[match[2]]
+    if not 0 < seconds <= MAX_INVITE_TTL_S:
+        raise typer.BadParameter("an invite lives more than 0 seconds and at most 30 days")
+    return int(seconds * 1000)
+
+
+def init(
+    ctx: typer.Context,
+    name: str = typer.Option(..., "--name", help="Your name or role, as your counterpart sees it."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a principal (a fresh identity key) in the home folder.
+
+    The passphrase encrypts everything stored; it is asked for twice, or taken from
+    BACKCHANNEL_PASSPHRASE.
+
+    Example: backchannel --home ~/bc/washington init --name washington
+    """
+    state = cli_context(ctx, as_json)
+    principal = Principal.create(state.home, name, state.passphrase(confirm=True))
+    principal.close()
+    if state.json:
+        emit_json({"name": principal.name, "home": str(state.home)})
+        return
+    state.out.print(f"Created principal '{principal.name}' in {state.home}.")
+    state.out.print("Next: backchannel invite --relay URL (or accept your counterpart's code).")
+
+
+def _qr_symbol(code: str) -> Any:
+    import segno
+
+    # Level L: the code is about 2.2 KB and signed, so error correction only has to
+    # survive a camera, not tampering; a higher level would not fit in one symbol.
+    return segno.make(code, error="l")
+
+
+def _qr_format(path: Path | None) -> None:
+    if path is not None and path.suffix.lower() not in (".png", ".svg"):
+        raise typer.BadParameter(f"must end in .png or .svg, not {path.name!r}",
+                                 param_hint="--qr-file")
+
+
+def invite(
+    ctx: typer.Context,
+    relays: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
+        ..., "--relay", metavar="URL", help="A relay for the channel (ws:// or wss://); repeat."
+    ),
+    ttl: str = typer.Option("7d", "--ttl", help="How long the code stays valid: 90s, 12h, 7d."),
+    qr: bool = typer.Option(False, "--qr", help="Also show the code as a QR code."),
+    qr_file: Path | None = typer.Option(  # noqa: B008
+        None, "--qr-file", metavar="FILE.png|FILE.svg", help="Also save the QR code here."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a one-time invite code for a new channel; give it to your counterpart.
+
+    The code carries the relay addresses, a one-time mailbox and your signed prekeys; it
+    holds no secret that opens past messages, but whoever uses it first gets the channel,
+    so pass it by a route you trust and compare the safety number afterwards.
+
+    Example: backchannel invite --relay wss://relay.example.org --ttl 2d --qr
+    """
+    state = cli_context(ctx, as_json)
+    ttl_ms = parse_ttl(ttl)
+    _qr_format(qr_file)
+    with state.principal() as principal:
+        with state.progress(f"Creating mailboxes on {len(relays)} relay(s)…"):
+            code = asyncio.run(principal.invite(relays, ttl_ms=ttl_ms))
+        # The invite just made is the newest one waiting; its record has the exact expiry.
+        expires_ms = max(principal.pending_invites(), key=lambda i: i.created_at_ms).expires_at_ms
+    if qr_file is not None:
+        _qr_symbol(code).save(str(qr_file), scale=4)
+    if state.json:
+        emit_json({"code": code, "relays": list(dict.fromkeys(relays)),
+                   "expires_at": utc_time(expires_ms),
+                   "qr_file": str(qr_file) if qr_file is not None else None})
+        if qr:  # stdout carries the JSON alone
+            _qr_symbol(code).terminal(out=sys.stderr, compact=True)
+        return
+    typer.echo(code)
+    if qr:
+        _qr_symbol(code).terminal(out=sys.stdout, compact=True)
+    state.err.print(f"One-time invite, valid until {local_time(expires_ms)}."
+                    + (f" QR code saved to {qr_file}." if qr_file is not None else ""))
+    state.err.print("Your counterpart runs: backchannel accept CODE; then you run: "
+                    "backchannel sync")
+
+
+def accept(
+    ctx: typer.Context,
+    code: str = typer.Argument(..., help="The invite code, or - to read it from stdin."),
+    name: str | None = typer.Option(
+        None, "--name", help="Your name for the channel [default: the inviter's name]."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Join the channel an invite code offers (PQXDH) and send the first message.
+
+    Example: backchannel accept BC1-AAECAwQF... --name washington
+    """
+    state = cli_context(ctx, as_json)
+    if code == "-":
+        code = typer.get_text_stream("stdin").read()
+    with state.principal() as principal, state.progress("Joining the channel…"):
+        channel = asyncio.run(principal.accept(code, name=name))
+    if state.json:
+        emit_json({"channel": channel_json(channel)})
+        return
+    state.out.print(f"Joined channel '{channel.name}'; the first message is on its way.")
+    state.out.print(f"Now compare the safety number: backchannel verify {channel.name}")
+
+
+def verify(
+    ctx: typer.Context,
+    channel: str = typer.Argument(..., help="Channel name or id."),
+    confirm: bool = typer.Option(
+        False, "--confirm", help="Record that you compared it out of band and it matched."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show a channel's safety number (12 groups of 5 digits and 12 words).
+
+    Both of you see the same number; compare it in person or read it aloud over a line you
+    trust. If it matches, record that with --confirm.
+
+    Example: backchannel verify beijing --confirm
+    """
+    state = cli_context(ctx, as_json)
+    with state.principal() as principal:
+        record = principal.channel(channel)
+        digits, words, verified = principal.safety_number(record.name)
+        if confirm and not verified:
+            principal.confirm_verified(record.name)
+            verified = True
+    groups = digits.split()
+    if state.json:
+        emit_json({"channel": record.name, "digits": "".join(groups), "groups": groups,
+                   "words": list(words), "verified": verified})
+        return
+    out = state.out
+    out.print(f"Safety number of channel '{record.name}':\n")
+    for row in range(0, len(groups), 4):
+        out.print("    " + " ".join(groups[row : row + 4]))
+    out.print("\n    " + " ".join(words[:6]) + "\n    " + " ".join(words[6:]) + "\n")
+    if confirm:
+        out.print(f"Recorded: channel '{record.name}' is verified.")
+    elif verified:
+        out.print("Verified: you confirmed this number earlier.")
+    else:
+        out.print("Not verified yet. If it matches your counterpart's: "
+                  f"backchannel verify {record.name} --confirm")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the pairing commands to the root app."""
+    for command in (init, invite, accept, verify):
+        app.command()(reports_errors(command))
