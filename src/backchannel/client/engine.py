@@ -59,6 +59,7 @@ from backchannel.protocol.errors import (
     RemoteProtocolError,
 )
 from backchannel.protocol.message import MESSAGE_ID_SIZE, Message, MessageKind
+from backchannel.protocol.relayframes import ErrorCode
 from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
@@ -83,6 +84,12 @@ _FETCH_BATCH: Final = 100
 # Envelopes in flight to one relay at once: enough to fill the relay's group commit, few
 # enough that a relay going down mid-flush leaves little to resend.
 _SEND_WINDOW: Final = 64
+# A relay that says "rate limited" or "unavailable" is asked again after 0.1 s, doubling
+# to 2 s; after 30 such rounds in one flush the rest waits for the next sync.
+_RETRYABLE: Final = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
+_RETRY_FIRST_DELAY: Final = 0.1
+_RETRY_MAX_DELAY: Final = 2.0
+_MAX_RETRY_ROUNDS: Final = 30
 
 
 def _wall_ms() -> int:
@@ -528,9 +535,10 @@ class Principal:
             for link in channel.links
             if link.url == url and link.outbound is not None
         }
-        sent = 0
-        for start in range(0, len(rows), _SEND_WINDOW):
-            window = [r for r in rows[start : start + _SEND_WINDOW] if bytes(r[1]).hex() in tokens]
+        pending = [r for r in rows if bytes(r[1]).hex() in tokens]
+        sent, backoff, rounds = 0, _RETRY_FIRST_DELAY, 0
+        while pending:
+            window, pending = pending[:_SEND_WINDOW], pending[_SEND_WINDOW:]
             # Pipelined: the relay batches these into one commit; we wait for all receipts.
             results = await asyncio.gather(
                 *(
@@ -544,14 +552,19 @@ class Principal:
             stored = [
                 row for row, result in zip(window, results, strict=True) if isinstance(result, int)
             ]
+            retry = [
+                row
+                for row, result in zip(window, results, strict=True)
+                if isinstance(result, RelayRequestError) and result.code in _RETRYABLE
+            ]
             with self._store.transaction():
                 for row_id, cid, ref, _ in stored:
                     self._store.db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
                     self._mark_stored(bytes(cid).hex(), bytes(ref), url)
                 for (row_id, *_), result in zip(window, results, strict=True):
-                    if isinstance(result, RelayRequestError):
-                        # Refused (quota, unknown mailbox): the message stays queued and
-                        # `status` shows the reason.
+                    if isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
+                        # Refused for good (quota, unknown mailbox): the message stays
+                        # queued and `status` shows the reason.
                         self._store.db.execute(
                             "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?"
                             " WHERE id = ?",
@@ -570,6 +583,16 @@ class Principal:
             if failure is not None:
                 await pool.mark_down(url, str(failure) or type(failure).__name__)
                 break
+            if retry:
+                # The relay asked us to slow down: back off, then resend those first.
+                rounds += 1
+                if rounds > _MAX_RETRY_ROUNDS:
+                    break
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RETRY_MAX_DELAY)
+                pending = retry + pending
+            else:
+                backoff = _RETRY_FIRST_DELAY
         return sent
 
     def _mark_stored(self, channel_id: str, ref: bytes, url: str) -> None:

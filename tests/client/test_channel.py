@@ -1,0 +1,242 @@
+"""Two real principals through real relays (in-process servers on 127.0.0.1, SQLite files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from backchannel.client.engine import Principal
+from backchannel.client.errors import (
+    ChannelNotFound,
+    InviteRefused,
+    StateCorrupted,
+    WrongPassphrase,
+)
+from backchannel.client.records import ChannelRecord
+from backchannel.client.transport import RelayClient
+from backchannel.protocol.envelope import Envelope
+
+from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
+
+
+async def test_pair_talk_both_ways_with_receipts(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("washington"), make_principal("beijing")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        assert [c.name for c in w.channels()] == ["beijing"]
+        assert [c.name for c in b.channels()] == ["washington"]
+        sent = await w.send("beijing", "Red lines should be stated plainly.")
+        assert sent.stored_on == (relay.url,) and sent.queued_for == ()
+        await b.sync()
+        assert [e.text for e in b.inbox("washington")] == ["Red lines should be stated plainly."]
+        await b.read("washington")
+        await b.send("washington", "Understood.")
+        await w.sync()
+        (status,) = w.status("beijing")
+        assert (status.sent, status.delivered, status.read, status.received) == (1, 1, 1, 1)
+        assert status.gaps == () and status.rejected == 0 and status.queued == 0
+
+
+async def test_safety_numbers_match_on_both_sides(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+    assert w.safety_number("b")[:2] == b.safety_number("w")[:2]
+    assert w.safety_number("b")[2] is False
+    w.confirm_verified("b")
+    assert w.safety_number("b")[2] is True
+
+
+async def test_message_sent_while_receiver_offline_arrives_later(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        await w.send("b", "while you were away")
+    async with running_relay(tmp_path / "relay.db", port=relay.port):
+        report = await b.sync()
+    assert report.received >= 1
+    assert [e.text for e in b.inbox()] == ["while you were away"]
+
+
+async def test_send_with_no_relay_is_queued_then_delivered(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        port = relay.port
+    result = await w.send("b", "queued note")
+    assert result.stored_on == () and result.queued_for == (relay.url,)
+    (status,) = w.status("b")
+    assert status.queued == 1
+    # The outbox survives the client closing and opening again.
+    home = w._store.path.parent
+    w.close()
+    w = Principal.open(home, "passphrase")
+    async with running_relay(tmp_path / "relay.db", port=port):
+        await w.sync()
+        await b.sync()
+    assert [e.text for e in b.inbox()] == ["queued note"]
+    assert w.status("b")[0].queued == 0
+
+
+async def test_two_relays_one_down_then_back_catches_up(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "r1.db") as r1, running_relay(tmp_path / "r2.db") as r2:
+        await pair(w, b, [r1.url, r2.url])
+        port2 = r2.port
+        await r2.stop()
+        sent = await w.send("b", "over one relay")
+        assert sent.stored_on == (r1.url,) and sent.queued_for == (r2.url,)
+        report = await b.sync()
+        assert r2.url in report.relays_down
+        assert [e.text for e in b.inbox()] == ["over one relay"]
+        async with running_relay(tmp_path / "r2.db", port=port2):
+            await w.sync()  # the queued copy reaches relay 2
+            report = await b.sync()  # the second copy is recognised, not shown twice
+        assert report.duplicates >= 1
+        assert [e.text for e in b.inbox()] == ["over one relay"]
+
+
+async def test_duplicated_reordered_and_tampered_envelopes(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        await w.sync()
+        # Capture three envelopes from w's outbox before they are sent, then inject them
+        # at the relay in another order, duplicated, and one tampered.
+        channel: ChannelRecord = w.channel("b")
+        session = w._session(channel)
+        envelopes = []
+        link = channel.links[0]
+        assert link.outbound is not None
+        for text in ("first", "second", "third"):
+            with w._store.transaction():
+                w._queue(channel, session, 1, text.encode())
+            channel = w.channel("b")
+            session = w._session(channel)
+        rows = w._store.db.execute("SELECT envelope FROM outbox ORDER BY id").fetchall()
+        envelopes = [bytes(r[0]) for r in rows]
+        w._store.db.execute("DELETE FROM outbox")
+        tampered = bytearray(envelopes[1])
+        tampered[500] ^= 0x01
+        token = bytes.fromhex(link.outbound.send_token)
+        mailbox = Envelope.decode(envelopes[0]).mailbox_id
+        async with await RelayClient.connect(relay.url) as client:
+            for raw in (
+                envelopes[2],
+                bytes(tampered),
+                envelopes[0],
+                envelopes[2],
+                envelopes[1],
+                envelopes[0],
+            ):
+                await client.send(mailbox, token, raw)
+        report = await b.sync()
+    assert report.rejected == 1
+    assert report.duplicates == 2
+    texts = [e.text for e in b.inbox()]
+    assert sorted(texts) == ["first", "second", "third"]
+    assert [e.seq for e in b.inbox()] == sorted(e.seq for e in b.inbox())
+    assert b.status("w")[0].rejected == 1
+
+
+async def test_gap_is_visible_until_filled(tmp_path: Path, make_principal: MakePrincipal) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        await w.sync()
+        channel = w.channel("b")
+        for text in ("one", "two", "three"):
+            session = w._session(channel)
+            with w._store.transaction():
+                w._queue(channel, session, 1, text.encode())
+            channel = w.channel("b")
+        rows = w._store.db.execute("SELECT id FROM outbox ORDER BY id").fetchall()
+        held = rows[1][0]
+        envelope = w._store.db.execute("SELECT * FROM outbox WHERE id = ?", (held,)).fetchone()
+        w._store.db.execute("DELETE FROM outbox WHERE id = ?", (held,))
+        await w.flush()
+        await b.sync()
+        (status,) = b.status("w")
+        assert len(status.gaps) == 1
+        w._store.db.execute("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?)", envelope)
+        await w.flush()
+        await b.sync()
+        assert b.status("w")[0].gaps == ()
+        assert [e.text for e in b.inbox()] == ["one", "two", "three"]
+
+
+async def test_invite_reuse_expiry_and_tampering_are_refused(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b, c = make_principal("w"), make_principal("b"), make_principal("c")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        code = await w.invite([relay.url])
+        with pytest.raises(InviteRefused, match="own invite"):
+            await w.accept(code)
+        await b.accept(code)
+        with pytest.raises(InviteRefused, match="already used"):
+            await b.accept(code)
+        await w.sync()
+        # A second joiner with the same code: the one-time prekey is gone.
+        await c.accept(code)
+        report = await w.sync()
+        assert report.new_channels == [] and len(w.channels()) == 1
+        middle = len(code) // 2
+        flipped = code[:middle] + ("A" if code[middle] != "A" else "B") + code[middle + 1 :]
+        with pytest.raises(InviteRefused):
+            await c.accept(flipped)
+        with pytest.raises(InviteRefused, match="not an invite"):
+            await c.accept("hello")
+        expired = await w.invite([relay.url], ttl_ms=-1)
+        with pytest.raises(InviteRefused, match="expired"):
+            await c.accept(expired)
+
+
+async def test_wrong_passphrase_and_corrupted_state_leave_the_file_alone(tmp_path: Path) -> None:
+    Principal.create(tmp_path / "p", "p", "right", kdf=FAST_KDF).close()
+    state = tmp_path / "p" / "state.db"
+    before = state.read_bytes()
+    with pytest.raises(WrongPassphrase):
+        Principal.open(tmp_path / "p", "wrong")
+    assert state.read_bytes() == before
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
+    state.write_bytes(b"garbage" * 100)
+    with pytest.raises(StateCorrupted):
+        Principal.open(tmp_path / "p", "right")
+    assert state.read_bytes() == b"garbage" * 100
+
+
+async def test_unknown_channel_is_a_clear_error(make_principal: MakePrincipal) -> None:
+    p = make_principal("p")
+    with pytest.raises(ChannelNotFound, match="no channel 'nowhere'"):
+        await p.send("nowhere", "x")
+
+
+async def test_stored_records_do_not_contain_plaintext(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("washington"), make_principal("beijing")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        await w.send("beijing", "MARKER-" + os.urandom(4).hex())
+        await b.sync()
+    marker = next(e.text for e in b.inbox()).encode()
+    for principal in (w, b):
+        principal.close()
+        data = b"".join(p.read_bytes() for p in principal._store.path.parent.iterdir())
+        assert marker not in data
+        assert b"washington" not in data and b"beijing" not in data
