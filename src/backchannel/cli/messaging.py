@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import typer
 
@@ -68,24 +69,29 @@ def send(
     if state.json:
         emit_json(send_json(name, result))
         return
-    label = f"#{result.seq} (id {short_id(result.message_id)})"
+    label = f"(id {short_id(result.message_id)})"
     if not result.stored_on:
-        state.out.print(f"Queued {label} for {name}: no relay answered; "
+        state.out.print(f"Queued for {name} {label}: no relay answered; "
                         "`backchannel sync` will send it.")
         return
-    state.out.print(f"Sent {label} to {name}: stored on {', '.join(result.stored_on)}.")
+    state.out.print(f"Sent to {name} {label}: stored on {', '.join(result.stored_on)}.")
     if result.queued_for:
         state.out.print(f"Still queued for {', '.join(result.queued_for)}; "
                         "`backchannel sync` will send it there.")
 
 
-def _print_sync(state: CliContext, report: SyncReport) -> None:
+def _print_sync(state: CliContext, report: SyncReport, new: list[InboxEntry]) -> None:
+    # What the engine received besides notes: receipts, and one opening message per new
+    # channel.
+    receipts = report.received - len(new) - len(report.new_channels)
     state.out.print(
-        f"Synced: {report.received} received, {report.sent} sent"
+        f"Synced: {len(new)} new message(s), {receipts} receipt(s), {report.sent} sent"
         + (f", {report.duplicates} duplicate(s) dropped" if report.duplicates else "")
         + (f", {report.rejected} rejected (tampered or not for us)" if report.rejected else "")
         + "."
     )
+    for name, count in Counter(e.channel for e in new).items():
+        state.out.print(f"{count} new in '{name}': backchannel read {name}")
     for name in report.new_channels:
         state.out.print(f"New channel '{name}'. Compare the safety number: "
                         f"backchannel verify {name}")
@@ -101,11 +107,15 @@ def sync(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """
     state = cli_context(ctx, as_json)
     with state.principal() as principal, state.progress("Syncing with the relays…"):
+        # The engine counts every message received, receipts included; people want to
+        # know about notes, so the inbox is compared before and after.
+        known = {e.message_id for e in principal.inbox()}
         report = asyncio.run(principal.sync())
+        new = [e for e in principal.inbox() if e.message_id not in known]
     if state.json:
-        emit_json(sync_json(report))
+        emit_json(sync_json(report, len(new)))
         return
-    _print_sync(state, report)
+    _print_sync(state, report, new)
 
 
 def inbox(

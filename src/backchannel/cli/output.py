@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import typer
-from rich.console import JustifyMethod
 from rich.table import Table
 
 from backchannel.client.engine import ChannelStatus, InboxEntry, SendResult, SyncReport
@@ -53,10 +52,17 @@ def utc_time(ms: int) -> str | None:
 
 
 def local_time(ms: int, *, empty: str = "-") -> str:
-    """The moment in the local time zone, to the second, or `empty` for 0 (not yet)."""
+    """The moment in the local time zone, or `empty` for 0 (not yet).
+
+    Today's moments show the time to the second; others the date and the minute, which is
+    what a reader scanning a table needs and keeps the column narrow.
+    """
     if not ms:
         return empty
-    return dt.datetime.fromtimestamp(ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    moment = dt.datetime.fromtimestamp(ms / 1000).astimezone()
+    if moment.date() == dt.datetime.now().astimezone().date():
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M")
 
 
 def emit_json(data: dict[str, Any]) -> None:
@@ -115,8 +121,9 @@ def send_json(channel: str, result: SendResult) -> dict[str, Any]:
     }
 
 
-def sync_json(report: SyncReport) -> dict[str, Any]:
+def sync_json(report: SyncReport, new_messages: int) -> dict[str, Any]:
     return {
+        "new_messages": new_messages,
         "received": report.received,
         "duplicates": report.duplicates,
         "rejected": report.rejected,
@@ -199,30 +206,22 @@ def _gaps(gaps: tuple[tuple[int, int], ...]) -> str:
 
 
 def status_table(statuses: list[ChannelStatus]) -> Table:
+    """One column per channel, one row per measure: a principal has few channels, and
+    the measures would not fit side by side in a terminal."""
     table = Table(title="Channel status")
-    columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("Channel", "left"),
-        ("Verified", "left"),
-        ("Relays", "left"),
-        ("Last heard", "left"),
-        ("Sent / delivered / read", "right"),
-        ("Received / unread", "right"),
-        ("Queued", "right"),
-        ("Gaps", "left"),
-        ("Rejected", "right"),
-    )
-    for heading, justify in columns:
-        table.add_column(heading, justify=justify)
+    table.add_column("")
     for s in statuses:
-        table.add_row(
-            s.name,
-            _yes_no(s.verified),
-            "\n".join(s.relays),
-            local_time(s.last_heard_ms, empty="never"),
-            f"{s.sent} / {s.delivered} / {s.read}",
-            f"{s.received} / {s.unread}",
-            str(s.queued),
-            _gaps(s.gaps),
-            str(s.rejected),
-        )
+        table.add_column(s.name)
+    rows: tuple[tuple[str, list[str]], ...] = (
+        ("Verified", [_yes_no(s.verified) for s in statuses]),
+        ("Relays", ["\n".join(s.relays) for s in statuses]),
+        ("Last heard", [local_time(s.last_heard_ms, empty="never") for s in statuses]),
+        ("Sent / delivered / read", [f"{s.sent} / {s.delivered} / {s.read}" for s in statuses]),
+        ("Received / unread", [f"{s.received} / {s.unread}" for s in statuses]),
+        ("Queued", [str(s.queued) for s in statuses]),
+        ("Gaps", [_gaps(s.gaps) for s in statuses]),
+        ("Rejected", [str(s.rejected) for s in statuses]),
+    )
+    for heading, cells in rows:
+        table.add_row(heading, *cells)
     return table
