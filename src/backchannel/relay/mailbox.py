@@ -135,17 +135,19 @@ class Subscription:
         self.needs_backfill = True
         self.pumping = False
         self._generation = 0
-        self._in_flight: set[int] = set()
+        # Allocated on the first delivery: most subscriptions sit idle (memory per idle
+        # connection is a design target).
+        self._in_flight: set[int] | None = None
 
     @property
     def room(self) -> int:
         """How many more envelopes may be pushed now."""
-        return max(0, self.window - len(self._in_flight))
+        return self.window - len(self._in_flight) if self._in_flight else self.window
 
     @property
     def in_flight(self) -> int:
         """Envelopes pushed and not yet acked."""
-        return len(self._in_flight)
+        return len(self._in_flight) if self._in_flight else 0
 
     def offer(self, seqs: list[int]) -> list[int]:
         """A batch of newly committed seqs (increasing): which of them to push now.
@@ -207,10 +209,12 @@ class Subscription:
 
     def on_ack(self, seqs: tuple[int, ...]) -> bool:
         """The receiver acked `seqs`. Returns whether a backfill should run now."""
-        for seq in seqs:
-            self._in_flight.discard(seq)
+        if self._in_flight:
+            self._in_flight.difference_update(seqs)
         return self.needs_backfill and self.room > 0
 
     def _deliver(self, seq: int) -> None:
         self.cursor = seq
+        if self._in_flight is None:
+            self._in_flight = set()
         self._in_flight.add(seq)

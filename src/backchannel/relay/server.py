@@ -141,7 +141,8 @@ class RelayServer:
         self.monotonic = monotonic
         self.log_addresses = log_addresses
         self._book = AddressBook(self.limits, monotonic())
-        self._subscribers: dict[bytes, set[_Conn]] = {}
+        # A list per mailbox, not a set: almost always one subscriber, and lists are smaller.
+        self._subscribers: dict[bytes, list[_Conn]] = {}
         self._conns: set[_Conn] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
@@ -468,7 +469,7 @@ class RelayServer:
                 self._error(conn, rid, ErrorCode.TOO_MANY_SUBSCRIPTIONS)
                 return
             conn.subs[mid] = Subscription(self.limits.delivery_window)
-            self._subscribers.setdefault(mid, set()).add(conn)
+            self._subscribers.setdefault(mid, []).append(conn)
             self.metrics.subscriptions.value += 1
         self._send(conn, Subscribed(rid, future.result()))
         self._pump(conn, mid, conn.subs[mid])
@@ -478,8 +479,8 @@ class RelayServer:
             return
         self.metrics.subscriptions.value -= 1
         conns = self._subscribers.get(mid)
-        if conns is not None:
-            conns.discard(conn)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
             if not conns:
                 del self._subscribers[mid]
 
