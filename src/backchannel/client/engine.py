@@ -59,7 +59,7 @@ from backchannel.protocol.errors import (
     RemoteProtocolError,
 )
 from backchannel.protocol.message import MESSAGE_ID_SIZE, Message, MessageKind
-from backchannel.protocol.relayframes import ErrorCode
+from backchannel.protocol.relayframes import Delivery, ErrorCode
 from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
@@ -90,6 +90,10 @@ _RETRYABLE: Final = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
 _RETRY_FIRST_DELAY: Final = 0.1
 _RETRY_MAX_DELAY: Final = 2.0
 _MAX_RETRY_ROUNDS: Final = 30
+# How long `watch` waits for arrivals before it looks at the outbox and the relays again.
+_WATCH_TICK: Final = 0.2
+# Seconds before `watch` tries a relay that went down again.
+_RECONNECT_DELAY: Final = 2.0
 
 
 def _wall_ms() -> int:
@@ -190,6 +194,8 @@ class Principal:
         self._store = store
         self._clock = clock
         self._rng = rng
+        # Connections kept open while `watch` runs, so sends need no new handshake.
+        self._live: RelayPool | None = None
         raw = store.get("identity", b"self")
         if raw is None:
             raise NotInitialised("this home has no identity: run `backchannel init` first")
@@ -476,6 +482,24 @@ class Principal:
     def _session(self, channel: ChannelRecord) -> Session:
         return Session.decode(bytes.fromhex(channel.session))
 
+    def queue(self, channel_name: str, text: str) -> str:
+        """Put a note in the outbox without touching the network; returns its message id.
+
+        The next `flush`, `sync` or running `watch` sends it.
+
+        Raises:
+            ChannelNotFound: no such channel.
+            ClientError: the channel cannot send yet.
+        """
+        channel = self.channel(channel_name)
+        session = self._session(channel)
+        try:
+            with self._store.transaction():
+                message = self._queue(channel, session, MessageKind.NOTE, text.encode("utf-8"))
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return message.message_id.hex()
+
     async def send(self, channel_name: str, text: str) -> SendResult:
         """Send a note: stored in the outbox first, then offered to every relay.
 
@@ -486,27 +510,23 @@ class Principal:
             ChannelNotFound: no such channel.
             ClientError: the channel cannot send yet (its first message has not arrived).
         """
+        message_id = self.queue(channel_name, text)
         channel = self.channel(channel_name)
-        session = self._session(channel)
-        try:
-            with self._store.transaction():
-                message = self._queue(channel, session, MessageKind.NOTE, text.encode("utf-8"))
-        except LocalProtocolError as error:
-            raise ClientError(str(error)) from None
         await self.flush()
-        record = self._get_message(channel.channel_id, message.message_id.hex())
+        record = self._get_message(channel.channel_id, message_id)
         stored = tuple(record.stored_on) if record else ()
         queued = tuple(
             link.url
             for link in channel.links
             if link.url not in stored and link.outbound is not None
         )
-        return SendResult(message.message_id.hex(), message.seq, stored, queued)
+        seq = record.seq if record else 0
+        return SendResult(message_id, seq, stored, queued)
 
     async def flush(self, pool: RelayPool | None = None) -> int:
         """Offer every queued envelope to its relay; returns how many were stored."""
-        own_pool = pool is None
-        pool = pool or RelayPool()
+        own_pool = pool is None and self._live is None
+        pool = pool or self._live or RelayPool()
         sent = 0
         try:
             relays = [
@@ -641,6 +661,119 @@ class Principal:
             await pool.close()
         return report
 
+    async def watch(
+        self,
+        stop: asyncio.Event,
+        *,
+        on_message: Callable[[InboxEntry], None] | None = None,
+        reconnect_after: float = _RECONNECT_DELAY,
+    ) -> SyncReport:
+        """Stay connected: receive as envelopes arrive, send receipts and the outbox,
+        reconnect to relays that drop, until `stop` is set.
+
+        Args:
+            stop: set it to end the watch (after the work in hand is committed).
+            on_message: called with each new note as soon as it is stored.
+            reconnect_after: seconds before a relay that is down is tried again.
+        """
+        report = SyncReport()
+        pool = self._live = RelayPool()
+        arrivals: asyncio.Queue[tuple[str, bytes, Delivery]] = asyncio.Queue()
+        readers: dict[str, asyncio.Task[None]] = {}
+        subscribed: set[tuple[str, str]] = set()
+        retry_at: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
+
+        async def read(url: str, client: RelayClient) -> None:
+            try:
+                while True:
+                    mailbox_id, delivery = await client.receive()
+                    arrivals.put_nowait((url, mailbox_id, delivery))
+            except RelayClosed as error:
+                await pool.mark_down(url, str(error))
+
+        try:
+            while not stop.is_set():
+                for url in self._all_relays():
+                    task = readers.get(url)
+                    if task is not None and task.done():
+                        del readers[url]
+                        subscribed = {s for s in subscribed if s[0] != url}
+                        retry_at[url] = loop.time() + reconnect_after
+                    if url in pool.failures and loop.time() >= retry_at.setdefault(
+                        url, loop.time() + reconnect_after
+                    ):
+                        del pool.failures[url]
+                        retry_at.pop(url, None)
+                    client = await pool.get(url)
+                    if client is None:
+                        continue
+                    for mailbox in self._inbound_mailboxes(url):
+                        if (url, mailbox.mailbox_id) in subscribed:
+                            continue
+                        try:
+                            await client.subscribe(
+                                bytes.fromhex(mailbox.mailbox_id),
+                                bytes.fromhex(mailbox.receive_token),
+                            )
+                        except (RelayClosed, RelayRequestError):
+                            break
+                        subscribed.add((url, mailbox.mailbox_id))
+                    if url not in readers:
+                        readers[url] = asyncio.create_task(read(url, client))
+                await self._take_arrivals(arrivals, pool, report, on_message)
+                if any(c.pending_delivered or c.pending_read for c in self._channels()):
+                    with self._store.transaction():
+                        self._queue_receipts()
+                report.sent += await self.flush(pool)
+        finally:
+            for task in readers.values():
+                task.cancel()
+            await asyncio.gather(*readers.values(), return_exceptions=True)
+            self._live = None
+            report.relays_down = dict(pool.failures)
+            await pool.close()
+        return report
+
+    async def _take_arrivals(
+        self,
+        arrivals: asyncio.Queue[tuple[str, bytes, Delivery]],
+        pool: RelayPool,
+        report: SyncReport,
+        on_message: Callable[[InboxEntry], None] | None,
+    ) -> None:
+        """Process what arrived (waiting briefly if nothing has), then ack it in batches."""
+        try:
+            first = await asyncio.wait_for(arrivals.get(), _WATCH_TICK)
+        except TimeoutError:
+            return
+        batch = [first]
+        while not arrivals.empty() and len(batch) < _FETCH_BATCH:
+            batch.append(arrivals.get_nowait())
+        acks: dict[tuple[str, bytes], list[int]] = {}
+        arrived = []
+        with self._store.transaction():
+            for url, mailbox_id, delivery in batch:
+                entry = self._process(mailbox_id, delivery.envelope, report)
+                acks.setdefault((url, mailbox_id), []).append(delivery.seq)
+                if entry is not None:
+                    arrived.append(entry)
+        if on_message is not None:
+            for entry in arrived:
+                on_message(entry)
+        for (url, mailbox_id), seqs in acks.items():
+            client = await pool.get(url)
+            mailbox = next(
+                (m for m in self._inbound_mailboxes(url) if m.mailbox_id == mailbox_id.hex()),
+                None,
+            )
+            if client is None or mailbox is None:
+                continue
+            try:
+                await client.ack(mailbox_id, bytes.fromhex(mailbox.receive_token), tuple(seqs))
+            except (RelayClosed, RelayRequestError):
+                continue  # unacked envelopes come again and are recognised as copies
+
     def _all_relays(self) -> list[str]:
         urls = [link.url for c in self._channels() for link in c.links]
         urls += [link.url for i in self.pending_invites() for link in i.links]
@@ -660,10 +793,11 @@ class Principal:
         while True:
             deliveries, more = await client.fetch(mailbox_id, token, after, _FETCH_BATCH)
             done = []
-            for delivery in deliveries:
-                self._process(mailbox_id, delivery.envelope, report)
-                done.append(delivery.seq)
-                after = max(after, delivery.seq)
+            with self._store.transaction():
+                for delivery in deliveries:
+                    self._process(mailbox_id, delivery.envelope, report)
+                    done.append(delivery.seq)
+                    after = max(after, delivery.seq)
             if done:
                 await client.ack(mailbox_id, token, tuple(done))
             if not more or not deliveries:
@@ -679,29 +813,35 @@ class Principal:
                 return invite
         return None
 
-    def _process(self, mailbox_id: bytes, raw: bytes, report: SyncReport) -> None:
-        """Decrypt, store and advance, all in one transaction (or nothing at all)."""
+    def _process(self, mailbox_id: bytes, raw: bytes, report: SyncReport) -> InboxEntry | None:
+        """Decrypt, store and advance. Runs inside the caller's transaction, which covers a
+        whole batch: one commit (one fsync) per batch, and a crash loses the batch's work
+        but never its envelopes, which were not yet acked.
+
+        Returns:
+            The note that arrived, if the envelope carried a new one.
+        """
         try:
             envelope = Envelope.decode(raw)
         except RemoteProtocolError:
             report.rejected += 1
-            return
+            return None
         digest = self._store.index(b"payload", envelope.payload)
         seen = self._store.db.execute(
             "SELECT 1 FROM processed WHERE digest = ?", (digest,)
         ).fetchone()
         if seen:
             report.duplicates += 1
-            return
+            return None
         owner = self._owner(mailbox_id)
-        with self._store.transaction():
-            self._store.db.execute("INSERT INTO processed VALUES (?)", (digest,))
-            if isinstance(owner, InviteRecord):
-                self._accept_joiner(owner, envelope.payload, report)
-            elif isinstance(owner, ChannelRecord):
-                self._receive(owner, envelope.payload, report)
-            else:
-                report.rejected += 1
+        self._store.db.execute("INSERT INTO processed VALUES (?)", (digest,))
+        if isinstance(owner, InviteRecord):
+            self._accept_joiner(owner, envelope.payload, report)
+        elif isinstance(owner, ChannelRecord):
+            return self._receive(owner, envelope.payload, report)
+        else:
+            report.rejected += 1
+        return None
 
     def _accept_joiner(self, invite: InviteRecord, payload: bytes, report: SyncReport) -> None:
         if payload[:1] != bytes((PAYLOAD_INITIATION,)) or self._clock() >= invite.expires_at_ms:
@@ -743,29 +883,35 @@ class Principal:
         report.new_channels.append(channel.name)
         report.received += 1
 
-    def _receive(self, channel: ChannelRecord, payload: bytes, report: SyncReport) -> None:
+    def _receive(
+        self, channel: ChannelRecord, payload: bytes, report: SyncReport
+    ) -> InboxEntry | None:
         session = self._session(channel)
         try:
             message = session.open(payload, self._rng)
         except DuplicateMessage:
             report.duplicates += 1
-            return
+            return None
         except (DecryptionFailed, RemoteProtocolError):
             # Tampered, forged or foreign: counted and reported, never shown.
             channel.rejected += 1
             self._save_channel(channel)
             report.rejected += 1
-            return
+            return None
         channel.session = session.encode().hex()
         channel.last_heard_ms = self._clock()
+        entry = None
         if self._get_message(channel.channel_id, message.message_id.hex()) is not None:
             report.duplicates += 1
         else:
-            self._store_incoming(channel, message)
+            record = self._store_incoming(channel, message)
             report.received += 1
+            if message.kind == MessageKind.NOTE:
+                entry = self._entry(channel, record)
         self._save_channel(channel)
+        return entry
 
-    def _store_incoming(self, channel: ChannelRecord, message: Message) -> None:
+    def _store_incoming(self, channel: ChannelRecord, message: Message) -> MessageRecord:
         now = self._clock()
         record = MessageRecord(
             message.message_id.hex(),
@@ -781,7 +927,7 @@ class Principal:
             try:
                 ids = _receipt_ids(message.body)
             except RemoteProtocolError:
-                return
+                return record
             for message_id in ids:
                 ours = self._get_message(channel.channel_id, message_id)
                 if ours is None or ours.direction != "out":
@@ -794,6 +940,7 @@ class Principal:
                 self._put_message(channel, ours)
         else:
             channel.pending_delivered.append(message.message_id.hex())
+        return record
 
     def _queue_receipts(self) -> None:
         """Seal one receipt message per channel for everything stored since the last one."""
