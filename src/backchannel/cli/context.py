@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from backchannel.client.engine import Principal
+from backchannel.client.errors import StateCorrupted
 from backchannel.protocol.errors import BackchannelError
 
 __all__ = [
@@ -148,6 +149,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
+        except StateCorrupted as error:
+            raise _fail(f"{error}; the state file was left as it is") from None
         except BackchannelError as error:
             raise _fail(str(error)) from None
         except sqlite3.DatabaseError as error:

@@ -14,9 +14,9 @@ from backchannel.cli.relay import relay_app
 
 app = typer.Typer(
     name="backchannel",
-    help="A confidential, candid and dependable strategic channel between two principals.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",
     # Said explicitly: a crash report must never print local variables, which may hold
     # the passphrase or keys. Failures the principal can act on are one `error:` line.
     pretty_exceptions_show_locals=False,
@@ -33,7 +33,7 @@ def _root(
     ctx: typer.Context,
     home: Path | None = typer.Option(  # noqa: B008 - Typer declares options this way
         None, "--home", envvar=HOME_ENV, metavar="DIR", show_default=False,
-        help="The principal's folder (env BACKCHANNEL_HOME) [default: your data folder].",
+        help="The principal's folder [default: your data folder].",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON on stdout instead of tables (see docs/cli.md)."

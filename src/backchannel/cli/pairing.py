@@ -30,10 +30,12 @@ def parse_ttl(text: str) -> int:
     """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text.lower())
     if match is None:
-        raise typer.BadParameter(f"{text!r} is not a duration such as 90s, 30m, 12h or 7d")
+        raise typer.BadParameter(f"{text!r} is not a duration such as 90s, 30m, 12h or 7d",
+                                 param_hint="--ttl")
     seconds = float(match[1]) * _TTL_UNITS[match[2]]
     if not 0 < seconds <= MAX_INVITE_TTL_S:
-        raise typer.BadParameter("an invite lives more than 0 seconds and at most 30 days")
+        raise typer.BadParameter("an invite lives more than 0 seconds and at most 30 days",
+                                 param_hint="--ttl")
     return int(seconds * 1000)
 
 

@@ -1,0 +1,144 @@
+"""Failures read as one clear line, exit 1, and leave the principal's state as it was."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from backchannel.client.keystore import STATE_FILE
+from tests.cli.conftest import Pair, ThreadRelay, one_error_line, run
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "washington"
+    run(path, "init", "--name", "washington")
+    return path
+
+
+def test_wrong_passphrase_is_one_line_and_touches_nothing(home: Path) -> None:
+    state = home / STATE_FILE
+    before = state.read_bytes()
+    result = run(home, "status", passphrase="not the passphrase", code=1)
+    assert "wrong passphrase" in one_error_line(result)
+    assert state.read_bytes() == before
+
+
+def test_no_passphrase_and_no_terminal_says_how_to_give_one(home: Path) -> None:
+    result = run(home, "status", passphrase=None, code=1)
+    assert "BACKCHANNEL_PASSPHRASE" in one_error_line(result)
+
+
+def _garble_header(state: Path) -> None:
+    data = bytearray(state.read_bytes())
+    data[:100] = b"\xa5" * 100
+    state.write_bytes(bytes(data))
+
+
+def _flip_a_sealed_record(state: Path) -> None:
+    db = sqlite3.connect(state)
+    (record,) = db.execute("SELECT record FROM records WHERE kind = 'identity'").fetchone()
+    damaged = bytes(record[:20]) + bytes([record[20] ^ 1]) + bytes(record[21:])
+    db.execute("UPDATE records SET record = ? WHERE kind = 'identity'", (damaged,))
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("damage", [_garble_header, _flip_a_sealed_record])
+def test_a_damaged_state_file_is_reported_and_not_overwritten(home: Path, damage: object) -> None:
+    state = home / STATE_FILE
+    assert callable(damage)
+    damage(state)
+    before = state.read_bytes()
+    line = one_error_line(run(home, "send", "beijing", "hello", code=1))
+    assert "damaged" in line or "not a Backchannel state file" in line
+    assert state.read_bytes() == before
+
+
+def test_no_principal_yet_says_to_run_init(tmp_path: Path) -> None:
+    assert "backchannel init" in one_error_line(run(tmp_path / "empty", "channels", code=1))
+
+
+def test_init_twice_is_refused(home: Path) -> None:
+    line = one_error_line(run(home, "init", "--name", "someone", code=1))
+    assert "already holds a principal" in line
+
+
+def test_unknown_channel_names_the_known_ones(pair: Pair) -> None:
+    for command in (["send", "moscow", "hi"], ["read", "moscow"], ["inbox", "moscow"],
+                    ["verify", "moscow"], ["status", "moscow"]):
+        line = one_error_line(run(pair.washington, *command, code=1))
+        assert "no channel 'moscow'" in line and "beijing" in line, command
+
+
+def test_invalid_invite_code(home: Path) -> None:
+    line = one_error_line(run(home, "accept", "hello-there", code=1))
+    assert "not an invite code" in line
+
+
+def _invite(home: Path, relay: ThreadRelay, *extra: str) -> str:
+    return run(home, "invite", "--relay", relay.url, *extra).stdout.strip()
+
+
+def test_tampered_invite_code(home: Path, relay: ThreadRelay, tmp_path: Path) -> None:
+    code = _invite(home, relay)
+    middle = len(code) // 2
+    tampered = code[:middle] + ("B" if code[middle] == "A" else "A") + code[middle + 1 :]
+    joiner = tmp_path / "beijing"
+    run(joiner, "init", "--name", "beijing")
+    assert "tampered" in one_error_line(run(joiner, "accept", tampered, code=1))
+
+
+def test_expired_invite(home: Path, relay: ThreadRelay, tmp_path: Path) -> None:
+    code = _invite(home, relay, "--ttl", "1s")
+    joiner = tmp_path / "beijing"
+    run(joiner, "init", "--name", "beijing")  # takes a while: the invite ages meanwhile
+    time.sleep(1.1)
+    assert "expired" in one_error_line(run(joiner, "accept", code, code=1))
+
+
+def test_own_invite_is_refused(home: Path, relay: ThreadRelay) -> None:
+    assert "your own invite" in one_error_line(run(home, "accept", _invite(home, relay), code=1))
+
+
+def test_a_used_invite_is_refused(home: Path, relay: ThreadRelay, tmp_path: Path) -> None:
+    code = _invite(home, relay)
+    joiner, third = tmp_path / "beijing", tmp_path / "moscow"
+    run(joiner, "init", "--name", "beijing")
+    run(joiner, "accept", "-", input=code + "\n")  # from stdin
+    assert "already used" in one_error_line(run(joiner, "accept", code, code=1))
+
+    # A third principal cannot tell the code was spent (only the inviter knows), but the
+    # inviter refuses the second joiner: one channel, one rejection, nothing shown.
+    run(third, "init", "--name", "moscow")
+    run(third, "accept", code)
+    report = json.loads(run(home, "sync", "--json").stdout)
+    assert report["new_channels"] == ["beijing"] and report["rejected"] == 1
+    channels = json.loads(run(home, "channels", "--json").stdout)["channels"]
+    assert [c["name"] for c in channels] == ["beijing"]
+
+
+@pytest.mark.parametrize("ttl", ["7", "0s", "31d", "soon"])
+def test_a_bad_invite_lifetime_is_a_usage_error(tmp_path: Path, ttl: str) -> None:
+    result = run(tmp_path, "invite", "--relay", "ws://127.0.0.1:9/", "--ttl", ttl, code=2)
+    assert "--ttl" in result.output or "duration" in result.output or "30 days" in result.output
+
+
+def test_an_unreachable_relay_fails_an_invite_clearly(home: Path) -> None:
+    line = one_error_line(run(home, "invite", "--relay", "ws://127.0.0.1:9/", code=1))
+    assert "cannot be reached" in line
+
+
+def test_invite_shows_and_saves_a_qr_code(home: Path, relay: ThreadRelay, tmp_path: Path) -> None:
+    svg = tmp_path / "invite.svg"
+    result = run(home, "invite", "--relay", relay.url, "--qr", "--qr-file", str(svg))
+    code, *qr = result.stdout.splitlines()
+    assert code.startswith("BC1-") and len(qr) > 50  # a large symbol: the code is ~2.2 KB
+    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert "valid until" in result.stderr
+    bad = run(home, "invite", "--relay", relay.url, "--qr-file", "x.gif", code=2)
+    assert ".png or .svg" in bad.output
