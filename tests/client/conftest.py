@@ -17,8 +17,10 @@ FAST_KDF = KdfParameters(memory_kib=8, iterations=1, lanes=1)
 
 
 @contextlib.asynccontextmanager
-async def running_relay(db: Path, port: int = 0) -> AsyncIterator[RelayServer]:
-    limits = RelayLimits()
+async def running_relay(
+    db: Path, port: int = 0, limits: RelayLimits | None = None
+) -> AsyncIterator[RelayServer]:
+    limits = limits or RelayLimits()
     server = RelayServer(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1", port=port)
     await server.start()
     try:

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from backchannel.client.engine import Principal
+from backchannel.relay.limits import RelayLimits
 
 from .conftest import MakePrincipal, pair, running_relay
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 KILLS = 6
-BURST = 600
+BURST = 2000
 SEND_BURST = 400
 
 
@@ -70,7 +71,8 @@ async def test_receiver_killed_while_processing_a_burst_loses_nothing(
     tmp_path: Path, make_principal: MakePrincipal
 ) -> None:
     w, b = make_principal("w"), make_principal("b")
-    async with running_relay(tmp_path / "relay.db") as relay:
+    limits = RelayLimits(mailbox_max_envelopes=10 * BURST)
+    async with running_relay(tmp_path / "relay.db", limits=limits) as relay:
         await pair(w, b, [relay.url])
         await w.sync()
         channel = w.channel("b")

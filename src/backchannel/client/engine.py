@@ -196,6 +196,9 @@ class Principal:
         self._rng = rng
         # Connections kept open while `watch` runs, so sends need no new handshake.
         self._live: RelayPool | None = None
+        # Parsed sessions by channel id, valid while the stored state is the same bytes
+        # (a rolled-back transaction leaves the store different, so the cache misses).
+        self._sessions: dict[str, tuple[str, Session]] = {}
         raw = store.get("identity", b"self")
         if raw is None:
             raise NotInitialised("this home has no identity: run `backchannel init` first")
@@ -429,7 +432,7 @@ class Principal:
     def _queue(self, channel: ChannelRecord, session: Session, kind: int, body: bytes) -> Message:
         """Seal a message and put it in the outbox (inside the caller's transaction)."""
         sealed = session.seal(kind, body, self._clock(), self._rng)
-        channel.session = session.encode().hex()
+        self._keep_session(channel, session)
         self._save_channel(channel)
         message = sealed.message
         record = MessageRecord(
@@ -480,7 +483,23 @@ class Principal:
         return record
 
     def _session(self, channel: ChannelRecord) -> Session:
+        # Taken out of the cache: the caller may change it, and only `_keep_session` (after
+        # the change is in the record) puts it back. A failure in between costs a decode.
+        cached = self._sessions.pop(channel.channel_id, None)
+        if cached is not None and cached[0] == channel.session:
+            return cached[1]
         return Session.decode(bytes.fromhex(channel.session))
+
+    def _keep_session(self, channel: ChannelRecord, session: Session) -> None:
+        channel.session = session.encode().hex()
+        self._sessions[channel.channel_id] = (channel.session, session)
+
+    def _channel_by_id(self, channel_id: str) -> ChannelRecord:
+        raw = self._store.get("channel", bytes.fromhex(channel_id))
+        if raw is None:
+            raise ChannelNotFound(f"no channel {channel_id}")
+        record: ChannelRecord = load(ChannelRecord, raw)
+        return record
 
     def queue(self, channel_name: str, text: str) -> str:
         """Put a note in the outbox without touching the network; returns its message id.
@@ -627,11 +646,10 @@ class Principal:
         )
         if url not in record.stored_on:
             record.stored_on.append(url)
-            channel = self.channel(channel_id)
-            self._put_message(channel, record)
+            self._put_message(self._channel_by_id(channel_id), record)
 
     def _link_for(self, channel_id: str, url: str) -> Link | None:
-        channel = self.channel(channel_id)
+        channel = self._channel_by_id(channel_id)
         return next((link for link in channel.links if link.url == url), None)
 
     # -- receiving --------------------------------------------------------------------
@@ -722,7 +740,7 @@ class Principal:
                     if url not in readers:
                         readers[url] = asyncio.create_task(read(url, client))
                 await self._take_arrivals(arrivals, pool, report, on_message)
-                if any(c.pending_delivered or c.pending_read for c in self._channels()):
+                if self._store.db.execute("SELECT 1 FROM pending_receipts LIMIT 1").fetchone():
                     with self._store.transaction():
                         self._queue_receipts()
                 report.sent += await self.flush(pool)
@@ -898,7 +916,7 @@ class Principal:
             self._save_channel(channel)
             report.rejected += 1
             return None
-        channel.session = session.encode().hex()
+        self._keep_session(channel, session)
         channel.last_heard_ms = self._clock()
         entry = None
         if self._get_message(channel.channel_id, message.message_id.hex()) is not None:
@@ -939,23 +957,37 @@ class Principal:
                     ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
                 self._put_message(channel, ours)
         else:
-            channel.pending_delivered.append(message.message_id.hex())
+            self._pending_receipt(channel, MessageKind.RECEIPT_DELIVERED, message.message_id)
         return record
 
+    def _pending_receipt(self, channel: ChannelRecord, kind: int, message_id: bytes) -> None:
+        self._store.db.execute(
+            "INSERT OR IGNORE INTO pending_receipts VALUES (?, ?, ?)",
+            (bytes.fromhex(channel.channel_id), kind, message_id),
+        )
+
     def _queue_receipts(self) -> None:
-        """Seal one receipt message per channel for everything stored since the last one."""
-        for channel in self._channels():
+        """Seal one receipt message per channel and kind for everything stored since the
+        last one (inside the caller's transaction, with the receipts' removal)."""
+        rows = self._store.db.execute(
+            "SELECT channel, kind, message_id FROM pending_receipts ORDER BY rowid"
+        ).fetchall()
+        grouped: dict[tuple[str, int], list[str]] = {}
+        for cid, kind, message_id in rows:
+            grouped.setdefault((bytes(cid).hex(), kind), []).append(bytes(message_id).hex())
+        for (channel_id, kind), ids in grouped.items():
+            channel = self._channel_by_id(channel_id)
             session = self._session(channel)
-            if not session.can_send or not (channel.pending_delivered or channel.pending_read):
+            if not session.can_send or not any(link.outbound for link in channel.links):
                 continue
-            for kind, ids in (
-                (MessageKind.RECEIPT_DELIVERED, channel.pending_delivered),
-                (MessageKind.RECEIPT_READ, channel.pending_read),
-            ):
-                while ids and any(link.outbound for link in channel.links):
-                    batch, ids[:] = ids[:MAX_RECEIPT_IDS], ids[MAX_RECEIPT_IDS:]
-                    self._queue(channel, session, kind, _receipt_body(batch))
-            self._save_channel(channel)
+            for start in range(0, len(ids), MAX_RECEIPT_IDS):
+                self._queue(
+                    channel, session, kind, _receipt_body(ids[start : start + MAX_RECEIPT_IDS])
+                )
+            self._store.db.execute(
+                "DELETE FROM pending_receipts WHERE channel = ? AND kind = ?",
+                (bytes.fromhex(channel_id), kind),
+            )
 
     # -- reading ----------------------------------------------------------------------
 
@@ -1018,9 +1050,10 @@ class Principal:
             for record in chosen:
                 if not record.read_at_ms:
                     record.read_at_ms = now
-                    channel.pending_read.append(record.message_id)
+                    self._pending_receipt(
+                        channel, MessageKind.RECEIPT_READ, bytes.fromhex(record.message_id)
+                    )
                     self._put_message(channel, record)
-            self._save_channel(channel)
             self._queue_receipts()
         await self.flush()
         return [self._entry(channel, m) for m in chosen]

@@ -53,8 +53,6 @@ class ChannelRecord:
     verified: bool = False
     last_heard_ms: int = 0
     rejected: int = 0
-    pending_delivered: list[str] = field(default_factory=list)
-    pending_read: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -99,15 +99,24 @@ class RelayClient:
             OSError: the relay cannot be reached.
             websockets.exceptions.InvalidHandshake: the relay refused the connection.
         """
-        ws = await connect(url, compression=None, max_size=MAX_RESPONSE_FRAME_SIZE,
-                           open_timeout=open_timeout, ping_interval=None)
+        ws = await connect(
+            url,
+            compression=None,
+            max_size=MAX_RESPONSE_FRAME_SIZE,
+            open_timeout=open_timeout,
+            ping_interval=None,
+        )
         return cls(ws)
 
     async def __aenter__(self) -> RelayClient:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -147,8 +156,9 @@ class RelayClient:
             RelayClosed: the connection closed first.
         """
         caps = caps if caps is not None else MailboxCaps.generate()
-        await self._call(Create, caps.mailbox_id, token_hash(caps.send_token),
-                         token_hash(caps.receive_token))
+        await self._call(
+            Create, caps.mailbox_id, token_hash(caps.send_token), token_hash(caps.receive_token)
+        )
         return caps
 
     async def send(self, mailbox_id: bytes, send_token: bytes, envelope: bytes) -> int:
@@ -184,8 +194,13 @@ class RelayClient:
             raise RelayClosed("the relay connection is closed")
         return item
 
-    async def fetch(self, mailbox_id: bytes, receive_token: bytes, after_seq: int = 0,
-                    limit: int = MAX_BATCH_ITEMS) -> tuple[tuple[Delivery, ...], bool]:
+    async def fetch(
+        self,
+        mailbox_id: bytes,
+        receive_token: bytes,
+        after_seq: int = 0,
+        limit: int = MAX_BATCH_ITEMS,
+    ) -> tuple[tuple[Delivery, ...], bool]:
         """Read stored envelopes after `after_seq`; returns them and whether more remain."""
         answer = await self._call(Fetch, mailbox_id, receive_token, after_seq, limit)
         assert isinstance(answer, Fetched)

@@ -1,0 +1,191 @@
+"""End-to-end client speed against the bare relay, measured in one run.
+
+    python bench/client.py [--slow-count N] [--fast-count N] [--burst N]
+
+Starts `backchannel relay serve` (SQLite, its own process) on a free loopback port, pairs
+two principals in this process, and reports:
+
+- the bare relay round trip: a 1 KiB envelope sent until the relay answers `stored`
+  (committed), the floor any client pays;
+- end-to-end latency, from `send()` to the message committed in the receiver's store
+  (the receiver runs `watch`), at 1 and at 100 messages per second: p50 and p99, and the
+  ratio of p50 to (2 x relay p50 + 2 ms), the target being <= 1;
+- one-way throughput of one channel: notes queued as fast as the sender can, until the
+  receiver has stored all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from backchannel.client.engine import InboxEntry, Principal
+from backchannel.client.keystore import KdfParameters
+from backchannel.client.transport import RelayClient
+from backchannel.protocol.envelope import Envelope
+
+KDF = KdfParameters(memory_kib=8 * 1024, iterations=1, lanes=1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def wait_for_relay(url: str, relay: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        if relay.poll() is not None:
+            raise RuntimeError(f"relay exited with {relay.returncode}")
+        try:
+            client = await RelayClient.connect(url)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        await client.close()
+        return
+    raise RuntimeError("relay did not start")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def relay_round_trip(url: str, count: int) -> list[float]:
+    samples = []
+    async with await RelayClient.connect(url) as client:
+        caps = await client.create_mailbox()
+        envelope = Envelope(caps.mailbox_id, os.urandom(1024 - 17)).encode()
+        for _ in range(count):
+            start = time.perf_counter()
+            await client.send(caps.mailbox_id, caps.send_token, envelope)
+            samples.append((time.perf_counter() - start) * 1000)
+        await client.delete(caps.mailbox_id, caps.receive_token)
+    return samples
+
+
+async def end_to_end(w: Principal, b: Principal, rate: float, count: int) -> list[float]:
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    def arrived(entry: InboxEntry) -> None:
+        start = sent_at.get(entry.text)
+        if start is not None:
+            latencies.append((time.perf_counter() - start) * 1000)
+            if len(latencies) == count:
+                done.set()
+
+    stop = asyncio.Event()
+    watchers = [
+        asyncio.create_task(b.watch(stop, on_message=arrived)),
+        asyncio.create_task(w.watch(stop)),
+    ]
+    await asyncio.sleep(0.5)  # both subscribed
+    tag = os.urandom(4).hex()
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
+    for i in range(count):
+        text = f"{tag} {i}"
+        sent_at[text] = time.perf_counter()
+        await w.send("b", text)
+        next_at += interval
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    await asyncio.wait_for(done.wait(), 60)
+    stop.set()
+    await asyncio.gather(*watchers)
+    return latencies
+
+
+async def throughput(w: Principal, b: Principal, count: int) -> float:
+    received = 0
+    done = asyncio.Event()
+
+    def arrived(_: InboxEntry) -> None:
+        nonlocal received
+        received += 1
+        if received == count:
+            done.set()
+
+    stop = asyncio.Event()
+    watchers = [
+        asyncio.create_task(b.watch(stop, on_message=arrived)),
+        asyncio.create_task(w.watch(stop)),
+    ]
+    await asyncio.sleep(0.5)
+    start = time.perf_counter()
+    for i in range(count):
+        w.queue("b", f"bulk {i}")
+        if i % 50 == 49:
+            await asyncio.sleep(0)  # let the watch loops flush and receive meanwhile
+    await asyncio.wait_for(done.wait(), 120)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    await asyncio.gather(*watchers)
+    return count / elapsed
+
+
+async def main(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-client-"))
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/"
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from backchannel.cli.main import main; main()",
+            "relay",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            f"sqlite:///{folder / 'relay.db'}",
+            "--max-envelopes",
+            "100000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_for_relay(url, relay)
+        w = Principal.create(folder / "w", "w", "bench", kdf=KDF)
+        b = Principal.create(folder / "b", "b", "bench", kdf=KDF)
+        await b.accept(await w.invite([url]))
+        await w.sync()
+        await b.sync()
+        rtt = await relay_round_trip(url, 300)
+        floor = 2 * statistics.median(rtt) + 2.0
+        print(
+            f"relay round trip (send -> stored): p50 {statistics.median(rtt):.2f} ms, "
+            f"p99 {percentile(rtt, 0.99):.2f} ms; target p50 <= {floor:.2f} ms"
+        )
+        for rate, count in ((1.0, args.slow_count), (100.0, args.fast_count)):
+            lat = await end_to_end(w, b, rate, count)
+            p50 = statistics.median(lat)
+            print(
+                f"send -> stored at {rate:>5.0f} msg/s ({count} msgs): p50 {p50:.2f} ms, "
+                f"p99 {percentile(lat, 0.99):.2f} ms, p50 / target {p50 / floor:.2f}"
+            )
+        rate = await throughput(w, b, args.burst)
+        print(f"one-way throughput ({args.burst} notes): {rate:.0f} msg/s (target >= 1000)")
+    finally:
+        relay.terminate()
+        relay.wait(10)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slow-count", type=int, default=10)
+    parser.add_argument("--fast-count", type=int, default=300)
+    parser.add_argument("--burst", type=int, default=3000)
+    asyncio.run(main(parser.parse_args()))
