@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from backchannel.client.errors import (
 from backchannel.client.records import ChannelRecord
 from backchannel.client.transport import RelayClient
 from backchannel.protocol.envelope import Envelope
+from backchannel.relay.limits import RelayLimits
 
 from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
 
@@ -240,3 +242,26 @@ async def test_stored_records_do_not_contain_plaintext(
         data = b"".join(p.read_bytes() for p in principal._store.path.parent.iterdir())
         assert marker not in data
         assert b"washington" not in data and b"beijing" not in data
+
+
+async def test_relay_restart_while_messages_are_in_flight(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    count = 1500
+    limits = RelayLimits(mailbox_max_envelopes=10 * count)
+    async with running_relay(tmp_path / "relay.db", limits=limits) as relay:
+        await pair(w, b, [relay.url])
+        port = relay.port
+        for i in range(count):
+            w.queue("b", f"in flight {i}")
+        flushing = asyncio.create_task(w.flush())
+        await asyncio.sleep(0.02)  # part of the outbox is on the wire
+    stored_before_restart = await flushing
+    assert 0 < stored_before_restart < count  # the relay really stopped mid-flush
+    async with running_relay(tmp_path / "relay.db", port=port, limits=limits):
+        await w.sync()
+        await b.sync()
+    texts = [e.text for e in b.inbox()]
+    assert sorted(texts) == sorted(f"in flight {i}" for i in range(count))
+    assert w.status("b")[0].queued == 0
