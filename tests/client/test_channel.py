@@ -11,6 +11,7 @@ import pytest
 from backchannel.client.engine import Principal
 from backchannel.client.errors import (
     ChannelNotFound,
+    IdentityChanged,
     InviteRefused,
     StateCorrupted,
     WrongPassphrase,
@@ -265,3 +266,37 @@ async def test_relay_restart_while_messages_are_in_flight(
     texts = [e.text for e in b.inbox()]
     assert sorted(texts) == sorted(f"in flight {i}" for i in range(count))
     assert w.status("b")[0].queued == 0
+
+
+async def test_new_identity_under_a_known_name_blocks_sending_until_verified(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    impostor = Principal.create(tmp_path / "other-b", "b", "passphrase", kdf=FAST_KDF)
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        await pair(w, b, [relay.url])  # the same key pairing again: no alarm
+        await pair(w, impostor, [relay.url])
+        names = [c.name for c in w.channels()]
+        assert names == ["b", "b~2", "b~3"]
+        flags = {s.name: s.identity_changed for s in w.status()}
+        assert flags == {"b": False, "b~2": False, "b~3": True}
+        with pytest.raises(IdentityChanged, match="safety number"):
+            await w.send("b~3", "are you who you were?")
+        w.confirm_verified("b~3")
+        assert (await w.send("b~3", "verified now")).stored_on == (relay.url,)
+
+
+async def test_status_shows_each_relays_reachability(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "r1.db") as r1, running_relay(tmp_path / "r2.db") as r2:
+        await pair(w, b, [r1.url, r2.url])
+        await w.sync()
+        assert [h.up for h in w.status("b")[0].relay_health] == [True, True]
+        await r2.stop()
+        await w.sync()
+        health = w.status("b")[0].relay_health
+    assert [h.up for h in health] == [True, False]
+    assert health[1].last_error

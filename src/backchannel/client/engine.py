@@ -16,6 +16,7 @@ Rules that make it dependable (design §5):
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Final
 from backchannel.client.errors import (
     ChannelNotFound,
     ClientError,
+    IdentityChanged,
     InviteRefused,
     NotInitialised,
 )
@@ -67,6 +69,7 @@ __all__ = [
     "ChannelStatus",
     "InboxEntry",
     "Principal",
+    "RelayHealth",
     "SendResult",
     "SyncReport",
 ]
@@ -149,6 +152,23 @@ class ChannelStatus:
     queued: int
     gaps: tuple[tuple[int, int], ...]
     rejected: int
+    relay_health: tuple[RelayHealth, ...] = ()
+    identity_changed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RelayHealth:
+    """What this principal last saw of one relay."""
+
+    url: str
+    last_ok_ms: int
+    last_error: str
+    last_error_ms: int
+
+    @property
+    def up(self) -> bool:
+        """Reachable at the last attempt (never tried counts as down)."""
+        return self.last_ok_ms > 0 and self.last_ok_ms >= self.last_error_ms
 
 
 def _receipt_body(ids: list[str]) -> bytes:
@@ -300,11 +320,21 @@ class Principal:
     def _save_channel(self, record: ChannelRecord) -> None:
         self._store.put("channel", bytes.fromhex(record.channel_id), dump(record))
 
+    def _identity_changed(self, wanted_name: str, peer: PublicIdentity) -> bool:
+        """True when a channel already under this name has another counterpart key: the
+        counterpart re-paired with a new identity, or someone else is using its name. The
+        same key pairing again is no alarm."""
+        encoded = peer.encode().hex()
+        return any(
+            c.name.split("~")[0] == wanted_name and c.peer_identity != encoded
+            for c in self._channels()
+        )
+
     def _unique_name(self, wanted: str) -> str:
         taken = {c.name for c in self._channels()}
         name, n = wanted, 2
         while name in taken:
-            name, n = f"{wanted}-{n}", n + 1
+            name, n = f"{wanted}~{n}", n + 1
         return name
 
     # -- pairing ----------------------------------------------------------------------
@@ -401,8 +431,10 @@ class Principal:
             down = ", ".join(f"{u} ({r})" for u, r in pool.failures.items())
             raise ClientError(f"none of the invite's relays can be reached: {down}")
         session = Session.initiate(self._identity, invite.bundle, self._rng)
+        changed = self._identity_changed(name or invite.name, invite.bundle.identity)
         channel = ChannelRecord(
             channel_id=self._rng(16).hex(),
+            identity_changed=changed,
             name=self._unique_name(name or invite.name),
             peer_identity=invite.bundle.identity.encode().hex(),
             session="",
@@ -511,6 +543,12 @@ class Principal:
             ClientError: the channel cannot send yet.
         """
         channel = self.channel(channel_name)
+        if channel.identity_changed and not channel.verified:
+            raise IdentityChanged(
+                f"'{channel.name}' has a different identity key than the earlier channel of "
+                f"that name; compare the safety number (backchannel verify {channel.name}) "
+                f"and confirm it before sending"
+            )
         session = self._session(channel)
         try:
             with self._store.transaction():
@@ -675,6 +713,7 @@ class Principal:
             report.sent += await self.flush(pool)
             report.relays_down = dict(pool.failures)
             report.relays_up = sorted(set(self._all_relays()) - set(pool.failures))
+            self._record_health(report.relays_up, report.relays_down)
         finally:
             await pool.close()
         return report
@@ -792,6 +831,32 @@ class Principal:
             except (RelayClosed, RelayRequestError):
                 continue  # unacked envelopes come again and are recognised as copies
 
+    def _record_health(self, up: list[str], down: dict[str, str]) -> None:
+        now = self._clock()
+        with self._store.transaction():
+            for url in up:
+                old = self.relay_health(url)
+                self._store.put(
+                    "relay-health",
+                    url.encode(),
+                    json.dumps([now, old.last_error, old.last_error_ms]).encode(),
+                )
+            for url, reason in down.items():
+                old = self.relay_health(url)
+                self._store.put(
+                    "relay-health",
+                    url.encode(),
+                    json.dumps([old.last_ok_ms, reason, now]).encode(),
+                )
+
+    def relay_health(self, url: str) -> RelayHealth:
+        """What the last sync or watch saw of the relay at `url`."""
+        raw = self._store.get("relay-health", url.encode())
+        if raw is None:
+            return RelayHealth(url, 0, "", 0)
+        last_ok, error, error_ms = json.loads(raw)
+        return RelayHealth(url, int(last_ok), str(error), int(error_ms))
+
     def _all_relays(self) -> list[str]:
         urls = [link.url for c in self._channels() for link in c.links]
         urls += [link.url for i in self.pending_invites() for link in i.links]
@@ -886,6 +951,7 @@ class Principal:
             links.append(link)
         channel = ChannelRecord(
             channel_id=self._rng(16).hex(),
+            identity_changed=self._identity_changed(hello.name, session.peer_identity),
             name=self._unique_name(hello.name),
             peer_identity=session.peer_identity.encode().hex(),
             session=session.encode().hex(),
@@ -1101,6 +1167,8 @@ class Principal:
                     int(queued),
                     _gaps([m.seq for m in inbound]),
                     channel.rejected,
+                    tuple(self.relay_health(link.url) for link in channel.links),
+                    channel.identity_changed,
                 )
             )
         return result

@@ -53,6 +53,9 @@ class ChannelRecord:
     verified: bool = False
     last_heard_ms: int = 0
     rejected: int = 0
+    # Set when this channel's counterpart key differs from an earlier channel of the same
+    # name; sending waits until the safety number is confirmed.
+    identity_changed: bool = False
 
 
 @dataclass(slots=True)
