@@ -474,6 +474,7 @@ class Principal:
             message.kind,
             message.sent_at_ms,
             message.body.hex(),
+            message_hash=message.hash.hex(),
         )
         self._put_message(channel, record)
         ref = self._store.index(b"msg", message.message_id)
@@ -1005,6 +1006,7 @@ class Principal:
             message.sent_at_ms,
             message.body.hex(),
             received_at_ms=now,
+            message_hash=message.hash.hex(),
         )
         self._put_message(channel, record)
         if message.kind in _RECEIPT_KINDS:

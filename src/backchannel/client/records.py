@@ -80,6 +80,8 @@ class MessageRecord:
     delivered_at_ms: int = 0
     read_at_ms: int = 0
     stored_on: list[str] = field(default_factory=list)
+    # Message.hash: what a clarification request binds to, and the sender's hash chain.
+    message_hash: str = ""
 
 
 def dump(record: ChannelRecord | InviteRecord | MessageRecord) -> bytes:
