@@ -1,0 +1,225 @@
+"""The status board of a channel: everything a principal must see at a glance, as one
+frozen value with a stable JSON form (`StatusBoard.to_dict`).
+
+The dialogue layer fills what it knows (`Dialogue.board`); the client adds what only it
+knows (relay reachability) beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from backchannel.dialogue.agenda import AgendaItem, AgendaRound
+from backchannel.dialogue.clarify import Clarification
+from backchannel.dialogue.events import Anomaly, Side
+from backchannel.dialogue.linetest import LineStatus
+from backchannel.dialogue.records import RecordVersion, RecordView
+from backchannel.dialogue.redlines import RedLineVersion, RedLineView
+from backchannel.dialogue.urgent import HoldingReply, PendingAck
+
+__all__ = ["BOARD_FORMAT", "StatusBoard"]
+
+# Bumped when a key of `StatusBoard.to_dict` changes meaning or disappears (adding keys
+# does not bump it).
+BOARD_FORMAT: Final = 1
+
+Json = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusBoard:
+    """A channel's dialogue state at `now_ms`.
+
+    Attributes:
+        now_ms: the time the board was computed for.
+        last_heard_from_ms: when we last stored a message from the other side (our clock).
+        awaiting_their_ack: our notes with a deadline they have not acknowledged.
+        awaiting_our_ack: their notes with a deadline we have not acknowledged.
+        open_clarifications: requests not yet answered, in both directions.
+        red_lines: both sides' red lines, with their acknowledgement state.
+        next_round: the highest-numbered meeting round with agenda items, if any.
+        records: every record and its versions.
+        line: the line-test state.
+        anomalies: messages the fold ignored because they broke the rules.
+    """
+
+    now_ms: int
+    last_heard_from_ms: int | None
+    awaiting_their_ack: tuple[PendingAck, ...]
+    awaiting_our_ack: tuple[PendingAck, ...]
+    open_clarifications: tuple[Clarification, ...]
+    red_lines: tuple[RedLineView, ...]
+    next_round: AgendaRound | None
+    records: tuple[RecordView, ...]
+    line: LineStatus
+    anomalies: tuple[Anomaly, ...]
+
+    @property
+    def overdue(self) -> tuple[PendingAck, ...]:
+        """Notes past their deadline without acknowledgement, ours first."""
+        return tuple(p for p in self.awaiting_their_ack + self.awaiting_our_ack if p.overdue)
+
+    @property
+    def red_lines_awaiting_their_ack(self) -> tuple[RedLineView, ...]:
+        return tuple(
+            r for r in self.red_lines if r.owner is Side.OURS and r.awaiting_acknowledgement
+        )
+
+    @property
+    def red_lines_awaiting_our_ack(self) -> tuple[RedLineView, ...]:
+        return tuple(
+            r for r in self.red_lines if r.owner is Side.THEIRS and r.awaiting_acknowledgement
+        )
+
+    def to_dict(self) -> Json:
+        """A JSON-ready dict: ids as hex, times as ms since the epoch, enums as lowercase
+        words. Its keys are stable (`BOARD_FORMAT`)."""
+        return {
+            "format": BOARD_FORMAT,
+            "now_ms": self.now_ms,
+            "last_heard_from_ms": self.last_heard_from_ms,
+            "awaiting_their_ack": [_pending(p) for p in self.awaiting_their_ack],
+            "awaiting_our_ack": [_pending(p) for p in self.awaiting_our_ack],
+            "overdue": [p.message_id.hex() for p in self.overdue],
+            "open_clarifications": [_clarification(c) for c in self.open_clarifications],
+            "red_lines": [_red_line(r) for r in self.red_lines],
+            "next_round": None if self.next_round is None else _round(self.next_round),
+            "records": [_record(r) for r in self.records],
+            "line": _line(self.line),
+            "anomalies": [_anomaly(a) for a in self.anomalies],
+        }
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
+def _hold(hold: HoldingReply | None) -> Json | None:
+    if hold is None:
+        return None
+    return {
+        "message_id": hold.message_id.hex(),
+        "expected_by_ms": hold.expected_by_ms,
+        "received_at_ms": hold.received_at_ms,
+        "text": hold.text,
+    }
+
+
+def _pending(p: PendingAck) -> Json:
+    return {
+        "message_id": p.message_id.hex(),
+        "sent_by": p.side.value,
+        "precedence": p.precedence.name.lower(),
+        "sent_at_ms": p.sent_at_ms,
+        "deadline_ms": p.deadline_ms,
+        "worry_at_ms": p.worry_at_ms,
+        "overdue": p.overdue,
+        "hold": _hold(p.hold),
+    }
+
+
+def _clarification(c: Clarification) -> Json:
+    return {
+        "request_id": c.request_id.hex(),
+        "asked_by": c.asked_by.value,
+        "target_id": c.target_id.hex(),
+        "target_hash": c.target_hash.hex(),
+        "question": c.question,
+        "asked_at_ms": c.asked_at_ms,
+        "hold": _hold(c.hold),
+        "answer_id": _hex(c.answer_id),
+        "answer": c.answer,
+        "answered_at_ms": c.answered_at_ms,
+    }
+
+
+def _red_line_version(v: RedLineVersion) -> Json:
+    return {
+        "version": v.version,
+        "title": v.title,
+        "text": v.text,
+        "message_id": v.message_id.hex(),
+        "declared_at_ms": v.declared_at_ms,
+        "acknowledged_at_ms": v.acknowledged_at_ms,
+    }
+
+
+def _red_line(r: RedLineView) -> Json:
+    return {
+        "redline_id": r.redline_id.hex(),
+        "owner": r.owner.value,
+        "version": r.latest.version,
+        "title": r.latest.title,
+        "awaiting_acknowledgement": r.awaiting_acknowledgement,
+        "versions": [_red_line_version(v) for v in r.versions],
+    }
+
+
+def _item(i: AgendaItem) -> Json:
+    return {
+        "item_id": i.item_id.hex(),
+        "round": i.round,
+        "proposed_by": i.proposed_by.value,
+        "title": i.title,
+        "detail": i.detail,
+        "proposed_at_ms": i.proposed_at_ms,
+        "status": i.status.value,
+        "decided_at_ms": i.decided_at_ms,
+        "reason": i.reason,
+    }
+
+
+def _round(r: AgendaRound) -> Json:
+    return {
+        "round": r.round,
+        "items": [_item(i) for i in r.items],
+        "agreed": [i.item_id.hex() for i in r.agreed],
+    }
+
+
+def _record_version(v: RecordVersion) -> Json:
+    return {
+        "version": v.version,
+        "proposed_by": v.proposed_by.value,
+        "status": v.status.value,
+        "title": v.statement.title,
+        "authoritative_language": v.statement.authoritative.language,
+        "languages": [lv.language for lv in v.statement.versions],
+        "statement_hash": v.statement_hash.hex(),
+        "message_id": v.message_id.hex(),
+        "proposed_at_ms": v.proposal.signed_at_ms,
+        "cosigned_at_ms": None if v.cosignature is None else v.cosignature.signed_at_ms,
+    }
+
+
+def _record(r: RecordView) -> Json:
+    return {
+        "record_id": r.record_id.hex(),
+        "owner": r.owner.value,
+        "latest_version": r.latest.version,
+        "status": r.latest.status.value,
+        "versions": [_record_version(v) for v in r.versions],
+    }
+
+
+def _line(s: LineStatus) -> Json:
+    return {
+        "state": s.state.value,
+        "last_test_sent_at_ms": s.last_test_sent_at_ms,
+        "last_answered_at_ms": s.last_answered_at_ms,
+        "round_trip_ms": s.round_trip_ms,
+        "next_test_due_at_ms": s.next_test_due_at_ms,
+        "test_due": s.test_due,
+        "unanswered_theirs": [t.hex() for t in s.unanswered_theirs],
+    }
+
+
+def _anomaly(a: Anomaly) -> Json:
+    return {
+        "message_id": a.message_id.hex(),
+        "sent_by": a.side.value,
+        "kind": a.kind,
+        "at_ms": a.at_ms,
+        "reason": a.reason,
+    }
