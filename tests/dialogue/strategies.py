@@ -1,0 +1,69 @@
+"""Hypothesis strategies for every dialogue body."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from backchannel.dialogue import (
+    Ack,
+    AgendaAccept,
+    AgendaDecline,
+    AgendaPropose,
+    Answer,
+    Body,
+    Clarify,
+    Hold,
+    LanguageVersion,
+    LineTest,
+    LineTestReply,
+    Note,
+    Precedence,
+    RecordPropose,
+    RecordSign,
+    RedLine,
+    RedLineAck,
+    Statement,
+)
+from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS, MAX_TIMESTAMP_MS
+
+ids = st.binary(min_size=16, max_size=16)
+hashes = st.binary(min_size=32, max_size=32)
+signatures = st.binary(min_size=64, max_size=64)
+times = st.integers(0, MAX_TIMESTAMP_MS)
+counters = st.integers(1, 2**32 - 1)
+_chars = st.characters(blacklist_categories=("Cs", "Cc"))
+_line_chars = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"))
+texts = st.text(st.one_of(_chars, st.sampled_from("\n\t")), min_size=1, max_size=40).filter(
+    str.strip
+)
+optional_texts = st.one_of(st.just(""), texts)
+lines = st.text(_line_chars, min_size=1, max_size=40).filter(str.strip)
+languages = st.from_regex(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8}){0,2}", fullmatch=True)
+
+
+@st.composite
+def statements(draw: st.DrawFn) -> Statement:
+    tags = draw(st.lists(languages, min_size=1, max_size=4, unique_by=str.lower))
+    chosen = draw(st.integers(0, len(tags) - 1))
+    versions = tuple(
+        LanguageVersion(tag, draw(texts), authoritative=i == chosen) for i, tag in enumerate(tags)
+    )
+    return Statement(draw(lines), versions)
+
+
+bodies: st.SearchStrategy[Body] = st.one_of(
+    st.builds(Note, st.sampled_from(Precedence), st.integers(0, MAX_ACK_WITHIN_MS), texts),
+    st.builds(Ack, ids),
+    st.builds(Hold, ids, times, optional_texts),
+    st.builds(Clarify, ids, hashes, texts),
+    st.builds(Answer, ids, texts),
+    st.builds(RedLine, ids, counters, lines, texts),
+    st.builds(RedLineAck, ids, counters),
+    st.builds(AgendaPropose, counters, lines, optional_texts),
+    st.builds(AgendaAccept, counters, ids),
+    st.builds(AgendaDecline, counters, ids, optional_texts),
+    st.builds(RecordPropose, ids, counters, statements(), times, signatures),
+    st.builds(RecordSign, ids, counters, hashes, times, signatures),
+    st.just(LineTest()),
+    st.builds(LineTestReply, ids),
+)
