@@ -142,3 +142,23 @@ def test_invite_shows_and_saves_a_qr_code(home: Path, relay: ThreadRelay, tmp_pa
     assert "valid until" in result.stderr
     bad = run(home, "invite", "--relay", relay.url, "--qr-file", "x.gif", code=2)
     assert ".png or .svg" in bad.output
+
+
+def test_a_new_key_under_a_known_name_blocks_sending_until_confirmed(
+    pair: Pair, tmp_path: Path
+) -> None:
+    impostor = tmp_path / "impostor"
+    run(impostor, "init", "--name", "beijing")
+    run(impostor, "accept", run(pair.washington, "invite", "--relay", pair.relay.url).stdout)
+    (name,) = json.loads(run(pair.washington, "sync", "--json").stdout)["new_channels"]
+    assert name != "beijing"  # the first 'beijing' keeps its name
+
+    (status,) = json.loads(run(pair.washington, "status", name, "--json").stdout)["channels"]
+    assert status["identity_changed"] is True and status["verified"] is False
+    assert "different identity key" in one_error_line(
+        run(pair.washington, "send", name, "hello", code=1))
+    assert "Warning" in run(pair.washington, "verify", name).stdout
+    run(pair.washington, "verify", name, "--confirm")
+    assert "Sent to" in run(pair.washington, "send", name, "hello").stdout
+    # The original channel was never in doubt.
+    assert "Sent to" in run(pair.washington, "send", "beijing", "hello").stdout

@@ -14,7 +14,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from backchannel.client.engine import ChannelStatus, InboxEntry, SendResult, SyncReport
+from backchannel.client.engine import (
+    ChannelStatus,
+    InboxEntry,
+    RelayHealth,
+    SendResult,
+    SyncReport,
+)
 from backchannel.client.records import ChannelRecord, InviteRecord
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "invite_json",
     "local_time",
     "message_json",
+    "relay_health_json",
     "send_json",
     "short_id",
     "status_json",
@@ -149,6 +156,18 @@ def status_json(status: ChannelStatus) -> dict[str, Any]:
         "queued": status.queued,
         "gaps": [list(gap) for gap in status.gaps],
         "rejected": status.rejected,
+        "identity_changed": status.identity_changed,
+        "relay_health": [relay_health_json(h) for h in status.relay_health],
+    }
+
+
+def relay_health_json(health: RelayHealth) -> dict[str, Any]:
+    return {
+        "url": health.url,
+        "up": health.up,
+        "last_ok": utc_time(health.last_ok_ms),
+        "last_error": health.last_error or None,
+        "last_error_at": utc_time(health.last_error_ms),
     }
 
 
@@ -205,6 +224,21 @@ def _gaps(gaps: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in gaps)
 
 
+def _relay_line(health: RelayHealth) -> str:
+    if health.up:
+        return f"{health.url}\n  up (last reached {local_time(health.last_ok_ms)})"
+    if health.last_error_ms:
+        return (f"{health.url}\n  down since {local_time(health.last_error_ms)}"
+                f" ({health.last_error})")
+    return f"{health.url}\n  not tried yet"
+
+
+def _relays(status: ChannelStatus) -> str:
+    if not status.relay_health:
+        return "\n".join(status.relays)
+    return "\n".join(_relay_line(h) for h in status.relay_health)
+
+
 def status_table(statuses: list[ChannelStatus]) -> Table:
     """One column per channel, one row per measure: a principal has few channels, and
     the measures would not fit side by side in a terminal."""
@@ -214,7 +248,9 @@ def status_table(statuses: list[ChannelStatus]) -> Table:
         table.add_column(s.name)
     rows: tuple[tuple[str, list[str]], ...] = (
         ("Verified", [_yes_no(s.verified) for s in statuses]),
-        ("Relays", ["\n".join(s.relays) for s in statuses]),
+        ("Identity key", ["CHANGED: verify before sending" if s.identity_changed and not
+                          s.verified else "unchanged" for s in statuses]),
+        ("Relays", [_relays(s) for s in statuses]),
         ("Last heard", [local_time(s.last_heard_ms, empty="never") for s in statuses]),
         ("Sent / delivered / read", [f"{s.sent} / {s.delivered} / {s.read}" for s in statuses]),
         ("Received / unread", [f"{s.received} / {s.unread}" for s in statuses]),

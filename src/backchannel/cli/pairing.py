@@ -170,13 +170,18 @@ def verify(
     groups = digits.split()
     if state.json:
         emit_json({"channel": record.name, "digits": "".join(groups), "groups": groups,
-                   "words": list(words), "verified": verified})
+                   "words": list(words), "verified": verified,
+                   "identity_changed": record.identity_changed})
         return
     out = state.out
     out.print(f"Safety number of channel '{record.name}':\n")
     for row in range(0, len(groups), 4):
         out.print("    " + " ".join(groups[row : row + 4]))
     out.print("\n    " + " ".join(words[:6]) + "\n    " + " ".join(words[6:]) + "\n")
+    if record.identity_changed and not confirm and not verified:
+        out.print(f"Warning: '{record.name}' has a different identity key than an earlier "
+                  "channel of that name. Sending waits until you compare this number "
+                  "with your counterpart and confirm it.", style="bold")
     if confirm:
         out.print(f"Recorded: channel '{record.name}' is verified.")
     elif verified:
