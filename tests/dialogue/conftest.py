@@ -50,8 +50,9 @@ class Channel:
     _prev: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        rng = SeededRng(self.seed)
-        self.keys = {name: IdentityKeyPair.generate(rng) for name in NAMES}
+        if not self.keys:
+            rng = SeededRng(self.seed)
+            self.keys = {name: IdentityKeyPair.generate(rng) for name in NAMES}
         self.dialogues = {
             "alice": Dialogue(self.keys["alice"].public, self.keys["bob"].public),
             "bob": Dialogue(self.keys["bob"].public, self.keys["alice"].public),
