@@ -114,6 +114,7 @@ class SendResult:
 @dataclass(slots=True)
 class SyncReport:
     received: int = 0
+    new_notes: list[str] = field(default_factory=list)  # message ids of notes that arrived
     duplicates: int = 0
     rejected: int = 0
     sent: int = 0
@@ -154,6 +155,9 @@ class ChannelStatus:
     rejected: int
     relay_health: tuple[RelayHealth, ...] = ()
     identity_changed: bool = False
+    # True until the counterpart has been heard from at all: for a joiner, the inviter has
+    # not yet taken up the invite (a code someone else already used never completes).
+    awaiting_counterpart: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +283,17 @@ class Principal:
             store = Keystore.open(home, passphrase)
         except FileNotFoundError:
             raise NotInitialised(f"no principal in {home}: run `backchannel init`") from None
-        return cls(store, clock, rng)
+        try:
+            return cls(store, clock, rng)
+        except BaseException:
+            store.close()
+            raise
+
+    def __enter__(self) -> Principal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self._store.close()
@@ -993,6 +1007,7 @@ class Principal:
             report.received += 1
             if message.kind == MessageKind.NOTE:
                 entry = self._entry(channel, record)
+                report.new_notes.append(record.message_id)
         self._save_channel(channel)
         return entry
 
@@ -1171,6 +1186,7 @@ class Principal:
                     channel.rejected,
                     tuple(self.relay_health(link.url) for link in channel.links),
                     channel.identity_changed,
+                    channel.last_heard_ms == 0,
                 )
             )
         return result
