@@ -46,6 +46,8 @@ class Channel:
     keys: dict[str, IdentityKeyPair] = field(default_factory=dict)
     dialogues: dict[str, Dialogue] = field(default_factory=dict)
     queues: dict[str, deque[Sent]] = field(default_factory=dict)
+    logs: dict[str, list[DialogueEvent]] = field(default_factory=dict)
+    sent: list[Sent] = field(default_factory=list)
     _counter: int = 0
     _prev: dict[str, bytes] = field(default_factory=dict)
 
@@ -58,6 +60,7 @@ class Channel:
             "bob": Dialogue(self.keys["bob"].public, self.keys["alice"].public),
         }
         self.queues = {name: deque() for name in NAMES}
+        self.logs = {name: [] for name in NAMES}
         self._prev = {name: GENESIS_HASH for name in NAMES}
 
     @property
@@ -85,7 +88,10 @@ class Channel:
         if check:
             self.dialogues[sender].check(body, self.now_ms)
         sent = self.message(sender, body.KIND, body.encode())
-        assert self.dialogues[sender].apply(sent.event(Side.OURS, self.now_ms)) is None
+        self.sent.append(sent)
+        event = sent.event(Side.OURS, self.now_ms)
+        self.logs[sender].append(event)
+        assert self.dialogues[sender].apply(event) is None
         self.queues[other(sender)].append(sent)
         if deliver:
             self.deliver(other(sender))
@@ -96,7 +102,9 @@ class Channel:
         anomalies = []
         queue = self.queues[to]
         for _ in range(len(queue) if count is None else min(count, len(queue))):
-            anomaly = self.dialogues[to].apply(queue.popleft().event(Side.THEIRS, self.now_ms))
+            event = queue.popleft().event(Side.THEIRS, self.now_ms)
+            self.logs[to].append(event)
+            anomaly = self.dialogues[to].apply(event)
             if anomaly is not None:
                 anomalies.append(anomaly)
         return anomalies
