@@ -54,7 +54,13 @@ from backchannel.dialogue.bodies import (
     decode_body,
 )
 from backchannel.dialogue.clarify import Clarification
-from backchannel.dialogue.events import Anomaly, DialogueEvent, IllegalTransition, Side
+from backchannel.dialogue.events import (
+    Anomaly,
+    DialogueEvent,
+    IllegalTransition,
+    KnownMessage,
+    Side,
+)
 from backchannel.dialogue.kinds import DialogueKind, Precedence
 from backchannel.dialogue.linetest import (
     DEFAULT_LINETEST_EVERY_MS,
@@ -91,6 +97,7 @@ __all__ = [
     "Hold",
     "HoldingReply",
     "IllegalTransition",
+    "KnownMessage",
     "LanguageVersion",
     "LineState",
     "LineStatus",

@@ -147,13 +147,16 @@ class Dialogue:
             body = decode_body(event.kind, event.body)
             if body is not None:
                 self._dispatch(event, body)
-        except (RemoteProtocolError, IllegalTransition) as error:
-            anomaly = Anomaly(
-                event.message_id, event.side, event.kind, event.received_at_ms, str(error)
-            )
-            self._anomalies.append(anomaly)
-            return anomaly
+        except RemoteProtocolError as error:
+            return self._anomaly(event, f"malformed body ({error})")
+        except IllegalTransition as error:
+            return self._anomaly(event, str(error))
         return None
+
+    def _anomaly(self, event: DialogueEvent, reason: str) -> Anomaly:
+        anomaly = Anomaly(event.message_id, event.side, event.kind, event.received_at_ms, reason)
+        self._anomalies.append(anomaly)
+        return anomaly
 
     def _dispatch(self, event: DialogueEvent, body: Body) -> None:
         match body:
