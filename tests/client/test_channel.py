@@ -121,15 +121,10 @@ async def test_duplicated_reordered_and_tampered_envelopes(
         # Capture three envelopes from w's outbox before they are sent, then inject them
         # at the relay in another order, duplicated, and one tampered.
         channel: ChannelRecord = w.channel("b")
-        session = w._session(channel)
-        envelopes = []
         link = channel.links[0]
         assert link.outbound is not None
         for text in ("first", "second", "third"):
-            with w._store.transaction():
-                w._queue(channel, session, 1, text.encode())
-            channel = w.channel("b")
-            session = w._session(channel)
+            w.queue("b", text)  # into the outbox, not yet sent
         rows = w._store.db.execute("SELECT envelope FROM outbox ORDER BY id").fetchall()
         envelopes = [bytes(r[0]) for r in rows]
         w._store.db.execute("DELETE FROM outbox")
@@ -161,12 +156,8 @@ async def test_gap_is_visible_until_filled(tmp_path: Path, make_principal: MakeP
     async with running_relay(tmp_path / "relay.db") as relay:
         await pair(w, b, [relay.url])
         await w.sync()
-        channel = w.channel("b")
         for text in ("one", "two", "three"):
-            session = w._session(channel)
-            with w._store.transaction():
-                w._queue(channel, session, 1, text.encode())
-            channel = w.channel("b")
+            w.queue("b", text)
         rows = w._store.db.execute("SELECT id FROM outbox ORDER BY id").fetchall()
         held = rows[1][0]
         envelope = w._store.db.execute("SELECT * FROM outbox WHERE id = ?", (held,)).fetchone()

@@ -75,10 +75,8 @@ async def test_receiver_killed_while_processing_a_burst_loses_nothing(
     async with running_relay(tmp_path / "relay.db", limits=limits) as relay:
         await pair(w, b, [relay.url])
         await w.sync()
-        channel = w.channel("b")
         for i in range(BURST):
-            with w._store.transaction():
-                w._queue(channel, w._session(channel), 1, f"burst {i}".encode())
+            w.queue("b", f"burst {i}")
         await w.flush()
         b.close()
         seen = await _run_and_kill("receive", tmp_path / "b", BURST, random.Random(1))

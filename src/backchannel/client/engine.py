@@ -49,6 +49,8 @@ from backchannel.client.transport import (
     RelayClosed,
     RelayRequestError,
 )
+from backchannel.dialogue.bodies import Note, decode_body
+from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity, safety_number
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
 from backchannel.protocol.e2e.primitives import Rng
@@ -136,6 +138,8 @@ class InboxEntry:
     delivered_at_ms: int
     read_at_ms: int
     stored_on: tuple[str, ...]
+    precedence: int = Precedence.ROUTINE
+    ack_within_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,9 +479,22 @@ class Principal:
 
     # -- sending ----------------------------------------------------------------------
 
-    def _queue(self, channel: ChannelRecord, session: Session, kind: int, body: bytes) -> Message:
+    def _queue(
+        self,
+        channel: ChannelRecord,
+        session: Session,
+        kind: int,
+        body: bytes,
+        *,
+        retain: bool = False,
+    ) -> Message:
         """Seal a message and put it in the outbox (inside the caller's transaction)."""
         sealed = session.seal(kind, body, self._clock(), self._rng)
+        if retain:
+            self._store.db.execute(
+                "INSERT OR REPLACE INTO retained VALUES (?, ?, ?)",
+                (bytes.fromhex(channel.channel_id), sealed.message.message_id, sealed.payload),
+            )
         self._keep_session(channel, session)
         self._save_channel(channel)
         message = sealed.message
@@ -548,14 +565,44 @@ class Principal:
         record: ChannelRecord = load(ChannelRecord, raw)
         return record
 
-    def queue(self, channel_name: str, text: str) -> str:
+    def queue(
+        self,
+        channel_name: str,
+        text: str,
+        *,
+        precedence: Precedence = Precedence.ROUTINE,
+        ack_within_ms: int = 0,
+    ) -> str:
         """Put a note in the outbox without touching the network; returns its message id.
 
         The next `flush`, `sync` or running `watch` sends it.
 
+        Args:
+            precedence: FLASH, PRIORITY or ROUTINE (the hotline's terms).
+            ack_within_ms: a deadline for the counterpart's explicit acknowledgement (0:
+                none); missed, the note is escalated.
+
         Raises:
             ChannelNotFound: no such channel.
-            ClientError: the channel cannot send yet.
+            IdentityChanged: the counterpart's key changed and was not yet confirmed.
+            ClientError: the channel cannot send yet, or the note is invalid.
+        """
+        try:
+            note = Note(precedence, ack_within_ms, text)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return self.queue_body(
+            channel_name, MessageKind.NOTE, note.encode(), retain=ack_within_ms > 0
+        )
+
+    def queue_body(self, channel_name: str, kind: int, body: bytes, *, retain: bool = False) -> str:
+        """Put a message of any kind in the outbox; returns its message id.
+
+        Args:
+            retain: keep the sealed payload so that an escalation can send it again.
+
+        Raises:
+            ChannelNotFound, IdentityChanged, ClientError: as for `queue`.
         """
         channel = self.channel(channel_name)
         if channel.identity_changed and not channel.verified:
@@ -567,12 +614,19 @@ class Principal:
         session = self._session(channel)
         try:
             with self._store.transaction():
-                message = self._queue(channel, session, MessageKind.NOTE, text.encode("utf-8"))
+                message = self._queue(channel, session, kind, body, retain=retain)
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
         return message.message_id.hex()
 
-    async def send(self, channel_name: str, text: str) -> SendResult:
+    async def send(
+        self,
+        channel_name: str,
+        text: str,
+        *,
+        precedence: Precedence = Precedence.ROUTINE,
+        ack_within_ms: int = 0,
+    ) -> SendResult:
         """Send a note: stored in the outbox first, then offered to every relay.
 
         Returns:
@@ -582,7 +636,13 @@ class Principal:
             ChannelNotFound: no such channel.
             ClientError: the channel cannot send yet (its first message has not arrived).
         """
-        message_id = self.queue(channel_name, text)
+        message_id = self.queue(
+            channel_name, text, precedence=precedence, ack_within_ms=ack_within_ms
+        )
+        return await self.deliver(channel_name, message_id)
+
+    async def deliver(self, channel_name: str, message_id: str) -> SendResult:
+        """Flush the outbox and report where one queued message now is."""
         channel = self.channel(channel_name)
         await self.flush()
         record = self._get_message(channel.channel_id, message_id)
@@ -1085,19 +1145,46 @@ class Principal:
         ]
 
     def _entry(self, channel: ChannelRecord, record: MessageRecord) -> InboxEntry:
+        raw = bytes.fromhex(record.body)
+        precedence, ack_within, text = Precedence.ROUTINE, 0, ""
+        if record.kind == MessageKind.NOTE:
+            try:
+                note = decode_body(record.kind, raw)
+            except RemoteProtocolError:
+                note = None
+            if isinstance(note, Note):
+                precedence, ack_within, text = note.precedence, note.ack_within_ms, note.text
+            else:
+                text = "(malformed note)"
         return InboxEntry(
             channel.name,
             record.message_id,
             record.seq,
             record.direction,
             record.kind,
-            bytes.fromhex(record.body).decode("utf-8", errors="replace"),
+            text,
             record.sent_at_ms,
             record.received_at_ms,
             record.delivered_at_ms,
             record.read_at_ms,
             tuple(record.stored_on),
+            precedence,
+            ack_within,
         )
+
+    def messages(self, channel_name: str) -> list[MessageRecord]:
+        """Every stored message of a channel, both ways and of every kind, in the order
+        they were stored (each side's in sequence order)."""
+        channel = self.channel(channel_name)
+        records = self._messages(channel)
+        records.sort(
+            key=lambda m: (
+                m.sent_at_ms if m.direction == "out" else m.received_at_ms,
+                m.direction,
+                m.seq,
+            )
+        )
+        return records
 
     def transcript(self, channel_name: str) -> list[InboxEntry]:
         """Notes both ways, in the order they were sent (by sender time, then seq)."""

@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     ref BLOB NOT NULL, envelope BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_by_relay ON outbox (relay, id);
+CREATE TABLE IF NOT EXISTS retained (
+    channel BLOB NOT NULL, message_id BLOB NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (channel, message_id));
 CREATE TABLE IF NOT EXISTS pending_receipts (
     channel BLOB NOT NULL, kind INTEGER NOT NULL, message_id BLOB NOT NULL,
     PRIMARY KEY (channel, kind, message_id));
