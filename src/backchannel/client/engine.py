@@ -97,6 +97,9 @@ _RETRY_MAX_DELAY: Final = 2.0
 _MAX_RETRY_ROUNDS: Final = 30
 # How long `watch` waits for arrivals before it looks at the outbox and the relays again.
 _WATCH_TICK: Final = 0.2
+# Seconds between `watch`'s rounds of duties: line tests and escalations need no finer
+# grain than a second.
+_DUTY_INTERVAL: Final = 1.0
 # Seconds before `watch` tries a relay that went down again.
 _RECONNECT_DELAY: Final = 2.0
 
@@ -123,6 +126,9 @@ class SyncReport:
     new_channels: list[str] = field(default_factory=list)
     relays_up: list[str] = field(default_factory=list)
     relays_down: dict[str, str] = field(default_factory=dict)
+    line_tests_sent: int = 0
+    line_tests_answered: int = 0
+    escalated: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,10 +312,63 @@ class Principal:
     def identity(self) -> PublicIdentity:
         return self._identity.public
 
+    @property
+    def identity_keypair(self) -> IdentityKeyPair:
+        """The secret identity: used only to sign prekeys and agreed records."""
+        return self._identity
+
+    def now_ms(self) -> int:
+        return self._clock()
+
+    def random(self, n: int) -> bytes:
+        return self._rng(n)
+
+    def save_channel(self, record: ChannelRecord) -> None:
+        with self._store.transaction():
+            self._save_channel(record)
+
+    def setting(self, key: str) -> str:
+        raw = self._store.get("setting", key.encode())
+        return "" if raw is None else raw.decode()
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._store.transaction():
+            self._store.put("setting", key.encode(), value.encode())
+
+    def escalated_ids(self, channel_id: str) -> set[bytes]:
+        """Notes of this channel already escalated (each is escalated once)."""
+        prefix = bytes.fromhex(channel_id)
+        return {key[16:] for key, _ in self._store.all("escalated") if key[:16] == prefix}
+
+    def escalate(self, channel_id: str, message_id: bytes) -> None:
+        """Mark a note escalated and send its sealed payload again on every relay."""
+        cid = bytes.fromhex(channel_id)
+        channel = self._channel_by_id(channel_id)
+        row = self._store.db.execute(
+            "SELECT payload FROM retained WHERE channel = ? AND message_id = ?",
+            (cid, message_id),
+        ).fetchone()
+        ref = self._store.index(b"msg", message_id)
+        with self._store.transaction():
+            self._store.put("escalated", cid + message_id, b"1")
+            if row is None:
+                return
+            for link in channel.links:
+                if link.outbound is not None:
+                    envelope = Envelope(bytes.fromhex(link.outbound.mailbox_id), bytes(row[0]))
+                    self._store.db.execute(
+                        "INSERT INTO outbox (channel, relay, ref, envelope) VALUES (?, ?, ?, ?)",
+                        (cid, link.url, ref, envelope.encode()),
+                    )
+
     # -- channels ---------------------------------------------------------------------
 
     def _channels(self) -> list[ChannelRecord]:
-        return [load(ChannelRecord, raw) for _, raw in self._store.all("channel")]
+        records: list[ChannelRecord] = [
+            load(ChannelRecord, raw) for _, raw in self._store.all("channel")
+        ]
+        records.sort(key=lambda c: (c.created_at_ms, c.name))
+        return records
 
     def channels(self) -> list[ChannelRecord]:
         """All channels, oldest first."""
@@ -785,6 +844,7 @@ class Principal:
                         break
             with self._store.transaction():
                 self._queue_receipts()
+            self._perform_duties(report)
             report.sent += await self.flush(pool)
             report.relays_down = dict(pool.failures)
             report.relays_up = sorted(set(self._all_relays()) - set(pool.failures))
@@ -799,6 +859,7 @@ class Principal:
         *,
         on_message: Callable[[InboxEntry], None] | None = None,
         reconnect_after: float = _RECONNECT_DELAY,
+        duty_interval: float = _DUTY_INTERVAL,
     ) -> SyncReport:
         """Stay connected: receive as envelopes arrive, send receipts and the outbox,
         reconnect to relays that drop, until `stop` is set.
@@ -807,6 +868,7 @@ class Principal:
             stop: set it to end the watch (after the work in hand is committed).
             on_message: called with each new note as soon as it is stored.
             reconnect_after: seconds before a relay that is down is tried again.
+            duty_interval: seconds between rounds of duties (line tests, escalations).
         """
         report = SyncReport()
         pool = self._live = RelayPool()
@@ -815,6 +877,7 @@ class Principal:
         subscribed: set[tuple[str, str]] = set()
         retry_at: dict[str, float] = {}
         loop = asyncio.get_running_loop()
+        next_duties = 0.0
 
         async def read(url: str, client: RelayClient) -> None:
             try:
@@ -857,6 +920,9 @@ class Principal:
                 if self._store.db.execute("SELECT 1 FROM pending_receipts LIMIT 1").fetchone():
                     with self._store.transaction():
                         self._queue_receipts()
+                if loop.time() >= next_duties:
+                    self._perform_duties(report)
+                    next_duties = loop.time() + duty_interval
                 report.sent += await self.flush(pool)
         finally:
             for task in readers.values():
@@ -931,6 +997,14 @@ class Principal:
             return RelayHealth(url, 0, "", 0)
         last_ok, error, error_ms = json.loads(raw)
         return RelayHealth(url, int(last_ok), str(error), int(error_ms))
+
+    def _perform_duties(self, report: SyncReport) -> None:
+        from backchannel.client.strategic import perform_duties  # it builds on this module
+
+        duties = perform_duties(self)
+        report.line_tests_sent += duties.line_tests_sent
+        report.line_tests_answered += duties.line_tests_answered
+        report.escalated += duties.escalated
 
     def _all_relays(self) -> list[str]:
         urls = [link.url for c in self._channels() for link in c.links]
@@ -1120,6 +1194,8 @@ class Principal:
             grouped.setdefault((bytes(cid).hex(), kind), []).append(bytes(message_id).hex())
         for (channel_id, kind), ids in grouped.items():
             channel = self._channel_by_id(channel_id)
+            if channel.identity_changed and not channel.verified:
+                continue  # receipts wait too, until the changed key has been looked at
             session = self._session(channel)
             if not session.can_send or not any(link.outbound for link in channel.links):
                 continue

@@ -56,6 +56,9 @@ class ChannelRecord:
     # Set when this channel's counterpart key differs from an earlier channel of the same
     # name; sending waits until the safety number is confirmed.
     identity_changed: bool = False
+    # Line tests: 0 means the default period (an hour), -1 means this side sends none.
+    linetest_every_ms: int = 0
+    linetest_grace_ms: int = 0
 
 
 @dataclass(slots=True)

@@ -1,0 +1,340 @@
+"""The strategic channel over a principal's client: dialogue intents in, duties out.
+
+Every intent (acknowledge, hold, clarify, declare a red line, ...) is checked against the
+channel's dialogue state (a pure fold over its stored messages, `backchannel.dialogue`)
+*before* anything is queued, so an illegal act fails with a precise error and sends
+nothing. Duties are what a client does on its own on every sync and watch: answer the
+counterpart's line tests, send ours when due, and escalate notes whose deadline passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from typing import Final
+
+from backchannel.client.engine import Principal, SendResult
+from backchannel.client.errors import ClientError
+from backchannel.client.records import ChannelRecord, MessageRecord
+from backchannel.dialogue import (
+    DEFAULT_LINETEST_EVERY_MS,
+    DEFAULT_LINETEST_GRACE_MS,
+    Ack,
+    AgendaAccept,
+    AgendaDecline,
+    AgendaPropose,
+    Answer,
+    Body,
+    Clarify,
+    Dialogue,
+    DialogueEvent,
+    Escalation,
+    Hold,
+    LanguageVersion,
+    LineTest,
+    LineTestReply,
+    Precedence,
+    RedLine,
+    RedLineAck,
+    Side,
+    Statement,
+    StatusBoard,
+    export_record,
+)
+from backchannel.protocol.e2e.keys import PublicIdentity
+from backchannel.protocol.errors import LocalProtocolError
+from backchannel.protocol.message import MessageKind
+
+__all__ = [
+    "DutyReport",
+    "StrategicChannel",
+    "board_as_json",
+    "line_grace_ms",
+    "line_period_ms",
+    "perform_duties",
+]
+
+# A message is named on the command line by a prefix of its id; 4 hex digits is 65,536
+# possibilities, ample within one channel, and short enough to read aloud.
+MIN_REF_LENGTH: Final = 4
+# How long an escalation command may run before it is stopped (it pages a deputy; it
+# must not hold up the channel).
+ESCALATION_COMMAND_TIMEOUT: Final = 30.0
+_RECEIPTS: Final = (MessageKind.RECEIPT_DELIVERED, MessageKind.RECEIPT_READ)
+
+
+@dataclass(slots=True)
+class DutyReport:
+    line_tests_sent: int = 0
+    line_tests_answered: int = 0
+    escalated: int = 0
+    commands_failed: int = 0
+
+
+def line_period_ms(record: ChannelRecord) -> int:
+    """This side's line-test period: 0 when it sends none."""
+    if record.linetest_every_ms < 0:
+        return 0
+    return record.linetest_every_ms or DEFAULT_LINETEST_EVERY_MS
+
+
+def line_grace_ms(record: ChannelRecord) -> int:
+    return record.linetest_grace_ms or DEFAULT_LINETEST_GRACE_MS
+
+
+def _event(record: MessageRecord) -> DialogueEvent:
+    return DialogueEvent(
+        bytes.fromhex(record.message_id),
+        bytes.fromhex(record.message_hash) if record.message_hash else b"\x00" * 32,
+        Side.OURS if record.direction == "out" else Side.THEIRS,
+        record.sent_at_ms,
+        record.received_at_ms or record.sent_at_ms,
+        record.kind,
+        bytes.fromhex(record.body),
+    )
+
+
+class StrategicChannel:
+    """One channel's strategic features. Cheap to create; holds no state of its own."""
+
+    def __init__(self, principal: Principal, channel_name: str) -> None:
+        self.principal = principal
+        self.record: ChannelRecord = principal.channel(channel_name)
+        self.name = self.record.name
+
+    # -- state ------------------------------------------------------------------------
+
+    def dialogue(self) -> Dialogue:
+        """The dialogue state, folded from every stored message of the channel."""
+        theirs = PublicIdentity.decode(bytes.fromhex(self.record.peer_identity))
+        events = [_event(m) for m in self.principal.messages(self.name) if m.kind not in _RECEIPTS]
+        return Dialogue.fold(self.principal.identity, theirs, events)
+
+    def board(self, now_ms: int | None = None) -> StatusBoard:
+        now = self.principal.now_ms() if now_ms is None else now_ms
+        every = line_period_ms(self.record) or DEFAULT_LINETEST_EVERY_MS
+        return self.dialogue().board(now, every, line_grace_ms(self.record))
+
+    def resolve(self, ref: str) -> bytes:
+        """The full id of the message (or red line, or record) named by an id prefix.
+
+        Raises:
+            ClientError: too short, unknown, or ambiguous.
+        """
+        ref = ref.strip().lower()
+        if len(ref) < MIN_REF_LENGTH or any(c not in "0123456789abcdef" for c in ref):
+            raise ClientError(f"'{ref}' is not a message id (at least {MIN_REF_LENGTH} hex digits)")
+        ids = {m.message_id for m in self.principal.messages(self.name)}
+        dialogue = self.dialogue()
+        ids |= {r.redline_id.hex() for r in dialogue.red_lines()}
+        ids |= {r.record_id.hex() for r in dialogue.records()}
+        found = sorted(i for i in ids if i.startswith(ref))
+        if not found:
+            raise ClientError(f"no message, red line or record '{ref}' in '{self.name}'")
+        if len(found) > 1:
+            raise ClientError(
+                f"'{ref}' matches {len(found)} ids in '{self.name}'; give more digits"
+            )
+        return bytes.fromhex(found[0])
+
+    # -- intents ----------------------------------------------------------------------
+
+    def _send_checked(self, body: Body, *, retain: bool = False) -> str:
+        try:
+            self.dialogue().check(body, self.principal.now_ms())
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return self.principal.queue_body(self.name, body.KIND, body.encode(), retain=retain)
+
+    async def _deliver(self, message_id: str) -> SendResult:
+        return await self.principal.deliver(self.name, message_id)
+
+    async def note(
+        self, text: str, precedence: Precedence = Precedence.ROUTINE, ack_within_ms: int = 0
+    ) -> SendResult:
+        """A note with a precedence and, optionally, an acknowledgement deadline."""
+        return await self.principal.send(
+            self.name, text, precedence=precedence, ack_within_ms=ack_within_ms
+        )
+
+    async def ack(self, ref: str) -> SendResult:
+        """Acknowledge their note: the principal's explicit act, not a receipt."""
+        return await self._deliver(self._send_checked(Ack(self.resolve(ref))))
+
+    async def hold(self, ref: str, expected_by_ms: int, text: str = "") -> SendResult:
+        """ "Received, cannot answer yet; expect an answer by `expected_by_ms`"."""
+        return await self._deliver(
+            self._send_checked(Hold(self.resolve(ref), expected_by_ms, text))
+        )
+
+    async def clarify(self, ref: str, question: str) -> SendResult:
+        """Ask about one exact message (bound by its id and hash)."""
+        target = self.resolve(ref)
+        known = self.dialogue().known(target)
+        if known is None:
+            raise ClientError(f"cannot ask about '{ref}': it is not a message of this channel")
+        return await self._deliver(
+            self._send_checked(Clarify(target, known.message_hash, question))
+        )
+
+    async def answer(self, ref: str, text: str) -> SendResult:
+        """Answer a clarification request, which closes it."""
+        return await self._deliver(self._send_checked(Answer(self.resolve(ref), text)))
+
+    async def declare_red_line(self, title: str, text: str, ref: str | None = None) -> SendResult:
+        """Declare a red line, or (with `ref`) a new version of one of ours."""
+        redline_id = self.resolve(ref) if ref else self.principal.random(16)
+        version = self.dialogue().next_redline_version(redline_id)
+        return await self._deliver(self._send_checked(RedLine(redline_id, version, title, text)))
+
+    async def acknowledge_red_line(self, ref: str) -> SendResult:
+        """Say that we understand (not agree to) the latest version of their red line."""
+        redline_id = self.resolve(ref)
+        view = self.dialogue().red_line(redline_id)
+        if view is None:
+            raise ClientError(f"no red line '{ref}' in '{self.name}'")
+        return await self._deliver(self._send_checked(RedLineAck(redline_id, view.latest.version)))
+
+    async def propose_agenda_item(
+        self, round_number: int, title: str, detail: str = ""
+    ) -> SendResult:
+        return await self._deliver(self._send_checked(AgendaPropose(round_number, title, detail)))
+
+    async def decide_agenda_item(self, ref: str, accept: bool, reason: str = "") -> SendResult:
+        item_id = self.resolve(ref)
+        item = self.dialogue().agenda_item(item_id)
+        if item is None:
+            raise ClientError(f"no agenda item '{ref}' in '{self.name}'")
+        body: Body = (
+            AgendaAccept(item.round, item_id)
+            if accept
+            else AgendaDecline(item.round, item_id, reason)
+        )
+        return await self._deliver(self._send_checked(body))
+
+    async def propose_record(
+        self, title: str, versions: list[LanguageVersion], ref: str | None = None
+    ) -> SendResult:
+        """Propose (and sign) a statement for the record, or a new version of one of ours."""
+        record_id = self.resolve(ref) if ref else self.principal.random(16)
+        dialogue = self.dialogue()
+        try:
+            body = dialogue.propose_record(
+                self.principal.identity_keypair,
+                record_id,
+                Statement(title, tuple(versions)),
+                self.principal.now_ms(),
+            )
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body))
+
+    async def sign_record(self, ref: str) -> SendResult:
+        """Co-sign the latest version of their proposed record: this goes on the record."""
+        record_id = self.resolve(ref)
+        view = self.dialogue().record(record_id)
+        if view is None:
+            raise ClientError(f"no record '{ref}' in '{self.name}'")
+        latest = view.latest
+        try:
+            body = self.dialogue().cosign_record(
+                self.principal.identity_keypair,
+                record_id,
+                latest.version,
+                latest.statement_hash,
+                self.principal.now_ms(),
+            )
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body))
+
+    def export_record(self, ref: str) -> bytes:
+        """The co-signed record as a file anyone can verify offline (`record verify`).
+
+        Raises:
+            ClientError: unknown record, or not yet co-signed.
+        """
+        record_id = self.resolve(ref)
+        try:
+            return export_record(self.dialogue().agreed_record(record_id))
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+
+    def configure_line_test(self, every_ms: int, grace_ms: int | None = None) -> None:
+        """How often this side tests the line (0: never) and how long an answer may take."""
+        if every_ms < 0 or (grace_ms is not None and grace_ms <= 0):
+            raise ClientError("line-test period must be >= 0 and grace > 0")
+        self.record.linetest_every_ms = every_ms or -1
+        if grace_ms is not None:
+            self.record.linetest_grace_ms = grace_ms
+        self.principal.save_channel(self.record)
+
+    async def test_line(self) -> SendResult:
+        """Send a line test now (answered automatically by the counterpart's client)."""
+        return await self._deliver(self._send_checked(LineTest()))
+
+
+def _escalation_command(principal: Principal) -> str:
+    return principal.setting("escalation_command")
+
+
+def _run_command(command: str, channel: str, escalation: Escalation) -> bool:
+    env = dict(os.environ)
+    env.update(
+        BACKCHANNEL_CHANNEL=channel,
+        BACKCHANNEL_MESSAGE_ID=escalation.message_id.hex(),
+        BACKCHANNEL_PRECEDENCE=escalation.precedence.name,
+        BACKCHANNEL_DEADLINE_MS=str(escalation.deadline_ms),
+    )
+    try:
+        result = subprocess.run(
+            shlex.split(command),
+            env=env,
+            timeout=ESCALATION_COMMAND_TIMEOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return False
+    return result.returncode == 0
+
+
+def perform_duties(principal: Principal) -> DutyReport:
+    """Answer line tests, send due ones, escalate missed deadlines; for every channel.
+
+    Queues messages only (the caller flushes). Each escalation happens once: it is
+    recorded in the same transaction that queues its resend.
+    """
+    report = DutyReport()
+    now = principal.now_ms()
+    command = _escalation_command(principal)
+    for record in principal.channels():
+        if record.last_heard_ms == 0:
+            continue  # the counterpart has not taken up the channel yet
+        if record.identity_changed and not record.verified:
+            continue  # nothing leaves for a changed key until the principal has looked
+        channel = StrategicChannel(principal, record.name)
+        dialogue = channel.dialogue()
+        every = line_period_ms(record)
+        line = dialogue.line_status(now, every or DEFAULT_LINETEST_EVERY_MS, line_grace_ms(record))
+        for test_id in line.unanswered_theirs:
+            principal.queue_body(record.name, LineTestReply.KIND, LineTestReply(test_id).encode())
+            report.line_tests_answered += 1
+        if every > 0 and line.test_due:
+            principal.queue_body(record.name, LineTest.KIND, LineTest().encode())
+            report.line_tests_sent += 1
+        done = principal.escalated_ids(record.channel_id)
+        for escalation in dialogue.escalations(now, done):
+            principal.escalate(record.channel_id, escalation.message_id)
+            report.escalated += 1
+            if command and not _run_command(command, record.name, escalation):
+                report.commands_failed += 1
+    return report
+
+
+def board_as_json(board: StatusBoard) -> str:
+    return json.dumps(board.to_dict(), sort_keys=True)
