@@ -581,8 +581,12 @@ class Principal:
     def _put_message(self, channel: ChannelRecord, record: MessageRecord) -> None:
         cid = bytes.fromhex(channel.channel_id)
         ref = self._store.index(b"msg", bytes.fromhex(record.message_id))
+        # `ord` is the order of first storage, kept when the record is updated (a receipt,
+        # a read mark): the dialogue fold replays messages in the order they were learned.
         self._store.db.execute(
-            "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?,"
+            " (SELECT COALESCE(MAX(ord), 0) + 1 FROM messages))"
+            " ON CONFLICT (channel, ref) DO UPDATE SET record = excluded.record",
             (
                 cid,
                 ref,
@@ -1210,10 +1214,12 @@ class Principal:
 
     # -- reading ----------------------------------------------------------------------
 
-    def _messages(self, channel: ChannelRecord) -> list[MessageRecord]:
+    def _messages(
+        self, channel: ChannelRecord, order: str = "direction, seq"
+    ) -> list[MessageRecord]:
         cid = bytes.fromhex(channel.channel_id)
         rows = self._store.db.execute(
-            "SELECT ref, record FROM messages WHERE channel = ? ORDER BY direction, seq", (cid,)
+            f"SELECT ref, record FROM messages WHERE channel = ? ORDER BY {order}", (cid,)
         ).fetchall()
         return [
             load(MessageRecord, self._store.unseal("messages", cid + bytes(ref), bytes(raw)))
@@ -1251,15 +1257,13 @@ class Principal:
     def messages(self, channel_name: str) -> list[MessageRecord]:
         """Every stored message of a channel, both ways and of every kind, in the order
         they were stored (each side's in sequence order)."""
-        channel = self.channel(channel_name)
-        records = self._messages(channel)
-        records.sort(
-            key=lambda m: (
-                m.sent_at_ms if m.direction == "out" else m.received_at_ms,
-                m.direction,
-                m.seq,
-            )
-        )
+        records = self._messages(self.channel(channel_name), order="ord")
+        # Theirs may have been stored out of their order (two relays race): keep the slots
+        # where theirs were learned, but fill them in their sequence order.
+        slots = [i for i, m in enumerate(records) if m.direction == "in"]
+        theirs = sorted((records[i] for i in slots), key=lambda m: m.seq)
+        for slot, record in zip(slots, theirs, strict=True):
+            records[slot] = record
         return records
 
     def transcript(self, channel_name: str) -> list[InboxEntry]:

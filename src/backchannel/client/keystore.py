@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL, key BLOB NOT NULL, record BLOB NOT NULL, PRIMARY KEY (kind, key));
 CREATE TABLE IF NOT EXISTS messages (
     channel BLOB NOT NULL, ref BLOB NOT NULL, direction INTEGER NOT NULL,
-    seq INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (channel, ref));
+    seq INTEGER NOT NULL, record BLOB NOT NULL, ord INTEGER NOT NULL,
+    PRIMARY KEY (channel, ref));
 CREATE INDEX IF NOT EXISTS messages_by_seq ON messages (channel, direction, seq);
 CREATE TABLE IF NOT EXISTS processed (digest BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS outbox (

@@ -42,6 +42,7 @@ from backchannel.dialogue import (
     Side,
     Statement,
     StatusBoard,
+    export_proposal,
     export_record,
 )
 from backchannel.protocol.e2e.keys import PublicIdentity
@@ -260,6 +261,26 @@ class StrategicChannel:
         record_id = self.resolve(ref)
         try:
             return export_record(self.dialogue().agreed_record(record_id))
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+
+    def draft_record(self, ref: str) -> bytes:
+        """The latest proposed version as a file for review away from the channel; it is
+        not an agreed record until co-signed (`record verify` says so)."""
+        record_id = self.resolve(ref)
+        view = self.dialogue().record(record_id)
+        if view is None:
+            raise ClientError(f"no record '{ref}' in '{self.name}'")
+        latest = view.latest
+        cosigner = (
+            PublicIdentity.decode(bytes.fromhex(self.record.peer_identity))
+            if latest.proposed_by is Side.OURS
+            else self.principal.identity
+        )
+        try:
+            return export_proposal(
+                record_id, latest.version, latest.statement, latest.proposal, cosigner
+            )
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
 
