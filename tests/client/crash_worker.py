@@ -16,6 +16,7 @@ from backchannel.client.engine import Principal
 async def main(mode: str, home: Path, count: int) -> None:
     principal = Principal.open(home, "passphrase")
     channel = principal.channels()[0].name
+    print("working", flush=True)
     if mode == "receive":
         while len(principal.inbox()) < count:
             await principal.sync()
