@@ -248,7 +248,9 @@ async def test_relay_restart_while_messages_are_in_flight(
         for i in range(count):
             w.queue("b", f"in flight {i}")
         flushing = asyncio.create_task(w.flush())
-        await asyncio.sleep(0.02)  # part of the outbox is on the wire
+        # Stop the relay as soon as part of the outbox has been stored.
+        while w.status("b")[0].queued == count and not flushing.done():
+            await asyncio.sleep(0.001)
     stored_before_restart = await flushing
     assert 0 < stored_before_restart < count  # the relay really stopped mid-flush
     async with running_relay(tmp_path / "relay.db", port=port, limits=limits):
