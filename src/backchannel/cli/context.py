@@ -22,6 +22,7 @@ from rich.console import Console
 
 from backchannel.client.engine import Principal
 from backchannel.client.errors import StateCorrupted
+from backchannel.client.strategic import StrategicChannel
 from backchannel.protocol.errors import BackchannelError
 
 __all__ = [
@@ -117,6 +118,12 @@ class CliContext:
             yield principal
         finally:
             principal.close()
+
+    @contextlib.contextmanager
+    def channel(self, name_or_id: str) -> Iterator[StrategicChannel]:
+        """Open the principal and one channel's strategic features for one command."""
+        with self.principal() as principal:
+            yield StrategicChannel(principal, name_or_id)
 
     def progress(self, what: str) -> contextlib.AbstractContextManager[object]:
         """A spinner on stderr while a network operation runs (none with `--json`)."""

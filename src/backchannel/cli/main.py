@@ -7,10 +7,14 @@ from pathlib import Path
 import typer
 
 from backchannel import __version__
-from backchannel.cli import messaging, pairing
+from backchannel.cli import board, dialogue, messaging, pairing, watch
+from backchannel.cli.agenda import agenda_app
 from backchannel.cli.context import HOME_ENV, JSON_OPTION, CliContext, cli_context, default_home
 from backchannel.cli.meet import meet_app
+from backchannel.cli.records import record_app
+from backchannel.cli.redlines import redline_app
 from backchannel.cli.relay import relay_app
+from backchannel.cli.watch import escalation_app
 
 app = typer.Typer(
     name="backchannel",
@@ -26,6 +30,13 @@ app.add_typer(relay_app, name="relay")
 app.add_typer(meet_app, name="meet")
 pairing.register(app)
 messaging.register(app)
+board.register(app)
+dialogue.register(app)
+app.add_typer(redline_app, name="redline")
+app.add_typer(agenda_app, name="agenda")
+app.add_typer(record_app, name="record")
+watch.register(app)
+app.add_typer(escalation_app, name="escalation")
 
 
 @app.callback()

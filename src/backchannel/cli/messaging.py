@@ -1,4 +1,5 @@
-"""`channels`, `send`, `sync`, `inbox`, `read` and `status`: using a channel."""
+"""`channels`, `send`, `sync`, `inbox` and `read`: using a channel (`status` is in
+`board`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections import Counter
 import typer
 
 from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, reports_errors
+from backchannel.cli.durations import parse_duration
+from backchannel.cli.narrate import describe
 from backchannel.cli.output import (
     channel_json,
     channels_table,
@@ -16,13 +19,14 @@ from backchannel.cli.output import (
     invite_json,
     local_time,
     message_json,
+    precedence_label,
     send_json,
     short_id,
-    status_json,
-    status_table,
     sync_json,
 )
-from backchannel.client.engine import InboxEntry, SyncReport
+from backchannel.client.engine import InboxEntry, Principal, SyncReport
+from backchannel.client.records import MessageRecord
+from backchannel.dialogue import Precedence
 
 __all__ = ["register"]
 
@@ -49,27 +53,54 @@ def channels(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
                         + ", ".join(link.url for link in pending.links))
 
 
+def _precedence(flash: bool, priority: bool, routine: bool) -> Precedence:
+    chosen = [p for p, flag in ((Precedence.FLASH, flash), (Precedence.PRIORITY, priority),
+                                (Precedence.ROUTINE, routine)) if flag]
+    if len(chosen) > 1:
+        raise typer.BadParameter("give at most one of --flash, --priority and --routine")
+    return chosen[0] if chosen else Precedence.ROUTINE
+
+
 def send(
     ctx: typer.Context,
     channel: str = typer.Argument(..., help="Channel name or id."),
     text: str = typer.Argument(..., help="The message."),
+    flash: bool = typer.Option(False, "--flash", help="Precedence FLASH: act on it now."),
+    priority: bool = typer.Option(False, "--priority", help="Precedence PRIORITY: act soon."),
+    routine: bool = typer.Option(False, "--routine", help="Precedence ROUTINE (the default)."),
+    ack_within: str | None = typer.Option(
+        None, "--ack-within", metavar="DURATION",
+        help="Ask for an explicit acknowledgement within this time (10m, 2h); missed, "
+             "the note is escalated.",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Send a message: kept in the outbox first, then stored on every relay of the channel.
 
     With no relay reachable the message stays queued (exit code 0); `sync` sends it later.
+    A precedence (the hotline's FLASH, PRIORITY, ROUTINE) tells the counterpart how
+    urgent it is; `--ack-within` sets a deadline for their `ack`, after which `sync` and
+    `watch` escalate it: resent on every relay, marked overdue, and the escalation
+    command run.
 
-    Example: backchannel send beijing "We propose Vienna, the week of 12 May."
+    Example: backchannel send beijing "Incident at sea; please confirm." --flash --ack-within 10m
     """
     state = cli_context(ctx, as_json)
+    precedence = _precedence(flash, priority, routine)
+    deadline_ms = 0 if ack_within is None else parse_duration(ack_within, option="--ack-within")
     with state.principal() as principal:
         name = principal.channel(channel).name
         with state.progress(f"Sending to {name}…"):
-            result = asyncio.run(principal.send(name, text))
+            result = asyncio.run(principal.send(name, text, precedence=precedence,
+                                                ack_within_ms=deadline_ms))
     if state.json:
-        emit_json(send_json(name, result))
+        emit_json({**send_json(name, result), "precedence": precedence.name.lower(),
+                   "ack_within_ms": deadline_ms})
         return
     label = f"(id {short_id(result.message_id)})"
+    urgency = precedence_label(precedence, deadline_ms)
+    if urgency:
+        label += f" [{urgency}]"
     if not result.stored_on:
         state.out.print(f"Queued for {name} {label}: no relay answered; "
                         "`backchannel sync` will send it.")
@@ -80,12 +111,15 @@ def send(
                         "`backchannel sync` will send it there.")
 
 
-def _print_sync(state: CliContext, report: SyncReport, new: list[InboxEntry]) -> None:
-    # What the engine received besides notes: receipts, and one opening message per new
-    # channel.
-    receipts = report.received - len(new) - len(report.new_channels)
+def _print_sync(
+    state: CliContext, report: SyncReport, new: list[InboxEntry], dialogue: int
+) -> None:
+    # What the engine received besides notes and dialogue messages (acknowledgements,
+    # line tests, ...): receipts, and one opening message per new channel.
+    receipts = max(report.received - len(new) - dialogue - len(report.new_channels), 0)
     state.out.print(
-        f"Synced: {len(new)} new message(s), {receipts} receipt(s), {report.sent} sent"
+        f"Synced: {len(new)} new message(s), {dialogue} dialogue message(s), "
+        f"{receipts} receipt(s), {report.sent} sent"
         + (f", {report.duplicates} duplicate(s) dropped" if report.duplicates else "")
         + (f", {report.rejected} rejected (tampered or not for us)" if report.rejected else "")
         + "."
@@ -95,27 +129,48 @@ def _print_sync(state: CliContext, report: SyncReport, new: list[InboxEntry]) ->
     for name in report.new_channels:
         state.out.print(f"New channel '{name}'. Compare the safety number: "
                         f"backchannel verify {name}")
+    if report.escalated:
+        state.err.print(f"Escalated {report.escalated} note(s) whose acknowledgement "
+                        "deadline passed: resent on every relay; see backchannel status")
+    if report.line_tests_answered:
+        state.out.print(f"Answered {report.line_tests_answered} line test(s).")
     for url, reason in report.relays_down.items():
         state.err.print(f"relay {url} is unreachable ({reason}); "
                         "what is queued for it stays queued")
 
 
+def _incoming(principal: Principal) -> dict[str, tuple[str, MessageRecord]]:
+    """Every stored incoming message, by id, with its channel's name."""
+    return {m.message_id: (c.name, m) for c in principal.channels()
+            for m in principal.messages(c.name) if m.direction == "in"}
+
+
 def sync(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """Send everything queued, fetch and process everything waiting, send receipts, exit.
+    """Send everything queued, fetch and process everything waiting, send receipts, answer
+    line tests, send ours when due, escalate missed deadlines, exit.
 
     Example: backchannel sync
     """
     state = cli_context(ctx, as_json)
     with state.principal() as principal, state.progress("Syncing with the relays…"):
         # The engine counts every message received, receipts included; people want to
-        # know about notes, so the inbox is compared before and after.
-        known = {e.message_id for e in principal.inbox()}
+        # know about notes and dialogue acts, so what is stored is compared before and
+        # after.
+        known = _incoming(principal)
         report = asyncio.run(principal.sync())
+        arrived = [v for k, v in _incoming(principal).items() if k not in known]
         new = [e for e in principal.inbox() if e.message_id not in known]
+    acts = [(name, m, line) for name, m in arrived
+            if (line := describe(name, m)) is not None]
     if state.json:
-        emit_json(sync_json(report, len(new)))
+        emit_json({**sync_json(report, len(new)),
+                   "dialogue": [{"channel": name, "message_id": m.message_id, "text": line}
+                                for name, m, line in acts]})
         return
-    _print_sync(state, report, new)
+    notes = {e.message_id for e in new}
+    _print_sync(state, report, new, sum(1 for _, m in arrived if m.message_id not in notes))
+    for _, _, line in acts:
+        state.out.print(line)
 
 
 def inbox(
@@ -139,10 +194,16 @@ def inbox(
 
 
 def _print_message(state: CliContext, entry: InboxEntry) -> None:
+    urgency = precedence_label(entry.precedence, entry.ack_within_ms)
     state.out.print(f"{entry.channel} #{entry.seq} · sent "
-                    f"{local_time(entry.sent_at_ms)} · id {short_id(entry.message_id)}",
-                    style="bold")
+                    f"{local_time(entry.sent_at_ms)} · id {short_id(entry.message_id)}"
+                    + (f" · {urgency}" if urgency else ""), style="bold")
     state.out.print(entry.text)
+    if entry.ack_within_ms:
+        # Reading sends a read receipt, which is not an acknowledgement: say what is.
+        state.out.print(f"Acknowledge: backchannel ack {entry.channel} "
+                        f"{short_id(entry.message_id)} (or hold it: backchannel hold ...)",
+                        style="dim")
     state.out.print()
 
 
@@ -172,27 +233,7 @@ def read(
         _print_message(state, entry)
 
 
-def status(
-    ctx: typer.Context,
-    channel: str | None = typer.Argument(None, help="Only this channel (name or id)."),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """Show each channel's health: verified, relays, receipts, queue, gaps, rejections.
-
-    Example: backchannel status beijing
-    """
-    state = cli_context(ctx, as_json)
-    with state.principal() as principal:
-        statuses = principal.status(channel)
-    if state.json:
-        emit_json({"channels": [status_json(s) for s in statuses]})
-    elif statuses:
-        state.out.print(status_table(statuses))
-    else:
-        state.out.print("No channels yet.")
-
-
 def register(app: typer.Typer) -> None:
     """Add the messaging commands to the root app."""
-    for command in (channels, send, sync, inbox, read, status):
+    for command in (channels, send, sync, inbox, read):
         app.command()(reports_errors(command))

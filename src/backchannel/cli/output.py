@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from backchannel.cli.durations import format_duration
 from backchannel.client.engine import (
     ChannelStatus,
     InboxEntry,
@@ -22,6 +23,7 @@ from backchannel.client.engine import (
     SyncReport,
 )
 from backchannel.client.records import ChannelRecord, InviteRecord
+from backchannel.dialogue import Precedence
 
 __all__ = [
     "channel_json",
@@ -31,6 +33,8 @@ __all__ = [
     "invite_json",
     "local_time",
     "message_json",
+    "precedence_label",
+    "precedence_name",
     "relay_health_json",
     "send_json",
     "short_id",
@@ -114,7 +118,14 @@ def message_json(entry: InboxEntry) -> dict[str, Any]:
         "delivered_at": utc_time(entry.delivered_at_ms),
         "read_at": utc_time(entry.read_at_ms),
         "stored_on": list(entry.stored_on),
+        "precedence": precedence_name(entry.precedence),
+        "ack_within_ms": entry.ack_within_ms,
     }
+
+
+def precedence_name(precedence: int) -> str:
+    """``"flash"``, ``"priority"`` or ``"routine"``, as the board's JSON spells them."""
+    return Precedence(precedence).name.lower()
 
 
 def send_json(channel: str, result: SendResult) -> dict[str, Any]:
@@ -138,6 +149,9 @@ def sync_json(report: SyncReport, new_messages: int) -> dict[str, Any]:
         "new_channels": list(report.new_channels),
         "relays_up": list(report.relays_up),
         "relays_down": dict(report.relays_down),
+        "line_tests_sent": report.line_tests_sent,
+        "line_tests_answered": report.line_tests_answered,
+        "escalated": report.escalated,
     }
 
 
@@ -203,6 +217,7 @@ def inbox_table(entries: list[InboxEntry]) -> Table:
     table.add_column("Channel")
     table.add_column("#", justify="right")
     table.add_column("Id")
+    table.add_column("Precedence")
     table.add_column("Sent")
     table.add_column("Read")
     table.add_column("Text")
@@ -211,11 +226,20 @@ def inbox_table(entries: list[InboxEntry]) -> Table:
             entry.channel,
             str(entry.seq),
             short_id(entry.message_id),
+            precedence_label(entry.precedence, entry.ack_within_ms),
             local_time(entry.sent_at_ms),
             local_time(entry.read_at_ms, empty="unread"),
             entry.text,
         )
     return table
+
+
+def precedence_label(precedence: int, ack_within_ms: int = 0) -> str:
+    """``FLASH, ack within 10m`` for people; routine notes without a deadline stay quiet."""
+    word = Precedence(precedence).name
+    if ack_within_ms:
+        return f"{word}, ack within {format_duration(ack_within_ms)}"
+    return "" if precedence == Precedence.ROUTINE else word
 
 
 def _gaps(gaps: tuple[tuple[int, int], ...]) -> str:

@@ -1,0 +1,270 @@
+"""`status`: each channel's board, everything a principal must see at a glance.
+
+The board joins what the client knows of the channel (relays, receipts, queue; a
+`ChannelStatus`) with the dialogue state (`StatusBoard`: notes awaiting acknowledgement,
+holding replies, open clarifications, red lines, the next round's agenda, records, the
+line test). For people: Rich tables, times in the local zone. For scripts: the two JSON
+forms merged into one object per channel (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from rich.console import RenderableType
+from rich.table import Table
+
+from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
+from backchannel.cli.durations import format_duration
+from backchannel.cli.output import emit_json, local_time, short_id, status_json, status_table
+from backchannel.client.engine import ChannelStatus, Principal
+from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
+from backchannel.dialogue import (
+    AgendaStatus,
+    Clarification,
+    HoldingReply,
+    LineState,
+    LineStatus,
+    PendingAck,
+    RecordStatus,
+    Side,
+    StatusBoard,
+)
+
+__all__ = ["ChannelBoard", "board_json", "board_renderables", "collect_boards", "register"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelBoard:
+    """One channel's board as `status` shows it.
+
+    Attributes:
+        status: the client's view (relays, receipts, queue).
+        board: the dialogue state at the time it was collected.
+        peer: the counterpart's name, as this principal calls the channel.
+        escalated: our notes already escalated (each is escalated once).
+        every_ms: how often this side tests the line (0: it sends no tests).
+        grace_ms: how long an answer to a line test may take before the line is down.
+    """
+
+    status: ChannelStatus
+    board: StatusBoard
+    peer: str
+    escalated: frozenset[bytes]
+    every_ms: int
+    grace_ms: int
+
+
+def collect_boards(principal: Principal, channel: str | None = None) -> list[ChannelBoard]:
+    """The board of one channel, or of every channel, at the principal's `now`."""
+    now = principal.now_ms()
+    boards = []
+    for status in principal.status(channel):
+        strategic = StrategicChannel(principal, status.channel_id)
+        boards.append(ChannelBoard(
+            status,
+            strategic.board(now),
+            strategic.name,
+            frozenset(principal.escalated_ids(status.channel_id)),
+            line_period_ms(strategic.record),
+            line_grace_ms(strategic.record),
+        ))
+    return boards
+
+
+def board_json(cb: ChannelBoard) -> dict[str, Any]:
+    """`status_json` and `StatusBoard.to_dict()` merged (their keys do not overlap), plus
+    what only the client knows: which overdue notes it escalated and its line-test
+    settings."""
+    return {
+        **status_json(cb.status),
+        **cb.board.to_dict(),
+        "escalated": sorted(m.hex() for m in cb.escalated),
+        "line_test": {"every_ms": cb.every_ms, "grace_ms": cb.grace_ms},
+    }
+
+
+# -- tables --------------------------------------------------------------------------------
+
+
+def _who(side: Side, peer: str) -> str:
+    return "you" if side is Side.OURS else peer
+
+
+def _hold(hold: HoldingReply | None) -> str:
+    if hold is None:
+        return ""
+    said = f": {hold.text}" if hold.text else ""
+    return f"answer expected by {local_time(hold.expected_by_ms)}{said}"
+
+
+def line_summary(line: LineStatus, every_ms: int, grace_ms: int) -> str:
+    """The line test in one or two lines: its state and what it rests on."""
+    if line.state is LineState.UP:
+        state = f"UP: last answered {local_time(line.last_answered_at_ms or 0)}"
+        if line.round_trip_ms is not None:
+            state += f" in {format_duration(line.round_trip_ms)}"
+    elif line.state is LineState.DOWN:
+        state = (f"DOWN: our test of {local_time(line.last_test_sent_at_ms or 0)} went "
+                 f"unanswered for more than {format_duration(grace_ms)}")
+    elif line.last_test_sent_at_ms is None:
+        state = "unknown: no test sent yet"
+    else:
+        state = f"unknown: test of {local_time(line.last_test_sent_at_ms)} awaiting its answer"
+    if every_ms:
+        due = ("now" if line.next_test_due_at_ms is None
+               else local_time(line.next_test_due_at_ms))
+        schedule = f"every {format_duration(every_ms)}, next {due}"
+    else:
+        schedule = "this side sends no tests"
+    return f"{state}\n{schedule}; grace {format_duration(grace_ms)}"
+
+
+def _overview(cb: ChannelBoard) -> Table:
+    table = status_table([cb.status])
+    table.title = f"Channel '{cb.peer}': status board at {local_time(cb.board.now_ms)}"
+    table.add_row("Line test", line_summary(cb.board.line, cb.every_ms, cb.grace_ms))
+    if cb.board.anomalies:
+        table.add_row("Anomalies", f"{len(cb.board.anomalies)} message(s) broke the rules "
+                                   "and were ignored (see status --json)")
+    return table
+
+
+def _deadline_state(pending: PendingAck, escalated: frozenset[bytes], now_ms: int) -> str:
+    if pending.overdue:
+        return "OVERDUE, escalated" if pending.message_id in escalated else "OVERDUE"
+    return f"due in {format_duration(max(pending.worry_at_ms - now_ms, 0))}"
+
+
+def _acks_table(cb: ChannelBoard) -> Table | None:
+    rows = [("their ack", p) for p in cb.board.awaiting_their_ack]
+    rows += [("your ack", p) for p in cb.board.awaiting_our_ack]
+    if not rows:
+        return None
+    table = Table(title="Notes awaiting acknowledgement")
+    for heading in ("Waiting for", "Note", "Precedence", "Sent", "Deadline", "Holding reply",
+                    "State"):
+        table.add_column(heading)
+    for waiting_for, p in rows:
+        table.add_row(
+            waiting_for if waiting_for == "your ack" else f"{cb.peer}'s ack",
+            short_id(p.message_id.hex()),
+            p.precedence.name,
+            local_time(p.sent_at_ms),
+            local_time(p.deadline_ms),
+            _hold(p.hold),
+            _deadline_state(p, cb.escalated, cb.board.now_ms),
+            style="bold red" if p.overdue else None,
+        )
+    return table
+
+
+def _clarifications_table(cb: ChannelBoard) -> Table | None:
+    opened: tuple[Clarification, ...] = cb.board.open_clarifications
+    if not opened:
+        return None
+    table = Table(title="Open clarification requests")
+    for heading in ("Request", "Asked by", "About", "Question", "Asked", "Holding reply"):
+        table.add_column(heading)
+    for c in opened:
+        table.add_row(short_id(c.request_id.hex()), _who(c.asked_by, cb.peer),
+                      short_id(c.target_id.hex()), c.question, local_time(c.asked_at_ms),
+                      _hold(c.hold))
+    return table
+
+
+def _red_lines_table(cb: ChannelBoard) -> Table | None:
+    waiting = [r for r in cb.board.red_lines if r.awaiting_acknowledgement]
+    if not waiting:
+        return None
+    table = Table(title="Red lines awaiting acknowledgement",
+                  caption=f"{len(cb.board.red_lines)} red line(s) in all: "
+                          f"backchannel redline list {cb.peer}")
+    for heading in ("Red line", "Declared by", "Version", "Title", "Declared", "Awaiting"):
+        table.add_column(heading)
+    for r in waiting:
+        table.add_row(short_id(r.redline_id.hex()), _who(r.owner, cb.peer), str(r.latest.version),
+                      r.latest.title, local_time(r.latest.declared_at_ms),
+                      f"{cb.peer}'s acknowledgement" if r.owner is Side.OURS
+                      else "your acknowledgement")
+    return table
+
+
+def _agenda_table(cb: ChannelBoard) -> Table | None:
+    meeting = cb.board.next_round
+    if meeting is None:
+        return None
+    agreed = "; ".join(i.title for i in meeting.agreed) or "nothing agreed yet"
+    table = Table(title=f"Next meeting: round {meeting.round}",
+                  caption=f"Agreed agenda: {agreed}")
+    for heading in ("Item", "Proposed by", "Title", "Detail", "State"):
+        table.add_column(heading)
+    for item in meeting.items:
+        state = item.status.value
+        if item.status is AgendaStatus.DECLINED and item.reason:
+            state += f" ({item.reason})"
+        table.add_row(short_id(item.item_id.hex()), _who(item.proposed_by, cb.peer), item.title,
+                      item.detail, state)
+    return table
+
+
+def _records_table(cb: ChannelBoard) -> Table | None:
+    if not cb.board.records:
+        return None
+    table = Table(title="Records")
+    for heading in ("Record", "Proposed by", "Version", "Title", "State"):
+        table.add_column(heading)
+    for record in cb.board.records:
+        latest = record.latest
+        if latest.status is RecordStatus.AGREED:
+            state = "agreed: co-signed by both"
+        elif record.owner is Side.OURS:
+            state = f"awaiting {cb.peer}'s co-signature"
+        else:
+            state = "awaiting your co-signature"
+        table.add_row(short_id(record.record_id.hex()), _who(record.owner, cb.peer),
+                      str(latest.version), latest.statement.title, state)
+    return table
+
+
+def board_renderables(cb: ChannelBoard) -> list[RenderableType]:
+    """The overview and every non-empty section, in the order a principal scans them."""
+    sections = (_acks_table(cb), _clarifications_table(cb), _red_lines_table(cb),
+                _agenda_table(cb), _records_table(cb))
+    return [_overview(cb), *(s for s in sections if s is not None)]
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def status(
+    ctx: typer.Context,
+    channel: str | None = typer.Argument(None, help="Only this channel (name or id)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show each channel's board: relays, last heard, notes awaiting acknowledgement
+    (overdue ones marked), holding replies, open clarifications, red lines awaiting
+    acknowledgement, the next meeting round and its agenda, records, the line test.
+
+    What it shows of relays and the line is what the last `sync` or `watch` saw.
+
+    Example: backchannel status beijing
+    """
+    state = cli_context(ctx, as_json)
+    with state.principal() as principal:
+        boards = collect_boards(principal, channel)
+    if state.json:
+        emit_json({"channels": [board_json(b) for b in boards]})
+        return
+    if not boards:
+        state.out.print("No channels yet.")
+    for cb in boards:
+        for renderable in board_renderables(cb):
+            state.out.print(renderable)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `status` to the root app."""
+    app.command()(reports_errors(status))

@@ -1,0 +1,74 @@
+"""One line for people per dialogue message the counterpart sent: "beijing acknowledged
+3f9a2c1e", "washington asks about 77c0d2aa: ...".
+
+Used by `watch` and `sync`, so that acknowledgements, holding replies, answers, red
+lines, agenda decisions and record signatures are seen when they arrive, not only on the
+board. Receipts, line tests and notes have their own ways of being shown.
+"""
+
+from __future__ import annotations
+
+from backchannel.cli.output import local_time, short_id
+from backchannel.client.records import MessageRecord
+from backchannel.dialogue import (
+    Ack,
+    AgendaAccept,
+    AgendaDecline,
+    AgendaPropose,
+    Answer,
+    Clarify,
+    Hold,
+    RecordPropose,
+    RecordSign,
+    RedLine,
+    RedLineAck,
+    decode_body,
+)
+from backchannel.protocol.errors import RemoteProtocolError
+
+__all__ = ["describe"]
+
+
+def _id(value: bytes) -> str:
+    return short_id(value.hex())
+
+
+def describe(peer: str, record: MessageRecord) -> str | None:
+    """What the counterpart `peer` did with this message, or None for a kind shown
+    elsewhere (notes, receipts, line tests) or a body that does not decode (the fold
+    records those as anomalies)."""
+    try:
+        body = decode_body(record.kind, bytes.fromhex(record.body))
+    except RemoteProtocolError:
+        return None
+    mine = short_id(record.message_id)
+    match body:
+        case Ack(message_id=target):
+            return f"{peer} acknowledged your note {_id(target)}"
+        case Hold(message_id=target, expected_by_ms=by, text=text):
+            said = f": {text}" if text else ""
+            return (f"{peer} holds {_id(target)}: received, answer expected by "
+                    f"{local_time(by)}{said}")
+        case Clarify(target_id=target, question=question):
+            return (f"{peer} asks about {_id(target)} (request {mine}): {question} "
+                    f"- backchannel answer {peer} {mine} TEXT")
+        case Answer(request_id=request, text=text):
+            return f"{peer} answered your request {_id(request)}: {text}"
+        case RedLine(redline_id=rid, version=version, title=title):
+            return (f"{peer} declared red line {_id(rid)} version {version}: {title} "
+                    f"- backchannel redline ack {peer} {_id(rid)}")
+        case RedLineAck(redline_id=rid, version=version):
+            return f"{peer} acknowledged (understood) your red line {_id(rid)} version {version}"
+        case AgendaPropose(round=number, title=title):
+            return f"{peer} proposes for round {number} (item {mine}): {title}"
+        case AgendaAccept(item_id=item):
+            return f"{peer} accepted agenda item {_id(item)}"
+        case AgendaDecline(item_id=item, reason=reason):
+            return f"{peer} declined agenda item {_id(item)}" + (f": {reason}" if reason else "")
+        case RecordPropose(record_id=rid, version=version, statement=statement):
+            return (f"{peer} proposes record {_id(rid)} version {version}: {statement.title} "
+                    f"- read it: backchannel record show {peer} {_id(rid)}")
+        case RecordSign(record_id=rid, version=version):
+            return f"{peer} co-signed record {_id(rid)} version {version}: it is on the record"
+        case _:
+            return None
