@@ -126,10 +126,31 @@ def _overview(cb: ChannelBoard) -> Table:
     table = status_table([cb.status])
     table.title = f"Channel '{cb.peer}': status board at {local_time(cb.board.now_ms)}"
     table.add_row("Line test", line_summary(cb.board.line, cb.every_ms, cb.grace_ms))
+    table.add_row("Red lines", _red_lines_summary(cb))
+    table.add_row("Awaiting acknowledgement", _acks_summary(cb))
     if cb.board.anomalies:
         table.add_row("Anomalies", f"{len(cb.board.anomalies)} message(s) broke the rules "
                                    "and were ignored (see status --json)")
     return table
+
+
+def _red_lines_summary(cb: ChannelBoard) -> str:
+    ours = sum(1 for r in cb.board.red_lines if r.owner is Side.OURS)
+    theirs = len(cb.board.red_lines) - ours
+    waiting = sum(1 for r in cb.board.red_lines if r.awaiting_acknowledgement)
+    if not cb.board.red_lines:
+        return "none declared"
+    state = f"{waiting} awaiting acknowledgement" if waiting else "all acknowledged"
+    return f"{ours} yours, {theirs} {cb.peer}'s; {state}"
+
+
+def _acks_summary(cb: ChannelBoard) -> str:
+    theirs, ours = len(cb.board.awaiting_their_ack), len(cb.board.awaiting_our_ack)
+    overdue = len(cb.board.overdue)
+    if not theirs + ours:
+        return "nothing"
+    return (f"{theirs} by {cb.peer}, {ours} by you"
+            + (f"; {overdue} OVERDUE" if overdue else ""))
 
 
 def _deadline_state(pending: PendingAck, escalated: frozenset[bytes], now_ms: int) -> str:

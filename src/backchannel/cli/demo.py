@@ -3,8 +3,11 @@
 A relay on SQLite in a temporary folder (in this process, loopback only), two principals,
 pairing by invite, the safety number compared, a short conversation both ways with one
 stretch sent while the receiver is offline, receipts, the transcript, and a count of what
-was lost, made by comparing message ids on both sides. The exit code is 1 if anything was
-lost or duplicated, or if the two sides disagree on the safety number.
+was lost, made by comparing message ids on both sides. Then the strategic round
+(`demo_round`): a red line, a FLASH note held then acknowledged, a PRIORITY note escalated,
+a clarification, the next round's agenda, an agreed record verified offline, a line test;
+and the status board. The exit code is 1 if anything was lost or duplicated, if the two
+sides disagree on the safety number, or if a step of the round did not do what it should.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from typing import Any, Final
 
 from rich import box
 from rich.console import Console
-from rich.padding import Padding
 from rich.table import Table
-from rich.text import Text
 
+from backchannel.cli.board import ChannelBoard, board_json, board_renderables, collect_boards
 from backchannel.cli.context import plain_console
+from backchannel.cli.demo_round import Narrator, RoundOutcome, play_round
 from backchannel.cli.demo_script import CLOSING, INVITER, JOINER, OPENING, WHILE_OFFLINE, Line
 from backchannel.cli.output import emit_json, utc_time
 from backchannel.client.engine import InboxEntry, Principal
@@ -65,6 +68,8 @@ class DemoOutcome:
     transcript: list[InboxEntry] = field(default_factory=list)
     offline_ids: set[str] = field(default_factory=set)
     directions: list[DirectionSummary] = field(default_factory=list)
+    strategic: RoundOutcome = field(default_factory=RoundOutcome)
+    board: ChannelBoard | None = None  # washington's, at the end
     elapsed_s: float = 0.0
 
     @property
@@ -73,25 +78,9 @@ class DemoOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.safety_matches and all(
+        return self.safety_matches and self.strategic.ok and all(
             d.lost == 0 and d.duplicated == 0 for d in self.directions
         )
-
-
-class _Narrator:
-    """Prints the story as it happens, or nothing when the output is JSON."""
-
-    def __init__(self, console: Console | None) -> None:
-        self.console = console
-
-    def say(self, text: str = "", style: str | None = None) -> None:
-        if self.console is not None:
-            self.console.print(text, style=style)
-
-    def quote(self, text: str, style: str | None = None) -> None:
-        """Indented, and still indented where it wraps."""
-        if self.console is not None:
-            self.console.print(Padding(Text(text, style=style or ""), (0, 0, 0, 4), expand=False))
 
 
 def _peer(name: str) -> str:
@@ -101,7 +90,7 @@ def _peer(name: str) -> str:
 class _Round:
     """Two principals on one relay; each names its channel after the other."""
 
-    def __init__(self, principals: dict[str, Principal], tell: _Narrator) -> None:
+    def __init__(self, principals: dict[str, Principal], tell: Narrator) -> None:
         self.p = principals
         self.tell = tell
 
@@ -128,7 +117,7 @@ class _Round:
         return len(opened)
 
 
-async def _pair(p: dict[str, Principal], url: str, tell: _Narrator) -> DemoOutcome:
+async def _pair(p: dict[str, Principal], url: str, tell: Narrator) -> DemoOutcome:
     code = await p[INVITER].invite([url])
     tell.say(f"{INVITER} creates a one-time invite ({len(code)} characters, signed, "
              f"valid 7 days): {code[:20]}…")
@@ -154,7 +143,7 @@ async def _pair(p: dict[str, Principal], url: str, tell: _Narrator) -> DemoOutco
     return DemoOutcome(url, "".join(groups), w_words, matches)
 
 
-async def _converse(p: dict[str, Principal], outcome: DemoOutcome, tell: _Narrator) -> None:
+async def _converse(p: dict[str, Principal], outcome: DemoOutcome, tell: Narrator) -> None:
     turns = _Round(p, tell)
     tell.say()
     for line in OPENING:
@@ -224,7 +213,7 @@ async def play(root: Path, console: Console | None = None) -> DemoOutcome:
         BackchannelError: a step failed (the message says which).
     """
     started = time.perf_counter()
-    tell = _Narrator(console)
+    tell = Narrator(console)
     limits = RelayLimits()
     server = RelayServer(open_store(f"sqlite:///{root / 'relay.db'}", limits), limits,
                          host="127.0.0.1", port=0)
@@ -237,7 +226,9 @@ async def play(root: Path, console: Console | None = None) -> DemoOutcome:
         with _principals(root) as principals:
             outcome = await _pair(principals, server.url, tell)
             await _converse(principals, outcome, tell)
+            outcome.strategic = await play_round(principals, root, tell)
             _summarise(principals, outcome)
+            (outcome.board,) = collect_boards(principals[INVITER], JOINER)
     finally:
         await server.stop()
     outcome.elapsed_s = time.perf_counter() - started
@@ -299,9 +290,17 @@ def _as_json(outcome: DemoOutcome) -> dict[str, Any]:
             for e in outcome.transcript
         ],
         "channels": [asdict(d) for d in outcome.directions],
+        "round": outcome.strategic.to_dict(),
+        "board": None if outcome.board is None else board_json(outcome.board),
         "lost": outcome.lost,
         "elapsed_seconds": round(outcome.elapsed_s, 3),
     }
+
+
+def _failed_steps(r: RoundOutcome) -> str:
+    failed = [name for name, value in r.to_dict().items()
+              if name != "ok" and (value is False or (name == "record" and value is None))]
+    return ", ".join(failed) or "none failed"
 
 
 def run_demo(console: Console | None = None, *, as_json: bool = False) -> int:
@@ -324,12 +323,19 @@ def run_demo(console: Console | None = None, *, as_json: bool = False) -> int:
     console.print()
     console.print(_transcript_table(outcome))
     console.print(_summary_table(outcome))
+    if outcome.board is not None:
+        console.print()
+        console.print(f"{INVITER}'s status board at the end:", style="bold")
+        for renderable in board_renderables(outcome.board):
+            console.print(renderable)
     total = sum(d.sent for d in outcome.directions)
     verdict = (
         f"Nothing lost: {total} messages sent, {outcome.lost} lost, none duplicated; "
-        "safety numbers matched."
+        "safety numbers matched; every step of the strategic round did what it should."
         if outcome.ok
-        else f"PROBLEM: {outcome.lost} lost; see the summary above."
+        else f"PROBLEM: {outcome.lost} lost; strategic round "
+             f"{'complete' if outcome.strategic.ok else 'INCOMPLETE'} "
+             f"({_failed_steps(outcome.strategic)}); see above."
     )
     console.print(verdict, style="bold green" if outcome.ok else "bold red")
     console.print(f"Demo finished in {outcome.elapsed_s:.1f} s; the temporary folder is gone.",

@@ -10,7 +10,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["CLOSING", "INVITER", "JOINER", "OPENING", "WHILE_OFFLINE", "Line"]
+__all__ = [
+    "AGENDA",
+    "ANSWER",
+    "CLOSING",
+    "FLASH_ACK_WITHIN_MS",
+    "FLASH_NOTE",
+    "HOLDING_REPLY",
+    "HOLD_FOR_MS",
+    "INVITER",
+    "JOINER",
+    "NEXT_ROUND",
+    "OPENING",
+    "PRIORITY_ACK_WITHIN_MS",
+    "PRIORITY_NOTE",
+    "QUESTION",
+    "RECORD_EN",
+    "RECORD_TITLE",
+    "RECORD_ZH",
+    "RED_LINE_TEXT",
+    "RED_LINE_TITLE",
+    "WHILE_OFFLINE",
+    "Line",
+]
 
 INVITER: Final = "washington"
 JOINER: Final = "beijing"
@@ -48,3 +70,38 @@ CLOSING: Final = (
                  "is acceptable; we will propose dates this week."),
     Line(INVITER, "Thank you. We will confirm the dates through this channel."),
 )
+
+
+# -- the strategic round: the dialogue kinds, in the article's terms -----------------------
+
+RED_LINE_TITLE: Final = "Taiwan"
+RED_LINE_TEXT: Final = "Taiwan is the first red line that must not be crossed."
+
+FLASH_NOTE: Final = Line(
+    INVITER, "Reports of an incident between our vessels in the South China Sea. Please "
+             "confirm receipt and that your side is looking into it.")
+FLASH_ACK_WITHIN_MS: Final = 10 * 60 * 1000
+HOLDING_REPLY: Final = "Received. We are establishing the facts; expect an answer within the hour."
+HOLD_FOR_MS: Final = 60 * 60 * 1000
+
+# Short enough for the demo to watch it pass.
+PRIORITY_NOTE: Final = Line(
+    INVITER, "Please acknowledge: our delegation's travel to the next round is booked.")
+PRIORITY_ACK_WITHIN_MS: Final = 300
+
+# Asked about the first message sent while the joiner was offline.
+QUESTION: Final = ("By 'support', do you mean deliveries by the state, or exports by "
+                   "private firms?")
+ANSWER: Final = "Both. We will bring specific cases to the next round."
+
+NEXT_ROUND: Final = 2
+AGENDA: Final = (
+    Line(INVITER, "Taiwan: avoiding miscalculation"),
+    Line(INVITER, "Support reaching Russia's war against Ukraine"),
+    Line(JOINER, "Export controls on semiconductors"),
+)
+
+RECORD_TITLE: Final = "Vienna round: joint statement"
+RECORD_EN: Final = ("The two sides held candid, substantive and constructive discussions, and "
+                    "agreed to keep this strategic channel of communication open.")
+RECORD_ZH: Final = "双方进行了坦诚、实质性、建设性的讨论，同意保持这一战略沟通渠道畅通。"
