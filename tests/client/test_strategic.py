@@ -245,3 +245,22 @@ async def test_a_proposal_without_its_cosignature_does_not_verify(
         verify_record_file(draft)
     with pytest.raises(RecordFileError):
         verify_record_file(b"not a record file")
+
+
+async def test_meeting_proposed_from_the_venue_planner_and_agreed(
+    tmp_path: Path, parties: Clocked
+) -> None:
+    import datetime as dt
+
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(parties.w, parties.b, [relay.url])
+        w, b = parties.sides()
+        sent, best = await w.propose_meeting(4, ["Washington", "Beijing"], dt.date(2023, 5, 1))
+        assert best.venue.name == "Vienna"
+        await parties.exchange()
+        await b.decide_agenda_item(sent.message_id, accept=True)
+        await parties.exchange()
+        (item,) = w.dialogue().agenda(4).agreed
+        assert "Vienna" in item.title and item.detail
+        with pytest.raises(ClientError):
+            await w.propose_meeting(5, ["Atlantis", "Beijing"], dt.date(2023, 5, 1))

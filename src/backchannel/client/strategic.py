@@ -9,6 +9,7 @@ counterpart's line tests, send ours when due, and escalate notes whose deadline 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shlex
@@ -45,6 +46,14 @@ from backchannel.dialogue import (
     export_proposal,
     export_record,
 )
+from backchannel.meet import (
+    HostPolicy,
+    MeetError,
+    MeetingRequest,
+    Suggestion,
+    load_gazetteer,
+    suggest_venues,
+)
 from backchannel.protocol.e2e.keys import PublicIdentity
 from backchannel.protocol.errors import LocalProtocolError
 from backchannel.protocol.message import MessageKind
@@ -65,6 +74,8 @@ MIN_REF_LENGTH: Final = 4
 # must not hold up the channel).
 ESCALATION_COMMAND_TIMEOUT: Final = 30.0
 _RECEIPTS: Final = (MessageKind.RECEIPT_DELIVERED, MessageKind.RECEIPT_READ)
+# An agenda item's detail is for the reasons in a sentence or three, not an essay.
+_MAX_DETAIL: Final = 1000
 
 
 @dataclass(slots=True)
@@ -203,6 +214,49 @@ class StrategicChannel:
         self, round_number: int, title: str, detail: str = ""
     ) -> SendResult:
         return await self._deliver(self._send_checked(AgendaPropose(round_number, title, detail)))
+
+    async def propose_meeting(
+        self,
+        round_number: int,
+        between: list[str],
+        after: dt.date,
+        *,
+        duration_days: int = 2,
+        avoid: tuple[str, ...] = (),
+    ) -> tuple[SendResult, Suggestion]:
+        """Propose, as an agenda item of `round_number`, the best discreet venue and dates
+        for the delegations of `between` (design §7), with the reasons in its detail.
+
+        Raises:
+            ClientError: a place is unknown or ambiguous, or the request is contradictory.
+        """
+        try:
+            gazetteer = load_gazetteer()
+            request = MeetingRequest(
+                tuple(gazetteer.resolve(name) for name in between),
+                HostPolicy(),
+                tuple(gazetteer.resolve(name) for name in avoid),
+                after,
+                duration_days,
+            )
+            best = suggest_venues(request, gazetteer)[0]
+        except MeetError as error:
+            raise ClientError(str(error)) from None
+        plan = best.plan
+        title = (
+            f"Round {round_number}: meet in {best.venue.name}, {best.venue.country_name}, "
+            f"{plan.first_day.isoformat()} to {plan.last_day.isoformat()}"
+        )
+        windows = "; ".join(
+            f"{day.date.isoformat()} {day.start:%H:%M}-{day.end:%H:%M}"
+            for day in plan.days
+            if day.start is not None and day.end is not None
+        )
+        detail = " ".join(best.reasons) + (
+            f" Daily window (local time): {windows}." if windows else ""
+        )
+        sent = await self.propose_agenda_item(round_number, title, detail[:_MAX_DETAIL])
+        return sent, best
 
     async def decide_agenda_item(self, ref: str, accept: bool, reason: str = "") -> SendResult:
         item_id = self.resolve(ref)
