@@ -12,6 +12,12 @@ from backchannel.cli.main import app
 COMMANDS = [
     [], ["init"], ["invite"], ["accept"], ["channels"], ["send"], ["sync"], ["inbox"],
     ["read"], ["verify"], ["status"], ["demo"], ["relay", "serve"], ["meet", "suggest"],
+    ["ack"], ["hold"], ["clarify"], ["answer"], ["redline"], ["redline", "add"],
+    ["redline", "list"], ["redline", "ack"], ["agenda"], ["agenda", "propose"],
+    ["agenda", "accept"], ["agenda", "decline"], ["agenda", "show"], ["record"],
+    ["record", "propose"], ["record", "sign"], ["record", "show"], ["record", "export"],
+    ["record", "verify"], ["linetest"], ["watch"], ["escalation"], ["escalation", "set"],
+    ["escalation", "show"],
 ]
 
 
@@ -25,7 +31,9 @@ def test_help_shows_an_example(command: list[str]) -> None:
 def test_root_help_lists_the_principal_commands() -> None:
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "120"})
     for name in ("init", "invite", "accept", "channels", "send", "sync", "inbox", "read",
-                 "verify", "status", "demo", "relay", "meet", "--home", "--json"):
+                 "verify", "status", "demo", "relay", "meet", "--home", "--json", "ack",
+                 "hold", "clarify", "answer", "redline", "agenda", "record", "linetest",
+                 "watch", "escalation"):
         assert name in result.stdout
 
 
@@ -44,13 +52,30 @@ def test_demo_json_reports_nothing_lost() -> None:
     offline = [m for m in summary["transcript"] if m["receiver_offline"]]
     assert offline and all(m["delivered_at"] and m["read_at"] for m in offline)
     assert summary["elapsed_seconds"] < 10
+    played = summary["round"]
+    assert played["ok"] is True
+    for step in ("red_line_understood", "flash_held", "flash_acknowledged_in_time",
+                 "escalated", "escalation_command_ran", "clarification_answered"):
+        assert played[step] is True, step
+    assert played["venue"] == "Vienna" and len(played["agreed_agenda"]) == 3
+    assert played["record"]["languages"] == ["en", "zh"] and played["line"]["state"] == "up"
+    board = summary["board"]
+    assert board["name"] == "beijing" and len(board["overdue"]) == 1
+    assert board["escalated"] == board["overdue"] and board["line"]["state"] == "up"
+    assert [r["owner"] for r in board["red_lines"]] == ["theirs"]
+    assert not board["red_lines"][0]["awaiting_acknowledgement"]
+    assert board["records"][0]["status"] == "agreed"
 
 
 def test_demo_tells_the_story_in_plain_text() -> None:
-    result = CliRunner().invoke(app, ["demo"])
+    result = CliRunner().invoke(app, ["demo"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "light key-derivation setting" in out
     assert "Safety number" in out and "goes offline" in out
     assert "Transcript" in out and "Per-channel summary" in out
+    assert "Taiwan is the first red line that must not be crossed." in out
+    assert "holding reply" in out and "escalation command ran: beijing" in out
+    assert "verifies offline" in out and "the line is UP" in out
+    assert "status board" in out and "OVERDUE, escalated" in out
     assert "Nothing lost" in out and "\x1b[" not in out  # no colour without a terminal
