@@ -30,6 +30,7 @@ from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
     "INVITE_PREFIX",
+    "KIND_HELLO",
     "MAX_RELAYS",
     "Hello",
     "Invite",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 INVITE_PREFIX: Final = "BC1-"
+# Message kind of the joiner's first message, a `Hello`.
+KIND_HELLO: Final = 0x0004
 _MAGIC: Final = b"BCI"
 _VERSION: Final = 1
 _SIGNATURE_LABEL: Final = b"Backchannel invite v1"

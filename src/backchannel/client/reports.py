@@ -1,0 +1,86 @@
+"""What the client's operations report: plain frozen values for the CLI and scripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backchannel.dialogue.kinds import Precedence
+
+__all__ = ["ChannelStatus", "InboxEntry", "RelayHealth", "SendResult", "SyncReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message_id: str
+    seq: int
+    stored_on: tuple[str, ...]
+    queued_for: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class SyncReport:
+    received: int = 0
+    new_notes: list[str] = field(default_factory=list)  # message ids of notes that arrived
+    duplicates: int = 0
+    rejected: int = 0
+    sent: int = 0
+    new_channels: list[str] = field(default_factory=list)
+    relays_up: list[str] = field(default_factory=list)
+    relays_down: dict[str, str] = field(default_factory=dict)
+    line_tests_sent: int = 0
+    line_tests_answered: int = 0
+    escalated: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    channel: str
+    message_id: str
+    seq: int
+    direction: str
+    kind: int
+    text: str
+    sent_at_ms: int
+    received_at_ms: int
+    delivered_at_ms: int
+    read_at_ms: int
+    stored_on: tuple[str, ...]
+    precedence: int = Precedence.ROUTINE
+    ack_within_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    name: str
+    channel_id: str
+    verified: bool
+    relays: tuple[str, ...]
+    last_heard_ms: int
+    sent: int
+    delivered: int
+    read: int
+    received: int
+    unread: int
+    queued: int
+    gaps: tuple[tuple[int, int], ...]
+    rejected: int
+    relay_health: tuple[RelayHealth, ...] = ()
+    identity_changed: bool = False
+    # True until the counterpart has been heard from at all: for a joiner, the inviter has
+    # not yet taken up the invite (a code someone else already used never completes).
+    awaiting_counterpart: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RelayHealth:
+    """What this principal last saw of one relay."""
+
+    url: str
+    last_ok_ms: int
+    last_error: str
+    last_error_ms: int
+
+    @property
+    def up(self) -> bool:
+        """Reachable at the last attempt (never tried counts as down)."""
+        return self.last_ok_ms > 0 and self.last_ok_ms >= self.last_error_ms
