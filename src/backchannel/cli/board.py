@@ -265,11 +265,12 @@ def status(
     channel: str | None = typer.Argument(None, help="Only this channel (name or id)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show each channel's board: relays, last heard, notes awaiting acknowledgement
-    (overdue ones marked), holding replies, open clarifications, red lines awaiting
-    acknowledgement, the next meeting round and its agenda, records, the line test.
+    """Show each channel's board: what awaits whom, red lines, agenda, records, the line.
 
-    What it shows of relays and the line is what the last `sync` or `watch` saw.
+    Relays and their reachability, last heard, notes awaiting acknowledgement (overdue
+    ones marked, escalated ones said), holding replies, open clarifications, red lines
+    awaiting acknowledgement, the next meeting round and its agenda, records, the line
+    test. What it shows of relays is what the last `sync` or `watch` saw.
 
     Example: backchannel status beijing
     """

@@ -293,6 +293,8 @@ class _Round:
 
 def _suggested_venue() -> tuple[str, str]:
     """The first venue `backchannel.meet` ranks for Washington and Beijing, and why."""
+    # Imported here: the gazetteer's datasets take a moment to load, and only the demo
+    # needs them among the principal commands.
     import datetime as dt
 
     from backchannel.meet import (

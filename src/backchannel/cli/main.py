@@ -66,10 +66,13 @@ def _root(
 
 @app.command()
 def demo(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """Play the scripted demonstration: a local relay, two principals, a short exchange.
+    """Play the scripted demonstration: a local relay, two principals, a strategic round.
 
-    Everything runs in a temporary folder on this machine (loopback only) and is deleted
-    afterwards. The exit code is 1 if any message was lost.
+    A short conversation, then a red line, urgent notes (one held then acknowledged, one
+    escalated), a clarification, the next round's agenda, an agreed record verified
+    offline and a line test, ending with the status board. Everything runs in a
+    temporary folder on this machine (loopback only) and is deleted afterwards. The exit
+    code is 1 if any message was lost or a step failed.
 
     Example: backchannel demo
     """

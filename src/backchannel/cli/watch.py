@@ -197,10 +197,10 @@ async def _watch(principal: Principal, emit: Emit) -> SyncReport:
 
 
 def watch(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """Stay connected: receive as messages arrive, answer line tests, send ours when due,
-    escalate missed deadlines; print what happens. Ctrl-C or SIGTERM stops it cleanly.
+    """Stay connected and keep the channel's duties; Ctrl-C or SIGTERM stops it cleanly.
 
-    Prints each new note, each dialogue act of the counterpart (acknowledgements, holding
+    Receives as messages arrive, answers line tests, sends ours when due, escalates missed
+    deadlines. Prints each new note, each dialogue act of the counterpart (acknowledgements, holding
     replies, questions, answers, red lines, agenda decisions, signatures), line tests
     answered, changes of the line's state, and escalations. With `--json`, one JSON
     object per line (docs/cli.md).
