@@ -119,3 +119,14 @@ def test_verify_names_a_missing_file_and_a_file_that_is_no_record(tmp_path: Path
     other = tmp_path / "notes.txt"
     other.write_text("Minutes of the meeting.\n")
     assert "not a valid agreed record" in verify(other, code=1)
+
+
+def test_whoami_shows_the_fingerprint_that_record_verify_names(
+    agreed: tuple[Pair, str, Path],
+) -> None:
+    pair, _record, out = agreed
+    mine = json.loads(run(pair.washington, "whoami", "--json").stdout)
+    shown = json.loads(verify(out, as_json=True))
+    assert shown["proposer"]["fingerprint"] == mine["fingerprint"]
+    assert mine["name"] == "washington" and len(mine["signing_key"]) == 64
+    assert mine["fingerprint"] in run(pair.washington, "whoami").stdout

@@ -264,3 +264,20 @@ async def test_meeting_proposed_from_the_venue_planner_and_agreed(
         assert "Vienna" in item.title and item.detail
         with pytest.raises(ClientError):
             await w.propose_meeting(5, ["Xqzzyville", "Beijing"], dt.date(2023, 5, 1))
+
+
+async def test_signing_a_version_that_is_no_longer_the_latest_is_refused(
+    tmp_path: Path, parties: Clocked
+) -> None:
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(parties.w, parties.b, [relay.url])
+        w, b = parties.sides()
+        await w.propose_record("draft", [LanguageVersion("en", "first wording", True)])
+        await parties.exchange()
+        (record,) = b.dialogue().records()
+        ref = record.record_id.hex()
+        await w.propose_record("draft", [LanguageVersion("en", "changed", True)], ref=ref)
+        await parties.exchange()
+        with pytest.raises(ClientError, match="changed after version 1"):
+            await b.sign_record(ref, version=1)
+        await b.sign_record(ref, version=2)

@@ -191,7 +191,32 @@ def verify(
                   f"backchannel verify {record.name} --confirm")
 
 
+def whoami(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """Show this principal's name and identity fingerprint and public keys.
+
+    The fingerprint is what `record verify` names for each signer of an agreed record, so a
+    third party can tell which key is whose. The keys are public; nothing secret is shown.
+
+    Example: backchannel --home ./washington whoami
+    """
+    state = cli_context(ctx, as_json)
+    with state.principal() as principal:
+        name, identity = principal.name, principal.identity
+    data = {
+        "name": name,
+        "fingerprint": identity.fingerprint,
+        "signing_key": identity.signing_key.hex(),
+        "agreement_key": identity.agreement_key.hex(),
+    }
+    if state.json:
+        emit_json(data)
+        return
+    state.out.print(f"{name}: identity fingerprint {identity.fingerprint}")
+    state.out.print(f"  signing key (Ed25519)    {data['signing_key']}")
+    state.out.print(f"  agreement key (X25519)   {data['agreement_key']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the pairing commands to the root app."""
-    for command in (init, invite, accept, verify):
+    for command in (init, invite, accept, verify, whoami):
         app.command()(reports_errors(command))

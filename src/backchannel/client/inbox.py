@@ -215,6 +215,7 @@ class Inbox(Outbox):
         report.line_tests_sent += duties.line_tests_sent
         report.line_tests_answered += duties.line_tests_answered
         report.escalated += duties.escalated
+        report.escalation_commands_failed += duties.commands_failed
 
     async def _drain(self, client: RelayClient, mailbox: Mailbox, report: SyncReport) -> None:
         mailbox_id = bytes.fromhex(mailbox.mailbox_id)

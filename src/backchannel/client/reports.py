@@ -30,6 +30,7 @@ class SyncReport:
     line_tests_sent: int = 0
     line_tests_answered: int = 0
     escalated: int = 0
+    escalation_commands_failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,13 +202,19 @@ class StrategicChannel:
         version = self.dialogue().next_redline_version(redline_id)
         return await self._deliver(self._send_checked(RedLine(redline_id, version, title, text)))
 
-    async def acknowledge_red_line(self, ref: str) -> SendResult:
-        """Say that we understand (not agree to) the latest version of their red line."""
+    async def acknowledge_red_line(self, ref: str, version: int | None = None) -> SendResult:
+        """Say that we understand (not agree to) their red line.
+
+        Args:
+            version: the version the principal read; refused if a newer one exists, since
+                understanding an old wording is not understanding the red line.
+        """
         redline_id = self.resolve(ref)
         view = self.dialogue().red_line(redline_id)
         if view is None:
             raise ClientError(f"no red line '{ref}' in '{self.name}'")
-        return await self._deliver(self._send_checked(RedLineAck(redline_id, view.latest.version)))
+        chosen = view.latest.version if version is None else version
+        return await self._deliver(self._send_checked(RedLineAck(redline_id, chosen)))
 
     async def propose_agenda_item(
         self, round_number: int, title: str, detail: str = ""
@@ -287,13 +293,23 @@ class StrategicChannel:
             raise ClientError(str(error)) from None
         return await self._deliver(self._send_checked(body))
 
-    async def sign_record(self, ref: str) -> SendResult:
-        """Co-sign the latest version of their proposed record: this goes on the record."""
+    async def sign_record(self, ref: str, version: int | None = None) -> SendResult:
+        """Co-sign their proposed record: this goes on the record.
+
+        Args:
+            version: the version the principal read; refused unless it is the latest, so
+                nobody co-signs a text that changed after they read it.
+        """
         record_id = self.resolve(ref)
         view = self.dialogue().record(record_id)
         if view is None:
             raise ClientError(f"no record '{ref}' in '{self.name}'")
         latest = view.latest
+        if version is not None and version != latest.version:
+            raise ClientError(
+                f"record '{ref}' changed after version {version} was read: version "
+                f"{latest.version} is the one to review and sign"
+            )
         try:
             body = self.dialogue().cosign_record(
                 self.principal.identity_keypair,
