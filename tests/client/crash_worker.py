@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 from backchannel.client.engine import Principal
+
+# A test waits two minutes at most; the worker stops on its own soon after.
+GIVE_UP_AFTER = 150.0
 
 
 async def main(mode: str, home: Path, count: int) -> None:
@@ -18,7 +22,10 @@ async def main(mode: str, home: Path, count: int) -> None:
     channel = principal.channels()[0].name
     print("working", flush=True)
     if mode == "receive":
+        deadline = time.monotonic() + GIVE_UP_AFTER
         while len(principal.inbox()) < count:
+            if time.monotonic() > deadline:
+                sys.exit(f"gave up: {len(principal.inbox())} of {count} arrived")
             await principal.sync()
     else:
         done = {e.text for e in principal.transcript(channel) if e.direction == "out"}

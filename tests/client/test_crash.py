@@ -67,7 +67,12 @@ async def _run_and_kill(mode: str, home: Path, count: int, rnd: random.Random) -
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        if proc.returncode is None:  # never leave a worker running after the test
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 0, err.decode()
     assert b"finished" in out
     return seen

@@ -61,6 +61,8 @@ class PrincipalCore:
         self._rng = rng
         # Connections kept open while `watch` runs, so sends need no new handshake.
         self._live: RelayPool | None = None
+        # Dialogue folds by channel id, advanced with what is new (see StrategicChannel).
+        self.dialogue_cache: dict[str, object] = {}
         # Parsed sessions by channel id, valid while the stored state is the same bytes
         # (a rolled-back transaction leaves the store different, so the cache misses).
         self._sessions: dict[str, tuple[str, Session]] = {}
@@ -225,7 +227,7 @@ class PrincipalCore:
         # a read mark): the dialogue fold replays messages in the order they were learned.
         self._store.db.execute(
             "INSERT INTO messages VALUES (?, ?, ?, ?, ?,"
-            " (SELECT COALESCE(MAX(ord), 0) + 1 FROM messages))"
+            " (SELECT COALESCE(MAX(ord), 0) + 1 FROM messages WHERE channel = ?))"
             " ON CONFLICT (channel, ref) DO UPDATE SET record = excluded.record",
             (
                 cid,
@@ -233,8 +235,26 @@ class PrincipalCore:
                 1 if record.direction == "in" else 0,
                 record.seq,
                 self._store.seal("messages", cid + ref, dump(record)),
+                cid,
             ),
         )
+
+    def messages_after(self, channel_name: str, after_ord: int) -> list[tuple[int, MessageRecord]]:
+        """Messages first stored after position `after_ord`, with their positions, in the
+        order they were stored (for folding only what is new)."""
+        channel = self.channel(channel_name)
+        cid = bytes.fromhex(channel.channel_id)
+        rows = self._store.db.execute(
+            "SELECT ord, ref, record FROM messages WHERE channel = ? AND ord > ? ORDER BY ord",
+            (cid, after_ord),
+        ).fetchall()
+        return [
+            (
+                int(ord_),
+                load(MessageRecord, self._store.unseal("messages", cid + bytes(ref), bytes(raw))),
+            )
+            for ord_, ref, raw in rows
+        ]
 
     def _get_message(self, channel_id: str, message_id: str) -> MessageRecord | None:
         cid = bytes.fromhex(channel_id)

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER NOT NULL, record BLOB NOT NULL, ord INTEGER NOT NULL,
     PRIMARY KEY (channel, ref));
 CREATE INDEX IF NOT EXISTS messages_by_seq ON messages (channel, direction, seq);
+CREATE INDEX IF NOT EXISTS messages_by_ord ON messages (channel, ord);
 CREATE TABLE IF NOT EXISTS processed (digest BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, relay TEXT NOT NULL,

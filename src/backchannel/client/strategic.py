@@ -86,6 +86,15 @@ class DutyReport:
     commands_failed: int = 0
 
 
+@dataclass(slots=True)
+class _Fold:
+    """A channel's dialogue fold and how far into the stored messages it has read."""
+
+    dialogue: Dialogue
+    last_ord: int = 0
+    their_seq: int = 0
+
+
 def line_period_ms(record: ChannelRecord) -> int:
     """This side's line-test period: 0 when it sends none."""
     if record.linetest_every_ms < 0:
