@@ -11,6 +11,7 @@ import pytest
 from backchannel.client.engine import Principal
 from backchannel.client.errors import (
     ChannelNotFound,
+    ClientError,
     IdentityChanged,
     InviteRefused,
     StateCorrupted,
@@ -293,3 +294,19 @@ async def test_status_shows_each_relays_reachability(
         health = w.status("b")[0].relay_health
     assert [h.up for h in health] == [True, False]
     assert health[1].last_error
+
+
+async def test_queue_many_is_one_transaction_in_order(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        ids = w.queue_many("b", ["one", "two", "three"])
+        assert len(set(ids)) == 3
+        with pytest.raises(ClientError):  # one note too large: none of them is queued
+            w.queue_many("b", ["fine", "x" * 70_000])
+        assert w.status("b")[0].queued == 3
+        await w.flush()
+        await b.sync()
+    assert [e.text for e in b.inbox()] == ["one", "two", "three"]
