@@ -121,6 +121,14 @@ def test_a_used_invite_is_refused(home: Path, relay: ThreadRelay, tmp_path: Path
     channels = json.loads(run(home, "channels", "--json").stdout)["channels"]
     assert [c["name"] for c in channels] == ["beijing"]
 
+    # Once the joiner has moved to the channel's own mailboxes, the inviter retires the
+    # invite's mailboxes: a fourth principal is told at once that the code is spent.
+    run(joiner, "sync")
+    run(home, "sync")
+    fourth = tmp_path / "paris"
+    run(fourth, "init", "--name", "paris")
+    assert "already used" in one_error_line(run(fourth, "accept", code, code=1))
+
 
 @pytest.mark.parametrize("ttl", ["7", "0s", "31d", "soon"])
 def test_a_bad_invite_lifetime_is_a_usage_error(tmp_path: Path, ttl: str) -> None:

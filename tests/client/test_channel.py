@@ -310,3 +310,30 @@ async def test_queue_many_is_one_transaction_in_order(
         await w.flush()
         await b.sync()
     assert [e.text for e in b.inbox()] == ["one", "two", "three"]
+
+
+async def test_invite_mailboxes_are_retired_so_a_spent_code_is_refused(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b, c = make_principal("w"), make_principal("b"), make_principal("c")
+    async with running_relay(tmp_path / "r1.db") as r1, running_relay(tmp_path / "r2.db") as r2:
+        code = await w.invite([r1.url, r2.url])
+        await b.accept(code)
+        await w.sync()  # the channel exists; w tells b its private mailboxes
+        port2 = r2.port
+        await r2.stop()
+        sent = await b.send("w", "sent before the move arrived")
+        assert sent.queued_for == (r2.url,)
+        await b.sync()  # follows the move: the queued copy for r2 is readdressed
+        await w.sync()  # b writes to the new mailboxes: r1's invite mailbox is retired
+        assert [link.url for link in w.channel("b").retiring] == [r2.url]
+        async with running_relay(tmp_path / "r2.db", port=port2):
+            await b.sync()
+            await w.sync()
+            assert w.channel("b").retiring == []
+            with pytest.raises(InviteRefused, match="already used"):
+                await c.accept(code)
+        assert c.channels() == []
+    assert [e.text for e in w.inbox()] == ["sent before the move arrived"]
+    await_ok = await b.send("w", "after the move")
+    assert await_ok.queued_for  # relays are down now: queued, not lost

@@ -61,6 +61,8 @@ class PrincipalCore:
         self._rng = rng
         # Connections kept open while `watch` runs, so sends need no new handshake.
         self._live: RelayPool | None = None
+        # Why a relay refused an outbox row for good, by row id (for this process's life).
+        self.refused_codes: dict[int, int] = {}
         # Dialogue folds by channel id, advanced with what is new (see StrategicChannel).
         self.dialogue_cache: dict[str, object] = {}
         # Parsed sessions by channel id, valid while the stored state is the same bytes
@@ -346,7 +348,12 @@ class PrincipalCore:
         return list(dict.fromkeys(urls))
 
     def _inbound_mailboxes(self, url: str) -> list[Mailbox]:
-        boxes = [link.inbound for c in self._channels() for link in c.links if link.url == url]
+        boxes = [
+            link.inbound
+            for c in self._channels()
+            for link in (*c.links, *c.retiring)
+            if link.url == url
+        ]
         boxes += [
             link.inbound for i in self.pending_invites() for link in i.links if link.url == url
         ]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Final, cast
 from backchannel.client.errors import (
     ClientError,
 )
-from backchannel.client.invite import KIND_HELLO, Hello
+from backchannel.client.invite import KIND_HELLO, KIND_MOVE, Hello, Move, RelayAddress
 from backchannel.client.outbox import Outbox
 from backchannel.client.receipts import (
     MAX_RECEIPT_IDS,
@@ -20,6 +20,7 @@ from backchannel.client.receipts import (
 from backchannel.client.records import (
     ChannelRecord,
     InviteRecord,
+    Link,
     Mailbox,
     MessageRecord,
 )
@@ -82,6 +83,7 @@ class Inbox(Outbox):
                 self._queue_receipts()
             self._perform_duties(report)
             report.sent += await self.flush(pool)
+            await self._retire_mailboxes(pool, report)
             report.relays_down = dict(pool.failures)
             report.relays_up = sorted(set(self._all_relays()) - set(pool.failures))
             self._record_health(report.relays_up, report.relays_down)
@@ -158,6 +160,7 @@ class Inbox(Outbox):
                         self._queue_receipts()
                 if loop.time() >= next_duties:
                     self._perform_duties(report)
+                    await self._retire_mailboxes(pool, report)
                     next_duties = loop.time() + duty_interval
                 report.sent += await self.flush(pool)
         finally:
@@ -238,6 +241,10 @@ class Inbox(Outbox):
         hex_id = mailbox_id.hex()
         for channel in self._channels():
             if any(link.inbound.mailbox_id == hex_id for link in channel.links):
+                if channel.retiring and not channel.peer_moved:
+                    channel.peer_moved = True  # the joiner writes to the new mailboxes now
+                return channel
+            if any(link.inbound.mailbox_id == hex_id for link in channel.retiring):
                 return channel
         for invite in self.pending_invites():
             if any(link.inbound.mailbox_id == hex_id for link in invite.links):
@@ -291,9 +298,14 @@ class Inbox(Outbox):
             report.rejected += 1
             return
         by_url = {address.url: address for address in hello.relays}
-        links = []
+        own = {link.url: link for link in invite.channel_links}
+        links, retiring = [], []
         for link in invite.links:
             address = by_url.get(link.url)
+            private = own.get(link.url)
+            if private is not None:
+                retiring.append(link)
+                link = Link(link.url, private.inbound)
             if address is not None:
                 link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
             links.append(link)
@@ -307,10 +319,23 @@ class Inbox(Outbox):
             created_at_ms=self._clock(),
             role="inviter",
             last_heard_ms=self._clock(),
+            retiring=retiring,
         )
         # The invite is spent: its one-time prekey goes with it, so a second use fails.
         self._store.delete("invite", bytes.fromhex(invite.invite_id))
         self._store_incoming(channel, message)
+        if retiring:
+            move = Move(
+                tuple(
+                    RelayAddress(
+                        link.url,
+                        bytes.fromhex(link.inbound.mailbox_id),
+                        bytes.fromhex(link.inbound.send_token),
+                    )
+                    for link in links
+                )
+            )
+            self._queue(channel, session, KIND_MOVE, move.encode())
         self._save_channel(channel)
         report.new_channels.append(channel.name)
         report.received += 1
@@ -357,6 +382,9 @@ class Inbox(Outbox):
             message_hash=message.hash.hex(),
         )
         self._put_message(channel, record)
+        if message.kind == KIND_MOVE and channel.role == "joiner":
+            self._follow_move(channel, message.body)
+            return record
         if message.kind in RECEIPT_KINDS:
             try:
                 ids = receipt_ids(message.body)
@@ -375,6 +403,51 @@ class Inbox(Outbox):
         else:
             self._pending_receipt(channel, MessageKind.RECEIPT_DELIVERED, message.message_id)
         return record
+
+    def _follow_move(self, channel: ChannelRecord, body: bytes) -> None:
+        """Send to the inviter's new mailboxes from now on, queued envelopes included."""
+        try:
+            move = Move.decode(body)
+        except RemoteProtocolError:
+            return
+        cid = bytes.fromhex(channel.channel_id)
+        for address in move.relays:
+            link = next((lk for lk in channel.links if lk.url == address.url), None)
+            if link is None:
+                continue
+            link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
+            rows = self._store.db.execute(
+                "SELECT id, envelope FROM outbox WHERE channel = ? AND relay = ?",
+                (cid, address.url),
+            ).fetchall()
+            for row_id, raw in rows:
+                moved = Envelope(address.mailbox_id, Envelope.decode(bytes(raw)).payload)
+                self._store.db.execute(
+                    "UPDATE outbox SET envelope = ? WHERE id = ?", (moved.encode(), row_id)
+                )
+
+    async def _retire_mailboxes(self, pool: RelayPool, report: SyncReport) -> None:
+        """Drain and delete the invite mailboxes of channels whose joiner has moved on."""
+        for channel in self._channels():
+            if not (channel.retiring and channel.peer_moved):
+                continue
+            kept = []
+            for link in channel.retiring:
+                client = await pool.get(link.url)
+                if client is None:
+                    kept.append(link)
+                    continue
+                mailbox_id = bytes.fromhex(link.inbound.mailbox_id)
+                token = bytes.fromhex(link.inbound.receive_token)
+                try:
+                    await self._drain(client, link.inbound, report)
+                    await client.delete(mailbox_id, token)
+                except (RelayClosed, RelayRequestError):
+                    kept.append(link)
+            fresh = self._channel_by_id(channel.channel_id)
+            fresh.retiring = kept
+            with self._store.transaction():
+                self._save_channel(fresh)
 
     def _pending_receipt(self, channel: ChannelRecord, kind: int, message_id: bytes) -> None:
         self._store.db.execute(

@@ -31,15 +31,20 @@ from backchannel.protocol.wire import Reader, Writer
 __all__ = [
     "INVITE_PREFIX",
     "KIND_HELLO",
+    "KIND_MOVE",
     "MAX_RELAYS",
     "Hello",
     "Invite",
+    "Move",
     "RelayAddress",
 ]
 
 INVITE_PREFIX: Final = "BC1-"
 # Message kind of the joiner's first message, a `Hello`.
 KIND_HELLO: Final = 0x0004
+# Message kind of the inviter's answer, a `Move`: the channel's own mailboxes, which
+# replace the one-time invite mailboxes.
+KIND_MOVE: Final = 0x0005
 _MAGIC: Final = b"BCI"
 _VERSION: Final = 1
 _SIGNATURE_LABEL: Final = b"Backchannel invite v1"
@@ -164,3 +169,26 @@ class Hello:
         hello = cls(r.text16(MAX_NAME_LENGTH), _read_relays(r))
         r.finish()
         return hello
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """The inviter's mailboxes for the channel, replacing those named in the invite code.
+
+    Once the joiner sends there, the invite's mailboxes are drained and deleted, so a code
+    that leaked or was used twice leads nowhere: the relay refuses it.
+    """
+
+    relays: tuple[RelayAddress, ...]
+
+    def encode(self) -> bytes:
+        w = Writer()
+        _write_relays(w, self.relays)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Move:
+        r = Reader(data, "move")
+        move = cls(_read_relays(r))
+        r.finish()
+        return move

@@ -272,6 +272,7 @@ class Outbox(PrincipalCore):
                     self._mark_stored(bytes(cid).hex(), bytes(ref), url)
                 for (row_id, *_), result in zip(window, results, strict=True):
                     if isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
+                        self.refused_codes[int(row_id)] = result.code
                         # Refused for good (quota, unknown mailbox): the message stays
                         # queued and `status` shows the reason.
                         self._store.db.execute(

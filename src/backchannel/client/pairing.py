@@ -25,6 +25,7 @@ from backchannel.client.transport import (
 )
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
 from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.relayframes import ErrorCode
 
 __all__ = ["DEFAULT_INVITE_TTL_MS", "Pairing"]
 
@@ -47,20 +48,26 @@ class Pairing(Inbox):
             raise ClientError("an invite needs at least one relay (--relay URL)")
         pool = RelayPool()
         links: list[Link] = []
+        channel_links: list[Link] = []
         try:
             for url in urls:
                 client = await pool.get(url)
                 if client is None:
                     raise ClientError(f"relay {url} cannot be reached: {pool.failures[url]}")
-                caps = await client.create_mailbox(self._fresh_caps())
-                links.append(
-                    Link(
-                        url,
-                        Mailbox(
-                            caps.mailbox_id.hex(), caps.send_token.hex(), caps.receive_token.hex()
-                        ),
+                # Two unlinkable mailboxes: the one-time mailbox the code names, and the
+                # channel's own, which only the joiner will learn (in our first message).
+                for target in (links, channel_links):
+                    caps = await client.create_mailbox(self._fresh_caps())
+                    target.append(
+                        Link(
+                            url,
+                            Mailbox(
+                                caps.mailbox_id.hex(),
+                                caps.send_token.hex(),
+                                caps.receive_token.hex(),
+                            ),
+                        )
                     )
-                )
         except (RelayRequestError, RelayClosed) as error:
             raise ClientError(f"a relay refused to create the mailbox: {error}") from None
         finally:
@@ -83,7 +90,13 @@ class Pairing(Inbox):
             invite_id, now + ttl_ms, self.name, addresses, prekeys.bundle(self._identity, opk_id)
         ).signed(self._identity)
         record = InviteRecord(
-            invite_id.hex(), self.name, prekeys.encode().hex(), links, now, now + ttl_ms
+            invite_id.hex(),
+            self.name,
+            prekeys.encode().hex(),
+            links,
+            now,
+            now + ttl_ms,
+            channel_links,
         )
         with self._store.transaction():
             self._store.put("invite", invite_id, dump(record))
@@ -151,4 +164,28 @@ class Pairing(Inbox):
             self._store.put("accepted", invite.invite_id, b"1")
             self._queue(channel, session, KIND_HELLO, hello.encode())
         await self.flush()
+        if self._hello_refused_everywhere(channel):
+            self._forget_channel(channel)
+            raise InviteRefused(
+                "this invite was already used (its relays no longer know its mailboxes): "
+                "ask your counterpart for a new one"
+            )
         return channel
+
+    def _hello_refused_everywhere(self, channel: ChannelRecord) -> bool:
+        """True when every relay refused the hello as unauthorised: the invite's mailboxes
+        are gone, so the invite was spent by someone else (or withdrawn)."""
+        cid = bytes.fromhex(channel.channel_id)
+        rows = self._store.db.execute("SELECT id FROM outbox WHERE channel = ?", (cid,)).fetchall()
+        if len(rows) != len([link for link in channel.links if link.outbound is not None]):
+            return False  # some relay stored it
+        return bool(rows) and all(
+            self.refused_codes.get(int(row_id)) == ErrorCode.UNAUTHORIZED for (row_id,) in rows
+        )
+
+    def _forget_channel(self, channel: ChannelRecord) -> None:
+        cid = bytes.fromhex(channel.channel_id)
+        with self._store.transaction():
+            self._store.db.execute("DELETE FROM outbox WHERE channel = ?", (cid,))
+            self._store.db.execute("DELETE FROM messages WHERE channel = ?", (cid,))
+            self._store.delete("channel", cid)

@@ -56,6 +56,10 @@ class ChannelRecord:
     # Set when this channel's counterpart key differs from an earlier channel of the same
     # name; sending waits until the safety number is confirmed.
     identity_changed: bool = False
+    # The inviter's one-time invite mailboxes, still read until the joiner has moved to the
+    # channel's private ones, then drained and deleted on their relays.
+    retiring: list[Link] = field(default_factory=list)
+    peer_moved: bool = False
     # Line tests: 0 means the default period (an hour), -1 means this side sends none.
     linetest_every_ms: int = 0
     linetest_grace_ms: int = 0
@@ -69,6 +73,8 @@ class InviteRecord:
     links: list[Link] = field(default_factory=list)
     created_at_ms: int = 0
     expires_at_ms: int = 0
+    # The channel's own mailboxes, created with the invite and never shown in it.
+    channel_links: list[Link] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -105,7 +111,9 @@ def load(kind: type[Any], raw: bytes) -> Any:
     try:
         data = json.loads(raw)
         if kind in (ChannelRecord, InviteRecord):
-            data["links"] = [_link(link) for link in data["links"]]
+            for key in ("links", "retiring", "channel_links"):
+                if key in data:
+                    data[key] = [_link(link) for link in data[key]]
         return kind(**data)
     except (ValueError, KeyError, TypeError):
         raise StateCorrupted(f"a stored {kind.__name__} is damaged") from None
