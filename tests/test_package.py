@@ -21,3 +21,41 @@ def test_errors_share_one_root() -> None:
     ):
         assert issubclass(error, backchannel.BackchannelError)
     assert str(backchannel.DecryptionFailed()) == "message could not be decrypted"
+
+
+def test_client_api_names_are_pinned() -> None:
+    from backchannel.client import api
+
+    assert sorted(api.__all__) == sorted(
+        [
+            "DEFAULT_INVITE_TTL_MS",
+            "ChannelNotFound",
+            "ChannelRecord",
+            "ChannelStatus",
+            "ClientError",
+            "IdentityChanged",
+            "InboxEntry",
+            "InviteRefused",
+            "KdfParameters",
+            "NotInitialised",
+            "Principal",
+            "SendResult",
+            "StateCorrupted",
+            "SyncReport",
+            "WrongPassphrase",
+        ]
+    )
+    for name in api.__all__:
+        assert getattr(api, name) is not None
+
+
+def test_testing_helpers_are_public_and_deterministic() -> None:
+    from backchannel import testing
+
+    assert sorted(testing.__all__) == ["FixedClock", "SeededRng"]
+    first, second = testing.SeededRng("seed"), testing.SeededRng("seed")
+    assert [first(8) for _ in range(3)] == [second(8) for _ in range(3)]
+    assert testing.SeededRng("seed")(8) != testing.SeededRng("other")(8)
+    clock = testing.FixedClock(5)
+    clock.advance(10)
+    assert clock() == 15
