@@ -337,3 +337,27 @@ async def test_invite_mailboxes_are_retired_so_a_spent_code_is_refused(
     assert [e.text for e in w.inbox()] == ["sent before the move arrived"]
     await_ok = await b.send("w", "after the move")
     assert await_ok.queued_for  # relays are down now: queued, not lost
+
+
+async def test_watch_records_relay_reachability_as_it_changes(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "r1.db") as r1, running_relay(tmp_path / "r2.db") as r2:
+        await pair(w, b, [r1.url, r2.url])
+        stop = asyncio.Event()
+        watching = asyncio.create_task(w.watch(stop, duty_interval=0.1, reconnect_after=60))
+        for _ in range(100):  # until both relays are recorded up
+            await asyncio.sleep(0.05)
+            if all(h.up for h in w.status("b")[0].relay_health):
+                break
+        assert all(h.up for h in w.status("b")[0].relay_health)
+        await r2.stop()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if not w.status("b")[0].relay_health[1].up:
+                break
+        health = w.status("b")[0].relay_health
+        stop.set()
+        await watching
+    assert [h.up for h in health] == [True, False]

@@ -56,6 +56,8 @@ _WATCH_TICK: Final = 0.2
 # Seconds between `watch`'s rounds of duties: line tests and escalations need no finer
 # grain than a second.
 _DUTY_INTERVAL: Final = 1.0
+# Seconds between `watch`'s records of relay reachability when nothing changes.
+_HEALTH_EVERY: Final = 60.0
 # Seconds before `watch` tries a relay that went down again.
 _RECONNECT_DELAY: Final = 2.0
 
@@ -116,6 +118,8 @@ class Inbox(Outbox):
         retry_at: dict[str, float] = {}
         loop = asyncio.get_running_loop()
         next_duties = 0.0
+        last_health: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        next_health = 0.0
 
         async def read(url: str, client: RelayClient) -> None:
             try:
@@ -162,6 +166,13 @@ class Inbox(Outbox):
                     self._perform_duties(report)
                     await self._retire_mailboxes(pool, report)
                     next_duties = loop.time() + duty_interval
+                    up = sorted(u for u, task in readers.items() if not task.done())
+                    health = (tuple(up), tuple(sorted(pool.failures)))
+                    if health != last_health or loop.time() >= next_health:
+                        # Written when it changes, and once a minute to keep "last
+                        # reached" honest; not on every tick (each write is an fsync).
+                        self._record_health(up, dict(pool.failures))
+                        last_health, next_health = health, loop.time() + _HEALTH_EVERY
                 report.sent += await self.flush(pool)
         finally:
             for task in readers.values():
