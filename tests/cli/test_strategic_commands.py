@@ -179,3 +179,22 @@ def test_status_json_is_the_channel_status_and_the_board_merged(pair: Pair) -> N
     assert shown["line_test"] == {"every_ms": 3_600_000, "grace_ms": 600_000}
     human = run(pair.washington, "status").stdout
     assert "status board" in human and "Line test" in human and "Red lines" in human
+
+
+def test_meet_propose_sends_the_best_venue_as_an_agenda_item(pair: Pair) -> None:
+    w, b = pair.washington, pair.beijing
+    sent = json.loads(run(w, "meet", "propose", "beijing", "--round", "4", "--between",
+                          "Washington", "--between", "Beijing", "--after", "2023-05-01",
+                          "--json").stdout)
+    assert sent["venue"] == "Vienna" and sent["round"] == 4
+    run(b, "sync")
+    run(b, "agenda", "accept", "washington", sent["item_id"][:8])
+    run(w, "sync")
+    shown = json.loads(run(w, "agenda", "show", "beijing", "--round", "4", "--json").stdout)
+    meeting = shown["rounds"][0]
+    assert meeting["agreed"] == [sent["item_id"]]
+    (item,) = meeting["items"]
+    assert "Vienna" in item["title"] and item["detail"]
+    line = one_error_line(run(w, "meet", "propose", "beijing", "--round", "5", "--between",
+                              "Xqzzyville", "--between", "Beijing", code=1))
+    assert "Xqzzyville" in line

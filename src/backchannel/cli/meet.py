@@ -199,3 +199,70 @@ def _as_json(request: MeetingRequest, suggestions: tuple[Suggestion, ...]) -> di
             for s in suggestions
         ],
     }
+
+
+def propose(
+    ctx: typer.Context,
+    channel: str = typer.Argument(..., help="Channel name or id."),
+    round_number: int = typer.Option(..., "--round", min=1, help="The meeting round."),
+    between: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
+        [], "--between", "-b", metavar="PLACE",
+        help="A delegation's home city; repeat, two or more.",
+    ),
+    avoid: list[str] = typer.Option(  # noqa: B008
+        [], "--avoid", metavar="CITY", help="A venue used recently (rotation); repeatable."
+    ),
+    duration: str = typer.Option("2d", "--duration", help="Meeting days, e.g. 2d."),
+    after: str | None = typer.Option(
+        None, "--after", metavar="YYYY-MM-DD", help="Meet after this date [default: today]."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Propose the best discreet venue and dates to the counterpart, as an agenda item of
+    the round, with the reasons in its detail; they accept or decline it like any item.
+
+    Example: backchannel meet propose beijing --round 4 --between Washington --between Beijing
+    """
+    import asyncio
+
+    from backchannel.cli.context import cli_context
+    from backchannel.cli.dialogue import report_act
+    from backchannel.cli.output import short_id
+
+    try:
+        days = parse_duration(duration)
+        start = parse_date(after) if after else dt.date.today()
+    except MeetError as error:
+        raise _fail(str(error)) from None
+    state = cli_context(ctx, as_json)
+    with state.channel(channel) as strategic, state.progress("Planning and sending…"):
+        result, best = asyncio.run(
+            strategic.propose_meeting(
+                round_number, list(between), start, duration_days=days, avoid=tuple(avoid)
+            )
+        )
+    report_act(
+        state,
+        strategic.name,
+        result,
+        act="agenda_propose",
+        headline=f"Proposed {best.venue.name}, {best.plan.first_day} to {best.plan.last_day},"
+        f" as item {short_id(result.message_id)} of round {round_number} to '{strategic.name}'",
+        extra={
+            "item_id": result.message_id,
+            "round": round_number,
+            "venue": best.venue.name,
+            "country": best.venue.country_name,
+            "first_day": best.plan.first_day.isoformat(),
+            "last_day": best.plan.last_day.isoformat(),
+        },
+    )
+
+
+def _register_propose() -> None:
+    from backchannel.cli.context import reports_errors
+
+    meet_app.command("propose")(reports_errors(propose))
+
+
+_register_propose()
