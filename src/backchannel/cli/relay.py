@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 from pathlib import Path
@@ -37,6 +38,10 @@ def serve(
     creates_per_second: float = typer.Option(
         50.0, help="Mailboxes created per second, relay-wide."),
     log_addresses: bool = typer.Option(False, help="Log client addresses (off: none are logged)."),
+    trusted_proxy: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
+        [], "--trusted-proxy", metavar="ADDRESS",
+        help="A reverse proxy (e.g. the TLS terminator) whose X-Forwarded-For names the "
+        "client for per-address limits; repeatable."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level."),
 ) -> None:
     """Serve the relay until SIGINT or SIGTERM; stopping loses no stored envelope.
@@ -63,11 +68,20 @@ def serve(
         runner = asyncio.run
     else:
         runner = uvloop.run
-    code = runner(_serve(host, port, db or default_db_url(), limits, log_addresses))
+    proxies = set()
+    for address in trusted_proxy:
+        try:
+            proxies.add(str(ipaddress.ip_address(address)))
+        except ValueError:
+            raise typer.BadParameter(f"not an IP address: {address}",
+                                     param_hint="--trusted-proxy") from None
+    code = runner(_serve(host, port, db or default_db_url(), limits, log_addresses,
+                         frozenset(proxies)))
     raise typer.Exit(code)
 
 
-async def _serve(host: str, port: int, url: str, limits: object, log_addresses: bool) -> int:
+async def _serve(host: str, port: int, url: str, limits: object, log_addresses: bool,
+                 trusted_proxies: frozenset[str] = frozenset()) -> int:
     from backchannel.relay.limits import RelayLimits
     from backchannel.relay.server import RelayServer
     from backchannel.relay.store import StoreUnavailable, open_store, redact_url
@@ -79,7 +93,8 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
     except ValueError as exc:
         log.error("bad database URL", extra={"fields": {"reason": str(exc)}})
         return 2
-    server = RelayServer(store, limits, host=host, port=port, log_addresses=log_addresses)
+    server = RelayServer(store, limits, host=host, port=port, log_addresses=log_addresses,
+                         trusted_proxies=trusted_proxies)
     try:
         await server.start()
     except (StoreUnavailable, OSError) as exc:

@@ -54,6 +54,7 @@ from backchannel.protocol.relayframes import (
 from backchannel.protocol.relayframes import (
     Response as ResponseFrame,
 )
+from backchannel.relay.addresses import client_address
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.mailbox import REASONS, Subscription, envelope_refusal
 from backchannel.relay.metrics import CONTENT_TYPE, RelayMetrics
@@ -119,6 +120,7 @@ class RelayServer:
         clock: wall-clock seconds, used for TTLs (tests inject a fake).
         monotonic: monotonic seconds, used for rate limits.
         log_addresses: include client addresses in logs (off by default).
+        trusted_proxies: proxies whose X-Forwarded-For names the client (see `addresses`).
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class RelayServer:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         log_addresses: bool = False,
+        trusted_proxies: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         self.limits = limits if limits is not None else store.limits
@@ -140,6 +143,7 @@ class RelayServer:
         self.clock = clock
         self.monotonic = monotonic
         self.log_addresses = log_addresses
+        self.trusted_proxies = trusted_proxies
         self._book = AddressBook(self.limits, monotonic())
         # A list per mailbox, not a set: almost always one subscriber, and lists are smaller.
         self._subscribers: dict[bytes, list[_Conn]] = {}
@@ -251,14 +255,20 @@ class RelayServer:
         if self._draining:
             self.metrics.connections_refused.inc(label_value="shutting_down")
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "shutting down\n")
-        if not self._book.may_connect(_address(connection)):
+        if not self._book.may_connect(self._address(connection)):
             self.metrics.connections_refused.inc(label_value="per_address_limit")
             return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
                                       "too many connections from your address\n")
         return None
 
+    def _address(self, connection: ServerConnection) -> str:
+        forwarded = None
+        if self.trusted_proxies and connection.request is not None:
+            forwarded = connection.request.headers.get("X-Forwarded-For")
+        return client_address(_peer(connection), forwarded, self.trusted_proxies)
+
     async def _handle(self, ws: ServerConnection) -> None:
-        address = _address(ws)
+        address = self._address(ws)
         conn = _Conn(ws, address, ConnectionGuard(self.limits, self.monotonic()))
         self._book.connected(address)
         self._conns.add(conn)
@@ -557,7 +567,7 @@ class RelayServer:
             sub.pumping = False
 
 
-def _address(connection: ServerConnection) -> str:
+def _peer(connection: ServerConnection) -> str:
     remote = connection.remote_address
     if isinstance(remote, tuple) and remote:
         return str(remote[0])
