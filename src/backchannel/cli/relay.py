@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import ssl
 from pathlib import Path
 
 import typer
@@ -38,6 +39,11 @@ def serve(
     creates_per_second: float = typer.Option(
         50.0, help="Mailboxes created per second, relay-wide."),
     log_addresses: bool = typer.Option(False, help="Log client addresses (off: none are logged)."),
+    tls_cert: Path | None = typer.Option(  # noqa: B008 - Typer declares options this way
+        None, "--tls-cert", metavar="FILE",
+        help="Serve wss:// with this certificate chain (PEM); needs --tls-key."),
+    tls_key: Path | None = typer.Option(  # noqa: B008
+        None, "--tls-key", metavar="FILE", help="The certificate's private key (PEM)."),
     trusted_proxy: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
         [], "--trusted-proxy", metavar="ADDRESS",
         help="A reverse proxy (e.g. the TLS terminator) whose X-Forwarded-For names the "
@@ -75,13 +81,31 @@ def serve(
         except ValueError:
             raise typer.BadParameter(f"not an IP address: {address}",
                                      param_hint="--trusted-proxy") from None
+    tls = _tls_context(tls_cert, tls_key)
     code = runner(_serve(host, port, db or default_db_url(), limits, log_addresses,
-                         frozenset(proxies)))
+                         frozenset(proxies), tls))
     raise typer.Exit(code)
 
 
+def _tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """A server TLS context (TLS 1.2 at least), or None when no certificate is given."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise typer.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise typer.BadParameter(f"cannot load the certificate: {error}",
+                                 param_hint="--tls-cert") from None
+    return context
+
+
 async def _serve(host: str, port: int, url: str, limits: object, log_addresses: bool,
-                 trusted_proxies: frozenset[str] = frozenset()) -> int:
+                 trusted_proxies: frozenset[str] = frozenset(),
+                 tls: ssl.SSLContext | None = None) -> int:
     from backchannel.relay.limits import RelayLimits
     from backchannel.relay.server import RelayServer
     from backchannel.relay.store import StoreUnavailable, open_store, redact_url
@@ -94,7 +118,7 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
         log.error("bad database URL", extra={"fields": {"reason": str(exc)}})
         return 2
     server = RelayServer(store, limits, host=host, port=port, log_addresses=log_addresses,
-                         trusted_proxies=trusted_proxies)
+                         trusted_proxies=trusted_proxies, tls=tls)
     try:
         await server.start()
     except (StoreUnavailable, OSError) as exc:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import http
 import logging
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Final
@@ -121,6 +122,7 @@ class RelayServer:
         monotonic: monotonic seconds, used for rate limits.
         log_addresses: include client addresses in logs (off by default).
         trusted_proxies: proxies whose X-Forwarded-For names the client (see `addresses`).
+        tls: serve `wss://` with this server context (certificate and key loaded).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class RelayServer:
         monotonic: Callable[[], float] = time.monotonic,
         log_addresses: bool = False,
         trusted_proxies: frozenset[str] = frozenset(),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
         self.limits = limits if limits is not None else store.limits
@@ -144,6 +147,7 @@ class RelayServer:
         self.monotonic = monotonic
         self.log_addresses = log_addresses
         self.trusted_proxies = trusted_proxies
+        self.tls = tls
         self._book = AddressBook(self.limits, monotonic())
         # A list per mailbox, not a set: almost always one subscriber, and lists are smaller.
         self._subscribers: dict[bytes, list[_Conn]] = {}
@@ -161,8 +165,9 @@ class RelayServer:
 
     @property
     def url(self) -> str:
-        """The ``ws://`` URL clients connect to."""
-        return f"ws://{self.host}:{self._port}{WEBSOCKET_PATH}"
+        """The ``ws://`` (or, with TLS, ``wss://``) URL clients connect to."""
+        scheme = "wss" if self.tls is not None else "ws"
+        return f"{scheme}://{self.host}:{self._port}{WEBSOCKET_PATH}"
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -184,6 +189,7 @@ class RelayServer:
             ping_timeout=PING_TIMEOUT,
             close_timeout=CLOSE_TIMEOUT,
             server_header=None,
+            ssl=self.tls,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep_loop())
