@@ -122,3 +122,13 @@ def test_mlkem_implicit_rejection_gives_a_different_secret() -> None:
     secret, ciphertext = key.public_key().encapsulate()
     tampered = bytes([ciphertext[0] ^ 1]) + ciphertext[1:]
     assert key.decapsulate(tampered) != secret
+
+
+def test_safety_number_words_are_the_published_bip39_english_list() -> None:
+    import hashlib
+
+    from backchannel.protocol.e2e.wordlist import WORDS
+
+    # SHA-256 of bitcoin/bips bip-0039/english.txt (2048 lines, LF-terminated).
+    digest = hashlib.sha256(("\n".join(WORDS) + "\n").encode()).hexdigest()
+    assert digest == "2f5eed53a4727b4bf8880d8f3f199efc90e58503646d9ff8eff3a2ed3b24dbda"

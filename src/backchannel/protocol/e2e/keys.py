@@ -15,8 +15,6 @@ Encodings are type-tagged (PQXDH spec §2.3) so an EC key can never be read as a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -36,6 +34,7 @@ from backchannel.protocol.e2e.primitives import (
     x25519_private,
     x25519_public,
 )
+from backchannel.protocol.e2e.wordlist import WORDS
 from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.wire import Reader
 
@@ -170,13 +169,8 @@ class IdentityKeyPair:
         return f"IdentityKeyPair(public={self.public.fingerprint})"
 
 
-@cache
 def _wordlist() -> tuple[str, ...]:
-    text = resources.files(__package__).joinpath("wordlist.txt").read_text("utf-8")
-    words = tuple(w for w in text.split("\n") if w and not w.startswith("#"))
-    if len(words) != 2048:
-        raise RuntimeError("safety-number word list is damaged")
-    return words
+    return WORDS
 
 
 def _side_fingerprint(identity: PublicIdentity) -> bytes:
