@@ -361,3 +361,32 @@ async def test_watch_records_relay_reachability_as_it_changes(
         stop.set()
         await watching
     assert [h.up for h in health] == [True, False]
+
+
+async def test_a_message_too_far_ahead_waits_on_the_relay_until_the_gap_fills(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    from backchannel.protocol.e2e.ratchet import MAX_SKIP
+
+    w, b = make_principal("w"), make_principal("b")
+    count = MAX_SKIP + 100
+    limits = RelayLimits(mailbox_max_envelopes=10 * count)
+    async with running_relay(tmp_path / "relay.db", limits=limits) as relay:
+        await pair(w, b, [relay.url])
+        w.queue_many("b", [f"n{i}" for i in range(count)])
+        rows = w._store.db.execute("SELECT envelope FROM outbox ORDER BY id").fetchall()
+        envelopes = [bytes(r[0]) for r in rows]
+        w._store.db.execute("DELETE FROM outbox")
+        token = bytes.fromhex(w.channel("b").links[0].outbound.send_token)  # type: ignore[union-attr]
+        mailbox = Envelope.decode(envelopes[0]).mailbox_id
+        async with await RelayClient.connect(relay.url) as client:
+            await client.send(mailbox, token, envelopes[-1])  # the last one, alone
+            first = await b.sync()
+            assert first.deferred == 1 and first.rejected == 0 and b.inbox() == []
+            for raw in envelopes[:-1]:
+                await client.send(mailbox, token, raw)
+        await b.sync()  # fills the gap; the deferred one is still too far on its first try
+        await b.sync()  # and now it decrypts
+    texts = [e.text for e in b.inbox()]
+    assert texts == [f"n{i}" for i in range(count)]
+    assert b.status("w")[0].rejected == 0

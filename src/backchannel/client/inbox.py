@@ -35,7 +35,7 @@ from backchannel.client.transport import (
     RelayRequestError,
 )
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
-from backchannel.protocol.e2e.ratchet import DuplicateMessage
+from backchannel.protocol.e2e.ratchet import DuplicateMessage, TooFarAhead
 from backchannel.protocol.e2e.session import PAYLOAD_INITIATION, Session
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import (
@@ -49,6 +49,11 @@ if TYPE_CHECKING:
     from backchannel.client.engine import Principal
 
 __all__ = ["Inbox"]
+
+
+class _Deferred(Exception):
+    """An envelope to leave on its relay unacknowledged and process on a later pass."""
+
 
 _FETCH_BATCH: Final = 100
 # How long `watch` waits for arrivals before it looks at the outbox and the relays again.
@@ -202,7 +207,10 @@ class Inbox(Outbox):
         arrived = []
         with self._store.transaction():
             for url, mailbox_id, delivery in batch:
-                entry = self._process(mailbox_id, delivery.envelope, report)
+                try:
+                    entry = self._process(mailbox_id, delivery.envelope, report)
+                except _Deferred:
+                    continue  # not acked: delivered again when the relay connection renews
                 acks.setdefault((url, mailbox_id), []).append(delivery.seq)
                 if entry is not None:
                     arrived.append(entry)
@@ -240,9 +248,12 @@ class Inbox(Outbox):
             done = []
             with self._store.transaction():
                 for delivery in deliveries:
-                    self._process(mailbox_id, delivery.envelope, report)
-                    done.append(delivery.seq)
                     after = max(after, delivery.seq)
+                    try:
+                        self._process(mailbox_id, delivery.envelope, report)
+                    except _Deferred:
+                        continue  # not acked: the relay delivers it again next time
+                    done.append(delivery.seq)
             if done:
                 await client.ack(mailbox_id, token, tuple(done))
             if not more or not deliveries:
@@ -283,14 +294,15 @@ class Inbox(Outbox):
             report.duplicates += 1
             return None
         owner = self._owner(mailbox_id)
-        self._store.db.execute("INSERT INTO processed VALUES (?)", (digest,))
+        entry = None
         if isinstance(owner, InviteRecord):
             self._accept_joiner(owner, envelope.payload, report)
         elif isinstance(owner, ChannelRecord):
-            return self._receive(owner, envelope.payload, report)
+            entry = self._receive(owner, envelope.payload, report)  # may raise _Deferred
         else:
             report.rejected += 1
-        return None
+        self._store.db.execute("INSERT INTO processed VALUES (?)", (digest,))
+        return entry
 
     def _accept_joiner(self, invite: InviteRecord, payload: bytes, report: SyncReport) -> None:
         if payload[:1] != bytes((PAYLOAD_INITIATION,)) or self._clock() >= invite.expires_at_ms:
@@ -357,6 +369,11 @@ class Inbox(Outbox):
         session = self._session(channel)
         try:
             message = session.open(payload, self._rng)
+        except TooFarAhead:
+            # Authentic but more than MAX_SKIP ahead: the messages in between may still
+            # come by another relay. Keep it on the relay (no ack) and try again later.
+            report.deferred += 1
+            raise _Deferred() from None
         except DuplicateMessage:
             report.duplicates += 1
             return None

@@ -23,6 +23,7 @@ class SyncReport:
     new_notes: list[str] = field(default_factory=list)  # message ids of notes that arrived
     duplicates: int = 0
     rejected: int = 0
+    deferred: int = 0  # authentic but too far ahead: left on the relay for a later pass
     sent: int = 0
     new_channels: list[str] = field(default_factory=list)
     relays_up: list[str] = field(default_factory=list)

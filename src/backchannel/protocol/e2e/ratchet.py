@@ -55,6 +55,7 @@ __all__ = [
     "SEALED_HEADER_SIZE",
     "DuplicateMessage",
     "Ratchet",
+    "TooFarAhead",
 ]
 
 # How far ahead of the next expected message one header may jump in one chain (DR spec
@@ -76,6 +77,14 @@ _NO_KEY: Final = b""
 
 class DuplicateMessage(RemoteProtocolError):
     """The message authenticated as ours but its key is already used: a replay or a copy."""
+
+
+class TooFarAhead(RemoteProtocolError):
+    """An authentic header more than MAX_SKIP messages ahead of this chain.
+
+    Nothing changed. The messages in between may still come (by another relay, later):
+    keep this one and try again after them, rather than dropping it.
+    """
 
 
 def _kdf_rk(root_key: bytes, dh_output: bytes) -> tuple[bytes, bytes, bytes]:
@@ -278,7 +287,7 @@ class Ratchet:
     ) -> tuple[bytes, int]:
         """SkipMessageKeysHE into `out`; returns the advanced (chain key, counter)."""
         if until - nr > MAX_SKIP:
-            raise RemoteProtocolError(f"message skips {until - nr} keys, more than {MAX_SKIP}")
+            raise TooFarAhead(f"message skips {until - nr} keys, more than {MAX_SKIP}")
         if not ck:
             return ck, nr
         while nr < until:
