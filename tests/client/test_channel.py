@@ -390,3 +390,36 @@ async def test_a_message_too_far_ahead_waits_on_the_relay_until_the_gap_fills(
     texts = [e.text for e in b.inbox()]
     assert texts == [f"n{i}" for i in range(count)]
     assert b.status("w")[0].rejected == 0
+
+
+async def test_watch_fetches_a_deferred_message_once_its_gap_has_filled(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    from backchannel.protocol.e2e.ratchet import MAX_SKIP
+
+    w, b = make_principal("w"), make_principal("b")
+    count = MAX_SKIP + 50
+    limits = RelayLimits(mailbox_max_envelopes=10 * count)
+    async with running_relay(tmp_path / "relay.db", limits=limits) as relay:
+        await pair(w, b, [relay.url])
+        w.queue_many("b", [f"n{i}" for i in range(count)])
+        rows = w._store.db.execute("SELECT envelope FROM outbox ORDER BY id").fetchall()
+        envelopes = [bytes(r[0]) for r in rows]
+        w._store.db.execute("DELETE FROM outbox")
+        token = bytes.fromhex(w.channel("b").links[0].outbound.send_token)  # type: ignore[union-attr]
+        mailbox = Envelope.decode(envelopes[0]).mailbox_id
+        stop = asyncio.Event()
+        watching = asyncio.create_task(b.watch(stop, duty_interval=0.1))
+        async with await RelayClient.connect(relay.url) as client:
+            await client.send(mailbox, token, envelopes[-1])
+            await asyncio.sleep(0.5)  # watch sees it, and defers it
+            for raw in envelopes[:-1]:
+                await client.send(mailbox, token, raw)
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if len(b.inbox()) == count:
+                break
+        stop.set()
+        report = await watching
+    assert report.deferred >= 1
+    assert [e.text for e in b.inbox()] == [f"n{i}" for i in range(count)]

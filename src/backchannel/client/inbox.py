@@ -76,16 +76,7 @@ class Inbox(Outbox):
         pool = RelayPool()
         try:
             report.sent += await self.flush(pool)
-            for url in self._all_relays():
-                client = await pool.get(url)
-                if client is None:
-                    continue
-                for mailbox in self._inbound_mailboxes(url):
-                    try:
-                        await self._drain(client, mailbox, report)
-                    except RelayClosed as error:
-                        await pool.mark_down(url, str(error))
-                        break
+            await self._drain_all(pool, report)
             with self._store.transaction():
                 self._queue_receipts()
             self._perform_duties(report)
@@ -123,6 +114,7 @@ class Inbox(Outbox):
         retry_at: dict[str, float] = {}
         loop = asyncio.get_running_loop()
         next_duties = 0.0
+        retried_deferred = 0
         last_health: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         next_health = 0.0
 
@@ -170,6 +162,11 @@ class Inbox(Outbox):
                 if loop.time() >= next_duties:
                     self._perform_duties(report)
                     await self._retire_mailboxes(pool, report)
+                    if report.deferred > retried_deferred:
+                        # Deferred envelopes are not pushed again on a live subscription:
+                        # fetch them (with whatever filled their gap since).
+                        retried_deferred = report.deferred
+                        await self._drain_all(pool, report)
                     next_duties = loop.time() + duty_interval
                     up = sorted(u for u, task in readers.items() if not task.done())
                     health = (tuple(up), tuple(sorted(pool.failures)))
@@ -258,6 +255,18 @@ class Inbox(Outbox):
                 await client.ack(mailbox_id, token, tuple(done))
             if not more or not deliveries:
                 return
+
+    async def _drain_all(self, pool: RelayPool, report: SyncReport) -> None:
+        for url in self._all_relays():
+            client = await pool.get(url)
+            if client is None:
+                continue
+            for mailbox in self._inbound_mailboxes(url):
+                try:
+                    await self._drain(client, mailbox, report)
+                except RelayClosed as error:
+                    await pool.mark_down(url, str(error))
+                    break
 
     def _owner(self, mailbox_id: bytes) -> ChannelRecord | InviteRecord | None:
         hex_id = mailbox_id.hex()
