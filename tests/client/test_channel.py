@@ -363,6 +363,17 @@ async def test_watch_records_relay_reachability_as_it_changes(
     assert [h.up for h in health] == [True, False]
 
 
+def _take_outbox(sender: Principal, channel: str) -> tuple[list[bytes], bytes, bytes]:
+    """Empty the sender's outbox and return its envelopes (in order), the send token and
+    the mailbox, so a test can hand them to the relay in any order it likes."""
+    rows = sender._store.db.execute("SELECT envelope FROM outbox ORDER BY id").fetchall()
+    sender._store.db.execute("DELETE FROM outbox")
+    outbound = sender.channel(channel).links[0].outbound
+    assert outbound is not None
+    envelopes = [bytes(row[0]) for row in rows]
+    return envelopes, bytes.fromhex(outbound.send_token), Envelope.decode(envelopes[0]).mailbox_id
+
+
 async def test_a_message_too_far_ahead_waits_on_the_relay_until_the_gap_fills(
     tmp_path: Path, make_principal: MakePrincipal
 ) -> None:
@@ -374,11 +385,7 @@ async def test_a_message_too_far_ahead_waits_on_the_relay_until_the_gap_fills(
     async with running_relay(tmp_path / "relay.db", limits=limits) as relay:
         await pair(w, b, [relay.url])
         w.queue_many("b", [f"n{i}" for i in range(count)])
-        rows = w._store.db.execute("SELECT envelope FROM outbox ORDER BY id").fetchall()
-        envelopes = [bytes(r[0]) for r in rows]
-        w._store.db.execute("DELETE FROM outbox")
-        token = bytes.fromhex(w.channel("b").links[0].outbound.send_token)  # type: ignore[union-attr]
-        mailbox = Envelope.decode(envelopes[0]).mailbox_id
+        envelopes, token, mailbox = _take_outbox(w, "b")
         async with await RelayClient.connect(relay.url) as client:
             await client.send(mailbox, token, envelopes[-1])  # the last one, alone
             first = await b.sync()
@@ -403,11 +410,7 @@ async def test_watch_fetches_a_deferred_message_once_its_gap_has_filled(
     async with running_relay(tmp_path / "relay.db", limits=limits) as relay:
         await pair(w, b, [relay.url])
         w.queue_many("b", [f"n{i}" for i in range(count)])
-        rows = w._store.db.execute("SELECT envelope FROM outbox ORDER BY id").fetchall()
-        envelopes = [bytes(r[0]) for r in rows]
-        w._store.db.execute("DELETE FROM outbox")
-        token = bytes.fromhex(w.channel("b").links[0].outbound.send_token)  # type: ignore[union-attr]
-        mailbox = Envelope.decode(envelopes[0]).mailbox_id
+        envelopes, token, mailbox = _take_outbox(w, "b")
         stop = asyncio.Event()
         watching = asyncio.create_task(b.watch(stop, duty_interval=0.1))
         async with await RelayClient.connect(relay.url) as client:
