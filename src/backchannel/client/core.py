@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -9,12 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
+from backchannel.client.agent.lock import DEFAULT_LOCK_TIMEOUT, HomeLock, LockHolder
 from backchannel.client.errors import (
     ChannelNotFound,
     ClientError,
     NotInitialised,
 )
-from backchannel.client.keystore import KdfParameters, Keystore
+from backchannel.client.keystore import STATE_FILE, KdfParameters, Keystore
 from backchannel.client.records import (
     ChannelRecord,
     InviteRecord,
@@ -29,6 +31,7 @@ from backchannel.client.reports import (
     InboxEntry,
     RelayHealth,
 )
+from backchannel.client.state.channels import ChannelRepository
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
@@ -57,6 +60,8 @@ class PrincipalCore:
         rng: Rng = os.urandom,
     ) -> None:
         self._store = store
+        self._channel_records = ChannelRepository(store)
+        self._lock: HomeLock | None = None
         self._clock = clock
         self._rng = rng
         # Connections kept open while `watch` runs, so sends need no new handshake.
@@ -68,6 +73,8 @@ class PrincipalCore:
         # Parsed sessions by channel id, valid while the stored state is the same bytes
         # (a rolled-back transaction leaves the store different, so the cache misses).
         self._sessions: dict[str, tuple[str, Session]] = {}
+        # Escalation commands running beside the loop (see Inbox._perform_duties).
+        self._command_tasks: set[asyncio.Task[None]] = set()
         raw = store.get("identity", b"self")
         if raw is None:
             raise NotInitialised("this home has no identity: run `backchannel init` first")
@@ -96,15 +103,25 @@ class PrincipalCore:
             raise ClientError("a name is 1 to 64 bytes of text")
         if not passphrase:
             raise ClientError("a passphrase is required to encrypt the local state")
+        lock = HomeLock(home)
+        lock.acquire(timeout=0)
         try:
-            store = Keystore.create(home, passphrase, kdf)
-        except FileExistsError:
-            raise ClientError(f"{home} already holds a principal; use another --home") from None
-        identity = IdentityKeyPair.generate(rng)
-        with store.transaction():
-            record = Writer().text16(name).fixed(identity.private_bytes(), 64).getvalue()
-            store.put("identity", b"self", record)
-        return cls(store, clock, rng)
+            try:
+                store = Keystore.create(home, passphrase, kdf)
+            except FileExistsError:
+                raise ClientError(
+                    f"{home} already holds a principal; use another --home"
+                ) from None
+            identity = IdentityKeyPair.generate(rng)
+            with store.transaction():
+                record = Writer().text16(name).fixed(identity.private_bytes(), 64).getvalue()
+                store.put("identity", b"self", record)
+            principal = cls(store, clock, rng)
+        except BaseException:
+            lock.release()
+            raise
+        principal._lock = lock
+        return principal
 
     @classmethod
     def open(
@@ -114,23 +131,53 @@ class PrincipalCore:
         *,
         clock: Callable[[], int] = _wall_ms,
         rng: Rng = os.urandom,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        on_wait: Callable[[LockHolder | None], None] | None = None,
     ) -> Self:
-        """Open the principal in `home`.
+        """Open the principal in `home`, holding its lock until `close`.
+
+        Only one process (or open principal) has a home at a time: while another holds
+        it, this waits up to `lock_timeout` seconds, calling `on_wait` once.
 
         Raises:
             NotInitialised: no principal there.
+            HomeBusy: another process kept the home for longer than `lock_timeout`.
             WrongPassphrase: the passphrase does not unlock it.
             StateCorrupted: the state file is damaged (it is left untouched).
         """
+        if not (home / STATE_FILE).exists():
+            raise NotInitialised(f"no principal in {home}: run `backchannel init`")
+        lock = HomeLock(home)
+        lock.acquire(timeout=lock_timeout, on_wait=on_wait)
         try:
-            store = Keystore.open(home, passphrase)
-        except FileNotFoundError:
-            raise NotInitialised(f"no principal in {home}: run `backchannel init`") from None
-        try:
-            return cls(store, clock, rng)
+            try:
+                store = Keystore.open(home, passphrase)
+            except FileNotFoundError:
+                raise NotInitialised(
+                    f"no principal in {home}: run `backchannel init`"
+                ) from None
+            try:
+                principal = cls(store, clock, rng)
+            except BaseException:
+                store.close()
+                raise
         except BaseException:
-            store.close()
+            lock.release()
             raise
+        principal._lock = lock
+        return principal
+
+    def worker(self) -> Self:
+        """Another handle on this open principal, with its own database connection and
+        no lock of its own (the lock stays with this one): what the agent gives each
+        local request, so a request never shares a connection with the agent's loop.
+        Every read-modify-write is one transaction with compare-and-swap, so both
+        handles may write. Close it when the request is done."""
+        return type(self)(self._store.clone(), self._clock, self._rng)
+
+    @property
+    def home(self) -> Path:
+        return self._store.path.parent
 
     def __enter__(self) -> Self:
         return self
@@ -139,7 +186,12 @@ class PrincipalCore:
         self.close()
 
     def close(self) -> None:
-        self._store.close()
+        try:
+            self._store.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     @property
     def identity(self) -> PublicIdentity:
@@ -157,8 +209,19 @@ class PrincipalCore:
         return self._rng(n)
 
     def save_channel(self, record: ChannelRecord) -> None:
+        """Write back a channel read earlier (refused with StaleRecord if it changed)."""
         with self._store.transaction():
             self._save_channel(record)
+
+    def update_channel(
+        self, channel_id: str, change: Callable[[ChannelRecord], None]
+    ) -> ChannelRecord:
+        """Read a channel, apply `change` and write it back, all in one transaction."""
+        with self._store.transaction():
+            record = self._channel_by_id(channel_id)
+            change(record)
+            self._save_channel(record)
+        return record
 
     def setting(self, key: str) -> str:
         raw = self._store.get("setting", key.encode())
@@ -169,11 +232,7 @@ class PrincipalCore:
             self._store.put("setting", key.encode(), value.encode())
 
     def _channels(self) -> list[ChannelRecord]:
-        records: list[ChannelRecord] = [
-            load(ChannelRecord, raw) for _, raw in self._store.all("channel")
-        ]
-        records.sort(key=lambda c: (c.created_at_ms, c.name))
-        return records
+        return self._channel_records.all()
 
     def channels(self) -> list[ChannelRecord]:
         """All channels, oldest first."""
@@ -200,7 +259,8 @@ class PrincipalCore:
         raise ChannelNotFound(f"no channel '{name_or_id}' (channels: {known})")
 
     def _save_channel(self, record: ChannelRecord) -> None:
-        self._store.put("channel", bytes.fromhex(record.channel_id), dump(record))
+        """Write a channel back (compare-and-swap; inside the transaction that read it)."""
+        self._channel_records.save(record)
 
     def _identity_changed(self, wanted_name: str, peer: PublicIdentity) -> bool:
         """True when a channel already under this name has another counterpart key: the
@@ -284,11 +344,7 @@ class PrincipalCore:
         self._sessions[channel.channel_id] = (channel.session, session)
 
     def _channel_by_id(self, channel_id: str) -> ChannelRecord:
-        raw = self._store.get("channel", bytes.fromhex(channel_id))
-        if raw is None:
-            raise ChannelNotFound(f"no channel {channel_id}")
-        record: ChannelRecord = load(ChannelRecord, raw)
-        return record
+        return self._channel_records.get(channel_id)
 
     def _messages(
         self, channel: ChannelRecord, order: str = "direction, seq"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from backchannel.client.pairing import DEFAULT_INVITE_TTL_MS, Pairing
 from backchannel.client.receipts import sequence_gaps
+from backchannel.client.records import ChannelRecord
 from backchannel.client.reports import (
     ChannelStatus,
     InboxEntry,
@@ -58,10 +59,12 @@ class Principal(Pairing):
 
     def confirm_verified(self, channel_name: str) -> None:
         """Record that the safety number was compared out of band and matched."""
-        channel = self.channel(channel_name)
-        channel.verified = True
-        with self._store.transaction():
-            self._save_channel(channel)
+        channel_id = self.channel(channel_name).channel_id
+
+        def verified(record: ChannelRecord) -> None:
+            record.verified = True
+
+        self.update_channel(channel_id, verified)
 
     def status(self, channel_name: str | None = None) -> list[ChannelStatus]:
         channels = [self.channel(channel_name)] if channel_name else self._channels()

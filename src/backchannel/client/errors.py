@@ -7,9 +7,11 @@ from backchannel.protocol.errors import BackchannelError, LocalProtocolError
 __all__ = [
     "ChannelNotFound",
     "ClientError",
+    "HomeBusy",
     "IdentityChanged",
     "InviteRefused",
     "NotInitialised",
+    "StaleRecord",
     "StateCorrupted",
     "WrongPassphrase",
 ]
@@ -42,3 +44,13 @@ class InviteRefused(ClientError):
 
 class IdentityChanged(ClientError):
     """The counterpart's identity key changed; sending waits until it is looked at."""
+
+
+class StaleRecord(ClientError):
+    """A record changed between reading and writing it back: a bug in this program or a
+    second writer. The write was refused, so the state did not fork; try again."""
+
+
+class HomeBusy(ClientError):
+    """Another backchannel process holds this principal's home (and did not let go in
+    time)."""

@@ -47,6 +47,7 @@ from backchannel.protocol.relayframes import Delivery
 
 if TYPE_CHECKING:
     from backchannel.client.engine import Principal
+    from backchannel.client.strategic import EscalationCommand
 
 __all__ = ["Inbox"]
 
@@ -82,6 +83,7 @@ class Inbox(Outbox):
             self._perform_duties(report)
             report.sent += await self.flush(pool)
             await self._retire_mailboxes(pool, report)
+            await self._settle_commands()
             report.relays_down = dict(pool.failures)
             report.relays_up = sorted(set(self._all_relays()) - set(pool.failures))
             self._record_health(report.relays_up, report.relays_down)
@@ -181,6 +183,7 @@ class Inbox(Outbox):
                 task.cancel()
             await asyncio.gather(*readers.values(), return_exceptions=True)
             self._live = None
+            await self._settle_commands()
             report.relays_down = dict(pool.failures)
             await pool.close()
         return report
@@ -235,6 +238,23 @@ class Inbox(Outbox):
         report.line_tests_answered += duties.line_tests_answered
         report.escalated += duties.escalated
         report.escalation_commands_failed += duties.commands_failed
+        for command in duties.commands:
+            # Run beside the loop, never in it: a slow pager must not hold up a FLASH note.
+            task = asyncio.get_running_loop().create_task(self._escalation(command, report))
+            self._command_tasks.add(task)
+            task.add_done_callback(self._command_tasks.discard)
+
+    async def _escalation(self, command: EscalationCommand, report: SyncReport) -> None:
+        from backchannel.client.strategic import run_escalation_command
+
+        if not await run_escalation_command(command):
+            report.escalation_commands_failed += 1
+
+    async def _settle_commands(self) -> None:
+        """Wait for the escalation commands still running (each is bounded by its
+        timeout), so a one-shot sync reports them and leaves none behind."""
+        while self._command_tasks:
+            await asyncio.gather(*list(self._command_tasks), return_exceptions=True)
 
     async def _drain(self, client: RelayClient, mailbox: Mailbox, report: SyncReport) -> None:
         mailbox_id = bytes.fromhex(mailbox.mailbox_id)
@@ -481,9 +501,15 @@ class Inbox(Outbox):
                     await client.delete(mailbox_id, token)
                 except (RelayClosed, RelayRequestError):
                     kept.append(link)
-            fresh = self._channel_by_id(channel.channel_id)
-            fresh.retiring = kept
+            still_retiring = {link.inbound.mailbox_id for link in kept}
             with self._store.transaction():
+                # Read again inside the write: the channel moved on while we were away.
+                fresh = self._channel_by_id(channel.channel_id)
+                fresh.retiring = [
+                    link
+                    for link in fresh.retiring
+                    if link.inbound.mailbox_id in still_retiring
+                ]
                 self._save_channel(fresh)
 
     def _pending_receipt(self, channel: ChannelRecord, kind: int, message_id: bytes) -> None:
@@ -520,17 +546,19 @@ class Inbox(Outbox):
     async def read(self, channel_name: str, message_id: str | None = None) -> list[InboxEntry]:
         """Open received notes (one, or all unread), mark them read and send read receipts."""
         channel = self.channel(channel_name)
-        chosen = [
-            m
-            for m in self._messages(channel)
-            if m.direction == "in"
-            and m.kind == MessageKind.NOTE
-            and (m.message_id.startswith(message_id) if message_id else not m.read_at_ms)
-        ]
-        if message_id and not chosen:
-            raise ClientError(f"no received message {message_id} in '{channel.name}'")
         now = self._clock()
         with self._store.transaction():
+            # Chosen inside the transaction that marks them: a receipt stored meanwhile by
+            # another handle is kept, not overwritten with a copy read before it.
+            chosen = [
+                m
+                for m in self._messages(channel)
+                if m.direction == "in"
+                and m.kind == MessageKind.NOTE
+                and (m.message_id.startswith(message_id) if message_id else not m.read_at_ms)
+            ]
+            if message_id and not chosen:
+                raise ClientError(f"no received message {message_id} in '{channel.name}'")
             for record in chosen:
                 if not record.read_at_ms:
                     record.read_at_ms = now

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from backchannel.client.errors import StateCorrupted, WrongPassphrase
+from backchannel.client.errors import StaleRecord, StateCorrupted, WrongPassphrase
 
 __all__ = ["FORMAT_VERSION", "STATE_FILE", "KdfParameters", "Keystore"]
 
@@ -47,7 +47,8 @@ _NONCE: Final = 12
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
-    kind TEXT NOT NULL, key BLOB NOT NULL, record BLOB NOT NULL, PRIMARY KEY (kind, key));
+    kind TEXT NOT NULL, key BLOB NOT NULL, record BLOB NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (kind, key));
 CREATE TABLE IF NOT EXISTS messages (
     channel BLOB NOT NULL, ref BLOB NOT NULL, direction INTEGER NOT NULL,
     seq INTEGER NOT NULL, record BLOB NOT NULL, ord INTEGER NOT NULL,
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_seq ON messages (channel, direction, seq);
 CREATE INDEX IF NOT EXISTS messages_by_ord ON messages (channel, ord);
 CREATE TABLE IF NOT EXISTS processed (digest BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS forks (
+    id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, relay TEXT NOT NULL,
     ref BLOB NOT NULL, envelope BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -67,6 +70,32 @@ CREATE TABLE IF NOT EXISTS pending_receipts (
     channel BLOB NOT NULL, kind INTEGER NOT NULL, message_id BLOB NOT NULL,
     PRIMARY KEY (channel, kind, message_id));
 """
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a 0.1 state file up to this schema (idempotent, in one transaction)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    if not columns or "version" in columns:
+        if columns:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS forks ("
+                " id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL)"
+            )
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        # Existing records start at version 1 so that `put_versioned(..., 0)` (create)
+        # refuses to overwrite them.
+        db.execute("UPDATE records SET version = 1")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS forks ("
+            " id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL)"
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +142,7 @@ class Keystore:
     def __init__(self, path: Path, db: sqlite3.Connection, record_key: bytes, index_key: bytes):
         self.path = path
         self._db = db
+        self._record_key = record_key
         self._aead = AESGCMSIV(record_key)
         self._index_key = index_key
 
@@ -123,13 +153,21 @@ class Keystore:
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        # check_same_thread off: the agent hands a connection of its own to the worker
+        # thread of each local request; a connection is still used by one thread at a time.
+        db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
         # WAL + synchronous=FULL: a committed transaction survives a power cut, and readers
         # (another command of the same principal) never block the writer.
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
+        _migrate(db)
         return db
+
+    def clone(self) -> Keystore:
+        """A second connection to the same unlocked file (no passphrase, no Argon2id): for
+        the agent's request workers. Both see the same transactions and versions."""
+        return Keystore(self.path, self._connect(self.path), self._record_key, self._index_key)
 
     @classmethod
     def create(cls, home: Path, passphrase: str, params: KdfParameters | None = None) -> Keystore:
@@ -241,10 +279,62 @@ class Keystore:
         return None if row is None else self.unseal(kind, key, bytes(row[0]))
 
     def put(self, kind: str, key: bytes, plaintext: bytes) -> None:
+        # Every write moves the version on, so a versioned writer that read before this
+        # one is refused (see `put_versioned`).
         self._db.execute(
-            "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+            "INSERT INTO records (kind, key, record, version) VALUES (?, ?, ?, 1)"
+            " ON CONFLICT (kind, key) DO UPDATE"
+            " SET record = excluded.record, version = records.version + 1",
             (kind, key, self.seal(kind, key, plaintext)),
         )
+
+    def get_versioned(self, kind: str, key: bytes) -> tuple[bytes, int] | None:
+        """A record and the version it was stored at (for `put_versioned`)."""
+        row = self._db.execute(
+            "SELECT record, version FROM records WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return None if row is None else (self.unseal(kind, key, bytes(row[0])), int(row[1]))
+
+    def all_versioned(self, kind: str) -> list[tuple[bytes, bytes, int]]:
+        rows = self._db.execute(
+            "SELECT key, record, version FROM records WHERE kind = ? ORDER BY rowid", (kind,)
+        ).fetchall()
+        return [(bytes(k), self.unseal(kind, bytes(k), bytes(r)), int(v)) for k, r, v in rows]
+
+    def put_versioned(self, kind: str, key: bytes, plaintext: bytes, expected: int) -> int:
+        """Write a record only if it is still at version `expected` (compare-and-swap).
+
+        `expected` is 0 for a record that must not exist yet. Must run inside a
+        transaction that also read the record, so that nothing can slip in between.
+
+        Returns:
+            The new version.
+
+        Raises:
+            StaleRecord: the stored record is at another version (or exists, or is gone):
+                the caller read it before someone else wrote it. Nothing is written.
+        """
+        if not self._db.in_transaction:
+            raise StaleRecord(f"a {kind} record may only be written inside a transaction")
+        sealed = self.seal(kind, key, plaintext)
+        if expected == 0:
+            cursor = self._db.execute(
+                "INSERT INTO records (kind, key, record, version) VALUES (?, ?, ?, 1)"
+                " ON CONFLICT (kind, key) DO NOTHING",
+                (kind, key, sealed),
+            )
+        else:
+            cursor = self._db.execute(
+                "UPDATE records SET record = ?, version = version + 1"
+                " WHERE kind = ? AND key = ? AND version = ?",
+                (sealed, kind, key, expected),
+            )
+        if cursor.rowcount != 1:
+            raise StaleRecord(
+                f"a {kind} record changed since it was read (expected version {expected}):"
+                " refused, so that no state is forked"
+            )
+        return expected + 1
 
     def delete(self, kind: str, key: bytes) -> None:
         self._db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))

@@ -137,10 +137,13 @@ class Outbox(PrincipalCore):
             bodies = [Note(precedence, 0, text).encode() for text in texts]
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
-        channel = self._sendable(channel_name)
-        session = self._session(channel)
+        channel_id = self.channel(channel_name).channel_id
         try:
             with self._store.transaction():
+                # Read inside the transaction that writes it back: the session advances
+                # from the state as stored now, never from a copy read earlier.
+                channel = self._sendable(channel_id)
+                session = self._session(channel)
                 messages = [
                     self._queue(channel, session, MessageKind.NOTE, body) for body in bodies
                 ]
@@ -148,8 +151,9 @@ class Outbox(PrincipalCore):
             raise ClientError(str(error)) from None
         return [message.message_id.hex() for message in messages]
 
-    def _sendable(self, channel_name: str) -> ChannelRecord:
-        channel = self.channel(channel_name)
+    def _sendable(self, channel_id: str) -> ChannelRecord:
+        """The channel as stored now (call inside the sending transaction), if it may send."""
+        channel = self._channel_by_id(channel_id)
         if channel.identity_changed and not channel.verified:
             raise IdentityChanged(
                 f"'{channel.name}' has a different identity key than the earlier channel of "
@@ -167,10 +171,11 @@ class Outbox(PrincipalCore):
         Raises:
             ChannelNotFound, IdentityChanged, ClientError: as for `queue`.
         """
-        channel = self._sendable(channel_name)
-        session = self._session(channel)
+        channel_id = self.channel(channel_name).channel_id
         try:
             with self._store.transaction():
+                channel = self._sendable(channel_id)
+                session = self._session(channel)
                 message = self._queue(channel, session, kind, body, retain=retain)
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
@@ -327,13 +332,13 @@ class Outbox(PrincipalCore):
     def escalate(self, channel_id: str, message_id: bytes) -> None:
         """Mark a note escalated and send its sealed payload again on every relay."""
         cid = bytes.fromhex(channel_id)
-        channel = self._channel_by_id(channel_id)
-        row = self._store.db.execute(
-            "SELECT payload FROM retained WHERE channel = ? AND message_id = ?",
-            (cid, message_id),
-        ).fetchone()
         ref = self._store.index(b"msg", message_id)
         with self._store.transaction():
+            channel = self._channel_by_id(channel_id)
+            row = self._store.db.execute(
+                "SELECT payload FROM retained WHERE channel = ? AND message_id = ?",
+                (cid, message_id),
+            ).fetchone()
             self._store.put("escalated", cid + message_id, b"1")
             if row is None:
                 return

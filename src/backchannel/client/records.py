@@ -63,6 +63,9 @@ class ChannelRecord:
     # Line tests: 0 means the default period (an hour), -1 means this side sends none.
     linetest_every_ms: int = 0
     linetest_grace_ms: int = 0
+    # The stored version this copy was read at (compare-and-swap, `ChannelRepository`);
+    # kept beside the sealed record, never inside it.
+    version: int = field(default=0, compare=False)
 
 
 @dataclass(slots=True)
@@ -94,7 +97,9 @@ class MessageRecord:
 
 
 def dump(record: ChannelRecord | InviteRecord | MessageRecord) -> bytes:
-    return json.dumps(asdict(record), separators=(",", ":"), sort_keys=True).encode()
+    data = asdict(record)
+    data.pop("version", None)  # the store keeps it (see ChannelRecord.version)
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _link(data: dict[str, Any]) -> Link:
@@ -114,6 +119,7 @@ def load(kind: type[Any], raw: bytes) -> Any:
             for key in ("links", "retiring", "channel_links"):
                 if key in data:
                     data[key] = [_link(link) for link in data[key]]
+        data.pop("version", None)
         return kind(**data)
     except (ValueError, KeyError, TypeError):
         raise StateCorrupted(f"a stored {kind.__name__} is damaged") from None

@@ -9,12 +9,13 @@ counterpart's line tests, send ours when due, and escalate notes whose deadline 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import shlex
-import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from backchannel.client.engine import Principal, SendResult
@@ -60,11 +61,13 @@ from backchannel.protocol.message import MessageKind
 
 __all__ = [
     "DutyReport",
+    "EscalationCommand",
     "StrategicChannel",
     "board_as_json",
     "line_grace_ms",
     "line_period_ms",
     "perform_duties",
+    "run_escalation_command",
 ]
 
 # A message is named on the command line by a prefix of its id; 4 hex digits is 65,536
@@ -84,6 +87,8 @@ class DutyReport:
     line_tests_answered: int = 0
     escalated: int = 0
     commands_failed: int = 0
+    # Escalation commands to run, one per escalation (when a command is configured).
+    commands: list[EscalationCommand] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -367,10 +372,13 @@ class StrategicChannel:
         """How often this side tests the line (0: never) and how long an answer may take."""
         if every_ms < 0 or (grace_ms is not None and grace_ms <= 0):
             raise ClientError("line-test period must be >= 0 and grace > 0")
-        self.record.linetest_every_ms = every_ms or -1
-        if grace_ms is not None:
-            self.record.linetest_grace_ms = grace_ms
-        self.principal.save_channel(self.record)
+
+        def configure(record: ChannelRecord) -> None:
+            record.linetest_every_ms = every_ms or -1
+            if grace_ms is not None:
+                record.linetest_grace_ms = grace_ms
+
+        self.record = self.principal.update_channel(self.record.channel_id, configure)
 
     async def test_line(self) -> SendResult:
         """Send a line test now (answered automatically by the counterpart's client)."""
@@ -381,7 +389,15 @@ def _escalation_command(principal: Principal) -> str:
     return principal.setting("escalation_command")
 
 
-def _run_command(command: str, channel: str, escalation: Escalation) -> bool:
+@dataclass(frozen=True, slots=True)
+class EscalationCommand:
+    """The principal's escalation command, ready to run for one missed deadline."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+
+
+def _escalation_run(command: str, channel: str, escalation: Escalation) -> EscalationCommand:
     env = dict(os.environ)
     env.update(
         BACKCHANNEL_CHANNEL=channel,
@@ -390,24 +406,45 @@ def _run_command(command: str, channel: str, escalation: Escalation) -> bool:
         BACKCHANNEL_DEADLINE_MS=str(escalation.deadline_ms),
     )
     try:
-        result = subprocess.run(
-            shlex.split(command),
-            env=env,
-            timeout=ESCALATION_COMMAND_TIMEOUT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired, ValueError):
+        argv = tuple(shlex.split(command))
+    except ValueError:
+        argv = ()
+    return EscalationCommand(argv, env)
+
+
+async def run_escalation_command(
+    run: EscalationCommand, timeout: float = ESCALATION_COMMAND_TIMEOUT
+) -> bool:
+    """Run one escalation command without blocking the event loop; stopped (killed) after
+    `timeout` seconds. Returns True if it exited 0."""
+    if not run.argv:
         return False
-    return result.returncode == 0
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *run.argv,
+            env=run.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except OSError:
+        return False
+    try:
+        code = await asyncio.wait_for(process.wait(), timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        return False
+    return code == 0
 
 
 def perform_duties(principal: Principal) -> DutyReport:
     """Answer line tests, send due ones, escalate missed deadlines; for every channel.
 
-    Queues messages only (the caller flushes). Each escalation happens once: it is
-    recorded in the same transaction that queues its resend.
+    Queues messages only (the caller flushes and runs `report.commands` with
+    `run_escalation_command`, off the loop's critical path). Each escalation happens once:
+    it is recorded in the same transaction that queues its resend.
     """
     report = DutyReport()
     now = principal.now_ms()
@@ -431,8 +468,8 @@ def perform_duties(principal: Principal) -> DutyReport:
         for escalation in dialogue.escalations(now, done):
             principal.escalate(record.channel_id, escalation.message_id)
             report.escalated += 1
-            if command and not _run_command(command, record.name, escalation):
-                report.commands_failed += 1
+            if command:
+                report.commands.append(_escalation_run(command, record.name, escalation))
     return report
 
 

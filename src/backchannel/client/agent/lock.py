@@ -1,0 +1,171 @@
+"""One owner per home: an exclusive `flock` on a lock file, and where the agent listens.
+
+Whoever opens a principal's state holds this lock for as long as it has it open: the agent
+for its whole life, a command run without an agent for its own length. A second process
+waits (and says for whom) or gives up after a timeout; it never opens the state beside the
+first, which is what used to fork the ratchet. `flock` locks belong to an open file, so two
+opens in one process exclude each other too, and the kernel drops the lock when the holder
+dies (a SIGKILL never leaves a home locked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from backchannel.client.errors import HomeBusy
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "LOCK_FILE",
+    "LOCK_TIMEOUT_ENV",
+    "HomeLock",
+    "LockHolder",
+    "socket_path",
+]
+
+LOCK_FILE: Final = "lock"
+SOCKET_FILE: Final = "agent.sock"
+LOCK_TIMEOUT_ENV: Final = "BACKCHANNEL_LOCK_TIMEOUT"
+# Long enough for another command's sync (bounded by its relay deadline, 10 s) to finish,
+# short enough that a script stuck behind a forgotten foreground process hears of it.
+DEFAULT_LOCK_TIMEOUT: Final = 30.0
+# How often a waiting process looks again; a lock is usually held for tens of ms.
+_POLL: Final = 0.02
+# sun_path holds 108 bytes on Linux (104 on BSDs) including the terminating NUL.
+_MAX_SOCKET_PATH: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds a home: its process id and what it is ("agent" or "command")."""
+
+    pid: int
+    role: str
+
+
+def socket_path(home: Path) -> Path:
+    """Where the agent of `home` listens: inside the home when the path fits a socket
+    address, else in a private per-user folder under the temporary directory, named by a
+    digest of the home's absolute path (the same for every process that computes it)."""
+    home = home.absolute()
+    inside = home / SOCKET_FILE
+    if len(os.fsencode(inside)) <= _MAX_SOCKET_PATH:
+        return inside
+    digest = hashlib.sha256(os.fsencode(home)).hexdigest()[:24]
+    folder = Path("/tmp") / f"backchannel-{os.getuid()}"
+    return folder / f"{digest}.sock"
+
+
+def lock_timeout_from_env() -> float:
+    """`BACKCHANNEL_LOCK_TIMEOUT` seconds, or the default when unset or not a number."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+    return value if value >= 0 else DEFAULT_LOCK_TIMEOUT
+
+
+class HomeLock:
+    """The exclusive lock on one home. `acquire`, then `release` (or use ``with``)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / LOCK_FILE
+        self._fd: int | None = None
+
+    def __repr__(self) -> str:
+        return f"HomeLock({str(self.home)!r}, held={self._fd is not None})"
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def holder(self) -> LockHolder | None:
+        """Who wrote the lock file last (the holder, while it is held)."""
+        try:
+            text = self.path.read_text(encoding="ascii", errors="replace").split()
+        except OSError:
+            return None
+        if len(text) != 2 or not text[0].isdigit():
+            return None
+        return LockHolder(int(text[0]), text[1])
+
+    def acquire(
+        self,
+        *,
+        role: str = "command",
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        on_wait: Callable[[LockHolder | None], None] | None = None,
+    ) -> None:
+        """Take the lock, waiting up to `timeout` seconds for its holder to let go.
+
+        Args:
+            role: written beside our pid for whoever waits on us ("agent", "command").
+            timeout: seconds to wait; 0 to fail at once.
+            on_wait: called once, with the holder, when we have to wait.
+
+        Raises:
+            HomeBusy: still held by another process (or open file) after `timeout`.
+        """
+        if self._fd is not None:
+            return
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + timeout
+        told = False
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = self.holder()
+                    if time.monotonic() >= deadline:
+                        raise HomeBusy(_busy_message(self.home, holder, timeout)) from None
+                    if not told and on_wait is not None:
+                        on_wait(holder)
+                        told = True
+                    time.sleep(_POLL)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {role}\n".encode("ascii"), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let go (closing the file drops the lock); safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> HomeLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _busy_message(home: Path, holder: LockHolder | None, timeout: float) -> str:
+    who = "another backchannel process"
+    if holder is not None:
+        who = (
+            f"the agent (pid {holder.pid})"
+            if holder.role == "agent"
+            else f"another backchannel process (pid {holder.pid})"
+        )
+    return (
+        f"{home} is in use by {who}; gave up after {timeout:g} s "
+        f"(wait longer with {LOCK_TIMEOUT_ENV}=SECONDS)"
+    )

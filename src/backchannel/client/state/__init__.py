@@ -1,0 +1,1 @@
+"""Typed repositories over the keystore: each owns its records' SQL and sealing."""
