@@ -128,6 +128,10 @@ def _overview(cb: ChannelBoard) -> Table:
     table.add_row("Line test", line_summary(cb.board.line, cb.every_ms, cb.grace_ms))
     table.add_row("Red lines", _red_lines_summary(cb))
     table.add_row("Awaiting acknowledgement", _acks_summary(cb))
+    if cb.status.forks:
+        # The alarm that used to be silent: two writers of one principal's state.
+        table.add_row("FORK", f"{len(cb.status.forks)} fork(s), latest: {cb.status.forks[-1]}; "
+                              "a copy of a principal's state sent messages (see docs/client.md)")
     if cb.board.anomalies:
         table.add_row("Anomalies", f"{len(cb.board.anomalies)} message(s) broke the rules "
                                    "and were ignored (see status --json)")

@@ -172,6 +172,7 @@ def status_json(status: ChannelStatus) -> dict[str, Any]:
         "rejected": status.rejected,
         "identity_changed": status.identity_changed,
         "relay_health": [relay_health_json(h) for h in status.relay_health],
+        "forks": list(status.forks),
     }
 
 

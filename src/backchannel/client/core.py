@@ -32,6 +32,7 @@ from backchannel.client.reports import (
     RelayHealth,
 )
 from backchannel.client.state.channels import ChannelRepository
+from backchannel.client.state.forks import ForkRepository
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
@@ -61,6 +62,7 @@ class PrincipalCore:
     ) -> None:
         self._store = store
         self._channel_records = ChannelRepository(store)
+        self._forks = ForkRepository(store)
         self._lock: HomeLock | None = None
         self._clock = clock
         self._rng = rng

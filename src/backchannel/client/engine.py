@@ -74,9 +74,10 @@ class Principal(Pairing):
             out = [m for m in messages if m.direction == "out" and m.kind == MessageKind.NOTE]
             inbound = [m for m in messages if m.direction == "in"]
             notes_in = [m for m in inbound if m.kind == MessageKind.NOTE]
+            cid = channel.channel_id
             (queued,) = self._store.db.execute(
                 "SELECT COUNT(DISTINCT ref) FROM outbox WHERE channel = ?",
-                (bytes.fromhex(channel.channel_id),),
+                (bytes.fromhex(cid),),
             ).fetchone()
             result.append(
                 ChannelStatus(
@@ -96,6 +97,7 @@ class Principal(Pairing):
                     tuple(self.relay_health(link.url) for link in channel.links),
                     channel.identity_changed,
                     channel.last_heard_ms == 0,
+                    tuple(fork.describe() for _, fork in self._forks.of_channel(cid)),
                 )
             )
         return result

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final, cast
 
 from backchannel.client.errors import (
     ClientError,
 )
+from backchannel.client.forks import KIND_FORK_NOTICE, ForkNotice, ForkReason, ForkRecord
 from backchannel.client.invite import KIND_HELLO, KIND_MOVE, Hello, Move, RelayAddress
 from backchannel.client.outbox import Outbox
 from backchannel.client.receipts import (
@@ -23,6 +25,7 @@ from backchannel.client.records import (
     Link,
     Mailbox,
     MessageRecord,
+    load,
 )
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import (
@@ -42,7 +45,7 @@ from backchannel.protocol.errors import (
     DecryptionFailed,
     RemoteProtocolError,
 )
-from backchannel.protocol.message import Message, MessageKind
+from backchannel.protocol.message import GENESIS_HASH, Message, MessageKind
 from backchannel.protocol.relayframes import Delivery
 
 if TYPE_CHECKING:
@@ -404,7 +407,12 @@ class Inbox(Outbox):
             report.deferred += 1
             raise _Deferred() from None
         except DuplicateMessage:
-            report.duplicates += 1
+            if self._forks.was_accepted(channel.channel_id, payload):
+                report.duplicates += 1
+            else:
+                # Authentic, at a position already used, but not the bytes we took there:
+                # the sender's state was copied and both copies sent.
+                self._record_fork(channel, ForkReason.REPLAY, 0, "", report)
             return None
         except (DecryptionFailed, RemoteProtocolError):
             # Tampered, forged or foreign: counted and reported, never shown.
@@ -414,10 +422,17 @@ class Inbox(Outbox):
             return None
         self._keep_session(channel, session)
         channel.last_heard_ms = self._clock()
+        self._forks.accept_payload(channel.channel_id, payload)
         entry = None
         if self._get_message(channel.channel_id, message.message_id.hex()) is not None:
             report.duplicates += 1
+        elif (reason := self._chain_fork(channel, message)) is ForkReason.POSITION:
+            # Two different messages claim one place in their history: keep the first,
+            # raise the alarm, show neither as if nothing happened.
+            self._record_fork(channel, reason, message.seq, message.message_id.hex(), report)
         else:
+            if reason is not None:
+                self._record_fork(channel, reason, message.seq, message.message_id.hex(), report)
             record = self._store_incoming(channel, message)
             report.received += 1
             if message.kind == MessageKind.NOTE:
@@ -425,6 +440,44 @@ class Inbox(Outbox):
                 report.new_notes.append(record.message_id)
         self._save_channel(channel)
         return entry
+
+    def _chain_fork(self, channel: ChannelRecord, message: Message) -> ForkReason | None:
+        """Check a new message against the sender's history we hold (protocol.md §8):
+        POSITION if another message has its sequence number, CHAIN if its prev_hash is not
+        the hash of the message before it, or the message after it does not chain to it."""
+        cid = bytes.fromhex(channel.channel_id)
+        rows = self._store.db.execute(
+            "SELECT ref, seq, record FROM messages WHERE channel = ? AND direction = 1"
+            " AND seq BETWEEN ? AND ?",
+            (cid, message.seq - 1, message.seq + 1),
+        ).fetchall()
+        held: dict[int, MessageRecord] = {}
+        for ref, seq, raw in rows:
+            held[int(seq)] = load(
+                MessageRecord, self._store.unseal("messages", cid + bytes(ref), bytes(raw))
+            )
+        if message.seq in held:
+            return ForkReason.POSITION
+        before, after = held.get(message.seq - 1), held.get(message.seq + 1)
+        if message.seq == 1 and message.prev_hash != GENESIS_HASH:
+            return ForkReason.CHAIN
+        if before is not None and before.message_hash != message.prev_hash.hex():
+            return ForkReason.CHAIN
+        if after is not None and after.prev_hash and after.prev_hash != message.hash.hex():
+            return ForkReason.CHAIN
+        return None
+
+    def _record_fork(
+        self,
+        channel: ChannelRecord,
+        reason: ForkReason,
+        seq: int,
+        message_id: str,
+        report: SyncReport,
+    ) -> None:
+        record = ForkRecord("theirs", reason, seq, self._clock(), message_id)
+        self._forks.add(channel.channel_id, record)
+        report.forks += 1
 
     def _store_incoming(self, channel: ChannelRecord, message: Message) -> MessageRecord:
         now = self._clock()
@@ -437,8 +490,12 @@ class Inbox(Outbox):
             message.body.hex(),
             received_at_ms=now,
             message_hash=message.hash.hex(),
+            prev_hash=message.prev_hash.hex(),
         )
         self._put_message(channel, record)
+        if message.kind == KIND_FORK_NOTICE:
+            self._note_reported_fork(channel, message.body)
+            return record
         if message.kind == KIND_MOVE and channel.role == "joiner":
             self._follow_move(channel, message.body)
             return record
@@ -460,6 +517,35 @@ class Inbox(Outbox):
         else:
             self._pending_receipt(channel, MessageKind.RECEIPT_DELIVERED, message.message_id)
         return record
+
+    def _note_reported_fork(self, channel: ChannelRecord, body: bytes) -> None:
+        """The counterpart saw our messages fork: a copy of our state sent too."""
+        try:
+            notice = ForkNotice.decode(body)
+        except RemoteProtocolError:
+            return
+        self._forks.add(
+            channel.channel_id, ForkRecord("ours", notice.reason, notice.seq, self._clock())
+        )
+
+    def _queue_fork_notices(self) -> None:
+        """Tell each counterpart about forks of theirs we saw and have not yet reported
+        (inside the caller's transaction)."""
+        for channel in self._channels():
+            unsent = [
+                (row_id, fork)
+                for row_id, fork in self._forks.of_channel(channel.channel_id)
+                if fork.side == "theirs" and not fork.notified
+            ]
+            if not unsent:
+                continue
+            session = self._session(channel)
+            if not session.can_send or not any(link.outbound for link in channel.links):
+                continue
+            for row_id, fork in unsent:
+                notice = ForkNotice(fork.seq, fork.reason)
+                self._queue(channel, session, KIND_FORK_NOTICE, notice.encode())
+                self._forks.replace(channel.channel_id, row_id, replace(fork, notified=True))
 
     def _follow_move(self, channel: ChannelRecord, body: bytes) -> None:
         """Send to the inviter's new mailboxes from now on, queued envelopes included."""
@@ -520,7 +606,9 @@ class Inbox(Outbox):
 
     def _queue_receipts(self) -> None:
         """Seal one receipt message per channel and kind for everything stored since the
-        last one (inside the caller's transaction, with the receipts' removal)."""
+        last one (inside the caller's transaction, with the receipts' removal), and the
+        fork notices owed."""
+        self._queue_fork_notices()
         rows = self._store.db.execute(
             "SELECT channel, kind, message_id FROM pending_receipts ORDER BY rowid"
         ).fetchall()

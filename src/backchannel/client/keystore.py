@@ -58,6 +58,7 @@ CREATE INDEX IF NOT EXISTS messages_by_ord ON messages (channel, ord);
 CREATE TABLE IF NOT EXISTS processed (digest BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS forks (
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS accepted (digest BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, relay TEXT NOT NULL,
     ref BLOB NOT NULL, envelope BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -74,24 +75,22 @@ CREATE TABLE IF NOT EXISTS pending_receipts (
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a 0.1 state file up to this schema (idempotent, in one transaction)."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "records" not in tables or {"forks", "accepted"} <= tables:
+        return  # a new file (the schema comes next) or one already migrated
     columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
-    if not columns or "version" in columns:
-        if columns:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS forks ("
-                " id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL)"
-            )
-        return
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.execute("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
-        # Existing records start at version 1 so that `put_versioned(..., 0)` (create)
-        # refuses to overwrite them.
-        db.execute("UPDATE records SET version = 1")
+        if "version" not in columns:
+            db.execute("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+            # Existing records start at version 1 so that `put_versioned(..., 0)` (create)
+            # refuses to overwrite them.
+            db.execute("UPDATE records SET version = 1")
         db.execute(
             "CREATE TABLE IF NOT EXISTS forks ("
             " id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL)"
         )
+        db.execute("CREATE TABLE IF NOT EXISTS accepted (digest BLOB PRIMARY KEY)")
     except BaseException:
         db.execute("ROLLBACK")
         raise

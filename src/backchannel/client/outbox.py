@@ -75,6 +75,7 @@ class Outbox(PrincipalCore):
             message.sent_at_ms,
             message.body.hex(),
             message_hash=message.hash.hex(),
+            prev_hash=message.prev_hash.hex(),
         )
         self._put_message(channel, record)
         ref = self._store.index(b"msg", message.message_id)

@@ -94,6 +94,8 @@ class MessageRecord:
     stored_on: list[str] = field(default_factory=list)
     # Message.hash: what a clarification request binds to, and the sender's hash chain.
     message_hash: str = ""
+    # The message's own prev_hash (hex): checked against its predecessor (forks.py).
+    prev_hash: str = ""
 
 
 def dump(record: ChannelRecord | InviteRecord | MessageRecord) -> bytes:

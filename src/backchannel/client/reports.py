@@ -32,6 +32,7 @@ class SyncReport:
     line_tests_answered: int = 0
     escalated: int = 0
     escalation_commands_failed: int = 0
+    forks: int = 0  # forks of the counterpart's messages seen in this run (see forks.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,8 @@ class ChannelStatus:
     # True until the counterpart has been heard from at all: for a joiner, the inviter has
     # not yet taken up the invite (a code someone else already used never completes).
     awaiting_counterpart: bool = False
+    # Forks seen on this channel, oldest first, each described in a line (forks.py).
+    forks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
