@@ -12,6 +12,7 @@ import functools
 import os
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +21,14 @@ from typing import Final, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from backchannel.client.agent.lock import LockHolder
 from backchannel.client.engine import Principal
 from backchannel.client.errors import StateCorrupted
 from backchannel.client.strategic import StrategicChannel
 from backchannel.protocol.errors import BackchannelError
 
 __all__ = [
+    "AGENT_REQUEST",
     "HOME_ENV",
     "JSON_OPTION",
     "PASSPHRASE_ENV",
@@ -49,6 +52,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class _AgentRequest(threading.local):
+    """Set by the agent for the worker thread that runs one forwarded command: the
+    principal it opened (no passphrase, no second lock) and the caller's terminal width."""
+
+    principal: Principal | None = None
+    columns: int | None = None
+
+
+AGENT_REQUEST: Final = _AgentRequest()
+
+
 def plain_console(*, stderr: bool = False) -> Console:
     """A Rich console that prints text as it is.
 
@@ -56,7 +70,9 @@ def plain_console(*, stderr: bool = False) -> Console:
     and messages come from the counterpart, so neither markup nor emoji codes in them are
     interpreted; Rich drops colour by itself when the stream is not a terminal.
     """
-    return Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+    return Console(
+        stderr=stderr, highlight=False, markup=False, emoji=False, width=AGENT_REQUEST.columns
+    )
 
 
 def default_home() -> Path:
@@ -111,9 +127,28 @@ class CliContext:
         return self._passphrase
 
     @contextlib.contextmanager
-    def principal(self) -> Iterator[Principal]:
-        """Open the principal in `home` for the length of one command, then close it."""
-        principal = Principal.open(self.home, self.passphrase())
+    def principal(self, *, role: str = "command") -> Iterator[Principal]:
+        """Open the principal in `home` for the length of one command, then close it.
+
+        Inside the agent, the request's own handle (the agent holds the home). Otherwise
+        under the home's lock: while another process has it, say so once and wait.
+        """
+        if AGENT_REQUEST.principal is not None:
+            yield AGENT_REQUEST.principal
+            return
+        from backchannel.client.agent.lock import lock_timeout_from_env
+
+        def waiting(holder: LockHolder | None) -> None:
+            who = f" (pid {holder.pid})" if holder is not None else ""
+            typer.echo(f"waiting for another backchannel process on {self.home}{who}", err=True)
+
+        principal = Principal.open(
+            self.home,
+            self.passphrase(),
+            lock_timeout=lock_timeout_from_env(),
+            on_wait=waiting,
+            lock_role=role,
+        )
         try:
             yield principal
         finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from backchannel import __version__
-from backchannel.cli import board, dialogue, messaging, pairing, watch
+from backchannel.cli import agent, board, dialogue, messaging, pairing, watch
 from backchannel.cli.agenda import agenda_app
 from backchannel.cli.context import HOME_ENV, JSON_OPTION, CliContext, cli_context, default_home
 from backchannel.cli.meet import meet_app
@@ -36,6 +36,7 @@ app.add_typer(redline_app, name="redline")
 app.add_typer(agenda_app, name="agenda")
 app.add_typer(record_app, name="record")
 watch.register(app)
+agent.register(app)
 app.add_typer(escalation_app, name="escalation")
 
 
@@ -82,5 +83,13 @@ def demo(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     raise typer.Exit(run_demo(as_json=state.json))
 
 
+def run_here() -> None:
+    """Run the command in this process (no agent, or a command that never uses one)."""
+    app(prog_name="backchannel")
+
+
 def main() -> None:
-    app()
+    """The console script: through the home's agent when one runs (see `launcher`)."""
+    from backchannel.cli.launcher import main as launch
+
+    launch()

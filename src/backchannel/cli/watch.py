@@ -66,14 +66,44 @@ class _Observer:
         self.replies: dict[str, int] = {}  # our line-test answers, per channel id
         self.escalated: dict[str, set[bytes]] = {}
         self.line: dict[str, LineState] = {}
+        self.channels: set[str] = set()
+        self.forks: dict[str, int] = {}
+        self.relays: dict[str, bool] = {}
+
+    def _look_at_relays(self, report: bool) -> None:
+        urls = sorted({link.url for c in self.principal.channels() for link in c.links})
+        for url in urls:
+            health = self.principal.relay_health(url)
+            if health.last_ok_ms == 0 and health.last_error_ms == 0:
+                continue  # not tried yet
+            was = self.relays.get(url)
+            if report and was is not None and was != health.up:
+                state = "up" if health.up else "down"
+                self.emit({"event": "relay", "url": url, "up": health.up},
+                          f"relay {url} is {state}"
+                          + ("" if health.up else f" ({health.last_error})"))
+            self.relays[url] = health.up
 
     def look(self, *, report: bool = True) -> None:
         """One look at every channel; with `report` False, only remember (at the start)."""
         now = self.principal.now_ms()
+        self._look_at_relays(report)
         for record in self.principal.channels():
             if record.last_heard_ms == 0:
                 continue  # not taken up yet: nothing to watch
             cid, peer = record.channel_id, record.name
+            if cid not in self.channels:
+                self.channels.add(cid)
+                if report:
+                    self.emit({"event": "channel", "channel": peer, "id": cid},
+                              f"new channel: {peer}")
+            forks = self.principal.forks(cid)
+            if report:
+                for fork in forks[self.forks.get(cid, len(forks)):]:
+                    self.emit({"event": "fork", "channel": peer, "side": fork.side,
+                               "seq": fork.seq, "reason": fork.reason.name.lower()},
+                              f"FORK on {peer}: {fork.describe()}")
+            self.forks[cid] = len(forks)
             messages = self.principal.messages(peer)
             replies = 0
             for m in messages:
@@ -183,17 +213,35 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _watch(principal: Principal, emit: Emit) -> SyncReport:
+async def serve_as_agent(principal: Principal, emit: Emit) -> SyncReport:
+    """Be the principal's agent until SIGINT, SIGTERM or a `stop` request: keep the
+    channels (`Principal.watch`), serve the local API on the home's socket, and send
+    every event both to `emit` and to the API's subscribers."""
+    from backchannel.cli.agent_requests import install_stream_routers, run_forwarded
+    from backchannel.client.agent.server import AgentServer
+
     stop = asyncio.Event()
-    observer = _Observer(principal, emit)
+    install_stream_routers()
+    server = AgentServer(principal, run_forwarded, on_stop=stop.set)
+
+    def both(event: dict[str, Any], line: str) -> None:
+        emit(event, line)
+        server.broadcast(event, f"{local_time(_now_ms())} {line}")
+
+    observer = _Observer(principal, both)
     observer.look(report=False)
+    await server.start()
     with _stop_on_signals(stop):
         looking = asyncio.create_task(observer.run(stop))
         try:
-            return await principal.watch(stop, on_message=_note_printer(emit))
+            return await principal.watch(stop, on_message=_note_printer(both))
         finally:
             stop.set()
             await looking
+            await server.close()
+
+
+_watch = serve_as_agent
 
 
 def watch(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -208,7 +256,8 @@ def watch(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     Example: backchannel --home ~/bc/washington watch
     """
     state = cli_context(ctx, as_json)
-    with state.principal() as principal:
+    # Without a running agent, watch *is* the agent, in the foreground.
+    with state.principal(role="agent") as principal:
         names = [c.name for c in principal.channels()]
         relays = sorted({link.url for c in principal.channels() for link in c.links})
         if state.json:

@@ -135,6 +135,7 @@ class PrincipalCore:
         rng: Rng = os.urandom,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         on_wait: Callable[[LockHolder | None], None] | None = None,
+        lock_role: str = "command",
     ) -> Self:
         """Open the principal in `home`, holding its lock until `close`.
 
@@ -150,7 +151,7 @@ class PrincipalCore:
         if not (home / STATE_FILE).exists():
             raise NotInitialised(f"no principal in {home}: run `backchannel init`")
         lock = HomeLock(home)
-        lock.acquire(timeout=lock_timeout, on_wait=on_wait)
+        lock.acquire(role=lock_role, timeout=lock_timeout, on_wait=on_wait)
         try:
             try:
                 store = Keystore.open(home, passphrase)

@@ -15,6 +15,7 @@ Rules that make it dependable (design §5):
 
 from __future__ import annotations
 
+from backchannel.client.forks import ForkRecord
 from backchannel.client.pairing import DEFAULT_INVITE_TTL_MS, Pairing
 from backchannel.client.receipts import sequence_gaps
 from backchannel.client.records import ChannelRecord
@@ -65,6 +66,10 @@ class Principal(Pairing):
             record.verified = True
 
         self.update_channel(channel_id, verified)
+
+    def forks(self, channel_id: str) -> list[ForkRecord]:
+        """Every fork seen on a channel, oldest first (see `client.forks`)."""
+        return [fork for _, fork in self._forks.of_channel(channel_id)]
 
     def status(self, channel_name: str | None = None) -> list[ChannelStatus]:
         channels = [self.channel(channel_name)] if channel_name else self._channels()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from backchannel.client.agent.paths import socket_path
 from backchannel.client.errors import HomeBusy
 
 __all__ = [
@@ -32,15 +32,12 @@ __all__ = [
 ]
 
 LOCK_FILE: Final = "lock"
-SOCKET_FILE: Final = "agent.sock"
 LOCK_TIMEOUT_ENV: Final = "BACKCHANNEL_LOCK_TIMEOUT"
 # Long enough for another command's sync (bounded by its relay deadline, 10 s) to finish,
 # short enough that a script stuck behind a forgotten foreground process hears of it.
 DEFAULT_LOCK_TIMEOUT: Final = 30.0
 # How often a waiting process looks again; a lock is usually held for tens of ms.
 _POLL: Final = 0.02
-# sun_path holds 108 bytes on Linux (104 on BSDs) including the terminating NUL.
-_MAX_SOCKET_PATH: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +46,6 @@ class LockHolder:
 
     pid: int
     role: str
-
-
-def socket_path(home: Path) -> Path:
-    """Where the agent of `home` listens: inside the home when the path fits a socket
-    address, else in a private per-user folder under the temporary directory, named by a
-    digest of the home's absolute path (the same for every process that computes it)."""
-    home = home.absolute()
-    inside = home / SOCKET_FILE
-    if len(os.fsencode(inside)) <= _MAX_SOCKET_PATH:
-        return inside
-    digest = hashlib.sha256(os.fsencode(home)).hexdigest()[:24]
-    folder = Path("/tmp") / f"backchannel-{os.getuid()}"
-    return folder / f"{digest}.sock"
 
 
 def lock_timeout_from_env() -> float:

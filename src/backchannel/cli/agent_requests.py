@@ -1,0 +1,120 @@
+"""Running a forwarded command line inside the agent, exactly as it would run here.
+
+The agent is one process serving several threads (its loop, and one worker per request),
+so `sys.stdout`, `sys.stderr` and `sys.stdin` are replaced, once, by routers: a thread
+running a request writes into its own buffers and reads the caller's piped input, every
+other thread reaches the real streams. The command then runs through the same Typer app,
+so its output, `--json` shapes and exit codes are those of the in-process command.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+from typing import Any, TextIO
+
+from backchannel.cli.context import AGENT_REQUEST
+from backchannel.client.engine import Principal
+
+__all__ = ["install_stream_routers", "run_forwarded"]
+
+
+class _Buffers(threading.local):
+    out: io.StringIO | None = None
+    err: io.StringIO | None = None
+    stdin: io.TextIOWrapper | None = None
+
+
+_BUFFERS = _Buffers()
+_INSTALL = threading.Lock()
+
+
+class _Router(io.TextIOBase):
+    """A text stream that is the request's buffer in a request thread, else `real`."""
+
+    def __init__(self, real: TextIO, pick: str) -> None:
+        self._real = real
+        self._pick = pick
+
+    def _target(self) -> Any:
+        return getattr(_BUFFERS, self._pick) or self._real
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def buffer(self) -> Any:
+        return self._target().buffer
+
+    def write(self, text: str) -> int:
+        return int(self._target().write(text))
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def read(self, size: int | None = -1) -> str:
+        return str(self._target().read(size))
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        return str(self._target().readline(size))
+
+    def isatty(self) -> bool:
+        return getattr(_BUFFERS, self._pick) is None and bool(self._real.isatty())
+
+    def fileno(self) -> int:
+        if getattr(_BUFFERS, self._pick) is not None:
+            raise io.UnsupportedOperation("a request's stream has no file descriptor")
+        return self._real.fileno()
+
+    def readable(self) -> bool:
+        return self._pick == "stdin"
+
+    def writable(self) -> bool:
+        return self._pick != "stdin"
+
+
+def install_stream_routers() -> None:
+    """Route the standard streams per thread (idempotent; done when an agent starts)."""
+    with _INSTALL:
+        if not isinstance(sys.stdout, _Router):
+            sys.stdout = _Router(sys.stdout, "out")
+        if not isinstance(sys.stderr, _Router):
+            sys.stderr = _Router(sys.stderr, "err")
+        if not isinstance(sys.stdin, _Router):
+            sys.stdin = _Router(sys.stdin, "stdin")
+
+
+def run_forwarded(
+    principal: Principal, argv: list[str], params: dict[str, Any]
+) -> tuple[int, str, str]:
+    """Run one command line against `principal` in this (worker) thread.
+
+    Returns:
+        (exit code, stdout, stderr), as the command would have produced them here.
+    """
+    from backchannel.cli.main import app
+
+    stdin = params.get("stdin") or ""
+    columns = params.get("columns")
+    _BUFFERS.out, _BUFFERS.err = io.StringIO(), io.StringIO()
+    _BUFFERS.stdin = io.TextIOWrapper(
+        io.BytesIO(str(stdin).encode("utf-8", "surrogateescape")), encoding="utf-8"
+    )
+    AGENT_REQUEST.principal = principal
+    AGENT_REQUEST.columns = columns if isinstance(columns, int) and columns > 0 else None
+    code = 0
+    try:
+        # Standalone mode, as on the command line: usage errors are printed the same way
+        # and every ending is a SystemExit carrying the exit code.
+        try:
+            app(argv, prog_name="backchannel", standalone_mode=True)
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        return code, _BUFFERS.out.getvalue(), _BUFFERS.err.getvalue()
+    finally:
+        AGENT_REQUEST.principal = None
+        AGENT_REQUEST.columns = None
+        _BUFFERS.out = _BUFFERS.err = None
+        _BUFFERS.stdin = None

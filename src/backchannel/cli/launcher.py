@@ -1,0 +1,111 @@
+"""The `backchannel` entry point: ask the home's running agent, or run the command here.
+
+Standard library only until it knows which: a command served by a running agent costs
+one interpreter start and one round trip on the agent's socket, not the import of Typer,
+Rich and the whole client. Commands that never touch a principal (`relay`, `demo`, `meet`,
+`init`, `agent` itself, `--help`, `--version`) always run here; `watch` becomes a view of
+the agent's events when an agent runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+_HOME_ENV = "BACKCHANNEL_HOME"
+_ALWAYS_HERE = frozenset({"agent", "relay", "demo", "meet", "init", "tui"})
+_HELP = frozenset({"--help", "-h", "--version"})
+
+
+def _home_and_command(argv: list[str]) -> tuple[Path | None, str | None]:
+    """The `--home` given before the command (else the environment's), and the command."""
+    home: str | None = os.environ.get(_HOME_ENV) or None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--home" and i + 1 < len(argv):
+            home, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--home="):
+            home = arg.split("=", 1)[1]
+        elif not arg.startswith("-"):
+            return (Path(home) if home else None), arg
+        i += 1
+    return (Path(home) if home else None), None
+
+
+def _default_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("backchannel"))
+
+
+def _forward(home: Path, argv: list[str], command: str) -> int | None:
+    """Run the command through the agent; None when no agent answers."""
+    from backchannel.client.agent.client import AgentUnavailable, connect
+
+    try:
+        connection = connect(home)
+    except AgentUnavailable:
+        return None
+    with connection:
+        if command == "watch":
+            return _view_events(connection, as_json="--json" in argv)
+        stdin = ""
+        if "-" in argv[argv.index(command) + 1 :] and not sys.stdin.isatty():
+            stdin = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        params = {
+            "argv": argv,
+            "columns": shutil.get_terminal_size().columns,
+            "stdin": stdin,
+        }
+        try:
+            result = connection.call("cli", params)
+        except AgentUnavailable as error:
+            sys.stderr.write(f"error: {error}\n")
+            return 1
+    sys.stdout.write(str(result.get("stdout", "")))
+    sys.stdout.flush()
+    sys.stderr.write(str(result.get("stderr", "")))
+    code = result.get("code", 1)
+    return code if isinstance(code, int) else 1
+
+
+def _view_events(connection: object, *, as_json: bool) -> int:
+    import json
+
+    from backchannel.client.agent.client import AgentConnection
+
+    assert isinstance(connection, AgentConnection)
+    hello = connection.call("hello")
+    if not as_json:
+        sys.stderr.write(
+            f"Watching through the agent (pid {hello.get('pid')}); Ctrl-C to stop.\n"
+        )
+    try:
+        for message in connection.events():
+            if as_json:
+                sys.stdout.write(json.dumps(message.get("event"), ensure_ascii=False) + "\n")
+            else:
+                sys.stdout.write(f"{message.get('text', '')}\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main() -> None:
+    """The console script."""
+    argv = sys.argv[1:]
+    home, command = _home_and_command(argv)
+    if command is not None and command not in _ALWAYS_HERE and not _HELP & set(argv):
+        code = _forward(home or _default_home(), argv, command)
+        if code is not None:
+            raise SystemExit(code)
+    from backchannel.cli.main import run_here
+
+    run_here()

@@ -1,0 +1,200 @@
+"""The agent's local API server: a Unix socket in the home, for this user only.
+
+The socket file is created mode 0600 in a 0700 home, and every connection's peer is
+checked with `SO_PEERCRED`: a process of another user is refused even where file modes
+would let it in. Requests run one at a time, each in a worker thread with its own handle
+on the principal (`Principal.worker`), so the agent's loop keeps receiving meanwhile;
+every read-modify-write is one transaction with compare-and-swap, so the two never fork
+the state. Events (a message, a dialogue act, a fork, a relay down or back, an
+escalation) go to every subscribed connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from backchannel import __version__
+from backchannel.client.agent.lock import socket_path
+from backchannel.client.agent.wire import WireError, decode_line, encode_line
+from backchannel.client.engine import Principal
+
+__all__ = ["AgentServer", "CommandRunner"]
+
+# Runs one command line against a worker principal: (exit code, stdout, stderr).
+CommandRunner = Callable[[Principal, list[str], dict[str, Any]], tuple[int, str, str]]
+# Events queued for a subscriber that does not read: past this it is dropped, so a stuck
+# UI never grows the agent's memory.
+_MAX_QUEUED_EVENTS: Final = 1000
+_PEERCRED: Final = struct.Struct("3i")
+
+
+class AgentServer:
+    """Serves one principal's local API while the agent runs."""
+
+    def __init__(
+        self,
+        principal: Principal,
+        run_command: CommandRunner | None = None,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
+        self.principal = principal
+        self.path = socket_path(principal.home)
+        self._run_command = run_command
+        self._on_stop = on_stop
+        self._server: asyncio.AbstractServer | None = None
+        self._subscribers: set[asyncio.Queue[bytes | None]] = set()
+        # One request at a time: requests are a person's commands, and serialising them
+        # keeps each command's view of the state its own.
+        self._one_request = asyncio.Lock()
+        self.requests_served = 0
+
+    def __repr__(self) -> str:
+        return f"AgentServer({str(self.path)!r})"
+
+    async def start(self) -> None:
+        """Listen on the socket (replacing a stale one left by a dead agent: we hold the
+        home's lock, so no live agent can own it)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=8 * 1024 * 1024
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def broadcast(self, event: dict[str, Any], text: str) -> None:
+        """Send an event to every subscriber (dropping those that stopped reading)."""
+        line = encode_line({"event": event, "text": text})
+        for queue in list(self._subscribers):
+            if queue.qsize() >= _MAX_QUEUED_EVENTS:
+                self._subscribers.discard(queue)
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait(line)
+
+    # -- one connection ---------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not _same_user(writer):
+                return
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, ConnectionError):
+                    return  # over the line limit, or gone
+                if not line:
+                    return
+                try:
+                    request = decode_line(line)
+                except WireError as error:
+                    writer.write(encode_line({"id": None, "error": _error("bad-request", error)}))
+                    await writer.drain()
+                    return
+                if request.get("method") == "subscribe":
+                    await self._stream(request, writer)
+                    return
+                answer = await self._answer(request)
+                writer.write(encode_line(answer))
+                await writer.drain()
+        except ConnectionError:
+            return
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _stream(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            writer.write(encode_line({"id": request.get("id"), "result": {"subscribed": True}}))
+            await writer.drain()
+            while (line := await queue.get()) is not None:
+                writer.write(line)
+                await writer.drain()
+        finally:
+            self._subscribers.discard(queue)
+
+    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        rid = request.get("id")
+        method = request.get("method")
+        params = request.get("params") or {}
+        if not isinstance(params, dict):
+            return {"id": rid, "error": _error("bad-request", "params must be an object")}
+        if method == "hello":
+            return {"id": rid, "result": self._hello()}
+        if method == "stop":
+            if self._on_stop is not None:
+                self._on_stop()
+            return {"id": rid, "result": {"stopping": True}}
+        if method == "cli":
+            return {"id": rid, **await self._cli(params)}
+        return {"id": rid, "error": _error("unknown-method", f"no method {method!r}")}
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "name": self.principal.name,
+            "home": str(self.principal.home),
+            "requests_served": self.requests_served,
+        }
+
+    async def _cli(self, params: dict[str, Any]) -> dict[str, Any]:
+        argv = params.get("argv")
+        if self._run_command is None:
+            return {"error": _error("unsupported", "this agent runs no commands")}
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            return {"error": _error("bad-request", "argv must be a list of strings")}
+        run = self._run_command
+        async with self._one_request:
+            worker = self.principal.worker()
+            try:
+                code, out, err = await asyncio.to_thread(run, worker, argv, params)
+            finally:
+                worker.close()
+            self.requests_served += 1
+        return {"result": {"code": code, "stdout": out, "stderr": err}}
+
+
+def _same_user(writer: asyncio.StreamWriter) -> bool:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return False
+    _pid, uid, _gid = _PEERCRED.unpack(raw)
+    return bool(uid == os.getuid())
+
+
+def _error(code: str, message: object) -> dict[str, str]:
+    return {"code": code, "message": str(message)}
+
+
+def agent_socket(home: Path) -> Path:
+    """Where the agent of `home` listens (see `lock.socket_path`)."""
+    return socket_path(home)
