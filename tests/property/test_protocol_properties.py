@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
 from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
-from backchannel.protocol.e2e.ratchet import DuplicateMessage
-from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.e2e.primitives import AEAD_TAG_SIZE, BODY_NONCE_SIZE
+from backchannel.protocol.e2e.ratchet import SEALED_HEADER_SIZE, DuplicateMessage
+from backchannel.protocol.e2e.session import PAYLOAD_RATCHET, SealedMessage, Session
 from backchannel.protocol.envelope import BUCKETS, Envelope
 from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
 from backchannel.protocol.message import Message
@@ -41,6 +42,7 @@ def test_reorder_drop_duplicate_delivers_each_survivor_exactly_once(
     in_flight: dict[str, list[tuple[bytes, bytes]]] = {"alice": [], "bob": []}
     delivered: dict[str, list[tuple[bytes, bytes]]] = {"alice": [], "bob": []}
     received: dict[str, list[bytes]] = {"alice": [], "bob": []}
+    positions: dict[bytes, tuple[bytes, int]] = {}
     counter = 0
     for op, side, n in script:
         other = "bob" if side == "alice" else "alice"
@@ -51,17 +53,75 @@ def test_reorder_drop_duplicate_delivers_each_survivor_exactly_once(
             in_flight[other].append((sealed.payload, body))
         elif op == "deliver" and in_flight[side]:
             payload, body = in_flight[side].pop(n % len(in_flight[side]))
-            assert sessions[side].open(payload, pair.rng).body == body
+            opened = sessions[side].open_with_position(payload, pair.rng)
+            assert opened.message.body == body
+            position = (opened.position.ratchet_key, opened.position.n)
+            assert position not in positions.values()  # one message per position
+            positions[payload] = position
             received[side].append(body)
             delivered[side].append((payload, body))
         elif op == "duplicate" and delivered[side]:
             payload, _ = delivered[side][n % len(delivered[side])]
             before = sessions[side].encode()
-            with pytest.raises((DuplicateMessage, DecryptionFailed)):
+            with pytest.raises((DuplicateMessage, DecryptionFailed)) as caught:
                 sessions[side].open(payload, pair.rng)
+            if isinstance(caught.value, DuplicateMessage):  # a copy: the same position
+                assert (caught.value.ratchet_key, caught.value.n) == positions[payload]
             assert sessions[side].encode() == before
     for side in SIDES:
         assert len(received[side]) == len(set(received[side]))
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def _body_parts(payload: bytes) -> tuple[bytes, bytes]:
+    """(body nonce, body ciphertext without its tag) of a ratchet-only v2 payload."""
+    assert payload[0] == PAYLOAD_RATCHET
+    body = payload[1 + SEALED_HEADER_SIZE :]
+    return body[:BODY_NONCE_SIZE], body[BODY_NONCE_SIZE:-AEAD_TAG_SIZE]
+
+
+def _padded(sealed: SealedMessage) -> bytes:
+    encoded = sealed.message.encode()
+    capacity = len(sealed.payload) - 1 - SEALED_HEADER_SIZE - BODY_NONCE_SIZE - AEAD_TAG_SIZE
+    return len(encoded).to_bytes(4, "big") + encoded + bytes(capacity - 4 - len(encoded))
+
+
+same_length_texts = st.integers(1, 300).flatmap(
+    lambda n: st.tuples(st.binary(min_size=n, max_size=n), st.binary(min_size=n, max_size=n))
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(same_length_texts, st.booleans())
+def test_a_forked_state_is_no_two_time_pad(texts: tuple[bytes, bytes], same_rng: bool) -> None:
+    """The same Session restored twice, each sealing another plaintext under the same MK:
+    the v2 bodies' ciphertexts are not XOR-related (even if both forks' random sources
+    repeat, as a restored VM snapshot might), and with distinct sources the nonces differ."""
+    pair = make_pair("fork")
+    state = pair.alice.encode()
+    fork_a, fork_b = Session.decode(state), Session.decode(state)
+    rng_a = SeededRng("fork rng")
+    rng_b = SeededRng("fork rng") if same_rng else SeededRng("another fork rng")
+    text_a, text_b = texts
+    if text_a == text_b:
+        text_b = bytes([text_b[0] ^ 1]) + text_b[1:]
+    sealed_a, sealed_b = fork_a.seal(1, text_a, 0, rng_a), fork_b.seal(1, text_b, 0, rng_b)
+    nonce_a, ct_a = _body_parts(sealed_a.payload)
+    nonce_b, ct_b = _body_parts(sealed_b.payload)
+    assert len(ct_a) == len(ct_b)
+    assert _xor(ct_a, ct_b) != _xor(_padded(sealed_a), _padded(sealed_b))
+    assert (nonce_a == nonce_b) == same_rng
+    # Both are authentic: the receiver opens one and reports the other at its position.
+    opened = pair.bob.open_with_position(sealed_a.payload, pair.rng)
+    with pytest.raises(DuplicateMessage) as caught:
+        pair.bob.open(sealed_b.payload, pair.rng)
+    assert (caught.value.ratchet_key, caught.value.n) == (
+        opened.position.ratchet_key,
+        opened.position.n,
+    )
 
 
 def _flip(data: bytes, bit: int) -> bytes:

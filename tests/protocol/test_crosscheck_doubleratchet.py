@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from doubleratchet.kdf_chain import KDFChain
 from doubleratchet.recommended import HashFunction, kdf_hkdf, kdf_separate_hmacs
 from doubleratchet.symmetric_key_ratchet import Chain, SymmetricKeyRatchet
@@ -65,7 +65,9 @@ def test_message_keys_match_an_independent_symmetric_ratchet() -> None:
 
     for key, body, ciphertext in zip(asyncio.run(theirs()), bodies, ciphertexts, strict=True):
         sealed, encrypted = ciphertext[:SEALED_HEADER_SIZE], ciphertext[SEALED_HEADER_SIZE:]
-        assert ChaCha20Poly1305(key).decrypt(b"\x00" * 12, encrypted, ad + sealed) == body
+        # Body v2: nonce(12) || AES-256-GCM-SIV(MK, nonce, plaintext, AD || sealed header).
+        nonce, rest = encrypted[:12], encrypted[12:]
+        assert AESGCMSIV(key).decrypt(nonce, rest, ad + sealed) == body
 
 
 def test_root_chain_matches_an_independent_kdf_chain() -> None:

@@ -7,7 +7,7 @@ import pytest
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity, safety_number
 from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
 from backchannel.protocol.e2e.ratchet import MAX_SKIP, DuplicateMessage, Ratchet
-from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.e2e.session import PAYLOAD_RATCHET, Session
 from backchannel.protocol.envelope import BUCKETS, ENVELOPE_HEADER_SIZE, Envelope
 from backchannel.protocol.errors import (
     DecryptionFailed,
@@ -194,7 +194,7 @@ def test_session_state_round_trips_and_keeps_working(pair: Pair) -> None:
 
 def test_initiator_stops_repeating_the_handshake_after_a_reply(pair: Pair) -> None:
     assert not pair.alice.awaiting_reply
-    assert pair.alice.seal(1, b"", 0, pair.rng).payload[0] == 0x02
+    assert pair.alice.seal(1, b"", 0, pair.rng).payload[0] == PAYLOAD_RATCHET
 
 
 def test_safety_number_is_symmetric_and_distinguishes_keys() -> None:

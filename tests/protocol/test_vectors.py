@@ -12,7 +12,7 @@ from kyber_py.ml_kem import ML_KEM_768
 
 from backchannel.protocol.e2e.handshake import Initiation, derive_handshake_secret, respond
 from backchannel.protocol.e2e.keys import IdentityKeyPair
-from backchannel.protocol.e2e.prekeys import PrekeyBundle
+from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
 from backchannel.protocol.e2e.primitives import (
     mlkem_private,
     mlkem_public,
@@ -70,9 +70,17 @@ def test_libsignal_x3dh_chain_key_as_alice() -> None:
     assert okm[32:].hex() == "ab9be50e5cb22a925446ab90ee5670545f4fd32902459ec274b6ad0ae5d6031a"
 
 
+VECTORS_V1 = VECTORS.parent / "golden_v1.json"
+
+
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(VECTORS.read_text())
+    return data
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
     return data
 
 
@@ -80,21 +88,47 @@ def test_golden_vectors_are_reproduced_byte_for_byte(vectors: dict[str, Any]) ->
     assert golden.build() == vectors
 
 
-def test_golden_initiation_is_accepted_by_the_responder(vectors: dict[str, Any]) -> None:
-    bob = IdentityKeyPair.from_private_bytes(bytes.fromhex(vectors["bob_identity_private"]))
-    rng = SeededRng("backchannel golden vectors v1")
-    rng(64), rng(64)  # alice's and bob's identities, as golden.build drew them
-    from backchannel.protocol.e2e.prekeys import PrekeySecrets
+class _Keys:
+    """An rng for receivers that hands out, for each DH ratchet step, the ratchet private key
+    the vectors show that side using next (and fresh bytes for anything else)."""
 
-    prekeys = PrekeySecrets.generate(rng, one_time_count=1)
-    initiation = Initiation.read(Reader(bytes.fromhex(vectors["initiation"])))
-    alice, secrets = respond(bob, prekeys, initiation)
-    assert alice.encode().hex() == vectors["associated_data"][:132]
-    assert secrets.root_key.hex() == vectors["root_key"]
-    first = bytes.fromhex(vectors["messages"][0]["payload"])
-    session, message, _ = Session.respond(bob, prekeys, first, rng)
-    assert message.body == bytes.fromhex(vectors["messages"][0]["body"])
-    assert session.peer_identity == alice
+    def __init__(self, keys: list[bytes]) -> None:
+        self._keys = keys
+        self._other = SeededRng("unused")
+
+    def __call__(self, n: int) -> bytes:
+        return self._keys.pop(0) if n == 32 and self._keys else self._other(n)
+
+
+@pytest.mark.parametrize("path", [VECTORS_V1, VECTORS], ids=["payload v1", "payload v2"])
+def test_every_golden_payload_opens_with_todays_decoder(path: Path) -> None:
+    v = _load(path)
+    bob = IdentityKeyPair.from_private_bytes(bytes.fromhex(v["bob_identity_private"]))
+    prekeys = PrekeySecrets.decode(bytes.fromhex(v["prekey_secrets"]))
+    bundle = PrekeyBundle.decode(bytes.fromhex(v["bundle"]))
+    initiation = Initiation.read(Reader(bytes.fromhex(v["initiation"])))
+    alice_secrets = respond(bob, prekeys, initiation)[1]
+    assert alice_secrets.root_key.hex() == v["root_key"]
+    ratchet_keys: dict[str, list[bytes]] = {"alice": [], "bob": []}
+    for m in v["messages"]:
+        key = bytes.fromhex(m["sender_ratchet_private"])
+        if key not in ratchet_keys[m["sender"]]:
+            ratchet_keys[m["sender"]].append(key)
+    rngs = {side: _Keys(keys) for side, keys in ratchet_keys.items()}
+    alice = Session.from_initiation(initiation, alice_secrets, bundle, rngs["alice"])
+    sessions: dict[str, Session] = {"alice": alice}
+    for m in v["messages"]:
+        payload = bytes.fromhex(m["payload"])
+        receiver = "bob" if m["sender"] == "alice" else "alice"
+        if receiver not in sessions:
+            sessions["bob"], message, prekeys = Session.respond(
+                bob, prekeys, payload, rngs["bob"]
+            )
+        else:
+            message = sessions[receiver].open(payload, rngs[receiver])
+        assert message.body.hex() == m["body"]
+        assert message.encode().hex() == m["message"]
+    assert sessions["bob"].peer_identity.encode().hex() == v["associated_data"][:132]
 
 
 def test_bundle_vector_decodes_and_verifies(vectors: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ Layout::
     prev_hash   32    hash of the previous message this sender sent (zeros for the first)
     sent_at     u64   sender's clock, milliseconds since the Unix epoch
     kind        u16   what the body is (see `MessageKind`); unknown kinds are kept, not refused
-    body        u32 length + bytes, at most MAX_BODY_SIZE
+    body        u32 length + bytes, at most MAX_BODY_SIZE (MAX_RECEIVED_BODY_SIZE on receipt)
 
 `message_hash` chains a sender's messages: each names its predecessor, so a receiver detects
 a dropped or substituted message even across relays.
@@ -27,6 +27,7 @@ from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 __all__ = [
     "GENESIS_HASH",
     "MAX_BODY_SIZE",
+    "MAX_RECEIVED_BODY_SIZE",
     "MESSAGE_ID_SIZE",
     "MESSAGE_VERSION",
     "Message",
@@ -37,9 +38,16 @@ MESSAGE_VERSION: Final = 1
 MESSAGE_ID_SIZE: Final = 16
 HASH_SIZE: Final = 32
 GENESIS_HASH: Final = b"\x00" * HASH_SIZE
-# The largest envelope is 64 KiB; a body cannot exceed it, and the check comes before any
-# allocation so a malformed length cannot make a receiver reserve gigabytes.
-MAX_BODY_SIZE: Final = 65536
+# The largest body a sender can send: what fills the largest bucket in a ratchet-only payload
+# v2 (type 0x04): 65536 - 17 (envelope) - 1 (type) - 68 (sealed header) - 12 (body nonce)
+# - 16 (tag) - 4 (padding length) - 71 (message fields before the body) = 65347. A payload
+# that also carries the initiation (type 0x03) holds 1212 bytes less, or 1216 with a one-time
+# prekey (see `session.MAX_INITIATION_BODY_SIZE`); sealing refuses what does not fit.
+MAX_BODY_SIZE: Final = 65347
+# What a receiver accepts: Backchannel 0.1's type 0x02 payload had no body nonce, so its
+# largest body was 12 bytes longer. Checked before any allocation, so a malformed length
+# cannot make a receiver reserve gigabytes.
+MAX_RECEIVED_BODY_SIZE: Final = MAX_BODY_SIZE + 12
 _HASH_PREFIX: Final = b"Backchannel message hash v1"
 # Everything before the body, in one struct: encoding is on every message's hot path.
 _FIXED: Final = struct.Struct(">B16sQ32sQHI")
@@ -65,8 +73,8 @@ class Message:
     def __post_init__(self) -> None:
         if len(self.message_id) != MESSAGE_ID_SIZE or len(self.prev_hash) != HASH_SIZE:
             raise LocalProtocolError("message id is 16 bytes and prev_hash 32")
-        if len(self.body) > MAX_BODY_SIZE:
-            raise LocalProtocolError(f"message body exceeds {MAX_BODY_SIZE} bytes")
+        if len(self.body) > MAX_RECEIVED_BODY_SIZE:
+            raise LocalProtocolError(f"message body exceeds {MAX_RECEIVED_BODY_SIZE} bytes")
         if not 0 <= self.kind <= 0xFFFF:
             raise LocalProtocolError("message kind out of range")
 
@@ -103,8 +111,10 @@ class Message:
         version, message_id, seq, prev_hash, sent_at, kind, length = _FIXED.unpack_from(data)
         if version != MESSAGE_VERSION:
             raise RemoteProtocolError("unknown message version")
-        if length > MAX_BODY_SIZE:
-            raise RemoteProtocolError(f"message body of {length} bytes exceeds {MAX_BODY_SIZE}")
+        if length > MAX_RECEIVED_BODY_SIZE:
+            raise RemoteProtocolError(
+                f"message body of {length} bytes exceeds {MAX_RECEIVED_BODY_SIZE}"
+            )
         if len(data) != _FIXED.size + length:
             raise RemoteProtocolError("message length does not match its body")
         return cls(message_id, seq, prev_hash, sent_at, kind, bytes(data[_FIXED.size :]))

@@ -58,6 +58,7 @@ from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
     "ASSOCIATED_DATA_SIZE",
+    "INITIATION_SIZE_WITH_ONE_TIME_PREKEY",
     "HandshakeSecrets",
     "Initiation",
     "derive_handshake_secret",
@@ -68,6 +69,10 @@ __all__ = [
 
 ASSOCIATED_DATA_SIZE: Final = 2 * IDENTITY_ENCODING_SIZE
 _SEALED_IDENTITY_SIZE: Final = IDENTITY_ENCODING_SIZE + AEAD_TAG_SIZE
+# ek 33, spk_id 4, pqspk_id 4, has_opk 1, opk_id 4, kem_ct 1088, sealed identity 82: 1216.
+INITIATION_SIZE_WITH_ONE_TIME_PREKEY: Final = (
+    1 + KEY_SIZE + 4 + 4 + 1 + 4 + KEM_CIPHERTEXT_SIZE + _SEALED_IDENTITY_SIZE
+)
 _ZERO_SALT: Final = b"\x00" * 32
 
 

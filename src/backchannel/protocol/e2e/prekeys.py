@@ -65,8 +65,10 @@ class PrekeyBundle:
     pq_prekey_signature: bytes
     one_time_prekey_id: int | None = None
     one_time_prekey: bytes | None = None
-    # Set once verify() has passed, so decode-then-initiate checks the signatures once.
-    _verified: bool = field(default=False, compare=False, repr=False)
+    # Set once verify() has passed, so decode-then-initiate checks the signatures once. Not an
+    # init field: `dataclasses.replace` cannot set it and does not copy it, so a bundle whose
+    # identity or keys were swapped is verified again rather than trusted.
+    _verified: bool = field(default=False, init=False, compare=False, repr=False)
 
     def encode(self) -> bytes:
         w = Writer().raw(self.identity.encode())

@@ -19,10 +19,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
+from backchannel.protocol.errors import (
+    DecryptionFailed,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 
 __all__ = [
     "AEAD_TAG_SIZE",
+    "BODY_NONCE_SIZE",
     "HEADER_NONCE_SIZE",
     "KEM_CIPHERTEXT_SIZE",
     "KEM_PUBLIC_SIZE",
@@ -32,6 +37,8 @@ __all__ = [
     "Rng",
     "aead_decrypt",
     "aead_encrypt",
+    "body_decrypt",
+    "body_encrypt",
     "constant_time_equal",
     "ed25519_private",
     "ed25519_public",
@@ -59,6 +66,11 @@ AEAD_TAG_SIZE: Final = 16
 # AES-GCM-SIV takes a 96-bit nonce; header keys are reused for a whole chain, so the nonce
 # is random and the mode is misuse-resistant: a repeated nonce leaks only equality.
 HEADER_NONCE_SIZE: Final = 12
+# Message bodies (payload v2) use the same construction as headers. A message key is meant to
+# be used once, but a forked or restored state uses it again: with a random nonce and a
+# misuse-resistant mode that costs nothing but equality of identical plaintexts, where a
+# fixed nonce under a stream cipher gave away the XOR of the two plaintexts.
+BODY_NONCE_SIZE: Final = 12
 KEM_SEED_SIZE: Final = 64  # FIPS 203 seed form (d || z)
 KEM_PUBLIC_SIZE: Final = 1184
 KEM_CIPHERTEXT_SIZE: Final = 1088
@@ -146,13 +158,41 @@ def sha512(data: bytes) -> bytes:
 
 
 def aead_encrypt(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
-    """ChaCha20-Poly1305 under a single-use key, so a fixed zero nonce is safe (DR spec §5.2)."""
+    """ChaCha20-Poly1305 with a fixed zero nonce: only under a key used exactly once.
+
+    Used for the sealed initiator identity (its key comes from a fresh ephemeral key and a
+    fresh KEM secret, so it cannot repeat). Payload v1 bodies used it too; they are only
+    ever decrypted now.
+    """
     return ChaCha20Poly1305(key).encrypt(_ZERO_NONCE, plaintext, associated_data)
 
 
 def aead_decrypt(key: bytes, ciphertext: bytes, associated_data: bytes) -> bytes:
     try:
         return ChaCha20Poly1305(key).decrypt(_ZERO_NONCE, ciphertext, associated_data)
+    except InvalidTag:
+        raise DecryptionFailed() from None
+
+
+def body_encrypt(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """Payload v2 body: nonce || AES-256-GCM-SIV(key, nonce, plaintext, associated_data)."""
+    if len(nonce) != BODY_NONCE_SIZE:
+        raise LocalProtocolError(f"body nonce must be {BODY_NONCE_SIZE} bytes")
+    return nonce + AESGCMSIV(key).encrypt(nonce, plaintext, associated_data)
+
+
+def body_decrypt(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    """Open a payload v2 body.
+
+    Raises:
+        DecryptionFailed: truncated, or it does not authenticate under `key`.
+    """
+    if len(sealed) < BODY_NONCE_SIZE + AEAD_TAG_SIZE:
+        raise DecryptionFailed()
+    try:
+        return AESGCMSIV(key).decrypt(
+            sealed[:BODY_NONCE_SIZE], sealed[BODY_NONCE_SIZE:], associated_data
+        )
     except InvalidTag:
         raise DecryptionFailed() from None
 

@@ -5,7 +5,12 @@ MKSKIPPED. Choices the spec leaves open:
 
 - KDF_RK_HE(rk, dh) = HKDF-SHA256(salt=rk, ikm=dh, info=ROOT_KDF_INFO) -> RK || CK || NHK.
 - KDF_CK(ck): MK = HMAC-SHA256(ck, 0x01), CK' = HMAC-SHA256(ck, 0x02) (§5.2).
-- ENCRYPT: ChaCha20-Poly1305 keyed by MK with a zero nonce; MK is used exactly once.
+- ENCRYPT (body version 2, what every sender produces): nonce(12, random) ||
+  AES-256-GCM-SIV(MK, nonce, plaintext, AD || sealed header). MK is meant to be used once;
+  should a forked or restored state use it twice, the random nonce and the misuse-resistant
+  mode leak nothing but equality of identical plaintexts (no two-time pad).
+- Body version 1 (Backchannel 0.1, decrypted only): ChaCha20-Poly1305 under MK with a zero
+  nonce.
 - HENCRYPT: AES-256-GCM-SIV with a random 96-bit nonce, since a header key encrypts every
   header of its chain (§4.2 warns the header key is reused).
 - Header plaintext: DHs public (32) || PN (u32) || N (u32): 40 bytes, 68 sealed.
@@ -13,14 +18,18 @@ MKSKIPPED. Choices the spec leaves open:
   (§3.4 CONCAT; the session AD has a fixed length, so the concatenation is unambiguous).
 
 Decryption is *clone-then-commit*: every new value is computed into locals and written to
-the state only after the body has authenticated, so a forged or corrupted message leaves
-the state exactly as it was.
+the state only when the caller commits, which it does only after the body has authenticated
+and its plaintext parsed (`prepare_decrypt` then `PendingDecryption.commit`), so a forged,
+corrupted or malformed message leaves the state exactly as it was.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from functools import partial
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -28,11 +37,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from backchannel.protocol.e2e import labels
 from backchannel.protocol.e2e.primitives import (
     AEAD_TAG_SIZE,
+    BODY_NONCE_SIZE,
     HEADER_NONCE_SIZE,
     KEY_SIZE,
     Rng,
     aead_decrypt,
-    aead_encrypt,
+    body_decrypt,
+    body_encrypt,
     header_decrypt,
     header_encrypt,
     hkdf,
@@ -53,7 +64,10 @@ __all__ = [
     "MAX_SKIP",
     "MAX_SKIPPED_KEYS",
     "SEALED_HEADER_SIZE",
+    "BodyVersion",
     "DuplicateMessage",
+    "PendingDecryption",
+    "Position",
     "Ratchet",
     "TooFarAhead",
 ]
@@ -75,8 +89,60 @@ _STATE_VERSION: Final = 1
 _NO_KEY: Final = b""
 
 
+class BodyVersion(IntEnum):
+    """How a message body is encrypted under its message key (the payload type says which)."""
+
+    CHACHA_ZERO_NONCE = 1  # Backchannel 0.1; decrypted, never produced
+    GCM_SIV_RANDOM_NONCE = 2
+
+
+# Smallest body of each version: an empty plaintext still carries its tag (and nonce).
+_MIN_BODY: Final = {
+    BodyVersion.CHACHA_ZERO_NONCE: AEAD_TAG_SIZE,
+    BodyVersion.GCM_SIV_RANDOM_NONCE: BODY_NONCE_SIZE + AEAD_TAG_SIZE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a message sits in its sender's ratchet: chain (sender's DHs public) and N.
+
+    `sealed_header` is the 68-byte sealed header as received. Only a holder of the sender's
+    header key can seal a header, and sealing draws a fresh random nonce, so two different
+    sealed headers at one position prove two sealings (a forked sender state), while the
+    same sealed header again is a copy (perhaps with its body tampered with by a relay).
+    """
+
+    ratchet_key: bytes
+    n: int
+    sealed_header: bytes
+
+    def __repr__(self) -> str:
+        return f"Position(ratchet_key={self.ratchet_key[:4].hex()}.., n={self.n})"
+
+
 class DuplicateMessage(RemoteProtocolError):
-    """The message authenticated as ours but its key is already used: a replay or a copy."""
+    """An authentic header for a position of the current receiving chain already consumed.
+
+    Either a copy of a message already received, or (when `sealed_header` differs from the
+    one received at that position) a second message sealed from a forked sender state: the
+    caller compares with what it stored (docs/protocol.md §8). Nothing changed.
+
+    Attributes:
+        ratchet_key: the sender's ratchet public key (DHs), 32 bytes.
+        n: the message number N within that chain.
+        sealed_header: the sealed header of the duplicate, 68 bytes.
+    """
+
+    def __init__(self, ratchet_key: bytes, n: int, sealed_header: bytes) -> None:
+        super().__init__("message was already received")
+        self.ratchet_key = ratchet_key
+        self.n = n
+        self.sealed_header = sealed_header
+
+    @property
+    def position(self) -> Position:
+        return Position(self.ratchet_key, self.n, self.sealed_header)
 
 
 class TooFarAhead(RemoteProtocolError):
@@ -105,6 +171,25 @@ class _Header:
     dh: bytes
     pn: int
     n: int
+
+
+def _open_body(version: BodyVersion, key: bytes, body: bytes, ad: bytes) -> bytes:
+    if version is BodyVersion.GCM_SIV_RANDOM_NONCE:
+        return body_decrypt(key, body, ad)
+    return aead_decrypt(key, body, ad)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDecryption:
+    """A message whose body authenticated, and the state change that accepting it makes.
+
+    Nothing has changed yet: call `commit()` to keep the message (once, straight away, with
+    no other use of the ratchet in between), or drop this object to leave the state as is.
+    """
+
+    plaintext: bytes = field(repr=False)
+    position: Position
+    commit: Callable[[], object] = field(repr=False)
 
 
 def _open_header(key: bytes | None, sealed: bytes, ad: bytes) -> _Header | None:
@@ -198,7 +283,9 @@ class Ratchet:
     # -- sending ----------------------------------------------------------------------
 
     def encrypt(self, plaintext: bytes, ad: bytes, rng: Rng) -> bytes:
-        """RatchetEncryptHE: returns sealed header || body ciphertext.
+        """RatchetEncryptHE: returns sealed header || body (body version 2).
+
+        Draws from `rng`, in this order: the header nonce (12), then the body nonce (12).
 
         Raises:
             LocalProtocolError: the responder tried to send before receiving anything.
@@ -211,19 +298,47 @@ class Ratchet:
         header = _HEADER.pack(self.dhs_public, self.pn, self.ns)
         sealed = header_encrypt(self.hks, rng(HEADER_NONCE_SIZE), header, ad)
         self.ns += 1
-        return sealed + aead_encrypt(mk, plaintext, ad + sealed)
+        return sealed + body_encrypt(mk, rng(BODY_NONCE_SIZE), plaintext, ad + sealed)
 
     # -- receiving --------------------------------------------------------------------
 
-    def decrypt(self, data: bytes, ad: bytes, rng: Rng) -> bytes:
-        """RatchetDecryptHE with clone-then-commit.
+    def decrypt(
+        self,
+        data: bytes,
+        ad: bytes,
+        rng: Rng,
+        body_version: BodyVersion = BodyVersion.GCM_SIV_RANDOM_NONCE,
+    ) -> bytes:
+        """RatchetDecryptHE, committed as soon as the body authenticates.
 
         Raises:
             DecryptionFailed: nothing authenticates (tampered, foreign, or too old).
-            DuplicateMessage: an authentic message whose key was already used.
-            RemoteProtocolError: an authentic header that skips more than MAX_SKIP.
+            DuplicateMessage: an authentic header whose key was already used.
+            TooFarAhead: an authentic header that skips more than MAX_SKIP.
         """
-        if len(data) < SEALED_HEADER_SIZE + AEAD_TAG_SIZE:
+        pending = self.prepare_decrypt(data, ad, rng, body_version)
+        pending.commit()
+        return pending.plaintext
+
+    def prepare_decrypt(
+        self,
+        data: bytes,
+        ad: bytes,
+        rng: Rng,
+        body_version: BodyVersion = BodyVersion.GCM_SIV_RANDOM_NONCE,
+    ) -> PendingDecryption:
+        """RatchetDecryptHE with clone-then-commit: decrypt without changing anything.
+
+        `data` is sealed header || body; `body_version` is what the payload type says.
+
+        Raises:
+            DecryptionFailed: nothing authenticates (tampered, foreign, or too old).
+            DuplicateMessage: an authentic header for a position of the current receiving
+                chain already consumed (a copy from an older chain gives DecryptionFailed:
+                its header key is no longer held).
+            TooFarAhead: an authentic header that skips more than MAX_SKIP.
+        """
+        if len(data) < SEALED_HEADER_SIZE + _MIN_BODY[body_version]:
             raise DecryptionFailed()
         sealed, body = data[:SEALED_HEADER_SIZE], data[SEALED_HEADER_SIZE:]
         body_ad = ad + sealed
@@ -232,9 +347,9 @@ class Ratchet:
         for hk in dict.fromkeys(k for k, _ in self.skipped):
             header = _open_header(hk, sealed, ad)
             if header is not None and (hk, header.n) in self.skipped:
-                plaintext = aead_decrypt(self.skipped[hk, header.n], body, body_ad)
-                del self.skipped[hk, header.n]
-                return plaintext
+                plaintext = _open_body(body_version, self.skipped[hk, header.n], body, body_ad)
+                forget = partial(self.skipped.pop, (hk, header.n))
+                return PendingDecryption(plaintext, Position(header.dh, header.n, sealed), forget)
 
         # 2. The current receiving chain, or the next one (DecryptHeader).
         header = _open_header(self.hkr, sealed, ad)
@@ -245,9 +360,9 @@ class Ratchet:
             if header is None:
                 raise DecryptionFailed()
         if not step and header.n < self.nr:
-            raise DuplicateMessage("message was already received")
+            raise DuplicateMessage(header.dh, header.n, sealed)
 
-        # 3. Work on copies; commit only after the body authenticates.
+        # 3. Work on copies; commit only when told to.
         new_skipped: list[tuple[tuple[bytes, int], bytes]] = []
         hkr, ckr, nr = self.hkr, self.ckr, self.nr
         rk, dhs, dhr = self.rk, self.dhs, self.dhr
@@ -263,19 +378,21 @@ class Ratchet:
             rk, cks, nhks = _kdf_rk(rk, x25519(dhs, peer))
         ckr, nr = self._skip(new_skipped, hkr, ckr, nr, header.n)
         ckr, mk = _kdf_ck(ckr)
-        plaintext = aead_decrypt(mk, body, body_ad)
+        plaintext = _open_body(body_version, mk, body, body_ad)
 
-        # Authentic: commit.
-        self.hkr, self.ckr, self.nr = hkr, ckr, nr + 1
-        if dhs is not self.dhs:
-            self.dhs_public = b""
-        self.rk, self.dhs, self.dhr = rk, dhs, dhr
-        self.cks, self.ns, self.pn, self.hks, self.nhks, self.nhkr = cks, ns, pn, hks, nhks, nhkr
-        for key, value in new_skipped:
-            self.skipped[key] = value
-        while len(self.skipped) > MAX_SKIPPED_KEYS:
-            del self.skipped[next(iter(self.skipped))]
-        return plaintext
+        def commit() -> None:
+            self.hkr, self.ckr, self.nr = hkr, ckr, nr + 1
+            if dhs is not self.dhs:
+                self.dhs_public = b""
+            self.rk, self.dhs, self.dhr = rk, dhs, dhr
+            self.cks, self.ns, self.pn = cks, ns, pn
+            self.hks, self.nhks, self.nhkr = hks, nhks, nhkr
+            for key, value in new_skipped:
+                self.skipped[key] = value
+            while len(self.skipped) > MAX_SKIPPED_KEYS:
+                del self.skipped[next(iter(self.skipped))]
+
+        return PendingDecryption(plaintext, Position(header.dh, header.n, sealed), commit)
 
     @staticmethod
     def _skip(
@@ -314,14 +431,20 @@ class Ratchet:
 
     @classmethod
     def decode(cls, data: bytes) -> Ratchet:
+        """Restore a stored ratchet.
+
+        Raises:
+            RemoteProtocolError: not a ratchet state of a known version, or a key field
+                that is neither absent (0 bytes) nor a key (32 bytes).
+        """
         r = Reader(data, "ratchet state")
         if r.u8() != _STATE_VERSION:
             raise RemoteProtocolError("unknown ratchet state version")
         state = cls()
         state.dhs = x25519_private(r.fixed(KEY_SIZE))
-        state.dhr, state.rk, state.cks, state.ckr = (r.bytes16(KEY_SIZE) for _ in range(4))
+        state.dhr, state.rk, state.cks, state.ckr = (_optional_key(r) for _ in range(4))
         state.ns, state.nr, state.pn = r.u32(), r.u32(), r.u32()
-        state.hks, state.hkr, state.nhks, state.nhkr = (r.bytes16(KEY_SIZE) for _ in range(4))
+        state.hks, state.hkr, state.nhks, state.nhkr = (_optional_key(r) for _ in range(4))
         count = r.u32()
         if count > MAX_SKIPPED_KEYS:
             raise RemoteProtocolError("ratchet state holds too many skipped keys")
@@ -330,3 +453,11 @@ class Ratchet:
             state.skipped[hk, n] = mk
         r.finish()
         return state
+
+
+def _optional_key(r: Reader) -> bytes:
+    """A key field of the stored state: absent (0 bytes) or a key (32 bytes), nothing else."""
+    value = r.bytes16(KEY_SIZE)
+    if len(value) not in (0, KEY_SIZE):
+        raise RemoteProtocolError(f"ratchet state: a key field of {len(value)} bytes")
+    return value

@@ -2,10 +2,15 @@
 
 Payload layout (the envelope's payload; its length is always `bucket - 17`)::
 
-    type        u8    0x01: carries the PQXDH initiation; 0x02: ratchet only
-    initiation        (type 0x01 only; see `handshake`)
+    type        u8    0x03: carries the PQXDH initiation; 0x04: ratchet only (payload v2)
+    initiation        (types 0x01 and 0x03 only; see `handshake`)
     sealed header 68
-    body              ChaCha20-Poly1305 of: u32 length || Message || zero padding
+    body              v2: nonce 12 || AES-256-GCM-SIV of: u32 length || Message || zeros
+
+Senders produce v2 only. Receivers also accept Backchannel 0.1's payload v1 (type 0x01 with
+an initiation, 0x02 without), whose body is ChaCha20-Poly1305 under a zero nonce, so that
+messages in flight from a 0.1 sender still open. Receivers check that the payload fills
+the smallest bucket that holds it (docs/protocol.md §6).
 
 The initiator repeats the initiation in every message until it has received a reply, so
 the responder can start the session from whichever of those messages reaches it first
@@ -20,6 +25,7 @@ from typing import Final
 
 from backchannel.protocol.e2e.handshake import (
     ASSOCIATED_DATA_SIZE,
+    INITIATION_SIZE_WITH_ONE_TIME_PREKEY,
     HandshakeSecrets,
     Initiation,
     initiate,
@@ -31,26 +37,61 @@ from backchannel.protocol.e2e.keys import (
     PublicIdentity,
 )
 from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
-from backchannel.protocol.e2e.primitives import AEAD_TAG_SIZE, Rng, sha256
-from backchannel.protocol.e2e.ratchet import SEALED_HEADER_SIZE, Ratchet
-from backchannel.protocol.envelope import ENVELOPE_HEADER_SIZE, bucket_for_payload
+from backchannel.protocol.e2e.primitives import AEAD_TAG_SIZE, BODY_NONCE_SIZE, Rng, sha256
+from backchannel.protocol.e2e.ratchet import (
+    SEALED_HEADER_SIZE,
+    BodyVersion,
+    Position,
+    Ratchet,
+)
+from backchannel.protocol.envelope import BUCKETS, ENVELOPE_HEADER_SIZE, bucket_for_payload
 from backchannel.protocol.errors import (
     DecryptionFailed,
     LocalProtocolError,
     RemoteProtocolError,
 )
-from backchannel.protocol.message import GENESIS_HASH, MESSAGE_ID_SIZE, Message
+from backchannel.protocol.message import (
+    GENESIS_HASH,
+    MAX_BODY_SIZE,
+    MESSAGE_ID_SIZE,
+    Message,
+)
 from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
+    "MAX_INITIATION_BODY_SIZE",
     "PAYLOAD_INITIATION",
     "PAYLOAD_RATCHET",
+    "PAYLOAD_V1_INITIATION",
+    "PAYLOAD_V1_RATCHET",
+    "OpenedMessage",
     "SealedMessage",
     "Session",
+    "starts_session",
 ]
 
-PAYLOAD_INITIATION: Final = 0x01
-PAYLOAD_RATCHET: Final = 0x02
+# Payload types (docs/protocol.md §6). v2 (what senders produce): the body is
+# nonce || AES-256-GCM-SIV. v1 (Backchannel 0.1, accepted on receipt only): the body is
+# ChaCha20-Poly1305 under a zero nonce, which a forked state turned into a two-time pad.
+PAYLOAD_INITIATION: Final = 0x03
+PAYLOAD_RATCHET: Final = 0x04
+PAYLOAD_V1_INITIATION: Final = 0x01
+PAYLOAD_V1_RATCHET: Final = 0x02
+# type -> (carries an initiation, body version)
+_PAYLOAD_TYPES: Final = {
+    PAYLOAD_V1_INITIATION: (True, BodyVersion.CHACHA_ZERO_NONCE),
+    PAYLOAD_V1_RATCHET: (False, BodyVersion.CHACHA_ZERO_NONCE),
+    PAYLOAD_INITIATION: (True, BodyVersion.GCM_SIV_RANDOM_NONCE),
+    PAYLOAD_RATCHET: (False, BodyVersion.GCM_SIV_RANDOM_NONCE),
+}
+# What the body adds to the padded plaintext, per version: (nonce and) tag.
+_BODY_OVERHEAD: Final = {
+    BodyVersion.CHACHA_ZERO_NONCE: AEAD_TAG_SIZE,
+    BodyVersion.GCM_SIV_RANDOM_NONCE: BODY_NONCE_SIZE + AEAD_TAG_SIZE,
+}
+# The largest body a type 0x03 payload holds when the initiation names a one-time prekey
+# (1216 bytes of initiation; 4 more body bytes fit without one): MAX_BODY_SIZE - 1216.
+MAX_INITIATION_BODY_SIZE: Final = MAX_BODY_SIZE - INITIATION_SIZE_WITH_ONE_TIME_PREKEY
 _LENGTH: Final = struct.Struct(">I")
 _STATE_VERSION: Final = 1
 _ROLE_INITIATOR: Final = 1
@@ -58,6 +99,16 @@ _ROLE_RESPONDER: Final = 2
 # A stored session holds a ratchet (at most ~140 KB with every skipped key) and a little
 # more; anything claiming to be larger is damaged.
 _MAX_RATCHET_STATE: Final = 256 * 1024
+
+
+def starts_session(payload: bytes) -> bool:
+    """True if the payload carries a PQXDH initiation (type 0x03, or 0.1's 0x01).
+
+    Only such a payload can start a session (`Session.respond`); this looks at the type
+    byte alone and proves nothing about the rest.
+    """
+    kind = _PAYLOAD_TYPES.get(payload[0]) if payload else None
+    return kind is not None and kind[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +119,29 @@ class SealedMessage:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedMessage:
+    """A message received, and where it sat in the sender's ratchet (to tell forks apart)."""
+
+    message: Message
+    position: Position
+
+
 def _pad(plain: bytes, overhead: int) -> bytes:
-    """Length-prefix and zero-pad `plain` so the whole envelope fills a bucket."""
+    """Length-prefix and zero-pad `plain` so the whole envelope fills the smallest bucket."""
     needed = overhead + _LENGTH.size + len(plain)
     bucket = bucket_for_payload(needed)
     capacity = bucket - ENVELOPE_HEADER_SIZE - overhead - _LENGTH.size
     return _LENGTH.pack(len(plain)) + plain + b"\x00" * (capacity - len(plain))
 
 
-def _unpad(padded: bytes) -> bytes:
+def _unpad(padded: bytes, overhead: int) -> bytes:
+    """The plaintext inside `padded`, which the payload's `overhead` bytes wrap.
+
+    Raises:
+        RemoteProtocolError: malformed length or padding, or a payload that is not the
+            smallest bucket holding the message (one canonical size per message).
+    """
     if len(padded) < _LENGTH.size:
         raise RemoteProtocolError("padded message is truncated")
     (length,) = _LENGTH.unpack_from(padded)
@@ -84,7 +149,24 @@ def _unpad(padded: bytes) -> bytes:
     # Padding must be zeros: one canonical plaintext per message. Compared in C, not a loop.
     if end > len(padded) or padded[end:] != bytes(len(padded) - end):
         raise RemoteProtocolError("message padding is malformed")
+    smallest = bucket_for_payload(overhead + end)
+    if smallest != ENVELOPE_HEADER_SIZE + overhead + len(padded):
+        raise RemoteProtocolError("message is not in the smallest bucket that holds it")
     return padded[_LENGTH.size : end]
+
+
+def _read_type(r: Reader) -> tuple[bool, BodyVersion]:
+    kind = r.u8()
+    known = _PAYLOAD_TYPES.get(kind)
+    if known is None:
+        raise RemoteProtocolError(f"unknown payload type {kind}")
+    return known
+
+
+def _check_payload_size(payload: bytes) -> None:
+    # Checked before any decryption: an envelope is always exactly one bucket.
+    if len(payload) + ENVELOPE_HEADER_SIZE not in BUCKETS:
+        raise RemoteProtocolError("payload does not fill a bucket")
 
 
 class Session:
@@ -177,16 +259,29 @@ class Session:
     ) -> tuple[Session, Message, PrekeySecrets]:
         """Accept a session from the first payload that reaches us (PQXDH as Bob).
 
+        Accepts an initiation in either payload version (0x03, or 0.1's 0x01).
+
         Returns:
             The session, the first message, and the prekey secrets without the one-time
             prekey that was used (store them in the same transaction as the session).
 
         Raises:
-            RemoteProtocolError: not an initiation, or it names prekeys we do not hold.
+            RemoteProtocolError: not an initiation, it names prekeys we do not hold, or
+                its plaintext is malformed.
             DecryptionFailed: the payload does not authenticate; nothing was consumed.
         """
+        session, opened, remaining = cls.respond_with_position(identity, prekeys, payload, rng)
+        return session, opened.message, remaining
+
+    @classmethod
+    def respond_with_position(
+        cls, identity: IdentityKeyPair, prekeys: PrekeySecrets, payload: bytes, rng: Rng
+    ) -> tuple[Session, OpenedMessage, PrekeySecrets]:
+        """`respond`, also giving the first message's position in the sender's ratchet."""
+        _check_payload_size(payload)
         r = Reader(payload, "payload")
-        if r.u8() != PAYLOAD_INITIATION:
+        carries_initiation, body_version = _read_type(r)
+        if not carries_initiation:
             raise RemoteProtocolError("payload does not start a session")
         initiation = Initiation.read(r)
         _alice, secrets = respond(identity, prekeys, initiation)
@@ -198,11 +293,12 @@ class Session:
         )
         encoded = initiation.encode()
         session = cls(_ROLE_RESPONDER, secrets.associated_data, ratchet, b"", sha256(encoded))
-        message = session._open(r.rest(), rng)
+        prefix_size = len(payload) - r.remaining
+        opened = session._open(r.rest(), prefix_size, body_version, rng)
         remaining = prekeys
         if initiation.one_time_prekey_id is not None:
             remaining = prekeys.without_one_time_prekey(initiation.one_time_prekey_id)
-        return session, message, remaining
+        return session, opened, remaining
 
     # -- messages ---------------------------------------------------------------------
 
@@ -218,6 +314,10 @@ class Session:
         """
         if not self._ratchet.can_send:
             raise LocalProtocolError("cannot send before the first message has arrived")
+        if len(body) > MAX_BODY_SIZE:
+            raise LocalProtocolError(
+                f"message too large: a body of {len(body)} bytes, the limit is {MAX_BODY_SIZE}"
+            )
         message = Message(
             rng(MESSAGE_ID_SIZE), self.next_seq, self.last_sent_hash, now_ms, kind, body
         )
@@ -228,36 +328,52 @@ class Session:
             prefix.u8(PAYLOAD_RATCHET)
         head = prefix.getvalue()
         encoded = message.encode()
-        padded = _pad(encoded, len(head) + SEALED_HEADER_SIZE + AEAD_TAG_SIZE)
+        overhead = SEALED_HEADER_SIZE + _BODY_OVERHEAD[BodyVersion.GCM_SIV_RANDOM_NONCE]
+        padded = _pad(encoded, len(head) + overhead)
         payload = head + self._ratchet.encrypt(padded, self.associated_data, rng)
         self.next_seq += 1
         self.last_sent_hash = Message.hash_of(encoded)
         return SealedMessage(message, payload)
 
     def open(self, payload: bytes, rng: Rng) -> Message:
-        """Decrypt a payload of this session. State changes only if it authenticates.
+        """Decrypt a payload of this session (either payload version).
+
+        State changes only if it authenticates and its plaintext is well formed.
 
         Raises:
             DecryptionFailed: it does not authenticate.
-            DuplicateMessage: an authentic copy of a message already received.
+            DuplicateMessage: an authentic header for a position already received.
+            TooFarAhead: an authentic header too far ahead; nothing changed.
             RemoteProtocolError: malformed, or an initiation of another session.
         """
+        return self.open_with_position(payload, rng).message
+
+    def open_with_position(self, payload: bytes, rng: Rng) -> OpenedMessage:
+        """`open`, also giving the message's position in the sender's ratchet."""
+        _check_payload_size(payload)
         r = Reader(payload, "payload")
-        kind = r.u8()
-        if kind == PAYLOAD_INITIATION:
+        carries_initiation, body_version = _read_type(r)
+        if carries_initiation:
             initiation = Initiation.read(r)
+            # A later initiation-carrying payload must repeat the one that started us.
             if sha256(initiation.encode()) != self._initiation_digest:
                 raise RemoteProtocolError("payload starts a different session")
-        elif kind != PAYLOAD_RATCHET:
-            raise RemoteProtocolError(f"unknown payload type {kind}")
-        return self._open(r.rest(), rng)
+        prefix_size = len(payload) - r.remaining
+        return self._open(r.rest(), prefix_size, body_version, rng)
 
-    def _open(self, ratchet_part: bytes, rng: Rng) -> Message:
-        padded = self._ratchet.decrypt(ratchet_part, self.associated_data, rng)
-        message = Message.decode(_unpad(padded))
+    def _open(
+        self, ratchet_part: bytes, prefix_size: int, body_version: BodyVersion, rng: Rng
+    ) -> OpenedMessage:
+        pending = self._ratchet.prepare_decrypt(
+            ratchet_part, self.associated_data, rng, body_version
+        )
+        overhead = prefix_size + SEALED_HEADER_SIZE + _BODY_OVERHEAD[body_version]
+        # Parse before committing: an authentic but malformed plaintext changes nothing.
+        message = Message.decode(_unpad(pending.plaintext, overhead))
+        pending.commit()
         # The peer has our session now: stop repeating the handshake.
         self._pending_initiation = b""
-        return message
+        return OpenedMessage(message, pending.position)
 
     # -- storage ----------------------------------------------------------------------
 
