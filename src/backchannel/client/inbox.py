@@ -39,7 +39,7 @@ from backchannel.client.transport import (
 )
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
 from backchannel.protocol.e2e.ratchet import DuplicateMessage, TooFarAhead
-from backchannel.protocol.e2e.session import PAYLOAD_INITIATION, Session
+from backchannel.protocol.e2e.session import Session, starts_session
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import (
     DecryptionFailed,
@@ -337,7 +337,7 @@ class Inbox(Outbox):
         return entry
 
     def _accept_joiner(self, invite: InviteRecord, payload: bytes, report: SyncReport) -> None:
-        if payload[:1] != bytes((PAYLOAD_INITIATION,)) or self._clock() >= invite.expires_at_ms:
+        if not starts_session(payload) or self._clock() >= invite.expires_at_ms:
             report.rejected += 1
             return
         prekeys = PrekeySecrets.decode(bytes.fromhex(invite.prekeys))
