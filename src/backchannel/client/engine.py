@@ -93,6 +93,7 @@ class Principal(Pairing):
                     tuple(self.relay_health(link.url) for link in channel.links),
                     channel.identity_changed,
                     channel.last_heard_ms == 0,
+                    relays_lost=self.relays_lost(channel.channel_id),
                 )
             )
         return result

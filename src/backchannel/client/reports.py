@@ -32,6 +32,9 @@ class SyncReport:
     line_tests_answered: int = 0
     escalated: int = 0
     escalation_commands_failed: int = 0
+    # "channel url" for each channel given a fresh inbound mailbox on a relay that had
+    # lost its old one (the counterpart is told with a move).
+    reprovisioned: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,9 @@ class ChannelStatus:
     # True until the counterpart has been heard from at all: for a joiner, the inviter has
     # not yet taken up the invite (a code someone else already used never completes).
     awaiting_counterpart: bool = False
+    # Relays that no longer know one of this channel's mailboxes (they lost their disk or
+    # expired it) and are not yet re-provisioned; the other relays carry the channel.
+    relays_lost: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
