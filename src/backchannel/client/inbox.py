@@ -120,7 +120,8 @@ class Inbox(Outbox):
             self._expire_digests()
 
             async def exchange(url: str) -> None:
-                report.sent += await self._flush_relay(pool, url)
+                sent = await self._flush_relay(pool, url)  # then add: relays run at once
+                report.sent += sent
                 await self._drain_relay(pool, url, report)
 
             # Most of the time for sending and receiving; the rest for the answers (receipts,
@@ -136,7 +137,8 @@ class Inbox(Outbox):
                 await self._reprovision(pool, url, report)
 
             async def send(url: str) -> None:
-                report.sent += await self._flush_relay(pool, url)
+                sent = await self._flush_relay(pool, url)  # then add: relays run at once
+                report.sent += sent
 
             await self._each_relay(pool, self._all_relays(), reprovision, end)
             await self._each_relay(pool, self._outbox_relays(), send, end)
@@ -230,7 +232,8 @@ class Inbox(Outbox):
             chores[name] = asyncio.create_task(work())
 
         async def send(url: str) -> None:
-            report.sent += await self._flush_relay(pool, url)
+            sent = await self._flush_relay(pool, url)  # then add: relays run at once
+            report.sent += sent
 
         async def reprovision(url: str) -> None:
             await self._reprovision(pool, url, report)
