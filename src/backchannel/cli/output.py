@@ -173,6 +173,7 @@ def status_json(status: ChannelStatus) -> dict[str, Any]:
         "identity_changed": status.identity_changed,
         "relay_health": [relay_health_json(h) for h in status.relay_health],
         "forks": list(status.forks),
+        "relays_lost": list(status.relays_lost),
     }
 
 
@@ -276,6 +277,7 @@ def status_table(statuses: list[ChannelStatus]) -> Table:
         ("Identity key", ["CHANGED: verify before sending" if s.identity_changed and not
                           s.verified else "unchanged" for s in statuses]),
         ("Relays", [_relays(s) for s in statuses]),
+        ("Relays lost", [", ".join(s.relays_lost) or "none" for s in statuses]),
         ("Last heard", [local_time(s.last_heard_ms, empty="never") for s in statuses]),
         ("Sent / delivered / read", [f"{s.sent} / {s.delivered} / {s.read}" for s in statuses]),
         ("Received / unread", [f"{s.received} / {s.unread}" for s in statuses]),

@@ -102,7 +102,8 @@ class Principal(Pairing):
                     tuple(self.relay_health(link.url) for link in channel.links),
                     channel.identity_changed,
                     channel.last_heard_ms == 0,
-                    tuple(fork.describe() for _, fork in self._forks.of_channel(cid)),
+                    relays_lost=self.relays_lost(channel.channel_id),
+                    forks=tuple(fork.describe() for _, fork in self._forks.of_channel(cid)),
                 )
             )
         return result

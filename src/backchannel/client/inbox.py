@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final, cast
 
@@ -33,6 +35,7 @@ from backchannel.client.reports import (
     SyncReport,
 )
 from backchannel.client.transport import (
+    MailboxCaps,
     RelayClient,
     RelayClosed,
     RelayRequestError,
@@ -46,13 +49,13 @@ from backchannel.protocol.errors import (
     RemoteProtocolError,
 )
 from backchannel.protocol.message import GENESIS_HASH, Message, MessageKind
-from backchannel.protocol.relayframes import Delivery
+from backchannel.protocol.relayframes import Delivery, ErrorCode
 
 if TYPE_CHECKING:
     from backchannel.client.engine import Principal
     from backchannel.client.strategic import EscalationCommand
 
-__all__ = ["Inbox"]
+__all__ = ["SYNC_DEADLINE", "Inbox"]
 
 
 class _Deferred(Exception):
@@ -60,6 +63,26 @@ class _Deferred(Exception):
 
 
 _FETCH_BATCH: Final = 100
+# Fetch batches per mailbox in one pass. A relay holds at most 1,000 envelopes per mailbox
+# (its default quota, docs/relay.md), which is 10 batches; twice that leaves room for what
+# arrives meanwhile, and stops a relay that always answers "more" (review §2g) from keeping
+# a sync busy: the rest waits for the next pass.
+_MAX_DRAIN_BATCHES: Final = 20
+# Seconds a `sync` takes at most, whatever one relay does (design §5): two request
+# timeouts, so a relay that stopped answering is found out and the others still finish.
+SYNC_DEADLINE: Final = 10.0
+# The share of a sync's deadline for sending and fetching; the rest is for what arrived
+# calls for (receipts, a move), so a slow relay cannot leave the others' answers unsent.
+_EXCHANGE_SHARE: Final = 0.6
+# Payload digests are kept 37 days: a relay delivers nothing older than its envelope TTL
+# (30 days by default, docs/relay.md), and a week more covers a sweep not yet run and a
+# clock that is off. See `_expire_digests` for why forgetting one is safe.
+_DIGEST_KEEP_MS: Final = (30 + 7) * 24 * 3600 * 1000
+# Seconds between looks, on a live connection, for inbound mailboxes new since (a
+# re-provisioned one, a new channel's) to subscribe to.
+_SUBSCRIBE_EVERY: Final = 1.0
+# Seconds `watch`, when stopped, lets work in hand (a send, an ack) finish.
+_STOP_GRACE: Final = 1.0
 # How long `watch` waits for arrivals before it looks at the outbox and the relays again.
 _WATCH_TICK: Final = 0.2
 # Seconds between `watch`'s rounds of duties: line tests and escalations need no finer
@@ -74,18 +97,59 @@ _RECONNECT_DELAY: Final = 2.0
 class Inbox(Outbox):
     """Receiving: fetch or watch, decrypt-store-advance in one transaction, then ack."""
 
-    async def sync(self) -> SyncReport:
-        """Send everything queued, fetch and process everything waiting, send receipts."""
+    # Whether this state file's `processed` table has its `seen_ms` column (checked once).
+    _digests_dated: bool = False
+
+    async def sync(self, *, deadline: float = SYNC_DEADLINE) -> SyncReport:
+        """Send everything queued, fetch and process everything waiting, send receipts.
+
+        Each relay is served on its own and concurrently: a relay that is down, silent or
+        slow delays no other, and the whole sync returns within about `deadline` seconds
+        whatever one relay does (what is left waits, safely, for the next sync). A relay
+        that no longer knows one of a channel's mailboxes is marked lost for that channel,
+        re-provisioned when it answers again, and reported in `status`.
+
+        Args:
+            deadline: seconds the sync may take in all.
+
+        Returns:
+            What was sent, received and refused, and which relays were up or down.
+        """
         report = SyncReport()
         pool = RelayPool()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        end = start + deadline
         try:
-            report.sent += await self.flush(pool)
-            await self._drain_all(pool, report)
+            self._expire_digests()
+
+            async def exchange(url: str) -> None:
+                sent = await self._flush_relay(pool, url)  # then add: relays run at once
+                report.sent += sent
+                await self._drain_relay(pool, url, report)
+
+            # Most of the time for sending and receiving; the rest for the answers (receipts,
+            # a move) that what arrived calls for.
+            await self._each_relay(
+                pool, self._all_relays(), exchange, start + deadline * _EXCHANGE_SHARE
+            )
             with self._store.transaction():
                 self._queue_receipts()
             self._perform_duties(report)
-            report.sent += await self.flush(pool)
-            await self._retire_mailboxes(pool, report)
+
+            async def reprovision(url: str) -> None:
+                await self._reprovision(pool, url, report)
+
+            async def send(url: str) -> None:
+                sent = await self._flush_relay(pool, url)  # then add: relays run at once
+                report.sent += sent
+
+            await self._each_relay(pool, self._all_relays(), reprovision, end)
+            await self._each_relay(pool, self._outbox_relays(), send, end)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._retire_mailboxes(pool, report), max(0.0, end - loop.time())
+                )
             await self._settle_commands()
             report.relays_down = dict(pool.failures)
             report.relays_up = sorted(set(self._all_relays()) - set(pool.failures))
@@ -93,6 +157,36 @@ class Inbox(Outbox):
         finally:
             await pool.close()
         return report
+
+    async def _each_relay(
+        self,
+        pool: RelayPool,
+        urls: list[str],
+        work: Callable[[str], Awaitable[None]],
+        until: float,
+    ) -> None:
+        """Run `work` for every relay at once, each stopped (and counted down) at `until`.
+
+        Stopping is safe at any await: nothing is acked before its results are committed,
+        and nothing leaves the outbox before a relay stored it.
+        """
+        loop = asyncio.get_running_loop()
+
+        async def bounded(url: str) -> None:
+            try:
+                await asyncio.wait_for(work(url), max(0.0, until - loop.time()))
+            except TimeoutError:
+                await pool.mark_down(url, "did not finish within the sync's deadline")
+
+        results = await asyncio.gather(*(bounded(url) for url in urls), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # a bug or a damaged state, not a relay's doing
+
+    def _outbox_relays(self) -> list[str]:
+        return [
+            r for (r,) in self._store.db.execute("SELECT DISTINCT relay FROM outbox").fetchall()
+        ]
 
     async def watch(
         self,
@@ -105,91 +199,163 @@ class Inbox(Outbox):
         """Stay connected: receive as envelopes arrive, send receipts and the outbox,
         reconnect to relays that drop, until `stop` is set.
 
+        Each relay has its own task (connect, subscribe, receive) and its own sends and
+        acks in the background, so a relay that is down or silent never holds up another;
+        a relay that drops is tried again after `reconnect_after` seconds, doubling up to a
+        minute while it stays down.
+
         Args:
             stop: set it to end the watch (after the work in hand is committed).
             on_message: called with each new note as soon as it is stored.
-            reconnect_after: seconds before a relay that is down is tried again.
+            reconnect_after: seconds before a relay that is down is tried again (first).
             duty_interval: seconds between rounds of duties (line tests, escalations).
+
+        Returns:
+            What was sent, received and refused while it ran.
         """
         report = SyncReport()
         pool = self._live = RelayPool()
         arrivals: asyncio.Queue[tuple[str, bytes, Delivery]] = asyncio.Queue()
         readers: dict[str, asyncio.Task[None]] = {}
-        subscribed: set[tuple[str, str]] = set()
-        retry_at: dict[str, float] = {}
+        # Background work by name, one task per name at a time: sends and re-provisioning
+        # per relay, retiring mailboxes, fetching deferred envelopes; and acks.
+        chores: dict[str, asyncio.Task[None]] = {}
+        acks: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
         next_duties = 0.0
         retried_deferred = 0
         last_health: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         next_health = 0.0
 
-        async def read(url: str, client: RelayClient) -> None:
-            try:
-                while True:
-                    mailbox_id, delivery = await client.receive()
-                    arrivals.put_nowait((url, mailbox_id, delivery))
-            except RelayClosed as error:
-                await pool.mark_down(url, str(error))
+        def chore(name: str, work: Callable[[], Coroutine[object, object, None]]) -> None:
+            task = chores.get(name)
+            if task is not None and not task.done():
+                return
+            error = task.exception() if task is not None else None
+            if error is not None:
+                raise error  # a bug or a damaged state, not a relay's doing
+            chores[name] = asyncio.create_task(work())
+
+        async def send(url: str) -> None:
+            sent = await self._flush_relay(pool, url)  # then add: relays run at once
+            report.sent += sent
+
+        async def reprovision(url: str) -> None:
+            await self._reprovision(pool, url, report)
+
+        async def retire() -> None:
+            await self._retire_mailboxes(pool, report)
+
+        async def deferred() -> None:
+            await self._drain_all(pool, report)
 
         try:
+            self._expire_digests()
             while not stop.is_set():
-                for url in self._all_relays():
+                relays = self._all_relays()
+                for url in relays:
                     task = readers.get(url)
                     if task is not None and task.done():
-                        del readers[url]
-                        subscribed = {s for s in subscribed if s[0] != url}
-                        retry_at[url] = loop.time() + reconnect_after
-                    if url in pool.failures and loop.time() >= retry_at.setdefault(
-                        url, loop.time() + reconnect_after
-                    ):
-                        del pool.failures[url]
-                        retry_at.pop(url, None)
-                    client = await pool.get(url)
-                    if client is None:
-                        continue
-                    for mailbox in self._inbound_mailboxes(url):
-                        if (url, mailbox.mailbox_id) in subscribed:
-                            continue
-                        try:
-                            await client.subscribe(
-                                bytes.fromhex(mailbox.mailbox_id),
-                                bytes.fromhex(mailbox.receive_token),
-                            )
-                        except (RelayClosed, RelayRequestError):
-                            break
-                        subscribed.add((url, mailbox.mailbox_id))
-                    if url not in readers:
-                        readers[url] = asyncio.create_task(read(url, client))
-                await self._take_arrivals(arrivals, pool, report, on_message)
+                        task.result()  # a reader ends only by a bug: let it be seen
+                    if task is None:
+                        readers[url] = asyncio.create_task(
+                            self._listen(pool, url, arrivals, reconnect_after)
+                        )
+                await self._take_arrivals(arrivals, pool, report, on_message, acks)
                 if self._store.db.execute("SELECT 1 FROM pending_receipts LIMIT 1").fetchone():
                     with self._store.transaction():
                         self._queue_receipts()
                 if loop.time() >= next_duties:
                     self._perform_duties(report)
-                    await self._retire_mailboxes(pool, report)
+                    chore("retire", retire)
+                    for url in relays:
+                        chore(f"reprovision {url}", functools.partial(reprovision, url))
                     if report.deferred > retried_deferred:
                         # Deferred envelopes are not pushed again on a live subscription:
                         # fetch them (with whatever filled their gap since).
                         retried_deferred = report.deferred
-                        await self._drain_all(pool, report)
+                        chore("deferred", deferred)
                     next_duties = loop.time() + duty_interval
-                    up = sorted(u for u, task in readers.items() if not task.done())
+                    up = sorted(u for u in relays if u in pool.clients)
                     health = (tuple(up), tuple(sorted(pool.failures)))
                     if health != last_health or loop.time() >= next_health:
                         # Written when it changes, and once a minute to keep "last
                         # reached" honest; not on every tick (each write is an fsync).
                         self._record_health(up, dict(pool.failures))
+                        if loop.time() >= next_health:
+                            self._expire_digests()
                         last_health, next_health = health, loop.time() + _HEALTH_EVERY
-                report.sent += await self.flush(pool)
+                for url in self._outbox_relays():
+                    chore(f"send {url}", functools.partial(send, url))
         finally:
-            for task in readers.values():
+            # Work in hand may finish (briefly), then everything else is stopped.
+            busy = [t for t in (*chores.values(), *acks) if not t.done()]
+            if busy:
+                await asyncio.wait(busy, timeout=_STOP_GRACE)
+            tasks = [*readers.values(), *chores.values(), *acks]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*readers.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._live = None
             await self._settle_commands()
             report.relays_down = dict(pool.failures)
             await pool.close()
         return report
+
+    async def _listen(
+        self,
+        pool: RelayPool,
+        url: str,
+        arrivals: asyncio.Queue[tuple[str, bytes, Delivery]],
+        first_delay: float,
+    ) -> None:
+        """One relay's part of `watch`, until cancelled: connect (again, with backoff, when
+        it drops), subscribe to every inbound mailbox there (new ones as they appear), and
+        pass on what it delivers."""
+        loop = asyncio.get_running_loop()
+        while True:
+            client = None
+            if pool.retry_due(url, loop.time(), first_delay):
+                client = await pool.get(url)
+            if client is None:
+                await asyncio.sleep(_WATCH_TICK)
+                continue
+            subscribed: set[str] = set()
+            try:
+                while True:
+                    await self._subscribe_new(client, url, subscribed)
+                    pool.reached(url)
+                    until = loop.time() + _SUBSCRIBE_EVERY
+                    while (left := until - loop.time()) > 0:
+                        try:
+                            mailbox_id, delivery = await client.receive(left)
+                        except TimeoutError:
+                            break
+                        arrivals.put_nowait((url, mailbox_id, delivery))
+            except RelayClosed as error:
+                await pool.mark_down(url, str(error))
+
+    async def _subscribe_new(self, client: RelayClient, url: str, subscribed: set[str]) -> None:
+        """Subscribe to the inbound mailboxes on `url` not yet subscribed (or refused) on
+        this connection. A mailbox the relay does not know marks it lost for its channel.
+
+        Raises:
+            RelayClosed: the connection failed (timed out, closed, broke the protocol).
+        """
+        for owner, mailbox in self._inbound_owners(url):
+            if mailbox.mailbox_id in subscribed:
+                continue
+            try:
+                await client.subscribe(
+                    bytes.fromhex(mailbox.mailbox_id), bytes.fromhex(mailbox.receive_token)
+                )
+            except RelayRequestError as error:
+                if error.code != ErrorCode.UNAUTHORIZED:
+                    return  # rate limited, too many: tried again on the next round
+                if owner is not None:
+                    with self._store.transaction():
+                        self._inbound_refused(owner, url, mailbox.mailbox_id)
+            subscribed.add(mailbox.mailbox_id)
 
     async def _take_arrivals(
         self,
@@ -197,8 +363,15 @@ class Inbox(Outbox):
         pool: RelayPool,
         report: SyncReport,
         on_message: Callable[[InboxEntry], None] | None,
+        acks_in_flight: set[asyncio.Task[None]] | None = None,
     ) -> None:
-        """Process what arrived (waiting briefly if nothing has), then ack it in batches."""
+        """Process what arrived (waiting briefly if nothing has), then ack it in batches.
+
+        Args:
+            acks_in_flight: where to keep the acks, sent in the background (one task per
+                relay and mailbox) so that a relay slow to answer them holds up nothing;
+                without it the acks are awaited, all relays at once.
+        """
         try:
             first = await asyncio.wait_for(arrivals.get(), _WATCH_TICK)
         except TimeoutError:
@@ -220,18 +393,28 @@ class Inbox(Outbox):
         if on_message is not None:
             for entry in arrived:
                 on_message(entry)
-        for (url, mailbox_id), seqs in acks.items():
+
+        async def ack(url: str, mailbox_id: bytes, seqs: list[int]) -> None:
             client = await pool.get(url)
             mailbox = next(
                 (m for m in self._inbound_mailboxes(url) if m.mailbox_id == mailbox_id.hex()),
                 None,
             )
             if client is None or mailbox is None:
-                continue
+                return
             try:
                 await client.ack(mailbox_id, bytes.fromhex(mailbox.receive_token), tuple(seqs))
             except (RelayClosed, RelayRequestError):
-                continue  # unacked envelopes come again and are recognised as copies
+                return  # unacked envelopes come again and are recognised as copies
+
+        work = [ack(url, mailbox_id, seqs) for (url, mailbox_id), seqs in acks.items()]
+        if acks_in_flight is None:
+            await asyncio.gather(*work)
+            return
+        for coro in work:
+            task = asyncio.create_task(coro)
+            acks_in_flight.add(task)
+            task.add_done_callback(acks_in_flight.discard)
 
     def _perform_duties(self, report: SyncReport) -> None:
         from backchannel.client.strategic import perform_duties  # it builds on this module
@@ -260,10 +443,17 @@ class Inbox(Outbox):
             await asyncio.gather(*list(self._command_tasks), return_exceptions=True)
 
     async def _drain(self, client: RelayClient, mailbox: Mailbox, report: SyncReport) -> None:
+        """Fetch, process and ack one mailbox's envelopes, at most `_MAX_DRAIN_BATCHES`
+        batches (the rest waits for the next pass).
+
+        Raises:
+            RelayRequestError: the relay refused a fetch or an ack.
+            RelayClosed: the connection failed.
+        """
         mailbox_id = bytes.fromhex(mailbox.mailbox_id)
         token = bytes.fromhex(mailbox.receive_token)
         after = 0
-        while True:
+        for _ in range(_MAX_DRAIN_BATCHES):
             deliveries, more = await client.fetch(mailbox_id, token, after, _FETCH_BATCH)
             done = []
             with self._store.transaction():
@@ -280,16 +470,94 @@ class Inbox(Outbox):
                 return
 
     async def _drain_all(self, pool: RelayPool, report: SyncReport) -> None:
-        for url in self._all_relays():
-            client = await pool.get(url)
-            if client is None:
+        """Drain every inbound mailbox, all relays at once (each bounded by its request
+        timeouts and `_MAX_DRAIN_BATCHES`)."""
+
+        async def drain(url: str) -> None:
+            await self._drain_relay(pool, url, report)
+
+        loop = asyncio.get_running_loop()
+        await self._each_relay(pool, self._all_relays(), drain, loop.time() + SYNC_DEADLINE)
+
+    async def _drain_relay(self, pool: RelayPool, url: str, report: SyncReport) -> None:
+        """Drain the inbound mailboxes on one relay. A mailbox it no longer knows marks the
+        relay lost for that channel; a mailbox refused for another reason waits for the
+        next pass; a failed connection marks the relay down."""
+        client = await pool.get(url)
+        if client is None:
+            return
+        for owner, mailbox in self._inbound_owners(url):
+            try:
+                await self._drain(client, mailbox, report)
+            except RelayRequestError as error:
+                if error.code == ErrorCode.UNAUTHORIZED and owner is not None:
+                    with self._store.transaction():
+                        self._inbound_refused(owner, url, mailbox.mailbox_id)
                 continue
-            for mailbox in self._inbound_mailboxes(url):
-                try:
-                    await self._drain(client, mailbox, report)
-                except RelayClosed as error:
-                    await pool.mark_down(url, str(error))
-                    break
+            except RelayClosed as error:
+                await pool.mark_down(url, str(error))
+                return
+        pool.reached(url)
+
+    def _inbound_owners(self, url: str) -> list[tuple[str | None, Mailbox]]:
+        """The inbound mailboxes on `url`, each with the id of the channel whose current
+        link it is (None for invite and retiring mailboxes, which are never re-provisioned:
+        they are one-time by design)."""
+        boxes: list[tuple[str | None, Mailbox]] = []
+        for channel in self._channels():
+            boxes += [(channel.channel_id, lk.inbound) for lk in channel.links if lk.url == url]
+            boxes += [(None, lk.inbound) for lk in channel.retiring if lk.url == url]
+        for invite in self.pending_invites():
+            boxes += [(None, lk.inbound) for lk in invite.links if lk.url == url]
+        return boxes
+
+    def _inbound_refused(self, channel_id: str, url: str, mailbox_id: str) -> None:
+        """The relay at `url` does not know our inbound mailbox there (inside the caller's
+        transaction): lost for this channel, until `_reprovision` makes a new one."""
+        channel = self._channel_by_id(channel_id)
+        link = next((lk for lk in channel.links if lk.url == url), None)
+        if link is not None and link.inbound.mailbox_id == mailbox_id:
+            self._set_lost(channel_id, url, inbound=True)
+
+    async def _reprovision(self, pool: RelayPool, url: str, report: SyncReport) -> None:
+        """For each channel whose inbound mailbox on `url` is lost: create a fresh one
+        there and tell the counterpart with a *move* naming it (sent over every relay of
+        the channel, so over the healthy ones too). The counterpart follows the move; once
+        its own mailbox there is back as well, the relay carries the channel again."""
+        lost = [c for c in self._channels() if self._lost(c.channel_id, url)[0]]
+        if not lost:
+            return
+        client = await pool.get(url)
+        if client is None:
+            return
+        for channel in lost:
+            if channel.identity_changed and not channel.verified:
+                continue  # nothing is sent until the changed key has been looked at
+            if not self._session(channel).can_send:
+                continue
+            caps = MailboxCaps(self._rng(16), self._rng(32), self._rng(32))
+            try:
+                await client.create_mailbox(caps)
+            except RelayRequestError:
+                continue  # rate limited or unavailable: the next pass tries again
+            except RelayClosed as error:
+                await pool.mark_down(url, str(error))
+                return
+            # A mailbox made here but not recorded (a crash, a change meanwhile) is empty
+            # and unknown to anyone; the relay deletes it after its idle TTL.
+            with self._store.transaction():
+                fresh = self._channel_by_id(channel.channel_id)
+                link = next((lk for lk in fresh.links if lk.url == url), None)
+                if link is None or not self._lost(fresh.channel_id, url)[0]:
+                    continue
+                session = self._session(fresh)
+                link.inbound = Mailbox(
+                    caps.mailbox_id.hex(), caps.send_token.hex(), caps.receive_token.hex()
+                )
+                move = Move((RelayAddress(url, caps.mailbox_id, caps.send_token),))
+                self._queue(fresh, session, KIND_MOVE, move.encode())
+                self._set_lost(fresh.channel_id, url, inbound=False)
+            report.reprovisioned.append(f"{fresh.name} {url}")
 
     def _owner(self, mailbox_id: bytes) -> ChannelRecord | InviteRecord | None:
         hex_id = mailbox_id.hex()
@@ -325,6 +593,7 @@ class Inbox(Outbox):
         if seen:
             report.duplicates += 1
             return None
+        rejected = report.rejected
         owner = self._owner(mailbox_id)
         entry = None
         if isinstance(owner, InviteRecord):
@@ -333,8 +602,48 @@ class Inbox(Outbox):
             entry = self._receive(owner, envelope.payload, report)  # may raise _Deferred
         else:
             report.rejected += 1
-        self._store.db.execute("INSERT INTO processed VALUES (?)", (digest,))
+        if report.rejected == rejected:
+            # Only what authenticated is remembered: junk a relay sends (review §2g) is
+            # counted and acked away, and leaves nothing in the state to grow.
+            self._remember_digest(digest)
         return entry
+
+    def _remember_digest(self, digest: bytes) -> None:
+        """Record an authentic payload's digest with the time it was first processed."""
+        self._date_digests()
+        self._store.db.execute(
+            "INSERT OR IGNORE INTO processed (digest, seen_ms) VALUES (?, ?)",
+            (digest, self._clock()),
+        )
+
+    def _date_digests(self) -> None:
+        """Give the `processed` table its `seen_ms` column, once per state file (older
+        files have digests without a time: they count from now)."""
+        if self._digests_dated:
+            return
+        columns = {row[1] for row in self._store.db.execute("PRAGMA table_info(processed)")}
+        if "seen_ms" in columns:
+            self._digests_dated = True
+            return
+        self._store.db.execute(
+            "ALTER TABLE processed ADD COLUMN seen_ms INTEGER NOT NULL DEFAULT 0"
+        )
+        self._store.db.execute("UPDATE processed SET seen_ms = ?", (self._clock(),))
+
+    def _expire_digests(self) -> None:
+        """Forget payload digests older than `_DIGEST_KEEP_MS`.
+
+        Safe: the digest only spares a decrypt. An authentic copy that comes back after
+        its digest expired is still never a second message: the ratchet refuses a key it
+        already used (`DuplicateMessage`, counted as a duplicate), a copy from a chain it
+        has long left no longer opens (`DecryptionFailed`, counted as rejected, nothing
+        stored), and `_receive` also finds the message id already stored.
+        """
+        with self._store.transaction():
+            self._date_digests()
+            self._store.db.execute(
+                "DELETE FROM processed WHERE seen_ms < ?", (self._clock() - _DIGEST_KEEP_MS,)
+            )
 
     def _accept_joiner(self, invite: InviteRecord, payload: bytes, report: SyncReport) -> None:
         if not starts_session(payload) or self._clock() >= invite.expires_at_ms:
@@ -496,7 +805,7 @@ class Inbox(Outbox):
         if message.kind == KIND_FORK_NOTICE:
             self._note_reported_fork(channel, message.body)
             return record
-        if message.kind == KIND_MOVE and channel.role == "joiner":
+        if message.kind == KIND_MOVE:
             self._follow_move(channel, message.body)
             return record
         if message.kind in RECEIPT_KINDS:
@@ -548,7 +857,12 @@ class Inbox(Outbox):
                 self._forks.replace(channel.channel_id, row_id, replace(fork, notified=True))
 
     def _follow_move(self, channel: ChannelRecord, body: bytes) -> None:
-        """Send to the inviter's new mailboxes from now on, queued envelopes included."""
+        """Send to the counterpart's new mailboxes from now on, queued envelopes included.
+
+        Either side may move: the inviter once, from the invite's mailboxes to the
+        channel's; either, later, to a fresh mailbox on a relay that lost the old one. Only
+        the links the move names change, and a relay lost for sending is back.
+        """
         try:
             move = Move.decode(body)
         except RemoteProtocolError:
@@ -559,6 +873,7 @@ class Inbox(Outbox):
             if link is None:
                 continue
             link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
+            self._set_lost(channel.channel_id, address.url, outbound=False)
             rows = self._store.db.execute(
                 "SELECT id, envelope FROM outbox WHERE channel = ? AND relay = ?",
                 (cid, address.url),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Final
 
 from backchannel.client.core import PrincipalCore
@@ -219,10 +220,19 @@ class Outbox(PrincipalCore):
         return SendResult(message_id, seq, stored, queued)
 
     async def flush(self, pool: RelayPool | None = None) -> int:
-        """Offer every queued envelope to its relay; returns how many were stored."""
+        """Offer every queued envelope to its relay; returns how many were stored.
+
+        The relays are served concurrently and each on its own (design §5): one that does
+        not answer costs at most its request timeout and delays no other.
+
+        Args:
+            pool: connections to reuse (default: those of a running `watch`, or new ones).
+
+        Returns:
+            How many envelopes the relays stored.
+        """
         own_pool = pool is None and self._live is None
         pool = pool or self._live or RelayPool()
-        sent = 0
         try:
             relays = [
                 r
@@ -230,17 +240,22 @@ class Outbox(PrincipalCore):
                     "SELECT DISTINCT relay FROM outbox ORDER BY relay"
                 ).fetchall()
             ]
-            for url in relays:
-                sent += await self._flush_relay(pool, url)
+            results = await asyncio.gather(
+                *(self._flush_relay(pool, url) for url in relays), return_exceptions=True
+            )
         finally:
             if own_pool:
                 await pool.close()
-        return sent
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # a bug or a damaged state, not a relay's doing
+        return sum(r for r in results if isinstance(r, int))
 
     async def _flush_relay(self, pool: RelayPool, url: str) -> int:
         client = await pool.get(url)
         if client is None:
             return 0
+        self._drop_for_lost_relay(url)
         rows = self._store.db.execute(
             "SELECT id, channel, ref, envelope FROM outbox WHERE relay = ? ORDER BY id", (url,)
         ).fetchall()
@@ -276,18 +291,26 @@ class Outbox(PrincipalCore):
                 for row_id, cid, ref, _ in stored:
                     self._store.db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
                     self._mark_stored(bytes(cid).hex(), bytes(ref), url)
-                for (row_id, *_), result in zip(window, results, strict=True):
-                    if isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
-                        self.refused_codes[int(row_id)] = result.code
-                        # Refused for good (quota, unknown mailbox): the message stays
-                        # queued and `status` shows the reason.
-                        self._store.db.execute(
-                            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?"
-                            " WHERE id = ?",
-                            (self._clock(), row_id),
-                        )
-                        self._store.put("relay-error", url.encode(), str(result).encode())
+                for (row_id, cid, _, _), result in zip(window, results, strict=True):
+                    if not isinstance(result, RelayRequestError) or result.code in _RETRYABLE:
+                        continue
+                    channel_id = bytes(cid).hex()
+                    if result.code == ErrorCode.UNAUTHORIZED and self._outbound_refused(
+                        channel_id, url, tokens[channel_id]
+                    ):
+                        continue
+                    self.refused_codes[int(row_id)] = result.code
+                    # Refused for good (quota, not an envelope): the message stays queued
+                    # and `status` shows the reason.
+                    self._store.db.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?"
+                        " WHERE id = ?",
+                        (self._clock(), row_id),
+                    )
+                    self._store.put("relay-error", url.encode(), str(result).encode())
             sent += len(stored)
+            if stored:
+                pool.reached(url)
             failure = next(
                 (
                     r
@@ -310,6 +333,88 @@ class Outbox(PrincipalCore):
             else:
                 backoff = _RETRY_FIRST_DELAY
         return sent
+
+    # --- relays lost for a channel (they forgot its mailboxes) ----------------------------
+
+    def relays_lost(self, channel_id: str) -> tuple[str, ...]:
+        """The relays that no longer know one of this channel's mailboxes (they lost their
+        disk, or expired the mailbox) and are not yet re-provisioned; the channel goes on
+        over its other relays meanwhile.
+
+        Args:
+            channel_id: the channel's id (hex).
+
+        Returns:
+            Their URLs, in the channel's order.
+        """
+        channel = self._channel_by_id(channel_id)
+        return tuple(link.url for link in channel.links if any(self._lost(channel_id, link.url)))
+
+    def _lost(self, channel_id: str, url: str) -> tuple[bool, bool]:
+        """(inbound lost, outbound lost) for one relay of a channel."""
+        raw = self._store.get("relay-lost", bytes.fromhex(channel_id) + url.encode())
+        if raw is None:
+            return False, False
+        data = json.loads(raw)
+        return bool(data.get("inbound")), bool(data.get("outbound"))
+
+    def _set_lost(
+        self, channel_id: str, url: str, *, inbound: bool | None = None,
+        outbound: bool | None = None,
+    ) -> None:
+        """Change what is lost on one relay of a channel (inside the caller's transaction)."""
+        key = bytes.fromhex(channel_id) + url.encode()
+        was_in, was_out = self._lost(channel_id, url)
+        now_in = was_in if inbound is None else inbound
+        now_out = was_out if outbound is None else outbound
+        if not (now_in or now_out):
+            self._store.delete("relay-lost", key)
+        elif (now_in, now_out) != (was_in, was_out):
+            record = {"inbound": now_in, "outbound": now_out, "changed_ms": self._clock()}
+            self._store.put("relay-lost", key, json.dumps(record).encode())
+
+    def _outbound_refused(self, channel_id: str, url: str, token: str) -> bool:
+        """The relay refused a send as unauthorised (inside the caller's transaction).
+
+        Once the channel is established, that means the relay no longer knows the
+        counterpart's mailbox there: the relay is lost for sending on this channel until
+        the counterpart's *move* names a fresh mailbox. Its outbox rows for that relay are
+        dropped (the other relays carry the messages), so nothing is offered there forever.
+
+        Returns:
+            True when the refusal was handled here; False when it is the caller's (the
+            channel has not yet heard its counterpart: an invite mailbox that is gone
+            means the invite was spent, which pairing reports).
+        """
+        channel = self._channel_by_id(channel_id)
+        if channel.last_heard_ms == 0:
+            return False
+        link = next((lk for lk in channel.links if lk.url == url), None)
+        if link is None or link.outbound is None or link.outbound.send_token != token:
+            return True  # readdressed by a move since this send left: the row goes again
+        self._set_lost(channel_id, url, outbound=True)
+        self._store.db.execute(
+            "DELETE FROM outbox WHERE channel = ? AND relay = ?",
+            (bytes.fromhex(channel_id), url),
+        )
+        return True
+
+    def _drop_for_lost_relay(self, url: str) -> None:
+        """Drop outbox rows queued since for channels whose mailbox on `url` is lost."""
+        lost = [
+            channel.channel_id
+            for channel in self._channels()
+            if self._lost(channel.channel_id, url)[1]
+        ]
+        if not lost:
+            return
+        with self._store.transaction():
+            for channel_id in lost:
+                if self._lost(channel_id, url)[1]:
+                    self._store.db.execute(
+                        "DELETE FROM outbox WHERE channel = ? AND relay = ?",
+                        (bytes.fromhex(channel_id), url),
+                    )
 
     def _mark_stored(self, channel_id: str, ref: bytes, url: str) -> None:
         cid = bytes.fromhex(channel_id)

@@ -33,6 +33,9 @@ class SyncReport:
     escalated: int = 0
     escalation_commands_failed: int = 0
     forks: int = 0  # forks of the counterpart's messages seen in this run (see forks.py)
+    # "channel url" for each channel given a fresh inbound mailbox on a relay that had
+    # lost its old one (the counterpart is told with a move).
+    reprovisioned: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,9 @@ class ChannelStatus:
     awaiting_counterpart: bool = False
     # Forks seen on this channel, oldest first, each described in a line (forks.py).
     forks: tuple[str, ...] = ()
+    # Relays that no longer know one of this channel's mailboxes (they lost their disk or
+    # expired it) and are not yet re-provisioned; the other relays carry the channel.
+    relays_lost: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -27,13 +27,16 @@ from backchannel.protocol.relayframes import (
     Ack,
     Acked,
     Create,
+    Created,
     Delete,
+    Deleted,
     Deliver,
     Delivery,
     Error,
     Fetch,
     Fetched,
     Ping,
+    Pong,
     Request,
     Response,
     Send,
@@ -45,12 +48,36 @@ from backchannel.protocol.relayframes import (
     token_hash,
 )
 
-__all__ = ["MailboxCaps", "RelayClient", "RelayClosed", "RelayRequestError"]
+__all__ = [
+    "DEFAULT_REQUEST_TIMEOUT",
+    "KEEPALIVE_INTERVAL",
+    "KEEPALIVE_TIMEOUT",
+    "MailboxCaps",
+    "RelayBrokeProtocol",
+    "RelayClient",
+    "RelayClosed",
+    "RelayRequestError",
+    "RelayTimeout",
+]
 
 # Request ids are u32 on the wire; they wrap long before that matters for one connection.
 _REQUEST_ID_MODULUS: Final = 1 << 32
 # Seconds to wait for the WebSocket opening handshake.
 DEFAULT_OPEN_TIMEOUT: Final = 10.0
+# Seconds a relay has to answer one request. A relay answers after one group commit (an
+# fsync, tens of milliseconds) even across an ocean; five seconds tells a relay that has
+# stopped answering from a slow one, and leaves room inside a sync's 10-second deadline.
+DEFAULT_REQUEST_TIMEOUT: Final = 5.0
+# WebSocket keepalive: a ping every 20 s, and the connection is dropped when its pong has
+# not come 20 s later. A connection through NAT or a proxy that silently died is noticed
+# within 40 s, even by a `watch` that has nothing to send (the websockets defaults).
+KEEPALIVE_INTERVAL: Final = 20.0
+KEEPALIVE_TIMEOUT: Final = 20.0
+# Seconds to wait for the relay's half of the closing handshake before dropping the TCP
+# connection: a relay that stopped answering requests may not answer a close either.
+_CLOSE_TIMEOUT: Final = 1.0
+
+_Answer = TypeVar("_Answer")
 
 
 class RelayRequestError(BackchannelError):
@@ -64,6 +91,21 @@ class RelayRequestError(BackchannelError):
 
 class RelayClosed(BackchannelError):
     """The connection to the relay is closed (by us, by the relay, or by the network)."""
+
+
+class RelayTimeout(RelayClosed):
+    """The relay did not answer a request in time. Blame: the relay or the network between.
+
+    The connection is closed: whatever the relay was doing, we stop waiting for it, and the
+    request may or may not have taken effect (a send is sent again; receivers deduplicate).
+    """
+
+
+class RelayBrokeProtocol(RelayClosed, RemoteProtocolError):
+    """The relay answered a request with a reply of the wrong kind. Blame: the relay.
+
+    The connection is closed; the relay is treated as down for the operation.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +123,19 @@ class MailboxCaps:
 
 
 class RelayClient:
-    """A connection to a relay. Use `connect`, then ``async with`` or `close`."""
+    """A connection to a relay. Use `connect`, then ``async with`` or `close`.
 
-    def __init__(self, ws: ClientConnection) -> None:
+    Every request waits at most the request timeout for its answer. Besides the errors each
+    request names, every request may raise `RelayTimeout` (no answer in time) or
+    `RelayBrokeProtocol` (an answer of the wrong kind); both are `RelayClosed`, and the
+    connection is closed after either.
+    """
+
+    def __init__(
+        self, ws: ClientConnection, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    ) -> None:
         self._ws = ws
+        self._request_timeout = request_timeout
         self._next_id = 0
         self._pending: dict[int, asyncio.Future[Response]] = {}
         self._deliveries: asyncio.Queue[tuple[bytes, Delivery] | None] = asyncio.Queue()
@@ -92,8 +143,19 @@ class RelayClient:
         self._reader = asyncio.create_task(self._read_loop())
 
     @classmethod
-    async def connect(cls, url: str, *, open_timeout: float = DEFAULT_OPEN_TIMEOUT) -> RelayClient:
+    async def connect(
+        cls,
+        url: str,
+        *,
+        open_timeout: float = DEFAULT_OPEN_TIMEOUT,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ) -> RelayClient:
         """Open a connection to the relay at `url` (``ws://`` or ``wss://``).
+
+        Args:
+            open_timeout: seconds for the WebSocket opening handshake.
+            request_timeout: seconds the relay has to answer each request; after that the
+                request fails with `RelayTimeout` and the connection is closed.
 
         Raises:
             OSError: the relay cannot be reached.
@@ -104,9 +166,11 @@ class RelayClient:
             compression=None,
             max_size=MAX_RESPONSE_FRAME_SIZE,
             open_timeout=open_timeout,
-            ping_interval=None,
+            ping_interval=KEEPALIVE_INTERVAL,
+            ping_timeout=KEEPALIVE_TIMEOUT,
+            close_timeout=_CLOSE_TIMEOUT,
         )
-        return cls(ws)
+        return cls(ws, request_timeout=request_timeout)
 
     async def __aenter__(self) -> RelayClient:
         return self
@@ -119,11 +183,22 @@ class RelayClient:
     ) -> None:
         await self.close()
 
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed, for whatever reason."""
+        return self._closed is not None
+
     async def close(self) -> None:
         """Close the connection and fail every request still waiting."""
         await self._ws.close()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+
+    async def _abandon(self, reason: RelayClosed) -> None:
+        """Close the connection because of `reason`, which every waiting request gets."""
+        if self._closed is None:
+            self._closed = reason
+        await self.close()
 
     # --- requests ----------------------------------------------------------------------
 
@@ -131,7 +206,15 @@ class RelayClient:
         self._next_id = (self._next_id + 1) % _REQUEST_ID_MODULUS or 1
         return self._next_id
 
-    async def _call(self, build: type[Request], *args: object) -> Response:
+    async def _call(self, expect: type[_Answer], build: type[Request], *args: object) -> _Answer:
+        """Send one request and wait, at most the request timeout, for its answer.
+
+        Raises:
+            RelayRequestError: the relay refused the request.
+            RelayTimeout: no answer in time (the connection is then closed).
+            RelayBrokeProtocol: an answer of the wrong kind (the connection is then closed).
+            RelayClosed: the connection closed first.
+        """
         if self._closed is not None:
             raise RelayClosed("the relay connection is closed")
         rid = self._request_id()
@@ -143,7 +226,23 @@ class RelayClient:
         except ConnectionClosed:
             self._pending.pop(rid, None)
             raise RelayClosed("the relay connection is closed") from None
-        return await future
+        try:
+            answer = await asyncio.wait_for(future, self._request_timeout)
+        except TimeoutError:
+            self._pending.pop(rid, None)
+            timeout = RelayTimeout(
+                f"the relay did not answer within {self._request_timeout:g} s"
+            )
+            await self._abandon(timeout)
+            raise timeout from None
+        if not isinstance(answer, expect):
+            broke = RelayBrokeProtocol(
+                f"the relay answered a {build.__name__} request with"
+                f" {type(answer).__name__}"
+            )
+            await self._abandon(broke)
+            raise broke
+        return answer
 
     async def create_mailbox(self, caps: MailboxCaps | None = None) -> MailboxCaps:
         """Create a mailbox on the relay (fresh random capabilities unless given).
@@ -157,7 +256,11 @@ class RelayClient:
         """
         caps = caps if caps is not None else MailboxCaps.generate()
         await self._call(
-            Create, caps.mailbox_id, token_hash(caps.send_token), token_hash(caps.receive_token)
+            Created,
+            Create,
+            caps.mailbox_id,
+            token_hash(caps.send_token),
+            token_hash(caps.receive_token),
         )
         return caps
 
@@ -169,14 +272,12 @@ class RelayClient:
             RelayClosed: the connection closed before the receipt (the envelope may or may
                 not be stored: send it again; receivers deduplicate).
         """
-        answer = await self._call(Send, mailbox_id, send_token, envelope)
-        assert isinstance(answer, _StoredOne)
+        answer = await self._call(_StoredOne, Send, mailbox_id, send_token, envelope)
         return answer.seq
 
     async def subscribe(self, mailbox_id: bytes, receive_token: bytes) -> int:
         """Ask the relay to push this mailbox's envelopes; returns how many are pending."""
-        answer = await self._call(Subscribe, mailbox_id, receive_token)
-        assert isinstance(answer, Subscribed)
+        answer = await self._call(Subscribed, Subscribe, mailbox_id, receive_token)
         return answer.pending
 
     async def receive(self, timeout: float | None = None) -> tuple[bytes, Delivery]:
@@ -202,23 +303,21 @@ class RelayClient:
         limit: int = MAX_BATCH_ITEMS,
     ) -> tuple[tuple[Delivery, ...], bool]:
         """Read stored envelopes after `after_seq`; returns them and whether more remain."""
-        answer = await self._call(Fetch, mailbox_id, receive_token, after_seq, limit)
-        assert isinstance(answer, Fetched)
+        answer = await self._call(Fetched, Fetch, mailbox_id, receive_token, after_seq, limit)
         return answer.deliveries, answer.more
 
     async def ack(self, mailbox_id: bytes, receive_token: bytes, seqs: tuple[int, ...]) -> int:
         """Settle envelopes (the relay deletes them); returns how many were still stored."""
-        answer = await self._call(Ack, mailbox_id, receive_token, tuple(seqs))
-        assert isinstance(answer, Acked)
+        answer = await self._call(Acked, Ack, mailbox_id, receive_token, tuple(seqs))
         return answer.removed
 
     async def delete(self, mailbox_id: bytes, receive_token: bytes) -> None:
         """Delete the mailbox and everything in it."""
-        await self._call(Delete, mailbox_id, receive_token)
+        await self._call(Deleted, Delete, mailbox_id, receive_token)
 
     async def ping(self) -> None:
         """Round trip to the relay."""
-        await self._call(Ping)
+        await self._call(Pong, Ping)
 
     # --- reader ------------------------------------------------------------------------
 
@@ -232,13 +331,17 @@ class RelayClient:
         except ConnectionClosed:
             pass
         except RemoteProtocolError as exc:
-            reason = RelayClosed(f"the relay broke the protocol: {exc}")
+            reason = RelayBrokeProtocol(f"the relay broke the protocol: {exc}")
             await self._ws.close(1002, "protocol error")
         finally:
-            self._closed = reason
+            # A timeout or a wrong answer that closed the connection is the reason every
+            # other waiting request gets too, with its type (its blame).
+            if self._closed is None:
+                self._closed = reason
+            closed = self._closed
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(RelayClosed(str(reason)))
+                    future.set_exception(type(closed)(str(closed)))
             self._pending.clear()
             self._deliveries.put_nowait(None)
 
