@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +55,9 @@ def _run_foreground(state: CliContext) -> None:
     from backchannel.client.agent.lock import HomeLock
     from backchannel.client.engine import Principal
 
+    # Until the loop takes SIGTERM over (it then stops after committing), a SIGTERM while
+    # unlocking ends the process cleanly instead of by the signal: nothing is open yet.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     holder = HomeLock(state.home).holder()
     passphrase = state.passphrase()
     try:
@@ -70,6 +74,10 @@ def _run_foreground(state: CliContext) -> None:
         )
         report = asyncio.run(serve_as_agent(principal, _emitter(state)))
     state.err.print(f"Agent stopped: {report.received} received, {report.sent} sent.")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _start_background(state: CliContext) -> None:

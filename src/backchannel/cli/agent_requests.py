@@ -118,3 +118,63 @@ def run_forwarded(
         AGENT_REQUEST.columns = None
         _BUFFERS.out = _BUFFERS.err = None
         _BUFFERS.stdin = None
+
+
+def _text(params: dict[str, Any], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'{key}' must be a non-empty string")
+    return value
+
+
+def _optional(params: dict[str, Any], key: str) -> list[str]:
+    value = params.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        raise ValueError(f"'{key}' must be a string")
+    return [value]
+
+
+def _send(params: dict[str, Any]) -> list[str]:
+    argv = ["send", _text(params, "channel"), _text(params, "text")]
+    precedence = params.get("precedence", "routine")
+    if precedence not in ("routine", "priority", "flash"):
+        raise ValueError("'precedence' is routine, priority or flash")
+    argv.append(f"--{precedence}")
+    if params.get("ack_within"):
+        argv += ["--ack-within", _text(params, "ack_within")]
+    return argv
+
+
+# One method per intent of a UI, each the command of the same name with `--json`: the
+# answers have the shapes docs/cli.md gives, whichever way a client asks.
+INTENTS: dict[str, Any] = {
+    "send": _send,
+    "sync": lambda p: ["sync"],
+    "status": lambda p: ["status", *_optional(p, "channel")],
+    "channels": lambda p: ["channels"],
+    "inbox": lambda p: ["inbox", *_optional(p, "channel")],
+    "read": lambda p: ["read", _text(p, "channel"), *_optional(p, "message")],
+    "ack": lambda p: ["ack", _text(p, "channel"), _text(p, "message")],
+    "hold": lambda p: ["hold", _text(p, "channel"), _text(p, "message"),
+                       "--until", _text(p, "until"), *_optional(p, "text")],
+    "clarify": lambda p: ["clarify", _text(p, "channel"), _text(p, "message"),
+                          _text(p, "question")],
+    "answer": lambda p: ["answer", _text(p, "channel"), _text(p, "message"),
+                         _text(p, "text")],
+    "linetest": lambda p: ["linetest", _text(p, "channel"), "--now"],
+}
+
+
+def intent_argv(method: str, params: dict[str, Any]) -> list[str] | None:
+    """The command line of a typed intent (with `--json`), or None if there is none.
+
+    Raises:
+        ValueError: a parameter is missing or of the wrong type.
+    """
+    build = INTENTS.get(method)
+    if build is None:
+        return None
+    argv: list[str] = build(params)
+    return [*argv, "--json"]

@@ -217,12 +217,12 @@ async def serve_as_agent(principal: Principal, emit: Emit) -> SyncReport:
     """Be the principal's agent until SIGINT, SIGTERM or a `stop` request: keep the
     channels (`Principal.watch`), serve the local API on the home's socket, and send
     every event both to `emit` and to the API's subscribers."""
-    from backchannel.cli.agent_requests import install_stream_routers, run_forwarded
+    from backchannel.cli.agent_requests import install_stream_routers, intent_argv, run_forwarded
     from backchannel.client.agent.server import AgentServer
 
     stop = asyncio.Event()
     install_stream_routers()
-    server = AgentServer(principal, run_forwarded, on_stop=stop.set)
+    server = AgentServer(principal, run_forwarded, on_stop=stop.set, intents=intent_argv)
 
     def both(event: dict[str, Any], line: str) -> None:
         emit(event, line)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import struct
@@ -29,6 +30,9 @@ __all__ = ["AgentServer", "CommandRunner"]
 
 # Runs one command line against a worker principal: (exit code, stdout, stderr).
 CommandRunner = Callable[[Principal, list[str], dict[str, Any]], tuple[int, str, str]]
+# The command line (with --json) of a typed intent, or None for an unknown method; raises
+# ValueError for bad parameters.
+IntentMapper = Callable[[str, dict[str, Any]], list[str] | None]
 # Events queued for a subscriber that does not read: past this it is dropped, so a stuck
 # UI never grows the agent's memory.
 _MAX_QUEUED_EVENTS: Final = 1000
@@ -43,10 +47,12 @@ class AgentServer:
         principal: Principal,
         run_command: CommandRunner | None = None,
         on_stop: Callable[[], None] | None = None,
+        intents: IntentMapper | None = None,
     ) -> None:
         self.principal = principal
         self.path = socket_path(principal.home)
         self._run_command = run_command
+        self._intents = intents
         self._on_stop = on_stop
         self._server: asyncio.AbstractServer | None = None
         self._subscribers: set[asyncio.Queue[bytes | None]] = set()
@@ -151,7 +157,28 @@ class AgentServer:
             return {"id": rid, "result": {"stopping": True}}
         if method == "cli":
             return {"id": rid, **await self._cli(params)}
+        if isinstance(method, str) and self._intents is not None:
+            try:
+                argv = self._intents(method, params)
+            except ValueError as error:
+                return {"id": rid, "error": _error("bad-params", error)}
+            if argv is not None:
+                return {"id": rid, **await self._intent(argv)}
         return {"id": rid, "error": _error("unknown-method", f"no method {method!r}")}
+
+    async def _intent(self, argv: list[str]) -> dict[str, Any]:
+        """Run a typed intent as its `--json` command; the answer is that JSON."""
+        done = await self._cli({"argv": argv})
+        if "error" in done:
+            return done
+        result = done["result"]
+        if result["code"] != 0:
+            message = result["stderr"].strip().removeprefix("error: ") or "failed"
+            return {"error": {"code": "failed", "message": message, "exit": result["code"]}}
+        try:
+            return {"result": json.loads(result["stdout"])}
+        except ValueError:
+            return {"error": _error("failed", "the command printed no JSON")}
 
     def _hello(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,194 @@
+"""The agent as a user meets it: real processes, a real relay, the console script."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backchannel.client.agent.client import connect
+from backchannel.client.agent.lock import HomeLock
+from backchannel.client.agent.paths import socket_path
+from backchannel.client.agent.wire import encode_line
+from backchannel.client.engine import Principal
+from tests.client.conftest import FAST_KDF, pair
+
+pytestmark = pytest.mark.timeout(180)
+
+# What the console script runs.
+CLI = [sys.executable, "-c", "from backchannel.cli.launcher import main; main()"]
+ENV = {**os.environ, "BACKCHANNEL_PASSPHRASE": "passphrase", "PYTHONUNBUFFERED": "1"}
+
+
+def bc(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+       ok: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*CLI, *args], env=env or ENV, input=stdin, capture_output=True,
+                          text=True, timeout=90)
+    if ok:
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+@pytest.fixture()
+def homes(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
+    db = tmp_path / "relay.db"
+    relay = subprocess.Popen(
+        [*CLI, "relay", "serve", "--host", "127.0.0.1", "--port", "0", "--db", f"sqlite:///{db}"],
+        stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert relay.stderr is not None
+        url = str(json.loads(relay.stderr.readline())["url"])
+
+        async def paired() -> None:
+            a = Principal.create(tmp_path / "alice", "alice", "passphrase", kdf=FAST_KDF)
+            b = Principal.create(tmp_path / "bob", "bob", "passphrase", kdf=FAST_KDF)
+            await pair(a, b, [url])
+            await a.sync()
+            a.close()
+            b.close()
+
+        asyncio.run(paired())
+        yield tmp_path / "alice", tmp_path / "bob", url
+    finally:
+        for home in (tmp_path / "alice", tmp_path / "bob"):
+            bc("--home", str(home), "agent", "--stop", ok=False)
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(30)
+
+
+def test_commands_print_the_same_through_the_agent(homes: tuple[Path, Path, str]) -> None:
+    alice, _bob, _ = homes
+    bc("--home", str(alice), "send", "bob", "before the agent")
+    here = [bc("--home", str(alice), *c).stdout
+            for c in (["channels"], ["inbox", "--json"], ["verify", "bob"])]
+    started = bc("--home", str(alice), "agent")
+    assert "Agent started" in started.stdout
+    there = [bc("--home", str(alice), *c).stdout
+             for c in (["channels"], ["inbox", "--json"], ["verify", "bob"])]
+    assert there == here
+    with connect(alice) as agent:
+        assert agent.call("hello")["requests_served"] == 3
+    # An error keeps its text and exit code.
+    missing = bc("--home", str(alice), "send", "nobody", "x", ok=False)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: no channel 'nobody'")
+    usage = bc("--home", str(alice), "send", ok=False)
+    assert usage.returncode == 2
+
+
+def test_typed_intents_answer_with_the_documented_json(homes: tuple[Path, Path, str]) -> None:
+    alice, bob, url = homes
+    bc("--home", str(alice), "agent")
+    with connect(alice) as agent:
+        sent = agent.call("send", {"channel": "bob", "text": "through the API",
+                                   "precedence": "flash", "ack_within": "10m"})
+        assert sent["stored_on"] == [url]
+        status = agent.call("status", {"channel": "bob"})
+        assert status["channels"][0]["sent"] == 1
+        assert status["channels"][0]["forks"] == []
+        with pytest.raises(OSError, match="must be a non-empty string"):
+            agent.call("send", {"channel": "bob"})
+        with pytest.raises(OSError, match="no method"):
+            agent.call("nonsense")
+    bc("--home", str(bob), "sync")
+    inbox = json.loads(bc("--home", str(bob), "inbox", "--json").stdout)["messages"]
+    assert [m["text"] for m in inbox] == ["through the API"]
+    assert inbox[0]["precedence"] == "flash"
+
+
+def test_piped_input_reaches_a_command_run_by_the_agent(homes: tuple[Path, Path, str]) -> None:
+    alice, bob, url = homes
+    code = bc("--home", str(bob), "invite", "--relay", url).stdout.strip()
+    bc("--home", str(alice), "agent")
+    joined = bc("--home", str(alice), "accept", "-", "--name", "bob-two", stdin=code + "\n")
+    assert "bob" in joined.stdout
+    names = bc("--home", str(alice), "channels").stdout
+    assert "bob-two" in names
+
+
+def test_watch_is_a_view_of_the_agents_events(homes: tuple[Path, Path, str]) -> None:
+    alice, bob, _ = homes
+    bc("--home", str(alice), "agent")
+    view = subprocess.Popen([*CLI, "--home", str(alice), "watch", "--json"], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        bc("--home", str(bob), "send", "alice", "seen by the view")
+        assert view.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            event = json.loads(view.stdout.readline())
+            if event.get("event") == "message":
+                assert event["text"] == "seen by the view"
+                break
+        else:
+            pytest.fail("no message event")
+    finally:
+        view.send_signal(signal.SIGINT)
+        view.wait(10)
+
+
+def test_a_command_waits_for_the_home_then_says_who_holds_it(
+    homes: tuple[Path, Path, str]
+) -> None:
+    alice, _bob, _ = homes
+    lock = HomeLock(alice)
+    lock.acquire(role="command")
+    try:
+        env = {**ENV, "BACKCHANNEL_LOCK_TIMEOUT": "0.5"}
+        done = bc("--home", str(alice), "status", env=env, ok=False)
+    finally:
+        lock.release()
+    assert done.returncode == 1
+    assert f"waiting for another backchannel process on {alice} (pid {os.getpid()})" in done.stderr
+    assert "gave up after 0.5 s" in done.stderr
+
+
+def test_the_agent_reads_its_passphrase_from_a_descriptor(
+    homes: tuple[Path, Path, str]
+) -> None:
+    alice, _bob, _ = homes
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"passphrase\n")
+    os.close(write_end)
+    env = {k: v for k, v in ENV.items() if k != "BACKCHANNEL_PASSPHRASE"}
+    agent = subprocess.Popen(
+        [*CLI, "--home", str(alice), "agent", "--foreground", "--passphrase-fd", str(read_end)],
+        env=env, pass_fds=(read_end,), stderr=subprocess.PIPE, text=True)
+    os.close(read_end)
+    try:
+        deadline = time.monotonic() + 30
+        while not socket_path(alice).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # No passphrase in this command's environment either: the agent has it.
+        status = bc("--home", str(alice), "status", "--json", env=env)
+        assert json.loads(status.stdout)["channels"][0]["name"] == "bob"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0
+
+
+def test_the_local_api_refuses_what_is_not_its_protocol(homes: tuple[Path, Path, str]) -> None:
+    alice, _bob, _ = homes
+    bc("--home", str(alice), "agent")
+    for line, expected in ((b"not json\n", "not JSON"),
+                           (b'{"v": 9, "id": 1, "method": "hello"}\n', "unsupported API")):
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(str(socket_path(alice)))
+            raw.sendall(line)
+            answer = json.loads(raw.makefile("rb").readline())
+            assert expected in answer["error"]["message"]
+    # The agent is still there for the next honest request.
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(str(socket_path(alice)))
+        raw.sendall(encode_line({"id": 5, "method": "hello", "params": {}}))
+        assert json.loads(raw.makefile("rb").readline())["result"]["name"] == "alice"
