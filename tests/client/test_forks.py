@@ -117,3 +117,32 @@ async def test_a_stale_channel_write_is_refused_not_applied(
             assert before != dump(stale)
         finally:
             store.close()
+
+
+async def test_a_relay_that_tampers_with_a_copy_raises_no_false_fork(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    from backchannel.client.transport import RelayClient
+
+    async with running_relay(tmp_path / "relay.db") as relay:
+        alice, bob = make_principal("alice"), make_principal("bob")
+        await pair(alice, bob, [relay.url])
+        await alice.send("bob", "the genuine note")
+        held = _envelopes(tmp_path / "relay.db")[-1]
+        await bob.sync()
+        # The relay replays the envelope with its body changed behind the genuine header.
+        tampered = bytearray(held)
+        tampered[-5] ^= 0x01
+        link = alice.channels()[0].links[0]
+        assert link.outbound is not None
+        client = await RelayClient.connect(relay.url)
+        try:
+            await client.send(bytes.fromhex(link.outbound.mailbox_id),
+                              bytes.fromhex(link.outbound.send_token), bytes(tampered))
+        finally:
+            await client.close()
+        report = await bob.sync()
+        assert report.forks == 0
+        assert report.duplicates == 1
+        assert bob.status("alice")[0].forks == ()
+        assert [m.text for m in bob.inbox("alice")] == ["the genuine note"]

@@ -651,9 +651,10 @@ class Inbox(Outbox):
             return
         prekeys = PrekeySecrets.decode(bytes.fromhex(invite.prekeys))
         try:
-            session, message, _remaining = Session.respond(
+            session, first, _remaining = Session.respond_with_position(
                 self._identity, prekeys, payload, self._rng
             )
+            message = first.message
             hello = Hello.decode(message.body) if message.kind == KIND_HELLO else None
         except (DecryptionFailed, RemoteProtocolError):
             report.rejected += 1
@@ -687,6 +688,7 @@ class Inbox(Outbox):
         )
         # The invite is spent: its one-time prekey goes with it, so a second use fails.
         self._store.delete("invite", bytes.fromhex(invite.invite_id))
+        self._forks.remember_position(channel.channel_id, first.position)
         self._store_incoming(channel, message)
         if retiring:
             move = Move(
@@ -709,19 +711,20 @@ class Inbox(Outbox):
     ) -> InboxEntry | None:
         session = self._session(channel)
         try:
-            message = session.open(payload, self._rng)
+            opened = session.open_with_position(payload, self._rng)
+            message = opened.message
         except TooFarAhead:
             # Authentic but more than MAX_SKIP ahead: the messages in between may still
             # come by another relay. Keep it on the relay (no ack) and try again later.
             report.deferred += 1
             raise _Deferred() from None
-        except DuplicateMessage:
-            if self._forks.was_accepted(channel.channel_id, payload):
-                report.duplicates += 1
-            else:
-                # Authentic, at a position already used, but not the bytes we took there:
-                # the sender's state was copied and both copies sent.
+        except DuplicateMessage as duplicate:
+            if self._forks.same_header(channel.channel_id, duplicate.position) is False:
+                # Authentic, at a position already used, but sealed a second time: the
+                # sender's state was copied and both copies sent.
                 self._record_fork(channel, ForkReason.REPLAY, 0, "", report)
+            else:
+                report.duplicates += 1  # a copy (or from before positions were kept)
             return None
         except (DecryptionFailed, RemoteProtocolError):
             # Tampered, forged or foreign: counted and reported, never shown.
@@ -731,7 +734,7 @@ class Inbox(Outbox):
             return None
         self._keep_session(channel, session)
         channel.last_heard_ms = self._clock()
-        self._forks.accept_payload(channel.channel_id, payload)
+        self._forks.remember_position(channel.channel_id, opened.position)
         entry = None
         if self._get_message(channel.channel_id, message.message_id.hex()) is not None:
             report.duplicates += 1

@@ -58,7 +58,7 @@ CREATE INDEX IF NOT EXISTS messages_by_ord ON messages (channel, ord);
 CREATE TABLE IF NOT EXISTS processed (digest BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS forks (
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS accepted (digest BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS positions (position BLOB PRIMARY KEY, header BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, relay TEXT NOT NULL,
     ref BLOB NOT NULL, envelope BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS pending_receipts (
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a 0.1 state file up to this schema (idempotent, in one transaction)."""
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "records" not in tables or {"forks", "accepted"} <= tables:
+    if "records" not in tables or {"forks", "positions"} <= tables:
         return  # a new file (the schema comes next) or one already migrated
     columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
     db.execute("BEGIN IMMEDIATE")
@@ -90,7 +90,10 @@ def _migrate(db: sqlite3.Connection) -> None:
             "CREATE TABLE IF NOT EXISTS forks ("
             " id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL)"
         )
-        db.execute("CREATE TABLE IF NOT EXISTS accepted (digest BLOB PRIMARY KEY)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS positions"
+            " (position BLOB PRIMARY KEY, header BLOB NOT NULL)"
+        )
     except BaseException:
         db.execute("ROLLBACK")
         raise

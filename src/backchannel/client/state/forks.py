@@ -1,18 +1,23 @@
-"""Fork records and the payloads a channel accepted (to tell a copy from a fork)."""
+"""Fork records, and the sealed header accepted at each ratchet position (to tell a copy
+from a fork)."""
 
 from __future__ import annotations
 
 from backchannel.client.forks import ForkRecord
 from backchannel.client.keystore import Keystore
+from backchannel.protocol.e2e.ratchet import Position
 
 __all__ = ["ForkRepository"]
 
 
 class ForkRepository:
-    """Forks seen on each channel, and the digests of every payload a channel accepted.
+    """Forks seen on each channel, and which sealed header each ratchet position carried.
 
-    The accepted digests are kept for the life of the transcript (one per message, like
-    the messages themselves): a relay may redeliver a copy long after the short-lived
+    A sealed header can only be made by the sender (it needs the header key) and each
+    sealing draws a fresh nonce, so the same header again is a copy (whatever body a relay
+    put behind it) and another header at a used position is a second sealing: a fork
+    (docs/protocol.md §8). Positions are kept for the life of the transcript, one per
+    message, like the messages: a relay may redeliver a copy long after the short-lived
     `processed` digests are gone, and a copy must never be taken for a fork.
     """
 
@@ -53,13 +58,29 @@ class ForkRepository:
     def replace(self, channel_id: str, row_id: int, record: ForkRecord) -> None:
         self._seal(row_id, bytes.fromhex(channel_id), record)
 
-    def accept_payload(self, channel_id: str, payload: bytes) -> None:
-        digest = self._store.index(b"accepted", bytes.fromhex(channel_id), payload)
-        self._store.db.execute("INSERT OR IGNORE INTO accepted VALUES (?)", (digest,))
+    def remember_position(self, channel_id: str, position: Position) -> None:
+        """Record which sealed header a channel accepted at a ratchet position."""
+        self._store.db.execute(
+            "INSERT OR IGNORE INTO positions VALUES (?, ?)",
+            (self._key(channel_id, position), self._header(channel_id, position)),
+        )
 
-    def was_accepted(self, channel_id: str, payload: bytes) -> bool:
-        digest = self._store.index(b"accepted", bytes.fromhex(channel_id), payload)
+    def same_header(self, channel_id: str, position: Position) -> bool | None:
+        """Whether the sealed header accepted at `position` is this one: True (a copy),
+        False (another sealing: a fork), None (nothing recorded there)."""
         row = self._store.db.execute(
-            "SELECT 1 FROM accepted WHERE digest = ?", (digest,)
+            "SELECT header FROM positions WHERE position = ?",
+            (self._key(channel_id, position),),
         ).fetchone()
-        return row is not None
+        if row is None:
+            return None
+        return bytes(row[0]) == self._header(channel_id, position)
+
+    def _key(self, channel_id: str, position: Position) -> bytes:
+        return self._store.index(
+            b"position", bytes.fromhex(channel_id), position.ratchet_key,
+            position.n.to_bytes(4, "big"),
+        )
+
+    def _header(self, channel_id: str, position: Position) -> bytes:
+        return self._store.index(b"header", bytes.fromhex(channel_id), position.sealed_header)
