@@ -82,10 +82,18 @@ under fresh nonces); it shows as `seq_reused` and the receiver's `forks`.
 Throughput: confirmed notes (both directions) per second of the send phase, and received
 notes per second until the end of settling.
 
-Bounds: the send phase stops after `--duration` seconds (default 1200; `--quick` 150) even
-with notes left; settling takes at most `--settle` (default 240; `--quick` 90); every
-command has a timeout; every process is stopped at the end (by its pid). The work folder is
-deleted unless `--keep` or the run failed.
+Bounds: the send phase stops after `--duration` seconds (default 1200; `--quick` 90) even
+with notes left (in-flight `send`s finish, at most 45 s more), so `attempted` may be below
+`--notes`: every `send` is a process that derives the state key (Argon2id) and connects to
+both relays, a few per second at best on a small machine; settling takes at most `--settle`
+(default 240; `--quick` 60) plus one round; every command has a timeout; every process is
+stopped at the end (by its pid). A full run is thus bounded by about 25 minutes, `--quick` by
+about 3. The work folder is deleted unless `--keep` or the run failed; it holds the relays'
+and watchers' logs, `sends.jsonl` (every `send`: outcome, seq, start, seconds) and
+`report.json`.
+
+Diagnosis switches: `--no-faults` (concurrency alone), `--no-watch`, `--no-sync`,
+`--senders 1`: with all of them, one process per principal at a time.
 
 Exit code: 1 if a note was lost or duplicated in either direction, else 0.
 """
@@ -198,6 +206,7 @@ class SendResult:
     seq: int = 0
     queued: bool = False
     error: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -235,6 +244,7 @@ class Chaos:
         self.settle_log: list[dict[str, Any]] = []
         self.agent = False
         self.t0 = 0.0
+        self.settled = False
 
     # -- processes ----------------------------------------------------------------------
 
@@ -326,6 +336,7 @@ class Chaos:
                     break
                 state.next_number += 1
             text = f"{direction} #{number:06d} s{slot}"
+            began = time.monotonic()
             _, out, err, how = self.run(
                 name, "send", self.bc(name, "send", self.channel[name], text, "--json"),
                 SEND_TIMEOUT)
@@ -340,6 +351,13 @@ class Chaos:
                     result.error = "unreadable JSON"
             elif how == "failed":
                 self.count_error("send", err)
+            result.seconds = time.monotonic() - began
+            with (self.work / "sends.jsonl").open("a") as log:
+                log.write(json.dumps({"direction": direction, "number": number, "slot": slot,
+                                      "outcome": result.outcome, "seq": result.seq,
+                                      "queued": result.queued,
+                                      "start": round(began - self.t0, 2),
+                                      "seconds": round(result.seconds, 2)}) + "\n")
             with self.lock:
                 state.attempts.append(result)
 
@@ -441,7 +459,9 @@ class Chaos:
                         restarts.append((now + 1, relay))
             with self.lock:
                 attempted = sum(d.next_number - 1 for d in self.directions.values())
-            if not disk_lost and attempted >= 0.4 * total:
+            if self.args.no_faults:
+                pass
+            elif not disk_lost and attempted >= 0.4 * total:
                 disk_lost = True
                 relay = self.rng.choice(self.relays)
                 restarts = [(d, r) for d, r in restarts if r is not relay]
@@ -525,6 +545,7 @@ class Chaos:
             calm_rounds = calm_rounds + 1 if fingerprint == previous and queued == 0 else 0
             previous = fingerprint
             if calm_rounds >= 2:
+                self.settled = True
                 break
         if not sides:
             sides = {name: self.read_side(name) for name in NAMES}
@@ -561,15 +582,18 @@ class Chaos:
                 thread.start()
             time.sleep(2)
         for proxy in self.proxies:
-            proxy.faults = True
+            proxy.faults = not self.args.no_faults
         self.t0 = time.monotonic()
         background = []
         for name in NAMES:
-            background.append(threading.Thread(
-                target=self.keep_running, daemon=True,
-                args=(name, "watch", self.bc(name, "watch", "--json"),
-                      self.work / f"watch-{name}.log")))
-            background.append(threading.Thread(target=self.syncer, args=(name,), daemon=True))
+            if not self.args.no_watch:
+                background.append(threading.Thread(
+                    target=self.keep_running, daemon=True,
+                    args=(name, "watch", self.bc(name, "watch", "--json"),
+                          self.work / f"watch-{name}.log")))
+            if not self.args.no_sync:
+                background.append(threading.Thread(target=self.syncer, args=(name,),
+                                                   daemon=True))
         senders = [threading.Thread(target=self.sender, args=(name, slot), daemon=True)
                    for name in NAMES for slot in range(1, self.args.senders + 1)]
         for thread in background + senders:
@@ -644,6 +668,7 @@ class Chaos:
             for a in confirmed.values():
                 seqs[a.seq].add(a.message_id)
             lost = sorted(set(confirmed) - set(tags))
+            took = sorted(a.seconds for a in confirmed.values()) or [0.0]
             directions[key] = {
                 "attempted": len(attempts),
                 "confirmed": len(confirmed),
@@ -665,6 +690,9 @@ class Chaos:
                 "sender_status_sent": sender_board.get("sent", "n/a"),
                 "delivered_receipts": sender_board.get("delivered", "n/a"),
                 "queued_left": sender_board.get("queued", "n/a"),
+                "send_seconds_p50": round(took[len(took) // 2], 2),
+                "send_seconds_p90": round(took[int(len(took) * 0.9)], 2),
+                "send_seconds_max": round(took[-1], 2),
             }
             confirmed_total += len(confirmed)
             received_total += len(tags)
@@ -690,8 +718,7 @@ class Chaos:
                 "relay_seq_conflicts": self.monitor_conflicts,
             },
             "settle_rounds": len(self.settle_log),
-            "settled": (len(self.settle_log) >= 3
-                        and self.settle_log[-1]["state"] == self.settle_log[-2]["state"]),
+            "settled": self.settled,
             "seconds": {"setup": round(setup_s, 1), "send_phase": round(send_s, 1),
                         "settle": round(settle_s, 1), "total": round(total_s, 1)},
             "throughput": {
@@ -723,6 +750,9 @@ def print_report(report: dict[str, Any]) -> None:
         ("delivered_receipts", "sender status: delivered receipts back"),
         ("sender_status_sent", "sender status: sent"),
         ("queued_left", "sender outbox after settling"),
+        ("send_seconds_p50", "confirmed send: median seconds"),
+        ("send_seconds_p90", "confirmed send: 90th percentile seconds"),
+        ("send_seconds_max", "confirmed send: slowest, seconds"),
     ]
     keys = list(report["directions"])
     print(f"Backchannel chaos run: seed {report['seed']}, {report['notes_each_way']} notes each "
@@ -769,16 +799,22 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=None,
                         help="notes each way (default 2000; --quick: 100)")
     parser.add_argument("--quick", action="store_true",
-                        help="100 notes each way, send phase at most 150 s, settle 90 s")
+                        help="100 notes each way, send phase at most 90 s, settle 60 s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--duration", type=float, default=None,
-                        help="cap on the send phase in seconds (default 1200; --quick 150)")
+                        help="cap on the send phase in seconds (default 1200; --quick 90)")
     parser.add_argument("--settle", type=float, default=None,
-                        help="cap on settling in seconds (default 240; --quick 90)")
+                        help="cap on settling in seconds (default 240; --quick 60)")
     parser.add_argument("--senders", type=int, default=2,
                         help="concurrent sender processes per principal (default 2)")
     parser.add_argument("--fault-interval", type=float, default=2.0,
                         help="mean seconds between injected faults (default 2)")
+    parser.add_argument("--no-faults", action="store_true",
+                        help="inject nothing: concurrency alone (proxies pass through)")
+    parser.add_argument("--no-watch", action="store_true",
+                        help="diagnosis: run no watch process during the send phase")
+    parser.add_argument("--no-sync", action="store_true",
+                        help="diagnosis: run no sync loop during the send phase")
     parser.add_argument("--agent", action="store_true",
                         help="run `backchannel agent --foreground` per principal")
     parser.add_argument("--backchannel", type=shlex.split, default=None,
@@ -789,8 +825,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     args.notes = args.notes or (100 if args.quick else 2000)
-    args.duration = args.duration or (150.0 if args.quick else 1200.0)
-    args.settle = args.settle or (90.0 if args.quick else 240.0)
+    args.duration = args.duration or (90.0 if args.quick else 1200.0)
+    args.settle = args.settle or (60.0 if args.quick else 240.0)
     args.backchannel = args.backchannel or [
         sys.executable, "-c", "from backchannel.cli.main import main; main()"]
     chaos = Chaos(args)
