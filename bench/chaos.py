@@ -32,7 +32,8 @@ seeded), about one every `--fault-interval` seconds on average while notes are b
 
 - `relay_kill`: SIGKILL one relay, restarted 0.3-3 s later on the same port and database;
 - `both_relays_down`: SIGKILL both, restarted 1-4 s later;
-- `relay_disk_loss` (once, when 40% of the notes have been attempted): a relay is killed, its
+- `relay_disk_loss` (once, when 40% of the notes have been attempted or 40% of `--duration`
+  has passed): a relay is killed, its
   database with `-wal` and `-shm` deleted, and it is restarted empty;
 - `client_kill_send`, `client_kill_sync`, `client_kill_watch` (`client_kill_agent`): SIGKILL one
   running process of a random principal; its loop starts the next one;
@@ -461,7 +462,8 @@ class Chaos:
                 attempted = sum(d.next_number - 1 for d in self.directions.values())
             if self.args.no_faults:
                 pass
-            elif not disk_lost and attempted >= 0.4 * total:
+            elif not disk_lost and (attempted >= 0.4 * total
+                                    or now - self.t0 >= 0.4 * self.args.duration):
                 disk_lost = True
                 relay = self.rng.choice(self.relays)
                 restarts = [(d, r) for d, r in restarts if r is not relay]
