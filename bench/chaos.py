@@ -41,8 +41,10 @@ seeded), about one every `--fault-interval` seconds on average while notes are b
 - `proxy_cut` (counted when it happens): a connection is aborted after 0.5-8 s;
 - `proxy_delayed_conn`: a connection whose every chunk waits 0-300 ms.
 
-Besides, `hung_*_killed` counts commands that had not returned after their timeout (`send`
-45 s, `sync` 60 s) and that the harness killed: they are a finding, not an injected fault.
+Besides, under "Observed" (findings, not injected faults): `hung_*_killed`, commands that
+had not returned after their timeout (`send` 45 s, `sync` 60 s) and that the harness killed;
+`watch_exited_N`, a watch that stopped by itself with code N; `watch_sigterm_exit_N`, a watch
+whose SIGTERM (at the end of the send phase) gave a code other than 0.
 
 Then it settles: faults off, relays restarted, watchers and sync loops stopped, and
 `sync` rounds on both sides (each side's `sync`, then both `inbox --json` and `status --json`)
@@ -382,6 +384,9 @@ class Chaos:
                     proc.wait()
                     with self.lock:
                         self.findings[f"{kind}_ignored_sigterm"] += 1
+                if proc.returncode != 0:
+                    with self.lock:
+                        self.findings[f"{kind}_sigterm_exit_{proc.returncode}"] += 1
             with self.lock:
                 self.live[name].pop(proc.pid, None)
                 killed = proc.pid in self.killed
