@@ -98,7 +98,9 @@ and watchers' logs, `sends.jsonl` (every `send`: outcome, seq, start, seconds) a
 Diagnosis switches: `--no-faults` (concurrency alone), `--no-watch`, `--no-sync`,
 `--senders 1`: with all of them, one process per principal at a time.
 
-Exit code: 1 if a note was lost or duplicated in either direction, else 0.
+Exit code: 1 if a note was lost or duplicated in either direction, else 0; 2 if the run
+could not be set up (a relay that does not start, pairing that fails, `--agent` without an
+`agent` command).
 """
 
 from __future__ import annotations
@@ -299,6 +301,10 @@ class Chaos:
         return rc == 0
 
     def setup(self) -> None:
+        if self.args.agent:
+            if not self.has_agent():
+                raise RuntimeError("--agent: this backchannel has no `agent` command")
+            self.agent = True
         for index in (1, 2):
             relay = Relay(index, free_port(), free_port(), self.work / f"relay-{index}.db",
                           self.work / f"relay-{index}.log", self.command, self.env)
@@ -321,10 +327,6 @@ class Chaos:
                 raise RuntimeError(f"{name} has {len(channels)} channels after pairing")
             self.channel[name] = channels[0]["name"]
             self.must(name, "verify", self.channel[name], "--confirm", "--json")
-        if self.args.agent:
-            if not self.has_agent():
-                raise RuntimeError("--agent: this backchannel has no `agent` command")
-            self.agent = True
 
     # -- background loops ---------------------------------------------------------------
 
@@ -839,6 +841,9 @@ def main() -> None:
     chaos = Chaos(args)
     try:
         report = chaos.execute()
+    except RuntimeError as error:
+        print(f"error: {error} (work folder {chaos.work})", file=sys.stderr)
+        sys.exit(2)
     finally:
         chaos.cleanup()
     with contextlib.suppress(OSError):
