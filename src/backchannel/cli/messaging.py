@@ -132,6 +132,9 @@ def _print_sync(
     if report.escalated:
         state.err.print(f"Escalated {report.escalated} note(s) whose acknowledgement "
                         "deadline passed: resent on every relay; see backchannel status")
+    if report.forks:
+        state.err.print(f"FORK: {report.forks} message(s) show that a copy of the "
+                        "counterpart's state sent beside it; see backchannel status")
     if report.line_tests_answered:
         state.out.print(f"Answered {report.line_tests_answered} line test(s).")
     for url, reason in report.relays_down.items():

@@ -152,6 +152,7 @@ def sync_json(report: SyncReport, new_messages: int) -> dict[str, Any]:
         "line_tests_sent": report.line_tests_sent,
         "line_tests_answered": report.line_tests_answered,
         "escalated": report.escalated,
+        "forks": report.forks,
     }
 
 
