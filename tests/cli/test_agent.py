@@ -192,3 +192,28 @@ def test_the_local_api_refuses_what_is_not_its_protocol(homes: tuple[Path, Path,
         raw.connect(str(socket_path(alice)))
         raw.sendall(encode_line({"id": 5, "method": "hello", "params": {}}))
         assert json.loads(raw.makefile("rb").readline())["result"]["name"] == "alice"
+
+
+def test_a_killed_agent_leaves_the_home_usable(homes: tuple[Path, Path, str]) -> None:
+    alice, _bob, _ = homes
+    bc("--home", str(alice), "agent")
+    with connect(alice) as agent:
+        pid = int(agent.call("hello")["pid"])
+        refused = agent.call("cli", {"argv": ["relay", "serve"]})
+        assert refused["code"] == 2
+        assert "not run by the agent" in refused["stderr"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    # Its socket is left behind, but nobody answers on it and the kernel dropped its lock:
+    # the next command runs here.
+    assert socket_path(alice).exists()
+    status = bc("--home", str(alice), "status", "--json")
+    assert json.loads(status.stdout)["channels"][0]["name"] == "bob"
+    again = bc("--home", str(alice), "agent")
+    assert "Agent started" in again.stdout

@@ -94,8 +94,14 @@ def run_forwarded(
     Returns:
         (exit code, stdout, stderr), as the command would have produced them here.
     """
+    from backchannel.cli.launcher import ALWAYS_HERE, command_of
     from backchannel.cli.main import app
 
+    command = command_of(argv)
+    if command in ALWAYS_HERE or command == "watch":
+        # These own a process (a relay, a demo, another agent) or are the agent's own view:
+        # run them where they were typed, never inside the agent.
+        return 2, "", f"error: `{command}` is not run by the agent; run it without one\n"
     stdin = params.get("stdin") or ""
     columns = params.get("columns")
     _BUFFERS.out, _BUFFERS.err = io.StringIO(), io.StringIO()

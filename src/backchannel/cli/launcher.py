@@ -13,11 +13,18 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["ALWAYS_HERE", "command_of", "main"]
 
 _HOME_ENV = "BACKCHANNEL_HOME"
-_ALWAYS_HERE = frozenset({"agent", "relay", "demo", "meet", "init", "tui"})
+# Commands that never use a principal's state, or own it themselves: run here, and
+# refused by the agent if a client asks it to run them.
+ALWAYS_HERE = frozenset({"agent", "relay", "demo", "meet", "init", "tui"})
 _HELP = frozenset({"--help", "-h", "--version"})
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command a command line names (after the global options), if any."""
+    return _home_and_command(argv)[1]
 
 
 def _home_and_command(argv: list[str]) -> tuple[Path | None, str | None]:
@@ -110,7 +117,7 @@ def main() -> None:
     """The console script."""
     argv = sys.argv[1:]
     home, command = _home_and_command(argv)
-    if command is not None and command not in _ALWAYS_HERE and not _HELP & set(argv):
+    if command is not None and command not in ALWAYS_HERE and not _HELP & set(argv):
         code = _forward(home or _default_home(), argv, command)
         if code is not None:
             raise SystemExit(code)
