@@ -61,7 +61,8 @@ def _run_foreground(state: CliContext) -> None:
     holder = HomeLock(state.home).holder()
     passphrase = state.passphrase()
     try:
-        principal = Principal.open(state.home, passphrase, lock_timeout=0, lock_role="agent")
+        # A second, not zero: a command's launcher may be peeking at the lock this instant.
+        principal = Principal.open(state.home, passphrase, lock_timeout=1.0, lock_role="agent")
     except HomeBusy:
         if holder is not None and holder.role == "agent":
             raise ClientError(f"an agent already runs on {state.home} (pid {holder.pid})") from None

@@ -113,12 +113,58 @@ def _view_events(connection: object, *, as_json: bool) -> int:
     return 0
 
 
+def _agent_holds(home: Path) -> bool:
+    """True while an agent holds the home's lock (it may be starting, its socket not up)."""
+    import fcntl
+
+    path = home / "lock"
+    try:
+        with open(path, "rb") as lock:
+            if lock.read(64).split()[1:] != [b"agent"]:
+                return False
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False  # nobody holds it: the agent that wrote it is gone
+    except (OSError, IndexError):
+        return False
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _lock_timeout() -> float:
+    raw = os.environ.get("BACKCHANNEL_LOCK_TIMEOUT", "")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return 30.0
+
+
 def main() -> None:
     """The console script."""
     argv = sys.argv[1:]
     home, command = _home_and_command(argv)
+    if command in ("watch", "agent"):
+        # Long-running: a SIGTERM before their loop takes it over (it then stops after
+        # committing) ends them cleanly, exit 0, not by the signal.
+        import signal
+
+        signal.signal(signal.SIGTERM, _exit_cleanly)
     if command is not None and command not in ALWAYS_HERE and not _HELP & set(argv):
-        code = _forward(home or _default_home(), argv, command)
+        home = home or _default_home()
+        code = _forward(home, argv, command)
+        if code is None and _agent_holds(home):
+            # An agent is starting (unlocking, connecting): wait for it to answer rather
+            # than for its lock, which it keeps for its whole life.
+            import time
+
+            deadline = time.monotonic() + _lock_timeout()
+            while code is None and time.monotonic() < deadline and _agent_holds(home):
+                time.sleep(0.05)
+                code = _forward(home, argv, command)
         if code is not None:
             raise SystemExit(code)
     from backchannel.cli.main import run_here
