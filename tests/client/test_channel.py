@@ -167,7 +167,8 @@ async def test_gap_is_visible_until_filled(tmp_path: Path, make_principal: MakeP
         await b.sync()
         (status,) = b.status("w")
         assert len(status.gaps) == 1
-        w._store.db.execute("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?)", envelope)
+        marks = ", ".join("?" * len(envelope))
+        w._store.db.execute(f"INSERT INTO outbox VALUES ({marks})", envelope)
         await w.flush()
         await b.sync()
         assert b.status("w")[0].gaps == ()

@@ -4,21 +4,43 @@ Rules that make it dependable (design §5):
 
 1. A message is written to the outbox, with the session state that produced it, in one
    transaction *before* anything is sent; it leaves the outbox only when a relay answered
-   `stored`. A crash at any point leaves it there to send again.
+   `stored`. A crash at any point leaves it there to send again (`sending`).
 2. An envelope received is decrypted, its message stored, the ratchet state advanced and
    its payload digest recorded, in one transaction; only then is the relay acked. A crash
    before the commit means the relay delivers it again, and the old ratchet state still
-   decrypts it; a crash after means the digest recognises the copy.
+   decrypts it; a crash after means the digest recognises the copy (`receiving`).
 3. Copies (the same payload via two relays, or redelivered) are recognised by payload
    digest and by message id; order is by sequence number; a gap is shown until it fills.
+4. Every read-modify-write is one `store.transaction()` that reads what it writes, and a
+   channel record is written back with compare-and-swap (`state.channels`), so two
+   handles or processes of one principal never fork its ratchet.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+
+from backchannel.client.agent.lock import DEFAULT_LOCK_TIMEOUT, HomeLock, LockHolder
+from backchannel.client.duties import Duties
+from backchannel.client.errors import ClientError, NotInitialised
+from backchannel.client.exchange import (
+    DUTY_INTERVAL,
+    RECONNECT_DELAY,
+    SYNC_DEADLINE,
+    Exchange,
+)
 from backchannel.client.forks import ForkRecord
+from backchannel.client.keystore import STATE_FILE, KdfParameters, Keystore
 from backchannel.client.pairing import DEFAULT_INVITE_TTL_MS, Pairing
 from backchannel.client.receipts import sequence_gaps
-from backchannel.client.records import ChannelRecord
+from backchannel.client.receiving import Receiver, inbox_entry
+from backchannel.client.records import ChannelRecord, InviteRecord, MessageRecord
+from backchannel.client.relays import RelayPool
 from backchannel.client.reports import (
     ChannelStatus,
     InboxEntry,
@@ -26,7 +48,11 @@ from backchannel.client.reports import (
     SendResult,
     SyncReport,
 )
-from backchannel.protocol.e2e.keys import PublicIdentity, safety_number
+from backchannel.client.sending import Sender
+from backchannel.client.state.shared import ClientState, store_identity
+from backchannel.dialogue.kinds import Precedence
+from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity, safety_number
+from backchannel.protocol.e2e.primitives import Rng
 from backchannel.protocol.message import MessageKind
 
 __all__ = [
@@ -40,16 +66,448 @@ __all__ = [
 ]
 
 
-class Principal(Pairing):
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Principal:
     """One principal's client: identity, channels and their messages.
 
-    Built in layers, a module each: `core.PrincipalCore` (state, store, lookups) <-
-    `outbox.Outbox` (sending) <- `inbox.Inbox` (receiving, receipts, duties) <-
-    `pairing.Pairing` (invites) <- `Principal` (verification and status).
+    Composed, not inherited: one `state.shared.ClientState` (the store and its typed
+    repositories, the identity, clock, random source and session cache) is passed
+    explicitly to parts with one job each, and `Principal` delegates to them:
 
-    Create with `Principal.create` or `Principal.open`; every network operation is async.
-    `clock` (milliseconds) and `rng` are injectable for tests.
+    - `sending.Sender`: queue (seal into the outbox), flush, escalate, lost relays;
+    - `pairing.Pairing`: invite, accept, take up a joiner;
+    - `receiving.Receiver`: process an envelope, receipts, forks, moves, read;
+    - `duties.Duties`: line tests and escalations (and their commands);
+    - `exchange.Exchange`: `sync` and `watch` over the relays, using the other parts.
+
+    Dependencies point one way (exchange -> duties, receiving -> pairing -> sending ->
+    state); `strategic.StrategicChannel` builds on `Principal`, and nothing here imports
+    it. Create with `Principal.create` or `Principal.open`; every network operation is
+    async. `clock` (milliseconds) and `rng` are injectable for tests.
     """
+
+    def __init__(
+        self,
+        store: Keystore,
+        clock: Callable[[], int] = _wall_ms,
+        rng: Rng = os.urandom,
+    ) -> None:
+        self._state = state = ClientState(store, clock, rng)
+        self._store = store
+        self._lock: HomeLock | None = None
+        self._sender = Sender(state)
+        self._pairing = Pairing(state, self._sender)
+        self._receiver = Receiver(state, self._sender, self._pairing)
+        self.duties = Duties(state, self._sender)
+        self._exchange = Exchange(state, self._sender, self._receiver, self.duties)
+        self.name = state.name
+
+    def __repr__(self) -> str:
+        return f"Principal({self.name!r}, {self._store!r})"
+
+    # --- opening and closing --------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        home: Path,
+        name: str,
+        passphrase: str,
+        *,
+        kdf: KdfParameters | None = None,
+        clock: Callable[[], int] = _wall_ms,
+        rng: Rng = os.urandom,
+    ) -> Self:
+        """Create a principal with a fresh identity in `home`.
+
+        Raises:
+            ClientError: the name is empty or too long, or `home` already has a principal.
+        """
+        name = name.strip()
+        if not 1 <= len(name.encode()) <= 64:
+            raise ClientError("a name is 1 to 64 bytes of text")
+        if not passphrase:
+            raise ClientError("a passphrase is required to encrypt the local state")
+        lock = HomeLock(home)
+        lock.acquire(timeout=0)
+        try:
+            try:
+                store = Keystore.create(home, passphrase, kdf)
+            except FileExistsError:
+                raise ClientError(
+                    f"{home} already holds a principal; use another --home"
+                ) from None
+            with store.transaction():
+                store_identity(store, name, IdentityKeyPair.generate(rng))
+            principal = cls(store, clock, rng)
+        except BaseException:
+            lock.release()
+            raise
+        principal._lock = lock
+        return principal
+
+    @classmethod
+    def open(
+        cls,
+        home: Path,
+        passphrase: str,
+        *,
+        clock: Callable[[], int] = _wall_ms,
+        rng: Rng = os.urandom,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        on_wait: Callable[[LockHolder | None], None] | None = None,
+        lock_role: str = "command",
+    ) -> Self:
+        """Open the principal in `home`, holding its lock until `close`.
+
+        Only one process (or open principal) has a home at a time: while another holds
+        it, this waits up to `lock_timeout` seconds, calling `on_wait` once.
+
+        Raises:
+            NotInitialised: no principal there.
+            HomeBusy: another process kept the home for longer than `lock_timeout`.
+            WrongPassphrase: the passphrase does not unlock it.
+            StateCorrupted: the state file is damaged (it is left untouched).
+        """
+        if not (home / STATE_FILE).exists():
+            raise NotInitialised(f"no principal in {home}: run `backchannel init`")
+        lock = HomeLock(home)
+        lock.acquire(role=lock_role, timeout=lock_timeout, on_wait=on_wait)
+        try:
+            try:
+                store = Keystore.open(home, passphrase)
+            except FileNotFoundError:
+                raise NotInitialised(
+                    f"no principal in {home}: run `backchannel init`"
+                ) from None
+            try:
+                principal = cls(store, clock, rng)
+                with store.transaction():
+                    # Whoever held the home before us is gone: so are its send claims.
+                    principal._state.outbox.release_all()
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+        principal._lock = lock
+        return principal
+
+    def worker(self) -> Self:
+        """Another handle on this open principal, with its own database connection and
+        no lock of its own (the lock stays with this one): what the agent gives each
+        local request, so a request never shares a connection with the agent's loop.
+        Every read-modify-write is one transaction with compare-and-swap, and flushes
+        claim the rows they send, so both handles may write and send. Close it when the
+        request is done."""
+        return type(self)(self._store.clone(), self._state.clock, self._state.rng)
+
+    @property
+    def home(self) -> Path:
+        return self._store.path.parent
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._store.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    # --- identity, clock, settings --------------------------------------------------------
+
+    @property
+    def identity(self) -> PublicIdentity:
+        return self._state.identity.public
+
+    @property
+    def identity_keypair(self) -> IdentityKeyPair:
+        """The secret identity: used only to sign prekeys and agreed records."""
+        return self._state.identity
+
+    def now_ms(self) -> int:
+        return self._state.clock()
+
+    def random(self, n: int) -> bytes:
+        return self._state.rng(n)
+
+    def setting(self, key: str) -> str:
+        return self._state.settings.get(key)
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._store.transaction():
+            self._state.settings.put(key, value)
+
+    # --- channels and messages ------------------------------------------------------------
+
+    def channels(self) -> list[ChannelRecord]:
+        """All channels, oldest first."""
+        return self._state.channels.all()
+
+    def channel(self, name_or_id: str) -> ChannelRecord:
+        """Find a channel by name or by (a prefix of at least 6 characters of) its id.
+
+        Raises:
+            ChannelNotFound: none, or the prefix is ambiguous.
+        """
+        return self._state.channel(name_or_id)
+
+    def save_channel(self, record: ChannelRecord) -> None:
+        """Write back a channel read earlier (refused with StaleRecord if it changed)."""
+        with self._store.transaction():
+            self._state.channels.save(record)
+
+    def update_channel(
+        self, channel_id: str, change: Callable[[ChannelRecord], None]
+    ) -> ChannelRecord:
+        """Read a channel, apply `change` and write it back, all in one transaction."""
+        with self._store.transaction():
+            record = self._state.channels.get(channel_id)
+            change(record)
+            self._state.channels.save(record)
+        return record
+
+    def pending_invites(self) -> list[InviteRecord]:
+        return self._state.invites.pending()
+
+    def messages(self, channel_name: str) -> list[MessageRecord]:
+        """Every stored message of a channel, both ways and of every kind, in the order
+        they were stored (each side's in sequence order)."""
+        return self._state.messages.in_stored_order(self.channel(channel_name).channel_id)
+
+    def transcript(self, channel_name: str) -> list[InboxEntry]:
+        """Notes both ways, in the order they were sent (by sender time, then seq)."""
+        channel = self.channel(channel_name)
+        notes = [
+            m
+            for m in self._state.messages.of_channel(channel.channel_id)
+            if m.kind == MessageKind.NOTE
+        ]
+        notes.sort(key=lambda m: (m.sent_at_ms, m.direction, m.seq))
+        return [inbox_entry(channel, m) for m in notes]
+
+    def inbox(self, channel_name: str | None = None) -> list[InboxEntry]:
+        """Received notes, per channel in sequence order."""
+        channels = [self.channel(channel_name)] if channel_name else self.channels()
+        return [
+            inbox_entry(channel, record)
+            for channel in channels
+            for record in self._state.messages.of_channel(channel.channel_id)
+            if record.direction == "in" and record.kind == MessageKind.NOTE
+        ]
+
+    async def read(self, channel_name: str, message_id: str | None = None) -> list[InboxEntry]:
+        """Open received notes (one, or all unread), mark them read and send read receipts."""
+        return await self._receiver.read(channel_name, message_id)
+
+    # --- sending ----------------------------------------------------------------------------
+
+    @property
+    def refused_codes(self) -> dict[int, int]:
+        """Why a relay refused an outbox row for good, by row id (for this handle's life)."""
+        return self._sender.refused_codes
+
+    def queue(
+        self,
+        channel_name: str,
+        text: str,
+        *,
+        precedence: Precedence = Precedence.ROUTINE,
+        ack_within_ms: int = 0,
+    ) -> str:
+        """Put a note in the outbox without touching the network; returns its message id.
+
+        The next `flush`, `sync` or running `watch` sends it.
+
+        Args:
+            precedence: FLASH, PRIORITY or ROUTINE (the hotline's terms).
+            ack_within_ms: a deadline for the counterpart's explicit acknowledgement (0:
+                none); missed, the note is escalated.
+
+        Raises:
+            ChannelNotFound: no such channel.
+            IdentityChanged: the counterpart's key changed and was not yet confirmed.
+            ClientError: the channel cannot send yet, or the note is invalid.
+        """
+        return self._sender.queue(
+            channel_name, text, precedence=precedence, ack_within_ms=ack_within_ms
+        )
+
+    def queue_many(
+        self,
+        channel_name: str,
+        texts: list[str],
+        *,
+        precedence: Precedence = Precedence.ROUTINE,
+    ) -> list[str]:
+        """Put several notes in the outbox in one transaction; returns their message ids.
+
+        One commit (one fsync) for all of them instead of one each: for a principal sending
+        a prepared series, or a script. All are queued, or none.
+
+        Raises:
+            ChannelNotFound, IdentityChanged, ClientError: as for `queue`.
+        """
+        return self._sender.queue_many(channel_name, texts, precedence=precedence)
+
+    def queue_body(self, channel_name: str, kind: int, body: bytes, *, retain: bool = False) -> str:
+        """Put a message of any kind in the outbox; returns its message id.
+
+        Args:
+            retain: keep the sealed payload so that an escalation can send it again.
+
+        Raises:
+            ChannelNotFound, IdentityChanged, ClientError: as for `queue`.
+        """
+        return self._sender.queue_body(channel_name, kind, body, retain=retain)
+
+    async def send(
+        self,
+        channel_name: str,
+        text: str,
+        *,
+        precedence: Precedence = Precedence.ROUTINE,
+        ack_within_ms: int = 0,
+    ) -> SendResult:
+        """Send a note: stored in the outbox first, then offered to every relay.
+
+        Returns:
+            Where it was stored now and where it is still queued (sent by a later sync).
+
+        Raises:
+            ChannelNotFound: no such channel.
+            ClientError: the channel cannot send yet (its first message has not arrived).
+        """
+        message_id = self.queue(
+            channel_name, text, precedence=precedence, ack_within_ms=ack_within_ms
+        )
+        return await self.deliver(channel_name, message_id)
+
+    async def deliver(self, channel_name: str, message_id: str) -> SendResult:
+        """Flush the outbox and report where one queued message now is."""
+        return await self._sender.deliver(channel_name, message_id)
+
+    async def flush(self, pool: RelayPool | None = None) -> int:
+        """Offer every queued envelope to its relay; returns how many were stored.
+
+        The relays are served concurrently and each on its own (design §5): one that does
+        not answer costs at most its request timeout and delays no other. Rows another
+        handle of this principal is offering are left to it.
+
+        Args:
+            pool: connections to reuse (default: those of a running `watch`, or new ones).
+
+        Returns:
+            How many envelopes the relays stored.
+        """
+        return await self._sender.flush(pool)
+
+    def escalated_ids(self, channel_id: str) -> set[bytes]:
+        """Notes of this channel already escalated (each is escalated once)."""
+        return self._sender.escalated_ids(channel_id)
+
+    def escalate(self, channel_id: str, message_id: bytes) -> None:
+        """Mark a note escalated and send its sealed payload again on every relay."""
+        self._sender.escalate(channel_id, message_id)
+
+    def relays_lost(self, channel_id: str) -> tuple[str, ...]:
+        """The relays that no longer know one of this channel's mailboxes (they lost their
+        disk, or expired the mailbox) and are not yet re-provisioned; the channel goes on
+        over its other relays meanwhile.
+
+        Args:
+            channel_id: the channel's id (hex).
+
+        Returns:
+            Their URLs, in the channel's order.
+        """
+        return self._sender.relays_lost(channel_id)
+
+    # --- pairing ----------------------------------------------------------------------------
+
+    async def invite(self, relays: list[str], *, ttl_ms: int = DEFAULT_INVITE_TTL_MS) -> str:
+        """Create a one-time invite code for a new channel over `relays`.
+
+        Raises:
+            ClientError: no relay given, or one of them cannot create the mailbox.
+        """
+        return await self._pairing.invite(relays, ttl_ms=ttl_ms)
+
+    async def accept(self, code: str, *, name: str | None = None) -> ChannelRecord:
+        """Join the channel an invite code offers and send the first message.
+
+        Raises:
+            InviteRefused: damaged, tampered, expired, ours, or already accepted.
+            ClientError: none of the invite's relays can host our mailbox.
+        """
+        return await self._pairing.accept(code, name=name)
+
+    # --- the relays -------------------------------------------------------------------------
+
+    async def sync(self, *, deadline: float = SYNC_DEADLINE) -> SyncReport:
+        """Send everything queued, fetch and process everything waiting, send receipts.
+
+        Each relay is served on its own and concurrently: a relay that is down, silent or
+        slow delays no other, and the whole sync returns within about `deadline` seconds
+        whatever one relay does (what is left waits, safely, for the next sync). A relay
+        that no longer knows one of a channel's mailboxes is marked lost for that channel,
+        re-provisioned when it answers again, and reported in `status`.
+
+        Args:
+            deadline: seconds the sync may take in all.
+
+        Returns:
+            What was sent, received and refused, and which relays were up or down.
+        """
+        return await self._exchange.sync(deadline=deadline)
+
+    async def watch(
+        self,
+        stop: asyncio.Event,
+        *,
+        on_message: Callable[[InboxEntry], None] | None = None,
+        reconnect_after: float = RECONNECT_DELAY,
+        duty_interval: float = DUTY_INTERVAL,
+    ) -> SyncReport:
+        """Stay connected: receive as envelopes arrive, send receipts and the outbox,
+        reconnect to relays that drop, until `stop` is set.
+
+        Each relay has its own task (connect, subscribe, receive) and its own sends and
+        acks in the background, so a relay that is down or silent never holds up another;
+        a relay that drops is tried again after `reconnect_after` seconds, doubling up to a
+        minute while it stays down.
+
+        Args:
+            stop: set it to end the watch (after the work in hand is committed).
+            on_message: called with each new note as soon as it is stored.
+            reconnect_after: seconds before a relay that is down is tried again (first).
+            duty_interval: seconds between rounds of duties (line tests, escalations).
+
+        Returns:
+            What was sent, received and refused while it ran.
+        """
+        return await self._exchange.watch(
+            stop,
+            on_message=on_message,
+            reconnect_after=reconnect_after,
+            duty_interval=duty_interval,
+        )
+
+    def relay_health(self, url: str) -> RelayHealth:
+        """What the last sync or watch saw of the relay at `url`."""
+        return self._state.relays.health(url)
+
+    # --- verification and status ------------------------------------------------------------
 
     def safety_number(self, channel_name: str) -> tuple[str, tuple[str, ...], bool]:
         """(digits, words, verified) for a channel."""
@@ -69,21 +527,17 @@ class Principal(Pairing):
 
     def forks(self, channel_id: str) -> list[ForkRecord]:
         """Every fork seen on a channel, oldest first (see `client.forks`)."""
-        return [fork for _, fork in self._forks.of_channel(channel_id)]
+        return [fork for _, fork in self._state.forks.of_channel(channel_id)]
 
     def status(self, channel_name: str | None = None) -> list[ChannelStatus]:
-        channels = [self.channel(channel_name)] if channel_name else self._channels()
+        channels = [self.channel(channel_name)] if channel_name else self.channels()
         result = []
         for channel in channels:
-            messages = self._messages(channel)
+            cid = channel.channel_id
+            messages = self._state.messages.of_channel(cid)
             out = [m for m in messages if m.direction == "out" and m.kind == MessageKind.NOTE]
             inbound = [m for m in messages if m.direction == "in"]
             notes_in = [m for m in inbound if m.kind == MessageKind.NOTE]
-            cid = channel.channel_id
-            (queued,) = self._store.db.execute(
-                "SELECT COUNT(DISTINCT ref) FROM outbox WHERE channel = ?",
-                (bytes.fromhex(cid),),
-            ).fetchone()
             result.append(
                 ChannelStatus(
                     channel.name,
@@ -96,14 +550,14 @@ class Principal(Pairing):
                     sum(1 for m in out if m.read_at_ms),
                     len(notes_in),
                     sum(1 for m in notes_in if not m.read_at_ms),
-                    int(queued),
+                    self._state.outbox.queued_messages(cid),
                     sequence_gaps([m.seq for m in inbound]),
                     channel.rejected,
                     tuple(self.relay_health(link.url) for link in channel.links),
                     channel.identity_changed,
                     channel.last_heard_ms == 0,
-                    relays_lost=self.relays_lost(channel.channel_id),
-                    forks=tuple(fork.describe() for _, fork in self._forks.of_channel(cid)),
+                    relays_lost=self.relays_lost(cid),
+                    forks=tuple(fork.describe() for fork in self.forks(cid)),
                 )
             )
         return result

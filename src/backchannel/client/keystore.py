@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,14 +56,16 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (channel, ref));
 CREATE INDEX IF NOT EXISTS messages_by_seq ON messages (channel, direction, seq);
 CREATE INDEX IF NOT EXISTS messages_by_ord ON messages (channel, ord);
-CREATE TABLE IF NOT EXISTS processed (digest BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS processed (
+    digest BLOB PRIMARY KEY, seen_ms INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS forks (
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (position BLOB PRIMARY KEY, header BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, relay TEXT NOT NULL,
     ref BLOB NOT NULL, envelope BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0);
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    in_flight_until_ms INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_by_relay ON outbox (relay, id);
 CREATE TABLE IF NOT EXISTS retained (
     channel BLOB NOT NULL, message_id BLOB NOT NULL, payload BLOB NOT NULL,
@@ -73,15 +76,29 @@ CREATE TABLE IF NOT EXISTS pending_receipts (
 """
 
 
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a 0.1 state file up to this schema (idempotent, in one transaction)."""
+    """Bring an older state file up to this schema (idempotent, in one transaction).
+
+    0.1 files lack the records' versions and the fork tables; later ones may lack the
+    payload digests' first-seen time (`processed.seen_ms`, for expiring them) and the
+    outbox's send claims (`outbox.in_flight_until_ms`).
+    """
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "records" not in tables or {"forks", "positions"} <= tables:
-        return  # a new file (the schema comes next) or one already migrated
-    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    if "records" not in tables:
+        return  # a new file: the schema comes next
+    missing_version = "version" not in _columns(db, "records")
+    missing_forks = not {"forks", "positions"} <= tables
+    missing_seen = "processed" in tables and "seen_ms" not in _columns(db, "processed")
+    missing_claim = "outbox" in tables and "in_flight_until_ms" not in _columns(db, "outbox")
+    if not (missing_version or missing_forks or missing_seen or missing_claim):
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
-        if "version" not in columns:
+        if missing_version and "version" not in _columns(db, "records"):
             db.execute("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
             # Existing records start at version 1 so that `put_versioned(..., 0)` (create)
             # refuses to overwrite them.
@@ -94,6 +111,14 @@ def _migrate(db: sqlite3.Connection) -> None:
             "CREATE TABLE IF NOT EXISTS positions"
             " (position BLOB PRIMARY KEY, header BLOB NOT NULL)"
         )
+        if missing_seen and "seen_ms" not in _columns(db, "processed"):
+            # Digests kept without a time count from now: they expire a full keep later.
+            db.execute("ALTER TABLE processed ADD COLUMN seen_ms INTEGER NOT NULL DEFAULT 0")
+            db.execute("UPDATE processed SET seen_ms = ?", (time.time_ns() // 1_000_000,))
+        if missing_claim and "in_flight_until_ms" not in _columns(db, "outbox"):
+            db.execute(
+                "ALTER TABLE outbox ADD COLUMN in_flight_until_ms INTEGER NOT NULL DEFAULT 0"
+            )
     except BaseException:
         db.execute("ROLLBACK")
         raise

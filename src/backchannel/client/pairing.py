@@ -1,30 +1,22 @@
-"""Pairing: one-time invites and joining a channel with PQXDH."""
+"""Pairing: one-time invites, joining a channel with PQXDH, and taking up a joiner."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
-from backchannel.client.errors import (
-    ClientError,
-    InviteRefused,
-)
-from backchannel.client.inbox import Inbox
-from backchannel.client.invite import KIND_HELLO, Hello, Invite, RelayAddress
-from backchannel.client.records import (
-    ChannelRecord,
-    InviteRecord,
-    Link,
-    Mailbox,
-    dump,
-)
+from backchannel.client.errors import ClientError, InviteRefused
+from backchannel.client.invite import KIND_HELLO, KIND_MOVE, Hello, Invite, Move, RelayAddress
+from backchannel.client.records import ChannelRecord, InviteRecord, Link, Mailbox, MessageRecord
 from backchannel.client.relays import RelayPool
-from backchannel.client.transport import (
-    MailboxCaps,
-    RelayClosed,
-    RelayRequestError,
-)
+from backchannel.client.reports import SyncReport
+from backchannel.client.sending import Sender
+from backchannel.client.state.shared import ClientState
+from backchannel.client.transport import MailboxCaps, RelayClosed, RelayRequestError
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
-from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.e2e.session import Session, starts_session
+from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
+from backchannel.protocol.message import Message
 from backchannel.protocol.relayframes import ErrorCode
 
 __all__ = ["DEFAULT_INVITE_TTL_MS", "Pairing"]
@@ -34,15 +26,34 @@ __all__ = ["DEFAULT_INVITE_TTL_MS", "Pairing"]
 DEFAULT_INVITE_TTL_MS: Final = 7 * 24 * 3600 * 1000
 
 
-class Pairing(Inbox):
-    """Pairing: one-time invites and joining a channel with PQXDH."""
+def _addresses(links: list[Link]) -> tuple[RelayAddress, ...]:
+    return tuple(
+        RelayAddress(
+            link.url,
+            bytes.fromhex(link.inbound.mailbox_id),
+            bytes.fromhex(link.inbound.send_token),
+        )
+        for link in links
+    )
+
+
+class Pairing:
+    """Invites (ours), joining (theirs), and the channel an invite becomes."""
+
+    def __init__(self, state: ClientState, sender: Sender) -> None:
+        self._state = state
+        self._sender = sender
+
+    def __repr__(self) -> str:
+        return f"Pairing({self._state!r})"
+
+    def fresh_caps(self) -> MailboxCaps:
+        rng = self._state.rng
+        return MailboxCaps(rng(16), rng(32), rng(32))
 
     async def invite(self, relays: list[str], *, ttl_ms: int = DEFAULT_INVITE_TTL_MS) -> str:
-        """Create a one-time invite code for a new channel over `relays`.
-
-        Raises:
-            ClientError: no relay given, or one of them cannot create the mailbox.
-        """
+        """See `Principal.invite`."""
+        state = self._state
         urls = list(dict.fromkeys(relays))
         if not urls:
             raise ClientError("an invite needs at least one relay (--relay URL)")
@@ -57,7 +68,7 @@ class Pairing(Inbox):
                 # Two unlinkable mailboxes: the one-time mailbox the code names, and the
                 # channel's own, which only the joiner will learn (in our first message).
                 for target in (links, channel_links):
-                    caps = await client.create_mailbox(self._fresh_caps())
+                    caps = await client.create_mailbox(self.fresh_caps())
                     target.append(
                         Link(
                             url,
@@ -72,50 +83,39 @@ class Pairing(Inbox):
             raise ClientError(f"a relay refused to create the mailbox: {error}") from None
         finally:
             await pool.close()
-        now = self._clock()
+        now = state.clock()
         prekeys = PrekeySecrets.generate(
-            self._rng, one_time_count=1, first_id=int.from_bytes(self._rng(3), "big") + 1
+            state.rng, one_time_count=1, first_id=int.from_bytes(state.rng(3), "big") + 1
         )
         opk_id = next(iter(prekeys.one_time_prekeys))
-        invite_id = self._rng(16)
-        addresses = tuple(
-            RelayAddress(
-                link.url,
-                bytes.fromhex(link.inbound.mailbox_id),
-                bytes.fromhex(link.inbound.send_token),
-            )
-            for link in links
-        )
+        invite_id = state.rng(16)
         invite = Invite(
-            invite_id, now + ttl_ms, self.name, addresses, prekeys.bundle(self._identity, opk_id)
-        ).signed(self._identity)
+            invite_id,
+            now + ttl_ms,
+            state.name,
+            _addresses(links),
+            prekeys.bundle(state.identity, opk_id),
+        ).signed(state.identity)
         record = InviteRecord(
             invite_id.hex(),
-            self.name,
+            state.name,
             prekeys.encode().hex(),
             links,
             now,
             now + ttl_ms,
             channel_links,
         )
-        with self._store.transaction():
-            self._store.put("invite", invite_id, dump(record))
+        with state.store.transaction():
+            state.invites.add(record)
         return invite.to_code()
 
-    def _fresh_caps(self) -> MailboxCaps:
-        return MailboxCaps(self._rng(16), self._rng(32), self._rng(32))
-
     async def accept(self, code: str, *, name: str | None = None) -> ChannelRecord:
-        """Join the channel an invite code offers and send the first message.
-
-        Raises:
-            InviteRefused: damaged, tampered, expired, ours, or already accepted.
-            ClientError: none of the invite's relays can host our mailbox.
-        """
-        invite = Invite.from_code(code, self._clock())
-        if invite.bundle.identity == self.identity:
+        """See `Principal.accept`."""
+        state = self._state
+        invite = Invite.from_code(code, state.clock())
+        if invite.bundle.identity == state.identity.public:
             raise InviteRefused("this is your own invite: give it to your counterpart")
-        if self._store.get("accepted", invite.invite_id) is not None:
+        if state.invites.was_accepted(invite.invite_id.hex()):
             raise InviteRefused("this invite was already used")
         pool = RelayPool()
         links: list[Link] = []
@@ -125,7 +125,7 @@ class Pairing(Inbox):
                 client = await pool.get(relay.url)
                 if client is None:
                     continue
-                caps = await client.create_mailbox(self._fresh_caps())
+                caps = await client.create_mailbox(self.fresh_caps())
                 inbound = Mailbox(
                     caps.mailbox_id.hex(), caps.send_token.hex(), caps.receive_token.hex()
                 )
@@ -137,33 +137,23 @@ class Pairing(Inbox):
         if not links:
             down = ", ".join(f"{u} ({r})" for u, r in pool.failures.items())
             raise ClientError(f"none of the invite's relays can be reached: {down}")
-        session = Session.initiate(self._identity, invite.bundle, self._rng)
-        changed = self._identity_changed(name or invite.name, invite.bundle.identity)
+        session = Session.initiate(state.identity, invite.bundle, state.rng)
+        changed = state.identity_changed(name or invite.name, invite.bundle.identity)
         channel = ChannelRecord(
-            channel_id=self._rng(16).hex(),
+            channel_id=state.rng(16).hex(),
             identity_changed=changed,
-            name=self._unique_name(name or invite.name),
+            name=state.unique_name(name or invite.name),
             peer_identity=invite.bundle.identity.encode().hex(),
             session="",
             links=links,
-            created_at_ms=self._clock(),
+            created_at_ms=state.clock(),
             role="joiner",
         )
-        hello = Hello(
-            self.name,
-            tuple(
-                RelayAddress(
-                    link.url,
-                    bytes.fromhex(link.inbound.mailbox_id),
-                    bytes.fromhex(link.inbound.send_token),
-                )
-                for link in links
-            ),
-        )
-        with self._store.transaction():
-            self._store.put("accepted", invite.invite_id, b"1")
-            self._queue(channel, session, KIND_HELLO, hello.encode())
-        await self.flush()
+        hello = Hello(state.name, _addresses(links))
+        with state.store.transaction():
+            state.invites.mark_accepted(invite.invite_id.hex())
+            self._sender.enqueue(channel, session, KIND_HELLO, hello.encode())
+        await self._sender.flush()
         if self._hello_refused_everywhere(channel):
             self._forget_channel(channel)
             raise InviteRefused(
@@ -175,17 +165,82 @@ class Pairing(Inbox):
     def _hello_refused_everywhere(self, channel: ChannelRecord) -> bool:
         """True when every relay refused the hello as unauthorised: the invite's mailboxes
         are gone, so the invite was spent by someone else (or withdrawn)."""
-        cid = bytes.fromhex(channel.channel_id)
-        rows = self._store.db.execute("SELECT id FROM outbox WHERE channel = ?", (cid,)).fetchall()
+        rows = self._state.outbox.row_ids(channel.channel_id)
         if len(rows) != len([link for link in channel.links if link.outbound is not None]):
             return False  # some relay stored it
-        return bool(rows) and all(
-            self.refused_codes.get(int(row_id)) == ErrorCode.UNAUTHORIZED for (row_id,) in rows
-        )
+        refused = self._sender.refused_codes
+        return bool(rows) and all(refused.get(row) == ErrorCode.UNAUTHORIZED for row in rows)
 
     def _forget_channel(self, channel: ChannelRecord) -> None:
-        cid = bytes.fromhex(channel.channel_id)
-        with self._store.transaction():
-            self._store.db.execute("DELETE FROM outbox WHERE channel = ?", (cid,))
-            self._store.db.execute("DELETE FROM messages WHERE channel = ?", (cid,))
-            self._store.delete("channel", cid)
+        state = self._state
+        with state.store.transaction():
+            state.outbox.delete_channel(channel.channel_id)
+            state.messages.delete_channel(channel.channel_id)
+            state.channels.delete(channel.channel_id)
+
+    def take_up(
+        self,
+        invite: InviteRecord,
+        payload: bytes,
+        report: SyncReport,
+        store_incoming: Callable[[ChannelRecord, Message], MessageRecord],
+    ) -> None:
+        """A joiner's first message on one of our invites: start the channel, spend the
+        invite, and (if the channel has mailboxes of its own) queue the move to them.
+        Inside the caller's transaction, which reads what it writes.
+
+        Args:
+            store_incoming: stores the hello as the channel's first message (`Receiver`).
+        """
+        state = self._state
+        if not starts_session(payload) or state.clock() >= invite.expires_at_ms:
+            report.rejected += 1
+            return
+        prekeys = PrekeySecrets.decode(bytes.fromhex(invite.prekeys))
+        try:
+            session, first, _remaining = Session.respond_with_position(
+                state.identity, prekeys, payload, state.rng
+            )
+            message = first.message
+            hello = Hello.decode(message.body) if message.kind == KIND_HELLO else None
+        except (DecryptionFailed, RemoteProtocolError):
+            report.rejected += 1
+            return
+        if hello is None:
+            report.rejected += 1
+            return
+        by_url = {address.url: address for address in hello.relays}
+        own = {link.url: link for link in invite.channel_links}
+        links, retiring = [], []
+        for link in invite.links:
+            address = by_url.get(link.url)
+            private = own.get(link.url)
+            if private is not None:
+                retiring.append(link)
+                link = Link(link.url, private.inbound)
+            if address is not None:
+                link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
+            links.append(link)
+        channel = ChannelRecord(
+            channel_id=state.rng(16).hex(),
+            identity_changed=state.identity_changed(hello.name, session.peer_identity),
+            name=state.unique_name(hello.name),
+            peer_identity=session.peer_identity.encode().hex(),
+            session=session.encode().hex(),
+            links=links,
+            created_at_ms=state.clock(),
+            role="inviter",
+            last_heard_ms=state.clock(),
+            retiring=retiring,
+        )
+        # The invite is spent: its one-time prekey goes with it, so a second use fails.
+        state.invites.spend(invite.invite_id)
+        state.forks.remember_position(channel.channel_id, first.position)
+        store_incoming(channel, message)
+        if retiring:
+            move = Move(_addresses(links))
+            self._sender.enqueue(channel, session, KIND_MOVE, move.encode())
+        state.channels.save(channel)
+        report.new_channels.append(channel.name)
+        report.received += 1
+

@@ -3,27 +3,30 @@
 Every intent (acknowledge, hold, clarify, declare a red line, ...) is checked against the
 channel's dialogue state (a pure fold over its stored messages, `backchannel.dialogue`)
 *before* anything is queued, so an illegal act fails with a precise error and sends
-nothing. Duties are what a client does on its own on every sync and watch: answer the
-counterpart's line tests, send ours when due, and escalate notes whose deadline passed.
+nothing. Duties (answering line tests, sending ours, escalating notes whose deadline
+passed) live in `client.duties`, which `Principal` composes; `perform_duties` here runs
+them for one principal from outside.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
-import os
-import shlex
-from dataclasses import dataclass, field
 from typing import Final
 
+from backchannel.client.duties import (
+    DutyReport,
+    EscalationCommand,
+    dialogue_of,
+    line_grace_ms,
+    line_period_ms,
+    run_escalation_command,
+)
 from backchannel.client.engine import Principal, SendResult
 from backchannel.client.errors import ClientError
-from backchannel.client.records import ChannelRecord, MessageRecord
+from backchannel.client.records import ChannelRecord
 from backchannel.dialogue import (
     DEFAULT_LINETEST_EVERY_MS,
-    DEFAULT_LINETEST_GRACE_MS,
     Ack,
     AgendaAccept,
     AgendaDecline,
@@ -32,12 +35,9 @@ from backchannel.dialogue import (
     Body,
     Clarify,
     Dialogue,
-    DialogueEvent,
-    Escalation,
     Hold,
     LanguageVersion,
     LineTest,
-    LineTestReply,
     Precedence,
     RedLine,
     RedLineAck,
@@ -57,7 +57,6 @@ from backchannel.meet import (
 )
 from backchannel.protocol.e2e.keys import PublicIdentity
 from backchannel.protocol.errors import LocalProtocolError
-from backchannel.protocol.message import MessageKind
 
 __all__ = [
     "DutyReport",
@@ -73,54 +72,8 @@ __all__ = [
 # A message is named on the command line by a prefix of its id; 4 hex digits is 65,536
 # possibilities, ample within one channel, and short enough to read aloud.
 MIN_REF_LENGTH: Final = 4
-# How long an escalation command may run before it is stopped (it pages a deputy; it
-# must not hold up the channel).
-ESCALATION_COMMAND_TIMEOUT: Final = 30.0
-_RECEIPTS: Final = (MessageKind.RECEIPT_DELIVERED, MessageKind.RECEIPT_READ)
 # An agenda item's detail is for the reasons in a sentence or three, not an essay.
 _MAX_DETAIL: Final = 1000
-
-
-@dataclass(slots=True)
-class DutyReport:
-    line_tests_sent: int = 0
-    line_tests_answered: int = 0
-    escalated: int = 0
-    commands_failed: int = 0
-    # Escalation commands to run, one per escalation (when a command is configured).
-    commands: list[EscalationCommand] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Fold:
-    """A channel's dialogue fold and how far into the stored messages it has read."""
-
-    dialogue: Dialogue
-    last_ord: int = 0
-    their_seq: int = 0
-
-
-def line_period_ms(record: ChannelRecord) -> int:
-    """This side's line-test period: 0 when it sends none."""
-    if record.linetest_every_ms < 0:
-        return 0
-    return record.linetest_every_ms or DEFAULT_LINETEST_EVERY_MS
-
-
-def line_grace_ms(record: ChannelRecord) -> int:
-    return record.linetest_grace_ms or DEFAULT_LINETEST_GRACE_MS
-
-
-def _event(record: MessageRecord) -> DialogueEvent:
-    return DialogueEvent(
-        bytes.fromhex(record.message_id),
-        bytes.fromhex(record.message_hash) if record.message_hash else b"\x00" * 32,
-        Side.OURS if record.direction == "out" else Side.THEIRS,
-        record.sent_at_ms,
-        record.received_at_ms or record.sent_at_ms,
-        record.kind,
-        bytes.fromhex(record.body),
-    )
 
 
 class StrategicChannel:
@@ -135,9 +88,8 @@ class StrategicChannel:
 
     def dialogue(self) -> Dialogue:
         """The dialogue state, folded from every stored message of the channel."""
-        theirs = PublicIdentity.decode(bytes.fromhex(self.record.peer_identity))
-        events = [_event(m) for m in self.principal.messages(self.name) if m.kind not in _RECEIPTS]
-        return Dialogue.fold(self.principal.identity, theirs, events)
+        messages = self.principal.messages(self.name)
+        return dialogue_of(self.principal.identity, self.record, messages)
 
     def board(self, now_ms: int | None = None) -> StatusBoard:
         now = self.principal.now_ms() if now_ms is None else now_ms
@@ -385,92 +337,10 @@ class StrategicChannel:
         return await self._deliver(self._send_checked(LineTest()))
 
 
-def _escalation_command(principal: Principal) -> str:
-    return principal.setting("escalation_command")
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationCommand:
-    """The principal's escalation command, ready to run for one missed deadline."""
-
-    argv: tuple[str, ...]
-    env: dict[str, str]
-
-
-def _escalation_run(command: str, channel: str, escalation: Escalation) -> EscalationCommand:
-    env = dict(os.environ)
-    env.update(
-        BACKCHANNEL_CHANNEL=channel,
-        BACKCHANNEL_MESSAGE_ID=escalation.message_id.hex(),
-        BACKCHANNEL_PRECEDENCE=escalation.precedence.name,
-        BACKCHANNEL_DEADLINE_MS=str(escalation.deadline_ms),
-    )
-    try:
-        argv = tuple(shlex.split(command))
-    except ValueError:
-        argv = ()
-    return EscalationCommand(argv, env)
-
-
-async def run_escalation_command(
-    run: EscalationCommand, timeout: float = ESCALATION_COMMAND_TIMEOUT
-) -> bool:
-    """Run one escalation command without blocking the event loop; stopped (killed) after
-    `timeout` seconds. Returns True if it exited 0."""
-    if not run.argv:
-        return False
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *run.argv,
-            env=run.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-    except OSError:
-        return False
-    try:
-        code = await asyncio.wait_for(process.wait(), timeout)
-    except (TimeoutError, asyncio.CancelledError):
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        return False
-    return code == 0
-
-
 def perform_duties(principal: Principal) -> DutyReport:
-    """Answer line tests, send due ones, escalate missed deadlines; for every channel.
-
-    Queues messages only (the caller flushes and runs `report.commands` with
-    `run_escalation_command`, off the loop's critical path). Each escalation happens once:
-    it is recorded in the same transaction that queues its resend.
-    """
-    report = DutyReport()
-    now = principal.now_ms()
-    command = _escalation_command(principal)
-    for record in principal.channels():
-        if record.last_heard_ms == 0:
-            continue  # the counterpart has not taken up the channel yet
-        if record.identity_changed and not record.verified:
-            continue  # nothing leaves for a changed key until the principal has looked
-        channel = StrategicChannel(principal, record.name)
-        dialogue = channel.dialogue()
-        every = line_period_ms(record)
-        line = dialogue.line_status(now, every or DEFAULT_LINETEST_EVERY_MS, line_grace_ms(record))
-        for test_id in line.unanswered_theirs:
-            principal.queue_body(record.name, LineTestReply.KIND, LineTestReply(test_id).encode())
-            report.line_tests_answered += 1
-        if every > 0 and line.test_due:
-            principal.queue_body(record.name, LineTest.KIND, LineTest().encode())
-            report.line_tests_sent += 1
-        done = principal.escalated_ids(record.channel_id)
-        for escalation in dialogue.escalations(now, done):
-            principal.escalate(record.channel_id, escalation.message_id)
-            report.escalated += 1
-            if command:
-                report.commands.append(_escalation_run(command, record.name, escalation))
-    return report
+    """Answer line tests, send due ones, escalate missed deadlines; for every channel of
+    `principal` (its `Duties.perform`: queues messages only)."""
+    return principal.duties.perform()
 
 
 def board_as_json(board: StatusBoard) -> str:

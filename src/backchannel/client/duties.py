@@ -1,0 +1,218 @@
+"""Duties: what a client does on its own on every sync and watch, for every channel.
+
+Answer the counterpart's line tests, send ours when due, and escalate notes whose
+acknowledgement deadline passed (once each: recorded in the transaction that queues the
+resend), running the principal's escalation command beside the event loop, never in it.
+The dialogue state comes straight from the dialogue layer (`dialogue_of`), so duties
+need nothing from `strategic`, which builds on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Final
+
+from backchannel.client.records import ChannelRecord, MessageRecord
+from backchannel.client.reports import SyncReport
+from backchannel.client.sending import Sender
+from backchannel.client.state.shared import ClientState
+from backchannel.dialogue import (
+    DEFAULT_LINETEST_EVERY_MS,
+    DEFAULT_LINETEST_GRACE_MS,
+    Dialogue,
+    DialogueEvent,
+    Escalation,
+    LineTest,
+    LineTestReply,
+    Side,
+)
+from backchannel.protocol.e2e.keys import PublicIdentity
+from backchannel.protocol.message import MessageKind
+
+__all__ = [
+    "ESCALATION_COMMAND_TIMEOUT",
+    "Duties",
+    "DutyReport",
+    "EscalationCommand",
+    "dialogue_of",
+    "line_grace_ms",
+    "line_period_ms",
+    "run_escalation_command",
+]
+
+# How long an escalation command may run before it is stopped (it pages a deputy; it
+# must not hold up the channel).
+ESCALATION_COMMAND_TIMEOUT: Final = 30.0
+# The principal's setting naming the escalation command.
+_COMMAND_SETTING: Final = "escalation_command"
+_RECEIPTS: Final = (MessageKind.RECEIPT_DELIVERED, MessageKind.RECEIPT_READ)
+
+
+@dataclass(slots=True)
+class DutyReport:
+    line_tests_sent: int = 0
+    line_tests_answered: int = 0
+    escalated: int = 0
+    commands_failed: int = 0
+    # Escalation commands to run, one per escalation (when a command is configured).
+    commands: list[EscalationCommand] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationCommand:
+    """The principal's escalation command, ready to run for one missed deadline."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+
+
+def line_period_ms(record: ChannelRecord) -> int:
+    """This side's line-test period: 0 when it sends none."""
+    if record.linetest_every_ms < 0:
+        return 0
+    return record.linetest_every_ms or DEFAULT_LINETEST_EVERY_MS
+
+
+def line_grace_ms(record: ChannelRecord) -> int:
+    return record.linetest_grace_ms or DEFAULT_LINETEST_GRACE_MS
+
+
+def _event(record: MessageRecord) -> DialogueEvent:
+    return DialogueEvent(
+        bytes.fromhex(record.message_id),
+        bytes.fromhex(record.message_hash) if record.message_hash else b"\x00" * 32,
+        Side.OURS if record.direction == "out" else Side.THEIRS,
+        record.sent_at_ms,
+        record.received_at_ms or record.sent_at_ms,
+        record.kind,
+        bytes.fromhex(record.body),
+    )
+
+
+def dialogue_of(
+    ours: PublicIdentity, channel: ChannelRecord, messages: list[MessageRecord]
+) -> Dialogue:
+    """The dialogue state of a channel, folded from its messages in stored order
+    (`MessageRepository.in_stored_order`); receipts are not part of the dialogue."""
+    theirs = PublicIdentity.decode(bytes.fromhex(channel.peer_identity))
+    events = [_event(m) for m in messages if m.kind not in _RECEIPTS]
+    return Dialogue.fold(ours, theirs, events)
+
+
+def _escalation_run(command: str, channel: str, escalation: Escalation) -> EscalationCommand:
+    env = dict(os.environ)
+    env.update(
+        BACKCHANNEL_CHANNEL=channel,
+        BACKCHANNEL_MESSAGE_ID=escalation.message_id.hex(),
+        BACKCHANNEL_PRECEDENCE=escalation.precedence.name,
+        BACKCHANNEL_DEADLINE_MS=str(escalation.deadline_ms),
+    )
+    try:
+        argv = tuple(shlex.split(command))
+    except ValueError:
+        argv = ()
+    return EscalationCommand(argv, env)
+
+
+async def run_escalation_command(
+    run: EscalationCommand, timeout: float = ESCALATION_COMMAND_TIMEOUT
+) -> bool:
+    """Run one escalation command without blocking the event loop; stopped (killed) after
+    `timeout` seconds. Returns True if it exited 0."""
+    if not run.argv:
+        return False
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *run.argv,
+            env=run.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except OSError:
+        return False
+    try:
+        code = await asyncio.wait_for(process.wait(), timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        return False
+    return code == 0
+
+
+class Duties:
+    """Line tests and escalations for every channel, and the escalation commands running."""
+
+    def __init__(self, state: ClientState, sender: Sender) -> None:
+        self._state = state
+        self._sender = sender
+        # Escalation commands running beside the loop (see `perform_into`).
+        self._command_tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"Duties({self._state!r})"
+
+    def perform(self) -> DutyReport:
+        """Answer line tests, send due ones, escalate missed deadlines; for every channel.
+
+        Queues messages only (the caller flushes and runs `report.commands` with
+        `run_escalation_command`, off the loop's critical path). Each escalation happens
+        once: it is recorded in the same transaction that queues its resend.
+        """
+        state = self._state
+        report = DutyReport()
+        now = state.clock()
+        command = state.settings.get(_COMMAND_SETTING)
+        for record in state.channels.all():
+            if record.last_heard_ms == 0:
+                continue  # the counterpart has not taken up the channel yet
+            if record.identity_changed and not record.verified:
+                continue  # nothing leaves for a changed key until the principal has looked
+            messages = state.messages.in_stored_order(record.channel_id)
+            dialogue = dialogue_of(state.identity.public, record, messages)
+            every = line_period_ms(record)
+            line = dialogue.line_status(
+                now, every or DEFAULT_LINETEST_EVERY_MS, line_grace_ms(record)
+            )
+            for test_id in line.unanswered_theirs:
+                reply = LineTestReply(test_id).encode()
+                self._sender.queue_body(record.name, LineTestReply.KIND, reply)
+                report.line_tests_answered += 1
+            if every > 0 and line.test_due:
+                self._sender.queue_body(record.name, LineTest.KIND, LineTest().encode())
+                report.line_tests_sent += 1
+            done = self._sender.escalated_ids(record.channel_id)
+            for escalation in dialogue.escalations(now, done):
+                self._sender.escalate(record.channel_id, escalation.message_id)
+                report.escalated += 1
+                if command:
+                    report.commands.append(_escalation_run(command, record.name, escalation))
+        return report
+
+    def perform_into(self, report: SyncReport) -> None:
+        """`perform`, counted into a sync's or watch's report; the escalation commands
+        start beside the running loop (a slow pager must not hold up a FLASH note)."""
+        duties = self.perform()
+        report.line_tests_sent += duties.line_tests_sent
+        report.line_tests_answered += duties.line_tests_answered
+        report.escalated += duties.escalated
+        report.escalation_commands_failed += duties.commands_failed
+        for command in duties.commands:
+            task = asyncio.get_running_loop().create_task(self._escalation(command, report))
+            self._command_tasks.add(task)
+            task.add_done_callback(self._command_tasks.discard)
+
+    async def _escalation(self, command: EscalationCommand, report: SyncReport) -> None:
+        if not await run_escalation_command(command):
+            report.escalation_commands_failed += 1
+
+    async def settle(self) -> None:
+        """Wait for the escalation commands still running (each is bounded by its
+        timeout), so a one-shot sync reports them and leaves none behind."""
+        while self._command_tasks:
+            await asyncio.gather(*list(self._command_tasks), return_exceptions=True)

@@ -1,0 +1,364 @@
+"""Receiving: what happens to an envelope once it arrived, and to what it asks of us.
+
+An envelope received is decrypted, its message stored, the ratchet state advanced and its
+payload digest recorded, in one transaction (the caller's, for a whole batch); only then
+is the relay acked (`exchange`). A crash before the commit means the relay delivers it
+again, and the old ratchet state still decrypts it; a crash after means the digest
+recognises the copy. Copies (the same payload via two relays, or redelivered) are
+recognised by payload digest and by message id; a second, different message where the
+sender's history allows one is a fork (`client.forks`), never a silent duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from backchannel.client.errors import ClientError
+from backchannel.client.forks import KIND_FORK_NOTICE, ForkNotice, ForkReason, ForkRecord
+from backchannel.client.invite import KIND_MOVE, Move
+from backchannel.client.pairing import Pairing
+from backchannel.client.receipts import (
+    MAX_RECEIPT_IDS,
+    RECEIPT_KINDS,
+    receipt_body,
+    receipt_ids,
+)
+from backchannel.client.records import ChannelRecord, InviteRecord, Mailbox, MessageRecord
+from backchannel.client.reports import InboxEntry, SyncReport
+from backchannel.client.sending import Sender
+from backchannel.client.state.shared import ClientState
+from backchannel.dialogue.bodies import Note, decode_body
+from backchannel.dialogue.kinds import Precedence
+from backchannel.protocol.e2e.ratchet import DuplicateMessage, TooFarAhead
+from backchannel.protocol.envelope import Envelope
+from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
+from backchannel.protocol.message import GENESIS_HASH, Message, MessageKind
+
+__all__ = ["DIGEST_KEEP_MS", "Deferred", "Receiver", "inbox_entry"]
+
+# Payload digests are kept 37 days: a relay delivers nothing older than its envelope TTL
+# (30 days by default, docs/relay.md), and a week more covers a sweep not yet run and a
+# clock that is off. See `Receiver.expire_digests` for why forgetting one is safe.
+DIGEST_KEEP_MS: Final = (30 + 7) * 24 * 3600 * 1000
+
+
+class Deferred(Exception):
+    """An envelope to leave on its relay unacknowledged and process on a later pass."""
+
+
+def inbox_entry(channel: ChannelRecord, record: MessageRecord) -> InboxEntry:
+    """How a stored message is shown (a note's text, precedence and deadline)."""
+    raw = bytes.fromhex(record.body)
+    precedence, ack_within, text = Precedence.ROUTINE, 0, ""
+    if record.kind == MessageKind.NOTE:
+        try:
+            note = decode_body(record.kind, raw)
+        except RemoteProtocolError:
+            note = None
+        if isinstance(note, Note):
+            precedence, ack_within, text = note.precedence, note.ack_within_ms, note.text
+        else:
+            text = "(malformed note)"
+    return InboxEntry(
+        channel.name,
+        record.message_id,
+        record.seq,
+        record.direction,
+        record.kind,
+        text,
+        record.sent_at_ms,
+        record.received_at_ms,
+        record.delivered_at_ms,
+        record.read_at_ms,
+        tuple(record.stored_on),
+        precedence,
+        ack_within,
+    )
+
+
+class Receiver:
+    """Processes envelopes (decrypt, check the chain, store, advance), follows moves,
+    records forks, and owes and queues receipts and fork notices."""
+
+    def __init__(self, state: ClientState, sender: Sender, pairing: Pairing) -> None:
+        self._state = state
+        self._sender = sender
+        self._pairing = pairing
+
+    def __repr__(self) -> str:
+        return f"Receiver({self._state!r})"
+
+    # --- envelopes (inside the caller's transaction) -----------------------------------
+
+    def process(self, mailbox_id: bytes, raw: bytes, report: SyncReport) -> InboxEntry | None:
+        """Decrypt, store and advance. Runs inside the caller's transaction, which covers a
+        whole batch: one commit (one fsync) per batch, and a crash loses the batch's work
+        but never its envelopes, which were not yet acked.
+
+        Returns:
+            The note that arrived, if the envelope carried a new one.
+
+        Raises:
+            Deferred: authentic but too far ahead; leave it unacknowledged.
+        """
+        state = self._state
+        try:
+            envelope = Envelope.decode(raw)
+        except RemoteProtocolError:
+            report.rejected += 1
+            return None
+        if state.digests.seen(envelope.payload):
+            report.duplicates += 1
+            return None
+        rejected = report.rejected
+        owner = state.owner(mailbox_id)
+        entry = None
+        if isinstance(owner, InviteRecord):
+            self._pairing.take_up(owner, envelope.payload, report, self.store_incoming)
+        elif isinstance(owner, ChannelRecord):
+            entry = self._receive(owner, envelope.payload, report)  # may raise Deferred
+        else:
+            report.rejected += 1
+        if report.rejected == rejected:
+            # Only what authenticated is remembered: junk a relay sends (review §2g) is
+            # counted and acked away, and leaves nothing in the state to grow.
+            state.digests.remember(envelope.payload, state.clock())
+        return entry
+
+    def expire_digests(self) -> None:
+        """Forget payload digests older than `DIGEST_KEEP_MS`.
+
+        Safe: the digest only spares a decrypt. An authentic copy that comes back after
+        its digest expired is still never a second message: the ratchet refuses a key it
+        already used (`DuplicateMessage`, counted as a duplicate), a copy from a chain it
+        has long left no longer opens (`DecryptionFailed`, counted as rejected, nothing
+        stored), and `_receive` also finds the message id already stored.
+        """
+        with self._state.store.transaction():
+            self._state.digests.forget_before(self._state.clock() - DIGEST_KEEP_MS)
+
+    def _receive(
+        self, channel: ChannelRecord, payload: bytes, report: SyncReport
+    ) -> InboxEntry | None:
+        state = self._state
+        session = state.session(channel)
+        try:
+            opened = session.open_with_position(payload, state.rng)
+            message = opened.message
+        except TooFarAhead:
+            # Authentic but more than MAX_SKIP ahead: the messages in between may still
+            # come by another relay. Keep it on the relay (no ack) and try again later.
+            report.deferred += 1
+            raise Deferred() from None
+        except DuplicateMessage as duplicate:
+            if state.forks.same_header(channel.channel_id, duplicate.position) is False:
+                # Authentic, at a position already used, but sealed a second time: the
+                # sender's state was copied and both copies sent.
+                self._record_fork(channel, ForkReason.REPLAY, 0, "", report)
+            else:
+                report.duplicates += 1  # a copy (or from before positions were kept)
+            return None
+        except (DecryptionFailed, RemoteProtocolError):
+            # Tampered, forged or foreign: counted and reported, never shown.
+            channel.rejected += 1
+            state.channels.save(channel)
+            report.rejected += 1
+            return None
+        state.keep_session(channel, session)
+        channel.last_heard_ms = state.clock()
+        state.forks.remember_position(channel.channel_id, opened.position)
+        entry = None
+        if state.messages.get(channel.channel_id, message.message_id.hex()) is not None:
+            report.duplicates += 1
+        elif (reason := self._chain_fork(channel, message)) is ForkReason.POSITION:
+            # Two different messages claim one place in their history: keep the first,
+            # raise the alarm, show neither as if nothing happened.
+            self._record_fork(channel, reason, message.seq, message.message_id.hex(), report)
+        else:
+            if reason is not None:
+                self._record_fork(channel, reason, message.seq, message.message_id.hex(), report)
+            record = self.store_incoming(channel, message)
+            report.received += 1
+            if message.kind == MessageKind.NOTE:
+                entry = inbox_entry(channel, record)
+                report.new_notes.append(record.message_id)
+        state.channels.save(channel)
+        return entry
+
+    def _chain_fork(self, channel: ChannelRecord, message: Message) -> ForkReason | None:
+        """Check a new message against the sender's history we hold (protocol.md §8):
+        POSITION if another message has its sequence number, CHAIN if its prev_hash is not
+        the hash of the message before it, or the message after it does not chain to it."""
+        held = self._state.messages.theirs_around(channel.channel_id, message.seq)
+        if message.seq in held:
+            return ForkReason.POSITION
+        before, after = held.get(message.seq - 1), held.get(message.seq + 1)
+        if message.seq == 1 and message.prev_hash != GENESIS_HASH:
+            return ForkReason.CHAIN
+        if before is not None and before.message_hash != message.prev_hash.hex():
+            return ForkReason.CHAIN
+        if after is not None and after.prev_hash and after.prev_hash != message.hash.hex():
+            return ForkReason.CHAIN
+        return None
+
+    def _record_fork(
+        self,
+        channel: ChannelRecord,
+        reason: ForkReason,
+        seq: int,
+        message_id: str,
+        report: SyncReport,
+    ) -> None:
+        record = ForkRecord("theirs", reason, seq, self._state.clock(), message_id)
+        self._state.forks.add(channel.channel_id, record)
+        report.forks += 1
+
+    def store_incoming(self, channel: ChannelRecord, message: Message) -> MessageRecord:
+        """Store a message of theirs and do what its kind asks: follow a move, note a fork
+        they saw, apply a receipt, or owe a delivery receipt (inside the transaction)."""
+        state = self._state
+        record = MessageRecord(
+            message.message_id.hex(),
+            "in",
+            message.seq,
+            message.kind,
+            message.sent_at_ms,
+            message.body.hex(),
+            received_at_ms=state.clock(),
+            message_hash=message.hash.hex(),
+            prev_hash=message.prev_hash.hex(),
+        )
+        state.messages.put(channel.channel_id, record)
+        if message.kind == KIND_FORK_NOTICE:
+            self._note_reported_fork(channel, message.body)
+        elif message.kind == KIND_MOVE:
+            self._follow_move(channel, message.body)
+        elif message.kind in RECEIPT_KINDS:
+            self._apply_receipt(channel, message)
+        else:
+            state.receipts.add(
+                channel.channel_id, MessageKind.RECEIPT_DELIVERED, message.message_id.hex()
+            )
+        return record
+
+    def _apply_receipt(self, channel: ChannelRecord, message: Message) -> None:
+        try:
+            ids = receipt_ids(message.body)
+        except RemoteProtocolError:
+            return
+        for message_id in ids:
+            ours = self._state.messages.get(channel.channel_id, message_id)
+            if ours is None or ours.direction != "out":
+                continue
+            if message.kind == MessageKind.RECEIPT_DELIVERED:
+                ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
+            else:
+                ours.read_at_ms = ours.read_at_ms or message.sent_at_ms
+                ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
+            self._state.messages.put(channel.channel_id, ours)
+
+    def _note_reported_fork(self, channel: ChannelRecord, body: bytes) -> None:
+        """The counterpart saw our messages fork: a copy of our state sent too."""
+        try:
+            notice = ForkNotice.decode(body)
+        except RemoteProtocolError:
+            return
+        self._state.forks.add(
+            channel.channel_id,
+            ForkRecord("ours", notice.reason, notice.seq, self._state.clock()),
+        )
+
+    def _follow_move(self, channel: ChannelRecord, body: bytes) -> None:
+        """Send to the counterpart's new mailboxes from now on, queued envelopes included.
+
+        Either side may move: the inviter once, from the invite's mailboxes to the
+        channel's; either, later, to a fresh mailbox on a relay that lost the old one. Only
+        the links the move names change, and a relay lost for sending is back.
+        """
+        try:
+            move = Move.decode(body)
+        except RemoteProtocolError:
+            return
+        state = self._state
+        for address in move.relays:
+            link = next((lk for lk in channel.links if lk.url == address.url), None)
+            if link is None:
+                continue
+            link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
+            state.relays.set_lost(channel.channel_id, address.url, state.clock(), outbound=False)
+            state.outbox.readdress(channel.channel_id, address.url, address.mailbox_id)
+
+    # --- receipts and fork notices owed -------------------------------------------------
+
+    def owes_receipts(self) -> bool:
+        return self._state.receipts.any()
+
+    def queue_receipts(self) -> None:
+        """Seal one receipt message per channel and kind for everything stored since the
+        last one (inside the caller's transaction, with the receipts' removal), and the
+        fork notices owed."""
+        state = self._state
+        self._queue_fork_notices()
+        for (channel_id, kind), ids in state.receipts.grouped().items():
+            channel = state.channels.get(channel_id)
+            if channel.identity_changed and not channel.verified:
+                continue  # receipts wait too, until the changed key has been looked at
+            session = state.session(channel)
+            if not session.can_send or not any(link.outbound for link in channel.links):
+                continue
+            for start in range(0, len(ids), MAX_RECEIPT_IDS):
+                self._sender.enqueue(
+                    channel, session, kind, receipt_body(ids[start : start + MAX_RECEIPT_IDS])
+                )
+            state.receipts.done(channel_id, kind)
+
+    def _queue_fork_notices(self) -> None:
+        """Tell each counterpart about forks of theirs we saw and have not yet reported
+        (inside the caller's transaction)."""
+        state = self._state
+        for channel in state.channels.all():
+            unsent = [
+                (row_id, fork)
+                for row_id, fork in state.forks.of_channel(channel.channel_id)
+                if fork.side == "theirs" and not fork.notified
+            ]
+            if not unsent:
+                continue
+            session = state.session(channel)
+            if not session.can_send or not any(link.outbound for link in channel.links):
+                continue
+            for row_id, fork in unsent:
+                notice = ForkNotice(fork.seq, fork.reason)
+                self._sender.enqueue(channel, session, KIND_FORK_NOTICE, notice.encode())
+                state.forks.replace(channel.channel_id, row_id, replace(fork, notified=True))
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def read(self, channel_name: str, message_id: str | None = None) -> list[InboxEntry]:
+        """See `Principal.read`."""
+        state = self._state
+        channel = state.channel(channel_name)
+        now = state.clock()
+        with state.store.transaction():
+            # Chosen inside the transaction that marks them: a receipt stored meanwhile by
+            # another handle is kept, not overwritten with a copy read before it.
+            chosen = [
+                m
+                for m in state.messages.of_channel(channel.channel_id)
+                if m.direction == "in"
+                and m.kind == MessageKind.NOTE
+                and (m.message_id.startswith(message_id) if message_id else not m.read_at_ms)
+            ]
+            if message_id and not chosen:
+                raise ClientError(f"no received message {message_id} in '{channel.name}'")
+            for record in chosen:
+                if not record.read_at_ms:
+                    record.read_at_ms = now
+                    state.receipts.add(
+                        channel.channel_id, MessageKind.RECEIPT_READ, record.message_id
+                    )
+                    state.messages.put(channel.channel_id, record)
+            self.queue_receipts()
+        await self._sender.flush()
+        return [inbox_entry(channel, m) for m in chosen]

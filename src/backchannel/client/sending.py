@@ -1,0 +1,365 @@
+"""Sending: the outbox first, then every relay of the channel, with backoff.
+
+A message is written to the outbox, with the session state that produced it, in one
+transaction *before* anything is sent; it leaves the outbox only when a relay answered
+`stored`, and a crash at any point leaves it there to send again (design §5). A flush
+claims the rows it offers (`state.outbox`), so two handles of one principal never offer
+the same row at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from backchannel.client.errors import ClientError, IdentityChanged
+from backchannel.client.records import ChannelRecord, MessageRecord
+from backchannel.client.relays import RelayPool
+from backchannel.client.reports import SendResult
+from backchannel.client.state.outbox import OutboxRow
+from backchannel.client.state.shared import ClientState
+from backchannel.client.transport import RelayRequestError
+from backchannel.dialogue.bodies import Note
+from backchannel.dialogue.kinds import Precedence
+from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.envelope import Envelope
+from backchannel.protocol.errors import LocalProtocolError
+from backchannel.protocol.message import Message, MessageKind
+from backchannel.protocol.relayframes import ErrorCode
+
+__all__ = ["Sender"]
+
+# Envelopes in flight to one relay at once: enough to fill the relay's group commit, few
+# enough that a relay going down mid-flush leaves little to resend.
+_SEND_WINDOW: Final = 64
+# A relay that says "rate limited" or "unavailable" is asked again after 0.1 s, doubling
+# to 2 s; after 30 such rounds in one flush the rest waits for the next sync.
+_RETRYABLE: Final = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
+_RETRY_FIRST_DELAY: Final = 0.1
+_RETRY_MAX_DELAY: Final = 2.0
+_MAX_RETRY_ROUNDS: Final = 30
+# How long a flusher's claim on the rows of one window lasts. Each send of a window is
+# answered or times out within a request timeout (5 s, `transport`), and the claim is
+# ended as soon as the window is answered; a minute is that many times over, and is all
+# the rows of a process that died mid-send wait before another handle offers them.
+_CLAIM_MS: Final = 60_000
+
+
+class Sender:
+    """Queues messages (sealing them with the channel's session) and flushes the outbox;
+    tracks the relays a channel lost for sending, and escalations' resends.
+
+    Attributes:
+        live: the connections of a running `watch`, reused by every flush meanwhile.
+        refused_codes: why a relay refused an outbox row for good, by row id (for this
+            handle's life).
+    """
+
+    def __init__(self, state: ClientState) -> None:
+        self._state = state
+        self.live: RelayPool | None = None
+        self.refused_codes: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"Sender({self._state!r})"
+
+    # --- queueing (inside the caller's transaction) -----------------------------------
+
+    def enqueue(
+        self,
+        channel: ChannelRecord,
+        session: Session,
+        kind: int,
+        body: bytes,
+        *,
+        retain: bool = False,
+    ) -> Message:
+        """Seal a message, save the advanced session in `channel` and put the message in
+        the outbox for every relay of the channel (inside the caller's transaction, which
+        read `channel`)."""
+        state = self._state
+        sealed = session.seal(kind, body, state.clock(), state.rng)
+        if retain:
+            state.escalations.retain(channel.channel_id, sealed.message.message_id, sealed.payload)
+        state.keep_session(channel, session)
+        state.channels.save(channel)
+        message = sealed.message
+        record = MessageRecord(
+            message.message_id.hex(),
+            "out",
+            message.seq,
+            message.kind,
+            message.sent_at_ms,
+            message.body.hex(),
+            message_hash=message.hash.hex(),
+            prev_hash=message.prev_hash.hex(),
+        )
+        state.messages.put(channel.channel_id, record)
+        ref = state.messages.ref(record.message_id)
+        for link in channel.links:
+            if link.outbound is None:
+                continue
+            envelope = Envelope(bytes.fromhex(link.outbound.mailbox_id), sealed.payload)
+            state.outbox.add(channel.channel_id, link.url, ref, envelope)
+        return message
+
+    def sendable(self, channel_id: str) -> ChannelRecord:
+        """The channel as stored now (call inside the sending transaction), if it may send.
+
+        Raises:
+            IdentityChanged: the counterpart's key changed and was not yet confirmed.
+        """
+        channel = self._state.channels.get(channel_id)
+        if channel.identity_changed and not channel.verified:
+            raise IdentityChanged(
+                f"'{channel.name}' has a different identity key than the earlier channel of "
+                f"that name; compare the safety number (backchannel verify {channel.name}) "
+                f"and confirm it before sending"
+            )
+        return channel
+
+    def queue(
+        self,
+        channel_name: str,
+        text: str,
+        *,
+        precedence: Precedence = Precedence.ROUTINE,
+        ack_within_ms: int = 0,
+    ) -> str:
+        """See `Principal.queue`."""
+        try:
+            note = Note(precedence, ack_within_ms, text)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return self.queue_body(
+            channel_name, MessageKind.NOTE, note.encode(), retain=ack_within_ms > 0
+        )
+
+    def queue_many(
+        self,
+        channel_name: str,
+        texts: list[str],
+        *,
+        precedence: Precedence = Precedence.ROUTINE,
+    ) -> list[str]:
+        """See `Principal.queue_many`."""
+        try:
+            bodies = [Note(precedence, 0, text).encode() for text in texts]
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        channel_id = self._state.channel(channel_name).channel_id
+        try:
+            with self._state.store.transaction():
+                # Read inside the transaction that writes it back: the session advances
+                # from the state as stored now, never from a copy read earlier.
+                channel = self.sendable(channel_id)
+                session = self._state.session(channel)
+                messages = [
+                    self.enqueue(channel, session, MessageKind.NOTE, body) for body in bodies
+                ]
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return [message.message_id.hex() for message in messages]
+
+    def queue_body(self, channel_name: str, kind: int, body: bytes, *, retain: bool = False) -> str:
+        """See `Principal.queue_body`."""
+        channel_id = self._state.channel(channel_name).channel_id
+        try:
+            with self._state.store.transaction():
+                channel = self.sendable(channel_id)
+                session = self._state.session(channel)
+                message = self.enqueue(channel, session, kind, body, retain=retain)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return message.message_id.hex()
+
+    # --- flushing ----------------------------------------------------------------------
+
+    async def deliver(self, channel_name: str, message_id: str) -> SendResult:
+        """Flush the outbox and report where one queued message now is."""
+        channel = self._state.channel(channel_name)
+        await self.flush()
+        record = self._state.messages.get(channel.channel_id, message_id)
+        stored = tuple(record.stored_on) if record else ()
+        queued = tuple(
+            link.url
+            for link in channel.links
+            if link.url not in stored and link.outbound is not None
+        )
+        seq = record.seq if record else 0
+        return SendResult(message_id, seq, stored, queued)
+
+    async def flush(self, pool: RelayPool | None = None) -> int:
+        """See `Principal.flush`."""
+        own_pool = pool is None and self.live is None
+        pool = pool or self.live or RelayPool()
+        try:
+            results = await asyncio.gather(
+                *(self.flush_relay(pool, url) for url in self._state.outbox.relays()),
+                return_exceptions=True,
+            )
+        finally:
+            if own_pool:
+                await pool.close()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # a bug or a damaged state, not a relay's doing
+        return sum(r for r in results if isinstance(r, int))
+
+    async def flush_relay(self, pool: RelayPool, url: str) -> int:
+        """Offer the rows queued for one relay, a claimed window at a time; returns how
+        many it stored. Rows another handle has claimed are left to it."""
+        client = await pool.get(url)
+        if client is None:
+            return 0
+        state = self._state
+        self._drop_for_lost_relay(url)
+        tokens = {
+            channel.channel_id: link.outbound.send_token
+            for channel in state.channels.all()
+            for link in channel.links
+            if link.url == url and link.outbound is not None
+        }
+        # Rows answered in this flush other than "stored" or "try again": not offered
+        # again before the next flush.
+        done: set[int] = set()
+        sent, backoff, rounds = 0, _RETRY_FIRST_DELAY, 0
+        while True:
+            now = state.clock()
+            with state.store.transaction():
+                window = state.outbox.claim(url, tokens, now, now + _CLAIM_MS, _SEND_WINDOW, done)
+            if not window:
+                break
+            try:
+                # Pipelined: the relay batches these into one commit; we wait for all.
+                results = await asyncio.gather(
+                    *(
+                        client.send(
+                            row.mailbox_id, bytes.fromhex(tokens[row.channel_id]), row.envelope
+                        )
+                        for row in window
+                    ),
+                    return_exceptions=True,
+                )
+            except BaseException:
+                with state.store.transaction():
+                    state.outbox.release(window)  # stopped: the rows are anyone's again
+                raise
+            answered = list(zip(window, results, strict=True))
+            stored = [row for row, result in answered if isinstance(result, int)]
+            retry = [
+                row
+                for row, result in answered
+                if isinstance(result, RelayRequestError) and result.code in _RETRYABLE
+            ]
+            with state.store.transaction():
+                for row in stored:
+                    state.outbox.remove(row)
+                    state.messages.mark_stored(row.channel_id, row.ref, url)
+                for row, result in answered:
+                    if isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
+                        self._refused(row, url, tokens[row.channel_id], result)
+                state.outbox.release(window)
+            done |= {row.row_id for row, _ in answered} - {row.row_id for row in retry}
+            sent += len(stored)
+            if stored:
+                pool.reached(url)
+            failure = next(
+                (
+                    r
+                    for r in results
+                    if isinstance(r, BaseException) and not isinstance(r, RelayRequestError)
+                ),
+                None,
+            )
+            if failure is not None:
+                await pool.mark_down(url, str(failure) or type(failure).__name__)
+                break
+            if retry:
+                # The relay asked us to slow down: back off, then offer those again.
+                rounds += 1
+                if rounds > _MAX_RETRY_ROUNDS:
+                    break
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RETRY_MAX_DELAY)
+            else:
+                backoff = _RETRY_FIRST_DELAY
+        return sent
+
+    def _refused(self, row: OutboxRow, url: str, token: str, error: RelayRequestError) -> None:
+        """A relay refused a row for good (inside the caller's transaction)."""
+        if error.code == ErrorCode.UNAUTHORIZED and self._outbound_refused(
+            row.channel_id, url, token
+        ):
+            return
+        self.refused_codes[row.row_id] = error.code
+        # Refused for good (quota, not an envelope): the message stays queued and
+        # `status` shows the reason.
+        self._state.outbox.refused(row, self._state.clock())
+        self._state.relays.note_refusal(url, str(error))
+
+    # --- relays lost for a channel (they forgot its mailboxes) ------------------------
+
+    def relays_lost(self, channel_id: str) -> tuple[str, ...]:
+        """See `Principal.relays_lost`."""
+        channel = self._state.channels.get(channel_id)
+        return tuple(
+            link.url
+            for link in channel.links
+            if any(self._state.relays.lost(channel_id, link.url))
+        )
+
+    def _outbound_refused(self, channel_id: str, url: str, token: str) -> bool:
+        """The relay refused a send as unauthorised (inside the caller's transaction).
+
+        Once the channel is established, that means the relay no longer knows the
+        counterpart's mailbox there: the relay is lost for sending on this channel until
+        the counterpart's *move* names a fresh mailbox. Its outbox rows for that relay are
+        dropped (the other relays carry the messages), so nothing is offered there forever.
+
+        Returns:
+            True when the refusal was handled here; False when it is the caller's (the
+            channel has not yet heard its counterpart: an invite mailbox that is gone
+            means the invite was spent, which pairing reports).
+        """
+        channel = self._state.channels.get(channel_id)
+        if channel.last_heard_ms == 0:
+            return False
+        link = next((lk for lk in channel.links if lk.url == url), None)
+        if link is None or link.outbound is None or link.outbound.send_token != token:
+            return True  # readdressed by a move since this send left: the row goes again
+        self._state.relays.set_lost(channel_id, url, self._state.clock(), outbound=True)
+        self._state.outbox.drop(channel_id, url)
+        return True
+
+    def _drop_for_lost_relay(self, url: str) -> None:
+        """Drop outbox rows queued since for channels whose mailbox on `url` is lost."""
+        relays = self._state.relays
+        if not any(relays.lost(c.channel_id, url)[1] for c in self._state.channels.all()):
+            return
+        with self._state.store.transaction():
+            for channel in self._state.channels.all():
+                if relays.lost(channel.channel_id, url)[1]:
+                    self._state.outbox.drop(channel.channel_id, url)
+
+    # --- escalations ---------------------------------------------------------------------
+
+    def escalated_ids(self, channel_id: str) -> set[bytes]:
+        """Notes of this channel already escalated (each is escalated once)."""
+        return self._state.escalations.escalated(channel_id)
+
+    def escalate(self, channel_id: str, message_id: bytes) -> None:
+        """Mark a note escalated and send its sealed payload again on every relay, in one
+        transaction (so it happens once)."""
+        state = self._state
+        ref = state.messages.ref(message_id.hex())
+        with state.store.transaction():
+            channel = state.channels.get(channel_id)
+            payload = state.escalations.retained(channel_id, message_id)
+            state.escalations.mark_escalated(channel_id, message_id)
+            if payload is None:
+                return
+            for link in channel.links:
+                if link.outbound is not None:
+                    envelope = Envelope(bytes.fromhex(link.outbound.mailbox_id), payload)
+                    state.outbox.add(channel_id, link.url, ref, envelope)

@@ -1,0 +1,41 @@
+"""Our pending invites (with their one-time prekeys), and the invites we accepted."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from backchannel.client.keystore import Keystore
+from backchannel.client.records import InviteRecord, dump, load
+
+__all__ = ["InviteRepository"]
+
+_PENDING: Final = "invite"
+_ACCEPTED: Final = "accepted"
+
+
+class InviteRepository:
+    """Invites of one principal's store; ids are hex, as in the records."""
+
+    def __init__(self, store: Keystore) -> None:
+        self._store = store
+
+    def __repr__(self) -> str:
+        return f"InviteRepository({self._store!r})"
+
+    def pending(self) -> list[InviteRecord]:
+        """Invites we made that nobody has taken up yet, oldest first."""
+        return [load(InviteRecord, raw) for _, raw in self._store.all(_PENDING)]
+
+    def add(self, record: InviteRecord) -> None:
+        self._store.put(_PENDING, bytes.fromhex(record.invite_id), dump(record))
+
+    def spend(self, invite_id: str) -> None:
+        """The invite was taken up: its one-time prekey goes with it."""
+        self._store.delete(_PENDING, bytes.fromhex(invite_id))
+
+    def was_accepted(self, invite_id: str) -> bool:
+        """True when we already joined with this (their) invite."""
+        return self._store.get(_ACCEPTED, bytes.fromhex(invite_id)) is not None
+
+    def mark_accepted(self, invite_id: str) -> None:
+        self._store.put(_ACCEPTED, bytes.fromhex(invite_id), b"1")

@@ -1,0 +1,110 @@
+"""The transcript: every message of every channel, both ways, sealed one per row.
+
+In clear beside each sealed record: the channel id, a keyed hash of the message id (`ref`),
+the direction, the sequence number and `ord`, the order in which this side first stored
+the message (kept when the record is updated by a receipt or a read mark: the dialogue
+fold replays messages in the order they were learned).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from backchannel.client.keystore import Keystore
+from backchannel.client.records import MessageRecord, dump, load
+
+__all__ = ["MessageRepository"]
+
+_TABLE: Final = "messages"
+
+
+class MessageRepository:
+    """All messages of one principal's store. Ids are hex, as in the records."""
+
+    def __init__(self, store: Keystore) -> None:
+        self._store = store
+
+    def __repr__(self) -> str:
+        return f"MessageRepository({self._store!r})"
+
+    def ref(self, message_id: str) -> bytes:
+        """The keyed hash that stands for a message id in clear columns."""
+        return self._store.index(b"msg", bytes.fromhex(message_id))
+
+    def put(self, channel_id: str, record: MessageRecord) -> None:
+        """Store a new message or update one (inside the caller's transaction)."""
+        cid = bytes.fromhex(channel_id)
+        ref = self.ref(record.message_id)
+        self._store.db.execute(
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?,"
+            " (SELECT COALESCE(MAX(ord), 0) + 1 FROM messages WHERE channel = ?))"
+            " ON CONFLICT (channel, ref) DO UPDATE SET record = excluded.record",
+            (
+                cid,
+                ref,
+                1 if record.direction == "in" else 0,
+                record.seq,
+                self._store.seal(_TABLE, cid + ref, dump(record)),
+                cid,
+            ),
+        )
+
+    def get(self, channel_id: str, message_id: str) -> MessageRecord | None:
+        return self._by_ref(channel_id, self.ref(message_id))
+
+    def _by_ref(self, channel_id: str, ref: bytes) -> MessageRecord | None:
+        cid = bytes.fromhex(channel_id)
+        row = self._store.db.execute(
+            "SELECT record FROM messages WHERE channel = ? AND ref = ?", (cid, ref)
+        ).fetchone()
+        return None if row is None else self._load(cid, ref, row[0])
+
+    def mark_stored(self, channel_id: str, ref: bytes, url: str) -> None:
+        """Note that the relay at `url` stored our message `ref` (inside a transaction)."""
+        record = self._by_ref(channel_id, ref)
+        if record is not None and url not in record.stored_on:
+            record.stored_on.append(url)
+            self.put(channel_id, record)
+
+    def of_channel(self, channel_id: str) -> list[MessageRecord]:
+        """A channel's messages: ours in sequence order, then theirs in sequence order."""
+        return self._select(channel_id, "ORDER BY direction, seq")
+
+    def in_stored_order(self, channel_id: str) -> list[MessageRecord]:
+        """A channel's messages in the order they were stored, except that theirs, which
+        may have been stored out of their order (two relays race), fill the slots where
+        theirs were learned in their sequence order."""
+        records = self._select(channel_id, "ORDER BY ord")
+        slots = [i for i, m in enumerate(records) if m.direction == "in"]
+        theirs = sorted((records[i] for i in slots), key=lambda m: m.seq)
+        for slot, record in zip(slots, theirs, strict=True):
+            records[slot] = record
+        return records
+
+    def theirs_around(self, channel_id: str, seq: int) -> dict[int, MessageRecord]:
+        """Their messages at `seq - 1`, `seq` and `seq + 1` that we hold, by seq."""
+        cid = bytes.fromhex(channel_id)
+        rows = self._store.db.execute(
+            "SELECT ref, seq, record FROM messages WHERE channel = ? AND direction = 1"
+            " AND seq BETWEEN ? AND ?",
+            (cid, seq - 1, seq + 1),
+        ).fetchall()
+        return {int(s): self._load(cid, bytes(ref), raw) for ref, s, raw in rows}
+
+    def delete_channel(self, channel_id: str) -> None:
+        self._store.db.execute(
+            "DELETE FROM messages WHERE channel = ?", (bytes.fromhex(channel_id),)
+        )
+
+    def _select(self, channel_id: str, order: str) -> list[MessageRecord]:
+        cid = bytes.fromhex(channel_id)
+        rows = self._store.db.execute(
+            f"SELECT ref, record FROM messages WHERE channel = ? {order}", (cid,)
+        ).fetchall()
+        return [self._load(cid, bytes(ref), raw) for ref, raw in rows]
+
+    def _load(self, cid: bytes, ref: bytes, raw: bytes) -> MessageRecord:
+        record: MessageRecord = load(
+            MessageRecord, self._store.unseal(_TABLE, cid + ref, bytes(raw))
+        )
+        return record

@@ -1,0 +1,169 @@
+"""What every part of a principal's client shares: the store and its repositories, the
+identity, the clock, the random source, the session cache, and the lookups over channels.
+
+`Principal` builds one `ClientState` and passes it explicitly to each part (`Sender`,
+`Receiver`, `Pairing`, `Duties`, `Exchange`); no part reaches another through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from backchannel.client.errors import ChannelNotFound, NotInitialised
+from backchannel.client.keystore import Keystore
+from backchannel.client.records import ChannelRecord, InviteRecord, Mailbox
+from backchannel.client.state.channels import ChannelRepository
+from backchannel.client.state.digests import DigestRepository
+from backchannel.client.state.escalations import EscalationRepository
+from backchannel.client.state.forks import ForkRepository
+from backchannel.client.state.invites import InviteRepository
+from backchannel.client.state.messages import MessageRepository
+from backchannel.client.state.outbox import OutboxRepository
+from backchannel.client.state.receipts import PendingReceiptRepository
+from backchannel.client.state.relays import RelayRepository
+from backchannel.client.state.settings import SettingsRepository
+from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
+from backchannel.protocol.e2e.primitives import Rng
+from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.wire import Reader, Writer
+
+__all__ = ["ClientState", "store_identity"]
+
+_IDENTITY: Final = "identity"
+_SELF: Final = b"self"
+
+
+def store_identity(store: Keystore, name: str, identity: IdentityKeyPair) -> None:
+    """Write a new principal's name and identity (inside the caller's transaction)."""
+    record = Writer().text16(name).fixed(identity.private_bytes(), 64).getvalue()
+    store.put(_IDENTITY, _SELF, record)
+
+
+class ClientState:
+    """One handle's view of a principal's state (one database connection).
+
+    Attributes:
+        store: the open keystore; `store.transaction()` is the unit of every
+            read-modify-write, and every repository below writes inside it.
+        name, identity: the principal's name and secret identity.
+        clock: milliseconds since the epoch; rng: the random source.
+    """
+
+    def __init__(self, store: Keystore, clock: Callable[[], int], rng: Rng) -> None:
+        self.store = store
+        self.clock = clock
+        self.rng = rng
+        self.channels = ChannelRepository(store)
+        self.forks = ForkRepository(store)
+        self.messages = MessageRepository(store)
+        self.outbox = OutboxRepository(store)
+        self.invites = InviteRepository(store)
+        self.receipts = PendingReceiptRepository(store)
+        self.digests = DigestRepository(store)
+        self.escalations = EscalationRepository(store)
+        self.settings = SettingsRepository(store)
+        self.relays = RelayRepository(store)
+        # Parsed sessions by channel id, valid while the stored state is the same bytes
+        # (a rolled-back transaction leaves the store different, so the cache misses).
+        self._sessions: dict[str, tuple[str, Session]] = {}
+        raw = store.get(_IDENTITY, _SELF)
+        if raw is None:
+            raise NotInitialised("this home has no identity: run `backchannel init` first")
+        reader = Reader(raw, "identity record")
+        self.name = reader.text16(64)
+        self.identity = IdentityKeyPair.from_private_bytes(reader.fixed(64))
+
+    def __repr__(self) -> str:
+        return f"ClientState({self.store!r})"
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def session(self, channel: ChannelRecord) -> Session:
+        """The channel's session, parsed (taken out of the cache: the caller may change
+        it, and only `keep_session`, once the change is in the record, puts it back; a
+        failure in between costs a decode)."""
+        cached = self._sessions.pop(channel.channel_id, None)
+        if cached is not None and cached[0] == channel.session:
+            return cached[1]
+        return Session.decode(bytes.fromhex(channel.session))
+
+    def keep_session(self, channel: ChannelRecord, session: Session) -> None:
+        channel.session = session.encode().hex()
+        self._sessions[channel.channel_id] = (channel.session, session)
+
+    # -- channels ---------------------------------------------------------------------
+
+    def channel(self, name_or_id: str) -> ChannelRecord:
+        """Find a channel by name or by (a prefix of at least 6 characters of) its id.
+
+        Raises:
+            ChannelNotFound: none, or the prefix is ambiguous.
+        """
+        channels = self.channels.all()
+        exact = [c for c in channels if name_or_id in (c.name, c.channel_id)]
+        if len(exact) == 1:
+            return exact[0]
+        prefix = [
+            c for c in channels if len(name_or_id) >= 6 and c.channel_id.startswith(name_or_id)
+        ]
+        if len(prefix) == 1:
+            return prefix[0]
+        known = ", ".join(sorted(c.name for c in channels)) or "none yet"
+        if len(exact) > 1 or len(prefix) > 1:
+            raise ChannelNotFound(f"'{name_or_id}' names several channels; use its id")
+        raise ChannelNotFound(f"no channel '{name_or_id}' (channels: {known})")
+
+    def identity_changed(self, wanted_name: str, peer: PublicIdentity) -> bool:
+        """True when a channel already under this name has another counterpart key: the
+        counterpart re-paired with a new identity, or someone else is using its name. The
+        same key pairing again is no alarm."""
+        encoded = peer.encode().hex()
+        return any(
+            c.name.split("~")[0] == wanted_name and c.peer_identity != encoded
+            for c in self.channels.all()
+        )
+
+    def unique_name(self, wanted: str) -> str:
+        taken = {c.name for c in self.channels.all()}
+        name, n = wanted, 2
+        while name in taken:
+            name, n = f"{wanted}~{n}", n + 1
+        return name
+
+    # -- relays and mailboxes ---------------------------------------------------------
+
+    def all_relays(self) -> list[str]:
+        """Every relay of a channel or a pending invite, each once."""
+        urls = [link.url for c in self.channels.all() for link in c.links]
+        urls += [link.url for i in self.invites.pending() for link in i.links]
+        return list(dict.fromkeys(urls))
+
+    def inbound_owners(self, url: str) -> list[tuple[str | None, Mailbox]]:
+        """The inbound mailboxes on `url`, each with the id of the channel whose current
+        link it is (None for invite and retiring mailboxes, which are never re-provisioned:
+        they are one-time by design)."""
+        boxes: list[tuple[str | None, Mailbox]] = []
+        for channel in self.channels.all():
+            boxes += [(channel.channel_id, lk.inbound) for lk in channel.links if lk.url == url]
+            boxes += [(None, lk.inbound) for lk in channel.retiring if lk.url == url]
+        for invite in self.invites.pending():
+            boxes += [(None, lk.inbound) for lk in invite.links if lk.url == url]
+        return boxes
+
+    def owner(self, mailbox_id: bytes) -> ChannelRecord | InviteRecord | None:
+        """The channel or pending invite an inbound mailbox belongs to. A channel heard
+        on its own mailboxes while it still has invite mailboxes is marked `peer_moved`
+        (in the copy returned, saved by the caller)."""
+        hex_id = mailbox_id.hex()
+        for channel in self.channels.all():
+            if any(link.inbound.mailbox_id == hex_id for link in channel.links):
+                if channel.retiring and not channel.peer_moved:
+                    channel.peer_moved = True  # the joiner writes to the new mailboxes now
+                return channel
+            if any(link.inbound.mailbox_id == hex_id for link in channel.retiring):
+                return channel
+        for invite in self.invites.pending():
+            if any(link.inbound.mailbox_id == hex_id for link in invite.links):
+                return invite
+        return None

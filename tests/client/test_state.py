@@ -1,0 +1,120 @@
+"""The client's state under two handles and after faults: send claims, retiring
+mailboxes a relay lost, and the schema migration of older state files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from backchannel.client.engine import Principal
+from backchannel.client.keystore import STATE_FILE
+from backchannel.protocol.envelope import Envelope
+
+from .conftest import MakePrincipal, pair, running_relay
+
+NOTES = 150
+
+
+def _held_payloads(relay_db: Path) -> list[bytes]:
+    with sqlite3.connect(f"file:{relay_db}?mode=ro", uri=True) as db:
+        return [
+            Envelope.decode(bytes(r[0])).payload for r in db.execute("SELECT body FROM envelopes")
+        ]
+
+
+def _queued(principal: Principal) -> int:
+    return sum(s.queued for s in principal.status())
+
+
+async def test_two_handles_flushing_at_once_offer_each_row_once(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """The agent's loop and a request's worker flush at once: each row goes once."""
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        await w.sync()
+        before = len(_held_payloads(tmp_path / "relay.db"))
+        w.queue_many("b", [f"note {i}" for i in range(NOTES)])
+        other = w.worker()
+        try:
+            sent = await asyncio.gather(w.flush(), other.flush(), w.flush())
+        finally:
+            other.close()
+        assert sum(sent) == NOTES and _queued(w) == 0
+        held = _held_payloads(tmp_path / "relay.db")
+        assert len(held) - before == NOTES
+        assert len(held) == len(set(held))  # the relay never got one ciphertext twice
+        await b.sync()
+        assert sorted(e.text for e in b.inbox("w")) == sorted(f"note {i}" for i in range(NOTES))
+
+
+async def test_a_claim_left_behind_expires_and_a_reopen_ends_it(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """Rows claimed by a handle that never answered are not lost: another handle sends
+    them once the claim expires, and a process that takes the home ends every claim."""
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        await w.sync()
+        w.queue("b", "claimed briefly")
+        state = w._state  # as a handle that died mid-send would have left it
+        channels = {c.channel_id for c in w.channels()}
+        with w._store.transaction():
+            now = w.now_ms()
+            assert state.outbox.claim(relay.url, channels, now, now + 300, 64)
+        assert await w.flush() == 0  # someone else holds it
+        await asyncio.sleep(0.4)
+        assert await w.flush() == 1  # the claim expired: sent, once
+
+        w.queue("b", "claimed by a dead process")
+        with w._store.transaction():
+            now = w.now_ms()
+            assert state.outbox.claim(relay.url, channels, now, now + 3_600_000, 64)
+        assert await w.flush() == 0
+        home = w.home
+        w.close()
+        w = Principal.open(home, "passphrase")
+        try:
+            assert await w.flush() == 1 and _queued(w) == 0
+        finally:
+            w.close()
+        await b.sync()
+        assert [e.text for e in b.inbox("w")] == ["claimed briefly", "claimed by a dead process"]
+
+
+async def test_invite_mailboxes_a_relay_lost_are_retired_not_asked_for_forever(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    alice, bob = make_principal("alice"), make_principal("bob")
+    b_db = tmp_path / "b.db"
+    async with running_relay(tmp_path / "a.db") as a:
+        async with running_relay(b_db) as b:
+            await pair(alice, bob, [a.url, b.url])  # alice still has the invite's mailboxes
+            b_url, b_port = b.url, b.port
+        assert {link.url for link in alice.channel("bob").retiring} == {a.url, b_url}
+        for path in tmp_path.glob("b.db*"):
+            path.unlink()  # the relay lost its disk, with the invite mailbox on it
+        async with running_relay(b_db, port=b_port):
+            await bob.send("alice", "hello")
+            await alice.sync()  # bob moved on: both invite mailboxes retire
+            assert alice.channel("bob").retiring == []
+            assert [e.text for e in alice.inbox("bob")] == ["hello"]
+
+
+def test_an_older_state_file_gains_digest_times_and_send_claims(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    principal = make_principal("old")
+    principal.close()
+    with sqlite3.connect(tmp_path / "old" / STATE_FILE) as db:
+        db.execute("ALTER TABLE processed DROP COLUMN seen_ms")
+        db.execute("ALTER TABLE outbox DROP COLUMN in_flight_until_ms")
+    reopened = Principal.open(tmp_path / "old", "passphrase")
+    reopened.close()
+    with sqlite3.connect(tmp_path / "old" / STATE_FILE) as db:
+        processed = {row[1] for row in db.execute("PRAGMA table_info(processed)")}
+        outbox = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    assert "seen_ms" in processed and "in_flight_until_ms" in outbox
