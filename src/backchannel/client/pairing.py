@@ -151,6 +151,9 @@ class Pairing:
         )
         hello = Hello(state.name, _addresses(links))
         with state.store.transaction():
+            # Checked again where it is marked: the check above was before the network.
+            if state.invites.was_accepted(invite.invite_id.hex()):
+                raise InviteRefused("this invite was already used")
             state.invites.mark_accepted(invite.invite_id.hex())
             self._sender.enqueue(channel, session, KIND_HELLO, hello.encode())
         await self._sender.flush()
