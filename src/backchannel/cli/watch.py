@@ -228,17 +228,21 @@ async def serve_as_agent(principal: Principal, emit: Emit) -> SyncReport:
         emit(event, line)
         server.broadcast(event, f"{local_time(_now_ms())} {line}")
 
-    observer = _Observer(principal, both)
-    observer.look(report=False)
+    # Listen first: a command that connects while the first look (a fold of every
+    # transcript) runs is answered right after it, instead of finding no socket.
     await server.start()
-    with _stop_on_signals(stop):
-        looking = asyncio.create_task(observer.run(stop))
-        try:
-            return await principal.watch(stop, on_message=_note_printer(both))
-        finally:
-            stop.set()
-            await looking
-            await server.close()
+    try:
+        observer = _Observer(principal, both)
+        observer.look(report=False)
+        with _stop_on_signals(stop):
+            looking = asyncio.create_task(observer.run(stop))
+            try:
+                return await principal.watch(stop, on_message=_note_printer(both))
+            finally:
+                stop.set()
+                await looking
+    finally:
+        await server.close()
 
 
 _watch = serve_as_agent
