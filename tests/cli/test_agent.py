@@ -217,3 +217,32 @@ def test_a_killed_agent_leaves_the_home_usable(homes: tuple[Path, Path, str]) ->
     assert json.loads(status.stdout)["channels"][0]["name"] == "bob"
     again = bc("--home", str(alice), "agent")
     assert "Agent started" in again.stdout
+
+
+def test_a_command_waiting_for_the_home_is_handed_to_an_agent_that_takes_it(
+    homes: tuple[Path, Path, str]
+) -> None:
+    alice, _bob, _ = homes
+    worker = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("agent_takeover_worker.py")), str(alice)],
+        env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdin is not None
+        assert worker.stdout.readline().strip() == "holding"
+        # The command finds no agent and a plain command holding the home: it waits.
+        waiting = subprocess.Popen([*CLI, "--home", str(alice), "status", "--json"],
+                                   env={**ENV, "BACKCHANNEL_LOCK_TIMEOUT": "20"},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert waiting.poll() is None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+        out, err = waiting.communicate(timeout=30)
+        assert waiting.returncode == 0, err
+        assert "waiting for another backchannel process" in err
+        assert json.loads(out)["channels"][0]["name"] == "bob"
+        with connect(alice) as agent:
+            assert agent.call("hello")["requests_served"] == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from backchannel.client.agent.lock import LockHolder
 from backchannel.client.engine import Principal
-from backchannel.client.errors import StateCorrupted
+from backchannel.client.errors import AgentTookOver, StateCorrupted
 from backchannel.client.strategic import StrategicChannel
 from backchannel.protocol.errors import BackchannelError
 
@@ -142,12 +142,26 @@ class CliContext:
             who = f" (pid {holder.pid})" if holder is not None else ""
             typer.echo(f"waiting for another backchannel process on {self.home}{who}", err=True)
 
+        def agent_answers(holder: LockHolder | None) -> bool:
+            # An agent that took the home while we waited keeps it: stop waiting and let
+            # the launcher ask it (`AgentTookOver`).
+            if role != "command" or holder is None or holder.role != "agent":
+                return False
+            from backchannel.client.agent.client import AgentUnavailable, connect
+
+            try:
+                connect(self.home, timeout=0.2).close()
+            except AgentUnavailable:
+                return False
+            return True
+
         principal = Principal.open(
             self.home,
             self.passphrase(),
             lock_timeout=lock_timeout_from_env(),
             on_wait=waiting,
             lock_role=role,
+            give_up=agent_answers,
         )
         try:
             yield principal
@@ -191,6 +205,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
+        except AgentTookOver:
+            raise  # the launcher hands the command to the agent (see `launcher.main`)
         except StateCorrupted as error:
             raise _fail(f"{error}; the state file was left as it is") from None
         except BackchannelError as error:

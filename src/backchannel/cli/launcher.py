@@ -168,5 +168,12 @@ def main() -> None:
         if code is not None:
             raise SystemExit(code)
     from backchannel.cli.main import run_here
+    from backchannel.client.errors import AgentTookOver
 
-    run_here()
+    try:
+        run_here()
+    except AgentTookOver:
+        # An agent took the home while this command waited for it (and nothing was done
+        # yet: the home is the first thing a command opens). Ask the agent.
+        code = _forward(home or _default_home(), argv, command or "")
+        raise SystemExit(1 if code is None else code) from None

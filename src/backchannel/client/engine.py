@@ -160,6 +160,7 @@ class Principal:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         on_wait: Callable[[LockHolder | None], None] | None = None,
         lock_role: str = "command",
+        give_up: Callable[[LockHolder | None], bool] | None = None,
     ) -> Self:
         """Open the principal in `home`, holding its lock until `close`.
 
@@ -175,7 +176,7 @@ class Principal:
         if not (home / STATE_FILE).exists():
             raise NotInitialised(f"no principal in {home}: run `backchannel init`")
         lock = HomeLock(home)
-        lock.acquire(role=lock_role, timeout=lock_timeout, on_wait=on_wait)
+        lock.acquire(role=lock_role, timeout=lock_timeout, on_wait=on_wait, give_up=give_up)
         try:
             try:
                 store = Keystore.open(home, passphrase)

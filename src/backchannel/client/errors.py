@@ -5,6 +5,7 @@ from __future__ import annotations
 from backchannel.protocol.errors import BackchannelError, LocalProtocolError
 
 __all__ = [
+    "AgentTookOver",
     "ChannelNotFound",
     "ClientError",
     "HomeBusy",
@@ -54,3 +55,7 @@ class StaleRecord(ClientError):
 class HomeBusy(ClientError):
     """Another backchannel process holds this principal's home (and did not let go in
     time)."""
+
+
+class AgentTookOver(HomeBusy):
+    """While this command waited for the home, an agent took it: ask the agent instead."""

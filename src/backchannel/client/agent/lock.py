@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from backchannel.client.agent.paths import socket_path
-from backchannel.client.errors import HomeBusy
+from backchannel.client.errors import AgentTookOver, HomeBusy
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -89,6 +89,7 @@ class HomeLock:
         role: str = "command",
         timeout: float = DEFAULT_LOCK_TIMEOUT,
         on_wait: Callable[[LockHolder | None], None] | None = None,
+        give_up: Callable[[LockHolder | None], bool] | None = None,
     ) -> None:
         """Take the lock, waiting up to `timeout` seconds for its holder to let go.
 
@@ -96,8 +97,11 @@ class HomeLock:
             role: written beside our pid for whoever waits on us ("agent", "command").
             timeout: seconds to wait; 0 to fail at once.
             on_wait: called once, with the holder, when we have to wait.
+            give_up: asked with the holder at each look while waiting; True stops the
+                wait (an agent took the home, and will not let go: ask it instead).
 
         Raises:
+            AgentTookOver: `give_up` said so.
             HomeBusy: still held by another process (or open file) after `timeout`.
         """
         if self._fd is not None:
@@ -118,6 +122,8 @@ class HomeLock:
                     if not told and on_wait is not None:
                         on_wait(holder)
                         told = True
+                    if give_up is not None and give_up(holder):
+                        raise AgentTookOver(f"an agent took {self.home} while we waited") from None
                     time.sleep(_POLL)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {role}\n".encode("ascii"), 0)
