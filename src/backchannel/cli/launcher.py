@@ -71,8 +71,11 @@ def _forward(home: Path, argv: list[str], command: str) -> int | None:
         }
         try:
             result = connection.call("cli", params)
-        except AgentUnavailable as error:
-            sys.stderr.write(f"error: {error}\n")
+        except (AgentUnavailable, ConnectionError) as error:
+            sys.stderr.write(
+                f"error: the agent stopped before it answered ({error}); the command may "
+                "or may not have been carried out: look with `backchannel status`\n"
+            )
             return 1
     sys.stdout.write(str(result.get("stdout", "")))
     sys.stdout.flush()
