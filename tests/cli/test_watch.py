@@ -139,3 +139,12 @@ def test_watch_escalates_a_missed_deadline_and_stops_on_sigterm(
     assert code == 0, stderr
     assert "Stopped:" in stderr and "1 escalated" in stderr
     assert marker.read_text() == "beijing"
+
+
+def test_relay_text_in_watch_events_cannot_drive_the_terminal() -> None:
+    from backchannel.cli.watch import _printable
+
+    hostile = "ws://relay/\x1b]52;c;ZWNobyBwd25lZA==\x07 \x1b[2J\u202e1000\u200b\x9b"
+    shown = _printable(hostile)
+    assert all(c.isprintable() for c in shown)
+    assert "\\x1b" in shown and "\\u202e" in shown and "\\x9b" in shown

@@ -138,14 +138,6 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _lock_timeout() -> float:
-    raw = os.environ.get("BACKCHANNEL_LOCK_TIMEOUT", "")
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return 30.0
-
-
 def main() -> None:
     """The console script."""
     argv = sys.argv[1:]
@@ -164,7 +156,9 @@ def main() -> None:
             # than for its lock, which it keeps for its whole life.
             import time
 
-            deadline = time.monotonic() + _lock_timeout()
+            from backchannel.client.agent.paths import lock_timeout_from_env
+
+            deadline = time.monotonic() + lock_timeout_from_env()
             while code is None and time.monotonic() < deadline and _agent_holds(home):
                 time.sleep(0.05)
                 code = _forward(home, argv, command)

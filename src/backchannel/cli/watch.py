@@ -79,9 +79,11 @@ class _Observer:
             was = self.relays.get(url)
             if report and was is not None and was != health.up:
                 state = "up" if health.up else "down"
+                # The URL came from an invite and the reason partly from the relay: shown
+                # with anything unprintable escaped, never as terminal control sequences.
+                reason = "" if health.up else f" ({_printable(health.last_error)})"
                 self.emit({"event": "relay", "url": url, "up": health.up},
-                          f"relay {url} is {state}"
-                          + ("" if health.up else f" ({health.last_error})"))
+                          f"relay {_printable(url)} is {state}{reason}")
             self.relays[url] = health.up
 
     def look(self, *, report: bool = True) -> None:
@@ -155,6 +157,12 @@ class _Observer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _OBSERVE_INTERVAL)
             self.look()
+
+
+def _printable(text: str) -> str:
+    """`text` with every unprintable character (controls, format characters such as bidi
+    overrides, separators) written as a visible escape."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _kind_name(kind: int) -> str:

@@ -24,7 +24,13 @@ from backchannel.client.receipts import (
     receipt_body,
     receipt_ids,
 )
-from backchannel.client.records import ChannelRecord, InviteRecord, Mailbox, MessageRecord
+from backchannel.client.records import (
+    ChannelRecord,
+    InviteRecord,
+    Mailbox,
+    MessageRecord,
+    message_record,
+)
 from backchannel.client.reports import InboxEntry, SyncReport
 from backchannel.client.sending import Sender
 from backchannel.client.state.shared import ClientState
@@ -218,17 +224,7 @@ class Receiver:
         """Store a message of theirs and do what its kind asks: follow a move, note a fork
         they saw, apply a receipt, or owe a delivery receipt (inside the transaction)."""
         state = self._state
-        record = MessageRecord(
-            message.message_id.hex(),
-            "in",
-            message.seq,
-            message.kind,
-            message.sent_at_ms,
-            message.body.hex(),
-            received_at_ms=state.clock(),
-            message_hash=message.hash.hex(),
-            prev_hash=message.prev_hash.hex(),
-        )
+        record = message_record(message, "in", state.clock())
         state.messages.put(channel.channel_id, record)
         if message.kind == KIND_FORK_NOTICE:
             self._note_reported_fork(channel, message.body)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from backchannel.client.errors import StateCorrupted
+from backchannel.protocol.message import Message
 
 __all__ = [
     "ChannelRecord",
@@ -20,6 +21,7 @@ __all__ = [
     "MessageRecord",
     "dump",
     "load",
+    "message_record",
 ]
 
 
@@ -96,6 +98,21 @@ class MessageRecord:
     message_hash: str = ""
     # The message's own prev_hash (hex): checked against its predecessor (forks.py).
     prev_hash: str = ""
+
+
+def message_record(message: Message, direction: str, received_at_ms: int = 0) -> MessageRecord:
+    """The stored form of a message we sealed ("out") or received ("in")."""
+    return MessageRecord(
+        message.message_id.hex(),
+        direction,
+        message.seq,
+        message.kind,
+        message.sent_at_ms,
+        message.body.hex(),
+        received_at_ms=received_at_ms,
+        message_hash=message.hash.hex(),
+        prev_hash=message.prev_hash.hex(),
+    )
 
 
 def dump(record: ChannelRecord | InviteRecord | MessageRecord) -> bytes:

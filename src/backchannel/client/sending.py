@@ -13,7 +13,7 @@ import asyncio
 from typing import Final
 
 from backchannel.client.errors import ClientError, IdentityChanged
-from backchannel.client.records import ChannelRecord, MessageRecord
+from backchannel.client.records import ChannelRecord, message_record
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
 from backchannel.client.state.outbox import OutboxRow
@@ -84,16 +84,7 @@ class Sender:
         state.keep_session(channel, session)
         state.channels.save(channel)
         message = sealed.message
-        record = MessageRecord(
-            message.message_id.hex(),
-            "out",
-            message.seq,
-            message.kind,
-            message.sent_at_ms,
-            message.body.hex(),
-            message_hash=message.hash.hex(),
-            prev_hash=message.prev_hash.hex(),
-        )
+        record = message_record(message, "out")
         state.messages.put(channel.channel_id, record)
         ref = state.messages.ref(record.message_id)
         for link in channel.links:

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from backchannel.client.agent.paths import socket_path
+from backchannel.client.agent.paths import (
+    DEFAULT_LOCK_TIMEOUT,
+    LOCK_TIMEOUT_ENV,
+    lock_timeout_from_env,
+    socket_path,
+)
 from backchannel.client.errors import AgentTookOver, HomeBusy
 
 __all__ = [
@@ -28,14 +33,11 @@ __all__ = [
     "LOCK_TIMEOUT_ENV",
     "HomeLock",
     "LockHolder",
+    "lock_timeout_from_env",
     "socket_path",
 ]
 
 LOCK_FILE: Final = "lock"
-LOCK_TIMEOUT_ENV: Final = "BACKCHANNEL_LOCK_TIMEOUT"
-# Long enough for another command's sync (bounded by its relay deadline, 10 s) to finish,
-# short enough that a script stuck behind a forgotten foreground process hears of it.
-DEFAULT_LOCK_TIMEOUT: Final = 30.0
 # How often a waiting process looks again; a lock is usually held for tens of ms.
 _POLL: Final = 0.02
 
@@ -46,16 +48,6 @@ class LockHolder:
 
     pid: int
     role: str
-
-
-def lock_timeout_from_env() -> float:
-    """`BACKCHANNEL_LOCK_TIMEOUT` seconds, or the default when unset or not a number."""
-    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
-    try:
-        value = float(raw)
-    except ValueError:
-        return DEFAULT_LOCK_TIMEOUT
-    return value if value >= 0 else DEFAULT_LOCK_TIMEOUT
 
 
 class HomeLock:
