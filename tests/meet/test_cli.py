@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,17 @@ def test_help_has_an_example(runner: CliRunner) -> None:
     result = runner.invoke(app, ["meet", "suggest", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "Example:" in result.output and "--between" in result.output
+
+
+
+def test_map_without_the_map_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    # A fresh process where matplotlib cannot be imported, as when the extra is not
+    # installed (None in sys.modules makes every import of it fail).
+    target = tmp_path / "venues.png"
+    script = ("import sys; sys.modules['matplotlib'] = None; "
+              "from backchannel.cli.main import app; app()")
+    result = subprocess.run([sys.executable, "-c", script, *BASE, "--map", str(target)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'backchannel[map]'" in result.stderr
+    assert not target.exists()

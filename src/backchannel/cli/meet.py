@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from backchannel.meet import (
     HostPolicy,
     MeetError,
     MeetingRequest,
+    Place,
     Suggestion,
     load_gazetteer,
     parse_date,
@@ -78,6 +80,7 @@ def suggest(
     """
     try:
         fmt = _map_format(map_file)
+        draw = _map_renderer() if fmt is not None else None
         g = load_gazetteer()
         parties = tuple(g.resolve(name) for name in between)
         request = MeetingRequest(
@@ -96,10 +99,8 @@ def suggest(
         suggestions = suggest_venues(request, g)
         if not suggestions:
             raise _fail("no venue qualifies; loosen --neutral-only, --exclude or --avoid")
-        if map_file is not None and fmt is not None:
-            from backchannel.meet.mapping import render_map
-
-            image = render_map(parties, suggestions, fmt)
+        if map_file is not None and fmt is not None and draw is not None:
+            image = draw(parties, suggestions, fmt)
             try:
                 map_file.write_bytes(image)
             except OSError as exc:
@@ -112,6 +113,17 @@ def suggest(
         _print_table(request, suggestions)
         if map_file is not None:
             typer.echo(f"map written to {map_file}")
+
+
+def _map_renderer() -> Callable[[Sequence[Place], Sequence[Suggestion], str], bytes]:
+    """The map drawer, imported only when a map is asked for (it needs the `map` extra)."""
+    try:
+        from backchannel.meet.mapping import render_map
+    except ModuleNotFoundError as exc:
+        raise MeetError(
+            f"drawing a map needs the optional 'map' extra ({exc.name} is not installed): "
+            "pip install 'backchannel[map]'") from None
+    return render_map
 
 
 def _map_format(path: Path | None) -> str | None:
