@@ -82,6 +82,8 @@ def test_red_lines_versioned_and_acknowledged_as_understood(pair: Pair) -> None:
     assert (listed["channel"], listed["owner"], listed["awaiting_acknowledgement"]) == (
         "beijing", "theirs", True)
     assert listed["versions"][0]["text"] == text
+    line = one_error_line(run(w, "redline", "ack", "beijing", ref, "--version", "2", code=1))
+    assert "no version 2 yet" in line and "latest is version 1" in line
     run(w, "redline", "ack", "beijing", ref, "--version", "1")
 
     assert js(b, "redline", "add", "washington", "Taiwan", "Revised.", "--update", ref)[

@@ -138,6 +138,12 @@ def ack(
         view = strategic.dialogue().red_line(redline_id)
         if view is None:
             raise ClientError(f"'{redline}' is not a red line of '{strategic.name}'")
+        if version is not None and version > view.latest.version:
+            raise ClientError(
+                f"red line {short_id(redline_id.hex())} has no version {version} yet: the "
+                f"latest is version {view.latest.version} (backchannel redline list "
+                f"{strategic.name})"
+            )
         if version is not None and version != view.latest.version:
             raise ClientError(
                 f"red line {short_id(redline_id.hex())} is at version {view.latest.version}; "
