@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -55,13 +56,15 @@ def test_demo_json_reports_nothing_lost() -> None:
     played = summary["round"]
     assert played["ok"] is True
     for step in ("red_line_understood", "flash_held", "flash_acknowledged_in_time",
-                 "escalated", "escalation_command_ran", "clarification_answered"):
+                 "escalated", "escalation_command_ran", "acknowledged_late",
+                 "clarification_answered"):
         assert played[step] is True, step
     assert played["venue"] == "Vienna" and len(played["agreed_agenda"]) == 3
     assert played["record"]["languages"] == ["en", "zh"] and played["line"]["state"] == "up"
     board = summary["board"]
-    assert board["name"] == "beijing" and len(board["overdue"]) == 1
-    assert board["escalated"] == board["overdue"] and board["line"]["state"] == "up"
+    # The escalated note was acknowledged late: nothing is left overdue at the end.
+    assert board["name"] == "beijing" and board["overdue"] == []
+    assert board["line"]["state"] == "up"
     assert [r["owner"] for r in board["red_lines"]] == ["theirs"]
     assert not board["red_lines"][0]["awaiting_acknowledgement"]
     assert board["records"][0]["status"] == "agreed"
@@ -71,11 +74,34 @@ def test_demo_tells_the_story_in_plain_text() -> None:
     result = CliRunner().invoke(app, ["demo"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "light key-derivation setting" in out
+    assert "light setting" in out
     assert "Safety number" in out and "goes offline" in out
-    assert "Transcript" in out and "Per-channel summary" in out
+    assert "Per-channel summary" in out and "Transcript" not in out
     assert "Taiwan is the first red line that must not be crossed." in out
-    assert "holding reply" in out and "escalation command ran: beijing" in out
+    assert "holding reply" in out and "paged the deputy about the overdue PRIORITY" in out
+    assert "acknowledges it, late" in out
     assert "verifies offline" in out and "the line is UP" in out
-    assert "status board" in out and "OVERDUE, escalated" in out
+    assert "status board" in out and "OVERDUE" not in out
     assert "Nothing lost" in out and "\x1b[" not in out  # no colour without a terminal
+    # No jargon, ids or raw milliseconds in the story unless asked for.
+    for jargon in ("PQXDH", "Argon2id", "signing key", "bound to note"):
+        assert jargon not in out, jargon
+    assert not re.search(r"\b1[0-9]{12}\b", out)  # a millisecond timestamp
+
+
+def test_demo_verbose_adds_the_details_and_the_transcript() -> None:
+    result = CliRunner().invoke(app, ["demo", "--verbose"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "PQXDH" in out and "Argon2id" in out and "signing key" in out
+    assert "Transcript" in out and "Next meeting" in out
+
+
+def test_demo_at_80_columns_is_short_and_unpadded() -> None:
+    result = CliRunner().invoke(app, ["demo"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) < 160
+    story = lines[:next(i for i, line in enumerate(lines) if "Per-channel summary" in line)]
+    quoted = [line for line in story if line.startswith("    ")]
+    assert quoted and not [line for line in quoted if line.endswith(" ")]

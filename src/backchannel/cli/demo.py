@@ -112,19 +112,19 @@ class _Round:
         await principal.sync()
         opened = await principal.read(_peer(name))
         if opened:
-            self.tell.quote(f"{name}: {len(opened)} received and read; receipts sent back",
-                            style="dim")
+            self.tell.detail(f"{name}: {len(opened)} received and read; receipts sent back")
         return len(opened)
 
 
 async def _pair(p: dict[str, Principal], url: str, tell: Narrator) -> DemoOutcome:
     code = await p[INVITER].invite([url])
-    tell.say(f"{INVITER} creates a one-time invite ({len(code)} characters, signed, "
-             f"valid 7 days): {code[:20]}…")
+    tell.say(f"{INVITER} creates a one-time invite and hands it to {JOINER}.")
+    tell.detail(f"the invite: {len(code)} characters, signed, valid 7 days: {code[:20]}…")
     await p[JOINER].accept(code)
     report = await p[INVITER].sync()
-    tell.say(f"{JOINER} accepts it (PQXDH); {INVITER} syncs and sees the new channel "
+    tell.say(f"{JOINER} accepts it; {INVITER} sees the new channel "
              f"'{', '.join(report.new_channels)}'.")
+    tell.detail("the handshake is PQXDH (X25519 and ML-KEM-768); the ratchet starts from it")
     w_digits, w_words, _ = p[INVITER].safety_number(JOINER)
     b_digits, b_words, _ = p[JOINER].safety_number(INVITER)
     matches = (w_digits, w_words) == (b_digits, b_words)
@@ -133,7 +133,7 @@ async def _pair(p: dict[str, Principal], url: str, tell: Narrator) -> DemoOutcom
     groups = w_digits.split()
     for row in range(0, len(groups), 4):
         tell.say("    " + " ".join(groups[row : row + 4]))
-    tell.say("    " + " ".join(w_words))
+    tell.detail("as words: " + " ".join(w_words))
     if matches:
         tell.say("Both sides see the same number: compared and recorded as verified.")
         p[INVITER].confirm_verified(JOINER)
@@ -202,27 +202,32 @@ def _principals(root: Path) -> Iterator[dict[str, Principal]]:
             principal.close()
 
 
-async def play(root: Path, console: Console | None = None) -> DemoOutcome:
+async def play(root: Path, console: Console | None = None, *,
+               verbose: bool = False) -> DemoOutcome:
     """Run the demonstration in `root` (a scratch folder) and return what happened.
 
     Args:
         root: an empty folder for the relay database and the two principals' homes.
         console: where to narrate, or None for silence.
+        verbose: narrate the technical details too.
 
     Raises:
         BackchannelError: a step failed (the message says which).
     """
     started = time.perf_counter()
-    tell = Narrator(console)
+    tell = Narrator(console, verbose=verbose)
     limits = RelayLimits()
     server = RelayServer(open_store(f"sqlite:///{root / 'relay.db'}", limits), limits,
                          host="127.0.0.1", port=0)
     await server.start()
     try:
-        tell.say(f"Relay: {server.url} (SQLite in a temporary folder, loopback only).")
-        tell.say(f"Principals: {INVITER} and {JOINER}, each with its own encrypted state. "
-                 "The demo uses a light key-derivation setting (Argon2id, 8 MiB, 1 pass) "
-                 "to run fast; real principals use 64 MiB and 3 passes.", style="dim")
+        tell.say(f"A relay on this machine, and two principals, {INVITER} and {JOINER}, "
+                 "each with its own encrypted state.")
+        tell.say("(The demo unlocks its throwaway state with a light setting, to run fast.)",
+                 style="dim")
+        tell.detail(f"relay {server.url}, SQLite in a temporary folder, loopback only; "
+                    "key derivation Argon2id 8 MiB, 1 pass (real principals: 64 MiB, "
+                    "3 passes)")
         with _principals(root) as principals:
             outcome = await _pair(principals, server.url, tell)
             await _converse(principals, outcome, tell)
@@ -303,17 +308,20 @@ def _failed_steps(r: RoundOutcome) -> str:
     return ", ".join(failed) or "none failed"
 
 
-def run_demo(console: Console | None = None, *, as_json: bool = False) -> int:
+def run_demo(console: Console | None = None, *, as_json: bool = False,
+             verbose: bool = False) -> int:
     """Run the demonstration in a temporary folder and return the process exit code.
 
     Args:
         console: where to print [default: stdout, colour only on a terminal].
         as_json: print only the JSON summary (shape in docs/cli.md).
+        verbose: also print the technical details, the transcript and the whole board.
     """
     console = console or plain_console()
     try:
         with tempfile.TemporaryDirectory(prefix="backchannel-demo-") as scratch:
-            outcome = asyncio.run(play(Path(scratch), None if as_json else console))
+            outcome = asyncio.run(play(Path(scratch), None if as_json else console,
+                                       verbose=verbose))
     except (BackchannelError, OSError) as error:
         plain_console(stderr=True).print(f"error: demo failed: {error}")
         return 1
@@ -321,13 +329,19 @@ def run_demo(console: Console | None = None, *, as_json: bool = False) -> int:
         emit_json(_as_json(outcome))
         return 0 if outcome.ok else 1
     console.print()
-    console.print(_transcript_table(outcome))
+    if verbose:
+        console.print(_transcript_table(outcome))
     console.print(_summary_table(outcome))
     if outcome.board is not None:
         console.print()
         console.print(f"{INVITER}'s status board at the end:", style="bold")
-        for renderable in board_renderables(outcome.board):
+        # The overview says it all; the sections (agenda, records) were told above.
+        shown = board_renderables(outcome.board)
+        for renderable in shown if verbose else shown[:1]:
             console.print(renderable)
+        if not verbose:
+            console.print("(backchannel demo --verbose: the transcript, the whole board "
+                          "and the technical details)", style="dim")
     total = sum(d.sent for d in outcome.directions)
     verdict = (
         f"Nothing lost: {total} messages sent, {outcome.lost} lost, none duplicated; "

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from rich.console import Console
-from rich.padding import Padding
 from rich.text import Text
 
 from backchannel.cli.demo_script import (
@@ -55,6 +54,8 @@ from backchannel.dialogue import (
 __all__ = ["Narrator", "RoundOutcome", "play_round"]
 
 ESCALATION_LOG: Final = "escalation.log"
+# Quoted messages are indented this many columns under the line that introduces them.
+_INDENT: Final = 4
 RECORD_FILE: Final = "agreed-record.txt"
 # The paging script the demo configures as its escalation command: it appends what the
 # client tells it (channel, note, precedence) to a file, which the demo then shows.
@@ -68,19 +69,35 @@ with pathlib.Path(sys.argv[1]).open("a") as log:
 
 
 class Narrator:
-    """Prints the story as it happens, or nothing when the output is JSON."""
+    """Prints the story as it happens, or nothing when the output is JSON.
 
-    def __init__(self, console: Console | None) -> None:
+    Args:
+        console: where to print, or None for silence.
+        verbose: also print the technical details (`detail`), kept out of the story by
+            default so that it reads without jargon.
+    """
+
+    def __init__(self, console: Console | None, *, verbose: bool = False) -> None:
         self.console = console
+        self.verbose = verbose
 
     def say(self, text: str = "", style: str | None = None) -> None:
         if self.console is not None:
             self.console.print(text, style=style)
 
+    def detail(self, text: str) -> None:
+        """A technical aside (protocol names, key fingerprints, ids), shown with --verbose."""
+        if self.verbose:
+            self.quote(text, style="dim")
+
     def quote(self, text: str, style: str | None = None) -> None:
-        """Indented, and still indented where it wraps."""
-        if self.console is not None:
-            self.console.print(Padding(Text(text, style=style or ""), (0, 0, 0, 4), expand=False))
+        """Indented, and still indented where it wraps (no padding after the words)."""
+        if self.console is None:
+            return
+        width = max(self.console.width - _INDENT, 20)
+        for line in Text(text, style=style or "").wrap(self.console, width):
+            line.rstrip()
+            self.console.print(Text(" " * _INDENT) + line, soft_wrap=True)
 
 
 @dataclass(slots=True)
@@ -92,6 +109,7 @@ class RoundOutcome:
     flash_acknowledged_in_time: bool = False
     escalated: bool = False
     escalation_command_ran: bool = False
+    acknowledged_late: bool = False
     clarification_answered: bool = False
     venue: str = ""
     agreed_agenda: list[str] = field(default_factory=list)
@@ -102,7 +120,7 @@ class RoundOutcome:
     @property
     def ok(self) -> bool:
         return (self.red_line_understood and self.flash_held and self.flash_acknowledged_in_time
-                and self.escalated and self.escalation_command_ran
+                and self.escalated and self.escalation_command_ran and self.acknowledged_late
                 and self.clarification_answered and len(self.agreed_agenda) == len(AGENDA)
                 and self.record is not None and self.line_state == "up")
 
@@ -114,6 +132,7 @@ class RoundOutcome:
             "flash_acknowledged_in_time": self.flash_acknowledged_in_time,
             "escalated": self.escalated,
             "escalation_command_ran": self.escalation_command_ran,
+            "acknowledged_late": self.acknowledged_late,
             "clarification_answered": self.clarification_answered,
             "venue": self.venue,
             "agreed_agenda": list(self.agreed_agenda),
@@ -199,20 +218,32 @@ class _Round:
         self.tell.say(f"The deadline passes. {INVITER}'s next sync escalates the note: "
                       f"{'escalated' if self.outcome.escalated else 'NOT escalated'}, resent "
                       "on every relay, marked overdue on the board.", style="bold")
-        self.tell.quote(f"escalation command ran: {' '.join(ran) if ran else 'NO'} "
-                        "(channel, note, precedence, deadline)", style="dim")
+        self.tell.quote(_escalation_line(ran), style="dim")
+        if ran:
+            self.tell.detail(f"it was given: {' '.join(ran)} (channel, note, precedence, "
+                             "deadline in ms)")
         duplicates = (await self.p[JOINER].sync()).duplicates
-        self.tell.quote(f"{JOINER}'s client recognises the resent copy ({duplicates} "
-                        "duplicate dropped): shown once.", style="dim")
+        self.tell.detail(f"{JOINER}'s client recognises the resent copy ({duplicates} "
+                         "duplicate dropped): shown once.")
+        await self.b.ack(sent.message_id)
+        await self.p[INVITER].sync()
+        late = self.w.dialogue().acknowledged_at(bytes.fromhex(sent.message_id))
+        self.outcome.acknowledged_late = (
+            late is not None and late > pending.deadline_ms
+            and not any(n.message_id.hex() == sent.message_id
+                        for n in self.w.board().awaiting_their_ack))
+        self.tell.say(f"{JOINER} acknowledges it, late: {INVITER}'s board records the late "
+                      "acknowledgement and the note leaves the overdue list.")
 
     async def clarification(self) -> None:
         self.step("A clarification, bound to one exact message")
         target = next(e for e in self.p[JOINER].inbox(INVITER)
                       if e.text == WHILE_OFFLINE[0].text)
         request = await self.b.clarify(target.message_id, QUESTION)
-        self.tell.say(f"{JOINER} asks about {INVITER}'s note {short_id(target.message_id)} "
-                      f"(bound to its id and hash):", style="bold")
+        self.tell.say(f"{JOINER} asks about {INVITER}'s note on export controls "
+                      "(bound to that exact message):", style="bold")
         self.tell.quote(QUESTION)
+        self.tell.detail(f"bound to note {short_id(target.message_id)} by its id and hash")
         await self.p[INVITER].sync()
         await self.w.answer(request.message_id, ANSWER)
         self.tell.say(f"{INVITER} answers, which closes the request:", style="bold")
@@ -272,8 +303,9 @@ class _Round:
         self.tell.say(f"{JOINER} co-signs; {INVITER} exports {RECORD_FILE} "
                       f"({path.stat().st_size} bytes) and it verifies offline:")
         for signer, role in ((verified.proposer, "proposed"), (verified.cosigner, "co-signed")):
-            self.tell.quote(f"{role} by {names[signer.fingerprint]} (key {signer.fingerprint}) "
+            self.tell.quote(f"{role} by {names[signer.fingerprint]} "
                             f"at {local_time(signer.signed_at_ms)}")
+            self.tell.detail(f"{names[signer.fingerprint]}'s signing key {signer.fingerprint}")
         self.tell.quote("Everything else in this channel stays deniable: only this record "
                         "is signed.", style="dim")
 
@@ -289,6 +321,16 @@ class _Round:
                       f"the line is {line.state.value.upper()}"
                       + (f" (round trip {line.round_trip_ms} ms)." if line.round_trip_ms
                          is not None else "."))
+
+
+def _escalation_line(ran: list[str]) -> str:
+    """What the paging script was told, in words (its last field is a deadline in ms)."""
+    if len(ran) != 4 or not ran[3].isdigit():
+        return "the escalation command did NOT run"
+    channel, note, precedence, deadline_ms = ran
+    del note  # an id means nothing to the reader; --verbose shows it
+    return (f"the escalation command paged the deputy about the overdue {precedence} note "
+            f"on '{channel}' (due {local_time(int(deadline_ms))})")
 
 
 def _suggested_venue() -> tuple[str, str]:

@@ -66,7 +66,13 @@ def _root(
 
 
 @app.command()
-def demo(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+def demo(
+    ctx: typer.Context,
+    as_json: bool = JSON_OPTION,
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v",
+        help="Also show the technical details, the transcript and the whole board."),
+) -> None:
     """Play the scripted demonstration: a local relay, two principals, a strategic round.
 
     A short conversation, then a red line, urgent notes (one held then acknowledged, one
@@ -75,12 +81,12 @@ def demo(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     temporary folder on this machine (loopback only) and is deleted afterwards. The exit
     code is 1 if any message was lost or a step failed.
 
-    Example: backchannel demo
+    Example: backchannel demo --verbose
     """
     from backchannel.cli.demo import run_demo
 
     state: CliContext = cli_context(ctx, as_json)
-    raise typer.Exit(run_demo(as_json=state.json))
+    raise typer.Exit(run_demo(as_json=state.json, verbose=verbose))
 
 
 def run_here() -> None:
