@@ -372,8 +372,8 @@ class ServerConnection:
 
     __slots__ = ("_malformed", "_outstanding", "_reasons", "_stored")
 
-    def __init__(self, reasons: Mapping[int, str] | None = None) -> None:
-        self._reasons: Mapping[int, str] = reasons if reasons is not None else {}
+    def __init__(self, reasons: Mapping[ErrorCode, str] | None = None) -> None:
+        self._reasons: Mapping[ErrorCode, str] = reasons if reasons is not None else {}
         self._outstanding: dict[int, type[Request]] = {}
         self._stored: list[StoredItem] = []
         self._malformed = 0
@@ -395,15 +395,9 @@ class ServerConnection:
         this list to drop them; nothing else may change it."""
         return self._stored
 
-    def reason(self, code: int) -> str:
+    def reason(self, code: ErrorCode) -> str:
         """The sentence sent with `code`."""
-        text = self._reasons.get(code)
-        if text is None:
-            try:
-                text = ErrorCode(code).name.lower().replace("_", " ")
-            except ValueError:
-                text = "refused"
-        return text
+        return self._reasons.get(code, code.name.lower().replace("_", " "))
 
     def receive(self, data: bytes) -> Request | Malformed:
         """Take in one frame from a client.
