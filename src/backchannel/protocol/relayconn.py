@@ -178,7 +178,7 @@ class Malformed:
         code: the error code answered (MALFORMED, UNKNOWN_COMMAND, UNSUPPORTED_VERSION).
         request_id: the id answered; 0 when the frame's id could not be read.
         reply: the `Error` frame's bytes, to send.
-        count: frames refused so on this connection so far, over its whole life.
+        count: frames refused on this connection so far, over its whole life.
     """
 
     code: ErrorCode
