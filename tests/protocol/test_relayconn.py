@@ -14,7 +14,13 @@ from collections import deque
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from backchannel.protocol import relayconn as rc
 from backchannel.protocol import relayframes as rf
@@ -207,6 +213,19 @@ def test_the_delivery_window_opens_when_an_ack_is_sent() -> None:
         ClientConnection(delivery_window=0)
 
 
+def test_a_seq_acked_before_its_push_arrives_is_not_in_flight() -> None:
+    client = ClientConnection(delivery_window=2)
+    subscribed(client)
+    client.send_request(Ack(0, MID, TOK, (1, 2)))  # learned from a fetch; pushes on the way
+    client.receive(deliver(1, 2))
+    assert client.in_flight(MID) == 0
+    client.receive(deliver(3, 4))
+    assert client.in_flight(MID) == 2
+    client.send_request(Ack(0, MID, TOK, (2,)))  # delivered and acked already: nothing
+    with pytest.raises(RelayConnectionError):
+        client.receive(deliver(5))
+
+
 def test_a_deleted_mailbox_is_no_longer_subscribed_and_a_new_subscription_starts_afresh() -> None:
     client = ClientConnection()
     subscribed(client)
@@ -336,14 +355,26 @@ class ConnectionPair(RuleBasedStateMachine):
         self.subs: dict[bytes, tuple[int, set[int]]] = {}
         self.delivered: dict[bytes, set[int]] = {mid: set() for mid in MAILBOXES}
 
+    @initialize()
+    def subscribe_first(self) -> None:
+        # Start subscribed to one mailbox, so that pushes are common from the first step.
+        self.client_sends("subscribe", MID, 1)
+        self.relay_reads()
+        self.relay_answers(0, False, 0)
+        self.client_reads()
+        assert self.client.subscriptions == {MID}
+
     @rule(kind=st.sampled_from(["create", "send", "subscribe", "fetch", "ack", "delete",
                                 "ping"]),
-          mid=st.sampled_from(MAILBOXES), n=st.integers(1, 3))
-    def client_sends(self, kind: str, mid: bytes, n: int) -> None:
+          mid=st.sampled_from(MAILBOXES), n=st.integers(1, 3),
+          # Seqs a client may ack before their push arrives (learned from a fetch).
+          ahead=st.lists(st.integers(1, 16), max_size=2))
+    def client_sends(self, kind: str, mid: bytes, n: int, ahead: list[int] | None = None) -> None:
+        acks = (*sorted(self.delivered[mid])[:n], *(ahead or ()))
         requests: dict[str, rf.Request] = {
             "create": Create(0, mid, TOK, TOK), "send": Send(0, mid, TOK, b"e"),
             "subscribe": Subscribe(0, mid, TOK), "fetch": Fetch(0, mid, TOK, 2, n),
-            "ack": Ack(0, mid, TOK, tuple(sorted(self.delivered[mid]))[:n] or (1,)),
+            "ack": Ack(0, mid, TOK, acks or (1,)),
             "delete": Delete(0, mid, TOK), "ping": Ping(0)}
         rid, data = self.client.send_request(requests[kind])
         assert rid not in self.sent - self.answered

@@ -22,9 +22,10 @@ only move bytes, and every rule below is tested without a network. The rules
    `Subscribed` on this connection (and not `Deleted` since); within a subscription its
    seqs strictly increase; and at most the client's delivery window of envelopes are
    delivered and not yet acked (an Ack frees its seqs when it is sent, as the relay frees
-   them when it reads it). A redelivery after a reconnect is a new connection and starts
-   afresh. A `Fetched` answer holds at most the fetch's limit, in increasing seq order,
-   all after its ``after_seq``; an `Acked` counts at most the seqs it answers.
+   them when it reads it; a seq acked before its push arrived does not count when it
+   does). A redelivery after a reconnect is a new connection and starts afresh. A
+   `Fetched` answer holds at most the fetch's limit, in increasing seq order, all after
+   its ``after_seq``; an `Acked` counts at most the seqs it answers.
 
 Errors by blame: `RelayConnectionError` (a `RemoteProtocolError`) when the relay broke a
 rule; `RelayConnectionMisuse` (a `LocalProtocolError`) when the code driving the
@@ -192,11 +193,32 @@ class Malformed:
 
 @dataclass(slots=True)
 class _Subscription:
-    """What a client knows of one subscription: the last seq delivered, and the seqs
-    delivered and not yet acked."""
+    """What a client knows of one subscription: the last seq delivered, the seqs
+    delivered and not yet acked, and the seqs acked before their delivery arrived."""
 
     last_seq: int = 0
     in_flight: set[int] = field(default_factory=set)
+    # A seq learned from a Fetch may be acked while its push is still on the way; when
+    # that push arrives it is not in flight (the relay freed it on reading the ack), or
+    # the client would count it forever and refuse an honest relay's later pushes.
+    acked_ahead: set[int] = field(default_factory=set)
+
+    def on_ack(self, seqs: tuple[int, ...]) -> None:
+        for seq in seqs:
+            if seq in self.in_flight:
+                self.in_flight.discard(seq)
+            elif seq > self.last_seq:
+                self.acked_ahead.add(seq)
+
+    def on_deliver(self, seqs: list[int]) -> None:
+        for seq in seqs:
+            if seq in self.acked_ahead:
+                self.acked_ahead.discard(seq)
+            else:
+                self.in_flight.add(seq)
+        self.last_seq = seqs[-1]
+        if self.acked_ahead:  # seqs only increase: one at or below last_seq never comes
+            self.acked_ahead = {seq for seq in self.acked_ahead if seq > self.last_seq}
 
 
 class ClientConnection:
@@ -260,7 +282,7 @@ class ClientConnection:
         self._outstanding[rid] = frame
         if isinstance(frame, Ack) and (sub := self._subs.get(frame.mailbox_id)) is not None:
             # The relay frees the window when it reads the ack, before the ack commits.
-            sub.in_flight.difference_update(frame.seqs)
+            sub.on_ack(frame.seqs)
         return rid, data
 
     def receive(self, data: bytes) -> list[ClientEvent]:
@@ -342,10 +364,10 @@ class ClientConnection:
         seqs = [d.seq for d in items]
         if not _increasing(seqs, sub.last_seq):
             raise RelayConnectionError("a delivery out of order")
-        if len(sub.in_flight) + len(seqs) > self.delivery_window:
+        new = sum(1 for seq in seqs if seq not in sub.acked_ahead)
+        if len(sub.in_flight) + new > self.delivery_window:
             raise RelayConnectionError("a delivery beyond the delivery window")
-        sub.last_seq = seqs[-1]
-        sub.in_flight.update(seqs)
+        sub.on_deliver(seqs)
         return Delivered(mailbox_id, items)
 
 
