@@ -1,5 +1,6 @@
 """Invariant: any bytes decode to a relay request or response that re-encodes to the same
-bytes, or raise RemoteProtocolError; nothing else escapes.
+bytes and whose every number is within its bound (seqs 1..2^63-1, after_seq below 2^63,
+counts and limits within the batch bounds), or raise FrameError; nothing else escapes.
 
 Run: python fuzz/fuzz_relay_frames.py [corpus dir] (atheris, libFuzzer flags accepted).
 """
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 import sys
 
-from backchannel.protocol.errors import RemoteProtocolError
 from backchannel.protocol.relayframes import (
+    MAX_ACK_SEQS,
+    MAX_BATCH_ITEMS,
+    MAX_SEQ,
     Ack,
     Create,
     Deliver,
@@ -17,7 +20,10 @@ from backchannel.protocol.relayframes import (
     Error,
     Fetch,
     Fetched,
+    FrameError,
     Ping,
+    Request,
+    Response,
     Send,
     Stored,
     StoredItem,
@@ -40,16 +46,49 @@ SEEDS = [
     encode(Deliver(_ID, (Delivery(1, b"ab"), Delivery(2, b"cd")))),
     encode(Fetched(4, (Delivery(9, b"x"),), True)),
     encode(Error(7, 10, "no such mailbox")),
+    # The edges of the bounds, one bit flip away from out of bounds.
+    encode(Fetch(8, _ID, _TOKEN, MAX_SEQ, MAX_BATCH_ITEMS)),
+    encode(Ack(9, _ID, _TOKEN, (MAX_SEQ, 1))),
+    encode(Stored((StoredItem(0xFFFF_FFFF, MAX_SEQ),))),
 ]
+
+
+def _seqs(frame: Request | Response) -> list[int]:
+    match frame:
+        case Ack(seqs=seqs):
+            return list(seqs)
+        case Stored(items=items):
+            return [item.seq for item in items]
+        case Fetched(deliveries=items) | Deliver(deliveries=items):
+            return [d.seq for d in items]
+    return []
+
+
+def _in_bounds(frame: Request | Response) -> bool:
+    if not all(1 <= s <= MAX_SEQ for s in _seqs(frame)):
+        return False
+    match frame:
+        case Fetch(after_seq=after, limit=limit):
+            return 0 <= after <= MAX_SEQ and 1 <= limit <= MAX_BATCH_ITEMS
+        case Ack(seqs=seqs):
+            return 1 <= len(seqs) <= MAX_ACK_SEQS
+        case Stored(items=items):
+            return 1 <= len(items) <= MAX_BATCH_ITEMS
+        case Fetched(deliveries=items) | Deliver(deliveries=items):
+            return len(items) <= MAX_BATCH_ITEMS
+        case Error(code=code):
+            return code >= 1
+    return True
 
 
 def test_one_input(data: bytes) -> None:
     for decode in (decode_request, decode_response):
         try:
-            frame = decode(data)
-        except RemoteProtocolError:
+            frame = decode(data)  # type: ignore[operator]
+        except FrameError:
             continue
         assert encode(frame) == data
+        assert _in_bounds(frame), frame
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from backchannel.protocol.relayframes import (
 )
 
 u32 = st.integers(0, 2**32 - 1)
-seq = st.integers(1, 2**64 - 1)
+seq = st.integers(1, rf.MAX_SEQ)
 mid = st.binary(min_size=16, max_size=16)
 tok = st.binary(min_size=32, max_size=32)
 small_env = st.binary(max_size=2048)
@@ -50,7 +50,7 @@ requests = st.one_of(
     st.builds(Create, u32, mid, tok, tok),
     st.builds(Send, u32, mid, tok, small_env),
     st.builds(Subscribe, u32, mid, tok),
-    st.builds(Fetch, u32, mid, tok, st.integers(0, 2**64 - 1), st.integers(1, MAX_BATCH_ITEMS)),
+    st.builds(Fetch, u32, mid, tok, st.integers(0, rf.MAX_SEQ), st.integers(1, MAX_BATCH_ITEMS)),
     st.builds(Ack, u32, mid, tok, st.lists(seq, min_size=1, max_size=MAX_ACK_SEQS).map(tuple)),
     st.builds(Delete, u32, mid, tok),
     st.builds(Ping, u32),
@@ -62,11 +62,11 @@ responses = st.one_of(
                                max_size=MAX_BATCH_ITEMS).map(tuple)),
     st.builds(Subscribed, u32, u32),
     st.builds(Fetched, u32, deliveries, st.booleans()),
-    st.builds(Acked, u32, st.integers(0, 0xFFFF)),
+    st.builds(Acked, u32, st.integers(0, MAX_ACK_SEQS)),
     st.builds(Deleted, u32),
     st.builds(Pong, u32),
     st.builds(Deliver, mid, deliveries.filter(bool)),
-    st.builds(Error, u32, st.integers(0, 0xFFFF), st.text(max_size=60)),
+    st.builds(Error, u32, st.integers(1, 0xFFFF), st.text(max_size=60)),
 )
 
 
@@ -96,6 +96,20 @@ def test_any_bytes_give_a_frame_or_remote_error(data: bytes) -> None:
     for decode in (decode_request, decode_response):
         with contextlib.suppress(RemoteProtocolError):
             decode(data)
+
+
+@given(st.one_of(st.binary(max_size=300),
+                 st.builds(lambda k, tail: bytes([1, k]) + tail, st.integers(0, 255),
+                           st.binary(max_size=300))))
+def test_any_bytes_decode_in_bounds_or_raise_frame_error_only(data: bytes) -> None:
+    for decode in (decode_request, decode_response):
+        try:
+            frame = decode(data)  # type: ignore[operator]
+        except FrameError as exc:
+            assert exc.code in (ErrorCode.MALFORMED, ErrorCode.UNKNOWN_COMMAND,
+                                ErrorCode.UNSUPPORTED_VERSION)
+            continue
+        assert encode(frame) == data  # one encoding per value
 
 
 def test_error_codes_and_request_ids_of_refusals() -> None:

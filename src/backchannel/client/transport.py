@@ -3,7 +3,10 @@
 One `RelayClient` is one connection to one relay. Requests are pipelined: each gets a fresh
 request id and a future that the reader task resolves when the relay answers, so many
 sends may be in flight at once. Deliveries pushed by the relay are queued for `receive`.
-The client imports only `backchannel.protocol`; it knows nothing of the relay's insides.
+Request ids, the correlation of answers, reply kinds and the delivery window are the
+sans-I/O `ClientConnection`'s (`protocol/relayconn.py`); this adapter only moves bytes
+and futures. The client imports only `backchannel.protocol`; it knows nothing of the
+relay's insides.
 """
 
 from __future__ import annotations
@@ -15,11 +18,19 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, TypeVar
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection as WebSocket
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from backchannel.protocol.envelope import MAILBOX_ID_SIZE
 from backchannel.protocol.errors import BackchannelError, RemoteProtocolError
+from backchannel.protocol.relayconn import (
+    Answer,
+    ClientConnection,
+    Delivered,
+    Refusal,
+    StoredAnswer,
+)
 from backchannel.protocol.relayframes import (
     MAX_BATCH_ITEMS,
     MAX_RESPONSE_FRAME_SIZE,
@@ -30,21 +41,15 @@ from backchannel.protocol.relayframes import (
     Created,
     Delete,
     Deleted,
-    Deliver,
     Delivery,
-    Error,
     Fetch,
     Fetched,
     Ping,
     Pong,
     Request,
-    Response,
     Send,
-    Stored,
     Subscribe,
     Subscribed,
-    decode_response,
-    encode,
     token_hash,
 )
 
@@ -60,8 +65,6 @@ __all__ = [
     "RelayTimeout",
 ]
 
-# Request ids are u32 on the wire; they wrap long before that matters for one connection.
-_REQUEST_ID_MODULUS: Final = 1 << 32
 # Seconds to wait for the WebSocket opening handshake.
 DEFAULT_OPEN_TIMEOUT: Final = 10.0
 # Seconds a relay has to answer one request. A relay answers after one group commit (an
@@ -102,7 +105,9 @@ class RelayTimeout(RelayClosed):
 
 
 class RelayBrokeProtocol(RelayClosed, RemoteProtocolError):
-    """The relay answered a request with a reply of the wrong kind. Blame: the relay.
+    """The relay broke the relay protocol: a frame that does not decode, an answer of the
+    wrong kind or to no request, a delivery out of order or beyond the window. Blame: the
+    relay.
 
     The connection is closed; the relay is treated as down for the operation.
     """
@@ -132,12 +137,12 @@ class RelayClient:
     """
 
     def __init__(
-        self, ws: ClientConnection, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+        self, ws: WebSocket, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     ) -> None:
         self._ws = ws
         self._request_timeout = request_timeout
-        self._next_id = 0
-        self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._conn = ClientConnection()
+        self._pending: dict[int, asyncio.Future[Answer | StoredAnswer]] = {}
         self._deliveries: asyncio.Queue[tuple[bytes, Delivery] | None] = asyncio.Queue()
         self._closed: BaseException | None = None
         self._reader = asyncio.create_task(self._read_loop())
@@ -202,27 +207,25 @@ class RelayClient:
 
     # --- requests ----------------------------------------------------------------------
 
-    def _request_id(self) -> int:
-        self._next_id = (self._next_id + 1) % _REQUEST_ID_MODULUS or 1
-        return self._next_id
-
     async def _call(self, expect: type[_Answer], build: type[Request], *args: object) -> _Answer:
         """Send one request and wait, at most the request timeout, for its answer.
 
         Raises:
             RelayRequestError: the relay refused the request.
             RelayTimeout: no answer in time (the connection is then closed).
-            RelayBrokeProtocol: an answer of the wrong kind (the connection is then closed).
+            RelayBrokeProtocol: the relay broke the protocol, e.g. an answer of the wrong
+                kind (the connection is then closed).
             RelayClosed: the connection closed first.
         """
         if self._closed is not None:
             raise RelayClosed("the relay connection is closed")
-        rid = self._request_id()
-        frame = build(rid, *args)  # type: ignore[arg-type]
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        # The id is the connection's to give; 0 stands in until it does.
+        rid, data = self._conn.send_request(build(0, *args))  # type: ignore[arg-type]
+        future: asyncio.Future[Answer | StoredAnswer] = (
+            asyncio.get_running_loop().create_future())
         self._pending[rid] = future
         try:
-            await self._ws.send(encode(frame))
+            await self._ws.send(data)
         except ConnectionClosed:
             self._pending.pop(rid, None)
             raise RelayClosed("the relay connection is closed") from None
@@ -235,14 +238,15 @@ class RelayClient:
             )
             await self._abandon(timeout)
             raise timeout from None
-        if not isinstance(answer, expect):
+        result = answer.frame if isinstance(answer, Answer) else answer
+        if not isinstance(result, expect):
+            # The connection checks every reply's kind against its request's before it
+            # gets here; this only narrows the type, and would fail closed.
             broke = RelayBrokeProtocol(
-                f"the relay answered a {build.__name__} request with"
-                f" {type(answer).__name__}"
-            )
+                f"the relay answered a {build.__name__} request with {type(result).__name__}")
             await self._abandon(broke)
             raise broke
-        return answer
+        return result
 
     async def create_mailbox(self, caps: MailboxCaps | None = None) -> MailboxCaps:
         """Create a mailbox on the relay (fresh random capabilities unless given).
@@ -272,7 +276,7 @@ class RelayClient:
             RelayClosed: the connection closed before the receipt (the envelope may or may
                 not be stored: send it again; receivers deduplicate).
         """
-        answer = await self._call(_StoredOne, Send, mailbox_id, send_token, envelope)
+        answer = await self._call(StoredAnswer, Send, mailbox_id, send_token, envelope)
         return answer.seq
 
     async def subscribe(self, mailbox_id: bytes, receive_token: bytes) -> int:
@@ -327,7 +331,7 @@ class RelayClient:
             async for message in self._ws:
                 if isinstance(message, str):
                     raise RemoteProtocolError("the relay sent a text frame")
-                self._dispatch(decode_response(message))
+                self._dispatch(self._conn.receive(message))
         except ConnectionClosed:
             pass
         except RemoteProtocolError as exc:
@@ -345,30 +349,19 @@ class RelayClient:
             self._pending.clear()
             self._deliveries.put_nowait(None)
 
-    def _dispatch(self, frame: Response) -> None:
-        match frame:
-            case Deliver(mailbox_id, items):
-                for item in items:
-                    self._deliveries.put_nowait((mailbox_id, item))
-            case Stored(receipts):
-                for receipt in receipts:
-                    self._resolve(receipt.request_id, _StoredOne(receipt.request_id, receipt.seq))
-            case Error(rid, code, reason):
-                future = self._pending.pop(rid, None)
-                if future is not None and not future.done():
-                    future.set_exception(RelayRequestError(code, reason))
-            case _:
-                self._resolve(frame.request_id, frame)
-
-    def _resolve(self, rid: int, frame: Response | _StoredOne) -> None:
-        future = self._pending.pop(rid, None)
-        if future is not None and not future.done():
-            future.set_result(frame)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True, slots=True)
-class _StoredOne:
-    """One send's receipt, split out of a `Stored` frame."""
-
-    request_id: int
-    seq: int
+    def _dispatch(self, events: list[Answer | StoredAnswer | Refusal | Delivered]) -> None:
+        for event in events:
+            match event:
+                case Delivered(mailbox_id, items):
+                    for item in items:
+                        self._deliveries.put_nowait((mailbox_id, item))
+                case Refusal(rid, code, reason):
+                    future = self._pending.pop(rid, None)
+                    if future is not None and not future.done():
+                        future.set_exception(RelayRequestError(code, reason))
+                case Answer(rid) | StoredAnswer(rid):
+                    # A request whose wait timed out is no longer pending: its answer
+                    # is dropped here (the connection is closing anyway).
+                    future = self._pending.pop(rid, None)
+                    if future is not None and not future.done():
+                        future.set_result(event)

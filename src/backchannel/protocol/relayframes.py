@@ -12,9 +12,12 @@ without a request. The byte layout of every frame is in ``docs/relay.md`` ("Rela
 protocol"); the layouts below are the normative summary.
 
 Decoding is strict and bounded: every length is checked against a named maximum before
-anything is sliced, trailing bytes are refused, and any malformed input raises
-`FrameError` (a `RemoteProtocolError`) that says which error code to answer with and, when
-it could be read, the request id. Tokens never appear in ``repr``.
+anything is sliced, every number against its range (sequence numbers below 2^63, counts
+and limits within their batch bounds; see docs/relay.md "Field bounds"), trailing bytes
+are refused, and any malformed input raises `FrameError` (a `RemoteProtocolError`) that
+says which error code to answer with and, when it could be read, the request id. The
+dataclasses check the same bounds when built, so what encodes also decodes. Tokens never
+appear in ``repr``.
 """
 
 from __future__ import annotations
@@ -32,9 +35,13 @@ __all__ = [
     "MAX_ACK_SEQS",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_ITEMS",
+    "MAX_ERROR_CODE",
+    "MAX_PENDING",
     "MAX_REASON_SIZE",
     "MAX_REQUEST_FRAME_SIZE",
+    "MAX_REQUEST_ID",
     "MAX_RESPONSE_FRAME_SIZE",
+    "MAX_SEQ",
     "RELAY_PROTOCOL_VERSION",
     "TOKEN_HASH_SIZE",
     "TOKEN_SIZE",
@@ -85,6 +92,18 @@ MAX_BATCH_ITEMS: Final = MAX_ACK_SEQS
 MAX_BATCH_BYTES: Final = 4 * MAX_ENVELOPE_SIZE
 # Error reasons are one short human sentence; a bound keeps errors cheap to send and parse.
 MAX_REASON_SIZE: Final = 256
+# Sequence numbers travel as u64 but both stores keep them in a signed 64-bit integer
+# (SQLite INTEGER, PostgreSQL bigint). A larger one must be refused at the door: one ACK of
+# 2^63 once stopped an SQLite relay's writer thread (review 2026-12 §2b). No mailbox will
+# ever hold 2^63 - 1 envelopes.
+MAX_SEQ: Final = (1 << 63) - 1
+# Request ids are the full u32 range; every value is valid on the wire (0 included).
+MAX_REQUEST_ID: Final = 0xFFFF_FFFF
+# `Subscribed.pending` is a u32 count; a relay caps larger counts at this value.
+MAX_PENDING: Final = 0xFFFF_FFFF
+# Error codes are u16; 0 is no code. Codes unknown to a client are kept as numbers (a relay
+# newer than its client may send them) and treated as a refusal of the request.
+MAX_ERROR_CODE: Final = 0xFFFF
 
 _HEADER: Final = 2  # version + kind
 _REQUEST_ID: Final = 4
@@ -180,7 +199,11 @@ def _check_token(token: bytes) -> None:
 
 
 def _check_request_id(request_id: int) -> None:
-    _check(0 <= request_id <= 0xFFFF_FFFF, "request id must fit in 32 bits")
+    _check(0 <= request_id <= MAX_REQUEST_ID, "request id must fit in 32 bits")
+
+
+def _check_seq(seq: int) -> None:
+    _check(1 <= seq <= MAX_SEQ, f"sequence number must be 1..{MAX_SEQ}")
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -246,7 +269,7 @@ class Fetch:
         _check_request_id(self.request_id)
         _check_id(self.mailbox_id)
         _check_token(self.receive_token)
-        _check(0 <= self.after_seq <= 0xFFFF_FFFF_FFFF_FFFF, "after_seq must fit in 64 bits")
+        _check(0 <= self.after_seq <= MAX_SEQ, f"after_seq must be 0..{MAX_SEQ}")
         _check(1 <= self.limit <= MAX_BATCH_ITEMS, f"limit must be 1..{MAX_BATCH_ITEMS}")
 
 
@@ -264,7 +287,7 @@ class Ack:
         _check_id(self.mailbox_id)
         _check_token(self.receive_token)
         _check(1 <= len(self.seqs) <= MAX_ACK_SEQS, f"ack 1..{MAX_ACK_SEQS} seqs")
-        _check(all(1 <= s <= 0xFFFF_FFFF_FFFF_FFFF for s in self.seqs), "seq out of range")
+        _check(all(1 <= s <= MAX_SEQ for s in self.seqs), f"seqs must be 1..{MAX_SEQ}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +325,9 @@ class Created:
 
     request_id: int
 
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredItem:
@@ -309,6 +335,10 @@ class StoredItem:
 
     request_id: int
     seq: int
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_seq(self.seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +358,10 @@ class Subscribed:
     request_id: int
     pending: int
 
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(0 <= self.pending <= MAX_PENDING, f"pending must be 0..{MAX_PENDING}")
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -336,11 +370,14 @@ class Delivery:
     seq: int
     envelope: bytes = field(repr=False)
 
+    def __post_init__(self) -> None:
+        _check_seq(self.seq)
+        _check(len(self.envelope) <= MAX_ENVELOPE_SIZE, "envelope too large")
+
 
 def _check_batch(items: tuple[Delivery, ...], allow_empty: bool) -> None:
     _check((allow_empty or bool(items)) and len(items) <= MAX_BATCH_ITEMS, "bad batch item count")
     _check(sum(len(d.envelope) for d in items) <= MAX_BATCH_BYTES, "batch too large")
-    _check(all(1 <= d.seq <= 0xFFFF_FFFF_FFFF_FFFF for d in items), "seq out of range")
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +389,7 @@ class Fetched:
     more: bool
 
     def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
         _check_batch(self.deliveries, allow_empty=True)
 
 
@@ -362,6 +400,11 @@ class Acked:
     request_id: int
     removed: int
 
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        # One ack settles at most MAX_ACK_SEQS envelopes, so no answer can count more.
+        _check(0 <= self.removed <= MAX_ACK_SEQS, f"removed must be 0..{MAX_ACK_SEQS}")
+
 
 @dataclass(frozen=True, slots=True)
 class Deleted:
@@ -369,12 +412,18 @@ class Deleted:
 
     request_id: int
 
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Pong:
     """Answer to Ping."""
 
     request_id: int
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,8 +442,9 @@ class Deliver:
 class Error:
     """A request failed: ``request_id:u32 code:u16 reason:text16``.
 
-    ``request_id`` is 0 when the failed frame was unreadable. ``code`` is an `ErrorCode`
-    value (kept as a plain int so that a client survives codes added later).
+    ``request_id`` is 0 when the failed frame's id could not be read. ``code`` is an
+    `ErrorCode` value, 1..`MAX_ERROR_CODE` (kept as a plain int so that a client survives
+    codes added later).
     """
 
     request_id: int
@@ -402,6 +452,8 @@ class Error:
     reason: str
 
     def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(1 <= self.code <= MAX_ERROR_CODE, f"error code must be 1..{MAX_ERROR_CODE}")
         _check(len(self.reason.encode("utf-8")) <= MAX_REASON_SIZE, "reason too long")
 
 
@@ -463,7 +515,7 @@ def encode(frame: Request | Response) -> bytes:
             for item in items:
                 w.u32(item.request_id).u64(item.seq)
         case Subscribed(rid, pending):
-            w = _start(FrameKind.SUBSCRIBED).u32(rid).u32(min(pending, 0xFFFF_FFFF))
+            w = _start(FrameKind.SUBSCRIBED).u32(rid).u32(pending)
         case Fetched(rid, items, more):
             w = _deliveries(_start(FrameKind.FETCHED).u32(rid).u8(int(more)), items)
         case Acked(rid, removed):
@@ -501,12 +553,9 @@ def _read_deliveries(r: Reader) -> tuple[Delivery, ...]:
     count = r.u16()
     if count > MAX_BATCH_ITEMS:
         raise RemoteProtocolError(f"batch of {count} items exceeds {MAX_BATCH_ITEMS}")
-    items = tuple(Delivery(r.u64(), r.bytes32(MAX_ENVELOPE_SIZE)) for _ in range(count))
-    if sum(len(d.envelope) for d in items) > MAX_BATCH_BYTES:
-        raise RemoteProtocolError("batch exceeds its byte limit")
-    if any(d.seq == 0 for d in items):
-        raise RemoteProtocolError("sequence numbers start at 1")
-    return items
+    # Each Delivery checks its seq (1..MAX_SEQ) and envelope size as it is built; the
+    # frame's dataclass checks the batch's byte total.
+    return tuple(Delivery(r.u64(), r.bytes32(MAX_ENVELOPE_SIZE)) for _ in range(count))
 
 
 def decode_request(data: bytes) -> Request:
@@ -537,19 +586,16 @@ def decode_request(data: bytes) -> Request:
             case FrameKind.SUBSCRIBE:
                 frame = Subscribe(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
             case FrameKind.FETCH:
-                mid, tok, after, limit = (r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE),
-                                          r.u64(), r.u16())
-                if not 1 <= limit <= MAX_BATCH_ITEMS:
-                    raise RemoteProtocolError(f"fetch limit must be 1..{MAX_BATCH_ITEMS}")
-                frame = Fetch(request_id, mid, tok, after, limit)
+                # Fetch checks after_seq (0..MAX_SEQ) and limit (1..MAX_BATCH_ITEMS).
+                frame = Fetch(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE),
+                              r.u64(), r.u16())
             case FrameKind.ACK:
                 mid, tok, count = r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE), r.u16()
+                # The count is checked before the seqs are read, so a frame never makes
+                # the decoder loop more than MAX_ACK_SEQS times.
                 if not 1 <= count <= MAX_ACK_SEQS:
                     raise RemoteProtocolError(f"an ack carries 1..{MAX_ACK_SEQS} seqs")
-                seqs = tuple(r.u64() for _ in range(count))
-                if 0 in seqs:
-                    raise RemoteProtocolError("sequence numbers start at 1")
-                frame = Ack(request_id, mid, tok, seqs)
+                frame = Ack(request_id, mid, tok, tuple(r.u64() for _ in range(count)))
             case FrameKind.DELETE:
                 frame = Delete(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
             case FrameKind.PING:
@@ -575,32 +621,34 @@ def decode_response(data: bytes) -> Response:
         The response or push frame.
 
     Raises:
-        FrameError: the bytes are not a well-formed response.
+        FrameError: the bytes are not a well-formed response (``request_id`` is set when
+            the frame carries one and it could be read).
     """
     r, kind = _header(data, MAX_RESPONSE_FRAME_SIZE, "relay response")
+    request_id: int | None = None
     try:
         frame: Response
         match kind:
             case FrameKind.CREATED:
-                frame = Created(r.u32())
+                frame = Created(request_id := r.u32())
             case FrameKind.STORED:
                 count = r.u16()
                 if not 1 <= count <= MAX_BATCH_ITEMS:
                     raise RemoteProtocolError(f"stored carries 1..{MAX_BATCH_ITEMS} items")
                 frame = Stored(tuple(StoredItem(r.u32(), r.u64()) for _ in range(count)))
             case FrameKind.SUBSCRIBED:
-                frame = Subscribed(r.u32(), r.u32())
+                frame = Subscribed(request_id := r.u32(), r.u32())
             case FrameKind.FETCHED:
-                rid, more = r.u32(), r.u8()
+                request_id, more = r.u32(), r.u8()
                 if more > 1:
                     raise RemoteProtocolError("'more' flag must be 0 or 1")
-                frame = Fetched(rid, _read_deliveries(r), bool(more))
+                frame = Fetched(request_id, _read_deliveries(r), bool(more))
             case FrameKind.ACKED:
-                frame = Acked(r.u32(), r.u16())
+                frame = Acked(request_id := r.u32(), r.u16())
             case FrameKind.DELETED:
-                frame = Deleted(r.u32())
+                frame = Deleted(request_id := r.u32())
             case FrameKind.PONG:
-                frame = Pong(r.u32())
+                frame = Pong(request_id := r.u32())
             case FrameKind.DELIVER:
                 mid = r.fixed(MAILBOX_ID_SIZE)
                 items = _read_deliveries(r)
@@ -608,12 +656,12 @@ def decode_response(data: bytes) -> Response:
                     raise RemoteProtocolError("a delivery carries at least one envelope")
                 frame = Deliver(mid, items)
             case FrameKind.ERROR:
-                frame = Error(r.u32(), r.u16(), r.text16(MAX_REASON_SIZE))
+                frame = Error(request_id := r.u32(), r.u16(), r.text16(MAX_REASON_SIZE))
             case _:
                 raise FrameError(f"unknown response 0x{kind:02x}", ErrorCode.UNKNOWN_COMMAND)
         r.finish()
     except FrameError:
         raise
     except (RemoteProtocolError, LocalProtocolError) as exc:
-        raise FrameError(str(exc), ErrorCode.MALFORMED) from None
+        raise FrameError(str(exc), ErrorCode.MALFORMED, request_id) from None
     return frame

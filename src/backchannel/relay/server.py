@@ -1,11 +1,13 @@
 """The relay's network adapter: WebSocket frames in, store operations and pushes out.
 
-A thin layer (design §4) over the pure mailbox logic and a `RelayStore`: it decodes each
-binary message with `relayframes`, applies the limits, submits writes for group commit,
-and answers when they commit. Answers and pushes for one connection go through its outbox,
-drained by a short-lived task, so that all the receipts of one group commit leave as one
-`Stored` frame. HTTP ``GET /healthz`` and ``GET /metrics`` are served from the handshake
-hook; every other path but ``/`` is 404.
+A thin layer (design §4) over the pure mailbox logic and a `RelayStore`: each connection's
+sans-I/O `relayconn.ServerConnection` decodes its binary messages, checks that every
+request is answered exactly once, batches receipts and splits deliveries; this layer
+applies the limits, submits writes for group commit, and answers when they commit.
+Answers and pushes for one connection go through its outbox, drained by a short-lived
+task, so that all the receipts of one group commit leave as one `Stored` frame. HTTP
+``GET /healthz`` and ``GET /metrics`` are served from the handshake hook; every other path
+but ``/`` is 404.
 
 Logs carry no tokens, no envelope bytes, and no client addresses unless `log_addresses`.
 """
@@ -26,31 +28,31 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from backchannel.protocol import relayconn
 from backchannel.protocol.relayframes import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ITEMS,
+    MAX_PENDING,
     Ack,
     Acked,
     Create,
     Created,
     Delete,
     Deleted,
-    Deliver,
     Delivery,
-    Error,
     ErrorCode,
     Fetch,
     Fetched,
-    FrameError,
     Ping,
     Pong,
     Send,
-    Stored,
     StoredItem,
     Subscribe,
     Subscribed,
-    decode_request,
     encode,
+)
+from backchannel.protocol.relayframes import (
+    Request as RequestFrame,
 )
 from backchannel.protocol.relayframes import (
     Response as ResponseFrame,
@@ -95,7 +97,7 @@ class _Conn:
     """State of one client connection."""
 
     __slots__ = ("address", "close_with", "closing", "flushing", "guard", "outbox",
-                 "outbox_bytes", "stored", "subs", "ws")
+                 "outbox_bytes", "proto", "subs", "ws")
 
     def __init__(self, ws: ServerConnection, address: str, guard: ConnectionGuard) -> None:
         self.ws = ws
@@ -104,10 +106,16 @@ class _Conn:
         self.subs: dict[bytes, Subscription] | None = None
         self.outbox: list[bytes] = []
         self.outbox_bytes = 0
-        self.stored: list[StoredItem] = []
+        # The sans-I/O end of the relay protocol: decoding, exactly-once answers, batching.
+        self.proto = relayconn.ServerConnection(REASONS)
         self.flushing = False
         self.closing = False
         self.close_with: tuple[int, str] | None = None
+
+    @property
+    def stored(self) -> list[StoredItem]:
+        """Receipts of committed sends waiting to leave as `Stored` frames (``proto``'s)."""
+        return self.proto.pending_stored
 
 
 class RelayServer:
@@ -321,10 +329,10 @@ class RelayServer:
 
     # --- outbound ----------------------------------------------------------------------
 
-    def _send(self, conn: _Conn, frame: ResponseFrame) -> None:
+    def _send(self, conn: _Conn, frame: ResponseFrame | bytes) -> None:
         if conn.closing:
             return
-        data = encode(frame)
+        data = frame if isinstance(frame, bytes) else encode(frame)
         conn.outbox.append(data)
         conn.outbox_bytes += len(data)
         if conn.outbox_bytes > self.limits.max_outbox_bytes:
@@ -341,9 +349,7 @@ class RelayServer:
         try:
             while conn.outbox or conn.stored:
                 if conn.stored:
-                    items, conn.stored = conn.stored, []
-                    for i in range(0, len(items), MAX_BATCH_ITEMS):
-                        data = encode(Stored(tuple(items[i : i + MAX_BATCH_ITEMS])))
+                    for data in conn.proto.take_stored():
                         conn.outbox.append(data)
                         conn.outbox_bytes += len(data)
                 batch, conn.outbox = conn.outbox, []
@@ -358,8 +364,9 @@ class RelayServer:
             conn.flushing = False
 
     def _error(self, conn: _Conn, request_id: int, code: ErrorCode) -> None:
+        """Refuse the outstanding request `request_id` with `code`."""
         self.metrics.errors.inc(label_value=str(int(code)))
-        self._send(conn, Error(request_id, code, REASONS[code]))
+        self._send(conn, conn.proto.error(request_id, code))
 
     def _fail(self, conn: _Conn, request_id: int, exc: BaseException) -> None:
         if isinstance(exc, Refused):
@@ -379,18 +386,23 @@ class RelayServer:
             if verdict is Verdict.CLOSE:
                 self._close(conn, CLOSE_POLICY_VIOLATION, "rate limit exceeded")
             else:
-                self._error(conn, _peek_request_id(data), ErrorCode.RATE_LIMITED)
+                self.metrics.errors.inc(label_value=str(int(ErrorCode.RATE_LIMITED)))
+                self._send(conn, conn.proto.refuse_unread(data, ErrorCode.RATE_LIMITED))
             return
-        try:
-            frame = decode_request(data)
-        except FrameError as exc:
-            self._error(conn, exc.request_id or 0, exc.code)
+        frame = conn.proto.receive(data)
+        if isinstance(frame, relayconn.Malformed):
+            self.metrics.errors.inc(label_value=str(int(frame.code)))
+            self._send(conn, frame.reply)
             if conn.guard.on_malformed() is Verdict.CLOSE:
                 self._close(conn, CLOSE_POLICY_VIOLATION, "too many malformed frames")
             return
         if self._draining:
             self._error(conn, frame.request_id, ErrorCode.UNAVAILABLE)
             return
+        self._on_request(conn, frame)
+
+    def _on_request(self, conn: _Conn, frame: RequestFrame) -> None:
+        """Start the work a decoded request asks for; its answer comes from a callback."""
         loop = asyncio.get_running_loop()
         now = self.clock()
         match frame:
@@ -431,7 +443,7 @@ class RelayServer:
                 gone.add_done_callback(lambda f: self._on_deleted(conn, rid, mid, f))
                 self.store.submit(DeleteOp(mid, token, now, gone))
             case Ping(rid):
-                self._send(conn, Pong(rid))
+                self._send(conn, conn.proto.reply(Pong(rid)))
 
     def _on_stored(self, conn: _Conn, rid: int, future: asyncio.Future[int]) -> None:
         exc = future.exception()
@@ -441,7 +453,7 @@ class RelayServer:
         self.metrics.stored.inc()
         if conn.closing:
             return
-        conn.stored.append(StoredItem(rid, future.result()))
+        conn.proto.stored(rid, future.result())
         self._kick(conn)
 
     def _on_acked(self, conn: _Conn, rid: int, future: asyncio.Future[int]) -> None:
@@ -450,7 +462,7 @@ class RelayServer:
             self._fail(conn, rid, exc)
             return
         self.metrics.acked.inc(future.result())
-        self._send(conn, Acked(rid, future.result()))
+        self._send(conn, conn.proto.reply(Acked(rid, future.result())))
 
     def _on_created(self, conn: _Conn, rid: int, future: asyncio.Future[None]) -> None:
         exc = future.exception()
@@ -458,7 +470,7 @@ class RelayServer:
             self._fail(conn, rid, exc)
             return
         self.metrics.mailboxes_created.inc()
-        self._send(conn, Created(rid))
+        self._send(conn, conn.proto.reply(Created(rid)))
 
     def _on_deleted(self, conn: _Conn, rid: int, mid: bytes,
                     future: asyncio.Future[None]) -> None:
@@ -468,7 +480,7 @@ class RelayServer:
             return
         self.metrics.mailboxes_deleted.inc()
         self._unsubscribe(conn, mid)
-        self._send(conn, Deleted(rid))
+        self._send(conn, conn.proto.reply(Deleted(rid)))
 
     def _on_subscribed(self, conn: _Conn, rid: int, mid: bytes,
                        future: asyncio.Future[int]) -> None:
@@ -487,7 +499,8 @@ class RelayServer:
             conn.subs[mid] = Subscription(self.limits.delivery_window)
             self._subscribers.setdefault(mid, []).append(conn)
             self.metrics.subscriptions.value += 1
-        self._send(conn, Subscribed(rid, future.result()))
+        pending = min(future.result(), MAX_PENDING)  # the wire's u32 caps the count
+        self._send(conn, conn.proto.reply(Subscribed(rid, pending)))
         self._pump(conn, mid, conn.subs[mid])
 
     def _unsubscribe(self, conn: _Conn, mid: bytes) -> None:
@@ -509,7 +522,7 @@ class RelayServer:
             self._fail(conn, rid, exc)
             return
         self.metrics.delivered.inc(len(items))
-        self._send(conn, Fetched(rid, items, more))
+        self._send(conn, conn.proto.reply(Fetched(rid, items, more)))
 
     # --- delivery ----------------------------------------------------------------------
 
@@ -535,18 +548,13 @@ class RelayServer:
                 self._pump(conn, mailbox_id, sub)
 
     def _push(self, conn: _Conn, mailbox_id: bytes, items: list[Delivery]) -> None:
+        if conn.subs is None or mailbox_id not in conn.subs:
+            # A backfill read that finished after the mailbox was deleted: the client
+            # had its Deleted and would take a push now as a protocol error.
+            return
         self.metrics.delivered.inc(len(items))
-        batch: list[Delivery] = []
-        size = 0
-        for item in items:
-            if batch and (len(batch) == MAX_BATCH_ITEMS
-                          or size + len(item.envelope) > MAX_BATCH_BYTES):
-                self._send(conn, Deliver(mailbox_id, tuple(batch)))
-                batch, size = [], 0
-            batch.append(item)
-            size += len(item.envelope)
-        if batch:
-            self._send(conn, Deliver(mailbox_id, tuple(batch)))
+        for data in conn.proto.deliver(mailbox_id, items):
+            self._send(conn, data)
 
     def _pump(self, conn: _Conn, mailbox_id: bytes, sub: Subscription) -> None:
         if not sub.pumping and not conn.closing:
@@ -579,7 +587,3 @@ def _peer(connection: ServerConnection) -> str:
         return str(remote[0])
     return "unknown"
 
-
-def _peek_request_id(data: bytes) -> int:
-    """The request id of a frame not decoded (refused before parsing), or 0."""
-    return int.from_bytes(data[2:6], "big") if len(data) >= 6 else 0
