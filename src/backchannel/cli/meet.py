@@ -407,6 +407,8 @@ def propose(
         start = parse_date(after) if after else dt.date.today()
     except MeetError as error:
         raise _fail(str(error)) from None
+    for warning in _date_warnings(start, dt.date.today()):
+        typer.echo(f"warning: {warning}", err=True)
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic, state.progress("Planning and sending…"):
         result, best = asyncio.run(

@@ -340,8 +340,10 @@ def render_map(
                  color="#222222", linespacing=1.5, gid="venue-list" if c == 0 else None)
     names = " \u2013 ".join(p.name for p in parties)
     routed = min(len(suggestions), MAX_ROUTED_VENUES)
-    scope = (f"the {routed} venues listed" if routed == len(suggestions)
-             else f"the top {routed} of {len(suggestions)}")
+    if routed == len(suggestions):
+        scope = "the venue listed" if routed == 1 else f"the {routed} venues listed"
+    else:
+        scope = f"the top {routed} of {len(suggestions)}"
     fig.suptitle(f"Discreet venues for {names}: great-circle routes to {scope}",
                  fontsize=12, y=1 - 0.12 / height)
     buf = io.BytesIO()
