@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def test_table_lists_vienna_with_both_distances(runner: CliRunner) -> None:
 def test_json_output(runner: CliRunner) -> None:
     result = runner.invoke(app, [*BASE, "--json", "--duration", "3d", "--top", "4"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert len(data["venues"]) == 4
     names = [v["venue"]["name"] for v in data["venues"][:3]]
     assert "Vienna" in names
@@ -46,9 +47,9 @@ def test_rotation_and_country_options(runner: CliRunner) -> None:
                                  "--avoid", "Bangkok", "--exclude", "Serbia",
                                  "--allow", "Norway", "--top", "10"])
     assert result.exit_code == 0, result.output
-    countries = {v["venue"]["country"] for v in json.loads(result.output)["venues"]}
+    countries = {v["venue"]["country"] for v in json.loads(result.stdout)["venues"]}
     assert "RS" not in countries
-    assert not {v["venue"]["name"] for v in json.loads(result.output)["venues"]} & {
+    assert not {v["venue"]["name"] for v in json.loads(result.stdout)["venues"]} & {
         "Vienna", "Valletta", "Bangkok"}
 
 
@@ -106,3 +107,88 @@ def test_map_without_the_map_extra_says_how_to_install_it(tmp_path: Path) -> Non
     assert result.returncode == 2, result.stderr
     assert "pip install 'backchannel[map]'" in result.stderr
     assert not target.exists()
+
+
+def _venues(runner: CliRunner, *extra: str) -> list[dict[str, object]]:
+    result = runner.invoke(app, [*BASE, "--json", *extra])
+    assert result.exit_code == 0, result.output
+    venues: list[dict[str, object]] = json.loads(result.stdout)["venues"]
+    return venues
+
+
+def _km(leg: object) -> str:
+    assert isinstance(leg, dict)
+    return f"{leg['distance_km']:,.0f} km"
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_report_fits_the_console_and_shows_every_venue_and_distance(
+    runner: CliRunner, columns: int
+) -> None:
+    venues = _venues(runner)
+    result = runner.invoke(app, BASE, env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    assert not [line for line in lines if line != line.rstrip()]
+    for v in venues:
+        assert isinstance(v["venue"], dict) and isinstance(v["legs"], list)
+        assert str(v["venue"]["name"]) in result.stdout
+        for leg in v["legs"]:
+            assert _km(leg) in result.stdout
+    if columns == 80:  # stacked: one short block per venue, blocks apart by a blank line
+        blocks = result.stdout.split("\n\n")[1:]
+        assert len(blocks) == len(venues)
+        assert all(len(block.strip().splitlines()) < 12 for block in blocks)
+    else:  # wide enough for the table, and no word of it cut
+        assert "┃ Why" in result.stdout and "…" not in result.stdout
+
+
+def test_piped_output_is_not_wrapped_or_padded(runner: CliRunner) -> None:
+    venues = _venues(runner)
+    result = runner.invoke(app, BASE, env={"COLUMNS": ""})  # no terminal, no COLUMNS
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if line != line.rstrip()]
+    for v in venues:  # every reason whole on one line
+        assert isinstance(v["reasons"], list)
+        for reason in v["reasons"]:
+            assert any(line.endswith(f"- {reason}") for line in lines), reason
+
+
+def test_every_resolved_place_is_shown_with_its_country(runner: CliRunner) -> None:
+    args = ["meet", "suggest", "-b", "Washington", "-b", "Pekin", "--avoid", "Wien",
+            "--after", "2023-05-01"]
+    result = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "Resolved: Washington, District of Columbia, United States (IAD)" in result.stdout
+    assert "Beijing, China (PEK) for 'Pekin'" in result.stdout
+    assert "Avoiding: Vienna, Austria (VIE) for 'Wien'" in result.stdout
+    data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert [(p["query"], p["label"]) for p in data["parties"]] == [
+        ("Washington", "Washington, District of Columbia, United States"),
+        ("Pekin", "Beijing, China")]
+    assert [(p["query"], p["label"]) for p in data["avoid"]] == [("Wien", "Vienna, Austria")]
+    illinois = runner.invoke(app, ["meet", "suggest", "-b", "Pekin, Illinois", "-b", "Beijing",
+                                   "--after", "2023-05-01"], env={"COLUMNS": "80"})
+    assert "Resolved: Pekin, Illinois, United States (PIA)" in illinois.stdout
+
+
+def test_a_past_date_is_planned_with_a_warning(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*BASE, "--json"])
+    assert result.exit_code == 0
+    assert ("warning: --after 2023-05-01 is in the past; planning as of that date"
+            in result.stderr)
+    assert json.loads(result.stdout)["warnings"]
+    future = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    result = runner.invoke(app, ["meet", "suggest", "-b", "Washington", "-b", "Beijing",
+                                 "--after", future, "--json"])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert json.loads(result.stdout)["warnings"] == []
+
+
+def test_global_json_before_the_command_is_honoured(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--json", *BASE, "--top", "2"])
+    assert result.exit_code == 0, result.output
+    assert [v["venue"]["name"] for v in json.loads(result.stdout)["venues"]] == [
+        "Vienna", "Vatican City"]

@@ -61,3 +61,9 @@ def test_a_party_on_the_default_list_is_not_neutral_between_the_parties() -> Non
 def test_contradictory_options_are_refused(policy: HostPolicy, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         host_countries(policy, PARTIES)
+
+
+def test_serbia_is_not_on_the_default_list() -> None:
+    # Military neutrality by parliamentary resolution (2007) is not the constitutional,
+    # treaty or UN basis of the neutral tier; Serbia is a NAM observer, not a member.
+    assert "RS" not in {h.country for h in DEFAULT_HOSTS}

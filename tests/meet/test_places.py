@@ -25,6 +25,13 @@ from backchannel.meet.places import MAX_QUERY_CHARS, normalize_name
         ("  VIENNA ", "Vienna", "AT", "VIE"),  # case and spaces do not count
         ("Wien", "Vienna", "AT", "VIE"),  # alternate names
         ("Peking", "Beijing", "CN", "PEK"),
+        # Pekin, Illinois (33,000 people) is named Pekin; Beijing is called so in French and
+        # German and is 570 times larger: an office that types Pekin means Beijing.
+        ("Pekin", "Beijing", "CN", "PEK"),
+        ("Pekin, Illinois", "Pekin", "US", "PIA"),  # the other reading, one qualifier away
+        ("Bombay", "Mumbai", "IN", "BOM"),
+        ("Calcutta", "Kolkata", "IN", "CCU"),  # over Calcutta, South Africa (36,000)
+        ("Delhi", "Delhi", "IN", "DEL"),  # not Dili, a smaller capital also spelt Delhi
         ("Sao Paulo", "São Paulo", "BR", "GRU"),  # accents do not count
         ("Washington, D.C.", "Washington", "US", "IAD"),
         ("Vienna, USA", "Vienna", "US", "IAD"),  # Vienna, Virginia uses Dulles
@@ -144,3 +151,19 @@ def test_near_miss_queries_resolve_or_raise_meet_error(
     except MeetError:
         return
     assert place.name and place.airport.iata
+
+
+def test_full_label_names_the_state_and_the_country(gazetteer: Gazetteer) -> None:
+    assert gazetteer.resolve("Pekin, Illinois").full_label == "Pekin, Illinois, United States"
+    assert gazetteer.resolve("Pekin").full_label == "Beijing, China"
+    assert gazetteer.resolve("Vienna").full_label == "Vienna, Austria"
+
+
+def test_a_city_state_is_not_given_its_neighbour_s_population(gazetteer: Gazetteer) -> None:
+    vatican = gazetteer.resolve("Vatican City")
+    assert vatican.population < 1_000
+    assert vatican.host_metro_population < 1_000
+    assert vatican.enclave_of == "Rome, Italy"
+    # Rome's hotels and airport still serve it: the urban area counts across the border.
+    assert vatican.metro_population > 2_000_000
+    assert gazetteer.resolve("Vienna").enclave_of == ""

@@ -36,6 +36,42 @@ def test_vienna_is_among_the_top_three_for_washington_beijing(
     assert "Vienna" in top3
 
 
+def test_top_five_for_washington_beijing_in_a_reasoned_order(
+    washington_beijing: tuple[Suggestion, ...],
+) -> None:
+    # By the module's criteria: Vienna is a neutral capital nearly midway (7,165 / 7,452 km,
+    # both nonstop). Vatican City flies from Rome (7,232 / 8,146 km), a neutral capital
+    # under the Lateran Treaty. Zurich is as neutral and long-haul but lopsided (1,297 km)
+    # and not a capital; Dublin more lopsided still (2,804 km). Then the neutral capitals
+    # that need connections (Chisinau, Valletta). Belgrade is not there: Serbia's neutrality
+    # is a parliamentary resolution, not the constitutional, treaty or UN basis the neutral
+    # tier requires.
+    names = [s.venue.name for s in washington_beijing]
+    assert names[:4] == ["Vienna", "Vatican City", "Zürich", "Dublin"]
+    assert "Belgrade" not in names
+    assert all(s.host.neutrality is Neutrality.NEUTRAL for s in washington_beijing)
+    # Every one lies between the two capitals, in Europe.
+    assert all(-10 < s.venue.lon < 30 and 35 < s.venue.lat < 55 for s in washington_beijing)
+
+
+def test_serbia_hosts_only_when_allowed(gazetteer: Gazetteer) -> None:
+    result = suggest_venues(
+        _request(gazetteer, "Washington", "Beijing", policy=HostPolicy(allow=frozenset({"RS"})),
+                 top=10), gazetteer)
+    belgrade = next(s for s in result if s.venue.name == "Belgrade")
+    assert belgrade.host.neutrality is Neutrality.ALLOWED
+    assert result[0].venue.name == "Vienna"
+
+
+def test_vatican_city_is_described_by_its_own_size(
+    washington_beijing: tuple[Suggestion, ...],
+) -> None:
+    vatican = next(s for s in washington_beijing if s.venue.name == "Vatican City")
+    size = next(r for r in vatican.reasons if r.startswith("capital"))
+    assert size.startswith("capital, about 800 people, inside the urban area of Rome, Italy")
+    assert "about 3.2 million)" in size  # Rome's, named as Rome's
+
+
 def test_vienna_explanation_says_both_sides_travel_about_7100_to_7500_km(
     washington_beijing: tuple[Suggestion, ...],
 ) -> None:

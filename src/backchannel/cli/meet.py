@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
+import shutil
+import sys
+import textwrap
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from backchannel.meet import (
     HostPolicy,
+    Leg,
     MeetError,
     MeetingRequest,
     Place,
@@ -23,6 +28,7 @@ from backchannel.meet import (
     parse_duration,
     suggest_venues,
 )
+from backchannel.meet.places import normalize_name
 from backchannel.meet.ranking import DEFAULT_TOP
 
 __all__ = ["meet_app"]
@@ -39,6 +45,7 @@ def _fail(message: str) -> typer.Exit:
 
 @meet_app.command()
 def suggest(
+    ctx: typer.Context,
     between: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
         [], "--between", "-b", metavar="PLACE",
         help="A delegation's home city, 'City, Country' or airport code; repeat, two or more.",
@@ -107,10 +114,16 @@ def suggest(
                 raise _fail(f"cannot write map to {map_file}: {exc.strerror}") from None
     except MeetError as exc:
         raise _fail(str(exc)) from None
-    if as_json:
-        typer.echo(json.dumps(_as_json(request, suggestions), indent=2, ensure_ascii=False))
+    # Warned only once the plan stands: a failing command says one thing, its error.
+    warnings = _date_warnings(request.after, dt.date.today())
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typed = _Typed(parties=tuple(between), avoid=tuple(avoid))
+    if as_json or _root_json(ctx):
+        data = _as_json(request, suggestions, typed) | {"warnings": list(warnings)}
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        _print_table(request, suggestions)
+        _print_report(request, suggestions, typed)
         if map_file is not None:
             typer.echo(f"map written to {map_file}")
 
@@ -135,16 +148,153 @@ def _map_format(path: Path | None) -> str | None:
     return suffix
 
 
+# A terminal gets the one-row-per-venue table only when its "Why" column can be this wide:
+# narrower, each reason wraps over three or four lines and a venue's row runs to fifteen.
+# Narrower terminals get the stacked layout, one short block per venue.
+TABLE_MIN_WHY_COLUMNS = 50
+
+# What the table's other columns take, party columns aside: rank, venue ("Vatican City
+# (FCO)"), difference, neutrality, dates ("Wed 03 May to Thu 04 May 2023"), with borders.
+_TABLE_FIXED_COLUMNS = 82
+
+# Continuation lines of a wrapped line in the stacked layout start this far in, so the
+# eye finds each venue's number and each reason's dash at the left edge.
+_INDENT = "   "
+
+_NBSP = "\u00a0"
+_NUMBER_UNIT = re.compile(r"\d [a-z]{1,8}\b")
+
+
+@dataclass(frozen=True, slots=True)
+class _Typed:
+    """What was typed for each party and avoided venue, to show how it resolved."""
+
+    parties: tuple[str, ...]
+    avoid: tuple[str, ...]
+
+
+def _date_warnings(after: dt.date, today: dt.date) -> tuple[str, ...]:
+    """A past `--after` is warned about, not refused.
+
+    Replaying a past round (the docs and the tests plan the 2023-24 rounds as of their
+    dates) is a real use: it shows why a venue was chosen then. Refusing would only add an
+    override flag to type; a planner who mistyped the year still sees the line on stderr
+    before the dates, and the dates in the output are the ones of that past week.
+    """
+    if after >= today:
+        return ()
+    return (f"--after {after.isoformat()} is in the past; planning as of that date "
+            f"(travel on {after + dt.timedelta(days=1):%a %d %b %Y})",)
+
+
+def _root_json(ctx: typer.Context) -> bool:
+    """Whether the global `backchannel --json` was given before `meet`.
+
+    The root callback stores a context object with a `json` flag; read it by name so this
+    module need not import the principal's client (`cli.context`) to honour it.
+    """
+    return getattr(ctx.find_root().obj, "json", False) is True
+
+
 def _hours(h: float) -> str:
     return f"{int(h)}h{round((h - int(h)) * 60):02d}"
 
 
-def _print_table(request: MeetingRequest, suggestions: tuple[Suggestion, ...]) -> None:
-    names = [p.name for p in request.parties]
-    table = Table(title=f"Discreet venues for {' – '.join(names)}", show_lines=True)
+def _printable(text: str) -> str:
+    """What was typed, without control characters, for echoing back."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _place_line(typed: str, place: Place) -> str:
+    named = f"{place.full_label} ({place.airport.iata})"
+    if normalize_name(typed) == normalize_name(place.name):
+        return named
+    return f"{named} for {_printable(typed.strip())!r}"
+
+
+def _header(request: MeetingRequest, typed: _Typed) -> list[tuple[str, str]]:
+    """(first-line prefix, text) pairs: the title and how every name was resolved."""
+    names = " – ".join(p.name for p in request.parties)
+    lines = [("", f"Discreet venues for {names}, meeting after {request.after:%a %d %b %Y}")]
+    for i, (text, place) in enumerate(zip(typed.parties, request.parties, strict=True)):
+        lines.append(("Resolved: " if i == 0 else " " * 10, _place_line(text, place)))
+    for i, (text, place) in enumerate(zip(typed.avoid, request.avoid, strict=True)):
+        lines.append(("Avoiding: " if i == 0 else " " * 10, _place_line(text, place)))
+    return lines
+
+
+def _leg_text(leg: Leg) -> str:
+    conn = "" if leg.flight.nonstop else " (connecting)"
+    return f"{leg.party.name} {leg.flight.distance_km:,.0f} km {_hours(leg.flight.hours)}{conn}"
+
+
+def _dates(s: Suggestion) -> str:
+    return f"{s.plan.first_day:%a %d %b} to {s.plan.last_day:%a %d %b %Y}"
+
+
+def _stacked(
+    request: MeetingRequest, suggestions: Sequence[Suggestion], typed: _Typed
+) -> list[tuple[str, str, str]]:
+    """The stacked layout as (first-line prefix, continuation prefix, text) triples."""
+    out: list[tuple[str, str, str]] = [(a, " " * len(a), b) for a, b in _header(request, typed)]
+    for s in suggestions:
+        out.append(("", "", ""))
+        head = f"{s.rank}. {s.venue.label} ({s.venue.airport.iata})"
+        out.append(("", _INDENT, f"{head} · {s.host.neutrality.value} · {_dates(s)}"))
+        out.append((_INDENT, _INDENT, " · ".join(_leg_text(leg) for leg in s.legs)))
+        out.extend((_INDENT + "- ", _INDENT + "  ", reason) for reason in s.reasons)
+    return out
+
+
+def _report_width() -> int | None:
+    """The width to lay out for, or None for no limit (not a terminal, no COLUMNS).
+
+    Piped or redirected output is not wrapped at all, so a line is never broken in the
+    middle; a terminal gets its width, and an explicit COLUMNS is obeyed everywhere.
+    """
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def _print_report(
+    request: MeetingRequest, suggestions: tuple[Suggestion, ...], typed: _Typed
+) -> None:
+    width = _report_width()
+    parties = sum(len(f"from {p.name} ({p.airport.iata})") + 3 for p in request.parties)
+    if width is not None and width >= _TABLE_FIXED_COLUMNS + parties + TABLE_MIN_WHY_COLUMNS:
+        _print_table(request, suggestions, typed, width)
+        return
+    for first, rest, text in _stacked(request, suggestions, typed):
+        if width is None or len(first) + len(text) <= width:
+            typer.echo((first + text).rstrip())
+            continue
+        # A number keeps its unit on its line ("8,146 km", "5 h"): textwrap breaks only at
+        # ASCII whitespace, so a no-break space holds them together until printed.
+        held = _NUMBER_UNIT.sub(lambda m: m.group(0).replace(" ", _NBSP), text)
+        wrapped = textwrap.wrap(held, width=width, initial_indent=first,
+                                subsequent_indent=rest, break_long_words=False,
+                                break_on_hyphens=False)
+        for line in wrapped:
+            typer.echo(line.replace(_NBSP, " ").rstrip())
+
+
+def _print_table(
+    request: MeetingRequest, suggestions: tuple[Suggestion, ...], typed: _Typed, width: int
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    # Plain lines first: Rich would centre the title with padding on both sides.
+    for first, text in _header(request, typed):
+        typer.echo(first + text)
+    table = Table(show_lines=True)
     table.add_column("#", justify="right")
-    table.add_column("City")
-    table.add_column("Country")
+    table.add_column("Venue")
     for p in request.parties:
         table.add_column(f"from {p.name} ({p.airport.iata})", justify="right")
     table.add_column("Difference", justify="right")
@@ -157,34 +307,45 @@ def _print_table(request: MeetingRequest, suggestions: tuple[Suggestion, ...]) -
             + ("" if leg.flight.nonstop else " (conn.)")
             for leg in s.legs
         ]
-        first = s.plan.days[0]
-        window = (
-            f"{first.start:%H:%M}-{first.end:%H:%M}" if first.start and first.end else "none"
-        )
-        dates = f"{s.plan.first_day:%a %d %b}-{s.plan.last_day:%a %d %b %Y}\n{window} local"
+        day = s.plan.days[0]
+        window = f"{day.start:%H:%M}-{day.end:%H:%M}" if day.start and day.end else "none"
+        # Text, not markup: a name with brackets is shown as it is.
         table.add_row(
-            str(s.rank), f"{s.venue.name} ({s.venue.airport.iata})", s.venue.country_name,
-            *legs, f"{s.spread_km:,.0f} km", s.host.neutrality.value, dates,
-            "\n".join(s.reasons),
+            Text(str(s.rank)), Text(f"{s.venue.name} ({s.venue.airport.iata})\n"
+                                    f"{s.venue.country_name}"),
+            *(Text(leg) for leg in legs), Text(f"{s.spread_km:,.0f} km"),
+            Text(s.host.neutrality.value), Text(f"{_dates(s)}\n{window} local"),
+            Text("\n".join(s.reasons)),
         )
-    Console().print(table)
+    Console(width=width, highlight=False).print(table)
 
 
-def _as_json(request: MeetingRequest, suggestions: tuple[Suggestion, ...]) -> dict[str, Any]:
-    def place(p: Any) -> dict[str, Any]:
-        return {"name": p.name, "country": p.country, "country_name": p.country_name,
+def _as_json(
+    request: MeetingRequest, suggestions: tuple[Suggestion, ...], typed: _Typed
+) -> dict[str, Any]:
+    def place(p: Place) -> dict[str, Any]:
+        return {"name": p.name, "label": p.full_label, "subdivision": p.subdivision,
+                "country": p.country, "country_name": p.country_name,
                 "lat": p.lat, "lon": p.lon, "airport": p.airport.iata,
                 "timezone": p.airport.tz}
 
     return {
-        "parties": [place(p) for p in request.parties],
+        "parties": [place(p) | {"query": q} for q, p in zip(typed.parties, request.parties,
+                                                             strict=True)],
+        "avoid": [place(p) | {"query": q} for q, p in zip(typed.avoid, request.avoid,
+                                                           strict=True)],
         "after": request.after.isoformat(),
         "duration_days": request.duration_days,
         "venues": [
             {
                 "rank": s.rank,
-                "venue": place(s.venue) | {"capital": s.venue.capital,
-                                           "metro_population": s.venue.metro_population},
+                "venue": place(s.venue) | {
+                    "capital": s.venue.capital,
+                    "population": s.venue.population,
+                    "metro_population": s.venue.metro_population,
+                    "host_metro_population": s.venue.host_metro_population,
+                    "enclave_of": s.venue.enclave_of or None,
+                },
                 "legs": [
                     {"from": leg.party.name, "distance_km": round(leg.flight.distance_km, 1),
                      "flight_hours": round(leg.flight.hours, 2), "nonstop": leg.flight.nonstop}
@@ -246,6 +407,8 @@ def propose(
         start = parse_date(after) if after else dt.date.today()
     except MeetError as error:
         raise _fail(str(error)) from None
+    for warning in _date_warnings(start, dt.date.today()):
+        typer.echo(f"warning: {warning}", err=True)
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic, state.progress("Planning and sending…"):
         result, best = asyncio.run(

@@ -5,7 +5,11 @@ The default host list has two tiers (docs/meet.md, "Neutrality"):
 - **neutral**: states whose permanent or military neutrality has a constitutional, treaty or
   UN basis. Compiled from the list of neutral countries in Wikipedia's "Neutral country"
   article, each checked against the legal basis cited beside it below. Sweden and Finland
-  are left out: they joined NATO in 2024 and 2023.
+  are left out: they joined NATO in 2024 and 2023. Serbia is left out too: its military
+  neutrality rests on a parliamentary resolution (2007), which is neither a constitution, a
+  treaty nor a UN act and which a simple majority can repeal, and it is no member of the
+  Non-Aligned Movement (an observer) either; ``allow`` adds it. Listed as neutral, it ranked
+  second for Washington-Beijing, ahead of hosts whose neutrality is entrenched.
 - **non-aligned**: members of the Non-Aligned Movement that have hosted sensitive talks
   between powers, each with the precedent cited beside it.
 
@@ -60,14 +64,14 @@ _A = Neutrality.NON_ALIGNED
 DEFAULT_HOSTS: tuple[HostState, ...] = (
     HostState("AT", _N, "permanently neutral by constitutional law (1955)"),
     HostState("CH", _N, "permanently neutral since the Congress of Vienna (1815)"),
-    HostState("IE", _N, "militarily neutral, outside every alliance (policy since 1939)"),
+    HostState("IE", _N, "militarily neutral; its constitution, art. 29.4.9, keeps it out of "
+                        "any EU common defence (2002)"),
     HostState("MT", _N, "neutral and non-aligned by its constitution, art. 1(3) (1987)"),
     HostState("LI", _N, "neutral since 1868, without an army"),
     HostState("VA", _N, "neutral under the Lateran Treaty, art. 24 (1929)"),
     HostState("CR", _N, "permanently neutral by proclamation (1983)"),
     HostState("TM", _N, "permanent neutrality recognised by UN resolution 50/80 (1995)"),
     HostState("MD", _N, "permanently neutral by its constitution, art. 11 (1994)"),
-    HostState("RS", _N, "militarily neutral by parliamentary resolution (2007)"),
     HostState("KH", _N, "permanently neutral and non-aligned by its constitution, art. 53"),
     HostState("LA", _N, "neutral under the Geneva Declaration on Laos (1962)"),
     HostState("SG", _A, "non-aligned; hosted the Ma-Xi (2015) and Trump-Kim (2018) meetings"),

@@ -12,7 +12,12 @@ Name resolution rules (docs/meet.md, "Naming a place"), tried in this order:
 
 When several cities match, a national capital wins (``Washington``), then a city at least
 `DOMINANCE_RATIO` times as populous as the next; otherwise the name is ambiguous and the error
-lists how to name each candidate. Nothing here does I/O beyond reading the packages' data.
+lists how to name each candidate. A name that is a small town's own name and also a far more
+prominent city's historical or foreign name (``Pekin``: Pekin, Illinois, and Beijing's French
+and German name) means the prominent city when it is a capital or `DOMINANCE_RATIO` times as
+populous: a principal's office that types "Pekin" means Beijing, and the CLI shows every
+resolved place with its country so the other reading is one qualifier away
+(``Pekin, Illinois``). Nothing here does I/O beyond reading the packages' data.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "MAX_AIRPORT_KM",
     "MAX_QUERY_CHARS",
     "METRO_RADIUS_KM",
+    "PROMINENT_MIN_POPULATION",
     "Airport",
     "Country",
     "Gazetteer",
@@ -65,6 +71,11 @@ LONG_HAUL_MIN_METRO = 1_000_000
 # When several cities share a name, one at least this many times as populous as the next is
 # the one meant (Portland, Oregon over Portland, Maine); closer than that, ask.
 DOMINANCE_RATIO = 5.0
+
+# A city this large, or a capital, may be meant by one of its other names even where a
+# smaller town bears that name as its own ("Pekin"); smaller cities are not looked for, which
+# keeps the check to a tenth of the dataset's 350,000 alternate names.
+PROMINENT_MIN_POPULATION = 1_000_000
 
 # How many candidates or suggestions an error lists; more is noise on one line.
 _MAX_LISTED = 6
@@ -174,13 +185,19 @@ class Place:
         name: the city's name.
         country: ISO 3166-1 alpha-2 code.
         country_name: the country's English short name.
-        subdivision: state name for US cities, else "".
+        subdivision: state name for US cities, else "" (the dataset names no other regions).
         lat: latitude of the city centre in degrees.
         lon: longitude of the city centre in degrees.
         population: the city's own population.
-        metro_population: population of the dataset's towns within `METRO_RADIUS_KM`.
+        metro_population: population of the dataset's towns within `METRO_RADIUS_KM`, on
+            both sides of any border: the hotels and the airport traffic a delegation hides
+            in do not stop at one.
         capital: whether it is its country's capital.
         airport: the airport a delegation would use.
+        host_metro_population: the part of `metro_population` in the place's own country.
+        enclave_of: "City, Country" of the foreign city whose people make up most of
+            `metro_population` (Vatican City: "Rome, Italy"), else "". Such a place must not
+            be described by its neighbour's size.
     """
 
     name: str
@@ -193,11 +210,24 @@ class Place:
     metro_population: int
     capital: bool
     airport: Airport
+    host_metro_population: int
+    enclave_of: str
 
     @property
     def label(self) -> str:
         """'City, Country' for display."""
         return f"{self.name}, {self.country_name}"
+
+    @property
+    def full_label(self) -> str:
+        """'City, State, Country' where a state is known (US), else 'City, Country'.
+
+        The state is what tells Pekin, Illinois from a Pekin elsewhere; the country alone is
+        what tells it from Beijing.
+        """
+        if self.subdivision:
+            return f"{self.name}, {self.subdivision}, {self.country_name}"
+        return self.label
 
     @property
     def long_haul(self) -> bool:
@@ -368,7 +398,10 @@ class Gazetteer:
             if airport is not None:
                 return self._place_at_airport(airport)
         matches = self._filter(self._by_key.get(key, []), country, state)
-        if not matches:
+        prominent = self._outranking(key, matches, country, state)
+        if prominent:
+            matches = prominent
+        elif not matches:
             matches = self._filter(self._alternate_matches(key), country, state)
         if not matches and country is None and len(key) == 3 and key.isalpha():
             airport = self.airports.get(key.upper())
@@ -432,6 +465,45 @@ class Gazetteer:
     def _alternate_matches(self, key: str) -> list[_City]:
         return list(self._by_alternate.get(key, []))
 
+    @functools.cached_property
+    def _by_prominent_alternate(self) -> dict[str, list[_City]]:
+        # Only the cities that can outrank a town by another name (`_outranking`): a tenth
+        # of the alternate names, so checking "Pekin" costs about 0.1 s, not the second the
+        # full index costs.
+        index: dict[str, list[_City]] = defaultdict(list)
+        for city in self._cities:
+            if city.population < PROMINENT_MIN_POPULATION and not self._is_capital(city):
+                continue
+            for alt in dict.fromkeys(normalize_name(a) for a in city.alternates):
+                if alt:
+                    index[alt].append(city)
+        return index
+
+    def _outranking(
+        self, key: str, mains: list[_City], country: str | None, state: str | None
+    ) -> list[_City]:
+        """The cities matched by another name that clearly outrank every main-name match.
+
+        "Pekin" is Pekin, Illinois (33,000 people) by its own name and Beijing by its French
+        and German one; Beijing is meant. An alternate match outranks when it is
+        `DOMINANCE_RATIO` times as populous as the largest main match, or a capital at least
+        as populous when no main match is a capital: the two rules `_choose` applies between
+        main names, with the capital rule held back by size because foreign names are loose
+        (Dili, a capital of 150,000, is also spelt "Delhi"). Only capitals and cities of
+        `PROMINENT_MIN_POPULATION` are looked at, and not at all when a main match is a
+        capital (``Washington``, ``Vienna``): nothing outranks a capital.
+        """
+        if not mains or any(self._is_capital(c) for c in mains):
+            return []
+        main_ids = {c.geonameid for c in mains}
+        alternates = self._filter(self._by_prominent_alternate.get(key, []), country, state)
+        others = [c for c in alternates if c.geonameid not in main_ids]
+        largest = max(c.population for c in mains)
+        capitals = [c for c in others if self._is_capital(c) and c.population >= largest]
+        if capitals:
+            return capitals
+        return [c for c in others if c.population >= DOMINANCE_RATIO * max(largest, 1)]
+
     def _choose(self, query: str, matches: list[_City]) -> _City:
         if len(matches) == 1:
             return matches[0]
@@ -491,11 +563,25 @@ class Gazetteer:
                 best, chosen = rank, ap
         return chosen
 
-    def _metro_population(self, lat: float, lon: float) -> int:
-        return sum(
-            c.population for c in self._city_grid.near(lat, lon, METRO_RADIUS_KM)
+    def _metro(self, lat: float, lon: float, country: str) -> tuple[int, int, str]:
+        """(urban population, the part of it in `country`, the foreign city it belongs to).
+
+        The foreign city is named only when the towns of other countries outnumber the
+        host's (Vatican City in Rome, Vaduz beside Feldkirch); else it is "".
+        """
+        near = [
+            c for c in self._city_grid.near(lat, lon, METRO_RADIUS_KM)
             if great_circle_km(lat, lon, c.lat, c.lon) <= METRO_RADIUS_KM
-        )
+        ]
+        total = sum(c.population for c in near)
+        own = sum(c.population for c in near if c.country == country)
+        enclave_of = ""
+        foreign = [c for c in near if c.country != country]
+        if foreign and total - own > own:
+            centre = max(foreign, key=lambda c: c.population)
+            held = self.countries.get(centre.country)
+            enclave_of = f"{centre.name}, {held.name if held else centre.country}"
+        return total, own, enclave_of
 
     def _place_of_city(self, city: _City, airport: Airport | None = None) -> Place:
         airport = airport or self._main_airport(city)
@@ -505,6 +591,7 @@ class Gazetteer:
                 f"no airport within {MAX_AIRPORT_KM:.0f} km of {city.name}, "
                 f"{country.name if country else city.country}; name an airport code instead"
             )
+        metro, host_metro, enclave_of = self._metro(city.lat, city.lon, city.country)
         return Place(
             name=city.name,
             country=city.country,
@@ -513,9 +600,11 @@ class Gazetteer:
             lat=city.lat,
             lon=city.lon,
             population=city.population,
-            metro_population=self._metro_population(city.lat, city.lon),
+            metro_population=metro,
             capital=self._is_capital(city),
             airport=airport,
+            host_metro_population=host_metro,
+            enclave_of=enclave_of,
         )
 
     def _place_at_airport(self, airport: Airport) -> Place:
@@ -529,6 +618,7 @@ class Gazetteer:
             city = max(pool, key=lambda c: (self._is_capital(c), c.population))
             return self._place_of_city(city, airport)
         country = self.countries.get(airport.country)
+        metro, host_metro, enclave_of = self._metro(airport.lat, airport.lon, airport.country)
         return Place(
             name=airport.city or airport.name,
             country=airport.country,
@@ -537,9 +627,11 @@ class Gazetteer:
             lat=airport.lat,
             lon=airport.lon,
             population=0,
-            metro_population=self._metro_population(airport.lat, airport.lon),
+            metro_population=metro,
             capital=False,
             airport=airport,
+            host_metro_population=host_metro,
+            enclave_of=enclave_of,
         )
 
     def venues_in(self, country: str) -> tuple[Place, ...]:

@@ -255,6 +255,28 @@ def _score(legs: Sequence[Leg], host: HostState, venue: Place, plan: MeetingPlan
     return score + WINDOW_WEIGHT * max(0.0, TARGET_WINDOW_H - plan.days[0].hours)
 
 
+def _people(n: int) -> str:
+    if n >= 1_000_000:
+        return f"about {n / 1e6:.1f} million people"
+    if n >= 1_000:
+        return f"about {n // 1000:,} thousand people"
+    return f"about {max(100, round(n, -2)):,} people"
+
+
+def _size(venue: Place) -> str:
+    """How big the venue is, in its own country's people.
+
+    A city-state or border town inside a foreign city (Vatican City in Rome) is described by
+    its own population and the city it sits in, not by its neighbour's millions; the
+    neighbour's hotels and airport still count for discretion (`DISCRETION_MIN_METRO`).
+    """
+    if venue.enclave_of:
+        own = venue.host_metro_population or venue.population
+        return (f"{_people(own)}, inside the urban area of {venue.enclave_of} "
+                f"({_people(venue.metro_population).removesuffix(' people')})")
+    return _people(venue.metro_population)
+
+
 def _reasons(
     venue: Place, legs: Sequence[Leg], host: HostState, plan: MeetingPlan
 ) -> tuple[str, ...]:
@@ -274,9 +296,7 @@ def _reasons(
     if connecting:
         reasons.append(f"no nonstop flight likely from {', '.join(connecting)} (+connection)")
     reasons.append(f"{host.neutrality.value}: {host.basis}")
-    size = f"about {venue.metro_population / 1e6:.1f} million people" if (
-        venue.metro_population >= 1_000_000
-    ) else f"about {venue.metro_population // 1000:,} thousand people"
+    size = _size(venue)
     if venue.capital:
         reasons.append(f"capital, {size}: embassies and diplomatic traffic are routine")
     else:
