@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -24,8 +23,9 @@ from backchannel.client.errors import InviteRefused
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.prekeys import PrekeyBundle
 from backchannel.protocol.envelope import MAILBOX_ID_SIZE
-from backchannel.protocol.errors import RemoteProtocolError
+from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.relayframes import TOKEN_SIZE
+from backchannel.protocol.text import check_relay_url, check_safe_text
 from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
@@ -56,6 +56,21 @@ _MAX_BUNDLE: Final = 4096
 _MAX_CODE: Final = 16384
 
 
+class _PolicyRefused(RemoteProtocolError):
+    """Well-formed, but with text the text policy refuses (`protocol.text`): a name that
+    would write to the terminal, a relay that is not wss://. Told apart from damage so the
+    principal reads what is wrong with the code instead of "damaged"."""
+
+
+def _read_name(r: Reader, what: str) -> str:
+    name = r.text16(MAX_NAME_LENGTH)
+    try:
+        check_safe_text(name, what)
+    except LocalProtocolError as error:
+        raise _PolicyRefused(str(error)) from None
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class RelayAddress:
     """Where and how to deposit into one mailbox: a relay URL, a mailbox, its send token."""
@@ -71,8 +86,11 @@ class RelayAddress:
     @classmethod
     def read(cls, r: Reader) -> RelayAddress:
         url = r.text16(MAX_URL_LENGTH)
-        if not re.match(r"^wss?://", url):
-            raise RemoteProtocolError("relay URL must start with ws:// or wss://")
+        try:
+            # wss://, or ws:// to this machine only: the send token travels in it.
+            check_relay_url(url)
+        except LocalProtocolError as error:
+            raise _PolicyRefused(str(error)) from None
         return cls(url, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
 
 
@@ -136,11 +154,13 @@ class Invite:
             if r.fixed(3) != _MAGIC or r.u8() != _VERSION:
                 raise RemoteProtocolError("unknown invite format")
             invite_id, expires = r.fixed(16), r.u64()
-            name = r.text16(MAX_NAME_LENGTH)
+            name = _read_name(r, "the name in the invite")
             relays = _read_relays(r)
             bundle = PrekeyBundle.decode(r.bytes16(_MAX_BUNDLE))
             signature = r.fixed(64)
             r.finish()
+        except _PolicyRefused as error:
+            raise InviteRefused(f"invite code refused: {error}") from None
         except RemoteProtocolError as error:
             raise InviteRefused(f"invite code is damaged or tampered with ({error})") from None
         invite = cls(invite_id, expires, name, relays, bundle, signature)
@@ -166,7 +186,7 @@ class Hello:
     @classmethod
     def decode(cls, data: bytes) -> Hello:
         r = Reader(data, "hello")
-        hello = cls(r.text16(MAX_NAME_LENGTH), _read_relays(r))
+        hello = cls(_read_name(r, "the name in the hello"), _read_relays(r))
         r.finish()
         return hello
 

@@ -2,6 +2,8 @@
 
 - `LocalProtocolError`: the caller misused the API (our bug, or the user's input).
 - `RemoteProtocolError`: the peer or the network sent something malformed.
+  `UnsafeText` and `InsecureRelayUrl` are its kinds for text that breaks the text policy
+  (`protocol.text`); decoders turn them into `RemoteProtocolError` or refuse the input.
 - `DecryptionFailed`: authentication failed. Deliberately opaque: it never says which
   check failed (bad tag, wrong key, truncated ciphertext), so an attacker learns nothing
   from the error itself.
@@ -9,11 +11,16 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 __all__ = [
     "BackchannelError",
     "DecryptionFailed",
+    "InsecureRelayUrl",
     "LocalProtocolError",
     "RemoteProtocolError",
+    "UnsafeText",
+    "describe_char",
 ]
 
 
@@ -23,6 +30,46 @@ class BackchannelError(Exception):
 
 class LocalProtocolError(BackchannelError):
     """You (the caller) asked for something the protocol does not allow."""
+
+
+# What each refused category is, in words, for error messages.
+_CATEGORY_WORDS = {
+    "Cc": "a control character",
+    "Cf": "a format character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Cs": "a lone surrogate",
+    "Zs": "a space",
+}
+
+
+def describe_char(char: str) -> str:
+    """``U+202E (RIGHT-TO-LEFT OVERRIDE, a format character)``: a character named without
+    printing it, so that the description is safe in any message."""
+    words = [w for w in (unicodedata.name(char, ""),
+                         _CATEGORY_WORDS.get(unicodedata.category(char), "")) if w]
+    return f"U+{ord(char):04X}" + (f" ({', '.join(words)})" if words else "")
+
+
+class UnsafeText(LocalProtocolError):
+    """Text with a character that could change what a terminal or a viewer shows.
+
+    The message names the field and the code point (``U+202E RIGHT-TO-LEFT OVERRIDE``),
+    never the character itself, so printing the error is safe.
+
+    Attributes:
+        field: what the text is ("red line title", "name in the invite").
+        code_point: the offending character's code point.
+    """
+
+    def __init__(self, field: str, char: str) -> None:
+        super().__init__(f"{field} contains {describe_char(char)}, which is not allowed there")
+        self.field = field
+        self.code_point = ord(char)
+
+
+class InsecureRelayUrl(LocalProtocolError):
+    """A relay URL that is not ``wss://`` (or ``ws://`` to this machine), or has no host."""
 
 
 class RemoteProtocolError(BackchannelError):
