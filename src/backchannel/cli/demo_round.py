@@ -41,7 +41,7 @@ from backchannel.cli.demo_script import (
     RED_LINE_TITLE,
     WHILE_OFFLINE,
 )
-from backchannel.cli.output import local_time, short_id
+from backchannel.cli.output import local_time, short_id, shown
 from backchannel.client.engine import Principal
 from backchannel.client.strategic import StrategicChannel
 from backchannel.dialogue import (
@@ -80,7 +80,9 @@ class Narrator:
     def quote(self, text: str, style: str | None = None) -> None:
         """Indented, and still indented where it wraps."""
         if self.console is not None:
-            self.console.print(Padding(Text(text, style=style or ""), (0, 0, 0, 4), expand=False))
+            # A hand-built Text skips the console's escaping: escape it here.
+            quoted = Text(shown(text, multiline=True), style=style or "")
+            self.console.print(Padding(quoted, (0, 0, 0, 4), expand=False))
 
 
 @dataclass(slots=True)
