@@ -80,7 +80,9 @@ class RelayPool:
                     ),
                     self.connect_timeout,
                 )
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
+            # ValueError: a URL that `urlsplit` cannot read (a stray "[" makes it an IPv6
+            # literal); decoders refuse those now, but one stored earlier must not end a sync.
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as error:
                 self.failures[url] = _describe(error)
                 return None
             self.clients[url] = client
@@ -141,7 +143,7 @@ def _describe(error: BaseException) -> str:
         return "connection refused"
     if isinstance(error, InvalidStatus):
         return f"the relay answered HTTP {int(error.response.status_code)}, not a WebSocket"
-    if isinstance(error, InvalidURI):
+    if isinstance(error, InvalidURI | ValueError):
         return "not a valid relay URL"
     if isinstance(error, InvalidHandshake):
         return "the WebSocket handshake with the relay failed"
