@@ -3,6 +3,7 @@ escaped; hypothesis properties for each function."""
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 import pytest
@@ -23,6 +24,7 @@ from backchannel.protocol.text import (
     escaped,
     first_refused,
     is_loopback_host,
+    json_escaped,
 )
 
 # What the review found reaching terminals (§2d), one of each kind.
@@ -184,3 +186,14 @@ def test_loopback_hosts() -> None:
     assert is_loopback_host("127.0.0.1") and is_loopback_host("::1")
     assert is_loopback_host("localhost")
     assert not is_loopback_host("128.0.0.1") and not is_loopback_host("example.org")
+
+
+@given(st.dictionaries(st.text(max_size=8), st.text(max_size=30), max_size=4),
+       st.sampled_from([None, 2]))
+def test_json_escaped_keeps_the_value_and_drops_every_refused_character(
+    data: dict[str, str], indent: int | None
+) -> None:
+    printed = json_escaped(json.dumps(data, indent=indent, ensure_ascii=False))
+    assert json.loads(printed) == data
+    assert all(c == "\n" or not _is_refused(c) for c in printed)
+    printed.encode("utf-8")  # lone surrogates are escapes now, not raw

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import unicodedata
 from typing import Any
 
 import typer
@@ -31,7 +30,7 @@ from backchannel.client.engine import (
 )
 from backchannel.client.records import ChannelRecord, InviteRecord
 from backchannel.dialogue import Precedence
-from backchannel.protocol.text import REFUSED_CATEGORIES, escaped, first_refused
+from backchannel.protocol.text import escaped, json_escaped
 
 __all__ = [
     "channel_json",
@@ -105,30 +104,11 @@ def shown(text: str, *, multiline: bool = False) -> str:
     return escaped(text, multiline=multiline)
 
 
-def _json_escape(char: str) -> str:
-    code = ord(char)
-    if code > 0xFFFF:  # JSON spells a character outside the BMP as a surrogate pair
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-    return f"\\u{code:04x}"
-
-
 def json_text(data: Any, *, indent: int | None = 2) -> str:
     """`data` as JSON that is safe to print: non-ASCII text stays readable, and every
     character a terminal would act on is a ``\\uXXXX`` escape (the same string once
-    parsed).
-
-    `json.dumps(ensure_ascii=False)` escapes C0 controls itself but leaves C1 controls,
-    format characters, separators and lone surrogates raw; those are escaped here. Outside
-    strings JSON has only spaces and the line feeds of `indent`, which stay.
-    """
-    text = json.dumps(data, indent=indent, ensure_ascii=False)
-    if first_refused(text, multiline=True) is None:
-        return text
-    return "".join(
-        _json_escape(c) if c != "\n" and unicodedata.category(c) in REFUSED_CATEGORIES else c
-        for c in text
-    )
+    parsed; `protocol.text.json_escaped`)."""
+    return json_escaped(json.dumps(data, indent=indent, ensure_ascii=False))
 
 
 def emit_json(data: dict[str, Any]) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "escaped",
     "first_refused",
     "is_loopback_host",
+    "json_escaped",
 ]
 
 # Unicode general categories no text from the other side may carry (see the module doc).
@@ -183,4 +184,29 @@ def escaped(text: str, *, multiline: bool = False) -> str:
         return text
     return "".join(
         _escape(c) if _refused(c, multiline=multiline, joiners=True) else c for c in text
+    )
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code > 0xFFFF:  # JSON spells a character outside the BMP as a surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def json_escaped(serialized: str) -> str:
+    """JSON text (as `json.dumps(ensure_ascii=False)` writes it) with every character the
+    policy refuses written as a ``\\uXXXX`` escape: the same JSON value once parsed, and
+    nothing a terminal would act on.
+
+    `json.dumps` escapes C0 controls itself but leaves C1 controls, format characters,
+    separators and lone surrogates raw. Outside strings JSON has only spaces and the line
+    feeds of an indent, which stay.
+    """
+    if first_refused(serialized, multiline=True) is None:
+        return serialized
+    return "".join(
+        _json_escape(c) if c != "\n" and unicodedata.category(c) in REFUSED_CATEGORIES else c
+        for c in serialized
     )
