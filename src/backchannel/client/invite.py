@@ -4,6 +4,9 @@ An invite carries everything the joiner needs to open a channel: the relays, a o
 mailbox on each (its id and *send* token only), and the inviter's prekey bundle. It is
 signed by the inviter's identity key over all of it, so a relay URL or a mailbox swapped in
 transit is refused; swapping the identity too is what the safety-number comparison catches.
+Names and relay URLs obey the text policy (`protocol.text`): a name with a control, format
+or separator character, or a relay that is not wss:// (nor ws:// on loopback), is refused
+when decoded, before anything is stored (docs/protocol.md §8).
 
 Binary layout, then ``BC1-`` + base64url without padding::
 
@@ -137,7 +140,8 @@ class Invite:
         """Parse, verify and check the expiry of an invite code.
 
         Raises:
-            InviteRefused: damaged, tampered with, or expired (the message says which).
+            InviteRefused: damaged, tampered with, expired, or with a name or relay URL the
+                text policy refuses (`protocol.text`; the message says which).
         """
         text = "".join(code.split())
         if not text.startswith(INVITE_PREFIX):
@@ -185,6 +189,12 @@ class Hello:
 
     @classmethod
     def decode(cls, data: bytes) -> Hello:
+        """Parse a hello.
+
+        Raises:
+            RemoteProtocolError: malformed, or a name or relay URL the text policy refuses
+                (nothing is stored: the inviter counts the hello as rejected).
+        """
         r = Reader(data, "hello")
         hello = cls(_read_name(r, "the name in the hello"), _read_relays(r))
         r.finish()
@@ -208,6 +218,11 @@ class Move:
 
     @classmethod
     def decode(cls, data: bytes) -> Move:
+        """Parse a move.
+
+        Raises:
+            RemoteProtocolError: malformed, or a relay URL the text policy refuses.
+        """
         r = Reader(data, "move")
         move = cls(_read_relays(r))
         r.finish()
