@@ -13,9 +13,11 @@ from backchannel.client.engine import Principal
 from backchannel.client.errors import ClientError, InviteRefused
 from backchannel.client.invite import Hello, Invite, Move, RelayAddress
 from backchannel.client.transport import RELAY_ERROR_TEXT, RelayRequestError, relay_error_text
+from backchannel.dialogue import decode_body
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
-from backchannel.protocol.errors import RemoteProtocolError
+from backchannel.protocol.errors import RemoteProtocolError, UnsafeRemoteText
+from backchannel.protocol.message import MessageKind
 from backchannel.protocol.relayframes import ErrorCode
 from backchannel.protocol.text import first_refused
 from backchannel.testing import SeededRng
@@ -144,3 +146,15 @@ async def test_a_relays_reason_never_reaches_the_error(make_principal: MakePrinc
     message = str(caught.value)
     assert "relay error 4: the relay is limiting requests" in message
     assert "KO" not in message and first_refused(message) is None
+
+
+def test_refused_text_from_the_other_side_is_blamed_on_them_with_field_and_code_point() -> None:
+    with pytest.raises(UnsafeRemoteText) as caught:
+        Hello.decode(Hello("a\u202eb", (_GOOD,)).encode())
+    assert (caught.value.field, caught.value.code_point) == ("the name in the hello", 0x202E)
+    # A note body built past the checks (as a hostile client would): text "1000" + RLO.
+    text = "1000\u202e".encode()
+    body = bytes([1]) + bytes(8) + len(text).to_bytes(2, "big") + text
+    with pytest.raises(UnsafeRemoteText, match="note text contains U\\+202E") as refused:
+        decode_body(MessageKind.NOTE, body)
+    assert (refused.value.field, refused.value.code_point) == ("note text", 0x202E)

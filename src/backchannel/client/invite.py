@@ -26,7 +26,12 @@ from backchannel.client.errors import InviteRefused
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.prekeys import PrekeyBundle
 from backchannel.protocol.envelope import MAILBOX_ID_SIZE
-from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsafeRemoteText,
+    UnsafeText,
+)
 from backchannel.protocol.relayframes import TOKEN_SIZE
 from backchannel.protocol.text import check_relay_url, check_safe_text
 from backchannel.protocol.wire import Reader, Writer
@@ -65,12 +70,16 @@ class _PolicyRefused(RemoteProtocolError):
     principal reads what is wrong with the code instead of "damaged"."""
 
 
+class _UnsafeName(_PolicyRefused, UnsafeRemoteText):
+    """A name with a character the text policy refuses."""
+
+
 def _read_name(r: Reader, what: str) -> str:
     name = r.text16(MAX_NAME_LENGTH)
     try:
         check_safe_text(name, what)
-    except LocalProtocolError as error:
-        raise _PolicyRefused(str(error)) from None
+    except UnsafeText as error:
+        raise _UnsafeName(str(error), error.field, error.code_point) from None
     return name
 
 

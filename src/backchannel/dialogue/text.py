@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsafeRemoteText,
+    UnsafeText,
+)
 from backchannel.protocol.text import check_safe_text
 
 __all__ = ["check_id", "check_line", "check_text", "check_time", "decoding"]
@@ -87,9 +92,12 @@ def decoding(what: str) -> Iterator[None]:
 
     The body dataclasses check their invariants on construction and raise
     `LocalProtocolError`, which is right when this side builds one; inside this scope the
-    same failure becomes `RemoteProtocolError`, which is right when the peer sent it.
+    same failure becomes `RemoteProtocolError`, which is right when the peer sent it
+    (`UnsafeRemoteText` for text the policy refuses, with the field and the code point).
     """
     try:
         yield
+    except UnsafeText as error:
+        raise UnsafeRemoteText(f"{what}: {error}", error.field, error.code_point) from None
     except LocalProtocolError as error:
         raise RemoteProtocolError(f"{what}: {error}") from None

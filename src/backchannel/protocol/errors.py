@@ -1,9 +1,10 @@
 """The error hierarchy: one root, then errors by who is to blame.
 
 - `LocalProtocolError`: the caller misused the API (our bug, or the user's input).
-- `RemoteProtocolError`: the peer or the network sent something malformed.
+- `RemoteProtocolError`: the peer or the network sent something malformed;
+  `UnsafeRemoteText` when it is text the policy refuses.
   `UnsafeText` and `InsecureRelayUrl` are its kinds for text that breaks the text policy
-  (`protocol.text`); decoders turn them into `RemoteProtocolError` or refuse the input.
+  (`protocol.text`) when this side builds it.
 - `DecryptionFailed`: authentication failed. Deliberately opaque: it never says which
   check failed (bad tag, wrong key, truncated ciphertext), so an attacker learns nothing
   from the error itself.
@@ -19,6 +20,7 @@ __all__ = [
     "InsecureRelayUrl",
     "LocalProtocolError",
     "RemoteProtocolError",
+    "UnsafeRemoteText",
     "UnsafeText",
     "describe_char",
 ]
@@ -81,3 +83,17 @@ class DecryptionFailed(BackchannelError):
 
     def __init__(self) -> None:
         super().__init__("message could not be decrypted")
+
+
+class UnsafeRemoteText(RemoteProtocolError):
+    """The other side sent text the text policy refuses (`UnsafeText`, blamed on them).
+
+    Attributes:
+        field: what the text is.
+        code_point: the offending character's code point.
+    """
+
+    def __init__(self, message: str, field: str, code_point: int) -> None:
+        super().__init__(message)
+        self.field = field
+        self.code_point = code_point
