@@ -242,3 +242,16 @@ def test_escaping_helpers_on_their_own() -> None:
     printed = json_text(data)
     assert json.loads(printed) == data and "北京" in printed
     assert not any(c != "\n" and unicodedata.category(c) in REFUSED_CATEGORIES for c in printed)
+
+
+def test_a_hostile_note_is_refused_on_arrival_and_says_why(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the sender skips the check (a hostile client); the receiver's decoder refuses.
+    monkeypatch.setattr(dialogue_text, "check_safe_text", lambda *a, **k: None)
+    run(pair.beijing, "send", "washington", "1000\u202e")
+    monkeypatch.undo()
+    run(pair.washington, "sync")
+    inbox = clean(run(pair.washington, "inbox"))
+    assert "(note refused: its text contains U+202E (RIGHT-TO-LEFT OVERRIDE" in inbox
+    assert "1000" not in inbox
