@@ -6,9 +6,9 @@ unknown; times for people are in the local time zone.
 
 Text from the counterpart or a relay (names, titles, relay URLs, reasons, bodies) is shown
 through `shown`, which escapes every character that could act on a terminal or reorder
-what it shows (docs/threat-model.md, "Text"). JSON carries the text unchanged, with such
-characters written as ``\\uXXXX`` escapes, so a script reads the same string and a
-terminal shows no control sequence.
+what it shows (docs/threat-model.md, "Text from the other side"). JSON keeps the text,
+with such characters written as ``\\uXXXX`` escapes, so a script reads the same string
+and a terminal shows no control sequence.
 """
 
 from __future__ import annotations
