@@ -1,5 +1,7 @@
 """Invariant: any bytes, under any dialogue kind, decode to a body that re-encodes to the same
-bytes, or raise RemoteProtocolError; and a Dialogue folding them as the other side's message
+bytes, or raise RemoteProtocolError; a decoded body's strings never contain a character the
+text policy refuses (controls but line feed and tab, format characters but the two joiners,
+separators; protocol/text.py); and a Dialogue folding them as the other side's message
 records an anomaly or a state change, never raises.
 
 Run: python fuzz/fuzz_dialogue_bodies.py [corpus dir] (atheris, libFuzzer flags accepted).
@@ -8,7 +10,9 @@ The first two bytes of an input choose the kind; the rest is the body.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Iterator
 
 from backchannel.dialogue import (
     Ack,
@@ -37,6 +41,7 @@ from backchannel.dialogue import (
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.errors import RemoteProtocolError
 from backchannel.protocol.message import MessageKind
+from backchannel.protocol.text import first_refused
 from backchannel.testing import SeededRng
 
 _KINDS = [int(MessageKind.NOTE), *(int(k) for k in DialogueKind)]
@@ -64,6 +69,12 @@ _BODIES = [
     LineTestReply(_ID),
 ]
 SEEDS = [body.KIND.to_bytes(2, "big") + body.encode() for body in _BODIES]
+# A note whose text carries ESC[2J and an override, written past the checks: the decoder
+# must refuse it (the fuzzer mutates it towards every other refused character).
+SEEDS.append(
+    int(MessageKind.NOTE).to_bytes(2, "big") + bytes([1]) + bytes(8)
+    + len("a\x1b[2J\u202e1".encode()).to_bytes(2, "big") + "a\x1b[2J\u202e1".encode()
+)
 
 
 def _dialogue() -> Dialogue:
@@ -77,6 +88,18 @@ def _dialogue() -> Dialogue:
     return dialogue
 
 
+def _strings(value: object) -> Iterator[str]:
+    """Every string inside a decoded body (statements and their versions included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _strings(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _strings(getattr(value, f.name))
+
+
 def test_one_input(data: bytes) -> None:
     kind = _KINDS[int.from_bytes(data[:2], "big") % len(_KINDS)] if len(data) >= 2 else 1
     body = data[2:]
@@ -86,6 +109,8 @@ def test_one_input(data: bytes) -> None:
         decoded = None
     else:
         assert decoded is not None and decoded.encode() == body
+        for text in _strings(decoded):
+            assert first_refused(text, multiline=True, joiners=True) is None, repr(text)
     dialogue = _dialogue()
     event = DialogueEvent(b"\xee" * 16, bytes(32), Side.THEIRS, 2, 2, kind, body)
     anomaly = dialogue.apply(event)

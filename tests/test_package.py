@@ -43,6 +43,7 @@ def test_client_api_names_are_pinned() -> None:
             "StateCorrupted",
             "SyncReport",
             "WrongPassphrase",
+            "escaped",
         ]
     )
     for name in api.__all__:

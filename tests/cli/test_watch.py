@@ -142,9 +142,9 @@ def test_watch_escalates_a_missed_deadline_and_stops_on_sigterm(
 
 
 def test_relay_text_in_watch_events_cannot_drive_the_terminal() -> None:
-    from backchannel.cli.watch import _printable
+    from backchannel.cli.output import shown
 
     hostile = "ws://relay/\x1b]52;c;ZWNobyBwd25lZA==\x07 \x1b[2J\u202e1000\u200b\x9b"
-    shown = _printable(hostile)
-    assert all(c.isprintable() for c in shown)
-    assert "\\x1b" in shown and "\\u202e" in shown and "\\x9b" in shown
+    safe = shown(hostile)
+    assert all(c.isprintable() for c in safe)
+    assert "\\x1b" in safe and "<U+202E>" in safe and "\\x9b" in safe

@@ -4,6 +4,8 @@
   pings and closes) and never answers a request, like a relay whose process hangs.
 - `junk_relay`: speaks the relay protocol, stores nothing, and answers every FETCH with a
   full batch of undecryptable envelopes and "more" (review §2g), every SEND with STORED.
+- `refusing_relay`: answers every request with an ERROR whose code it is given and whose
+  free-text reason is crafted to drive a terminal (review §2d).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from backchannel.protocol.relayframes import (
     Delete,
     Deleted,
     Delivery,
+    Error,
+    ErrorCode,
     Fetch,
     Fetched,
     Ping,
@@ -99,3 +103,20 @@ async def junk_relay(port: int = 0) -> AsyncIterator[tuple[str, list[int]]]:
     async with serve(handler, "127.0.0.1", port, compression=None, max_size=None) as server:
         bound = server.sockets[0].getsockname()[1]
         yield f"ws://127.0.0.1:{bound}/", handed
+
+
+@contextlib.asynccontextmanager
+async def refusing_relay(reason: str, code: ErrorCode = ErrorCode.RATE_LIMITED,
+                         port: int = 0) -> AsyncIterator[str]:
+    """A relay that refuses every request with `code` and the free text `reason`."""
+
+    async def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                assert isinstance(message, bytes)
+                request = decode_request(message)
+                await ws.send(encode(Error(request.request_id, code, reason)))
+
+    async with serve(handler, "127.0.0.1", port, compression=None) as server:
+        bound = server.sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{bound}/"

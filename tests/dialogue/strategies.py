@@ -31,9 +31,11 @@ hashes = st.binary(min_size=32, max_size=32)
 signatures = st.binary(min_size=64, max_size=64)
 times = st.integers(0, MAX_TIMESTAMP_MS)
 counters = st.integers(1, 2**32 - 1)
-_chars = st.characters(blacklist_categories=("Cs", "Cc"))
-_line_chars = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"))
-texts = st.text(st.one_of(_chars, st.sampled_from("\n\t")), min_size=1, max_size=40).filter(
+# What the text policy (backchannel.protocol.text) lets through: no controls, format
+# characters or separators; bodies add line feed, tab and the two zero-width joiners.
+_line_chars = st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Zl", "Zp"))
+texts = st.text(st.one_of(_line_chars, st.sampled_from("\n\t\u200c\u200d")), min_size=1,
+                max_size=40).filter(
     str.strip
 )
 optional_texts = st.one_of(st.just(""), texts)

@@ -15,6 +15,7 @@ from backchannel.dialogue import RecordFileError, verify_record_file
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
 from backchannel.protocol.errors import RemoteProtocolError
+from backchannel.protocol.text import REFUSED_CATEGORIES, first_refused
 from backchannel.testing import SeededRng
 
 _RNG = SeededRng("client parser properties")
@@ -28,13 +29,31 @@ relay_addresses = st.builds(
     st.binary(min_size=32, max_size=32),
 )
 relay_lists = st.lists(relay_addresses, min_size=1, max_size=8).map(tuple)
-names = st.text(min_size=1, max_size=20)
+# Names the text policy lets through (protocol/text.py): no control, format or separator.
+names = st.text(st.characters(blacklist_categories=tuple(REFUSED_CATEGORIES)), min_size=1,
+                max_size=20)
+# Lone surrogates cannot be written as UTF-8, so they never reach a decoder.
+refused_chars = st.characters(categories=tuple(REFUSED_CATEGORIES - {"Cs"}))
 
 
 @given(names, relay_lists)
 def test_hello_round_trips(name: str, relays: tuple[RelayAddress, ...]) -> None:
     hello = Hello(name, relays)
     assert Hello.decode(hello.encode()) == hello
+
+
+@given(names, refused_chars, names, relay_lists)
+def test_a_name_with_a_refused_character_is_refused(
+    before: str, bad: str, after: str, relays: tuple[RelayAddress, ...]
+) -> None:
+    name = (before + bad + after)[:20]
+    if first_refused(name) is None:  # cut off by the bound
+        return
+    with pytest.raises(RemoteProtocolError, match=r"contains U\+[0-9A-F]{4}"):
+        Hello.decode(Hello(name, relays).encode())
+    code = Invite(b"\x07" * 16, 2**62, name, relays, _BUNDLE).signed(_ID).to_code()
+    with pytest.raises(InviteRefused, match=r"invite code refused: the name in the invite"):
+        Invite.from_code(code, now_ms=0)
 
 
 @given(relay_lists)

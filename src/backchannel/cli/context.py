@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Final, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
+from rich.style import Style
+from rich.text import Text
 
 from backchannel.client.agent.lock import LockHolder
 from backchannel.client.engine import Principal
 from backchannel.client.errors import AgentTookOver, StateCorrupted
 from backchannel.client.strategic import StrategicChannel
 from backchannel.protocol.errors import BackchannelError
+from backchannel.protocol.text import escaped
 
 __all__ = [
     "AGENT_REQUEST",
@@ -33,6 +36,7 @@ __all__ = [
     "JSON_OPTION",
     "PASSPHRASE_ENV",
     "CliContext",
+    "EscapingConsole",
     "cli_context",
     "default_home",
     "plain_console",
@@ -63,14 +67,46 @@ class _AgentRequest(threading.local):
 AGENT_REQUEST: Final = _AgentRequest()
 
 
+class EscapingConsole(Console):
+    """A Rich console that never prints a control, format or separator character that
+    was in a string it was given.
+
+    Every string printed, a table's cells and titles included, goes through
+    `render_str`, which escapes it with the text policy's `escaped` (line feeds and tabs
+    kept: tables and bodies span lines). So text from the counterpart or a relay cannot
+    reach the terminal as an escape sequence or a bidi override even where a command forgot
+    to pass it through `output.shown`. Rich's own styles are added after this, and are
+    not affected. Text objects built by hand bypass it: build them from `shown(...)`.
+    """
+
+    def render_str(
+        self,
+        text: str,
+        *,
+        style: str | Style = "",
+        justify: JustifyMethod | None = None,
+        overflow: OverflowMethod | None = None,
+        emoji: bool | None = None,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        highlighter: HighlighterType | None = None,
+    ) -> Text:
+        return super().render_str(
+            escaped(text, multiline=True), style=style, justify=justify, overflow=overflow,
+            emoji=emoji, markup=markup, highlight=highlight, highlighter=highlighter,
+        )
+
+
 def plain_console(*, stderr: bool = False) -> Console:
-    """A Rich console that prints text as it is.
+    """A Rich console that prints text as it is, with anything unprintable escaped.
 
     Created on use so that it writes to whatever `sys.stdout` is now (tests swap it). Names
     and messages come from the counterpart, so neither markup nor emoji codes in them are
-    interpreted; Rich drops colour by itself when the stream is not a terminal.
+    interpreted (``[bold]`` in a name prints as ``[bold]``), and control and format
+    characters are escaped (`EscapingConsole`); Rich drops colour by itself when the
+    stream is not a terminal.
     """
-    return Console(
+    return EscapingConsole(
         stderr=stderr, highlight=False, markup=False, emoji=False, width=AGENT_REQUEST.columns
     )
 
@@ -178,7 +214,8 @@ class CliContext:
         """A spinner on stderr while a network operation runs (none with `--json`)."""
         if self.json:
             return contextlib.nullcontext()
-        return self.err.status(what)
+        # A spinner reads its text as markup: give it a Text, escaped.
+        return self.err.status(Text(escaped(what)))
 
 
 def cli_context(ctx: typer.Context, as_json: bool = False) -> CliContext:
@@ -193,8 +230,9 @@ def cli_context(ctx: typer.Context, as_json: bool = False) -> CliContext:
 
 
 def _fail(message: str) -> typer.Exit:
-    # One line, on stderr, so that a script can show it as it is.
-    typer.echo(f"error: {message}", err=True)
+    # One line, on stderr, so that a script can show it as it is. It may quote a name or
+    # a URL from the other side: escaped, and on one line.
+    typer.echo(f"error: {escaped(message)}", err=True)
     return typer.Exit(1)
 
 

@@ -40,7 +40,7 @@ from backchannel.cli.demo_script import (
     RED_LINE_TITLE,
     WHILE_OFFLINE,
 )
-from backchannel.cli.output import local_time, short_id
+from backchannel.cli.output import local_time, short_id, shown
 from backchannel.client.engine import Principal
 from backchannel.client.strategic import StrategicChannel
 from backchannel.dialogue import (
@@ -95,7 +95,9 @@ class Narrator:
         if self.console is None:
             return
         width = max(self.console.width - _INDENT, 20)
-        for line in Text(text, style=style or "").wrap(self.console, width):
+        # A hand-built Text skips the console's escaping: escape it here.
+        quoted = Text(shown(text, multiline=True), style=style or "")
+        for line in quoted.wrap(self.console, width):
             line.rstrip()
             self.console.print(Text(" " * _INDENT) + line, soft_wrap=True)
 

@@ -97,6 +97,7 @@ def _view_events(connection: object, *, as_json: bool) -> int:
     import json
 
     from backchannel.client.agent.client import AgentConnection
+    from backchannel.protocol.text import escaped, json_escaped
 
     assert isinstance(connection, AgentConnection)
     hello = connection.call("hello")
@@ -106,10 +107,12 @@ def _view_events(connection: object, *, as_json: bool) -> int:
         )
     try:
         for message in connection.events():
+            # Events carry the counterpart's names and texts: nothing raw a terminal acts on.
             if as_json:
-                sys.stdout.write(json.dumps(message.get("event"), ensure_ascii=False) + "\n")
+                event = json.dumps(message.get("event"), ensure_ascii=False)
+                sys.stdout.write(json_escaped(event) + "\n")
             else:
-                sys.stdout.write(f"{message.get('text', '')}\n")
+                sys.stdout.write(escaped(str(message.get("text", "")), multiline=True) + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 130

@@ -22,6 +22,7 @@ from backchannel.cli.output import (
     precedence_label,
     send_json,
     short_id,
+    shown,
     sync_json,
 )
 from backchannel.client.engine import InboxEntry, Principal, SyncReport
@@ -124,9 +125,9 @@ def _print_sync(
         + (f", {report.rejected} rejected (tampered or not for us)" if report.rejected else "")
         + "."
     )
-    for name, count in Counter(e.channel for e in new).items():
+    for name, count in Counter(shown(e.channel) for e in new).items():
         state.out.print(f"{count} new in '{name}': backchannel read {name}")
-    for name in report.new_channels:
+    for name in map(shown, report.new_channels):
         state.out.print(f"New channel '{name}'. Compare the safety number: "
                         f"backchannel verify {name}")
     if report.escalated:
@@ -138,7 +139,9 @@ def _print_sync(
     if report.line_tests_answered:
         state.out.print(f"Answered {report.line_tests_answered} line test(s).")
     for url, reason in report.relays_down.items():
-        state.err.print(f"relay {url} is unreachable ({reason}); "
+        # The URL came from an invite; the reason is the client's own words for what the
+        # relay did (`transport.relay_error_text`), escaped once more all the same.
+        state.err.print(f"relay {shown(url)} is unreachable ({shown(reason)}); "
                         "what is queued for it stays queued")
 
 
@@ -198,13 +201,13 @@ def inbox(
 
 def _print_message(state: CliContext, entry: InboxEntry) -> None:
     urgency = precedence_label(entry.precedence, entry.ack_within_ms)
-    state.out.print(f"{entry.channel} #{entry.seq} · sent "
+    state.out.print(f"{shown(entry.channel)} #{entry.seq} · sent "
                     f"{local_time(entry.sent_at_ms)} · id {short_id(entry.message_id)}"
                     + (f" · {urgency}" if urgency else ""), style="bold")
-    state.out.print(entry.text)
+    state.out.print(shown(entry.text, multiline=True))
     if entry.ack_within_ms:
         # Reading sends a read receipt, which is not an acknowledgement: say what is.
-        state.out.print(f"Acknowledge: backchannel ack {entry.channel} "
+        state.out.print(f"Acknowledge: backchannel ack {shown(entry.channel)} "
                         f"{short_id(entry.message_id)} (or hold it: backchannel hold ...)",
                         style="dim")
     state.out.print()
@@ -230,7 +233,7 @@ def read(
         emit_json({"messages": [message_json(e) for e in entries]})
         return
     if not entries:
-        state.out.print(f"No unread messages in '{name}'.")
+        state.out.print(f"No unread messages in '{shown(name)}'.")
         return
     for entry in entries:
         _print_message(state, entry)

@@ -8,7 +8,7 @@ board. Receipts, line tests and notes have their own ways of being shown.
 
 from __future__ import annotations
 
-from backchannel.cli.output import local_time, short_id
+from backchannel.cli.output import local_time, short_id, shown
 from backchannel.client.records import MessageRecord
 from backchannel.dialogue import (
     Ack,
@@ -41,32 +41,38 @@ def describe(peer: str, record: MessageRecord) -> str | None:
         body = decode_body(record.kind, bytes.fromhex(record.body))
     except RemoteProtocolError:
         return None
+    # Every string below but our own words and ids is the counterpart's.
+    peer = shown(peer)
     mine = short_id(record.message_id)
     match body:
         case Ack(message_id=target):
             return f"{peer} acknowledged your note {_id(target)}"
         case Hold(message_id=target, expected_by_ms=by, text=text):
-            said = f": {text}" if text else ""
+            said = f": {shown(text, multiline=True)}" if text else ""
             return (f"{peer} holds {_id(target)}: received, answer expected by "
                     f"{local_time(by)}{said}")
         case Clarify(target_id=target, question=question):
-            return (f"{peer} asks about {_id(target)} (request {mine}): {question} "
+            return (f"{peer} asks about {_id(target)} (request {mine}): "
+                    f"{shown(question, multiline=True)} "
                     f"- backchannel answer {peer} {mine} TEXT")
         case Answer(request_id=request, text=text):
-            return f"{peer} answered your request {_id(request)}: {text}"
+            return (f"{peer} answered your request {_id(request)}: "
+                    f"{shown(text, multiline=True)}")
         case RedLine(redline_id=rid, version=version, title=title):
-            return (f"{peer} declared red line {_id(rid)} version {version}: {title} "
-                    f"- backchannel redline ack {peer} {_id(rid)}")
+            return (f"{peer} declared red line {_id(rid)} version {version}: "
+                    f"{shown(title)} - backchannel redline ack {peer} {_id(rid)}")
         case RedLineAck(redline_id=rid, version=version):
             return f"{peer} acknowledged (understood) your red line {_id(rid)} version {version}"
         case AgendaPropose(round=number, title=title):
-            return f"{peer} proposes for round {number} (item {mine}): {title}"
+            return f"{peer} proposes for round {number} (item {mine}): {shown(title)}"
         case AgendaAccept(item_id=item):
             return f"{peer} accepted agenda item {_id(item)}"
         case AgendaDecline(item_id=item, reason=reason):
-            return f"{peer} declined agenda item {_id(item)}" + (f": {reason}" if reason else "")
+            why = f": {shown(reason, multiline=True)}" if reason else ""
+            return f"{peer} declined agenda item {_id(item)}{why}"
         case RecordPropose(record_id=rid, version=version, statement=statement):
-            return (f"{peer} proposes record {_id(rid)} version {version}: {statement.title} "
+            return (f"{peer} proposes record {_id(rid)} version {version}: "
+                    f"{shown(statement.title)} "
                     f"- read it: backchannel record show {peer} {_id(rid)}")
         case RecordSign(record_id=rid, version=version):
             return f"{peer} co-signed record {_id(rid)} version {version}: it is on the record"

@@ -3,6 +3,12 @@
 The JSON shapes built here are documented in `docs/cli.md`; keys are only ever added,
 never renamed or removed. Times in JSON are ISO 8601 in UTC (``...Z``) or null when
 unknown; times for people are in the local time zone.
+
+Text from the counterpart or a relay (names, titles, relay URLs, reasons, bodies) is shown
+through `shown`, which escapes every character that could act on a terminal or reorder
+what it shows (docs/threat-model.md, "Text from the other side"). JSON keeps the text,
+with such characters written as ``\\uXXXX`` escapes, so a script reads the same string
+and a terminal shows no control sequence.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from backchannel.client.engine import (
 )
 from backchannel.client.records import ChannelRecord, InviteRecord
 from backchannel.dialogue import Precedence
+from backchannel.protocol.text import escaped, json_escaped
 
 __all__ = [
     "channel_json",
@@ -31,6 +38,7 @@ __all__ = [
     "emit_json",
     "inbox_table",
     "invite_json",
+    "json_text",
     "local_time",
     "message_json",
     "precedence_label",
@@ -38,6 +46,7 @@ __all__ = [
     "relay_health_json",
     "send_json",
     "short_id",
+    "shown",
     "status_json",
     "status_table",
     "sync_json",
@@ -76,9 +85,35 @@ def local_time(ms: int, *, empty: str = "-") -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
+def shown(text: str, *, multiline: bool = False) -> str:
+    """Text from the counterpart or a relay, made safe to print: the one function every
+    output (the CLI, a future TUI) passes such text through.
+
+    Every control character (C0 and C1, so ESC and U+009B CSI), format character (bidi
+    embeddings, overrides and isolates, zero-width spaces, the BOM), line or paragraph
+    separator and lone surrogate becomes a visible escape: ``\x1b``, ``\x9b``,
+    ``<U+202E>``. Ordinary text in any script, emoji included, is returned unchanged.
+    Markup is not interpreted by our consoles (`context.plain_console`), so ``[bold]`` in a
+    name prints as ``[bold]``; print it through a console with markup on only after
+    `rich.markup.escape`.
+
+    Args:
+        text: the text, from anyone.
+        multiline: keep line feeds and tabs (a note body, a statement).
+    """
+    return escaped(text, multiline=multiline)
+
+
+def json_text(data: Any, *, indent: int | None = 2) -> str:
+    """`data` as JSON that is safe to print: non-ASCII text stays readable, and every
+    character a terminal would act on is a ``\\uXXXX`` escape (the same string once
+    parsed; `protocol.text.json_escaped`)."""
+    return json_escaped(json.dumps(data, indent=indent, ensure_ascii=False))
+
+
 def emit_json(data: dict[str, Any]) -> None:
     """Print one JSON document on stdout."""
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    typer.echo(json_text(data))
 
 
 # -- JSON shapes (docs/cli.md) -------------------------------------------------------------
@@ -205,11 +240,11 @@ def channels_table(channels: list[ChannelRecord]) -> Table:
     table.add_column("Created")
     for channel in channels:
         table.add_row(
-            channel.name,
+            shown(channel.name),
             short_id(channel.channel_id),
             channel.role,
             _yes_no(channel.verified),
-            "\n".join(link.url for link in channel.links),
+            "\n".join(shown(link.url) for link in channel.links),
             local_time(channel.created_at_ms),
         )
     return table
@@ -226,13 +261,13 @@ def inbox_table(entries: list[InboxEntry]) -> Table:
     table.add_column("Text")
     for entry in entries:
         table.add_row(
-            entry.channel,
+            shown(entry.channel),
             str(entry.seq),
             short_id(entry.message_id),
             precedence_label(entry.precedence, entry.ack_within_ms),
             local_time(entry.sent_at_ms),
             local_time(entry.read_at_ms, empty="unread"),
-            entry.text,
+            shown(entry.text, multiline=True),
         )
     return table
 
@@ -252,17 +287,20 @@ def _gaps(gaps: tuple[tuple[int, int], ...]) -> str:
 
 
 def _relay_line(health: RelayHealth) -> str:
+    # The URL came from an invite; the error was stored from a relay's failure, possibly
+    # by an older version that kept the relay's own words: both escaped.
+    url = shown(health.url)
     if health.up:
-        return f"{health.url}\n  up (last reached {local_time(health.last_ok_ms)})"
+        return f"{url}\n  up (last reached {local_time(health.last_ok_ms)})"
     if health.last_error_ms:
-        return (f"{health.url}\n  down since {local_time(health.last_error_ms)}"
-                f" ({health.last_error})")
-    return f"{health.url}\n  not tried yet"
+        return (f"{url}\n  down since {local_time(health.last_error_ms)}"
+                f" ({shown(health.last_error)})")
+    return f"{url}\n  not tried yet"
 
 
 def _relays(status: ChannelStatus) -> str:
     if not status.relay_health:
-        return "\n".join(status.relays)
+        return "\n".join(shown(url) for url in status.relays)
     return "\n".join(_relay_line(h) for h in status.relay_health)
 
 
@@ -272,13 +310,13 @@ def status_table(statuses: list[ChannelStatus]) -> Table:
     table = Table(title="Channel status")
     table.add_column("")
     for s in statuses:
-        table.add_column(s.name)
+        table.add_column(shown(s.name))
     rows: tuple[tuple[str, list[str]], ...] = (
         ("Verified", [_yes_no(s.verified) for s in statuses]),
         ("Identity key", ["CHANGED: verify before sending" if s.identity_changed and not
                           s.verified else "unchanged" for s in statuses]),
         ("Relays", [_relays(s) for s in statuses]),
-        ("Relays lost", [", ".join(s.relays_lost) or "none" for s in statuses]),
+        ("Relays lost", [", ".join(map(shown, s.relays_lost)) or "none" for s in statuses]),
         ("Last heard", [local_time(s.last_heard_ms, empty="never") for s in statuses]),
         ("Sent / delivered / read", [f"{s.sent} / {s.delivered} / {s.read}" for s in statuses]),
         ("Received / unread", [f"{s.received} / {s.unread}" for s in statuses]),

@@ -11,8 +11,10 @@ from typing import Any, Final
 import typer
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
-from backchannel.cli.output import channel_json, emit_json, local_time, utc_time
+from backchannel.cli.output import channel_json, emit_json, local_time, shown, utc_time
 from backchannel.client.engine import Principal
+from backchannel.protocol.errors import LocalProtocolError
+from backchannel.protocol.text import check_relay_url, escaped
 
 __all__ = ["parse_ttl", "register"]
 
@@ -75,10 +77,22 @@ def _qr_format(path: Path | None) -> None:
                                  param_hint="--qr-file")
 
 
+def _relay_urls(urls: list[str]) -> list[str]:
+    """Refuse a URL that is not wss:// (ws:// only to this machine) before asking for the
+    passphrase or connecting: the tokens in an invite travel in the clear over ws://."""
+    for url in urls:
+        try:
+            check_relay_url(url)
+        except LocalProtocolError as error:
+            raise typer.BadParameter(escaped(str(error)), param_hint="--relay") from None
+    return urls
+
+
 def invite(
     ctx: typer.Context,
     relays: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
-        ..., "--relay", metavar="URL", help="A relay for the channel (ws:// or wss://); repeat."
+        ..., "--relay", metavar="URL", callback=_relay_urls,
+        help="A relay for the channel (wss://, or ws:// on this machine); repeat.",
     ),
     ttl: str = typer.Option("7d", "--ttl", help="How long the code stays valid: 90s, 12h, 7d."),
     qr: bool = typer.Option(False, "--qr", help="Also show the code as a QR code."),
@@ -141,8 +155,11 @@ def accept(
     if state.json:
         emit_json({"channel": channel_json(channel)})
         return
-    state.out.print(f"Joined channel '{channel.name}'; the first message is on its way.")
-    state.out.print(f"Now compare the safety number: backchannel verify {channel.name}")
+    # The name is the inviter's, from the invite: escaped, so it cannot clear the screen
+    # and print a fake "verified" over the hint below.
+    joined = shown(channel.name)
+    state.out.print(f"Joined channel '{joined}'; the first message is on its way.")
+    state.out.print(f"Now compare the safety number: backchannel verify {joined}")
 
 
 def verify(
@@ -174,21 +191,22 @@ def verify(
                    "identity_changed": record.identity_changed})
         return
     out = state.out
-    out.print(f"Safety number of channel '{record.name}':\n")
+    peer = shown(record.name)
+    out.print(f"Safety number of channel '{peer}':\n")
     for row in range(0, len(groups), 4):
         out.print("    " + " ".join(groups[row : row + 4]))
     out.print("\n    " + " ".join(words[:6]) + "\n    " + " ".join(words[6:]) + "\n")
     if record.identity_changed and not confirm and not verified:
-        out.print(f"Warning: '{record.name}' has a different identity key than an earlier "
+        out.print(f"Warning: '{peer}' has a different identity key than an earlier "
                   "channel of that name. Sending waits until you compare this number "
                   "with your counterpart and confirm it.", style="bold")
     if confirm:
-        out.print(f"Recorded: channel '{record.name}' is verified.")
+        out.print(f"Recorded: channel '{peer}' is verified.")
     elif verified:
         out.print("Verified: you confirmed this number earlier.")
     else:
         out.print("Not verified yet. If it matches your counterpart's: "
-                  f"backchannel verify {record.name} --confirm")
+                  f"backchannel verify {peer} --confirm")
 
 
 def whoami(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
-from backchannel.cli.output import emit_json, local_time, short_id
+from backchannel.cli.output import emit_json, local_time, short_id, shown
 from backchannel.client.errors import ClientError
 from backchannel.client.strategic import StrategicChannel
 from backchannel.dialogue import (
@@ -197,20 +197,22 @@ def _show_one(state: CliContext, strategic: StrategicChannel, ref: str) -> None:
             **shape, "texts": {v.language: v.text for v in latest.statement.versions}}})
         return
     out = state.out
+    # The title, the texts and the name may be the counterpart's: shown escaped, so that
+    # what is displayed is the order of the bytes both sides sign.
     out.print(f"Record {record_id.hex()} version {latest.version}: "
-              f"{_record_state(view, strategic.name)}", style="bold")
-    out.print(f"Title:     {latest.statement.title}")
+              f"{shown(_record_state(view, strategic.name))}", style="bold")
+    out.print(f"Title:     {shown(latest.statement.title)}")
     out.print(f"Statement: {latest.statement_hash.hex()}")
-    who = "you" if latest.proposed_by is Side.OURS else strategic.name
+    who = "you" if latest.proposed_by is Side.OURS else shown(strategic.name)
     out.print(f"Proposed by {who}, signed {local_time(latest.proposal.signed_at_ms)}")
     if latest.cosignature is not None:
-        other = strategic.name if latest.proposed_by is Side.OURS else "you"
+        other = shown(strategic.name) if latest.proposed_by is Side.OURS else "you"
         out.print(f"Co-signed by {other}, signed {local_time(latest.cosignature.signed_at_ms)}")
     for v in latest.statement.versions:
         out.print()
         out.print(f"=== {v.language}{', authoritative' if v.authoritative else ''} ===",
                   style="bold")
-        out.print(v.text)
+        out.print(shown(v.text, multiline=True))
     earlier = [f"v{v.version} {v.status.value}" for v in view.versions[:-1]]
     if earlier:
         out.print()
@@ -306,7 +308,7 @@ def _print_verified(state: CliContext, path: str, verified: VerifiedRecord) -> N
     out.print(f"VALID: {path} is an agreed record signed by both parties and unchanged "
               "since.", style="bold green")
     out.print(f"Record:        {verified.record_id.hex()} version {verified.version}")
-    out.print(f"Title:         {verified.statement.title}")
+    out.print(f"Title:         {shown(verified.statement.title)}")
     out.print(f"Statement:     {verified.statement_hash.hex()}")
     for line in (_signer_lines(verified.proposer, "Proposed by: ")
                  + _signer_lines(verified.cosigner, "Co-signed by:")):
@@ -315,7 +317,7 @@ def _print_verified(state: CliContext, path: str, verified: VerifiedRecord) -> N
         out.print()
         out.print(f"=== {v.language}{', authoritative' if v.authoritative else ''} ===",
                   style="bold")
-        out.print(v.text)
+        out.print(shown(v.text, multiline=True))
     out.print()
     out.print("The keys name who signed; to know which principals hold them, compare them "
               "with keys you obtained from those principals.", style="dim")

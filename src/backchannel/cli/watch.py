@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shlex
 import shutil
 import signal
@@ -27,11 +26,13 @@ from backchannel.cli.durations import parse_duration
 from backchannel.cli.narrate import describe
 from backchannel.cli.output import (
     emit_json,
+    json_text,
     local_time,
     message_json,
     precedence_label,
     send_json,
     short_id,
+    shown,
 )
 from backchannel.client.engine import InboxEntry, Principal, SyncReport
 from backchannel.client.errors import ClientError
@@ -81,9 +82,9 @@ class _Observer:
                 state = "up" if health.up else "down"
                 # The URL came from an invite and the reason partly from the relay: shown
                 # with anything unprintable escaped, never as terminal control sequences.
-                reason = "" if health.up else f" ({_printable(health.last_error)})"
+                reason = "" if health.up else f" ({shown(health.last_error)})"
                 self.emit({"event": "relay", "url": url, "up": health.up},
-                          f"relay {_printable(url)} is {state}{reason}")
+                          f"relay {shown(url)} is {state}{reason}")
             self.relays[url] = health.up
 
     def look(self, *, report: bool = True) -> None:
@@ -159,12 +160,6 @@ class _Observer:
             self.look()
 
 
-def _printable(text: str) -> str:
-    """`text` with every unprintable character (controls, format characters such as bidi
-    overrides, separators) written as a visible escape."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
 def _kind_name(kind: int) -> str:
     try:
         return DialogueKind(kind).name.lower()
@@ -175,17 +170,18 @@ def _kind_name(kind: int) -> str:
 def _emitter(state: CliContext) -> Emit:
     def emit(event: dict[str, Any], line: str) -> None:
         # typer.echo flushes, so a process reading our stdout sees each event at once;
-        # counterpart text is printed as it is, never read as markup.
+        # counterpart text is never read as markup, and anything in it a terminal would
+        # act on is escaped (`shown`; the line already is, this is once more).
         if state.json:
             emit_json_line(event)
         else:
-            typer.echo(f"{local_time(_now_ms())} {line}")
+            typer.echo(f"{local_time(_now_ms())} {shown(line, multiline=True)}")
     return emit
 
 
 def emit_json_line(event: dict[str, Any]) -> None:
     """One JSON object per line (`watch --json` prints a stream of events)."""
-    typer.echo(json.dumps(event, ensure_ascii=False))
+    typer.echo(json_text(event, indent=None))
 
 
 def _now_ms() -> int:
@@ -233,6 +229,7 @@ async def serve_as_agent(principal: Principal, emit: Emit) -> SyncReport:
     server = AgentServer(principal, run_forwarded, on_stop=stop.set, intents=intent_argv)
 
     def both(event: dict[str, Any], line: str) -> None:
+        line = shown(line, multiline=True)
         emit(event, line)
         server.broadcast(event, f"{local_time(_now_ms())} {line}")
 

@@ -6,6 +6,10 @@ layers over it.
     ...
     await principal.send("beijing", "text")
     report = await principal.sync()
+
+Names, texts, relay URLs and errors in what it returns may come from the counterpart or a
+relay: an interface shows each through `escaped` (the CLI's `output.shown`), so nothing in
+them can act on a terminal or reorder what is shown (docs/threat-model.md).
 """
 
 from backchannel.client.engine import (
@@ -27,6 +31,7 @@ from backchannel.client.errors import (
 )
 from backchannel.client.keystore import KdfParameters
 from backchannel.client.records import ChannelRecord
+from backchannel.protocol.text import escaped
 
 __all__ = [
     "DEFAULT_INVITE_TTL_MS",
@@ -44,4 +49,5 @@ __all__ = [
     "StateCorrupted",
     "SyncReport",
     "WrongPassphrase",
+    "escaped",
 ]

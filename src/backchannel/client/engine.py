@@ -53,7 +53,9 @@ from backchannel.client.state.shared import ClientState, store_identity
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity, safety_number
 from backchannel.protocol.e2e.primitives import Rng
+from backchannel.protocol.errors import UnsafeText
 from backchannel.protocol.message import MessageKind
+from backchannel.protocol.text import check_safe_text
 
 __all__ = [
     "DEFAULT_INVITE_TTL_MS",
@@ -124,11 +126,18 @@ class Principal:
         """Create a principal with a fresh identity in `home`.
 
         Raises:
-            ClientError: the name is empty or too long, or `home` already has a principal.
+            ClientError: the name is empty, too long or has a character the text policy
+                refuses (`protocol.text`), or `home` already has a principal.
         """
         name = name.strip()
-        if not 1 <= len(name.encode()) <= 64:
+        if not 1 <= len(name.encode(errors="surrogatepass")) <= 64:
             raise ClientError("a name is 1 to 64 bytes of text")
+        try:
+            # The counterpart's client refuses such a name in our invite or hello; say so
+            # now rather than after the first invite.
+            check_safe_text(name, "the name")
+        except UnsafeText as error:
+            raise ClientError(str(error)) from None
         if not passphrase:
             raise ClientError("a passphrase is required to encrypt the local state")
         lock = HomeLock(home)

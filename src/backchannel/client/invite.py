@@ -4,6 +4,9 @@ An invite carries everything the joiner needs to open a channel: the relays, a o
 mailbox on each (its id and *send* token only), and the inviter's prekey bundle. It is
 signed by the inviter's identity key over all of it, so a relay URL or a mailbox swapped in
 transit is refused; swapping the identity too is what the safety-number comparison catches.
+Names and relay URLs obey the text policy (`protocol.text`): a name with a control, format
+or separator character, or a relay that is not wss:// (nor ws:// on loopback), is refused
+when decoded, before anything is stored (docs/protocol.md §8).
 
 Binary layout, then ``BC1-`` + base64url without padding::
 
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -24,8 +26,14 @@ from backchannel.client.errors import InviteRefused
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.prekeys import PrekeyBundle
 from backchannel.protocol.envelope import MAILBOX_ID_SIZE
-from backchannel.protocol.errors import RemoteProtocolError
+from backchannel.protocol.errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsafeRemoteText,
+    UnsafeText,
+)
 from backchannel.protocol.relayframes import TOKEN_SIZE
+from backchannel.protocol.text import check_relay_url, check_safe_text
 from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
@@ -56,6 +64,25 @@ _MAX_BUNDLE: Final = 4096
 _MAX_CODE: Final = 16384
 
 
+class _PolicyRefused(RemoteProtocolError):
+    """Well-formed, but with text the text policy refuses (`protocol.text`): a name that
+    would write to the terminal, a relay that is not wss://. Told apart from damage so the
+    principal reads what is wrong with the code instead of "damaged"."""
+
+
+class _UnsafeName(_PolicyRefused, UnsafeRemoteText):
+    """A name with a character the text policy refuses."""
+
+
+def _read_name(r: Reader, what: str) -> str:
+    name = r.text16(MAX_NAME_LENGTH)
+    try:
+        check_safe_text(name, what)
+    except UnsafeText as error:
+        raise _UnsafeName(str(error), error.field, error.code_point) from None
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class RelayAddress:
     """Where and how to deposit into one mailbox: a relay URL, a mailbox, its send token."""
@@ -71,8 +98,11 @@ class RelayAddress:
     @classmethod
     def read(cls, r: Reader) -> RelayAddress:
         url = r.text16(MAX_URL_LENGTH)
-        if not re.match(r"^wss?://", url):
-            raise RemoteProtocolError("relay URL must start with ws:// or wss://")
+        try:
+            # wss://, or ws:// to this machine only: the send token travels in it.
+            check_relay_url(url)
+        except LocalProtocolError as error:
+            raise _PolicyRefused(str(error)) from None
         return cls(url, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
 
 
@@ -119,7 +149,8 @@ class Invite:
         """Parse, verify and check the expiry of an invite code.
 
         Raises:
-            InviteRefused: damaged, tampered with, or expired (the message says which).
+            InviteRefused: damaged, tampered with, expired, or with a name or relay URL the
+                text policy refuses (`protocol.text`; the message says which).
         """
         text = "".join(code.split())
         if not text.startswith(INVITE_PREFIX):
@@ -136,11 +167,13 @@ class Invite:
             if r.fixed(3) != _MAGIC or r.u8() != _VERSION:
                 raise RemoteProtocolError("unknown invite format")
             invite_id, expires = r.fixed(16), r.u64()
-            name = r.text16(MAX_NAME_LENGTH)
+            name = _read_name(r, "the name in the invite")
             relays = _read_relays(r)
             bundle = PrekeyBundle.decode(r.bytes16(_MAX_BUNDLE))
             signature = r.fixed(64)
             r.finish()
+        except _PolicyRefused as error:
+            raise InviteRefused(f"invite code refused: {error}") from None
         except RemoteProtocolError as error:
             raise InviteRefused(f"invite code is damaged or tampered with ({error})") from None
         invite = cls(invite_id, expires, name, relays, bundle, signature)
@@ -165,8 +198,14 @@ class Hello:
 
     @classmethod
     def decode(cls, data: bytes) -> Hello:
+        """Parse a hello.
+
+        Raises:
+            RemoteProtocolError: malformed, or a name or relay URL the text policy refuses
+                (nothing is stored: the inviter counts the hello as rejected).
+        """
         r = Reader(data, "hello")
-        hello = cls(r.text16(MAX_NAME_LENGTH), _read_relays(r))
+        hello = cls(_read_name(r, "the name in the hello"), _read_relays(r))
         r.finish()
         return hello
 
@@ -188,6 +227,11 @@ class Move:
 
     @classmethod
     def decode(cls, data: bytes) -> Move:
+        """Parse a move.
+
+        Raises:
+            RemoteProtocolError: malformed, or a relay URL the text policy refuses.
+        """
         r = Reader(data, "move")
         move = cls(_read_relays(r))
         r.finish()

@@ -15,9 +15,10 @@ from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import MailboxCaps, RelayClosed, RelayRequestError
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
 from backchannel.protocol.e2e.session import Session, starts_session
-from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
+from backchannel.protocol.errors import DecryptionFailed, LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.message import Message
 from backchannel.protocol.relayframes import ErrorCode
+from backchannel.protocol.text import check_relay_url, check_safe_text
 
 __all__ = ["DEFAULT_INVITE_TTL_MS", "Pairing"]
 
@@ -57,6 +58,12 @@ class Pairing:
         urls = list(dict.fromkeys(relays))
         if not urls:
             raise ClientError("an invite needs at least one relay (--relay URL)")
+        for url in urls:
+            try:
+                # Before any connection: the joiner's client would refuse the code anyway.
+                check_relay_url(url)
+            except LocalProtocolError as error:
+                raise ClientError(str(error)) from None
         pool = RelayPool()
         links: list[Link] = []
         channel_links: list[Link] = []
@@ -112,6 +119,11 @@ class Pairing:
     async def accept(self, code: str, *, name: str | None = None) -> ChannelRecord:
         """See `Principal.accept`."""
         state = self._state
+        if name is not None:
+            try:
+                check_safe_text(name, "the channel's name")
+            except LocalProtocolError as error:
+                raise ClientError(str(error)) from None
         invite = Invite.from_code(code, state.clock())
         if invite.bundle.identity == state.identity.public:
             raise InviteRefused("this is your own invite: give it to your counterpart")

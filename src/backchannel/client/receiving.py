@@ -38,7 +38,12 @@ from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.ratchet import DuplicateMessage, TooFarAhead
 from backchannel.protocol.envelope import Envelope
-from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
+from backchannel.protocol.errors import (
+    DecryptionFailed,
+    RemoteProtocolError,
+    UnsafeRemoteText,
+    describe_char,
+)
 from backchannel.protocol.message import GENESIS_HASH, Message, MessageKind
 
 __all__ = ["DIGEST_KEEP_MS", "Deferred", "Receiver", "inbox_entry"]
@@ -60,12 +65,16 @@ def inbox_entry(channel: ChannelRecord, record: MessageRecord) -> InboxEntry:
     if record.kind == MessageKind.NOTE:
         try:
             note = decode_body(record.kind, raw)
+        except UnsafeRemoteText as error:
+            # Say which character, by its code point: the principal learns why the note
+            # was refused, and its text is never shown.
+            note = None
+            text = f"(note refused: its text contains {describe_char(chr(error.code_point))})"
         except RemoteProtocolError:
             note = None
+            text = "(malformed note)"
         if isinstance(note, Note):
             precedence, ack_within, text = note.precedence, note.ack_within_ms, note.text
-        else:
-            text = "(malformed note)"
     return InboxEntry(
         channel.name,
         record.message_id,

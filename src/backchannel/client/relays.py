@@ -15,9 +15,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Final
 
-from websockets.exceptions import InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from backchannel.client.transport import DEFAULT_REQUEST_TIMEOUT, RelayClient
+from backchannel.protocol.text import escaped
 
 __all__ = ["CONNECT_TIMEOUT", "MAX_RETRY_DELAY", "RelayPool"]
 
@@ -79,7 +80,9 @@ class RelayPool:
                     ),
                     self.connect_timeout,
                 )
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as error:
+            # ValueError: a URL that `urlsplit` cannot read (a stray "[" makes it an IPv6
+            # literal); decoders refuse those now, but one stored earlier must not end a sync.
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as error:
                 self.failures[url] = _describe(error)
                 return None
             self.clients[url] = client
@@ -128,8 +131,22 @@ class RelayPool:
 
 
 def _describe(error: BaseException) -> str:
+    """Why a connection failed, in the client's own words.
+
+    A handshake error's text can quote what the server sent (a header, a status line), so
+    it is never used: a relay writes nothing that reaches the principal's terminal. The
+    operating system's words (a TLS or DNS failure) are kept, escaped.
+    """
     if isinstance(error, TimeoutError):
         return "timed out"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
-    return str(error) or type(error).__name__
+    if isinstance(error, InvalidStatus):
+        return f"the relay answered HTTP {int(error.response.status_code)}, not a WebSocket"
+    if isinstance(error, InvalidURI | ValueError):
+        return "not a valid relay URL"
+    if isinstance(error, InvalidHandshake):
+        return "the WebSocket handshake with the relay failed"
+    if isinstance(error, OSError) and error.strerror:
+        return escaped(error.strerror)
+    return escaped(str(error)) or type(error).__name__

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Final, TypeVar
 
 from websockets.asyncio.client import ClientConnection as WebSocket
@@ -42,6 +43,7 @@ from backchannel.protocol.relayframes import (
     Delete,
     Deleted,
     Delivery,
+    ErrorCode,
     Fetch,
     Fetched,
     Ping,
@@ -52,17 +54,20 @@ from backchannel.protocol.relayframes import (
     Subscribed,
     token_hash,
 )
+from backchannel.protocol.text import escaped
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "KEEPALIVE_INTERVAL",
     "KEEPALIVE_TIMEOUT",
+    "RELAY_ERROR_TEXT",
     "MailboxCaps",
     "RelayBrokeProtocol",
     "RelayClient",
     "RelayClosed",
     "RelayRequestError",
     "RelayTimeout",
+    "relay_error_text",
 ]
 
 # Seconds to wait for the WebSocket opening handshake.
@@ -83,13 +88,45 @@ _CLOSE_TIMEOUT: Final = 1.0
 _Answer = TypeVar("_Answer")
 
 
+# What the client says for each relay error code (docs/relay.md, "Error codes"). A relay's
+# own reason string is free text from a party we do not trust: it never reaches a message,
+# a log or the terminal; the code, which the relay cannot make say anything else, does.
+RELAY_ERROR_TEXT: Final[Mapping[ErrorCode, str]] = MappingProxyType({
+    ErrorCode.MALFORMED: "the relay could not read the request",
+    ErrorCode.UNKNOWN_COMMAND: "the relay does not know this request",
+    ErrorCode.UNSUPPORTED_VERSION: "the relay does not speak this protocol version",
+    ErrorCode.RATE_LIMITED: "the relay is limiting requests from this address; try later",
+    ErrorCode.UNAUTHORIZED: "the relay has no such mailbox, or the token does not open it",
+    ErrorCode.MAILBOX_EXISTS: "a mailbox with this id already exists on the relay",
+    ErrorCode.QUOTA_EXCEEDED: "the mailbox on the relay is full until its owner fetches",
+    ErrorCode.BAD_ENVELOPE: "the relay refused the envelope for this mailbox",
+    ErrorCode.TOO_MANY_SUBSCRIPTIONS: "too many subscriptions on one relay connection",
+    ErrorCode.UNAVAILABLE: "the relay is unavailable for now; try later",
+    ErrorCode.INTERNAL: "the relay failed (an error inside the relay)",
+})
+
+
+def relay_error_text(code: int) -> str:
+    """The client's own words for a relay error code (``error 12: the mailbox ...``)."""
+    try:
+        text = RELAY_ERROR_TEXT[ErrorCode(code)]
+    except (ValueError, KeyError):  # a code this client does not know
+        text = "the relay refused the request"
+    return f"relay error {code}: {text}"
+
+
 class RelayRequestError(BackchannelError):
-    """The relay refused a request; ``code`` is its `ErrorCode` value."""
+    """The relay refused a request; ``code`` is its `ErrorCode` value.
+
+    The message is the client's own text for the code (`relay_error_text`). The relay's
+    reason is kept, escaped (`protocol.text.escaped`), in ``relay_reason`` for debugging
+    only: it is free text from the relay, and is never shown.
+    """
 
     def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"relay error {code}: {reason}")
+        super().__init__(relay_error_text(code))
         self.code = code
-        self.reason = reason
+        self.relay_reason = escaped(reason)
 
 
 class RelayClosed(BackchannelError):

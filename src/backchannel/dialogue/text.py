@@ -1,25 +1,29 @@
 """The rules every text field of a dialogue body obeys, and the strict decoding scope.
 
 Text is shown to a principal, printed in a terminal and, for agreed records, to a third
-party. So it must be valid UTF-8 within its bound, and it may not carry control characters
-that could rewrite what a terminal shows (escape sequences, carriage returns). Multi-line
-text may contain line feeds and tabs; titles, tags and one-line fields may not.
+party. So it must be valid UTF-8 within its bound, and it obeys the text policy
+(`backchannel.protocol.text`): no control characters that could rewrite what a terminal
+shows (escape sequences, carriage returns), no format characters that reorder or hide text
+(bidi overrides and isolates, zero-width spaces), no line or paragraph separators.
+Multi-line text may contain line feeds, tabs and the zero-width joiners (which only shape
+glyphs: emoji, Persian, the Indic scripts); titles, tags and one-line fields may not. So a
+statement both sides sign shows in every viewer in the order of its bytes.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
 
-from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.errors import (
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsafeRemoteText,
+    UnsafeText,
+)
+from backchannel.protocol.text import check_safe_text
 
 __all__ = ["check_id", "check_line", "check_text", "check_time", "decoding"]
-
-# The only control characters multi-line text may carry.
-_ALLOWED_CONTROLS: Final = frozenset("\n\t")
-
 
 def _check_encodable(value: str, max_bytes: int, what: str, *, allow_empty: bool) -> None:
     try:
@@ -42,25 +46,24 @@ def check_text(value: str, max_bytes: int, what: str, *, allow_empty: bool = Fal
         allow_empty: whether an empty (or blank) text is allowed.
 
     Raises:
-        LocalProtocolError: too long, empty when it may not be, or with a control character
-            other than line feed and tab.
+        LocalProtocolError: too long, or empty when it may not be.
+        UnsafeText: a character the text policy refuses in a body (a control other than
+            line feed and tab, a format character, a separator); a `LocalProtocolError`.
     """
     _check_encodable(value, max_bytes, what, allow_empty=allow_empty)
-    for char in value:
-        if char not in _ALLOWED_CONTROLS and unicodedata.category(char) == "Cc":
-            raise LocalProtocolError(f"{what} contains the control character U+{ord(char):04X}")
+    check_safe_text(value, what, multiline=True, joiners=True)
 
 
 def check_line(value: str, max_bytes: int, what: str, *, allow_empty: bool = False) -> None:
-    """Check a one-line text field (a title): like `check_text`, without line feeds or tabs.
+    """Check a one-line text field (a title, a tag): like `check_text`, without line feeds,
+    tabs or joiners.
 
     Raises:
-        LocalProtocolError: as `check_text`, or the text has a line feed or a tab.
+        LocalProtocolError: as `check_text`.
+        UnsafeText: as `check_text`, or the text has a line feed, a tab or a joiner.
     """
     _check_encodable(value, max_bytes, what, allow_empty=allow_empty)
-    for char in value:
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
-            raise LocalProtocolError(f"{what} contains the control character U+{ord(char):04X}")
+    check_safe_text(value, what)
 
 
 def check_id(value: bytes, size: int, what: str) -> None:
@@ -89,9 +92,12 @@ def decoding(what: str) -> Iterator[None]:
 
     The body dataclasses check their invariants on construction and raise
     `LocalProtocolError`, which is right when this side builds one; inside this scope the
-    same failure becomes `RemoteProtocolError`, which is right when the peer sent it.
+    same failure becomes `RemoteProtocolError`, which is right when the peer sent it
+    (`UnsafeRemoteText` for text the policy refuses, with the field and the code point).
     """
     try:
         yield
+    except UnsafeText as error:
+        raise UnsafeRemoteText(f"{what}: {error}", error.field, error.code_point) from None
     except LocalProtocolError as error:
         raise RemoteProtocolError(f"{what}: {error}") from None
