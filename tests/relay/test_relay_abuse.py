@@ -58,7 +58,7 @@ def errors(answers: list[bytes]) -> list[int]:
 
 
 async def test_frame_flood_is_refused_then_closed(tmp_path: Path, relay: RelayFactory) -> None:
-    limits = RelayLimits(frames_per_second=1.0, frame_burst=5, max_refused_in_a_row=10)
+    limits = RelayLimits(frames_per_second=1.0, frame_burst=5, flood_window=20, flood_refused=10)
     async with relay(f"sqlite:///{tmp_path / 'r.db'}", limits=limits) as server:
         answers, code = await raw_exchange(server.url, [encode(Ping(i)) for i in range(1, 40)])
         frames = [decode_response(a) for a in answers]
