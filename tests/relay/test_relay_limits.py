@@ -285,3 +285,31 @@ async def test_creation_from_many_addresses_leaves_room_for_a_fresh_one(
         assert await _create(fresh, 1)
         for ws in [*attackers, fresh]:
             await ws.close()
+
+
+async def test_non_readers_together_stay_within_the_relay_wide_budget(
+        tmp_path: Path, relay: RelayFactory) -> None:
+    from backchannel.relay.server import HEAVY_QUEUE
+
+    budget = 1024 * 1024
+    limits = RelayLimits(max_queued_bytes=budget)  # each one's own cap stays 8 MiB
+    readers = 6
+    async with relay(f"sqlite:///{tmp_path / 'r.db'}", limits=limits) as server, \
+            await RelayClient.connect(server.url) as sender:
+        caps = await sender.create_mailbox()
+        socks = [await _non_reader(server.port, f"127.0.0.{20 + i}", caps)
+                 for i in range(readers)]
+        await _wait(lambda: server.metrics.subscriptions.value == readers)
+        peak = 0
+        for n in range(200):
+            await sender.send(caps.mailbox_id, caps.send_token,
+                              envelope(caps.mailbox_id, n, size=65536))
+            peak = max(peak, sum(server._queued(c) for c in server._conns))
+            if server.metrics.connections_closed.value("slow_reader") == readers:
+                break
+        await _wait(lambda: server.metrics.connections.value == 1)
+        # The budget, plus what connections under the heavy mark hold uncounted.
+        assert peak <= budget + readers * (HEAVY_QUEUE + rf.MAX_RESPONSE_FRAME_SIZE)
+        assert peak < readers * limits.max_outbox_bytes / 4
+        for sock in socks:
+            sock.close()

@@ -76,6 +76,11 @@ DEFAULT_DELIVERY_WINDOW: Final = 512
 # transport's write buffer together); past this it is too slow and is aborted at once,
 # without a closing handshake it would not read either.
 DEFAULT_MAX_OUTBOX_BYTES: Final = 8 * 1024 * 1024
+# Bytes queued for all connections together. The per-connection cap alone lets 40
+# addresses of 64 non-reading subscribers each hold 20 GiB; past this budget the
+# connection holding the most is aborted. 256 MiB is 32 connections at their cap, far more
+# than honest readers keep queued at once (a delivery window of typical notes is 0.5 MiB).
+DEFAULT_MAX_QUEUED_BYTES: Final = 256 * 1024 * 1024
 # Group commit: at most this many operations per transaction (the research measured 64 as
 # the knee: 15x the throughput of one transaction each, 1-2 ms of added latency).
 DEFAULT_COMMIT_BATCH: Final = 256
@@ -113,6 +118,7 @@ class RelayLimits:
     max_subscriptions_per_connection: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
     delivery_window: int = DEFAULT_DELIVERY_WINDOW
     max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
     commit_batch: int = DEFAULT_COMMIT_BATCH
     sweep_interval: float = DEFAULT_SWEEP_INTERVAL
     sweep_batch: int = DEFAULT_SWEEP_BATCH

@@ -96,6 +96,11 @@ MAX_QUEUE: Final = 16
 WEBSOCKET_PATH: Final = "/"
 # Answers to a socket refused at accept, before its request is read: fixed bytes, written
 # once, then the socket is closed. Refusing must cost less than accepting.
+# A connection holding more than this counts towards the relay-wide queue budget: one full
+# delivery batch (256 KiB of envelopes) is what an honest reader has in flight at most.
+HEAVY_QUEUE: Final = 256 * 1024
+
+
 def _http_answer(status: http.HTTPStatus, text: str) -> bytes:
     body = text.encode()
     return (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: text/plain\r\n"
@@ -255,6 +260,10 @@ class RelayServer:
         # bounds by the same timeout), so a reservation never opened lapses after that.
         self._cap = ConnectionCap(self.limits.max_connections, self.limits.handshake_timeout)
         self.metrics_listen = metrics_listen
+        # Connections holding more than HEAVY_QUEUE, and a bound on what they hold
+        # together, for the relay-wide budget (`_over_budget`).
+        self._heavy: set[_Conn] = set()
+        self._heavy_bound = 0
         self._metrics_listener: MetricsListener | None = None
         # A list per mailbox, not a set: almost always one subscriber, and lists are smaller.
         self._subscribers: dict[bytes, list[_Conn]] = {}
@@ -447,6 +456,7 @@ class RelayServer:
 
     def _forget(self, conn: _Conn) -> None:
         conn.closing = True
+        self._heavy.discard(conn)
         if conn in self._conns:
             self._conns.discard(conn)
             self.metrics.connections.value -= 1
@@ -477,10 +487,43 @@ class RelayServer:
         data = encode(frame)
         conn.outbox.append(data)
         conn.outbox_bytes += len(data)
-        if self._queued(conn) > self.limits.max_outbox_bytes:
+        queued = self._queued(conn)
+        if queued > self.limits.max_outbox_bytes:
             self._abort(conn, "not reading fast enough")
             return
+        if queued > HEAVY_QUEUE and self._over_budget(conn, queued, len(data)):
+            return
         self._kick(conn)
+
+    def _over_budget(self, conn: _Conn, queued: int, added: int) -> bool:
+        """Keep the bytes queued for all connections within `max_queued_bytes`.
+
+        Only connections holding more than `HEAVY_QUEUE` are summed (an honest reader
+        rarely does). The sum is taken again only when what was queued for them since the
+        last sum could have crossed the budget, so that a send does not cost a pass over
+        every heavy connection. Over the budget, the connection holding the most is
+        aborted.
+
+        Returns:
+            Whether `conn` itself was aborted.
+        """
+        if conn in self._heavy:
+            self._heavy_bound += added
+        else:  # newly heavy: all it holds joins the bound
+            self._heavy.add(conn)
+            self._heavy_bound += queued
+        if self._heavy_bound <= self.limits.max_queued_bytes:
+            return False
+        sizes = {c: self._queued(c) for c in self._heavy if not c.closing}
+        self._heavy = {c for c, size in sizes.items() if size > HEAVY_QUEUE}
+        self._heavy_bound = sum(sizes.values())
+        if self._heavy_bound <= self.limits.max_queued_bytes:
+            return False
+        worst = max(sizes, key=sizes.__getitem__)
+        self._heavy.discard(worst)
+        self._heavy_bound -= sizes[worst]
+        self._abort(worst, "not reading fast enough")
+        return worst is conn
 
     @staticmethod
     def _queued(conn: _Conn) -> int:
