@@ -313,3 +313,29 @@ async def test_non_readers_together_stay_within_the_relay_wide_budget(
         assert peak < readers * limits.max_outbox_bytes / 4
         for sock in socks:
             sock.close()
+
+
+def test_a_penalized_key_cools_down() -> None:
+    book = AddressBook(RelayLimits(abuse_cooldown=10.0), 0.0)
+    book.penalize("198.51.100.1", 0.0)
+    assert not book.may_connect("198.51.100.1", 5.0)
+    assert book.may_connect("198.51.100.2", 5.0)
+    assert book.may_connect("198.51.100.1", 10.5)
+
+
+async def test_an_address_closed_for_abuse_waits_before_it_reconnects(
+        tmp_path: Path, relay: RelayFactory) -> None:
+    limits = RelayLimits(abuse_cooldown=0.5, max_frame_size=2048)
+    async with relay(f"sqlite:///{tmp_path / 'r.db'}", limits=limits) as server:
+        ws = await _creator(server.url, "127.0.0.40")
+        await ws.send(b"\x01\x02" + b"\x00" * 5000)
+        await ws.wait_closed()
+        assert ws.close_code == 1009
+        with pytest.raises(InvalidStatus) as refused:
+            await _creator(server.url, "127.0.0.40")
+        assert refused.value.response.status_code == 429
+        other = await _creator(server.url, "127.0.0.41")  # another address is welcome
+        await other.close()
+        await asyncio.sleep(0.6)
+        again = await _creator(server.url, "127.0.0.40")
+        await again.close()

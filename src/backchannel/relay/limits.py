@@ -57,6 +57,12 @@ DEFAULT_MAX_CONNECTIONS: Final = 4_096
 # A client on a slow mobile link upgrades in well under a second; a socket that has not
 # in 5 s is holding a slot (slowloris) and is closed.
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
+# An address whose connection was closed for abuse (a flood, malformed or oversize frames)
+# is refused new connections for this long, cheaply at accept: otherwise each reconnect
+# buys a fresh burst and a handshake the relay pays for. Long enough to make a reconnect
+# loop cost the attacker more than the relay, short enough that a household behind the
+# same NAT as a broken client waits only seconds.
+DEFAULT_ABUSE_COOLDOWN: Final = 10.0
 # Mailboxes are created once per channel and relay: 1 per second per address (burst 20) is
 # plenty for pairing. The relay-wide budget bounds the store's growth, and it is sized so
 # that a few addresses cannot use it up for everyone: draining the burst takes 50 addresses
@@ -111,6 +117,7 @@ class RelayLimits:
     max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    abuse_cooldown: float = DEFAULT_ABUSE_COOLDOWN
     creates_per_second_per_address: float = DEFAULT_CREATES_PER_SECOND_PER_ADDRESS
     create_burst_per_address: float = DEFAULT_CREATE_BURST_PER_ADDRESS
     creates_per_second: float = DEFAULT_CREATES_PER_SECOND
@@ -140,5 +147,9 @@ class RelayLimits:
             raise ValueError("connection limits must be positive")
         if self.handshake_timeout <= 0:
             raise ValueError("handshake_timeout must be positive")
+        if self.abuse_cooldown < 0:
+            raise ValueError("abuse_cooldown must not be negative")
+        if self.max_outbox_bytes < 1 or self.max_queued_bytes < 1:
+            raise ValueError("queue limits must be positive")
         if self.commit_batch < 1 or self.delivery_window < 1:
             raise ValueError("commit batch and delivery window must be positive")

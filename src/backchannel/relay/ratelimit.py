@@ -176,7 +176,7 @@ class AddressBook:
     is forgotten first (which only ever gives that key a fresh budget).
     """
 
-    __slots__ = ("_buckets", "_connections", "_global", "_limits", "_reserve")
+    __slots__ = ("_banned", "_buckets", "_connections", "_global", "_limits", "_reserve")
 
     def __init__(self, limits: RelayLimits, now: float) -> None:
         self._limits = limits
@@ -184,10 +184,34 @@ class AddressBook:
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._global = TokenBucket(limits.creates_per_second, limits.create_burst, now)
         self._reserve = limits.create_burst * CREATE_RESERVE_SHARE
+        # Keys refused until a time, after a connection of theirs was closed for abuse.
+        # In insertion order, which is expiry order: the cooldown is the same for all.
+        self._banned: OrderedDict[str, float] = OrderedDict()
 
-    def may_connect(self, key: str) -> bool:
-        """Whether another connection under `key` is allowed."""
+    def may_connect(self, key: str, now: float | None = None) -> bool:
+        """Whether another connection under `key` is allowed (at `now`, if a cooldown may
+        apply: see `penalize`)."""
+        if now is not None and self._banned and self._cooling(key, now):
+            return False
         return self._connections.get(key, 0) < self._limits.max_connections_per_address
+
+    def penalize(self, key: str, now: float) -> None:
+        """A connection under `key` was closed for abuse: refuse the key for a while."""
+        if self._limits.abuse_cooldown <= 0:
+            return
+        self._banned.pop(key, None)
+        self._banned[key] = now + self._limits.abuse_cooldown
+        while len(self._banned) > self._limits.max_tracked_addresses:
+            self._banned.popitem(last=False)
+
+    def _cooling(self, key: str, now: float) -> bool:
+        while self._banned:
+            oldest, until = next(iter(self._banned.items()))
+            if until > now:
+                break
+            del self._banned[oldest]
+        banned = self._banned.get(key)
+        return banned is not None and banned > now
 
     def connected(self, key: str) -> None:
         """Count a new connection under `key`."""

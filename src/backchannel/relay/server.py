@@ -84,6 +84,7 @@ log = logging.getLogger("backchannel.relay")
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_UNSUPPORTED_DATA: Final = 1003
 CLOSE_POLICY_VIOLATION: Final = 1008
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
 # Keepalive: a ping every 30 s finds dead peers within a minute; idle NAT mappings usually
 # live longer than that, so it also keeps quiet subscribers reachable.
 PING_INTERVAL: Final = 30.0
@@ -151,7 +152,7 @@ class _Socket(ServerConnection):
         address = _transport_peer(transport)
         if address not in relay.trusted_proxies:
             key = budget_key(address)
-            if not relay._book.may_connect(key):
+            if not relay._book.may_connect(key, relay.monotonic()):
                 self._release()
                 self._refuse(transport, _REFUSE_ADDRESS, "per_address_limit")
                 return
@@ -399,7 +400,7 @@ class RelayServer:
         sock = _as_socket(connection)
         if sock.key is None:  # from a trusted proxy: the request names the client
             key = budget_key(self._address(connection))
-            if not self._book.may_connect(key):
+            if not self._book.may_connect(key, self.monotonic()):
                 self.metrics.connections_refused.inc(label_value="per_address_limit")
                 return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
                                           "too many connections from your address\n")
@@ -447,8 +448,9 @@ class RelayServer:
                 # p50 100 ms to under 1 ms beside 16 flooders), and costs no measurable
                 # throughput (bench/relay.py, 10 connections, window 8).
                 await asyncio.sleep(0)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as closed:
+            if closed.sent is not None and closed.sent.code == CLOSE_MESSAGE_TOO_BIG:
+                self._book.penalize(conn.address, self.monotonic())  # websockets closed it
         finally:
             self._forget(conn)
             if self.log_addresses:
@@ -470,10 +472,13 @@ class RelayServer:
         conn.closing = True
         conn.close_with = (code, reason)
         self.metrics.connections_closed.inc(label_value=_CLOSE_LABELS.get(reason, "other"))
-        if _deaf(conn) and conn.ws.transport is not None:
-            # A flooder keeps sending after it is told to stop: read none of it (the close
-            # handshake then ends by its timeout), so that it costs nothing more.
-            conn.ws.transport.pause_reading()
+        if _deaf(conn):
+            # Closed for abuse: its address waits before it may connect again.
+            self._book.penalize(conn.address, self.monotonic())
+            if conn.ws.transport is not None:
+                # A flooder keeps sending after it is told to stop: read none of it (the
+                # connection is failed once the outbox is out, `_fail_connection`).
+                conn.ws.transport.pause_reading()
         if discard:
             conn.outbox.clear()
             conn.stored.clear()
