@@ -24,7 +24,8 @@ process pinned to CPU 1 whose clients bind to 127.0.0.2 ... 127.0.0.40 (loopback
 After a warm-up that is not measured, the honest client runs alone, under each attack, and
 alone again (before the poison), so that an attack that leaves harm behind shows.
 
-The table gives p50/p99 of send -> Stored, their ratio to the run alone, the relay's peak
+The table gives p50/p99 of send -> Stored, their ratio to the better of the two runs
+alone, the relay's peak
 RSS, the honest requests refused or failed, and what the relay's metrics say it refused
 or closed. Target: p99 under attack <= 3x p99 alone, and no honest request refused. Every
 loop is bounded by time; every process this starts is stopped by its pid.
@@ -470,7 +471,11 @@ def scenario(kind: str, relay_pid: int, port: int, metrics_port: int,
 
 
 def report(rows: list[dict[str, Any]]) -> None:
-    base = rows[0]
+    # The baseline is the better of the two runs alone, so that a noisy neighbour during
+    # one of them makes the ratios worse, never better.
+    alone = [r for r in rows if r["attack"].startswith("alone") and r["sends"]]
+    base = {"p50_ms": min(r["p50_ms"] for r in alone),
+            "p99_ms": min(r["p99_ms"] for r in alone)}
     print("| attack | sends | p50 ms | x alone | p99 ms | x alone | relay RSS peak MiB "
           "| honest refused | relay refused / closed |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---|")
@@ -481,8 +486,8 @@ def report(rows: list[dict[str, Any]]) -> None:
         print(f"| {r['attack']} | {r['sends']:,} | {r['p50_ms']:.2f} "
               f"| {r['p50_ms'] / base['p50_ms']:.2f} | {r['p99_ms']:.2f} "
               f"| {r['p99_ms'] / base['p99_ms']:.2f} | {r['rss_mib']:.0f} | {shown} "
-              f"| {r['relay']} |")
-    worst = max(r["p99_ms"] / base["p99_ms"] for r in rows)
+              f"| {r['relay']} |".replace("nan", "-"))
+    worst = max(r["p99_ms"] / base["p99_ms"] for r in rows if r["sends"])
     any_refused = any(r["refused"] for r in rows)
     print(f"\nworst p99 ratio {worst:.2f} (target <= 3); honest requests refused: "
           f"{'yes' if any_refused else 'none'}")

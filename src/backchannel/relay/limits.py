@@ -49,9 +49,9 @@ DEFAULT_MAX_MALFORMED_FRAMES: Final = 8
 # /64 (`addresses.budget_key`): one host is usually given a whole /64.
 DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: Final = 64
 # Every TCP connection counts from accept to close, handshakes included. An idle subscribed
-# connection costs the relay about 40 KiB (bench/relay.py), so 4,096 of them stay near
-# 160 MiB, and 4,096 descriptors fit the usual hard limit of open files. Past this a new
-# socket is answered 503 and closed at once, before its request is read.
+# connection costs the relay about 17 KiB (bench/relay.py: 2,000 of them, 33 -> 66 MiB),
+# so 4,096 stay near 70 MiB, and 4,096 descriptors fit the usual hard limit of open files.
+# Past this a new socket is answered 503 and closed at once, before its request is read.
 DEFAULT_MAX_CONNECTIONS: Final = 4_096
 # Time from accept to a completed WebSocket upgrade (the TLS handshake has as long again).
 # A client on a slow mobile link upgrades in well under a second; a socket that has not

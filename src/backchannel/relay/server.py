@@ -475,10 +475,14 @@ class RelayServer:
         if _deaf(conn):
             # Closed for abuse: its address waits before it may connect again.
             self._book.penalize(conn.address, self.monotonic())
-            if conn.ws.transport is not None:
+            transport = conn.ws.transport
+            if transport is not None:
                 # A flooder keeps sending after it is told to stop: read none of it (the
-                # connection is failed once the outbox is out, `_fail_connection`).
-                conn.ws.transport.pause_reading()
+                # connection is failed once the outbox is out, `_fail_connection`), and
+                # drop it if its outbox is not out in time either.
+                transport.pause_reading()
+                asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, _abort_transport,
+                                                      transport)
         if discard:
             conn.outbox.clear()
             conn.stored.clear()
@@ -810,6 +814,12 @@ def _fail_connection(ws: ServerConnection, code: int, reason: str) -> None:
         if data:  # b"" stands for the end of the stream, which close() sends
             transport.write(data)
     transport.close()
+
+
+def _abort_transport(transport: asyncio.Transport) -> None:
+    # Also after close(): a transport that is closing may still wait on a peer that does
+    # not read; abort() on one already gone does nothing.
+    transport.abort()
 
 
 def _deaf(conn: _Conn) -> bool:
