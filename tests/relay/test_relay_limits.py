@@ -78,6 +78,23 @@ def test_a_client_at_its_rate_is_never_refused() -> None:
     assert all(guard.on_frame(i / 128) is Verdict.ACCEPT for i in range(5000))
 
 
+def test_refusals_of_accepted_frames_count_towards_the_flood_share() -> None:
+    # A client that keeps creating mailboxes past its budget: its frames are within the
+    # frame rate, but every other one is refused for the creation budget.
+    guard = ConnectionGuard(RelayLimits(), 0.0)
+    verdicts = []
+    for i in range(400):
+        verdicts.append(guard.on_frame(i / 1000))
+        if i % 2:
+            verdicts.append(guard.on_refused())
+    assert Verdict.CLOSE in verdicts
+    honest = ConnectionGuard(RelayLimits(), 0.0)
+    for i in range(2000):  # one refused creation among many frames: never closed
+        assert honest.on_frame(i / 1000) is Verdict.ACCEPT
+        if i % 100 == 0:
+            assert honest.on_refused() is Verdict.REFUSE
+
+
 # --- the connection cap and address keys (pure) -------------------------------------------
 
 

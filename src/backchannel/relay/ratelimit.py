@@ -88,15 +88,30 @@ class ConnectionGuard:
     def on_frame(self, now: float) -> Verdict:
         """A frame arrived: accept it, refuse it, or close the connection."""
         accepted = self._bucket.take(now)
+        if self._window is None and accepted:
+            return Verdict.ACCEPT
+        return self._record(refused=not accepted)
+
+    def on_refused(self) -> Verdict:
+        """An accepted frame was refused all the same for a rate (a mailbox creation over
+        its budget): it counts in the window like a frame over the rate, since a client
+        that keeps asking regardless floods just as well.
+
+        Returns:
+            `Verdict.CLOSE` when the share of refusals is reached, else `Verdict.REFUSE`.
+        """
+        return self._record(refused=True, replace_last=True)
+
+    def _record(self, *, refused: bool, replace_last: bool = False) -> Verdict:
         if self._window is None:
-            if accepted:
-                return Verdict.ACCEPT
             self._window = bytearray(self._limits.flood_window)
         window = self._window
-        self._refused += (not accepted) - window[self._pos]
-        window[self._pos] = not accepted
+        if replace_last:  # the frame was already recorded as accepted: correct it
+            self._pos = (self._pos - 1) % len(window)
+        self._refused += refused - window[self._pos]
+        window[self._pos] = refused
         self._pos = (self._pos + 1) % len(window)
-        if accepted:
+        if not refused:
             return Verdict.ACCEPT
         if self._refused >= self._limits.flood_refused:
             return Verdict.CLOSE
