@@ -6,8 +6,9 @@ In one run this starts a relay (SQLite in a temporary folder, default `RelayLimi
 picked at random on 127.0.0.1, pinned to CPU 0) and measures an honest client from
 127.0.0.1: it creates a mailbox and sends 1 KiB envelopes one at a time, timing each
 send -> Stored, and every half second opens a fresh connection and pings (the handshake path
-the slowloris attack aims at). First alone, then under each attack, run from a separate
-process pinned to CPU 1 whose clients bind to 127.0.0.2 ... 127.0.0.40 (loopback only):
+the slowloris attack aims at), creating a mailbox on every fourth (within its own budget).
+First alone, then under each attack, run from a separate process pinned to CPU 1 whose
+clients bind to 127.0.0.2 ... 127.0.0.40 (loopback only):
 
 - flood: 16 connections each sending PINGs as fast as they can, reading and discarding
   what comes back, reconnecting when closed.
@@ -327,6 +328,7 @@ async def honest(url: str, seconds: float, creates: bool) -> dict[str, Any]:
     """Sends one at a time for `seconds`; returns latencies and every refusal or failure."""
     from backchannel.client.transport import RelayClient, RelayRequestError
     from backchannel.protocol.envelope import Envelope
+    from backchannel.protocol.relayframes import ErrorCode
 
     latencies: list[float] = []
     refused: list[str] = []
@@ -345,7 +347,7 @@ async def honest(url: str, seconds: float, creates: bool) -> dict[str, Any]:
                 try:
                     await client.send(caps.mailbox_id, caps.send_token, env)
                 except RelayRequestError as error:
-                    refused.append(f"send: {error.code.name}")
+                    refused.append(f"send: {ErrorCode(error.code).name}")
                 latencies.append(time.perf_counter() - started)
                 n += 1
                 await asyncio.sleep(0.001)
@@ -353,15 +355,18 @@ async def honest(url: str, seconds: float, creates: bool) -> dict[str, Any]:
             await client.close()
 
     async def prober() -> None:
+        probes = 0
         while time.monotonic() < until - 0.5:
             await asyncio.sleep(0.5)
+            probes += 1
             try:
                 async with await RelayClient.connect(url, open_timeout=5) as probe:
                     await probe.ping()
-                    if creates:
+                    # One creation every 2 s: within the address's own budget (1/s).
+                    if creates and probes % 4 == 0:
                         await probe.create_mailbox()
             except RelayRequestError as error:
-                refused.append(f"create: {error.code.name}")
+                refused.append(f"create: {ErrorCode(error.code).name}")
             except Exception as error:  # refused at the handshake, or timed out
                 refused.append(f"connect: {type(error).__name__}")
 

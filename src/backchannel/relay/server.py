@@ -641,6 +641,8 @@ class RelayServer:
             case Create(rid, mid, send_hash, receive_hash):
                 if not self._book.may_create(conn.address, self.monotonic()):
                     self._error(conn, rid, ErrorCode.RATE_LIMITED)
+                    if conn.guard.on_refused() is Verdict.CLOSE:  # asks on regardless
+                        self._close(conn, CLOSE_POLICY_VIOLATION, "rate limit exceeded")
                     return
                 done: asyncio.Future[None] = loop.create_future()
                 done.add_done_callback(lambda f: self._on_created(conn, rid, f))
