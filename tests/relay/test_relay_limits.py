@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from backchannel.client.transport import RelayClient
 from backchannel.protocol import relayframes as rf
@@ -356,3 +356,17 @@ async def test_an_address_closed_for_abuse_waits_before_it_reconnects(
         await asyncio.sleep(0.6)
         again = await _creator(server.url, "127.0.0.40")
         await again.close()
+
+
+async def test_a_client_creating_regardless_of_refusals_is_closed(
+        tmp_path: Path, relay: RelayFactory) -> None:
+    async with relay(f"sqlite:///{tmp_path / 'r.db'}") as server:
+        ws = await _creator(server.url, "127.0.0.50")
+        for rid in range(1, 121):  # 20 are its burst; the rest are refused
+            await ws.send(rf.encode(rf.Create(rid, os.urandom(16), os.urandom(32),
+                                              os.urandom(32))))
+        with pytest.raises(ConnectionClosed):
+            while True:  # read the answers, then the close
+                await ws.recv()
+        assert ws.close_code == 1008
+        assert server.metrics.connections_closed.value("flood") == 1
