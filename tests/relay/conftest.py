@@ -13,6 +13,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -90,15 +91,17 @@ RelayFactory = Callable[..., contextlib.AbstractAsyncContextManager[RelayServer]
 
 @pytest.fixture
 def relay() -> RelayFactory:
-    """``async with relay(url, limits=..., clock=...) as server``: a started relay."""
+    """``async with relay(url, limits=..., clock=..., **options) as server``: a started relay
+    (`options` go to `RelayServer`, e.g. ``metrics_listen=("127.0.0.1", 0)``)."""
 
     @contextlib.asynccontextmanager
     async def start(url: str, limits: RelayLimits | None = None,
-                    clock: Callable[[], float] | None = None) -> AsyncIterator[RelayServer]:
+                    clock: Callable[[], float] | None = None,
+                    **options: Any) -> AsyncIterator[RelayServer]:
         limits = limits or RelayLimits()
-        extra = {"clock": clock} if clock is not None else {}
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
         server = RelayServer(open_store(url, limits), limits, host="127.0.0.1", port=0,
-                             **extra)  # type: ignore[arg-type]
+                             **extra, **options)
         await server.start()
         try:
             yield server

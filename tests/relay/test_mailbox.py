@@ -71,7 +71,8 @@ def test_token_bucket() -> None:
 
 def test_connection_guard_refuses_then_closes() -> None:
     guard = ConnectionGuard(RelayLimits(frames_per_second=1, frame_burst=1,
-                                        max_refused_in_a_row=2, max_malformed_frames=2), 0.0)
+                                        flood_window=4, flood_refused=2,
+                                        max_malformed_frames=2), 0.0)
     assert guard.on_frame(0.0) is Verdict.ACCEPT
     assert guard.on_frame(0.0) is Verdict.REFUSE
     assert guard.on_frame(0.0) is Verdict.CLOSE

@@ -58,7 +58,7 @@ def errors(answers: list[bytes]) -> list[int]:
 
 
 async def test_frame_flood_is_refused_then_closed(tmp_path: Path, relay: RelayFactory) -> None:
-    limits = RelayLimits(frames_per_second=1.0, frame_burst=5, max_refused_in_a_row=10)
+    limits = RelayLimits(frames_per_second=1.0, frame_burst=5, flood_window=20, flood_refused=10)
     async with relay(f"sqlite:///{tmp_path / 'r.db'}", limits=limits) as server:
         answers, code = await raw_exchange(server.url, [encode(Ping(i)) for i in range(1, 40)])
         frames = [decode_response(a) for a in answers]
@@ -87,7 +87,7 @@ async def test_malformed_frames_get_errors_then_close(tmp_path: Path,
 async def test_oversize_and_text_frames_close_with_reason(tmp_path: Path,
                                                           relay: RelayFactory) -> None:
     async with relay(f"sqlite:///{tmp_path / 'r.db'}",
-                     limits=RelayLimits(max_frame_size=2048)) as server:
+                     limits=RelayLimits(max_frame_size=2048, abuse_cooldown=0)) as server:
         _, code = await raw_exchange(server.url, [b"\x01\x02" + b"\x00" * 5000])
         assert code == 1009
         _, code = await raw_exchange(server.url, ["hello"])
@@ -131,7 +131,8 @@ class RelayThread:
 
     def __init__(self, url: str) -> None:
         self.loop = asyncio.new_event_loop()
-        limits = RelayLimits(frames_per_second=10_000, frame_burst=10_000)
+        # No cooldown: every example connects anew, after oversize frames too.
+        limits = RelayLimits(frames_per_second=10_000, frame_burst=10_000, abuse_cooldown=0)
         self.server = RelayServer(open_store(url, limits), limits, host="127.0.0.1", port=0)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

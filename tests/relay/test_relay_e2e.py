@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 import urllib.request
 
 import pytest
@@ -231,20 +232,32 @@ async def test_graceful_stop_answers_or_refuses_every_send(
 
 
 async def test_healthz_and_metrics(db_url: str, relay: RelayFactory) -> None:
-    async with relay(db_url) as server, await RelayClient.connect(server.url) as client:
+    async with relay(db_url, metrics_listen=("127.0.0.1", 0)) as server, \
+            await RelayClient.connect(server.url) as client:
         caps = await client.create_mailbox()
         await client.send(caps.mailbox_id, caps.send_token, envelope(caps.mailbox_id, 1))
         await client.ping()
-        base = f"http://127.0.0.1:{server.port}"
+        public = f"http://127.0.0.1:{server.port}"
+        private = f"http://127.0.0.1:{server.metrics_port}"
 
-        def get(path: str) -> tuple[int, str, str]:
-            with urllib.request.urlopen(base + path, timeout=5) as response:
-                return (response.status, response.headers["Content-Type"],
-                        response.read().decode())
+        def get(url: str) -> tuple[int, str, str]:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    return (response.status, response.headers["Content-Type"],
+                            response.read().decode())
+            except urllib.error.HTTPError as error:
+                return error.code, error.headers["Content-Type"], error.read().decode()
 
-        status, _, body = await asyncio.to_thread(get, "/healthz")
+        status, _, body = await asyncio.to_thread(get, public + "/healthz")
         assert (status, body) == (200, "ok\n")
-        status, ctype, body = await asyncio.to_thread(get, "/metrics")
+        status, _, body = await asyncio.to_thread(get, private + "/healthz")
+        assert (status, body) == (200, "ok\n")
+        # Metrics are timing metadata: never on the public port (review 2026-12 §2j).
+        status, _, _ = await asyncio.to_thread(get, public + "/metrics")
+        assert status == 404
+        status, _, _ = await asyncio.to_thread(get, private + "/nothing")
+        assert status == 404
+        status, ctype, body = await asyncio.to_thread(get, private + "/metrics")
         assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
         assert "backchannel_relay_envelopes_stored_total 1" in body
         assert "backchannel_relay_connections 1" in body

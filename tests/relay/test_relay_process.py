@@ -40,7 +40,9 @@ class RelayProcess:
         self.url = f"ws://127.0.0.1:{self.port}/"
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [*_CMD, "relay", "serve", "--port", str(self.port), "--db", db, *extra],
+            # Port 0 for the metrics listener: tests run side by side on one machine.
+            [*_CMD, "relay", "serve", "--port", str(self.port), "--db", db,
+             "--metrics-listen", "127.0.0.1:0", *extra],
             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert self.proc.stderr is not None
         self.lines: list[dict[str, object]] = []
@@ -149,3 +151,31 @@ async def test_two_nodes_on_one_postgres(pg_url: str, processes: list[RelayProce
         assert got == list(range(21, 221))
     assert sorted(latencies)[len(latencies) // 2] < 0.1  # "promptly": well under 100 ms
     assert node_a.stop() == 0 and node_b.stop() == 0
+
+
+async def test_metrics_are_served_on_their_own_listener(tmp_path: Path,
+                                                        processes: list[RelayProcess]) -> None:
+    import urllib.error
+    import urllib.request
+
+    relay = RelayProcess(f"sqlite:///{tmp_path / 'relay.db'}")
+    processes.append(relay)
+    metrics_url = str(relay.lines[0]["metrics"])
+    assert metrics_url.startswith("http://127.0.0.1:")  # loopback unless told otherwise
+
+    def status(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+
+    code, body = await asyncio.to_thread(status, metrics_url)
+    assert code == 200 and "backchannel_relay_sockets" in body
+    code, _ = await asyncio.to_thread(status, f"http://127.0.0.1:{relay.port}/metrics")
+    assert code == 404
+    assert relay.stop() == 0
+    bare = RelayProcess(f"sqlite:///{tmp_path / 'relay.db'}", "--no-metrics")
+    processes.append(bare)
+    assert "metrics" not in bare.lines[0]
+    assert bare.stop() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -14,6 +15,9 @@ import typer
 relay_app = typer.Typer(help="Run a neutral, blind relay.", no_args_is_help=True)
 
 DEFAULT_PORT = 8470
+# Metrics are for the operator (counters over time are timing metadata about the relay's
+# users), so their listener is on loopback unless the operator says otherwise.
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9470"
 
 
 def default_db_url() -> str:
@@ -36,8 +40,14 @@ def serve(
     max_mailbox_mib: int = typer.Option(64, help="MiB one mailbox may hold."),
     max_connections_per_address: int = typer.Option(
         64, help="Open connections per client address."),
+    max_connections: int = typer.Option(
+        4096, help="Open TCP connections, relay-wide, handshakes included."),
     creates_per_second: float = typer.Option(
-        50.0, help="Mailboxes created per second, relay-wide."),
+        100.0, help="Mailboxes created per second, relay-wide."),
+    metrics_listen: str = typer.Option(
+        DEFAULT_METRICS_LISTEN, "--metrics-listen", metavar="HOST:PORT",
+        help="Serve GET /metrics (and /healthz) here, never on the public port."),
+    no_metrics: bool = typer.Option(False, "--no-metrics", help="Serve no metrics at all."),
     log_addresses: bool = typer.Option(False, help="Log client addresses (off: none are logged)."),
     tls_cert: Path | None = typer.Option(  # noqa: B008 - Typer declares options this way
         None, "--tls-cert", metavar="FILE",
@@ -64,10 +74,12 @@ def serve(
             mailbox_max_envelopes=max_envelopes,
             mailbox_max_bytes=max_mailbox_mib * 1024 * 1024,
             max_connections_per_address=max_connections_per_address,
+            max_connections=max_connections,
             creates_per_second=creates_per_second,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    metrics = None if no_metrics else _host_port(metrics_listen)
     try:
         import uvloop
     except ImportError:
@@ -82,9 +94,41 @@ def serve(
             raise typer.BadParameter(f"not an IP address: {address}",
                                      param_hint="--trusted-proxy") from None
     tls = _tls_context(tls_cert, tls_key)
+    _raise_open_files(max_connections)
     code = runner(_serve(host, port, db or default_db_url(), limits, log_addresses,
-                         frozenset(proxies), tls))
+                         frozenset(proxies), tls, metrics))
     raise typer.Exit(code)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a (host, port) pair."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise typer.BadParameter(f"not HOST:PORT: {text}", param_hint="--metrics-listen")
+    return host, int(port)
+
+
+def _raise_open_files(max_connections: int) -> None:
+    """Lift the soft limit on open files towards what the connection cap needs.
+
+    The usual soft limit is 1,024, under the default cap of 4,096 connections; past it
+    accept() fails and the relay would refuse sockets it means to take. The hard limit is
+    the ceiling an unprivileged process may go to.
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Room beside the connections for the database, the listeners and the logs.
+    wanted = max_connections + 64
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -105,7 +149,8 @@ def _tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
 
 async def _serve(host: str, port: int, url: str, limits: object, log_addresses: bool,
                  trusted_proxies: frozenset[str] = frozenset(),
-                 tls: ssl.SSLContext | None = None) -> int:
+                 tls: ssl.SSLContext | None = None,
+                 metrics_listen: tuple[str, int] | None = None) -> int:
     from backchannel.relay.limits import RelayLimits
     from backchannel.relay.server import RelayServer
     from backchannel.relay.store import StoreUnavailable, open_store, redact_url
@@ -118,17 +163,20 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
         log.error("bad database URL", extra={"fields": {"reason": str(exc)}})
         return 2
     server = RelayServer(store, limits, host=host, port=port, log_addresses=log_addresses,
-                         trusted_proxies=trusted_proxies, tls=tls)
+                         trusted_proxies=trusted_proxies, tls=tls,
+                         metrics_listen=metrics_listen)
+    # Signals are handled before the "listening" line is logged: whoever waits for that
+    # line may stop the relay at once.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
     except (StoreUnavailable, OSError) as exc:
         log.error("cannot start", extra={"fields": {"db": redact_url(url),
                                                      "reason": type(exc).__name__}})
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop()
     return 0

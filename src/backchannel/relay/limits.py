@@ -34,26 +34,59 @@ DEFAULT_MAILBOX_MAX_BYTES: Final = 64 * 1024 * 1024
 # one connection still cannot take more than a small share of a relay's ~13k/s.
 DEFAULT_FRAMES_PER_SECOND: Final = 2000.0
 DEFAULT_FRAME_BURST: Final = 4000.0
-# After this many frames refused in a row the client is not backing off: close it.
-DEFAULT_MAX_REFUSED_IN_A_ROW: Final = 100
+# Floods are judged by the share of refused frames among a connection's last frames, not by
+# refusals in a row (a flooder that sends twice the rate alternates accepted and refused
+# frames and never has two refusals in a row). Over the last 256 frames, 64 refused (25%)
+# means the client sends at 4/3 of its rate or more and ignores RATE_LIMITED: close it.
+# An honest client that overruns its burst gets a few refusals and backs off (the client
+# retries after 0.1 s, doubling), far below a quarter of a window.
+DEFAULT_FLOOD_WINDOW: Final = 256
+DEFAULT_FLOOD_REFUSED: Final = 64
 # Malformed frames mean a broken or hostile client; a few are answered, then it is closed.
 DEFAULT_MAX_MALFORMED_FRAMES: Final = 8
 # A household or office behind one NAT has a few dozen devices; 64 is generous for them
-# and still stops one host from holding thousands of sockets.
+# and still stops one host from holding thousands of sockets. An IPv6 client counts per
+# /64 (`addresses.budget_key`): one host is usually given a whole /64.
 DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: Final = 64
-# Mailboxes are created once per channel and relay; 1 per second per address (burst 20)
-# is plenty for pairing, and a relay-wide 50 per second bounds the store's growth.
+# Every TCP connection counts from accept to close, handshakes included. An idle subscribed
+# connection costs the relay about 17 KiB (bench/relay.py: 2,000 of them, 33 -> 66 MiB),
+# so 4,096 stay near 70 MiB, and 4,096 descriptors fit the usual hard limit of open files.
+# Past this a new socket is answered 503 and closed at once, before its request is read.
+DEFAULT_MAX_CONNECTIONS: Final = 4_096
+# Time from accept to a completed WebSocket upgrade (the TLS handshake has as long again).
+# A client on a slow mobile link upgrades in well under a second; a socket that has not
+# in 5 s is holding a slot (slowloris) and is closed.
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
+# An address whose connection was closed for abuse (a flood, malformed or oversize frames)
+# is refused new connections for this long, cheaply at accept: otherwise each reconnect
+# buys a fresh burst and a handshake the relay pays for. Long enough to make a reconnect
+# loop cost the attacker more than the relay, short enough that a household behind the
+# same NAT as a broken client waits only seconds.
+DEFAULT_ABUSE_COOLDOWN: Final = 10.0
+# Mailboxes are created once per channel and relay: 1 per second per address (burst 20) is
+# plenty for pairing. The relay-wide budget bounds the store's growth, and it is sized so
+# that a few addresses cannot use it up for everyone: draining the burst takes 50 addresses
+# each spending its own whole burst, and the sustained rate 100 addresses at full speed.
+# Its last quarter is kept for addresses that have created little lately (see
+# `ratelimit.AddressBook.may_create`), so that even then a fresh address still creates.
 DEFAULT_CREATES_PER_SECOND_PER_ADDRESS: Final = 1.0
 DEFAULT_CREATE_BURST_PER_ADDRESS: Final = 20.0
-DEFAULT_CREATES_PER_SECOND: Final = 50.0
-DEFAULT_CREATE_BURST: Final = 200.0
+DEFAULT_CREATES_PER_SECOND: Final = 100.0
+DEFAULT_CREATE_BURST: Final = 1_000.0
 # A client watches one mailbox per channel it takes part in.
 DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: Final = 64
 # Deliveries in flight (pushed, not yet acked) per subscription: one full batch plus one
 # being acked keeps the pipe full without the relay buffering much for a slow reader.
 DEFAULT_DELIVERY_WINDOW: Final = 512
-# Bytes queued for one connection that it does not read; past this it is too slow: close.
+# Bytes queued for one connection that it does not read (the relay's outbox and the
+# transport's write buffer together); past this it is too slow and is aborted at once,
+# without a closing handshake it would not read either.
 DEFAULT_MAX_OUTBOX_BYTES: Final = 8 * 1024 * 1024
+# Bytes queued for all connections together. The per-connection cap alone lets 40
+# addresses of 64 non-reading subscribers each hold 20 GiB; past this budget the
+# connection holding the most is aborted. 256 MiB is 32 connections at their cap, far more
+# than honest readers keep queued at once (a delivery window of typical notes is 0.5 MiB).
+DEFAULT_MAX_QUEUED_BYTES: Final = 256 * 1024 * 1024
 # Group commit: at most this many operations per transaction (the research measured 64 as
 # the knee: 15x the throughput of one transaction each, 1-2 ms of added latency).
 DEFAULT_COMMIT_BATCH: Final = 256
@@ -78,9 +111,13 @@ class RelayLimits:
     max_frame_size: int = MAX_REQUEST_FRAME_SIZE
     frames_per_second: float = DEFAULT_FRAMES_PER_SECOND
     frame_burst: float = DEFAULT_FRAME_BURST
-    max_refused_in_a_row: int = DEFAULT_MAX_REFUSED_IN_A_ROW
+    flood_window: int = DEFAULT_FLOOD_WINDOW
+    flood_refused: int = DEFAULT_FLOOD_REFUSED
     max_malformed_frames: int = DEFAULT_MAX_MALFORMED_FRAMES
     max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    abuse_cooldown: float = DEFAULT_ABUSE_COOLDOWN
     creates_per_second_per_address: float = DEFAULT_CREATES_PER_SECOND_PER_ADDRESS
     create_burst_per_address: float = DEFAULT_CREATE_BURST_PER_ADDRESS
     creates_per_second: float = DEFAULT_CREATES_PER_SECOND
@@ -88,6 +125,7 @@ class RelayLimits:
     max_subscriptions_per_connection: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
     delivery_window: int = DEFAULT_DELIVERY_WINDOW
     max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
     commit_batch: int = DEFAULT_COMMIT_BATCH
     sweep_interval: float = DEFAULT_SWEEP_INTERVAL
     sweep_batch: int = DEFAULT_SWEEP_BATCH
@@ -103,5 +141,15 @@ class RelayLimits:
             raise ValueError(f"max_frame_size must be 1..{MAX_REQUEST_FRAME_SIZE}")
         if self.frames_per_second <= 0 or self.frame_burst < 1:
             raise ValueError("frame rate and burst must be positive")
+        if not 0 < self.flood_refused <= self.flood_window:
+            raise ValueError("flood_refused must be 1..flood_window")
+        if self.max_connections < 1 or self.max_connections_per_address < 1:
+            raise ValueError("connection limits must be positive")
+        if self.handshake_timeout <= 0:
+            raise ValueError("handshake_timeout must be positive")
+        if self.abuse_cooldown < 0:
+            raise ValueError("abuse_cooldown must not be negative")
+        if self.max_outbox_bytes < 1 or self.max_queued_bytes < 1:
+            raise ValueError("queue limits must be positive")
         if self.commit_batch < 1 or self.delivery_window < 1:
             raise ValueError("commit batch and delivery window must be positive")

@@ -1,5 +1,9 @@
 """Relay metrics in the Prometheus text exposition format (version 0.0.4).
 
+`MetricsListener` serves them over plain HTTP on a listener of their own (loopback by
+default), never on the relay's public port: counters over time are timing metadata about
+the relay's users, for its operator only (review 2026-12 §2j).
+
 Written by hand: a handful of counters, gauges and one histogram do not justify a
 dependency, and nothing here may ever carry a label derived from client data (no mailbox
 ids, no addresses), so the label sets are fixed and small.
@@ -7,10 +11,13 @@ ids, no addresses), so the label sets are fixed and small.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Final
 
-__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "RelayMetrics"]
+__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "MetricsListener", "RelayMetrics"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -115,6 +122,13 @@ class RelayMetrics:
         self.connections_total = Counter(p + "connections_total", "Connections accepted.")
         self.connections_refused = Counter(
             p + "connections_refused_total", "Connections refused, by reason.", "reason")
+        self.sockets = Gauge(p + "sockets",
+                             "TCP connections held, handshakes included (the relay-wide cap).")
+        self.handshakes_abandoned = Counter(
+            p + "handshakes_abandoned_total",
+            "Sockets closed before their handshake was answered (deadline or peer).")
+        self.connections_closed = Counter(
+            p + "connections_closed_total", "Connections the relay closed, by reason.", "reason")
         self.mailboxes_created = Counter(p + "mailboxes_created_total", "Mailboxes created.")
         self.mailboxes_deleted = Counter(p + "mailboxes_deleted_total", "Mailboxes deleted.")
         self.stored = Counter(p + "envelopes_stored_total", "Envelopes committed.")
@@ -133,9 +147,89 @@ class RelayMetrics:
         lines: list[str] = []
         for metric in (
             self.connections, self.subscriptions, self.connections_total,
-            self.connections_refused, self.mailboxes_created, self.mailboxes_deleted,
+            self.connections_refused, self.sockets, self.handshakes_abandoned,
+            self.connections_closed, self.mailboxes_created, self.mailboxes_deleted,
             self.stored, self.stored_bytes, self.delivered, self.acked, self.expired,
             self.frames, self.errors, self.commit_seconds, self.commit_ops,
         ):
             lines.extend(metric.render())
         return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+# The metrics listener reads at most this much of a request (a request line and a few
+# headers; a scraper sends ~200 bytes), and waits this long for it.
+_MAX_REQUEST_HEAD: Final = 8 * 1024
+_REQUEST_TIMEOUT: Final = 5.0
+
+
+class MetricsListener:
+    """A minimal HTTP/1.1 responder for ``GET /metrics`` and ``GET /healthz``.
+
+    One request per connection, answered and closed; anything else is 404 (or 405 for a
+    method other than GET). It is meant for loopback or a private network and does no TLS.
+
+    Args:
+        render: the exposition body for ``/metrics``.
+        healthy: whether ``/healthz`` says 200 (``ok``) or 503.
+    """
+
+    def __init__(self, render: Callable[[], bytes],
+                 healthy: Callable[[], Awaitable[bool]]) -> None:
+        self._render = render
+        self._healthy = healthy
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (after `start`)."""
+        if self._server is None:
+            raise RuntimeError("the metrics listener is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on `host`:`port` (port 0 picks a free one).
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        self._server = await asyncio.start_server(self._answer, host, port,
+                                                  limit=_MAX_REQUEST_HEAD)
+
+    async def stop(self) -> None:
+        """Stop listening and close the connections being answered."""
+        if self._server is not None:
+            server, self._server = self._server, None
+            server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_REQUEST_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, _, rest = head.partition(b" ")
+                path = rest.partition(b" ")[0].partition(b"?")[0]
+                status, ctype, body = await self._route(method, path)
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body)
+                await writer.drain()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # a scraper that went away or sent junk gets nothing
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def _route(self, method: bytes, path: bytes) -> tuple[str, str, bytes]:
+        text = "text/plain; charset=utf-8"
+        if method != b"GET":
+            return "405 Method Not Allowed", text, b"GET only\n"
+        if path == b"/metrics":
+            return "200 OK", CONTENT_TYPE, self._render()
+        if path == b"/healthz":
+            if await self._healthy():
+                return "200 OK", text, b"ok\n"
+            return "503 Service Unavailable", text, b"unavailable\n"
+        return "404 Not Found", text, b"not found\n"

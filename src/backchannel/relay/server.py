@@ -6,8 +6,13 @@ request is answered exactly once, batches receipts and splits deliveries; this l
 applies the limits, submits writes for group commit, and answers when they commit.
 Answers and pushes for one connection go through its outbox, drained by a short-lived
 task, so that all the receipts of one group commit leave as one `Stored` frame. HTTP
-``GET /healthz`` and ``GET /metrics`` are served from the handshake hook; every other path
-but ``/`` is 404.
+``GET /healthz`` is served from the handshake hook; every other path but ``/`` is 404
+(``/metrics`` included: metrics have a listener of their own, see
+`metrics.MetricsListener`).
+
+Every TCP connection is counted from accept to close against a relay-wide cap and its
+address's limit (`_Socket`), so that sockets still in their handshake are bounded too, and
+a handshake not done within `RelayLimits.handshake_timeout` is closed (review 2026-12 §2f).
 
 Logs carry no tokens, no envelope bytes, and no client addresses unless `log_addresses`.
 """
@@ -21,12 +26,12 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from typing import Final
+from typing import Any, ClassVar, Final, cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from backchannel.protocol import relayconn
 from backchannel.protocol.relayframes import (
@@ -57,11 +62,11 @@ from backchannel.protocol.relayframes import (
 from backchannel.protocol.relayframes import (
     Response as ResponseFrame,
 )
-from backchannel.relay.addresses import client_address
+from backchannel.relay.addresses import budget_key, client_address
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.mailbox import REASONS, Subscription, envelope_refusal
-from backchannel.relay.metrics import CONTENT_TYPE, RelayMetrics
-from backchannel.relay.ratelimit import AddressBook, ConnectionGuard, Verdict
+from backchannel.relay.metrics import MetricsListener, RelayMetrics
+from backchannel.relay.ratelimit import AddressBook, ConnectionCap, ConnectionGuard, Verdict
 from backchannel.relay.store.base import (
     AckOp,
     CreateOp,
@@ -81,6 +86,7 @@ log = logging.getLogger("backchannel.relay")
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_UNSUPPORTED_DATA: Final = 1003
 CLOSE_POLICY_VIOLATION: Final = 1008
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
 # Keepalive: a ping every 30 s finds dead peers within a minute; idle NAT mappings usually
 # live longer than that, so it also keeps quiet subscribers reachable.
 PING_INTERVAL: Final = 30.0
@@ -91,11 +97,110 @@ CLOSE_TIMEOUT: Final = 5.0
 # a small queue applies TCP backpressure to a flooding client early.
 MAX_QUEUE: Final = 16
 WEBSOCKET_PATH: Final = "/"
+# Answers to a socket refused at accept, before its request is read: fixed bytes, written
+# once, then the socket is closed. Refusing must cost less than accepting.
+# A connection holding more than this counts towards the relay-wide queue budget: one full
+# delivery batch (256 KiB of envelopes) is what an honest reader has in flight at most.
+HEAVY_QUEUE: Final = 256 * 1024
+
+
+def _http_answer(status: http.HTTPStatus, text: str) -> bytes:
+    body = text.encode()
+    return (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+_REFUSE_FULL: Final = _http_answer(http.HTTPStatus.SERVICE_UNAVAILABLE, "relay full\n")
+_REFUSE_ADDRESS: Final = _http_answer(http.HTTPStatus.TOO_MANY_REQUESTS,
+                                      "too many connections from your address\n")
+# Metric labels for the reasons the relay closes a connection (a fixed set, never client
+# data).
+_CLOSE_LABELS: Final = {
+    "rate limit exceeded": "flood",
+    "too many malformed frames": "malformed",
+    "binary frames only": "text_frame",
+    "relay shutting down": "shutdown",
+    "not reading fast enough": "slow_reader",
+}
+
+
+class _Socket(ServerConnection):
+    """A server connection counted from accept to close (review 2026-12 §2f).
+
+    websockets makes one per accepted socket, before a byte is read. It takes a slot of the
+    relay-wide `ConnectionCap` at once and, when the peer is not a trusted proxy, a slot of
+    its address key in the `AddressBook` as soon as the transport exists; over either
+    limit the socket is answered with fixed bytes and closed, and no handler ever runs for
+    it. Behind a trusted proxy the client's key is known only from the request, so
+    `RelayServer._process_request` takes that slot. Both are given back when the socket
+    closes, whether or not it ever finished its handshake.
+    """
+
+    relay: ClassVar[RelayServer]  # set on the per-relay subclass made by `RelayServer.start`
+
+    def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
+        super().__init__(protocol, server, **kwargs)
+        self.ticket = self.relay._cap.reserve(self.relay.monotonic())
+        self.counted = False
+        self.refused = False
+        self.key: str | None = None  # the address key holding a slot in the book
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        relay = self.relay
+        if self.ticket is None or not relay._cap.open(self.ticket):
+            self._refuse(transport, _REFUSE_FULL, "relay_full")
+            return
+        self.counted = True
+        address = _transport_peer(transport)
+        if address not in relay.trusted_proxies:
+            key = budget_key(address)
+            if not relay._book.may_connect(key, relay.monotonic()):
+                self._release()
+                self._refuse(transport, _REFUSE_ADDRESS, "per_address_limit")
+                return
+            relay._book.connected(key)
+            self.key = key
+        relay.metrics.sockets.value = relay._cap.count
+        super().connection_made(transport)
+
+    def _refuse(self, transport: asyncio.BaseTransport, answer: bytes, reason: str) -> None:
+        # No super().connection_made: websockets starts no handler and no handshake timer.
+        self.refused = True
+        self.relay.metrics.connections_refused.inc(label_value=reason)
+        cast(asyncio.Transport, transport).write(answer)
+        transport.close()
+
+    def _release(self) -> None:
+        relay = self.relay
+        if self.counted:
+            self.counted = False
+            relay._cap.close()
+        if self.key is not None:
+            relay._book.disconnected(self.key)
+            self.key = None
+        relay.metrics.sockets.value = relay._cap.count
+
+    def data_received(self, data: bytes) -> None:
+        if not self.refused:
+            super().data_received(data)
+
+    def eof_received(self) -> None:
+        if not self.refused:
+            super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            return
+        self._release()
+        if self.response is None:  # closed before its handshake was answered
+            self.relay.metrics.handshakes_abandoned.inc()
+        super().connection_lost(exc)
 
 
 class _Conn:
     """State of one client connection."""
 
+    # `address` is the key per-address limits count under (`addresses.budget_key`).
     __slots__ = ("address", "close_with", "closing", "flushing", "guard", "outbox",
                  "outbox_bytes", "proto", "subs", "ws")
 
@@ -131,6 +236,8 @@ class RelayServer:
         log_addresses: include client addresses in logs (off by default).
         trusted_proxies: proxies whose X-Forwarded-For names the client (see `addresses`).
         tls: serve `wss://` with this server context (certificate and key loaded).
+        metrics_listen: (host, port) of the metrics listener (`metrics.MetricsListener`),
+            or None for none; port 0 picks a free one (see `metrics_port`).
     """
 
     def __init__(
@@ -145,6 +252,7 @@ class RelayServer:
         log_addresses: bool = False,
         trusted_proxies: frozenset[str] = frozenset(),
         tls: ssl.SSLContext | None = None,
+        metrics_listen: tuple[str, int] | None = None,
     ) -> None:
         self.store = store
         self.limits = limits if limits is not None else store.limits
@@ -157,6 +265,15 @@ class RelayServer:
         self.trusted_proxies = trusted_proxies
         self.tls = tls
         self._book = AddressBook(self.limits, monotonic())
+        # Under TLS a socket is first seen when its TLS handshake ends (which websockets
+        # bounds by the same timeout), so a reservation never opened lapses after that.
+        self._cap = ConnectionCap(self.limits.max_connections, self.limits.handshake_timeout)
+        self.metrics_listen = metrics_listen
+        # Connections holding more than HEAVY_QUEUE, and a bound on what they hold
+        # together, for the relay-wide budget (`_over_budget`).
+        self._heavy: set[_Conn] = set()
+        self._heavy_bound = 0
+        self._metrics_listener: MetricsListener | None = None
         # A list per mailbox, not a set: almost always one subscriber, and lists are smaller.
         self._subscribers: dict[bytes, list[_Conn]] = {}
         self._conns: set[_Conn] = set()
@@ -172,6 +289,11 @@ class RelayServer:
         return self._port
 
     @property
+    def metrics_port(self) -> int | None:
+        """The port of the metrics listener, or None when there is none."""
+        return self._metrics_listener.port if self._metrics_listener is not None else None
+
+    @property
     def url(self) -> str:
         """The ``ws://`` (or, with TLS, ``wss://``) URL clients connect to."""
         scheme = "wss" if self.tls is not None else "ws"
@@ -184,24 +306,43 @@ class RelayServer:
 
         Raises:
             StoreUnavailable: the database cannot be opened.
-            OSError: the address cannot be bound.
+            OSError: the address (or the metrics listener's) cannot be bound.
         """
         await self.store.open()
-        self._server = await serve(
-            self._handle, self.host, self._port,
-            process_request=self._process_request,
-            compression=None,  # ciphertext does not compress; deflate costs 3.5x memory
-            max_size=self.limits.max_frame_size,
-            max_queue=MAX_QUEUE,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
-            close_timeout=CLOSE_TIMEOUT,
-            server_header=None,
-            ssl=self.tls,
-        )
-        self._port = self._server.sockets[0].getsockname()[1]
+        # A subclass per relay, so that each socket finds its relay's counters from the
+        # moment websockets creates it.
+        socket_class = cast(type[_Socket], type("_RelaySocket", (_Socket,), {"relay": self}))
+        try:
+            self._server = await serve(
+                self._handle, self.host, self._port,
+                process_request=self._process_request,
+                compression=None,  # ciphertext does not compress; deflate costs 3.5x memory
+                max_size=self.limits.max_frame_size,
+                max_queue=MAX_QUEUE,
+                open_timeout=self.limits.handshake_timeout,
+                ping_interval=PING_INTERVAL,
+                ping_timeout=PING_TIMEOUT,
+                close_timeout=CLOSE_TIMEOUT,
+                server_header=None,
+                ssl=self.tls,
+                create_connection=socket_class,
+            )
+            self._port = self._server.sockets[0].getsockname()[1]
+            if self.metrics_listen is not None:
+                listener = MetricsListener(self.metrics.render, self._healthy)
+                await listener.start(*self.metrics_listen)
+                self._metrics_listener = listener
+        except BaseException:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+            await self.store.close()
+            raise
         self._sweeper = asyncio.create_task(self._sweep_loop())
-        log.info("listening", extra={"fields": {"url": self.url}})
+        fields: dict[str, object] = {"url": self.url}
+        if self._metrics_listener is not None and self.metrics_listen is not None:
+            fields["metrics"] = f"http://{self.metrics_listen[0]}:{self.metrics_port}/metrics"
+        log.info("listening", extra={"fields": fields})
 
     async def stop(self) -> None:
         """Stop gracefully: refuse new work, commit and answer everything in flight, close.
@@ -214,6 +355,9 @@ class RelayServer:
         self._draining = True
         server, self._server = self._server, None
         server.close(close_connections=False)
+        if self._metrics_listener is not None:
+            await self._metrics_listener.stop()
+            self._metrics_listener = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,27 +397,27 @@ class RelayServer:
                                request: Request) -> Response | None:
         path = request.path.partition("?")[0]
         if path == "/healthz":
-            ok = not self._draining and await self.store.healthy()
+            ok = await self._healthy()
             status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
             return connection.respond(status, "ok\n" if ok else "unavailable\n")
-        if path == "/metrics":
-            response = connection.respond(http.HTTPStatus.OK, "")
-            body = self.metrics.render()
-            response.body = body
-            response.headers = Headers(
-                [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
-                 ("Connection", "close")])
-            return response
         if path != WEBSOCKET_PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         if self._draining:
             self.metrics.connections_refused.inc(label_value="shutting_down")
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "shutting down\n")
-        if not self._book.may_connect(self._address(connection)):
-            self.metrics.connections_refused.inc(label_value="per_address_limit")
-            return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
-                                      "too many connections from your address\n")
+        sock = _as_socket(connection)
+        if sock.key is None:  # from a trusted proxy: the request names the client
+            key = budget_key(self._address(connection))
+            if not self._book.may_connect(key, self.monotonic()):
+                self.metrics.connections_refused.inc(label_value="per_address_limit")
+                return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
+                                          "too many connections from your address\n")
+            self._book.connected(key)
+            sock.key = key
         return None
+
+    async def _healthy(self) -> bool:
+        return not self._draining and await self.store.healthy()
 
     def _address(self, connection: ServerConnection) -> str:
         forwarded = None
@@ -283,8 +427,9 @@ class RelayServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         address = self._address(ws)
-        conn = _Conn(ws, address, ConnectionGuard(self.limits, self.monotonic()))
-        self._book.connected(address)
+        # The socket holds the address's connection slot from accept to close (`_Socket`).
+        key = _as_socket(ws).key or budget_key(address)
+        conn = _Conn(ws, key, ConnectionGuard(self.limits, self.monotonic()))
         self._conns.add(conn)
         self.metrics.connections.value += 1
         self.metrics.connections_total.inc()
@@ -292,29 +437,41 @@ class RelayServer:
             log.info("connected", extra={"fields": {"address": address}})
         try:
             # After a close is started the loop keeps reading (and ignoring) what the peer
-            # had already sent, so that its close frame is read and the handshake ends.
+            # had already sent, so that its close frame is read and the handshake ends;
+            # except from a peer closed for abuse, which is read no further (`_close`).
             async for message in ws:
                 if conn.closing:
+                    if _deaf(conn):
+                        await ws.wait_closed()
+                        break
                     continue
                 if isinstance(message, str):
                     self._close(conn, CLOSE_UNSUPPORTED_DATA, "binary frames only")
                     continue
                 self._on_frame(conn, message)
-        except ConnectionClosed:
-            pass
+                # websockets hands over every frame of a read (up to 256 KiB of tiny
+                # frames) without yielding: a flooder would hold the loop for all of them
+                # while handshakes and other clients wait. One frame per turn makes every
+                # connection wait for one frame of each other (an honest SEND went from
+                # p50 100 ms to under 1 ms beside 16 flooders), and costs no measurable
+                # throughput (bench/relay.py, 10 connections, window 8).
+                await asyncio.sleep(0)
+        except ConnectionClosed as closed:
+            if closed.sent is not None and closed.sent.code == CLOSE_MESSAGE_TOO_BIG:
+                self._book.penalize(conn.address, self.monotonic())  # websockets closed it
         finally:
             self._forget(conn)
+            if self.log_addresses:
+                log.info("disconnected", extra={"fields": {"address": address}})
 
     def _forget(self, conn: _Conn) -> None:
         conn.closing = True
+        self._heavy.discard(conn)
         if conn in self._conns:
             self._conns.discard(conn)
-            self._book.disconnected(conn.address)
             self.metrics.connections.value -= 1
         for mailbox_id in list(conn.subs or ()):
             self._unsubscribe(conn, mailbox_id)
-        if self.log_addresses:
-            log.info("disconnected", extra={"fields": {"address": conn.address}})
 
     def _close(self, conn: _Conn, code: int, reason: str, *, discard: bool = False) -> None:
         """Close after the answers already queued are sent (or at once if `discard`)."""
@@ -322,6 +479,18 @@ class RelayServer:
             return
         conn.closing = True
         conn.close_with = (code, reason)
+        self.metrics.connections_closed.inc(label_value=_CLOSE_LABELS.get(reason, "other"))
+        if _deaf(conn):
+            # Closed for abuse: its address waits before it may connect again.
+            self._book.penalize(conn.address, self.monotonic())
+            transport = conn.ws.transport
+            if transport is not None:
+                # A flooder keeps sending after it is told to stop: read none of it (the
+                # connection is failed once the outbox is out, `_fail_connection`), and
+                # drop it if its outbox is not out in time either.
+                transport.pause_reading()
+                asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, _abort_transport,
+                                                      transport)
         if discard:
             conn.outbox.clear()
             conn.stored.clear()
@@ -335,10 +504,67 @@ class RelayServer:
         data = frame if isinstance(frame, bytes) else encode(frame)
         conn.outbox.append(data)
         conn.outbox_bytes += len(data)
-        if conn.outbox_bytes > self.limits.max_outbox_bytes:
-            self._close(conn, CLOSE_POLICY_VIOLATION, "not reading fast enough", discard=True)
+        queued = self._queued(conn)
+        if queued > self.limits.max_outbox_bytes:
+            self._abort(conn, "not reading fast enough")
+            return
+        if queued > HEAVY_QUEUE and self._over_budget(conn, queued, len(data)):
             return
         self._kick(conn)
+
+    def _over_budget(self, conn: _Conn, queued: int, added: int) -> bool:
+        """Keep the bytes queued for all connections within `max_queued_bytes`.
+
+        Only connections holding more than `HEAVY_QUEUE` are summed (an honest reader
+        rarely does). The sum is taken again only when what was queued for them since the
+        last sum could have crossed the budget, so that a send does not cost a pass over
+        every heavy connection. Over the budget, the connection holding the most is
+        aborted.
+
+        Returns:
+            Whether `conn` itself was aborted.
+        """
+        if conn in self._heavy:
+            self._heavy_bound += added
+        else:  # newly heavy: all it holds joins the bound
+            self._heavy.add(conn)
+            self._heavy_bound += queued
+        if self._heavy_bound <= self.limits.max_queued_bytes:
+            return False
+        sizes = {c: self._queued(c) for c in self._heavy if not c.closing}
+        self._heavy = {c for c, size in sizes.items() if size > HEAVY_QUEUE}
+        self._heavy_bound = sum(sizes.values())
+        if self._heavy_bound <= self.limits.max_queued_bytes:
+            return False
+        worst = max(sizes, key=sizes.__getitem__)
+        self._heavy.discard(worst)
+        self._heavy_bound -= sizes[worst]
+        self._abort(worst, "not reading fast enough")
+        return worst is conn
+
+    @staticmethod
+    def _queued(conn: _Conn) -> int:
+        """Bytes held for a connection: its outbox (the batch being sent included) and what
+        the transport buffers below websockets."""
+        transport = conn.ws.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return conn.outbox_bytes + buffered
+
+    def _abort(self, conn: _Conn, reason: str) -> None:
+        """Drop a connection at once, without a closing handshake.
+
+        For a peer that does not read: a close frame would queue behind what it does not
+        read, and `_flush` may be blocked in ``ws.send`` on it. Aborting the transport
+        frees its buffers and makes that send raise, so the flush ends and the handler
+        forgets the connection (review 2026-12 §2f: 16 such readers held 135 MiB).
+        """
+        if not conn.closing:
+            self.metrics.connections_closed.inc(label_value=_CLOSE_LABELS.get(reason, "other"))
+        conn.closing = True
+        conn.outbox.clear()
+        conn.stored.clear()
+        if conn.ws.transport is not None:
+            conn.ws.transport.abort()
 
     def _kick(self, conn: _Conn) -> None:
         if not conn.flushing:
@@ -357,7 +583,10 @@ class RelayServer:
                     await conn.ws.send(data)
                     conn.outbox_bytes -= len(data)
             if conn.close_with is not None:
-                await conn.ws.close(*conn.close_with)
+                if _deaf(conn):
+                    _fail_connection(conn.ws, *conn.close_with)
+                else:
+                    await conn.ws.close(*conn.close_with)
         except ConnectionClosed:
             conn.outbox.clear()
         finally:
@@ -424,6 +653,8 @@ class RelayServer:
             case Create(rid, mid, send_hash, receive_hash):
                 if not self._book.may_create(conn.address, self.monotonic()):
                     self._error(conn, rid, ErrorCode.RATE_LIMITED)
+                    if conn.guard.on_refused() is Verdict.CLOSE:  # asks on regardless
+                        self._close(conn, CLOSE_POLICY_VIOLATION, "rate limit exceeded")
                     return
                 done: asyncio.Future[None] = loop.create_future()
                 done.add_done_callback(lambda f: self._on_created(conn, rid, f))
@@ -579,6 +810,43 @@ class RelayServer:
                     self._push(conn, mailbox_id, [d for d in items if d.seq in chosen])
         finally:
             sub.pumping = False
+
+
+def _fail_connection(ws: ServerConnection, code: int, reason: str) -> None:
+    """Send a close frame and close the TCP connection without waiting for the peer's
+    answer ("fail the WebSocket connection", RFC 6455 §7.1.7): for a peer closed for abuse,
+    whose answer would sit behind everything it kept sending, unread (`_close`)."""
+    transport = ws.transport
+    if transport is None or transport.is_closing():
+        return
+    ws.protocol.fail(code, reason)
+    for data in ws.protocol.data_to_send():
+        if data:  # b"" stands for the end of the stream, which close() sends
+            transport.write(data)
+    transport.close()
+
+
+def _abort_transport(transport: asyncio.Transport) -> None:
+    # Also after close(): a transport that is closing may still wait on a peer that does
+    # not read; abort() on one already gone does nothing.
+    transport.abort()
+
+
+def _deaf(conn: _Conn) -> bool:
+    """Whether the connection is being closed for abuse (and is read no further)."""
+    return conn.close_with is not None and conn.close_with[0] == CLOSE_POLICY_VIOLATION
+
+
+def _as_socket(connection: ServerConnection) -> _Socket:
+    # Every connection of a relay is made by its `_Socket` subclass (`RelayServer.start`).
+    return cast(_Socket, connection)
+
+
+def _transport_peer(transport: asyncio.BaseTransport) -> str:
+    remote = transport.get_extra_info("peername")
+    if isinstance(remote, tuple) and remote:
+        return str(remote[0])
+    return "unknown"
 
 
 def _peer(connection: ServerConnection) -> str:
