@@ -1,4 +1,5 @@
-"""Failures read as one clear line, exit 1, and leave the principal's state as it was."""
+"""Failures read as one clear line, exit with their code (cli/exitcodes.py), and leave the
+principal's state as it was."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from backchannel.cli.exitcodes import ExitCode
 from backchannel.client.keystore import STATE_FILE
 from tests.cli.conftest import Pair, ThreadRelay, one_error_line, run
 
@@ -23,7 +25,7 @@ def home(tmp_path: Path) -> Path:
 def test_wrong_passphrase_is_one_line_and_touches_nothing(home: Path) -> None:
     state = home / STATE_FILE
     before = state.read_bytes()
-    result = run(home, "status", passphrase="not the passphrase", code=1)
+    result = run(home, "status", passphrase="not the passphrase", code=ExitCode.WRONG_PASSPHRASE)
     assert "wrong passphrase" in one_error_line(result)
     assert state.read_bytes() == before
 
@@ -60,7 +62,16 @@ def test_a_damaged_state_file_is_reported_and_not_overwritten(home: Path, damage
 
 
 def test_no_principal_yet_says_to_run_init(tmp_path: Path) -> None:
-    assert "backchannel init" in one_error_line(run(tmp_path / "empty", "channels", code=1))
+    (tmp_path / "empty").mkdir()
+    line = one_error_line(run(tmp_path / "empty", "channels", code=ExitCode.NOT_FOUND))
+    assert "backchannel init" in line
+
+
+def test_a_home_that_does_not_exist_is_said_before_the_passphrase(tmp_path: Path) -> None:
+    # No passphrase anywhere: had it been asked for first, the error would be about it.
+    result = run(tmp_path / "nonexistent", "status", passphrase=None, code=ExitCode.NOT_FOUND)
+    line = one_error_line(result)
+    assert "does not exist" in line and "init --name" in line
 
 
 def test_init_twice_is_refused(home: Path) -> None:
@@ -71,7 +82,7 @@ def test_init_twice_is_refused(home: Path) -> None:
 def test_unknown_channel_names_the_known_ones(pair: Pair) -> None:
     for command in (["send", "moscow", "hi"], ["read", "moscow"], ["inbox", "moscow"],
                     ["verify", "moscow"], ["status", "moscow"]):
-        line = one_error_line(run(pair.washington, *command, code=1))
+        line = one_error_line(run(pair.washington, *command, code=ExitCode.NOT_FOUND))
         assert "no channel 'moscow'" in line and "beijing" in line, command
 
 
@@ -137,8 +148,9 @@ def test_a_bad_invite_lifetime_is_a_usage_error(tmp_path: Path, ttl: str) -> Non
 
 
 def test_an_unreachable_relay_fails_an_invite_clearly(home: Path) -> None:
-    line = one_error_line(run(home, "invite", "--relay", "ws://127.0.0.1:9/", code=1))
-    assert "cannot be reached" in line
+    result = run(home, "invite", "--relay", "ws://127.0.0.1:9/",
+                 code=ExitCode.RELAY_UNREACHABLE)
+    assert "cannot be reached" in one_error_line(result)
 
 
 def test_invite_shows_and_saves_a_qr_code(home: Path, relay: ThreadRelay, tmp_path: Path) -> None:
