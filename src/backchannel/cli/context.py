@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, ParamSpec, TextIO, TypeVar, cast
 
 import typer
+from typer._click import Context as ClickContext
 
 from backchannel.cli.exitcodes import ExitCode, print_error
 from backchannel.client.errors import (
@@ -54,6 +55,7 @@ __all__ = [
     "exit_code_of",
     "exit_with",
     "plain_console",
+    "read_stdin_text",
     "reports_errors",
 ]
 
@@ -294,6 +296,20 @@ def cli_context(ctx: typer.Context, as_json: bool = False) -> CliContext:
     return state
 
 
+def read_stdin_text() -> str:
+    """The text an argument given as `-` stands for: all of stdin, less the one newline
+    that `echo` and a here-document end it with.
+
+    Raises:
+        typer.BadParameter: stdin was empty.
+    """
+    text = sys.stdin.read()
+    text = text[:-1] if text.endswith("\n") else text
+    if not text:
+        raise typer.BadParameter("stdin was empty (`-` reads the text from it)")
+    return text
+
+
 def exit_code_of(error: BaseException) -> ExitCode:
     """The exit code of an error a command raised (the table in docs/cli.md)."""
     match error:
@@ -329,7 +345,8 @@ def _wants_json(kwargs: dict[str, object]) -> bool:
     if kwargs.get("as_json") is True:
         return True
     ctx = kwargs.get("ctx")
-    state = ctx.find_object(CliContext) if isinstance(ctx, typer.Context) else None
+    # Typer hands commands a context of its vendored Click's class, not `typer.Context`.
+    state = ctx.find_object(CliContext) if isinstance(ctx, ClickContext) else None
     return state is not None and state.json
 
 

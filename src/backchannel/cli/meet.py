@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from backchannel.cli.context import cli_context, reports_errors
+from backchannel.cli.exitcodes import ExitCode, print_error
 from backchannel.meet import (
     HostPolicy,
     MeetError,
@@ -30,13 +32,15 @@ meet_app = typer.Typer(
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+def _fail(message: str, *, as_json: bool = False) -> typer.Exit:
+    # A place or a request the planner cannot use is a usage error, as Click's own are.
+    print_error(ExitCode.USAGE, message, as_json=as_json)
+    return typer.Exit(ExitCode.USAGE)
 
 
 @meet_app.command()
 def suggest(
+    ctx: typer.Context,
     between: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
         [], "--between", "-b", metavar="PLACE",
         help="A delegation's home city, 'City, Country' or airport code; repeat, two or more.",
@@ -76,6 +80,7 @@ def suggest(
     Example: backchannel meet suggest --between Washington --between Beijing
     --avoid Vienna --avoid Malta --duration 2d --after 2024-08-01 --map venues.png
     """
+    as_json = cli_context(ctx, as_json).json  # `backchannel --json meet suggest` too
     try:
         fmt = _map_format(map_file)
         g = load_gazetteer()
@@ -95,7 +100,8 @@ def suggest(
         )
         suggestions = suggest_venues(request, g)
         if not suggestions:
-            raise _fail("no venue qualifies; loosen --neutral-only, --exclude or --avoid")
+            raise _fail("no venue qualifies; loosen --neutral-only, --exclude or --avoid",
+                        as_json=as_json)
         if map_file is not None and fmt is not None:
             from backchannel.meet.mapping import render_map
 
@@ -103,9 +109,10 @@ def suggest(
             try:
                 map_file.write_bytes(image)
             except OSError as exc:
-                raise _fail(f"cannot write map to {map_file}: {exc.strerror}") from None
+                raise _fail(f"cannot write map to {map_file}: {exc.strerror}",
+                            as_json=as_json) from None
     except MeetError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json=as_json) from None
     if as_json:
         typer.echo(json.dumps(_as_json(request, suggestions), indent=2, ensure_ascii=False))
     else:
@@ -225,7 +232,6 @@ def propose(
     """
     import asyncio
 
-    from backchannel.cli.context import cli_context
     from backchannel.cli.dialogue import report_act
     from backchannel.cli.output import short_id
 
@@ -233,7 +239,7 @@ def propose(
         days = parse_duration(duration)
         start = parse_date(after) if after else dt.date.today()
     except MeetError as error:
-        raise _fail(str(error)) from None
+        raise _fail(str(error), as_json=as_json or cli_context(ctx).json) from None
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic, state.progress("Planning and sending…"):
         result, best = asyncio.run(
@@ -259,10 +265,4 @@ def propose(
     )
 
 
-def _register_propose() -> None:
-    from backchannel.cli.context import reports_errors
-
-    meet_app.command("propose")(reports_errors(propose))
-
-
-_register_propose()
+meet_app.command("propose")(reports_errors(propose))
