@@ -116,8 +116,7 @@ def _answer_at_once(argv: list[str]) -> int | None:
         sys.stdout.write(registry.version() + "\n")
         return 0
     if registry.HELP_FLAGS & set(before_command):
-        width = _columns() or _env_columns()
-        sys.stdout.write(registry.root_help(width))
+        sys.stdout.write(registry.root_help(registry.help_width()))
         return 0
     return None
 

@@ -91,7 +91,7 @@ class LazyRoot(PlainHelpGroup):
 
     def format_help(self, ctx: typer.Context, formatter: Any) -> None:  # type: ignore[override]
         # The same text the launcher prints without importing Typer (registry.root_help).
-        formatter.write(registry.root_help(formatter.width or 80))
+        formatter.write(registry.root_help(registry.help_width()))
 
     def main(  # type: ignore[override]
         self,

@@ -19,6 +19,7 @@ __all__ = [
     "VERSION_FLAGS",
     "CommandEntry",
     "entry",
+    "help_width",
     "root_help",
     "version",
 ]
@@ -175,6 +176,19 @@ def _definitions(rows: list[tuple[str, str]], width: int) -> list[str]:
         lines.append(f"  {term.ljust(term_width)}{wrapped[0]}")
         lines += [" " * (term_width + 2) + line for line in wrapped[1:]]
     return lines
+
+
+def help_width() -> int:
+    """The width help is written for: the terminal's, else `COLUMNS`, else 80 (the same
+    in the launcher and in Typer, so that both print the same root help)."""
+    import os
+    import sys
+
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        raw = os.environ.get("COLUMNS", "")
+        return int(raw) if raw.isdigit() and int(raw) > 0 else 80
 
 
 def root_help(width: int = 80) -> str:
