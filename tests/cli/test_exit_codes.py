@@ -5,11 +5,14 @@ output is neither wrapped nor padded."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import Result
 
+from backchannel.cli.context import exit_code_of, reports_errors
 from backchannel.cli.exitcodes import ExitCode
 from tests.cli.conftest import Pair, ThreadRelay, one_error_line, run
 
@@ -114,3 +117,26 @@ def test_meet_suggest_honours_the_root_json() -> None:
     result = run(None, "--json", "meet", "suggest", "--between", "Washington",
                  "--between", "Beijing", "--top", "1")
     assert len(json.loads(result.stdout)["venues"]) == 1
+
+
+def test_a_sync_that_sees_a_fork_exits_7(pair: Pair, tmp_path: Path) -> None:
+    # A copied home (a restore, a second laptop) that sends beside the original.
+    run(pair.washington, "send", "beijing", "before the copy")
+    run(pair.beijing, "sync")
+    copy = tmp_path / "washington-copy"
+    shutil.copytree(pair.washington, copy)
+    run(pair.washington, "send", "beijing", "the original's note")
+    run(copy, "send", "beijing", "the copy's own note")
+    result = run(pair.beijing, "--json", "sync", code=ExitCode.FORK_DETECTED)
+    assert json.loads(result.stdout)["forks"] == 1  # the report is printed all the same
+    assert json_error(result)["code"] == "fork_detected"
+
+
+def test_ctrl_c_in_a_command_is_interrupted() -> None:
+    def stopped() -> None:
+        raise KeyboardInterrupt
+
+    wrapped = reports_errors(stopped)
+    with pytest.raises(typer.Exit) as ended:
+        wrapped()
+    assert ended.value.exit_code == ExitCode.INTERRUPTED == exit_code_of(KeyboardInterrupt())
