@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from backchannel.cli.context import PASSPHRASE_TRIES, CliContext
 from backchannel.cli.exitcodes import ExitCode
+from backchannel.client.errors import WrongPassphrase
 from backchannel.client.keystore import STATE_FILE
-from tests.cli.conftest import Pair, ThreadRelay, one_error_line, run
+from tests.cli.conftest import PASSPHRASE, Pair, ThreadRelay, one_error_line, run
 
 
 @pytest.fixture()
@@ -182,3 +184,35 @@ def test_a_new_key_under_a_known_name_blocks_sending_until_confirmed(
     assert "Sent to" in run(pair.washington, "send", name, "hello").stdout
     # The original channel was never in doubt.
     assert "Sent to" in run(pair.washington, "send", "beijing", "hello").stdout
+
+
+def _at_a_prompt(monkeypatch: pytest.MonkeyPatch, answers: list[str]) -> list[str]:
+    """Make the passphrase come from a terminal prompt that answers `answers` in turn."""
+    asked: list[str] = []
+
+    def prompt(text: str, **_: object) -> str:
+        asked.append(text)
+        return answers[len(asked) - 1]
+
+    monkeypatch.delenv("BACKCHANNEL_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("typer.prompt", prompt)
+    return asked
+
+
+def test_a_wrong_passphrase_at_the_prompt_may_be_typed_again(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _at_a_prompt(monkeypatch, ["typo", "another typo", PASSPHRASE])
+    with CliContext(home).principal() as principal:
+        assert principal.name == "washington"
+    assert len(asked) == 3
+
+
+def test_three_wrong_passphrases_at_the_prompt_end_the_command(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _at_a_prompt(monkeypatch, ["one", "two", "three", PASSPHRASE])
+    with pytest.raises(WrongPassphrase), CliContext(home).principal():
+        pass
+    assert len(asked) == PASSPHRASE_TRIES == 3
