@@ -93,6 +93,8 @@ def test_commands_print_the_same_through_the_agent(homes: tuple[Path, Path, str]
     bc("--home", str(alice), "send", "bob", "-", stdin="through the agent, from stdin\n")
     with connect(alice) as agent:
         assert agent.call("hello")["requests_served"] == 8
+    running = json.loads(bc("--home", str(alice), "--json", "agent", "--status").stdout)
+    assert running["running"] is True and running["name"] == "alice"
     board = bc("--home", str(alice), "status").stdout
     assert board and all(line == line.rstrip() for line in board.splitlines())
 
