@@ -7,6 +7,7 @@ on how loaded the machine is.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import os
 import subprocess
@@ -59,6 +60,14 @@ def test_root_help_is_printed_without_importing_the_client(argv: list[str]) -> N
     # The same text Typer prints in-process, so the two ways cannot disagree.
     here = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "100"})
     assert out == here.stdout
+
+
+def test_the_version_is_the_package_metadata_s() -> None:
+    try:
+        installed = importlib.metadata.version("backchannel")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("backchannel is not installed, only on the path")
+    assert registry.version() == installed
 
 
 def test_version_in_process_too() -> None:

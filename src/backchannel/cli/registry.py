@@ -211,13 +211,40 @@ def root_help(width: int = 80) -> str:
 
 
 def version() -> str:
-    """The installed package's version (its metadata), else the source tree's."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
+    """The installed package's version, from its metadata, else the source tree's.
 
+    The metadata file is read directly: `importlib.metadata` costs 20 to 35 ms of imports
+    (email, zipfile, csv), three times what the rest of `--version` costs. A test checks
+    that both give the same answer.
+    """
+    import os
+    import sys
+
+    for folder in sys.path:
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("backchannel-") and name.endswith(".dist-info"):
+                found = _metadata_version(os.path.join(folder or ".", name, "METADATA"))
+                if found:
+                    return found
+    from backchannel import __version__  # run from a source tree never installed
+
+    return __version__
+
+
+def _metadata_version(path: str) -> str | None:
+    """The `Version:` header of a core-metadata file (it comes before the first blank
+    line, in the file's first few lines)."""
     try:
-        return installed("backchannel")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        from backchannel import __version__
-
-        return __version__
+        with open(path, encoding="utf-8") as metadata:
+            for line in metadata:
+                if not line.strip():
+                    return None
+                if line.startswith("Version:"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        return None
+    return None
