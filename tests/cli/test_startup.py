@@ -62,6 +62,13 @@ def test_root_help_is_printed_without_importing_the_client(argv: list[str]) -> N
     assert out == here.stdout
 
 
+def test_a_bare_backchannel_shows_the_root_help_as_typer_does() -> None:
+    out, ending = _launch()
+    assert ending == "2 []"
+    here = CliRunner().invoke(app, [], env={"COLUMNS": "100"})
+    assert here.exit_code == 2 and out == here.stdout
+
+
 def test_the_version_is_the_package_metadata_s() -> None:
     try:
         installed = importlib.metadata.version("backchannel")

@@ -105,7 +105,8 @@ def _env_columns() -> int:
 
 
 def _answer_at_once(argv: list[str]) -> int | None:
-    """`--version` and the root `--help`, from the registry: no Typer, no client.
+    """`--version` and the root `--help` (also for a bare `backchannel`), from the
+    registry: no Typer, no client.
 
     Returns the exit code, or None when the command line asks for something else.
     """
@@ -115,9 +116,9 @@ def _answer_at_once(argv: list[str]) -> int | None:
     if registry.VERSION_FLAGS & set(before_command):
         sys.stdout.write(registry.version() + "\n")
         return 0
-    if registry.HELP_FLAGS & set(before_command):
+    if registry.HELP_FLAGS & set(before_command) or not argv:
         sys.stdout.write(registry.root_help(registry.help_width()))
-        return 0
+        return 0 if argv else 2  # bare `backchannel`: the help, and a usage error as Typer's
     return None
 
 

@@ -112,8 +112,8 @@ class LazyRoot(PlainHelpGroup):
         as_json = wants_json(argv)
         try:
             result = super().main(argv, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as shown:  # `backchannel redline`: its help, as Click does
-            shown.show()
+        except NoArgsIsHelpError as shown:  # `backchannel redline`: its help, on stdout
+            typer.echo(shown.format_message())
             return ExitCode.USAGE
         except ClickException as error:
             if as_json or not isinstance(error, UsageError):
