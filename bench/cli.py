@@ -7,13 +7,16 @@ with the default key-derivation cost (what a principal really pays to unlock wit
 agent), pairs them, and times N runs (default 20) each of:
 
 - `python -c pass`: the floor, the bare interpreter start;
+- `backchannel --help`, `--version` (answered by the launcher from the command registry,
+  standard library only) and `send --help` (Typer builds that one command);
 - `backchannel send bob "..."` and `backchannel status`, run in-process (no agent: the
   command unlocks the state with Argon2id, imports the client, and connects to the relay);
 - the same two commands while `backchannel agent` runs (the command is forwarded on the
   agent's socket by a launcher that imports the standard library only).
 
 It prints p50 and p95 of each, and each p50 as a multiple of the floor's p50, measured in
-this same run. The target for `send` through the agent is at most 8x the floor.
+this same run. The targets: `send` through the agent, `--help` and `--version` at most
+8x the floor.
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ def main() -> None:
             status = [*CLI, *home, "status"]
             rows: list[tuple[str, list[float]]] = [
                 ("python -c pass (floor)", timed([sys.executable, "-c", "pass"], env, args.runs)),
+                ("--help", timed([*CLI, "--help"], env, args.runs)),
+                ("--version", timed([*CLI, "--version"], env, args.runs)),
+                ("send --help", timed([*CLI, "send", "--help"], env, args.runs)),
                 ("send, no agent", timed(send, env, args.runs)),
                 ("status, no agent", timed(status, env, args.runs)),
             ]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from backchannel.cli.exitcodes import ExitCode
 from backchannel.client.agent.client import connect
 from backchannel.client.agent.lock import HomeLock
 from backchannel.client.agent.paths import socket_path
@@ -79,10 +80,23 @@ def test_commands_print_the_same_through_the_agent(homes: tuple[Path, Path, str]
         assert agent.call("hello")["requests_served"] == 3
     # An error keeps its text and exit code.
     missing = bc("--home", str(alice), "send", "nobody", "x", ok=False)
-    assert missing.returncode == 1
+    assert missing.returncode == ExitCode.NOT_FOUND
     assert missing.stderr.startswith("error: no channel 'nobody'")
     usage = bc("--home", str(alice), "send", ok=False)
-    assert usage.returncode == 2
+    assert usage.returncode == ExitCode.USAGE
+    # --json before or after the command: the error is the same one object on stderr.
+    for argv in (["--json", "send", "nobody", "x"], ["send", "nobody", "x", "--json"]):
+        failed = bc("--home", str(alice), *argv, ok=False)
+        assert failed.returncode == ExitCode.NOT_FOUND and failed.stdout == ""
+        assert json.loads(failed.stderr)["error"]["code"] == "not_found"
+    # `-` reads the text from the caller's stdin; a pipe gets unpadded lines.
+    bc("--home", str(alice), "send", "bob", "-", stdin="through the agent, from stdin\n")
+    with connect(alice) as agent:
+        assert agent.call("hello")["requests_served"] == 8
+    running = json.loads(bc("--home", str(alice), "--json", "agent", "--status").stdout)
+    assert running["running"] is True and running["name"] == "alice"
+    board = bc("--home", str(alice), "status").stdout
+    assert board and all(line == line.rstrip() for line in board.splitlines())
 
 
 def test_typed_intents_answer_with_the_documented_json(homes: tuple[Path, Path, str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from backchannel.cli.exitcodes import ExitCode
 from tests.cli.conftest import Pair, run
 
 
@@ -50,7 +51,8 @@ def test_both_sides_see_the_same_safety_number_and_confirm_it(pair: Pair) -> Non
 
 def test_a_message_sent_while_the_relay_is_down_is_queued_then_delivered(pair: Pair) -> None:
     pair.relay.stop()
-    queued = run(pair.washington, "send", "beijing", "Sent while the relay was down.")
+    queued = run(pair.washington, "send", "beijing", "Sent while the relay was down.",
+                 code=ExitCode.NOT_DELIVERED)  # not delivered, but kept
     assert "Queued" in queued.stdout and "sync" in queued.stdout
     (status,) = json.loads(run(pair.washington, "status", "--json").stdout)["channels"]
     assert status["queued"] == 1

@@ -1,4 +1,5 @@
-"""Failures read as one clear line, exit 1, and leave the principal's state as it was."""
+"""Failures read as one clear line, exit with their code (cli/exitcodes.py), and leave the
+principal's state as it was."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from backchannel.cli.context import PASSPHRASE_TRIES, CliContext
+from backchannel.cli.exitcodes import ExitCode
+from backchannel.client.errors import WrongPassphrase
 from backchannel.client.keystore import STATE_FILE
-from tests.cli.conftest import Pair, ThreadRelay, one_error_line, run
+from tests.cli.conftest import PASSPHRASE, Pair, ThreadRelay, one_error_line, run
 
 
 @pytest.fixture()
@@ -23,7 +27,7 @@ def home(tmp_path: Path) -> Path:
 def test_wrong_passphrase_is_one_line_and_touches_nothing(home: Path) -> None:
     state = home / STATE_FILE
     before = state.read_bytes()
-    result = run(home, "status", passphrase="not the passphrase", code=1)
+    result = run(home, "status", passphrase="not the passphrase", code=ExitCode.WRONG_PASSPHRASE)
     assert "wrong passphrase" in one_error_line(result)
     assert state.read_bytes() == before
 
@@ -60,7 +64,16 @@ def test_a_damaged_state_file_is_reported_and_not_overwritten(home: Path, damage
 
 
 def test_no_principal_yet_says_to_run_init(tmp_path: Path) -> None:
-    assert "backchannel init" in one_error_line(run(tmp_path / "empty", "channels", code=1))
+    (tmp_path / "empty").mkdir()
+    line = one_error_line(run(tmp_path / "empty", "channels", code=ExitCode.NOT_FOUND))
+    assert "backchannel init" in line
+
+
+def test_a_home_that_does_not_exist_is_said_before_the_passphrase(tmp_path: Path) -> None:
+    # No passphrase anywhere: had it been asked for first, the error would be about it.
+    result = run(tmp_path / "nonexistent", "status", passphrase=None, code=ExitCode.NOT_FOUND)
+    line = one_error_line(result)
+    assert "does not exist" in line and "init --name" in line
 
 
 def test_init_twice_is_refused(home: Path) -> None:
@@ -71,7 +84,7 @@ def test_init_twice_is_refused(home: Path) -> None:
 def test_unknown_channel_names_the_known_ones(pair: Pair) -> None:
     for command in (["send", "moscow", "hi"], ["read", "moscow"], ["inbox", "moscow"],
                     ["verify", "moscow"], ["status", "moscow"]):
-        line = one_error_line(run(pair.washington, *command, code=1))
+        line = one_error_line(run(pair.washington, *command, code=ExitCode.NOT_FOUND))
         assert "no channel 'moscow'" in line and "beijing" in line, command
 
 
@@ -137,8 +150,9 @@ def test_a_bad_invite_lifetime_is_a_usage_error(tmp_path: Path, ttl: str) -> Non
 
 
 def test_an_unreachable_relay_fails_an_invite_clearly(home: Path) -> None:
-    line = one_error_line(run(home, "invite", "--relay", "ws://127.0.0.1:9/", code=1))
-    assert "cannot be reached" in line
+    result = run(home, "invite", "--relay", "ws://127.0.0.1:9/",
+                 code=ExitCode.RELAY_UNREACHABLE)
+    assert "cannot be reached" in one_error_line(result)
 
 
 def test_invite_shows_and_saves_a_qr_code(home: Path, relay: ThreadRelay, tmp_path: Path) -> None:
@@ -170,3 +184,35 @@ def test_a_new_key_under_a_known_name_blocks_sending_until_confirmed(
     assert "Sent to" in run(pair.washington, "send", name, "hello").stdout
     # The original channel was never in doubt.
     assert "Sent to" in run(pair.washington, "send", "beijing", "hello").stdout
+
+
+def _at_a_prompt(monkeypatch: pytest.MonkeyPatch, answers: list[str]) -> list[str]:
+    """Make the passphrase come from a terminal prompt that answers `answers` in turn."""
+    asked: list[str] = []
+
+    def prompt(text: str, **_: object) -> str:
+        asked.append(text)
+        return answers[len(asked) - 1]
+
+    monkeypatch.delenv("BACKCHANNEL_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("typer.prompt", prompt)
+    return asked
+
+
+def test_a_wrong_passphrase_at_the_prompt_may_be_typed_again(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _at_a_prompt(monkeypatch, ["typo", "another typo", PASSPHRASE])
+    with CliContext(home).principal() as principal:
+        assert principal.name == "washington"
+    assert len(asked) == 3
+
+
+def test_three_wrong_passphrases_at_the_prompt_end_the_command(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _at_a_prompt(monkeypatch, ["one", "two", "three", PASSPHRASE])
+    with pytest.raises(WrongPassphrase), CliContext(home).principal():
+        pass
+    assert len(asked) == PASSPHRASE_TRIES == 3

@@ -9,6 +9,7 @@ CLI is served by it, and `watch` shows its events.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,15 @@ from typing import Final
 
 import typer
 
-from backchannel.cli.context import PASSPHRASE_ENV, CliContext, cli_context, reports_errors
+from backchannel.cli.context import (
+    JSON_OPTION,
+    PASSPHRASE_ENV,
+    CliContext,
+    cli_context,
+    exit_with,
+    reports_errors,
+)
+from backchannel.cli.exitcodes import ExitCode
 from backchannel.client.errors import ClientError, HomeBusy
 
 __all__ = ["register"]
@@ -38,6 +47,15 @@ def _passphrase_from_fd(fd: int) -> str:
     if not text:
         raise ClientError(f"--passphrase-fd {fd} gave an empty passphrase")
     return text
+
+
+# What `agent --status --json` and `--stop --json` report of the agent's `hello`.
+_STATUS_KEYS: Final = ("pid", "name", "requests_served")
+
+
+def _emit(data: dict[str, object]) -> None:
+    # As `output.emit_json` prints it, without importing the client's types for it.
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _running(state: CliContext) -> dict[str, object] | None:
@@ -109,6 +127,9 @@ def _start_background(state: CliContext) -> None:
                 f"the agent exited with code {child.returncode}; see {state.home / 'agent.log'}"
             )
         if _running(state) is not None:
+            if state.json:
+                _emit({"started": True, "pid": child.pid, "log": str(state.home / "agent.log")})
+                return
             state.out.print(f"Agent started (pid {child.pid}); log in {state.home / 'agent.log'}.")
             return
         time.sleep(0.05)
@@ -126,6 +147,7 @@ def agent(
     ),
     stop: bool = typer.Option(False, "--stop", help="Stop the running agent."),
     show: bool = typer.Option(False, "--status", help="Say whether an agent runs."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the principal's agent: the one process that owns its state and relays.
 
@@ -137,21 +159,28 @@ def agent(
 
     Example: backchannel --home ~/bc/washington agent
     """
-    state = cli_context(ctx)
+    state = cli_context(ctx, as_json)
     if passphrase_fd is not None:
         state._passphrase = _passphrase_from_fd(passphrase_fd)
     if stop or show:
         running = _running(state)
+        if state.json:
+            _emit({"running": running is not None, "stopping": stop and running is not None,
+                   **{key: (running or {}).get(key) for key in _STATUS_KEYS}})
         if running is None:
-            state.out.print(f"No agent runs on {state.home}.")
-            raise typer.Exit(1 if stop else 0)
+            if not state.json:
+                state.out.print(f"No agent runs on {state.home}.")
+            if stop:
+                raise exit_with(ExitCode.FAILURE, f"no agent runs on {state.home}", state)
+            return
         if stop:
             from backchannel.client.agent.client import connect
 
             with connect(state.home) as connection:
                 connection.call("stop")
-            state.out.print(f"Agent (pid {running.get('pid')}) stopping.")
-        else:
+            if not state.json:
+                state.out.print(f"Agent (pid {running.get('pid')}) stopping.")
+        elif not state.json:
             state.out.print(
                 f"Agent for '{running.get('name')}' runs (pid {running.get('pid')}), "
                 f"{running.get('requests_served')} request(s) served."

@@ -9,26 +9,40 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
+import shlex
 import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Final, ParamSpec, TextIO, TypeVar, cast
 
 import typer
-from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
-from rich.style import Style
-from rich.text import Text
+from typer._click import Context as ClickContext
 
-from backchannel.client.agent.lock import LockHolder
-from backchannel.client.engine import Principal
-from backchannel.client.errors import AgentTookOver, StateCorrupted
-from backchannel.client.strategic import StrategicChannel
+from backchannel.cli.exitcodes import ExitCode, print_error
+from backchannel.client.errors import (
+    AgentTookOver,
+    ChannelNotFound,
+    NotInitialised,
+    RelayUnreachable,
+    StateCorrupted,
+    UnknownReference,
+    WrongPassphrase,
+)
 from backchannel.protocol.errors import BackchannelError
-from backchannel.protocol.text import escaped
+
+if TYPE_CHECKING:
+    # Only for annotations: the engine (and cryptography under it) and Rich are imported
+    # when a command opens the principal or prints, not when the root group loads.
+    from rich.console import Console
+
+    from backchannel.client.agent.lock import LockHolder
+    from backchannel.client.engine import Principal
+    from backchannel.client.strategic import StrategicChannel
 
 __all__ = [
     "AGENT_REQUEST",
@@ -36,10 +50,12 @@ __all__ = [
     "JSON_OPTION",
     "PASSPHRASE_ENV",
     "CliContext",
-    "EscapingConsole",
     "cli_context",
     "default_home",
+    "exit_code_of",
+    "exit_with",
     "plain_console",
+    "read_stdin_text",
     "reports_errors",
 ]
 
@@ -51,6 +67,10 @@ PASSPHRASE_ENV: Final = "BACKCHANNEL_PASSPHRASE"
 JSON_OPTION: Final = typer.Option(
     False, "--json", help="Print JSON on stdout (shapes in docs/cli.md)."
 )
+
+# Tries at an interactive prompt before `wrong passphrase` ends the command (as sudo and
+# ssh give): enough for a typo or two, too few to make guessing at the prompt useful.
+PASSPHRASE_TRIES: Final = 3
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,34 +87,49 @@ class _AgentRequest(threading.local):
 AGENT_REQUEST: Final = _AgentRequest()
 
 
-class EscapingConsole(Console):
-    """A Rich console that never prints a control, format or separator character that
-    was in a string it was given.
+# Written to a pipe or a file, a line is as long as it is: nothing reads it at a terminal's
+# width, and a hard wrap at 80 columns would cut a command or an id in two. This is the
+# widest a table may grow there (a table of notes is as wide as its longest note).
+PIPE_WIDTH: Final = 10_000
 
-    Every string printed, a table's cells and titles included, goes through
-    `render_str`, which escapes it with the text policy's `escaped` (line feeds and tabs
-    kept: tables and bodies span lines). So text from the counterpart or a relay cannot
-    reach the terminal as an escape sequence or a bidi override even where a command forgot
-    to pass it through `output.shown`. Rich's own styles are added after this, and are
-    not affected. Text objects built by hand bypass it: build them from `shown(...)`.
-    """
 
-    def render_str(
-        self,
-        text: str,
-        *,
-        style: str | Style = "",
-        justify: JustifyMethod | None = None,
-        overflow: OverflowMethod | None = None,
-        emoji: bool | None = None,
-        markup: bool | None = None,
-        highlight: bool | None = None,
-        highlighter: HighlighterType | None = None,
-    ) -> Text:
-        return super().render_str(
-            escaped(text, multiline=True), style=style, justify=justify, overflow=overflow,
-            emoji=emoji, markup=markup, highlight=highlight, highlighter=highlighter,
-        )
+class TrimmedLines(io.TextIOBase):
+    """A text stream that drops the spaces a line ends with (Rich pads table cells and
+    centred titles with them), so that piped output diffs and greps cleanly."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+        self._spaces = ""  # trailing spaces held back until we know what follows them
+
+    def write(self, text: str) -> int:
+        lines = (self._spaces + text).split("\n")
+        last = lines.pop()
+        done = "".join(line.rstrip(" ") + "\n" for line in lines)
+        kept = last.rstrip(" ")
+        self._spaces = last[len(kept):]
+        self._stream.write(done + kept)
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a closed or a bare stream
+        return False
 
 
 def plain_console(*, stderr: bool = False) -> Console:
@@ -103,9 +138,18 @@ def plain_console(*, stderr: bool = False) -> Console:
     Created on use so that it writes to whatever `sys.stdout` is now (tests swap it). Names
     and messages come from the counterpart, so neither markup nor emoji codes in them are
     interpreted (``[bold]`` in a name prints as ``[bold]``), and control and format
-    characters are escaped (`EscapingConsole`); Rich drops colour by itself when the
-    stream is not a terminal.
+    characters are escaped (`console.EscapingConsole`); Rich drops colour by itself when
+    the stream is not a terminal. Not on a terminal (a pipe, a file, a command run by the
+    agent for a pipe), lines are neither wrapped nor padded (`PIPE_WIDTH`, `TrimmedLines`).
     """
+    from backchannel.cli.console import EscapingConsole
+
+    stream = sys.stderr if stderr else sys.stdout
+    if AGENT_REQUEST.columns is None and not _is_terminal(stream):
+        return EscapingConsole(
+            file=cast(TextIO, TrimmedLines(stream)), width=PIPE_WIDTH, soft_wrap=True,
+            highlight=False, markup=False, emoji=False,
+        )
     return EscapingConsole(
         stderr=stderr, highlight=False, markup=False, emoji=False, width=AGENT_REQUEST.columns
     )
@@ -130,6 +174,7 @@ class CliContext:
     home: Path
     json: bool = False
     _passphrase: str | None = field(default=None, repr=False)
+    _asked: bool = field(default=False, repr=False)  # the passphrase came from a prompt
 
     @property
     def out(self) -> Console:
@@ -156,6 +201,7 @@ class CliContext:
                 self._passphrase = str(
                     typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
                 )
+                self._asked = True
             else:
                 raise BackchannelError(
                     f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal to be asked"
@@ -191,14 +237,35 @@ class CliContext:
                 return False
             return True
 
-        principal = Principal.open(
-            self.home,
-            self.passphrase(),
-            lock_timeout=lock_timeout_from_env(),
-            on_wait=waiting,
-            lock_role=role,
-            give_up=agent_answers,
-        )
+        from backchannel.client.engine import Principal
+        from backchannel.client.keystore import STATE_FILE
+
+        # Said before the passphrase is asked for: typing it would be for nothing.
+        if not self.home.is_dir():
+            raise NotInitialised(
+                f"the home folder {self.home} does not exist (a new principal: "
+                f"backchannel --home {shlex.quote(str(self.home))} init --name NAME)"
+            )
+        if not (self.home / STATE_FILE).exists():
+            raise NotInitialised(f"no principal in {self.home}: run `backchannel init`")
+        for attempt in range(1, PASSPHRASE_TRIES + 1):
+            try:
+                principal = Principal.open(
+                    self.home,
+                    self.passphrase(),
+                    lock_timeout=lock_timeout_from_env(),
+                    on_wait=waiting,
+                    lock_role=role,
+                    give_up=agent_answers,
+                )
+                break
+            except WrongPassphrase:
+                # A typo at the prompt gets another try; a wrong BACKCHANNEL_PASSPHRASE
+                # would be wrong again.
+                if not self._asked or attempt == PASSPHRASE_TRIES:
+                    raise
+                typer.echo("wrong passphrase; try again", err=True)
+                self._passphrase = None
         try:
             yield principal
         finally:
@@ -207,6 +274,8 @@ class CliContext:
     @contextlib.contextmanager
     def channel(self, name_or_id: str) -> Iterator[StrategicChannel]:
         """Open the principal and one channel's strategic features for one command."""
+        from backchannel.client.strategic import StrategicChannel
+
         with self.principal() as principal:
             yield StrategicChannel(principal, name_or_id)
 
@@ -214,6 +283,10 @@ class CliContext:
         """A spinner on stderr while a network operation runs (none with `--json`)."""
         if self.json:
             return contextlib.nullcontext()
+        from rich.text import Text
+
+        from backchannel.protocol.text import escaped
+
         # A spinner reads its text as markup: give it a Text, escaped.
         return self.err.status(Text(escaped(what)))
 
@@ -229,15 +302,63 @@ def cli_context(ctx: typer.Context, as_json: bool = False) -> CliContext:
     return state
 
 
-def _fail(message: str) -> typer.Exit:
-    # One line, on stderr, so that a script can show it as it is. It may quote a name or
-    # a URL from the other side: escaped, and on one line.
-    typer.echo(f"error: {escaped(message)}", err=True)
-    return typer.Exit(1)
+def read_stdin_text() -> str:
+    """The text an argument given as `-` stands for: all of stdin, less the one newline
+    that `echo` and a here-document end it with.
+
+    Raises:
+        typer.BadParameter: stdin was empty.
+    """
+    text = sys.stdin.read()
+    text = text[:-1] if text.endswith("\n") else text
+    if not text:
+        raise typer.BadParameter("stdin was empty (`-` reads the text from it)")
+    return text
+
+
+def exit_code_of(error: BaseException) -> ExitCode:
+    """The exit code of an error a command raised (the table in docs/cli.md)."""
+    match error:
+        case WrongPassphrase():
+            return ExitCode.WRONG_PASSPHRASE
+        case NotInitialised() | ChannelNotFound() | UnknownReference():
+            return ExitCode.NOT_FOUND
+        case RelayUnreachable():
+            return ExitCode.RELAY_UNREACHABLE
+        case KeyboardInterrupt():
+            return ExitCode.INTERRUPTED
+        case _:
+            return ExitCode.FAILURE
+
+
+def _message_of(error: BaseException) -> str:
+    match error:
+        case StateCorrupted():
+            return f"{error}; the state file was left as it is"
+        case sqlite3.DatabaseError():
+            return f"the state file is damaged ({error}); it was left as it is"
+        case OSError():
+            where = f": {error.filename}" if error.filename else ""
+            return f"{error.strerror or error}{where}"
+        case KeyboardInterrupt():
+            return "interrupted"
+        case _:
+            return str(error)
+
+
+def _wants_json(kwargs: dict[str, object]) -> bool:
+    """`--json` after the command (its `as_json`) or before it (the root's `CliContext`)."""
+    if kwargs.get("as_json") is True:
+        return True
+    ctx = kwargs.get("ctx")
+    # Typer hands commands a context of its vendored Click's class, not `typer.Context`.
+    state = ctx.find_object(CliContext) if isinstance(ctx, ClickContext) else None
+    return state is not None and state.json
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn what the principal can act on into one `error: ...` line and exit code 1."""
+    """Turn what the principal can act on into one `error: ...` line (one JSON object
+    under `--json`) on stderr and the exit code `exit_code_of` gives it."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -245,17 +366,18 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except AgentTookOver:
             raise  # the launcher hands the command to the agent (see `launcher.main`)
-        except StateCorrupted as error:
-            raise _fail(f"{error}; the state file was left as it is") from None
-        except BackchannelError as error:
-            raise _fail(str(error)) from None
-        except sqlite3.DatabaseError as error:
-            raise _fail(f"the state file is damaged ({error}); it was left as it is") from None
-        except OSError as error:
-            where = f": {error.filename}" if error.filename else ""
-            raise _fail(f"{error.strerror or error}{where}") from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+        except (BackchannelError, sqlite3.DatabaseError, OSError, KeyboardInterrupt) as error:
+            code = exit_code_of(error)
+            print_error(code, _message_of(error), as_json=_wants_json(kwargs))
+            raise typer.Exit(code) from None
 
     return wrapper
+
+
+def exit_with(code: ExitCode, message: str, state: CliContext) -> typer.Exit:
+    """For a command that printed its result but did not do all it should (nothing
+    delivered, a fork seen): under `--json` also the error object on stderr (the text
+    output already said it). Returns the `typer.Exit` to raise."""
+    if state.json:
+        print_error(code, message, as_json=True)
+    return typer.Exit(code)

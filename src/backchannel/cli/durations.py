@@ -21,16 +21,20 @@ _PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _EXAMPLES: Final = "such as 300ms, 90s, 10m, 1h30m or 2d"
 
 
-def parse_duration(text: str, *, option: str, allow_zero: bool = False) -> int:
+def parse_duration(
+    text: str, *, option: str, allow_zero: bool = False, maximum_ms: int | None = None
+) -> int:
     """A duration such as ``300ms``, ``90s``, ``10m``, ``1h30m`` or ``2d``, in milliseconds.
 
     Args:
         text: what the principal typed.
         option: the option's name, for the error message.
         allow_zero: accept ``0`` (meaning "never" or "off" where the option says so).
+        maximum_ms: the longest the option accepts, said in the error as a duration.
 
     Raises:
-        typer.BadParameter: not a duration, or zero when zero is not allowed.
+        typer.BadParameter: not a duration, zero when zero is not allowed, or longer than
+            `maximum_ms`.
     """
     cleaned = text.strip().lower().replace(" ", "")
     if allow_zero and cleaned in ("0", "off", "never"):
@@ -41,6 +45,10 @@ def parse_duration(text: str, *, option: str, allow_zero: bool = False) -> int:
     total = round(sum(float(number) * _UNIT_MS[unit] for number, unit in parts))
     if total <= 0 and not allow_zero:
         raise typer.BadParameter("a duration is more than zero", param_hint=option)
+    if maximum_ms is not None and total > maximum_ms:
+        raise typer.BadParameter(
+            f"{text!r} is too long: at most {format_duration(maximum_ms)}", param_hint=option
+        )
     return total
 
 

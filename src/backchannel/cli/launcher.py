@@ -19,7 +19,7 @@ _HOME_ENV = "BACKCHANNEL_HOME"
 # Commands that never use a principal's state, or own it themselves: run here, and
 # refused by the agent if a client asks it to run them.
 ALWAYS_HERE = frozenset({"agent", "relay", "demo", "meet", "init", "tui"})
-_HELP = frozenset({"--help", "-h", "--version"})
+_HELP = frozenset({"--help", "-h", "--version", "-V"})
 
 
 def command_of(argv: list[str]) -> str | None:
@@ -72,11 +72,15 @@ def _forward(home: Path, argv: list[str], command: str) -> int | None:
         try:
             result = connection.call("cli", params)
         except (AgentUnavailable, ConnectionError) as error:
-            sys.stderr.write(
-                f"error: the agent stopped before it answered ({error}); the command may "
-                "or may not have been carried out: look with `backchannel status`\n"
+            from backchannel.cli.exitcodes import ExitCode, print_error, wants_json
+
+            print_error(
+                ExitCode.FAILURE,
+                f"the agent stopped before it answered ({error}); the command may or may "
+                "not have been carried out: look with `backchannel status`",
+                as_json=wants_json(argv),
             )
-            return 1
+            return ExitCode.FAILURE
     sys.stdout.write(str(result.get("stdout", "")))
     sys.stdout.flush()
     sys.stderr.write(str(result.get("stderr", "")))
@@ -84,13 +88,38 @@ def _forward(home: Path, argv: list[str], command: str) -> int | None:
     return code if isinstance(code, int) else 1
 
 
-def _columns() -> int:
-    """The caller's terminal width (not `shutil`'s: it costs 40 ms of imports)."""
+def _columns() -> int | None:
+    """The caller's terminal width (not `shutil`'s: it costs 40 ms of imports), or None
+    when stdout is not a terminal: the agent then neither wraps nor pads lines."""
     try:
+        if not sys.stdout.isatty():
+            return None
         return os.get_terminal_size(sys.stdout.fileno()).columns
     except (OSError, ValueError):
-        raw = os.environ.get("COLUMNS", "")
-        return int(raw) if raw.isdigit() and int(raw) > 0 else 80
+        return _env_columns()
+
+
+def _env_columns() -> int:
+    raw = os.environ.get("COLUMNS", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 80
+
+
+def _answer_at_once(argv: list[str]) -> int | None:
+    """`--version` and the root `--help` (also for a bare `backchannel`), from the
+    registry: no Typer, no client.
+
+    Returns the exit code, or None when the command line asks for something else.
+    """
+    from backchannel.cli import registry
+
+    before_command = argv[: argv.index(command)] if (command := command_of(argv)) else argv
+    if registry.VERSION_FLAGS & set(before_command):
+        sys.stdout.write(registry.version() + "\n")
+        return 0
+    if registry.HELP_FLAGS & set(before_command) or not argv:
+        sys.stdout.write(registry.root_help(registry.help_width()))
+        return 0 if argv else 2  # bare `backchannel`: the help, and a usage error as Typer's
+    return None
 
 
 def _view_events(connection: object, *, as_json: bool) -> int:
@@ -144,6 +173,9 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 def main() -> None:
     """The console script."""
     argv = sys.argv[1:]
+    answered = _answer_at_once(argv)
+    if answered is not None:
+        raise SystemExit(answered)
     home, command = _home_and_command(argv)
     if command in ("watch", "agent"):
         # Long-running: a SIGTERM before their loop takes it over (it then stops after

@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from backchannel.cli.context import cli_context, reports_errors
+from backchannel.cli.exitcodes import ExitCode, print_error
 from backchannel.meet import (
     HostPolicy,
     Leg,
@@ -38,9 +40,10 @@ meet_app = typer.Typer(
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+def _fail(message: str, *, as_json: bool = False) -> typer.Exit:
+    # A place or a request the planner cannot use is a usage error, as Click's own are.
+    print_error(ExitCode.USAGE, message, as_json=as_json)
+    return typer.Exit(ExitCode.USAGE)
 
 
 @meet_app.command()
@@ -85,6 +88,7 @@ def suggest(
     Example: backchannel meet suggest --between Washington --between Beijing
     --avoid Vienna --avoid Malta --duration 2d --after 2024-08-01 --map venues.png
     """
+    as_json = cli_context(ctx, as_json).json  # `backchannel --json meet suggest` too
     try:
         fmt = _map_format(map_file)
         draw = _map_renderer() if fmt is not None else None
@@ -105,21 +109,23 @@ def suggest(
         )
         suggestions = suggest_venues(request, g)
         if not suggestions:
-            raise _fail("no venue qualifies; loosen --neutral-only, --exclude or --avoid")
+            raise _fail("no venue qualifies; loosen --neutral-only, --exclude or --avoid",
+                        as_json=as_json)
         if map_file is not None and fmt is not None and draw is not None:
             image = draw(parties, suggestions, fmt)
             try:
                 map_file.write_bytes(image)
             except OSError as exc:
-                raise _fail(f"cannot write map to {map_file}: {exc.strerror}") from None
+                raise _fail(f"cannot write map to {map_file}: {exc.strerror}",
+                            as_json=as_json) from None
     except MeetError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json=as_json) from None
     # Warned only once the plan stands: a failing command says one thing, its error.
     warnings = _date_warnings(request.after, dt.date.today())
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     typed = _Typed(parties=tuple(between), avoid=tuple(avoid))
-    if as_json or _root_json(ctx):
+    if as_json:
         data = _as_json(request, suggestions, typed) | {"warnings": list(warnings)}
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
@@ -185,15 +191,6 @@ def _date_warnings(after: dt.date, today: dt.date) -> tuple[str, ...]:
         return ()
     return (f"--after {after.isoformat()} is in the past; planning as of that date "
             f"(travel on {after + dt.timedelta(days=1):%a %d %b %Y})",)
-
-
-def _root_json(ctx: typer.Context) -> bool:
-    """Whether the global `backchannel --json` was given before `meet`.
-
-    The root callback stores a context object with a `json` flag; read it by name so this
-    module need not import the principal's client (`cli.context`) to honour it.
-    """
-    return getattr(ctx.find_root().obj, "json", False) is True
 
 
 def _hours(h: float) -> str:
@@ -398,7 +395,6 @@ def propose(
     """
     import asyncio
 
-    from backchannel.cli.context import cli_context
     from backchannel.cli.dialogue import report_act
     from backchannel.cli.output import short_id
 
@@ -406,7 +402,7 @@ def propose(
         days = parse_duration(duration)
         start = parse_date(after) if after else dt.date.today()
     except MeetError as error:
-        raise _fail(str(error)) from None
+        raise _fail(str(error), as_json=as_json or cli_context(ctx).json) from None
     for warning in _date_warnings(start, dt.date.today()):
         typer.echo(f"warning: {warning}", err=True)
     state = cli_context(ctx, as_json)
@@ -434,10 +430,4 @@ def propose(
     )
 
 
-def _register_propose() -> None:
-    from backchannel.cli.context import reports_errors
-
-    meet_app.command("propose")(reports_errors(propose))
-
-
-_register_propose()
+meet_app.command("propose")(reports_errors(propose))

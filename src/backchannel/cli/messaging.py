@@ -8,8 +8,16 @@ from collections import Counter
 
 import typer
 
-from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, reports_errors
+from backchannel.cli.context import (
+    JSON_OPTION,
+    CliContext,
+    cli_context,
+    exit_with,
+    read_stdin_text,
+    reports_errors,
+)
 from backchannel.cli.durations import parse_duration
+from backchannel.cli.exitcodes import ExitCode
 from backchannel.cli.narrate import describe
 from backchannel.cli.output import (
     channel_json,
@@ -28,6 +36,7 @@ from backchannel.cli.output import (
 from backchannel.client.engine import InboxEntry, Principal, SyncReport
 from backchannel.client.records import MessageRecord
 from backchannel.dialogue import Precedence
+from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
 
 __all__ = ["register"]
 
@@ -54,6 +63,9 @@ def channels(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
                         + ", ".join(link.url for link in pending.links))
 
 
+_QUEUED = "no relay answered: the message is queued and `backchannel sync` will send it"
+
+
 def _precedence(flash: bool, priority: bool, routine: bool) -> Precedence:
     chosen = [p for p, flag in ((Precedence.FLASH, flash), (Precedence.PRIORITY, priority),
                                 (Precedence.ROUTINE, routine)) if flag]
@@ -65,7 +77,7 @@ def _precedence(flash: bool, priority: bool, routine: bool) -> Precedence:
 def send(
     ctx: typer.Context,
     channel: str = typer.Argument(..., help="Channel name or id."),
-    text: str = typer.Argument(..., help="The message."),
+    text: str = typer.Argument(..., help="The message; `-` reads it from stdin."),
     flash: bool = typer.Option(False, "--flash", help="Precedence FLASH: act on it now."),
     priority: bool = typer.Option(False, "--priority", help="Precedence PRIORITY: act soon."),
     routine: bool = typer.Option(False, "--routine", help="Precedence ROUTINE (the default)."),
@@ -88,7 +100,10 @@ def send(
     """
     state = cli_context(ctx, as_json)
     precedence = _precedence(flash, priority, routine)
-    deadline_ms = 0 if ack_within is None else parse_duration(ack_within, option="--ack-within")
+    deadline_ms = 0 if ack_within is None else parse_duration(
+        ack_within, option="--ack-within", maximum_ms=MAX_ACK_WITHIN_MS)
+    if text == "-":
+        text = read_stdin_text()
     with state.principal() as principal:
         name = principal.channel(channel).name
         with state.progress(f"Sending to {name}…"):
@@ -97,6 +112,8 @@ def send(
     if state.json:
         emit_json({**send_json(name, result), "precedence": precedence.name.lower(),
                    "ack_within_ms": deadline_ms})
+        if not result.stored_on:
+            raise exit_with(ExitCode.NOT_DELIVERED, _QUEUED, state)
         return
     label = f"(id {short_id(result.message_id)})"
     urgency = precedence_label(precedence, deadline_ms)
@@ -105,7 +122,7 @@ def send(
     if not result.stored_on:
         state.out.print(f"Queued for {name} {label}: no relay answered; "
                         "`backchannel sync` will send it.")
-        return
+        raise exit_with(ExitCode.NOT_DELIVERED, _QUEUED, state)
     state.out.print(f"Sent to {name} {label}: stored on {', '.join(result.stored_on)}.")
     if result.queued_for:
         state.out.print(f"Still queued for {', '.join(result.queued_for)}; "
@@ -172,11 +189,24 @@ def sync(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         emit_json({**sync_json(report, len(new)),
                    "dialogue": [{"channel": name, "message_id": m.message_id, "text": line}
                                 for name, m, line in acts]})
-        return
-    notes = {e.message_id for e in new}
-    _print_sync(state, report, new, sum(1 for _, m in arrived if m.message_id not in notes))
-    for _, _, line in acts:
-        state.out.print(line)
+    else:
+        notes = {e.message_id for e in new}
+        _print_sync(state, report, new, sum(1 for _, m in arrived if m.message_id not in notes))
+        for _, _, line in acts:
+            state.out.print(line)
+    _sync_ending(state, report)
+
+
+def _sync_ending(state: CliContext, report: SyncReport) -> None:
+    """A sync that saw a fork, or reached no relay at all, does not exit 0 (a fork first:
+    it is the graver news). Some relays down is still a sync: what it could do, it did."""
+    if report.forks:
+        raise exit_with(ExitCode.FORK_DETECTED,
+                        f"{report.forks} message(s) show a fork; see backchannel status", state)
+    if report.relays_down and not report.relays_up:
+        raise exit_with(ExitCode.NOT_DELIVERED,
+                        "no relay could be reached: nothing was sent or received; what is "
+                        "queued stays queued", state)
 
 
 def inbox(

@@ -12,8 +12,10 @@ __all__ = [
     "IdentityChanged",
     "InviteRefused",
     "NotInitialised",
+    "RelayUnreachable",
     "StaleRecord",
     "StateCorrupted",
+    "UnknownReference",
     "WrongPassphrase",
 ]
 
@@ -37,6 +39,14 @@ class NotInitialised(ClientError):
 
 class ChannelNotFound(ClientError, LocalProtocolError):
     """No channel of that name or id."""
+
+
+class UnknownReference(ClientError):
+    """No message, red line or record of the channel has an id starting so."""
+
+
+class RelayUnreachable(ClientError):
+    """No relay the operation needs could be reached, so nothing was done."""
 
 
 class InviteRefused(ClientError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from backchannel.client.errors import ClientError, InviteRefused
+from backchannel.client.errors import ClientError, InviteRefused, RelayUnreachable
 from backchannel.client.invite import KIND_HELLO, KIND_MOVE, Hello, Invite, Move, RelayAddress
 from backchannel.client.records import ChannelRecord, InviteRecord, Link, Mailbox, MessageRecord
 from backchannel.client.relays import RelayPool
@@ -71,7 +71,7 @@ class Pairing:
             for url in urls:
                 client = await pool.get(url)
                 if client is None:
-                    raise ClientError(f"relay {url} cannot be reached: {pool.failures[url]}")
+                    raise RelayUnreachable(f"relay {url} cannot be reached: {pool.failures[url]}")
                 # Two unlinkable mailboxes: the one-time mailbox the code names, and the
                 # channel's own, which only the joiner will learn (in our first message).
                 for target in (links, channel_links):
@@ -148,7 +148,7 @@ class Pairing:
             await pool.close()
         if not links:
             down = ", ".join(f"{u} ({r})" for u, r in pool.failures.items())
-            raise ClientError(f"none of the invite's relays can be reached: {down}")
+            raise RelayUnreachable(f"none of the invite's relays can be reached: {down}")
         session = Session.initiate(state.identity, invite.bundle, state.rng)
         changed = state.identity_changed(name or invite.name, invite.bundle.identity)
         channel = ChannelRecord(

@@ -23,7 +23,7 @@ from backchannel.client.duties import (
     run_escalation_command,
 )
 from backchannel.client.engine import Principal, SendResult
-from backchannel.client.errors import ClientError
+from backchannel.client.errors import ClientError, UnknownReference
 from backchannel.client.records import ChannelRecord
 from backchannel.dialogue import (
     DEFAULT_LINETEST_EVERY_MS,
@@ -111,7 +111,7 @@ class StrategicChannel:
         ids |= {r.record_id.hex() for r in dialogue.records()}
         found = sorted(i for i in ids if i.startswith(ref))
         if not found:
-            raise ClientError(f"no message, red line or record '{ref}' in '{self.name}'")
+            raise UnknownReference(f"no message, red line or record '{ref}' in '{self.name}'")
         if len(found) > 1:
             raise ClientError(
                 f"'{ref}' matches {len(found)} ids in '{self.name}'; give more digits"
@@ -178,7 +178,7 @@ class StrategicChannel:
         redline_id = self.resolve(ref)
         view = self.dialogue().red_line(redline_id)
         if view is None:
-            raise ClientError(f"no red line '{ref}' in '{self.name}'")
+            raise UnknownReference(f"no red line '{ref}' in '{self.name}'")
         chosen = view.latest.version if version is None else version
         return await self._deliver(self._send_checked(RedLineAck(redline_id, chosen)))
 
@@ -234,7 +234,7 @@ class StrategicChannel:
         item_id = self.resolve(ref)
         item = self.dialogue().agenda_item(item_id)
         if item is None:
-            raise ClientError(f"no agenda item '{ref}' in '{self.name}'")
+            raise UnknownReference(f"no agenda item '{ref}' in '{self.name}'")
         body: Body = (
             AgendaAccept(item.round, item_id)
             if accept
@@ -269,7 +269,7 @@ class StrategicChannel:
         record_id = self.resolve(ref)
         view = self.dialogue().record(record_id)
         if view is None:
-            raise ClientError(f"no record '{ref}' in '{self.name}'")
+            raise UnknownReference(f"no record '{ref}' in '{self.name}'")
         latest = view.latest
         if version is not None and version != latest.version:
             raise ClientError(
@@ -306,7 +306,7 @@ class StrategicChannel:
         record_id = self.resolve(ref)
         view = self.dialogue().record(record_id)
         if view is None:
-            raise ClientError(f"no record '{ref}' in '{self.name}'")
+            raise UnknownReference(f"no record '{ref}' in '{self.name}'")
         latest = view.latest
         cosigner = (
             PublicIdentity.decode(bytes.fromhex(self.record.peer_identity))

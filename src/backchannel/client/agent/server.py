@@ -172,13 +172,16 @@ class AgentServer:
         if "error" in done:
             return done
         result = done["result"]
-        if result["code"] != 0:
-            message = result["stderr"].strip().removeprefix("error: ") or "failed"
-            return {"error": {"code": "failed", "message": message, "exit": result["code"]}}
         try:
+            # A command that printed its result answers with it, whatever its exit code:
+            # `send` queued for want of a relay (6) and `sync` that saw a fork (7) say so
+            # in that JSON (`queued`, `forks`, `relays_down`).
             return {"result": json.loads(result["stdout"])}
         except ValueError:
-            return {"error": _error("failed", "the command printed no JSON")}
+            if result["code"] == 0:
+                return {"error": _error("failed", "the command printed no JSON")}
+        message = _error_message(result["stderr"])
+        return {"error": {"code": "failed", "message": message, "exit": result["code"]}}
 
     def _hello(self) -> dict[str, Any]:
         return {
@@ -216,6 +219,17 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
         return False
     _pid, uid, _gid = _PEERCRED.unpack(raw)
     return bool(uid == os.getuid())
+
+
+def _error_message(stderr: str) -> str:
+    """The reason a `--json` command gave on stderr: its error object's `message` (the
+    CLI's `exitcodes.print_error`), else its `error:` line."""
+    lines = stderr.strip().splitlines()
+    try:
+        error = json.loads(lines[-1])["error"]
+        return str(error["message"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return stderr.strip().removeprefix("error: ") or "failed"
 
 
 def _error(code: str, message: object) -> dict[str, str]:
