@@ -179,7 +179,7 @@ def test_hostile_names_and_relays_are_refused_at_the_command_line(
         assert why in " ".join(clean(result).split())
     run(home, "invite", "--relay", relay.url)  # ws:// on loopback is fine
     # An error that quotes what was typed shows it escaped, on one line.
-    error = clean(run(home, "read", "no\x1b[2Jbody\nX", code=1)).strip()
+    error = clean(run(home, "read", "no\x1b[2Jbody\nX", code=3)).strip()  # not found
     assert error.startswith("error: ") and "no\\x1b[2Jbody\\x0aX" in error
 
 
