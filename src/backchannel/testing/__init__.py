@@ -2,6 +2,8 @@
 
 - `SeededRng`: a deterministic random source, for reproducible tests and golden vectors.
 - `FixedClock`: a clock that moves only when told to.
+- `MemoryRelayStore`: an in-memory relay store with the rules and answers of the durable
+  backends (the reference the SQLite and PostgreSQL stores are tested against).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-__all__ = ["FixedClock", "SeededRng"]
+from backchannel.testing.relaystore import MemoryRelayStore
+
+__all__ = ["FixedClock", "MemoryRelayStore", "SeededRng"]
 
 
 class SeededRng:
