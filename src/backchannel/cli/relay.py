@@ -129,6 +129,11 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    # A signal stops the relay; so does the store's writer dying (the server has logged
+    # it), and then the exit status says so, for a supervisor to restart the relay.
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.fatal.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
     await server.stop()
-    return 0
+    return 1 if server.fatal.is_set() else 0

@@ -155,7 +155,11 @@ class RelayServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._draining = False
+        # Set when the store's writer died: nothing can be stored any more, so the relay
+        # must stop and exit non-zero for its supervisor to restart it (`relay serve`).
+        self.fatal = asyncio.Event()
         store.listener = self._on_commit
 
     @property
@@ -193,6 +197,7 @@ class RelayServer:
         )
         self._port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep_loop())
+        self._watchdog = asyncio.create_task(self._watch_store())
         log.info("listening", extra={"fields": {"url": self.url}})
 
     async def stop(self) -> None:
@@ -206,10 +211,11 @@ class RelayServer:
         self._draining = True
         server, self._server = self._server, None
         server.close(close_connections=False)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.store.close()
         deadline = self.monotonic() + self.limits.shutdown_grace
         while any(c.flushing or c.outbox for c in self._conns) and self.monotonic() < deadline:
@@ -226,6 +232,14 @@ class RelayServer:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _watch_store(self) -> None:
+        """Wait for the store's writer to die; then log it once and report fatal."""
+        await self.store.failed.wait()
+        # Error level: a dead writer is a bug. The type only: error text may carry data.
+        log.error("store failed", extra={"fields": {
+            "error": type(self.store.failure).__name__}})
+        self.fatal.set()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -245,7 +259,7 @@ class RelayServer:
                                request: Request) -> Response | None:
         path = request.path.partition("?")[0]
         if path == "/healthz":
-            ok = not self._draining and await self.store.healthy()
+            ok = not self._draining and not self.fatal.is_set() and await self.store.healthy()
             status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
             return connection.respond(status, "ok\n" if ok else "unavailable\n")
         if path == "/metrics":

@@ -218,7 +218,7 @@ class PostgresStore(RelayStore):
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            log.error("relay store writer died", extra={"fields": {"error": type(exc).__name__}})
+            # No traceback on stderr: the store says failed, and the server logs it once.
             self._fatal(exc)
 
     async def _commit(self, batch: Batch) -> None:

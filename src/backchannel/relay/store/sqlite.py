@@ -48,7 +48,6 @@ from backchannel.relay.store.base import (
     SweepResult,
     acked_seqs,
     decide,
-    log,
     op_failure,
     take_batch,
 )
@@ -188,8 +187,7 @@ class SqliteStore(RelayStore):
                 if stop:
                     break
         except BaseException as exc:
-            # No traceback on stderr: one log line (type only), and the store says failed.
-            log.error("relay store writer died", extra={"fields": {"error": type(exc).__name__}})
+            # No traceback on stderr: the store says failed, and the server logs it once.
             self._post(self._fatal, exc)
         finally:
             with contextlib.suppress(sqlite3.Error):
