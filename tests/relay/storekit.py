@@ -56,12 +56,14 @@ class GatedSqliteStore(SqliteStore):
 @contextlib.asynccontextmanager
 async def opened(kind: str, limits: RelayLimits, folder: Path,
                  sqlite_class: type[SqliteStore] = GatedSqliteStore,
-                 pg_class: type[PostgresStore] = PostgresStore) -> AsyncIterator[RelayStore]:
+                 pg_class: type[PostgresStore] = PostgresStore,
+                 memory_class: type[MemoryRelayStore] = MemoryRelayStore,
+                 ) -> AsyncIterator[RelayStore]:
     """A fresh, open store of `kind` ("memory", "sqlite", "postgres"); closed afterwards."""
     schema = f"relay_test_{secrets.token_hex(6)}"
     store: RelayStore
     if kind == "memory":
-        store = MemoryRelayStore(limits)
+        store = memory_class(limits)
     elif kind == "sqlite":
         store = sqlite_class(folder / f"relay-{secrets.token_hex(4)}.db", limits)
     else:

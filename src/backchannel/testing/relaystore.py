@@ -72,16 +72,43 @@ class MemoryRelayStore(RelayStore):
 
     def _commit(self) -> None:
         self._scheduled = False
-        while self._pending:
+        while self._pending and not self.failed.is_set():
             ops = self._pending[: self.limits.commit_batch]
             del self._pending[: len(ops)]
             batch = Batch(ops)
-            for op in ops:
-                try:
-                    self._apply(batch, op)
-                except Exception as exc:  # one op fails alone, as on the real backends
-                    batch.fail(op, op_failure(exc, ()))
+            try:
+                self._run(batch)
+            except BaseException as exc:  # the "writer" died: say so, as the backends do
+                batch.fail_all()
+                self._resolve(batch, batch.elapsed)
+                self._fatal(exc)
+                return
             self._resolve(batch, batch.elapsed)
+
+    def _run(self, batch: Batch) -> None:
+        for op in batch.ops:
+            # The savepoint: what this op may touch, put back if it fails half-way.
+            mid = op.mailbox_id
+            held = self.envelopes.get(mid)
+            saved = (self.mailboxes.get(mid), None if held is None else dict(held),
+                     self.store_bytes)
+            try:
+                self._apply(batch, op)
+            except Exception as exc:  # one op fails alone, as on the real backends
+                self._restore(mid, *saved)
+                batch.fail(op, op_failure(exc, ()))
+
+    def _restore(self, mid: bytes, row: MailboxState | None, held: _Envelopes | None,
+                 store_bytes: int) -> None:
+        if row is None:
+            self.mailboxes.pop(mid, None)
+        else:
+            self.mailboxes[mid] = row
+        if held is None:
+            self.envelopes.pop(mid, None)
+        else:
+            self.envelopes[mid] = held
+        self.store_bytes = store_bytes
 
     def _apply(self, batch: Batch, op: Op) -> None:
         mid = op.mailbox_id
