@@ -59,7 +59,11 @@ async def opened(kind: str, limits: RelayLimits, folder: Path,
                  pg_class: type[PostgresStore] = PostgresStore,
                  memory_class: type[MemoryRelayStore] = MemoryRelayStore,
                  ) -> AsyncIterator[RelayStore]:
-    """A fresh, open store of `kind` ("memory", "sqlite", "postgres"); closed afterwards."""
+    """A fresh, open store of `kind`; closed afterwards.
+
+    Kinds: "memory", "sqlite", "postgres" (net writes per batch), "postgres-ops" (the same
+    store running every batch op by op, its fallback path).
+    """
     schema = f"relay_test_{secrets.token_hex(6)}"
     store: RelayStore
     if kind == "memory":
@@ -67,13 +71,14 @@ async def opened(kind: str, limits: RelayLimits, folder: Path,
     elif kind == "sqlite":
         store = sqlite_class(folder / f"relay-{secrets.token_hex(4)}.db", limits)
     else:
-        store = pg_class(PG_DSN, schema, limits)
+        pg = store = pg_class(PG_DSN, schema, limits)
+        pg.net_writes = kind != "postgres-ops"
     await store.open()
     try:
         yield store
     finally:
         await store.close()
-        if kind == "postgres":
+        if kind.startswith("postgres"):
             await drop_schema(schema)
 
 

@@ -23,6 +23,7 @@ from backchannel.relay import RelayLimits, RelayServer
 from backchannel.relay.logs import JsonFormatter
 from backchannel.relay.mailbox import Change
 from backchannel.relay.store.base import Batch, Op, RelayStore
+from backchannel.relay.store.overlay import NetWrites
 from backchannel.relay.store.postgres import PostgresStore
 from backchannel.relay.store.sqlite import SqliteStore
 from backchannel.testing import MemoryRelayStore
@@ -42,7 +43,8 @@ from tests.relay.storekit import (
 
 pytestmark = pytest.mark.timeout(120)
 
-BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=needs_pg)]
+BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=needs_pg),
+            pytest.param("postgres-ops", marks=needs_pg)]
 # Deposits into this mailbox write their envelope, then fail before the row is updated.
 POISON = b"\xee" * 16
 
@@ -70,6 +72,13 @@ class PoisonedSqlite(GatedSqliteStore):
 
 
 class PoisonedPostgres(PostgresStore):
+    async def _flush(self, conn: Any, net: NetWrites) -> None:
+        # The batch's net writes fail after writing: all of it must roll back, and the
+        # op-by-op run find the culprits.
+        await super()._flush(conn, net)
+        if any(mid == POISON for mid, *_ in net.inserted):
+            raise Boom
+
     @staticmethod
     async def _write(conn: Any, mid: bytes, op: Op, change: Change) -> None:
         await PostgresStore._write(conn, mid, op, change)
@@ -156,25 +165,11 @@ def kill_writer(store: RelayStore) -> None:
         store._writer_db.close()
 
 
-async def dying_store(kind: str, tmp_path: Path) -> RelayStore:
-    store: RelayStore
-    if kind == "memory":
-        store = DyingMemory(RelayLimits())
-    elif kind == "sqlite":
-        store = SqliteStore(tmp_path / "relay.db", RelayLimits())
-    else:
-        from tests.relay.conftest import PG_DSN
-
-        store = DyingPostgres(PG_DSN, f"relay_test_dying_{tmp_path.name[-8:]}", RelayLimits())
-    await store.open()
-    return store
-
-
 @pytest.mark.parametrize("kind", BACKENDS)
 async def test_a_dead_writer_says_so_and_answers_everything(kind: str,
                                                             tmp_path: Path) -> None:
-    store = await dying_store(kind, tmp_path)
-    try:
+    async with opened(kind, RelayLimits(), tmp_path, sqlite_class=SqliteStore,
+                      pg_class=DyingPostgres, memory_class=DyingMemory) as store:
         assert await store.healthy()
         kill_writer(store)
         box = Box()
@@ -188,12 +183,6 @@ async def test_a_dead_writer_says_so_and_answers_everything(kind: str,
         assert store.failure is not None
         assert not await store.healthy()
         assert await run(store, subscribe(box)) == ["unavailable"]  # answered at once
-    finally:
-        await asyncio.wait_for(store.close(), 10)
-        if kind == "postgres":
-            from tests.relay.conftest import drop_schema
-
-            await drop_schema(f"relay_test_dying_{tmp_path.name[-8:]}")
 
 
 async def test_the_server_reports_a_dead_writer(tmp_path: Path, capfd: pytest.CaptureFixture[str],

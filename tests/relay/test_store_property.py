@@ -37,9 +37,11 @@ from tests.relay.storekit import (
 
 LIMITS = RelayLimits(mailbox_max_envelopes=4, mailbox_max_bytes=5_000, store_max_bytes=7_000,
                      envelope_ttl=100.0, mailbox_idle_ttl=300.0)
-KINDS = ["memory", "sqlite"] + (["postgres"] if PG_REACHABLE else [])
-BOXES = 3  # every sequence starts by creating the first two; the third only if it says so
-OPENING: tuple[object, ...] = ("batch", [(("create", 0), 0.0, False), (("create", 1), 0.0, False)])
+KINDS = ["memory", "sqlite"] + (["postgres", "postgres-ops"] if PG_REACHABLE else [])
+BOXES = 3  # every sequence starts by filling the first two; the third only if it says so
+OPENING: tuple[object, ...] = ("batch", [
+    (("create", 0), 0.0, False), (("create", 1), 0.0, False), (("send", 0, 1_000), 0.0, False),
+    (("send", 1, 1_000), 0.5, False), (("send", 0, 200), 30.0, False)])
 
 seqs = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, MAX_SEQ, MAX_SEQ + 1, 2**64])
 write = st.one_of(
@@ -130,7 +132,7 @@ async def compare(steps: list[tuple[object, ...]]) -> None:
 
 @settings(max_examples=int(os.environ.get("STORE_EXAMPLES", "40")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.lists(step, min_size=1, max_size=14))
+@given(st.lists(step, min_size=3, max_size=16))
 def test_backends_answer_identically(steps: list[tuple[object, ...]]) -> None:
     asyncio.run(compare([OPENING, *steps]))
 

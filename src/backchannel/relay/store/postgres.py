@@ -42,6 +42,7 @@ from backchannel.relay.store.base import (
     op_failure,
     take_batch,
 )
+from backchannel.relay.store.overlay import NetWrites, Overlay
 from backchannel.relay.store.schema import migrations
 
 __all__ = ["STALE_ALL", "PostgresStore"]
@@ -74,6 +75,11 @@ def _quote_ident(name: str) -> str:
 class PostgresStore(RelayStore):
     """Relay storage in a PostgreSQL schema shared by any number of relay nodes.
 
+    Attributes:
+        net_writes: decide each batch in memory and write its net result (a few round
+            trips per batch); when false, always run op by op (several round trips per
+            op: the way a failing batch is run again, and what the tests compare).
+
     Args:
         dsn: ``postgresql://...`` connection URL.
         schema: the schema holding the relay's tables (created if missing).
@@ -96,6 +102,7 @@ class PostgresStore(RelayStore):
         self._listen_conn: Any = None
         self._writer_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self.net_writes = True
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -249,14 +256,105 @@ class PostgresStore(RelayStore):
         batch.fail_all()
 
     async def _run(self, conn: Any, batch: Batch) -> None:
-        """Apply the batch op by op, in arrival order, in one transaction."""
+        """Apply the batch in arrival order in one transaction: net writes, else op by op.
+
+        The fast way decides the whole batch in memory (`Overlay`) and writes the net
+        result in a few statements. If anything in it fails, nobody has been answered:
+        the transaction is rolled back and the batch runs again op by op, each op in a
+        savepoint, so that the failing op is found and fails alone.
+        """
+        if self.net_writes:
+            try:
+                await self._run_net(conn, batch)
+                return
+            except (*_RETRY, *_CONNECTION_ERRORS):
+                raise  # the whole transaction is lost either way
+            except Exception:
+                batch.reset()  # the op-by-op run below finds the culprit and answers it
+        await self._run_ops(conn, batch)
+
+    async def _lock(self, conn: Any, batch: Batch) -> dict[bytes, MailboxState | None]:
+        """Lock and read every mailbox the batch names, in id order.
+
+        One lock order for every node: ops then run in arrival order without two nodes
+        ever waiting on each other's rows in opposite orders.
+        """
+        ids = sorted({op.mailbox_id for op in batch.ops})
+        found = await conn.fetch("SELECT id, send_hash, receive_hash, next_seq, count, bytes, "
+                                 "last_active FROM mailboxes WHERE id = ANY($1::bytea[]) "
+                                 "ORDER BY id FOR UPDATE", ids)
+        rows: dict[bytes, MailboxState | None] = dict.fromkeys(ids)
+        for r in found:
+            rows[r[0]] = MailboxState(*r[1:])
+        return rows
+
+    async def _run_net(self, conn: Any, batch: Batch) -> None:
         async with conn.transaction():
-            # Lock every existing mailbox the batch touches, in id order, before applying
-            # anything: ops then run in arrival order without two nodes ever waiting on
-            # each other's rows in opposite orders.
-            await conn.execute("SELECT 1 FROM mailboxes WHERE id = ANY($1::bytea[]) "
-                               "ORDER BY id FOR UPDATE",
-                               sorted({op.mailbox_id for op in batch.ops}))
+            rows = await self._lock(conn, batch)
+            pairs = [(op.mailbox_id, seq) for op in batch.ops for seq in acked_seqs(op)]
+            sizes: dict[bytes, dict[int, int]] = {}
+            if pairs:
+                for r in await conn.fetch(
+                        "SELECT e.mailbox_id, e.seq, length(e.body) FROM envelopes e "
+                        "JOIN unnest($1::bytea[], $2::bigint[]) AS a(m, s) "
+                        "ON e.mailbox_id = a.m AND e.seq = a.s",
+                        [m for m, _ in pairs], [q for _, q in pairs]):
+                    sizes.setdefault(r[0], {})[r[1]] = r[2]
+            usage: int = await conn.fetchval("SELECT bytes FROM store_usage")
+            overlay = Overlay(rows, sizes, self.limits, usage)
+            decisions = [overlay.apply(op) for op in batch.ops]
+            await self._flush(conn, overlay.net())
+            for op, decision in zip(batch.ops, decisions, strict=True):
+                batch.answer(op, decision)
+            await self._notify(conn, batch)
+
+    async def _flush(self, conn: Any, net: NetWrites) -> None:
+        """Write a batch's net result: a few set-based statements, in a safe order."""
+        if net.cleared:
+            await conn.execute("DELETE FROM envelopes WHERE mailbox_id = ANY($1::bytea[])",
+                               net.cleared)
+        if net.acked:
+            await conn.execute("DELETE FROM envelopes e USING unnest($1::bytea[], $2::bigint[]) "
+                               "AS a(m, s) WHERE e.mailbox_id = a.m AND e.seq = a.s",
+                               [m for m, _ in net.acked], [q for _, q in net.acked])
+        if net.gone:
+            await conn.execute("DELETE FROM mailboxes WHERE id = ANY($1::bytea[])", net.gone)
+        if net.updated:
+            await conn.execute(
+                "UPDATE mailboxes AS m SET send_hash = u.sh, receive_hash = u.rh, "
+                "next_seq = u.ns, count = u.c, bytes = u.b, last_active = u.la "
+                "FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bigint[], "
+                "$5::integer[], $6::bigint[], $7::bigint[]) AS u(id, sh, rh, ns, c, b, la) "
+                "WHERE m.id = u.id", *_columns(net.updated))
+        if net.created:
+            inserted = await conn.fetchval(
+                "WITH i AS (INSERT INTO mailboxes (id, send_hash, receive_hash, next_seq, "
+                "count, bytes, last_active) SELECT * FROM unnest($1::bytea[], $2::bytea[], "
+                "$3::bytea[], $4::bigint[], $5::integer[], $6::bigint[], $7::bigint[]) "
+                "ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT count(*) FROM i",
+                *_columns(net.created))
+            if inserted != len(net.created):
+                # Another node created one of these ids meanwhile: the op-by-op run
+                # answers that create MAILBOX_EXISTS.
+                raise _CreateRace
+        if net.inserted:
+            await conn.execute(
+                "INSERT INTO envelopes (mailbox_id, seq, expires_at, body) SELECT * FROM "
+                "unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[])",
+                *(list(column) for column in zip(*net.inserted, strict=True)))
+        if net.store_bytes:
+            await conn.execute("UPDATE store_usage SET bytes = bytes + $1", net.store_bytes)
+
+    async def _notify(self, conn: Any, batch: Batch) -> None:
+        if batch.fresh:
+            # One wake-up per mailbox per batch (research §4a).
+            await conn.execute("SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m",
+                               self.channel, [mid.hex() for mid in batch.fresh])
+
+    async def _run_ops(self, conn: Any, batch: Batch) -> None:
+        """Apply the batch op by op, each in a savepoint, in one transaction."""
+        async with conn.transaction():
+            await self._lock(conn, batch)
             usage: int = await conn.fetchval("SELECT bytes FROM store_usage")
             start = usage
             for op in batch.ops:
@@ -273,10 +371,7 @@ class PostgresStore(RelayStore):
                     usage += decision.change.store_bytes
             if usage != start:
                 await conn.execute("UPDATE store_usage SET bytes = bytes + $1", usage - start)
-            if batch.fresh:
-                # One wake-up per mailbox per batch (research §4a).
-                await conn.execute("SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m",
-                                   self.channel, [mid.hex() for mid in batch.fresh])
+            await self._notify(conn, batch)
 
     async def _apply(self, conn: Any, op: Op, usage: int) -> Decision:
         """Decide one op by the rules and write its change."""
@@ -376,6 +471,17 @@ class PostgresStore(RelayStore):
             raise StoreUnavailable("the relay database failed; retry later") from None
         self.metrics.expired.inc(row["o_envelopes"])
         return SweepResult(row["o_envelopes"], row["o_mailboxes"])
+
+
+class _CreateRace(Exception):
+    """A mailbox the batch creates was created by another node meanwhile."""
+
+
+def _columns(rows: dict[bytes, MailboxState]) -> list[list[object]]:
+    """Mailbox rows as the seven column arrays of an ``unnest``."""
+    return [list(rows), *(list(column) for column in zip(
+        *((r.send_hash, r.receive_hash, r.next_seq, r.count, r.size, r.last_active)
+          for r in rows.values()), strict=True))]
 
 
 def _pg_op_failure(op: Op, exc: Exception) -> BaseException:
