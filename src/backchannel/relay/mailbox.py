@@ -268,8 +268,9 @@ def deposit(row: MailboxState | None, send_token: bytes, size: int, now: float,
         return _refuse(ErrorCode.QUOTA_EXCEEDED)
     if store_bytes + size > limits.store_max_bytes:
         return _refuse(ErrorCode.STORE_FULL)
-    after = replace(row, next_seq=row.next_seq + 1, count=row.count + 1,
-                    size=row.size + size, last_active=int(now))
+    # Built directly rather than with `replace`: this runs once per envelope stored.
+    after = MailboxState(row.send_hash, row.receive_hash, row.next_seq + 1, row.count + 1,
+                         row.size + size, int(now))
     stored = NewEnvelope(row.next_seq, expiry_time(now, limits.envelope_ttl))
     return Decision(answer=row.next_seq,
                     change=Change(row=after, stored=stored, store_bytes=size))

@@ -278,8 +278,9 @@ class SqliteStore(RelayStore):
             db.execute("INSERT INTO envelopes (mailbox_id, seq, expires_at, body) "
                        "VALUES (?, ?, ?, ?)",
                        (mid, change.stored.seq, change.stored.expires_at, op.envelope))
-        db.executemany("DELETE FROM envelopes WHERE mailbox_id = ? AND seq = ?",
-                       [(mid, seq) for seq in change.removed])
+        if change.removed:
+            db.executemany("DELETE FROM envelopes WHERE mailbox_id = ? AND seq = ?",
+                           [(mid, seq) for seq in change.removed])
         row = change.row
         if row is None:
             return
