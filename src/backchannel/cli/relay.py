@@ -34,6 +34,8 @@ def serve(
     ttl_days: float = typer.Option(30.0, help="Days an unacknowledged envelope is kept."),
     max_envelopes: int = typer.Option(1000, help="Envelopes one mailbox may hold."),
     max_mailbox_mib: int = typer.Option(64, help="MiB one mailbox may hold."),
+    max_store_gib: float = typer.Option(
+        4.0, help="GiB of envelopes the whole relay may hold (then sends are refused)."),
     max_connections_per_address: int = typer.Option(
         64, help="Open connections per client address."),
     creates_per_second: float = typer.Option(
@@ -63,6 +65,7 @@ def serve(
             envelope_ttl=ttl_days * DAY,
             mailbox_max_envelopes=max_envelopes,
             mailbox_max_bytes=max_mailbox_mib * 1024 * 1024,
+            store_max_bytes=int(max_store_gib * 1024 * 1024 * 1024),
             max_connections_per_address=max_connections_per_address,
             creates_per_second=creates_per_second,
         )
