@@ -288,3 +288,25 @@ async def _connect(url: str) -> RelayClient:
         except OSError:
             await asyncio.sleep(0.05)
     raise AssertionError("the relay did not start")
+
+
+async def test_huge_seqs_over_the_wire_are_refused_and_harm_nobody(
+        db_url: str, relay: Any) -> None:
+    """Review 2026-12 §2b: an ACK or FETCH with a seq of 2^63 or more stopped an SQLite
+    relay's writer, and the FETCH was never answered; on PostgreSQL it failed its batch."""
+    async with relay(db_url) as server, await RelayClient.connect(server.url) as client:
+        caps = await client.create_mailbox()
+        mid, token = caps.mailbox_id, caps.receive_token
+        sends = [client.send(mid, caps.send_token, envelope(mid, i)) for i in range(20)]
+        assert sorted(await asyncio.gather(*sends)) == list(range(1, 21))
+        calls = [client.ack(mid, token, (2**63,)), client.fetch(mid, token, 2**64 - 1),
+                 *(client.ack(mid, token, (n,)) for n in range(1, 11)),
+                 client.ack(mid, token, (5, 2**64 - 1))]
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        codes = [a.code if isinstance(a, RelayRequestError) else a for a in answers]
+        assert codes[:2] == [ErrorCode.MALFORMED, ErrorCode.MALFORMED]
+        assert codes[2:12] == [1] * 10 and codes[12] == ErrorCode.MALFORMED
+        assert await client.send(mid, caps.send_token, envelope(mid, 99)) == 21
+        items, more = await client.fetch(mid, token, 0)
+        assert [d.seq for d in items] == [*range(11, 22)] and not more
+        assert await server.store.healthy()
