@@ -1,11 +1,14 @@
 """PostgreSQL backend (asyncpg): several relay nodes share one database.
 
 - **Group commit.** One writer task per node drains the operation queue; each batch is one
-  transaction and one commit (relay research §4a: batching is what makes PostgreSQL fast:
-  the fsync of one commit dominates). Inside it the ops run one by one in arrival order,
-  each with its own `now`, through the same rules as every backend (`decide`), each in a
-  savepoint so that an op that fails rolls back alone. The batch first locks the rows of
-  every mailbox it touches in id order, so nodes never deadlock on each other's batches.
+  transaction and one commit (relay research §4a: batching is what makes PostgreSQL fast).
+  The batch locks the rows of every mailbox it names in id order (so nodes never deadlock
+  on each other's batches), decides its ops in memory in arrival order, each with its own
+  `now`, by the same rules as every backend (`Overlay`, `decide`), and writes the net
+  result in a few set-based statements: about ten round trips per batch, not several per
+  op. If anything in that fails, nobody has been answered yet: the transaction is rolled
+  back and the batch runs again op by op, each op in a savepoint, so that the op that
+  fails fails alone and its neighbours commit.
 - **Wake-ups across nodes.** A deposit notifies ``backchannel_relay.<schema>`` with the
   mailbox id (one notification per mailbox per batch, research §4a: per-message NOTIFY
   would cap a node at ~2k msg/s). Every node listens; a node ignores its own writer's
@@ -238,7 +241,7 @@ class PostgresStore(RelayStore):
         self._resolve(batch, batch.elapsed)
 
     async def _run_with_retries(self, batch: Batch) -> None:
-        # Nodes lock mailbox rows in one order (see `_run`), so only the expiry sweep can
+        # Nodes lock mailbox rows in one order (see `_lock`), so only the expiry sweep can
         # deadlock with a batch; PostgreSQL then rolls the batch back whole, nobody has
         # been answered yet, and it is simply run again.
         for _attempt in range(_DEADLOCK_RETRIES):
