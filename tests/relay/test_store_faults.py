@@ -310,3 +310,39 @@ async def test_huge_seqs_over_the_wire_are_refused_and_harm_nobody(
         items, more = await client.fetch(mid, token, 0)
         assert [d.seq for d in items] == [*range(11, 22)] and not more
         assert await server.store.healthy()
+
+
+class RacedPostgres(PostgresStore):
+    """Another node creates the batch's new mailbox between its lock and its writes."""
+
+    raced = False
+
+    async def _lock(self, conn: Any, batch: Batch) -> dict[bytes, Any]:
+        rows = await super()._lock(conn, batch)
+        if not self.raced:
+            self.raced = True
+            import asyncpg
+
+            from tests.relay.conftest import PG_DSN
+
+            other = await asyncpg.connect(PG_DSN, server_settings={"search_path": self.schema})
+            try:
+                await other.execute("INSERT INTO mailboxes (id, send_hash, receive_hash, "
+                                    "last_active) VALUES ($1, $2, $2, 0)",
+                                    batch.ops[0].mailbox_id, b"\x00" * 32)
+            finally:
+                await other.close()
+        return rows
+
+
+@needs_pg
+async def test_a_create_racing_another_node_is_refused_alone(tmp_path: Path) -> None:
+    box, taken = Box(), Box()
+    async with opened("postgres", RelayLimits(), tmp_path, pg_class=RacedPostgres) as store:
+        assert isinstance(store, RacedPostgres)
+        store.raced = True
+        await run(store, create(box))
+        store.raced = False
+        assert await run(store, create(taken), send(box, box.envelope(1)),
+                         subscribe(box)) == [ErrorCode.MAILBOX_EXISTS, 1, 1]
+        assert await run(store, subscribe(taken)) == [ErrorCode.UNAUTHORIZED]
