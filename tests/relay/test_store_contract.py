@@ -7,6 +7,7 @@ order, each op with its own `now`, so every case expects one list of answers for
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -279,3 +280,27 @@ async def test_a_batch_is_one_commit_and_the_listener_hears_it(store: RelayStore
     # Only committed deposits are announced, with their seqs, per mailbox in order.
     assert (a.mailbox_id, (1, 2)) in heard
     assert (b.mailbox_id, (1,)) in heard
+
+
+async def test_the_memory_store_serves_a_real_relay() -> None:
+    """`MemoryRelayStore` is a whole `RelayStore`: a relay runs on it, end to end."""
+    from backchannel.client.transport import RelayClient
+    from backchannel.relay import RelayServer
+    from backchannel.testing import MemoryRelayStore
+    from tests.relay.conftest import envelope
+
+    server = RelayServer(MemoryRelayStore(), host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        async with await RelayClient.connect(server.url) as client:
+            caps = await client.create_mailbox()
+            mid = caps.mailbox_id
+            assert await client.subscribe(mid, caps.receive_token) == 0
+            seqs = await asyncio.gather(*(client.send(mid, caps.send_token, envelope(mid, i))
+                                          for i in range(5)))
+            assert sorted(seqs) == [1, 2, 3, 4, 5]
+            got = [(await client.receive(timeout=5))[1].seq for _ in range(5)]
+            assert got == [1, 2, 3, 4, 5]
+            assert await client.ack(mid, caps.receive_token, tuple(got)) == 5
+    finally:
+        await server.stop()

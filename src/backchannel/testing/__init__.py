@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from backchannel.testing.relaystore import MemoryRelayStore
+if TYPE_CHECKING:
+    from backchannel.testing.relaystore import MemoryRelayStore
 
 __all__ = ["FixedClock", "MemoryRelayStore", "SeededRng"]
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: the relay store pulls in the relay package, which tests of
+    # the client and the protocol should not pay for.
+    if name == "MemoryRelayStore":
+        from backchannel.testing.relaystore import MemoryRelayStore
+
+        return MemoryRelayStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SeededRng:
