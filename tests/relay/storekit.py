@@ -61,15 +61,17 @@ async def opened(kind: str, limits: RelayLimits, folder: Path,
                  ) -> AsyncIterator[RelayStore]:
     """A fresh, open store of `kind`; closed afterwards.
 
-    Kinds: "memory", "sqlite", "postgres" (net writes per batch), "postgres-ops" (the same
-    store running every batch op by op, its fallback path).
+    Kinds: "memory", "sqlite" (no savepoints until an op raises), "sqlite-ops" (a savepoint
+    per op always, its fallback), "postgres" (net writes per batch), "postgres-ops" (the
+    same store running every batch op by op, its fallback).
     """
     schema = f"relay_test_{secrets.token_hex(6)}"
     store: RelayStore
     if kind == "memory":
         store = memory_class(limits)
-    elif kind == "sqlite":
-        store = sqlite_class(folder / f"relay-{secrets.token_hex(4)}.db", limits)
+    elif kind.startswith("sqlite"):
+        lite = store = sqlite_class(folder / f"relay-{secrets.token_hex(4)}.db", limits)
+        lite.savepoint_every_op = kind == "sqlite-ops"
     else:
         pg = store = pg_class(PG_DSN, schema, limits)
         pg.net_writes = kind != "postgres-ops"

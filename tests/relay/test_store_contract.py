@@ -43,7 +43,8 @@ KIB = 1024
 Opener = Callable[..., AbstractAsyncContextManager[RelayStore]]
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=needs_pg),
+@pytest.fixture(params=["memory", "sqlite", "sqlite-ops",
+                        pytest.param("postgres", marks=needs_pg),
                         pytest.param("postgres-ops", marks=needs_pg)])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     """``async with make_store(limits) as store``: a fresh open store of each backend."""

@@ -43,7 +43,7 @@ from tests.relay.storekit import (
 
 pytestmark = pytest.mark.timeout(120)
 
-BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=needs_pg),
+BACKENDS = ["memory", "sqlite", "sqlite-ops", pytest.param("postgres", marks=needs_pg),
             pytest.param("postgres-ops", marks=needs_pg)]
 # Deposits into this mailbox write their envelope, then fail before the row is updated.
 POISON = b"\xee" * 16

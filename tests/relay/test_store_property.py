@@ -37,7 +37,9 @@ from tests.relay.storekit import (
 
 LIMITS = RelayLimits(mailbox_max_envelopes=4, mailbox_max_bytes=5_000, store_max_bytes=7_000,
                      envelope_ttl=100.0, mailbox_idle_ttl=300.0)
-KINDS = ["memory", "sqlite"] + (["postgres", "postgres-ops"] if PG_REACHABLE else [])
+KINDS = ["memory", "sqlite", "sqlite-ops"]
+if PG_REACHABLE:
+    KINDS += ["postgres", "postgres-ops"]
 BOXES = 3  # every sequence starts by filling the first two; the third only if it says so
 OPENING: tuple[object, ...] = ("batch", [
     (("create", 0), 0.0, False), (("create", 1), 0.0, False), (("send", 0, 1_000), 0.0, False),
