@@ -136,7 +136,8 @@ class SqliteStore(RelayStore):
         """
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, _FILE_MODE))
         for suffix in ("", "-wal", "-shm", "-journal"):
-            with contextlib.suppress(FileNotFoundError):
+            # PermissionError: another user owns a file we may still use; leave it be.
+            with contextlib.suppress(FileNotFoundError, PermissionError):
                 os.chmod(f"{self.path}{suffix}", _FILE_MODE)
 
     def _connect(self) -> sqlite3.Connection:
