@@ -40,8 +40,13 @@ class MemoryRelayStore(RelayStore):
     """Relay storage in dictionaries, with the rules and answers of the durable backends.
 
     Args:
-        limits: quotas and TTLs.
+        limits: quotas and TTLs (the defaults when None).
         metrics: where commit latency is recorded.
+
+    Attributes:
+        mailboxes: every mailbox's row, by id (for assertions).
+        envelopes: every mailbox's envelopes, seq -> (expires_at, body), in seq order.
+        store_bytes: envelope bytes stored, all mailboxes (the store-wide quota's count).
     """
 
     def __init__(self, limits: RelayLimits | None = None,
