@@ -53,7 +53,7 @@ def test_client_api_names_are_pinned() -> None:
 def test_testing_helpers_are_public_and_deterministic() -> None:
     from backchannel import testing
 
-    assert sorted(testing.__all__) == ["FixedClock", "SeededRng"]
+    assert sorted(testing.__all__) == ["FixedClock", "MemoryRelayStore", "SeededRng"]
     first, second = testing.SeededRng("seed"), testing.SeededRng("seed")
     assert [first(8) for _ in range(3)] == [second(8) for _ in range(3)]
     assert testing.SeededRng("seed")(8) != testing.SeededRng("other")(8)

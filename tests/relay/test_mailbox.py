@@ -102,3 +102,58 @@ def test_limits_validate() -> None:
         RelayLimits(envelope_ttl=0)
     with pytest.raises(ValueError):
         RelayLimits(max_frame_size=10**9)
+
+
+def test_rules_decide_from_the_row_alone() -> None:
+    from backchannel.relay.mailbox import (
+        MAX_SEQ,
+        MailboxState,
+        ack,
+        create,
+        delete,
+        deposit,
+        fetch_batch,
+        fetch_refusal,
+        seq_refusal,
+        subscribe,
+    )
+
+    send, receive = b"\x01" * 32, b"\x02" * 32
+    limits = RelayLimits(mailbox_max_envelopes=2, store_max_bytes=1_500)
+    made = create(None, token_hash(send), token_hash(receive), 10.9)
+    assert made.change is not None and made.change.created and made.refusal is None
+    row = made.change.row
+    assert row == MailboxState(token_hash(send), token_hash(receive), last_active=10)
+    assert create(row, b"", b"", 11).refusal == ErrorCode.MAILBOX_EXISTS
+    stored = deposit(row, send, 1_000, 20.0, limits, store_bytes=0)
+    assert stored.answer == 1 and stored.change is not None
+    assert stored.change.stored is not None and stored.change.store_bytes == 1_000
+    assert stored.change.stored.expires_at == int(20.0 + limits.envelope_ttl)
+    row = stored.change.row
+    assert row is not None and (row.next_seq, row.count, row.size) == (2, 1, 1_000)
+    assert deposit(row, receive, 10, 21, limits, 0).refusal == ErrorCode.UNAUTHORIZED
+    assert deposit(row, send, 600, 21, limits, 1_000).refusal == ErrorCode.STORE_FULL
+    assert deposit(None, send, 1, 21, limits, 0).refusal == ErrorCode.UNAUTHORIZED
+    assert subscribe(row, receive, 30).answer == 1
+    acked = ack(row, receive, (1, 1, 5), {1: 1_000}, 40)
+    assert acked.answer == 1 and acked.change is not None
+    assert acked.change.removed == (1,) and acked.change.store_bytes == -1_000
+    assert ack(row, receive, (2**63,), {}, 40).refusal == ErrorCode.MALFORMED
+    assert ack(row, send, (1,), {}, 40).refusal == ErrorCode.UNAUTHORIZED
+    gone = delete(row, receive)
+    assert gone.change is not None and gone.change.dropped and gone.change.store_bytes == -1_000
+    assert seq_refusal((0, MAX_SEQ)) is None
+    assert seq_refusal((-1,)) == seq_refusal((MAX_SEQ + 1,)) == ErrorCode.MALFORMED
+    assert fetch_refusal(0, 0) == ErrorCode.MALFORMED
+    rows = [(1, b"a" * 10), (2, b"b" * 10), (3, b"c" * 10)]
+    assert [d.seq for d in fetch_batch(rows, 2, 100)[0]] == [1, 2]
+    assert fetch_batch(rows, 2, 100)[1] is True
+    assert [d.seq for d in fetch_batch(rows, 5, 15)[0]] == [1]
+    assert fetch_batch(rows[:1], 5, 1) == (fetch_batch(rows[:1], 5, 100)[0], False)
+
+
+def test_store_byte_quota_must_be_positive() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="byte quota"):
+        RelayLimits(store_max_bytes=0)

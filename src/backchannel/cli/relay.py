@@ -38,6 +38,8 @@ def serve(
     ttl_days: float = typer.Option(30.0, help="Days an unacknowledged envelope is kept."),
     max_envelopes: int = typer.Option(1000, help="Envelopes one mailbox may hold."),
     max_mailbox_mib: int = typer.Option(64, help="MiB one mailbox may hold."),
+    max_store_gib: float = typer.Option(
+        4.0, help="GiB of envelopes the whole relay may hold (then sends are refused)."),
     max_connections_per_address: int = typer.Option(
         64, help="Open connections per client address."),
     max_connections: int = typer.Option(
@@ -73,6 +75,7 @@ def serve(
             envelope_ttl=ttl_days * DAY,
             mailbox_max_envelopes=max_envelopes,
             mailbox_max_bytes=max_mailbox_mib * 1024 * 1024,
+            store_max_bytes=int(max_store_gib * 1024 * 1024 * 1024),
             max_connections_per_address=max_connections_per_address,
             max_connections=max_connections,
             creates_per_second=creates_per_second,
@@ -177,6 +180,11 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
         log.error("cannot start", extra={"fields": {"db": redact_url(url),
                                                      "reason": type(exc).__name__}})
         return 1
-    await stop.wait()
+    # A signal stops the relay; so does the store's writer dying (the server has logged
+    # it), and then the exit status says so, for a supervisor to restart the relay.
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.fatal.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
     await server.stop()
-    return 0
+    return 1 if server.fatal.is_set() else 0

@@ -101,6 +101,7 @@ RELAY_ERROR_TEXT: Final[Mapping[ErrorCode, str]] = MappingProxyType({
     ErrorCode.QUOTA_EXCEEDED: "the mailbox on the relay is full until its owner fetches",
     ErrorCode.BAD_ENVELOPE: "the relay refused the envelope for this mailbox",
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: "too many subscriptions on one relay connection",
+    ErrorCode.STORE_FULL: "the relay is full; the message stays queued for it",
     ErrorCode.UNAVAILABLE: "the relay is unavailable for now; try later",
     ErrorCode.INTERNAL: "the relay failed (an error inside the relay)",
 })

@@ -167,6 +167,7 @@ class ErrorCode(IntEnum):
     QUOTA_EXCEEDED = 12
     BAD_ENVELOPE = 13
     TOO_MANY_SUBSCRIPTIONS = 14
+    STORE_FULL = 15  # the relay's store-wide byte quota is reached
     UNAVAILABLE = 20
     INTERNAL = 21
 

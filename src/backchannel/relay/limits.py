@@ -28,6 +28,10 @@ DEFAULT_MAILBOX_IDLE_TTL: Final = 90 * DAY
 DEFAULT_MAILBOX_MAX_ENVELOPES: Final = 1_000
 # 64 MiB is a thousand typical notes or a thousand of the largest envelopes' worth of room.
 DEFAULT_MAILBOX_MAX_BYTES: Final = 64 * 1024 * 1024
+# Envelope bytes the whole store may hold. Per-mailbox quotas alone let many mailboxes fill
+# the disk (review 2026-12 §2f); 4 GiB is 64 full mailboxes, or about 4 million typical
+# 1 KiB envelopes, and fits a small VPS disk with room for the WAL and indexes.
+DEFAULT_STORE_MAX_BYTES: Final = 4 * 1024 * 1024 * 1024
 # Sustained frames per second per connection. A principal catching up after an outage
 # flushes its whole outbox at once (one frame per envelope), and a channel must sustain
 # 1,000 messages/s; 2,000 frames/s leaves room for the acks and receipts beside them while
@@ -108,6 +112,7 @@ class RelayLimits:
     mailbox_idle_ttl: float = DEFAULT_MAILBOX_IDLE_TTL
     mailbox_max_envelopes: int = DEFAULT_MAILBOX_MAX_ENVELOPES
     mailbox_max_bytes: int = DEFAULT_MAILBOX_MAX_BYTES
+    store_max_bytes: int = DEFAULT_STORE_MAX_BYTES
     max_frame_size: int = MAX_REQUEST_FRAME_SIZE
     frames_per_second: float = DEFAULT_FRAMES_PER_SECOND
     frame_burst: float = DEFAULT_FRAME_BURST
@@ -137,6 +142,8 @@ class RelayLimits:
             raise ValueError("TTLs must be positive")
         if self.mailbox_max_envelopes < 1 or self.mailbox_max_bytes < 1:
             raise ValueError("mailbox quotas must be positive")
+        if self.store_max_bytes < 1:
+            raise ValueError("the store's byte quota must be positive")
         if not 0 < self.max_frame_size <= MAX_REQUEST_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be 1..{MAX_REQUEST_FRAME_SIZE}")
         if self.frames_per_second <= 0 or self.frame_burst < 1:

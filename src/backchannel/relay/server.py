@@ -280,7 +280,11 @@ class RelayServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._draining = False
+        # Set when the store's writer died: nothing can be stored any more, so the relay
+        # must stop and exit non-zero for its supervisor to restart it (`relay serve`).
+        self.fatal = asyncio.Event()
         store.listener = self._on_commit
 
     @property
@@ -339,6 +343,7 @@ class RelayServer:
             await self.store.close()
             raise
         self._sweeper = asyncio.create_task(self._sweep_loop())
+        self._watchdog = asyncio.create_task(self._watch_store())
         fields: dict[str, object] = {"url": self.url}
         if self._metrics_listener is not None and self.metrics_listen is not None:
             fields["metrics"] = f"http://{self.metrics_listen[0]}:{self.metrics_port}/metrics"
@@ -358,10 +363,11 @@ class RelayServer:
         if self._metrics_listener is not None:
             await self._metrics_listener.stop()
             self._metrics_listener = None
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.store.close()
         deadline = self.monotonic() + self.limits.shutdown_grace
         while any(c.flushing or c.outbox for c in self._conns) and self.monotonic() < deadline:
@@ -378,6 +384,14 @@ class RelayServer:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _watch_store(self) -> None:
+        """Wait for the store's writer to die; then log it once and report fatal."""
+        await self.store.failed.wait()
+        # Error level: a dead writer is a bug. The type only: error text may carry data.
+        log.error("store failed", extra={"fields": {
+            "error": type(self.store.failure).__name__}})
+        self.fatal.set()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -417,7 +431,7 @@ class RelayServer:
         return None
 
     async def _healthy(self) -> bool:
-        return not self._draining and await self.store.healthy()
+        return not self._draining and not self.fatal.is_set() and await self.store.healthy()
 
     def _address(self, connection: ServerConnection) -> str:
         forwarded = None

@@ -2,14 +2,30 @@
 
 - `SeededRng`: a deterministic random source, for reproducible tests and golden vectors.
 - `FixedClock`: a clock that moves only when told to.
+- `MemoryRelayStore`: an in-memory relay store with the rules and answers of the durable
+  backends (the reference the SQLite and PostgreSQL stores are tested against).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["FixedClock", "SeededRng"]
+if TYPE_CHECKING:
+    from backchannel.testing.relaystore import MemoryRelayStore
+
+__all__ = ["FixedClock", "MemoryRelayStore", "SeededRng"]
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: the relay store pulls in the relay package, which tests of
+    # the client and the protocol should not pay for.
+    if name == "MemoryRelayStore":
+        from backchannel.testing.relaystore import MemoryRelayStore
+
+        return MemoryRelayStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SeededRng:

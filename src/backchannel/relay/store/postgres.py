@@ -1,10 +1,14 @@
 """PostgreSQL backend (asyncpg): several relay nodes share one database.
 
-- **Group commit.** One writer task per node drains the operation queue; each batch runs as
-  at most one statement per kind of operation (create, deposit, subscribe, ack, delete),
-  each a PL/pgSQL function applying the whole batch in one round trip and one commit
-  (relay research §4a: 64-row batches reach ~21k msg/s on one connection, single rows
-  ~1.5k). Batches are sorted by mailbox id so that nodes lock rows in one order.
+- **Group commit.** One writer task per node drains the operation queue; each batch is one
+  transaction and one commit (relay research §4a: batching is what makes PostgreSQL fast).
+  The batch locks the rows of every mailbox it names in id order (so nodes never deadlock
+  on each other's batches), decides its ops in memory in arrival order, each with its own
+  `now`, by the same rules as every backend (`Overlay`, `decide`), and writes the net
+  result in a few set-based statements: about ten round trips per batch, not several per
+  op. If anything in that fails, nobody has been answered yet: the transaction is rolled
+  back and the batch runs again op by op, each op in a savepoint, so that the op that
+  fails fails alone and its neighbours commit.
 - **Wake-ups across nodes.** A deposit notifies ``backchannel_relay.<schema>`` with the
   mailbox id (one notification per mailbox per batch, research §4a: per-message NOTIFY
   would cap a node at ~2k msg/s). Every node listens; a node ignores its own writer's
@@ -18,35 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import time
-from collections import defaultdict
 from typing import Any, Final
 
 import asyncpg
 
-from backchannel.protocol.relayframes import Delivery, ErrorCode, token_hash
+from backchannel.protocol.relayframes import ErrorCode
 from backchannel.relay.limits import RelayLimits
-from backchannel.relay.mailbox import authorized, expiry_time
+from backchannel.relay.mailbox import Change, Decision, MailboxState, authorized, idle_cutoff
 from backchannel.relay.metrics import RelayMetrics
 from backchannel.relay.store.base import (
-    AckOp,
+    Batch,
     CreateOp,
-    DeleteOp,
     DepositOp,
     Op,
     Refused,
     RelayStore,
     StoreUnavailable,
-    SubscribeOp,
     SweepResult,
-    settle,
+    acked_seqs,
+    decide,
+    log,
+    op_failure,
+    take_batch,
 )
+from backchannel.relay.store.overlay import NetWrites, Overlay
 from backchannel.relay.store.schema import migrations
 
 __all__ = ["STALE_ALL", "PostgresStore"]
-
-log = logging.getLogger("backchannel.relay.store")
 
 # The listener is called with this mailbox id when every subscription may have missed a
 # wake-up (the listen connection was lost and reopened).
@@ -62,8 +64,11 @@ _RECONNECT_DELAY: Final = 1.0
 # A batch that deadlocks this many times in a row is failed (the clients retry).
 _DEADLOCK_RETRIES: Final = 3
 _ERRORS: Final = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
-_CODES: Final = {10: ErrorCode.UNAUTHORIZED, 11: ErrorCode.MAILBOX_EXISTS,
-                 12: ErrorCode.QUOTA_EXCEEDED}
+# The connection is gone (or its state unknown): the transaction with it.
+_CONNECTION_ERRORS: Final = (OSError, asyncpg.InterfaceError, TimeoutError)
+# The batch lost a lock conflict; rolled back whole, it is run again.
+_RETRY: Final = (asyncpg.exceptions.DeadlockDetectedError,
+                 asyncpg.exceptions.SerializationError)
 
 
 def _quote_ident(name: str) -> str:
@@ -72,6 +77,11 @@ def _quote_ident(name: str) -> str:
 
 class PostgresStore(RelayStore):
     """Relay storage in a PostgreSQL schema shared by any number of relay nodes.
+
+    Attributes:
+        net_writes: decide each batch in memory and write its net result (a few round
+            trips per batch); when false, always run op by op (several round trips per
+            op: the way a failing batch is run again, and what the tests compare).
 
     Args:
         dsn: ``postgresql://...`` connection URL.
@@ -95,7 +105,7 @@ class PostgresStore(RelayStore):
         self._listen_conn: Any = None
         self._writer_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
-        self._closed = True
+        self.net_writes = True
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -188,69 +198,231 @@ class PostgresStore(RelayStore):
 
     # --- writes ------------------------------------------------------------------------
 
-    def submit(self, op: Op) -> None:
-        if self._closed:
-            settle(op.future, StoreUnavailable("the relay store is closed"))  # type: ignore[arg-type]
-            return
+    def _enqueue(self, op: Op) -> None:
         self._queue.put_nowait(op)
 
-    async def _write_loop(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch: list[Op] = [first]
-            stop = False
-            while len(batch) < self.limits.commit_batch and not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            await self._commit(batch)
-            if stop:
-                return
+    def _drain(self) -> list[Op]:
+        ops: list[Op] = []
+        while not self._queue.empty():
+            op = self._queue.get_nowait()
+            if op is not None:
+                ops.append(op)
+        return ops
 
-    async def _commit(self, batch: list[Op]) -> None:
-        started = time.perf_counter()
-        kinds: dict[type, list[Op]] = defaultdict(list)
-        for op in sorted(batch, key=lambda o: o.mailbox_id):  # stable: keeps mailbox order
-            kinds[type(op)].append(op)
-        fresh: dict[bytes, list[Delivery]] = defaultdict(list)
-        for kind, apply in ((CreateOp, self._creates), (DepositOp, self._deposits),
-                            (SubscribeOp, self._subscribes), (AckOp, self._acks),
-                            (DeleteOp, self._deletes)):
-            ops = kinds.get(kind)
-            if not ops:
-                continue
+    def _next_op(self) -> Op | None:
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            raise IndexError("nothing queued") from None
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                first = await self._queue.get()
+                if first is None:
+                    return
+                ops, stop = take_batch(first, self._next_op, self.limits.commit_batch)
+                await self._commit(Batch(ops))
+                if stop:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # No traceback on stderr: the store says failed, and the server logs it once.
+            self._fatal(exc)
+
+    async def _commit(self, batch: Batch) -> None:
+        try:
+            await self._run_with_retries(batch)
+        except BaseException:
+            batch.fail_all()  # the writer is dying: answer this batch before it goes
+            self._resolve(batch, batch.elapsed)
+            raise
+        self._resolve(batch, batch.elapsed)
+
+    async def _run_with_retries(self, batch: Batch) -> None:
+        # Nodes lock mailbox rows in one order (see `_lock`), so only the expiry sweep can
+        # deadlock with a batch; PostgreSQL then rolls the batch back whole, nobody has
+        # been answered yet, and it is simply run again.
+        for _attempt in range(_DEADLOCK_RETRIES):
+            batch.reset()
             try:
-                results = await self._apply(apply, ops, fresh)
+                await self._run(await self._writer(), batch)
+            except _RETRY:
+                continue
             except _ERRORS as exc:
                 log.warning("commit failed", extra={"fields": {"error": type(exc).__name__}})
-                failure = StoreUnavailable("the relay database failed; retry later")
-                results = [failure] * len(ops)
-                if isinstance(exc, OSError | asyncpg.InterfaceError):
+                if isinstance(exc, _CONNECTION_ERRORS):
                     self._writer_conn = None
-            for op, result in zip(ops, results, strict=True):
-                settle(op.future, result)  # type: ignore[arg-type]
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        self.metrics.commit_ops.inc(len(batch))
-        if self.listener is not None:
-            for mailbox_id, items in fresh.items():
-                self.listener(mailbox_id, tuple(items))
+                batch.fail_all()
+            return
+        batch.fail_all()
 
-    async def _apply(self, apply: Any, ops: list[Op],
-                     fresh: dict[bytes, list[Delivery]]) -> list[object]:
-        # Each batch is one statement, so a deadlock with another node (possible only with
-        # an expiry sweep) rolls it back whole and it is simply run again.
-        for _attempt in range(_DEADLOCK_RETRIES):
-            conn = await self._writer()
+    async def _run(self, conn: Any, batch: Batch) -> None:
+        """Apply the batch in arrival order in one transaction: net writes, else op by op.
+
+        The fast way decides the whole batch in memory (`Overlay`) and writes the net
+        result in a few statements. If anything in it fails, nobody has been answered:
+        the transaction is rolled back and the batch runs again op by op, each op in a
+        savepoint, so that the failing op is found and fails alone.
+        """
+        if self.net_writes:
             try:
-                results: list[object] = await apply(conn, ops, fresh)
-            except asyncpg.exceptions.DeadlockDetectedError:
-                continue
-            return results
-        raise asyncpg.exceptions.DeadlockDetectedError("deadlock persisted")
+                await self._run_net(conn, batch)
+                return
+            except (*_RETRY, *_CONNECTION_ERRORS):
+                raise  # the whole transaction is lost either way
+            except Exception:
+                batch.reset()  # the op-by-op run below finds the culprit and answers it
+        await self._run_ops(conn, batch)
+
+    async def _lock(self, conn: Any, batch: Batch) -> dict[bytes, MailboxState | None]:
+        """Lock and read every mailbox the batch names, in id order.
+
+        One lock order for every node: ops then run in arrival order without two nodes
+        ever waiting on each other's rows in opposite orders.
+        """
+        ids = sorted({op.mailbox_id for op in batch.ops})
+        found = await conn.fetch("SELECT id, send_hash, receive_hash, next_seq, count, bytes, "
+                                 "last_active FROM mailboxes WHERE id = ANY($1::bytea[]) "
+                                 "ORDER BY id FOR UPDATE", ids)
+        rows: dict[bytes, MailboxState | None] = dict.fromkeys(ids)
+        for r in found:
+            rows[r[0]] = MailboxState(*r[1:])
+        return rows
+
+    async def _run_net(self, conn: Any, batch: Batch) -> None:
+        async with conn.transaction():
+            rows = await self._lock(conn, batch)
+            pairs = [(op.mailbox_id, seq) for op in batch.ops for seq in acked_seqs(op)]
+            sizes: dict[bytes, dict[int, int]] = {}
+            if pairs:
+                for r in await conn.fetch(
+                        "SELECT e.mailbox_id, e.seq, length(e.body) FROM envelopes e "
+                        "JOIN unnest($1::bytea[], $2::bigint[]) AS a(m, s) "
+                        "ON e.mailbox_id = a.m AND e.seq = a.s",
+                        [m for m, _ in pairs], [q for _, q in pairs]):
+                    sizes.setdefault(r[0], {})[r[1]] = r[2]
+            usage: int = await conn.fetchval("SELECT bytes FROM store_usage")
+            overlay = Overlay(rows, sizes, self.limits, usage)
+            decisions = [overlay.apply(op) for op in batch.ops]
+            await self._flush(conn, overlay.net())
+            for op, decision in zip(batch.ops, decisions, strict=True):
+                batch.answer(op, decision)
+            await self._notify(conn, batch)
+
+    async def _flush(self, conn: Any, net: NetWrites) -> None:
+        """Write a batch's net result: a few set-based statements, in a safe order."""
+        if net.cleared:
+            await conn.execute("DELETE FROM envelopes WHERE mailbox_id = ANY($1::bytea[])",
+                               net.cleared)
+        if net.acked:
+            await conn.execute("DELETE FROM envelopes e USING unnest($1::bytea[], $2::bigint[]) "
+                               "AS a(m, s) WHERE e.mailbox_id = a.m AND e.seq = a.s",
+                               [m for m, _ in net.acked], [q for _, q in net.acked])
+        if net.gone:
+            await conn.execute("DELETE FROM mailboxes WHERE id = ANY($1::bytea[])", net.gone)
+        if net.updated:
+            await conn.execute(
+                "UPDATE mailboxes AS m SET send_hash = u.sh, receive_hash = u.rh, "
+                "next_seq = u.ns, count = u.c, bytes = u.b, last_active = u.la "
+                "FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bigint[], "
+                "$5::integer[], $6::bigint[], $7::bigint[]) AS u(id, sh, rh, ns, c, b, la) "
+                "WHERE m.id = u.id", *_columns(net.updated))
+        if net.created:
+            inserted = await conn.fetchval(
+                "WITH i AS (INSERT INTO mailboxes (id, send_hash, receive_hash, next_seq, "
+                "count, bytes, last_active) SELECT * FROM unnest($1::bytea[], $2::bytea[], "
+                "$3::bytea[], $4::bigint[], $5::integer[], $6::bigint[], $7::bigint[]) "
+                "ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT count(*) FROM i",
+                *_columns(net.created))
+            if inserted != len(net.created):
+                # Another node created one of these ids meanwhile: the op-by-op run
+                # answers that create MAILBOX_EXISTS.
+                raise _CreateRace
+        if net.inserted:
+            await conn.execute(
+                "INSERT INTO envelopes (mailbox_id, seq, expires_at, body) SELECT * FROM "
+                "unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[])",
+                *(list(column) for column in zip(*net.inserted, strict=True)))
+        if net.store_bytes:
+            await conn.execute("UPDATE store_usage SET bytes = bytes + $1", net.store_bytes)
+
+    async def _notify(self, conn: Any, batch: Batch) -> None:
+        if batch.fresh:
+            # One wake-up per mailbox per batch (research §4a).
+            await conn.execute("SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m",
+                               self.channel, [mid.hex() for mid in batch.fresh])
+
+    async def _run_ops(self, conn: Any, batch: Batch) -> None:
+        """Apply the batch op by op, each in a savepoint, in one transaction."""
+        async with conn.transaction():
+            await self._lock(conn, batch)
+            usage: int = await conn.fetchval("SELECT bytes FROM store_usage")
+            start = usage
+            for op in batch.ops:
+                try:
+                    async with conn.transaction():  # a savepoint: the op fails alone
+                        decision = await self._apply(conn, op, usage)
+                except (*_RETRY, *_CONNECTION_ERRORS):
+                    raise  # the whole transaction is lost
+                except Exception as exc:
+                    batch.fail(op, _pg_op_failure(op, exc))
+                    continue
+                batch.answer(op, decision)
+                if decision.change is not None:
+                    usage += decision.change.store_bytes
+            if usage != start:
+                await conn.execute("UPDATE store_usage SET bytes = bytes + $1", usage - start)
+            await self._notify(conn, batch)
+
+    async def _apply(self, conn: Any, op: Op, usage: int) -> Decision:
+        """Decide one op by the rules and write its change."""
+        mid = op.mailbox_id
+        found = await conn.fetchrow("SELECT send_hash, receive_hash, next_seq, count, bytes, "
+                                    "last_active FROM mailboxes WHERE id = $1", mid)
+        row = MailboxState(*found) if found is not None else None
+        seqs = acked_seqs(op)
+        present: dict[int, int] = {}
+        if row is not None and seqs:
+            rows = await conn.fetch("SELECT seq, length(body) FROM envelopes "
+                                    "WHERE mailbox_id = $1 AND seq = ANY($2::bigint[])",
+                                    mid, list(seqs))
+            present = {r[0]: r[1] for r in rows}
+        decision = decide(op, row, present, self.limits, usage)
+        if decision.change is not None:
+            await self._write(conn, mid, op, decision.change)
+        return decision
+
+    @staticmethod
+    async def _write(conn: Any, mid: bytes, op: Op, change: Change) -> None:
+        """Write one change in one statement (a data-modifying CTE and the row's update)."""
+        if change.dropped:
+            await conn.execute("WITH e AS (DELETE FROM envelopes WHERE mailbox_id = $1) "
+                               "DELETE FROM mailboxes WHERE id = $1", mid)
+            return
+        row = change.row
+        assert row is not None
+        if change.created:
+            await conn.execute("INSERT INTO mailboxes (id, send_hash, receive_hash, next_seq, "
+                               "count, bytes, last_active) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                               mid, row.send_hash, row.receive_hash, row.next_seq, row.count,
+                               row.size, row.last_active)
+            return
+        update = ("UPDATE mailboxes SET next_seq = $2, count = $3, bytes = $4, "
+                  "last_active = $5 WHERE id = $1")
+        values = (mid, row.next_seq, row.count, row.size, row.last_active)
+        if change.stored is not None:
+            assert isinstance(op, DepositOp)
+            await conn.execute("WITH e AS (INSERT INTO envelopes (mailbox_id, seq, expires_at, "
+                               "body) VALUES ($1, $6, $7, $8)) " + update, *values,
+                               change.stored.seq, change.stored.expires_at, op.envelope)
+        elif change.removed:
+            await conn.execute("WITH e AS (DELETE FROM envelopes WHERE mailbox_id = $1 "
+                               "AND seq = ANY($6::bigint[])) " + update, *values,
+                               list(change.removed))
+        else:
+            await conn.execute(update, *values)
 
     async def _writer(self) -> Any:
         if self._writer_conn is None or self._writer_conn.is_closed():
@@ -258,67 +430,11 @@ class PostgresStore(RelayStore):
             self._writer_pid = self._writer_conn.get_server_pid()
         return self._writer_conn
 
-    async def _creates(self, conn: Any, ops: list[Op], fresh: object) -> list[object]:
-        rows = await conn.fetch(
-            "SELECT o_idx, o_code FROM relay_create($1, $2, $3, $4)",
-            [o.mailbox_id for o in ops], [o.send_hash for o in ops],  # type: ignore[union-attr]
-            [o.receive_hash for o in ops], int(ops[0].now))  # type: ignore[union-attr]
-        return [_outcome(r["o_code"], None) for r in rows]
-
-    async def _deposits(self, conn: Any, ops: list[Op],
-                        fresh: dict[bytes, list[Delivery]]) -> list[object]:
-        deposits: list[DepositOp] = ops  # type: ignore[assignment]
-        now = deposits[0].now
-        rows = await conn.fetch(
-            "SELECT o_idx, o_seq, o_code FROM relay_deposit($1, $2, $3, $4, $5, $6, $7)",
-            [o.mailbox_id for o in deposits], [token_hash(o.send_token) for o in deposits],
-            [o.envelope for o in deposits], int(now),
-            expiry_time(now, self.limits.envelope_ttl), self.limits.mailbox_max_envelopes,
-            self.limits.mailbox_max_bytes)
-        results: list[object] = []
-        for op, row in zip(deposits, rows, strict=True):
-            if row["o_code"] == 0:
-                fresh[op.mailbox_id].append(Delivery(row["o_seq"], op.envelope))
-            results.append(_outcome(row["o_code"], row["o_seq"]))
-        return results
-
-    async def _subscribes(self, conn: Any, ops: list[Op], fresh: object) -> list[object]:
-        rows = await conn.fetch(
-            "SELECT o_idx, o_pending, o_code FROM relay_subscribe($1, $2, $3)",
-            [o.mailbox_id for o in ops],
-            [token_hash(o.receive_token) for o in ops],  # type: ignore[union-attr]
-            int(ops[0].now))
-        return [_outcome(r["o_code"], r["o_pending"]) for r in rows]
-
-    async def _acks(self, conn: Any, ops: list[Op], fresh: object) -> list[object]:
-        acks: list[AckOp] = ops  # type: ignore[assignment]
-        seqs: list[int] = []
-        starts: list[int] = []
-        counts: list[int] = []
-        for op in acks:
-            starts.append(len(seqs) + 1)  # PostgreSQL arrays are 1-based
-            counts.append(len(op.seqs))
-            seqs.extend(op.seqs)
-        rows = await conn.fetch(
-            "SELECT o_idx, o_removed, o_code FROM relay_ack($1, $2, $3, $4, $5, $6)",
-            [o.mailbox_id for o in acks], [token_hash(o.receive_token) for o in acks],
-            seqs, starts, counts, int(acks[0].now))
-        return [_outcome(r["o_code"], r["o_removed"]) for r in rows]
-
-    async def _deletes(self, conn: Any, ops: list[Op], fresh: object) -> list[object]:
-        rows = await conn.fetch(
-            "SELECT o_idx, o_code FROM relay_delete($1, $2)", [o.mailbox_id for o in ops],
-            [token_hash(o.receive_token) for o in ops])  # type: ignore[union-attr]
-        return [_outcome(r["o_code"], None) for r in rows]
-
     # --- reads -------------------------------------------------------------------------
 
-    async def fetch(
-        self, mailbox_id: bytes, receive_token: bytes | None, after_seq: int, limit: int,
-        max_bytes: int, now: float,
-    ) -> tuple[tuple[Delivery, ...], bool]:
-        if self._closed:
-            raise StoreUnavailable("the relay store is closed")
+    async def _read_after(self, mailbox_id: bytes, receive_token: bytes | None,
+                          after_seq: int, count: int,
+                          now: float) -> list[tuple[int, bytes]]:
         try:
             async with self._pool.acquire() as conn:
                 if receive_token is not None:
@@ -326,24 +442,17 @@ class PostgresStore(RelayStore):
                         "SELECT receive_hash FROM mailboxes WHERE id = $1", mailbox_id)
                     if stored is None or not authorized(stored, receive_token):
                         raise Refused(ErrorCode.UNAUTHORIZED)
+                # Live by the rule of `mailbox.expired`: expires_at > int(now).
                 rows = await conn.fetch(
                     "SELECT seq, body FROM envelopes WHERE mailbox_id = $1 AND seq > $2 "
                     "AND expires_at > $3 ORDER BY seq LIMIT $4",
-                    mailbox_id, after_seq, int(now), limit + 1)
+                    mailbox_id, after_seq, int(now), count)
         except _ERRORS:
             raise StoreUnavailable("the relay database failed; retry later") from None
-        items: list[Delivery] = []
-        total = 0
-        for row in rows[:limit]:
-            body: bytes = row["body"]
-            if items and total + len(body) > max_bytes:
-                return tuple(items), True
-            items.append(Delivery(row["seq"], body))
-            total += len(body)
-        return tuple(items), len(rows) > limit
+        return [(row["seq"], row["body"]) for row in rows]
 
     async def healthy(self) -> bool:
-        if self._closed:
+        if self._closed or self.failed.is_set():
             return False
         try:
             async with self._pool.acquire() as conn:
@@ -359,15 +468,27 @@ class PostgresStore(RelayStore):
             async with self._pool.acquire() as conn:
                 row = await conn.fetchrow(
                     "SELECT o_envelopes, o_mailboxes FROM relay_sweep($1, $2, $3)",
-                    int(now), int(now - self.limits.mailbox_idle_ttl), self.limits.sweep_batch)
+                    int(now), idle_cutoff(now, self.limits.mailbox_idle_ttl),
+                    self.limits.sweep_batch)
         except _ERRORS:
             raise StoreUnavailable("the relay database failed; retry later") from None
         self.metrics.expired.inc(row["o_envelopes"])
         return SweepResult(row["o_envelopes"], row["o_mailboxes"])
 
 
-def _outcome(code: int, value: object) -> object:
-    if code == 0:
-        return value
-    return Refused(_CODES.get(code, ErrorCode.INTERNAL))
+class _CreateRace(Exception):
+    """A mailbox the batch creates was created by another node meanwhile."""
 
+
+def _columns(rows: dict[bytes, MailboxState]) -> list[list[object]]:
+    """Mailbox rows as the seven column arrays of an ``unnest``."""
+    return [list(rows), *(list(column) for column in zip(
+        *((r.send_hash, r.receive_hash, r.next_seq, r.count, r.size, r.last_active)
+          for r in rows.values()), strict=True))]
+
+
+def _pg_op_failure(op: Op, exc: Exception) -> BaseException:
+    """What one op that raised `exc` inside its savepoint is answered."""
+    if isinstance(exc, asyncpg.exceptions.UniqueViolationError) and isinstance(op, CreateOp):
+        return Refused(ErrorCode.MAILBOX_EXISTS)  # another node created it meanwhile
+    return op_failure(exc, asyncpg.PostgresError)
