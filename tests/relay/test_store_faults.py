@@ -10,15 +10,23 @@ import logging
 import socket
 import sqlite3
 import stat
+import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 
 from backchannel.client.transport import RelayClient, RelayRequestError
-from backchannel.protocol.relayframes import ErrorCode
+from backchannel.protocol.relayframes import (
+    RELAY_PROTOCOL_VERSION,
+    Error,
+    ErrorCode,
+    FrameKind,
+    decode_response,
+)
 from backchannel.relay import RelayLimits, RelayServer
 from backchannel.relay.logs import JsonFormatter
 from backchannel.relay.mailbox import Change
@@ -293,19 +301,29 @@ async def _connect(url: str) -> RelayClient:
 async def test_huge_seqs_over_the_wire_are_refused_and_harm_nobody(
         db_url: str, relay: Any) -> None:
     """Review 2026-12 §2b: an ACK or FETCH with a seq of 2^63 or more stopped an SQLite
-    relay's writer, and the FETCH was never answered; on PostgreSQL it failed its batch."""
+    relay's writer, and the FETCH was never answered; on PostgreSQL it failed its batch.
+    The client's encoder refuses such seqs, so the poison frames are built by hand and
+    sent on a raw connection beside the honest client's acks."""
     async with relay(db_url) as server, await RelayClient.connect(server.url) as client:
         caps = await client.create_mailbox()
         mid, token = caps.mailbox_id, caps.receive_token
         sends = [client.send(mid, caps.send_token, envelope(mid, i)) for i in range(20)]
         assert sorted(await asyncio.gather(*sends)) == list(range(1, 21))
-        calls = [client.ack(mid, token, (2**63,)), client.fetch(mid, token, 2**64 - 1),
-                 *(client.ack(mid, token, (n,)) for n in range(1, 11)),
-                 client.ack(mid, token, (5, 2**64 - 1))]
-        answers = await asyncio.gather(*calls, return_exceptions=True)
-        codes = [a.code if isinstance(a, RelayRequestError) else a for a in answers]
-        assert codes[:2] == [ErrorCode.MALFORMED, ErrorCode.MALFORMED]
-        assert codes[2:12] == [1] * 10 and codes[12] == ErrorCode.MALFORMED
+
+        def raw(kind: FrameKind, rid: int, body: bytes) -> bytes:
+            return bytes([RELAY_PROTOCOL_VERSION, kind]) + struct.pack(">I", rid) + body
+
+        poison = [raw(FrameKind.ACK, 1, mid + token + struct.pack(">HQ", 1, 2**63)),
+                  raw(FrameKind.FETCH, 2, mid + token + struct.pack(">QH", 2**64 - 1, 10)),
+                  raw(FrameKind.ACK, 3, mid + token + struct.pack(">HQQ", 2, 5, 2**64 - 1))]
+        async with connect(server.url, compression=None) as ws:
+            for frame in poison:
+                await ws.send(frame)
+            honest = await asyncio.gather(*(client.ack(mid, token, (n,)) for n in range(1, 11)))
+            refusals = [decode_response(await ws.recv()) for _ in poison]  # type: ignore[arg-type]
+        assert honest == [1] * 10
+        assert [(e.request_id, e.code) for e in refusals if isinstance(e, Error)] == [
+            (1, ErrorCode.MALFORMED), (2, ErrorCode.MALFORMED), (3, ErrorCode.MALFORMED)]
         assert await client.send(mid, caps.send_token, envelope(mid, 99)) == 21
         items, more = await client.fetch(mid, token, 0)
         assert [d.seq for d in items] == [*range(11, 22)] and not more
