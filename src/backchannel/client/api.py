@@ -6,6 +6,7 @@ layers over it.
     ...
     await principal.send("beijing", "text")
     report = await principal.sync()
+    page = principal.history("beijing", limit=50)  # both ways, every act in place
 """
 
 from backchannel.client.engine import (
@@ -25,6 +26,7 @@ from backchannel.client.errors import (
     StateCorrupted,
     WrongPassphrase,
 )
+from backchannel.client.history import HistoryEntry, HistoryFork, HistoryGap, HistoryPage
 from backchannel.client.keystore import KdfParameters
 from backchannel.client.records import ChannelRecord
 
@@ -34,6 +36,10 @@ __all__ = [
     "ChannelRecord",
     "ChannelStatus",
     "ClientError",
+    "HistoryEntry",
+    "HistoryFork",
+    "HistoryGap",
+    "HistoryPage",
     "IdentityChanged",
     "InboxEntry",
     "InviteRefused",
