@@ -62,12 +62,13 @@ def _describe(entry: HistoryEntry) -> str:
         case "answer":
             return f"answers request {_id(entry.target_id)}{said}"
         case "redline":
-            return f"red line {_id(entry.subject_id)} version {entry.version}: {title}{said}"
+            return (f"red line {_id(entry.subject_id)} version {entry.version}: {title}"
+                    + (f" - {text}" if text else ""))
         case "redline_ack":
             return (f"understood (not: agreed to) red line {_id(entry.subject_id)} "
                     f"version {entry.version}")
         case "agenda_propose":
-            return f"proposes for round {entry.round}: {title}{said}"
+            return f"proposes for round {entry.round}: {title}" + (f" - {text}" if text else "")
         case "agenda_accept":
             return f"accepts agenda item {_id(entry.target_id)} (round {entry.round})"
         case "agenda_decline":
@@ -124,15 +125,18 @@ def _print_page(state: CliContext, page: HistoryPage, peer: str, again: list[str
     if page.earlier:
         first = page.entries[0].message_id if page.entries else ""
         state.out.print(f"{page.earlier} earlier message(s): "
-                        + command_hint(state, *again, "--before", _id(first)), style="dim")
+                        + command_hint(state, *again, "--before", _id(first)), style="dim",
+                        soft_wrap=True)
     if not page.items:
         state.out.print(f"No messages in '{peer}' yet." if not page.total
                         else "No messages here.")
+    # Names in one column: "you" or the counterpart's name, padded to the longer.
+    width = max(len("you"), len(peer))
     for item in page.items:
         if not isinstance(item, HistoryEntry):
             state.out.print(_mark(item), style="bold")
             continue
-        who = "you" if item.direction == "out" else peer
+        who = ("you" if item.direction == "out" else peer).ljust(width)
         state.out.print(f"{local_time(item.at_ms)}  {who}  {_id(item.message_id)}  "
                         f"{_describe(item)}")
         status = _status(item)
@@ -140,7 +144,7 @@ def _print_page(state: CliContext, page: HistoryPage, peer: str, again: list[str
             state.out.print(f"    {status}", style="dim")
     if page.later:
         state.out.print(f"{page.later} later message(s): "
-                        + command_hint(state, *again), style="dim")
+                        + command_hint(state, *again), style="dim", soft_wrap=True)
 
 
 def _entry_json(entry: HistoryEntry) -> dict[str, Any]:
