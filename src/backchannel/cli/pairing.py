@@ -11,6 +11,7 @@ from typing import Any, Final
 import typer
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
+from backchannel.cli.hints import command_hint
 from backchannel.cli.output import channel_json, emit_json, local_time, utc_time
 from backchannel.client.engine import Principal
 
@@ -142,7 +143,8 @@ def accept(
         emit_json({"channel": channel_json(channel)})
         return
     state.out.print(f"Joined channel '{channel.name}'; the first message is on its way.")
-    state.out.print(f"Now compare the safety number: backchannel verify {channel.name}")
+    state.out.print("Now compare the safety number: "
+                    + command_hint(state, "verify", channel.name), soft_wrap=True)
 
 
 def verify(
@@ -188,7 +190,7 @@ def verify(
         out.print("Verified: you confirmed this number earlier.")
     else:
         out.print("Not verified yet. If it matches your counterpart's: "
-                  f"backchannel verify {record.name} --confirm")
+                  + command_hint(state, "verify", record.name, "--confirm"), soft_wrap=True)
 
 
 def whoami(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
