@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from backchannel.cli.history import history_json as history_json_of
+from backchannel.client.history import HistoryEntry, HistoryFork, HistoryGap, HistoryPage
 from backchannel.testing import FixedClock
 from tests.cli.conftest import ThreadRelay, one_error_line, run
 from tests.client.dialogue_script import PHASE_GAP_MS, Script, principals, run_script
@@ -151,3 +153,16 @@ def test_bad_paging_and_dates_are_refused(scripted: Scripted) -> None:
     run(w, "history", "beijing", "--limit", "0", passphrase="pw", code=2)
     assert "error: " in one_error_line(
         run(w, "history", "nobody", passphrase="pw", code=1))
+    assert "No messages in 'beijing' since 1m." in history(w, "--since", "1m")
+
+
+def test_gap_and_fork_marks_in_json() -> None:
+    entry = HistoryEntry("ab" * 16, "in", 5, "note", 1_000, 900, text="hi")
+    page = HistoryPage("beijing", (HistoryGap(3, 4), HistoryFork("theirs", "two messages at one "
+                       "sequence number", 5, 2_000, "ab" * 16), entry), 1, 0, 0)
+    gap, fork, message = history_json_of(page)["items"]
+    assert gap == {"type": "gap", "first_seq": 3, "last_seq": 4}
+    assert (fork["type"], fork["side"], fork["seq"], fork["message_id"]) == (
+        "fork", "theirs", 5, "ab" * 16)
+    assert (message["type"], message["act"], message["text"], message["precedence"]) == (
+        "message", "note", "hi", "routine")

@@ -97,7 +97,8 @@ def _status(entry: HistoryEntry) -> str:
             if entry.read_at_ms:
                 parts.append(f"read {local_time(entry.read_at_ms)}")
         elif entry.stored_on:
-            parts.append("stored on " + ", ".join(entry.stored_on) + "; not yet delivered")
+            where = ", ".join(_counterpart(url) for url in entry.stored_on)
+            parts.append(f"stored on {where}; not yet delivered")
         else:
             parts.append("queued: no relay has it yet")
     elif entry.act == "note":
@@ -109,7 +110,7 @@ def _status(entry: HistoryEntry) -> str:
     return " · ".join(parts)
 
 
-def _mark(mark: HistoryGap | HistoryFork) -> str:
+def _mark(state: CliContext, mark: HistoryGap | HistoryFork) -> str:
     match mark:
         case HistoryGap(first_seq=first, last_seq=last):
             which = f"#{first}" if first == last else f"#{first}-{last}"
@@ -117,24 +118,25 @@ def _mark(mark: HistoryGap | HistoryFork) -> str:
                     "receipts count too) --")
         case HistoryFork(side=side, reason=reason, seq=seq):
             whose = "their" if side == "theirs" else "our"
-            return (f"-- FORK of {whose} messages at #{seq}: {reason}; "
-                    "see backchannel status --")
+            return (f"-- FORK of {whose} messages at #{seq}: {reason}; see: "
+                    + command_hint(state, "status") + " --")
 
 
-def _print_page(state: CliContext, page: HistoryPage, peer: str, again: list[str]) -> None:
+def _print_page(
+    state: CliContext, page: HistoryPage, peer: str, again: list[str], since: str | None
+) -> None:
     if page.earlier:
         first = page.entries[0].message_id if page.entries else ""
         state.out.print(f"{page.earlier} earlier message(s): "
                         + command_hint(state, *again, "--before", _id(first)), style="dim",
                         soft_wrap=True)
-    if not page.items:
-        state.out.print(f"No messages in '{peer}' yet." if not page.total
-                        else "No messages here.")
+    if not page.entries:
+        state.out.print(f"No messages in '{peer}'" + (f" since {since}." if since else " yet."))
     # Names in one column: "you" or the counterpart's name, padded to the longer.
     width = max(len("you"), len(peer))
     for item in page.items:
         if not isinstance(item, HistoryEntry):
-            state.out.print(_mark(item), style="bold")
+            state.out.print(_mark(state, item), style="bold", soft_wrap=True)
             continue
         who = ("you" if item.direction == "out" else peer).ljust(width)
         state.out.print(f"{local_time(item.at_ms)}  {who}  {_id(item.message_id)}  "
@@ -239,7 +241,7 @@ def history(
         again += ["--since", since]
     if limit != DEFAULT_LIMIT:
         again += ["--limit", str(limit)]
-    _print_page(state, page, _counterpart(name), again)
+    _print_page(state, page, _counterpart(name), again, since)
 
 
 def register(app: typer.Typer) -> None:
