@@ -105,6 +105,14 @@ def test_every_act_shown_in_order_with_receipts(scripted: Scripted) -> None:
         "%Y-%m-%d %H:%M") in out
     # The alias shows the same.
     assert history(scripted.washington, "--limit", "100", command="transcript") == out
+    # The ids shown are the ids commands take.
+    (line,) = [x for x in entry_lines(out) if "Our policy has not changed." in x]
+    shown = line.split()[3]
+    assert "Our policy has not changed." in run(
+        scripted.washington, "read", "beijing", shown, passphrase="pw").stdout
+    asked = run(scripted.washington, "clarify", "beijing", shown, "Since when?", "--json",
+                passphrase="pw").stdout
+    assert json.loads(asked)["target"].startswith(shown)
 
 
 def test_json_parses_and_matches_the_script(scripted: Scripted) -> None:
