@@ -93,15 +93,19 @@ async def test_gaps_and_forks_are_shown_where_they_are(tmp_path: Path) -> None:
         await run_script(w, b, relay.url, clock)
     channel = w.channel("beijing")
     messages = [_record(1), _record(2), _record(5), _record(6)]
-    forks = [ForkRecord("theirs", ForkReason.POSITION, 6, 3000, messages[3].message_id)]
+    forks = [ForkRecord("theirs", ForkReason.POSITION, 6, 3000, messages[3].message_id),
+             # Reported by the counterpart: no message of ours to put it by, so by time.
+             ForkRecord("ours", ForkReason.REPLAY, 9, 2003)]
     items = build_history(w.identity, channel, messages, forks).items
     kinds = [type(i).__name__ for i in items]
-    assert kinds == ["HistoryEntry", "HistoryEntry", "HistoryGap", "HistoryEntry",
-                     "HistoryFork", "HistoryEntry"], items
+    assert kinds == ["HistoryEntry", "HistoryEntry", "HistoryGap", "HistoryFork",
+                     "HistoryEntry", "HistoryFork", "HistoryEntry"], items
+    ours = items[3]
+    assert isinstance(ours, HistoryFork) and (ours.side, ours.seq) == ("ours", 9)
     gap = items[2]
     assert isinstance(gap, HistoryGap) and (gap.first_seq, gap.last_seq) == (3, 4)
-    fork = items[4]
+    fork = items[5]
     assert isinstance(fork, HistoryFork) and fork.reason == ForkReason.POSITION.label
-    assert all(isinstance(i, HistoryEntry) and i.text == "hi" for i in (items[0], items[5]))
+    assert all(isinstance(i, HistoryEntry) and i.text == "hi" for i in (items[0], items[6]))
     w.close()
     b.close()

@@ -240,8 +240,13 @@ def _groups(
 ) -> list[_Group]:
     dialogue = dialogue_of(ours, channel, messages)
     anomalies = {a.message_id.hex(): a.reason for a in dialogue.anomalies}
-    by_message = {f.message_id: f for f in forks if f.message_id}
-    unplaced = sorted((f for f in forks if not f.message_id), key=lambda f: f.detected_at_ms)
+    # A fork is shown before the message that revealed it; one with no such message
+    # stored (it did not decrypt, or the counterpart reported ours) by when it was seen.
+    stored = {m.message_id for m in messages}
+    forks = list(forks)
+    by_message = {f.message_id: f for f in forks if f.message_id in stored}
+    unplaced = sorted((f for f in forks if f.message_id not in stored),
+                      key=lambda f: f.detected_at_ms)
     groups: list[_Group] = []
     marks: list[HistoryGap | HistoryFork] = []
     theirs_seen = 0
@@ -262,7 +267,7 @@ def _groups(
         groups.append((tuple(marks), _entry(record, acknowledged, anomalies.get(
             record.message_id, ""))))
         marks = []
-    marks += [_fork(f) for f in (*by_message.values(), *unplaced)]
+    marks += [_fork(f) for f in unplaced]
     if marks:
         groups.append((tuple(marks), None))
     return groups
