@@ -153,6 +153,20 @@ def test_since_and_paging_select_the_right_entries(scripted: Scripted) -> None:
     assert as_json["before"] == ids[-5] and as_json["earlier"] == len(ids) - 5
 
 
+def test_line_tests_can_be_left_out(scripted: Scripted) -> None:
+    w, acts = scripted.washington, scripted.script.acts
+    every = history_json(w, "--limit", "100")["items"]
+    (test,) = [i for i in every if i["act"] == "linetest" and i["direction"] == "out"][-1:]
+    assert test["answered_at"] is not None
+    quiet = history_json(w, "--limit", "100", "--no-line-tests")
+    assert [i["message_id"] for i in quiet["items"]] == [
+        i for a, _, i in acts if a not in ("linetest", "linetest_reply")]
+    page = history(w, "--limit", "2", "--no-line-tests")
+    (hint,) = [line for line in page.splitlines() if "earlier message(s)" in line]
+    assert hint.endswith("--no-line-tests --before " + quiet["items"][-2]["message_id"][:8])
+    assert "· answered " in history(w, "--limit", "2")  # the last test and its answer
+
+
 def test_bad_paging_and_dates_are_refused(scripted: Scripted) -> None:
     w = scripted.washington
     assert "no message 'ffffffff'" in one_error_line(

@@ -151,6 +151,8 @@ def _paging(params: dict[str, Any]) -> list[str]:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError("'limit' must be a positive integer")
         argv += ["--limit", str(limit)]
+    if params.get("line_tests") is False:
+        argv.append("--no-line-tests")
     return argv
 
 

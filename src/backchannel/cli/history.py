@@ -105,6 +105,9 @@ def _status(entry: HistoryEntry) -> str:
         parts.append(f"read {local_time(entry.read_at_ms)}" if entry.read_at_ms else "unread")
     if entry.acknowledged_at_ms:
         parts.append(f"acknowledged {local_time(entry.acknowledged_at_ms)}")
+    if entry.act == "linetest":
+        parts.append(f"answered {local_time(entry.answered_at_ms)}" if entry.answered_at_ms
+                     else "not answered yet")
     if entry.anomaly:
         parts.append(f"ignored by the dialogue: {entry.anomaly}")
     return " · ".join(parts)
@@ -170,6 +173,7 @@ def _entry_json(entry: HistoryEntry) -> dict[str, Any]:
         "delivered_at": utc_time(entry.delivered_at_ms),
         "read_at": utc_time(entry.read_at_ms),
         "acknowledged_at": utc_time(entry.acknowledged_at_ms),
+        "answered_at": utc_time(entry.answered_at_ms),
         "stored_on": list(entry.stored_on),
         "anomaly": entry.anomaly or None,
     }
@@ -214,6 +218,11 @@ def history(
     before: str | None = typer.Option(
         None, "--before", metavar="ID", help="Only messages before this one (its id)."
     ),
+    line_tests: bool = typer.Option(
+        True, "--line-tests/--no-line-tests",
+        help="Show line tests and their answers (sent every hour, they can outnumber the "
+             "conversation).",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show the conversation both ways, with every dialogue act in its place.
@@ -231,7 +240,8 @@ def history(
         name = principal.channel(channel).name
         since_ms = 0 if since is None else parse_since(
             since, now_ms=principal.now_ms(), option="--since")
-        page = principal.history(name, since_ms=since_ms, limit=limit, before=before)
+        page = principal.history(name, since_ms=since_ms, limit=limit, before=before,
+                                 line_tests=line_tests)
     if state.json:
         emit_json(history_json(page))
         return
@@ -241,6 +251,8 @@ def history(
         again += ["--since", since]
     if limit != DEFAULT_LIMIT:
         again += ["--limit", str(limit)]
+    if not line_tests:
+        again.append("--no-line-tests")
     _print_page(state, page, _counterpart(name), again, since)
 
 

@@ -305,6 +305,7 @@ class Principal:
         since_ms: int = 0,
         limit: int | None = None,
         before: str | None = None,
+        line_tests: bool = True,
     ) -> HistoryPage:
         """A channel's history, both ways, each dialogue act in place (`client.history`).
 
@@ -312,6 +313,7 @@ class Principal:
             since_ms: only messages stored from this moment on (this side's clock).
             limit: the latest `limit` messages of those selected (None: all).
             before: only messages stored before this one (a message id or its prefix).
+            line_tests: include line tests and their answers.
 
         Raises:
             ChannelNotFound: no such channel.
@@ -327,6 +329,7 @@ class Principal:
             since_ms=since_ms,
             limit=limit,
             before=before,
+            line_tests=line_tests,
         )
 
     def inbox(self, channel_name: str | None = None) -> list[InboxEntry]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Final
 
 from backchannel.client.duties import dialogue_of
 from backchannel.client.errors import ClientError
@@ -84,6 +85,7 @@ class HistoryEntry:
         delivered_at_ms, read_at_ms: receipts for ours (0: none yet); for theirs, when
             this side read it (notes only).
         acknowledged_at_ms: a note's acknowledgement (our clock), 0 if none.
+        answered_at_ms: a line test's answer (when this side stored it), 0 if none.
         stored_on: for ours, the relays that stored it.
         anomaly: why the dialogue fold ignored this message ("" if it did not).
     """
@@ -106,6 +108,7 @@ class HistoryEntry:
     delivered_at_ms: int = 0
     read_at_ms: int = 0
     acknowledged_at_ms: int = 0
+    answered_at_ms: int = 0
     stored_on: tuple[str, ...] = ()
     anomaly: str = ""
 
@@ -270,7 +273,35 @@ def _groups(
     marks += [_fork(f) for f in unplaced]
     if marks:
         groups.append((tuple(marks), None))
-    return groups
+    return _with_answers(groups)
+
+
+def _with_answers(groups: list[_Group]) -> list[_Group]:
+    """Each line test with when its answer arrived, so that a reader of a long history
+    can leave the answers out and still see which tests went unanswered."""
+    answered = {e.target_id: e.at_ms for _, e in groups
+                if e is not None and e.act == "linetest_reply"}
+    return [(marks, replace(e, answered_at_ms=answered[e.message_id]))
+            if e is not None and e.act == "linetest" and e.message_id in answered
+            else (marks, e) for marks, e in groups]
+
+
+def _without_line_tests(groups: list[_Group]) -> list[_Group]:
+    """The groups without line tests and their answers; their marks go to the next entry."""
+    kept: list[_Group] = []
+    carried: tuple[HistoryGap | HistoryFork, ...] = ()
+    for marks, entry in groups:
+        if entry is not None and entry.act in _LINE_TEST_ACTS:
+            carried += marks
+            continue
+        kept.append(((*carried, *marks), entry))
+        carried = ()
+    if carried:
+        kept.append((carried, None))
+    return kept
+
+
+_LINE_TEST_ACTS: Final = frozenset({"linetest", "linetest_reply"})
 
 
 def build_history(
@@ -282,6 +313,7 @@ def build_history(
     since_ms: int = 0,
     limit: int | None = None,
     before: str | None = None,
+    line_tests: bool = True,
 ) -> HistoryPage:
     """One page of the channel's history.
 
@@ -293,6 +325,9 @@ def build_history(
         since_ms: only entries stored at or after this moment (our clock); 0 for all.
         limit: at most this many entries, the latest of those selected; None for all.
         before: only entries stored before the message with this id (or id prefix).
+        line_tests: include line tests and their answers (each test also carries when
+            it was answered, `answered_at_ms`); sent hourly, they can outnumber the
+            conversation.
 
     Returns:
         The page; its marks come with the entries they precede.
@@ -302,8 +337,10 @@ def build_history(
     """
     if limit is not None and limit < 1:
         raise ClientError(f"a page holds at least one message, not {limit}")
-    groups = [g for g in _groups(ours, channel, list(messages), forks)
-              if g[1] is None or g[1].at_ms >= since_ms]
+    every = _groups(ours, channel, list(messages), forks)
+    if not line_tests:
+        every = _without_line_tests(every)
+    groups = [g for g in every if g[1] is None or g[1].at_ms >= since_ms]
     end = len(groups)
     if before is not None:
         end = _position(groups, before, channel.name)
