@@ -19,6 +19,7 @@ from typing import Final
 import typer
 
 from backchannel.cli.context import PASSPHRASE_ENV, CliContext, cli_context, reports_errors
+from backchannel.cli.hints import command_hint
 from backchannel.client.errors import ClientError, HomeBusy
 
 __all__ = ["register"]
@@ -71,7 +72,8 @@ def _run_foreground(state: CliContext) -> None:
         names = [c.name for c in principal.channels()]
         state.err.print(
             f"Agent for '{principal.name}' (pid {os.getpid()}): {len(names)} channel(s); "
-            "Ctrl-C or `backchannel agent --stop` to stop."
+            "to stop it, Ctrl-C or: " + command_hint(state, "agent", "--stop"),
+            soft_wrap=True,
         )
         report = asyncio.run(serve_as_agent(principal, _emitter(state)))
     state.err.print(f"Agent stopped: {report.received} received, {report.sent} sent.")
