@@ -99,6 +99,24 @@ def test_commands_print_the_same_through_the_agent(homes: tuple[Path, Path, str]
     assert board and all(line == line.rstrip() for line in board.splitlines())
 
 
+def test_history_is_the_same_with_and_without_the_agent(homes: tuple[Path, Path, str]) -> None:
+    alice, bob, _ = homes
+    bc("--home", str(alice), "send", "bob", "for the record")
+    bc("--home", str(bob), "sync")
+    bc("--home", str(alice), "sync")  # the receipts are in before the agent's first sync
+    commands = (["history", "bob"], ["history", "bob", "--json", "--limit", "1"])
+    here = [bc("--home", str(alice), *c).stdout for c in commands]
+    assert "for the record" in here[0]
+    bc("--home", str(alice), "agent")
+    there = [bc("--home", str(alice), *c).stdout for c in commands]
+    assert there == here
+    with connect(alice) as agent:
+        page = agent.call("history", {"channel": "bob", "limit": 1})
+        assert page == json.loads(here[1])
+        with pytest.raises(OSError, match="positive integer"):
+            agent.call("history", {"channel": "bob", "limit": 0})
+
+
 def test_typed_intents_answer_with_the_documented_json(homes: tuple[Path, Path, str]) -> None:
     alice, bob, url = homes
     bc("--home", str(alice), "agent")

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import typer
 
-from backchannel.cli.durations import format_duration, parse_duration, parse_when
+from backchannel.cli.durations import format_duration, parse_duration, parse_since, parse_when
 
 NOW = 1_700_000_000_000
 
@@ -56,3 +56,18 @@ def test_when_refuses_the_past_and_nonsense(text: str) -> None:
 ])
 def test_durations_are_shown_in_two_units_at_most(ms: int, text: str) -> None:
     assert format_duration(ms) == text
+
+
+def test_since_is_a_duration_back_or_a_date() -> None:
+    assert parse_since("2h", now_ms=NOW, option="--since") == NOW - 7_200_000
+    day = dt.datetime.fromtimestamp(NOW / 1000).date()
+    midnight = dt.datetime.combine(day, dt.time()).astimezone()
+    assert parse_since(day.isoformat(), now_ms=NOW, option="--since") == round(
+        midnight.timestamp() * 1000)
+    assert parse_since("2023-11-14T00:00:00Z", now_ms=NOW, option="--since") == 1_699_920_000_000
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2999-01-01", "14:00:00x"])
+def test_bad_or_future_since_is_a_usage_error(text: str) -> None:
+    with pytest.raises(typer.BadParameter):
+        parse_since(text, now_ms=NOW, option="--since")

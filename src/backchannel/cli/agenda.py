@@ -15,6 +15,7 @@ from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
+from backchannel.cli.hints import command_hint
 from backchannel.cli.output import emit_json, local_time, short_id
 from backchannel.dialogue import AgendaItem, AgendaRound, AgendaStatus, Side
 
@@ -159,8 +160,9 @@ def show(
                    "rounds": [agenda_round_json(r) for r in rounds]})
         return
     if not rounds:
-        state.out.print("No agenda items yet: backchannel agenda propose "
-                        f"{strategic.name} --round N TITLE")
+        state.out.print("No agenda items yet; to propose one, add --round N and its title "
+                        "to: " + command_hint(state, "agenda", "propose", strategic.name),
+                        soft_wrap=True)
     for meeting in rounds:
         state.out.print(_round_table(meeting, strategic.name))
 

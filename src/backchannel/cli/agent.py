@@ -28,6 +28,7 @@ from backchannel.cli.context import (
     reports_errors,
 )
 from backchannel.cli.exitcodes import ExitCode
+from backchannel.cli.hints import command_hint
 from backchannel.client.errors import ClientError, HomeBusy
 
 __all__ = ["register"]
@@ -89,7 +90,8 @@ def _run_foreground(state: CliContext) -> None:
         names = [c.name for c in principal.channels()]
         state.err.print(
             f"Agent for '{principal.name}' (pid {os.getpid()}): {len(names)} channel(s); "
-            "Ctrl-C or `backchannel agent --stop` to stop."
+            "to stop it, Ctrl-C or: " + command_hint(state, "agent", "--stop"),
+            soft_wrap=True,
         )
         report = asyncio.run(serve_as_agent(principal, _emitter(state)))
     state.err.print(f"Agent stopped: {report.received} received, {report.sent} sent.")

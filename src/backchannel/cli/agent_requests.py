@@ -142,6 +142,20 @@ def _optional(params: dict[str, Any], key: str) -> list[str]:
     return [value]
 
 
+def _paging(params: dict[str, Any]) -> list[str]:
+    argv: list[str] = []
+    for key in ("since", "before"):
+        argv += [f"--{key}", *_optional(params, key)] if params.get(key) is not None else []
+    limit = params.get("limit")
+    if limit is not None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError("'limit' must be a positive integer")
+        argv += ["--limit", str(limit)]
+    if params.get("line_tests") is False:
+        argv.append("--no-line-tests")
+    return argv
+
+
 def _send(params: dict[str, Any]) -> list[str]:
     argv = ["send", _text(params, "channel"), _text(params, "text")]
     precedence = params.get("precedence", "routine")
@@ -162,6 +176,7 @@ INTENTS: dict[str, Any] = {
     "channels": lambda p: ["channels"],
     "inbox": lambda p: ["inbox", *_optional(p, "channel")],
     "read": lambda p: ["read", _text(p, "channel"), *_optional(p, "message")],
+    "history": lambda p: ["history", _text(p, "channel"), *_paging(p)],
     "ack": lambda p: ["ack", _text(p, "channel"), _text(p, "message")],
     "hold": lambda p: ["hold", _text(p, "channel"), _text(p, "message"),
                        "--until", _text(p, "until"), *_optional(p, "text")],

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.durations import format_duration
+from backchannel.cli.hints import Hint, command_line, hint_for_home
 from backchannel.cli.output import emit_json, local_time, short_id, status_json, status_table
 from backchannel.client.engine import ChannelStatus, Principal
 from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
@@ -200,13 +201,13 @@ def _clarifications_table(cb: ChannelBoard) -> Table | None:
     return table
 
 
-def _red_lines_table(cb: ChannelBoard) -> Table | None:
+def _red_lines_table(cb: ChannelBoard, hint: Hint) -> Table | None:
     waiting = [r for r in cb.board.red_lines if r.awaiting_acknowledgement]
     if not waiting:
         return None
     table = Table(title="Red lines awaiting acknowledgement",
                   caption=f"{len(cb.board.red_lines)} red line(s) in all: "
-                          f"backchannel redline list {cb.peer}")
+                          + hint("redline", "list", cb.peer))
     for heading in ("Red line", "Declared by", "Version", "Title", "Declared", "Awaiting"):
         table.add_column(heading)
     for r in waiting:
@@ -254,9 +255,9 @@ def _records_table(cb: ChannelBoard) -> Table | None:
     return table
 
 
-def board_renderables(cb: ChannelBoard) -> list[RenderableType]:
+def board_renderables(cb: ChannelBoard, hint: Hint = command_line) -> list[RenderableType]:
     """The overview and every non-empty section, in the order a principal scans them."""
-    sections = (_acks_table(cb), _clarifications_table(cb), _red_lines_table(cb),
+    sections = (_acks_table(cb), _clarifications_table(cb), _red_lines_table(cb, hint),
                 _agenda_table(cb), _records_table(cb))
     return [_overview(cb), *(s for s in sections if s is not None)]
 
@@ -287,7 +288,7 @@ def status(
     if not boards:
         state.out.print("No channels yet.")
     for cb in boards:
-        for renderable in board_renderables(cb):
+        for renderable in board_renderables(cb, hint_for_home(state.home)):
             state.out.print(renderable)
 
 

@@ -16,6 +16,7 @@ import typer
 
 from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, reports_errors
 from backchannel.cli.durations import parse_when
+from backchannel.cli.hints import command_hint
 from backchannel.cli.output import emit_json, local_time, send_json, short_id
 from backchannel.client.engine import SendResult
 
@@ -44,8 +45,11 @@ def report_act(
     if result.stored_on:
         where = f"stored on {', '.join(result.stored_on)}"
     else:
-        where = "queued: no relay answered; `backchannel sync` will send it"
-    state.out.print(f"{headline} (id {short_id(result.message_id)}); {where}.")
+        where = "queued: no relay answered; this sends it: " + command_hint(state, "sync")
+    # No full stop after a hint: it would be pasted with the command.
+    end = "." if result.stored_on else ""
+    state.out.print(f"{headline} (id {short_id(result.message_id)}); {where}{end}",
+                    soft_wrap=True)
     if result.stored_on and result.queued_for:
         state.out.print(f"Still queued for {', '.join(result.queued_for)}.")
 

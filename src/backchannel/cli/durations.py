@@ -12,7 +12,7 @@ from typing import Final
 
 import typer
 
-__all__ = ["format_duration", "parse_duration", "parse_when"]
+__all__ = ["format_duration", "parse_duration", "parse_since", "parse_when"]
 
 _UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # One part of a duration; several may follow each other (`1h30m`). `ms` is tried before
@@ -85,6 +85,32 @@ def parse_when(text: str, *, now_ms: int, option: str) -> int:
     if when_ms <= now_ms:
         raise typer.BadParameter(f"{text!r} is not in the future", param_hint=option)
     return when_ms
+
+
+def parse_since(text: str, *, now_ms: int, option: str) -> int:
+    """A moment in the past: a duration back from now (``2h``, ``3d``), or an ISO date
+    (``2026-12-01``, midnight local time) or date and time (local unless a zone is given).
+
+    Raises:
+        typer.BadParameter: neither, or a moment in the future.
+    """
+    try:
+        return max(now_ms - parse_duration(text, option=option), 0)
+    except typer.BadParameter:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither a duration ({_EXAMPLES}) nor a date such as 2026-12-01 "
+            "or 2026-12-01T14:00 (local time unless a zone is given)",
+            param_hint=option,
+        ) from None
+    # A naive moment is read in the local zone; `astimezone()` does exactly that.
+    since_ms = round(moment.astimezone().timestamp() * 1000)
+    if since_ms > now_ms:
+        raise typer.BadParameter(f"{text!r} is in the future", param_hint=option)
+    return since_ms
 
 
 def format_duration(ms: int) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import dataclass
+from typing import Final
 
 import typer
 
@@ -18,6 +20,7 @@ from backchannel.cli.context import (
 )
 from backchannel.cli.durations import parse_duration
 from backchannel.cli.exitcodes import ExitCode
+from backchannel.cli.hints import command_hint, hint_for_home
 from backchannel.cli.narrate import describe
 from backchannel.cli.output import (
     channel_json,
@@ -34,11 +37,17 @@ from backchannel.cli.output import (
     sync_json,
 )
 from backchannel.client.engine import InboxEntry, Principal, SyncReport
+from backchannel.client.receipts import RECEIPT_KINDS
 from backchannel.client.records import MessageRecord
-from backchannel.dialogue import Precedence
+from backchannel.client.strategic import StrategicChannel
+from backchannel.dialogue import PendingAck, Precedence, Side
 from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
 
-__all__ = ["register"]
+__all__ = ["HOLD_HINT_UNTIL", "register"]
+
+# The `--until` a suggested holding reply carries: an hour is a plausible first promise,
+# and the hint must be a complete command (it is edited, or sent as it is).
+HOLD_HINT_UNTIL: Final = "1h"
 
 
 def channels(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -57,7 +66,8 @@ def channels(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     if records:
         state.out.print(channels_table(records))
     else:
-        state.out.print("No channels yet: backchannel invite --relay URL, or accept a code.")
+        state.out.print("No channels yet: invite with `backchannel invite --relay URL`, "
+                        "or accept a code with `backchannel accept CODE`.")
     for pending in invites:
         state.out.print(f"Invite waiting (expires {local_time(pending.expires_at_ms)}) on "
                         + ", ".join(link.url for link in pending.links))
@@ -120,39 +130,71 @@ def send(
     if urgency:
         label += f" [{urgency}]"
     if not result.stored_on:
-        state.out.print(f"Queued for {name} {label}: no relay answered; "
-                        "`backchannel sync` will send it.")
+        state.out.print(f"Queued for {name} {label}: no relay answered; this sends it: "
+                        + command_hint(state, "sync"), soft_wrap=True)
         raise exit_with(ExitCode.NOT_DELIVERED, _QUEUED, state)
     state.out.print(f"Sent to {name} {label}: stored on {', '.join(result.stored_on)}.")
     if result.queued_for:
-        state.out.print(f"Still queued for {', '.join(result.queued_for)}; "
-                        "`backchannel sync` will send it there.")
+        state.out.print(f"Still queued for {', '.join(result.queued_for)}; this sends it "
+                        "there: " + command_hint(state, "sync"), soft_wrap=True)
 
 
-def _print_sync(
-    state: CliContext, report: SyncReport, new: list[InboxEntry], dialogue: int
-) -> None:
-    # What the engine received besides notes and dialogue messages (acknowledgements,
-    # line tests, ...): receipts, and one opening message per new channel.
-    receipts = max(report.received - len(new) - dialogue - len(report.new_channels), 0)
+@dataclass(frozen=True, slots=True)
+class _SyncSeen:
+    """What one sync changed in the store, counted by what each message is: the engine's
+    `SyncReport.received` counts envelopes of every kind (receipts, line tests, pairing
+    messages), and `sent` counts each message once per relay that stored it."""
+
+    notes: list[InboxEntry]
+    acts: list[tuple[str, MessageRecord, str]]  # (channel, message, the line shown)
+    receipts: int
+    sent: int
+
+
+def _messages(principal: Principal) -> dict[str, tuple[str, MessageRecord]]:
+    """Every stored message of every channel, by id, with its channel's name."""
+    return {m.message_id: (c.name, m) for c in principal.channels()
+            for m in principal.messages(c.name)}
+
+
+def _seen(
+    state: CliContext, principal: Principal, before: dict[str, tuple[str, MessageRecord]]
+) -> _SyncSeen:
+    after = _messages(principal)
+    arrived = [(name, m) for key, (name, m) in after.items()
+               if key not in before and m.direction == "in"]
+    sent = sum(1 for key, (_, m) in after.items() if m.direction == "out"
+               and len(m.stored_on) > (len(before[key][1].stored_on) if key in before else 0))
+    notes = [e for e in principal.inbox() if e.message_id not in before]
+    hint = hint_for_home(state.home)
+    acts = [(name, m, line) for name, m in arrived
+            if (line := describe(name, m, hint)) is not None]
+    receipts = sum(1 for _, m in arrived if m.kind in RECEIPT_KINDS)
+    return _SyncSeen(notes, acts, receipts, sent)
+
+
+def _print_sync(state: CliContext, report: SyncReport, seen: _SyncSeen) -> None:
     state.out.print(
-        f"Synced: {len(new)} new message(s), {dialogue} dialogue message(s), "
-        f"{receipts} receipt(s), {report.sent} sent"
+        f"Synced: {len(seen.notes)} new message(s), {len(seen.acts)} dialogue message(s), "
+        f"{seen.receipts} receipt(s), {seen.sent} sent"
         + (f", {report.duplicates} duplicate(s) dropped" if report.duplicates else "")
         + (f", {report.rejected} rejected (tampered or not for us)" if report.rejected else "")
         + "."
     )
-    for name, count in Counter(shown(e.channel) for e in new).items():
-        state.out.print(f"{count} new in '{name}': backchannel read {name}")
-    for name in map(shown, report.new_channels):
-        state.out.print(f"New channel '{name}'. Compare the safety number: "
-                        f"backchannel verify {name}")
+    for name, count in Counter(e.channel for e in seen.notes).items():
+        state.out.print(f"{count} new in '{shown(name)}': " + command_hint(state, "read", name),
+                        soft_wrap=True)
+    for name in report.new_channels:
+        state.out.print(f"New channel '{shown(name)}'. Compare the safety number: "
+                        + command_hint(state, "verify", name), soft_wrap=True)
     if report.escalated:
         state.err.print(f"Escalated {report.escalated} note(s) whose acknowledgement "
-                        "deadline passed: resent on every relay; see backchannel status")
+                        "deadline passed: resent on every relay; see "
+                        + command_hint(state, "status"), soft_wrap=True)
     if report.forks:
         state.err.print(f"FORK: {report.forks} message(s) show that a copy of the "
-                        "counterpart's state sent beside it; see backchannel status")
+                        "counterpart's state sent beside it; see "
+                        + command_hint(state, "status"), soft_wrap=True)
     if report.line_tests_answered:
         state.out.print(f"Answered {report.line_tests_answered} line test(s).")
     for url, reason in report.relays_down.items():
@@ -160,12 +202,6 @@ def _print_sync(
         # relay did (`transport.relay_error_text`), escaped once more all the same.
         state.err.print(f"relay {shown(url)} is unreachable ({shown(reason)}); "
                         "what is queued for it stays queued")
-
-
-def _incoming(principal: Principal) -> dict[str, tuple[str, MessageRecord]]:
-    """Every stored incoming message, by id, with its channel's name."""
-    return {m.message_id: (c.name, m) for c in principal.channels()
-            for m in principal.messages(c.name) if m.direction == "in"}
 
 
 def sync(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -176,23 +212,20 @@ def sync(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """
     state = cli_context(ctx, as_json)
     with state.principal() as principal, state.progress("Syncing with the relays…"):
-        # The engine counts every message received, receipts included; people want to
-        # know about notes and dialogue acts, so what is stored is compared before and
-        # after.
-        known = _incoming(principal)
+        # What is stored is compared before and after, so that each counter counts what
+        # it names (see `_SyncSeen`).
+        before = _messages(principal)
         report = asyncio.run(principal.sync())
-        arrived = [v for k, v in _incoming(principal).items() if k not in known]
-        new = [e for e in principal.inbox() if e.message_id not in known]
-    acts = [(name, m, line) for name, m in arrived
-            if (line := describe(name, m)) is not None]
+        seen = _seen(state, principal, before)
     if state.json:
-        emit_json({**sync_json(report, len(new)),
+        emit_json({**sync_json(report, len(seen.notes)),
+                   "receipts": seen.receipts,
+                   "messages_sent": seen.sent,
                    "dialogue": [{"channel": name, "message_id": m.message_id, "text": line}
-                                for name, m, line in acts]})
+                                for name, m, line in seen.acts]})
     else:
-        notes = {e.message_id for e in new}
-        _print_sync(state, report, new, sum(1 for _, m in arrived if m.message_id not in notes))
-        for _, _, line in acts:
+        _print_sync(state, report, seen)
+        for _, _, line in seen.acts:
             state.out.print(line)
     _sync_ending(state, report)
 
@@ -202,7 +235,8 @@ def _sync_ending(state: CliContext, report: SyncReport) -> None:
     it is the graver news). Some relays down is still a sync: what it could do, it did."""
     if report.forks:
         raise exit_with(ExitCode.FORK_DETECTED,
-                        f"{report.forks} message(s) show a fork; see backchannel status", state)
+                        f"{report.forks} message(s) show a fork; see "
+                        + command_hint(state, "status"), state)
     if report.relays_down and not report.relays_up:
         raise exit_with(ExitCode.NOT_DELIVERED,
                         "no relay could be reached: nothing was sent or received; what is "
@@ -226,20 +260,35 @@ def inbox(
     elif entries:
         state.out.print(inbox_table(entries))
     else:
-        state.out.print("No messages received yet (`backchannel sync` fetches new ones).")
+        state.out.print("No messages received yet; to fetch new ones: "
+                        + command_hint(state, "sync"), soft_wrap=True)
 
 
-def _print_message(state: CliContext, entry: InboxEntry) -> None:
+def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
+    """Their notes this side still owes an acknowledgement, by hex id (the fold knows)."""
+    dialogue = StrategicChannel(principal, channel).dialogue()
+    return {p.message_id.hex(): p for p in dialogue.pending_acks(principal.now_ms(), Side.THEIRS)}
+
+
+def _print_message(state: CliContext, entry: InboxEntry, owed: PendingAck | None) -> None:
     urgency = precedence_label(entry.precedence, entry.ack_within_ms)
-    state.out.print(f"{shown(entry.channel)} #{entry.seq} · sent "
-                    f"{local_time(entry.sent_at_ms)} · id {short_id(entry.message_id)}"
+    state.out.print(f"{shown(entry.channel)} · id {short_id(entry.message_id)} · sent "
+                    f"{local_time(entry.sent_at_ms)}"
                     + (f" · {urgency}" if urgency else ""), style="bold")
     state.out.print(shown(entry.text, multiline=True))
-    if entry.ack_within_ms:
-        # Reading sends a read receipt, which is not an acknowledgement: say what is.
-        state.out.print(f"Acknowledge: backchannel ack {shown(entry.channel)} "
-                        f"{short_id(entry.message_id)} (or hold it: backchannel hold ...)",
-                        style="dim")
+    if owed is not None:
+        # Reading sends a read receipt, which is not an acknowledgement: say what is, and
+        # only while it is owed (an acknowledged note is not suggested again).
+        ref = short_id(entry.message_id)
+        state.out.print("Acknowledge: " + command_hint(state, "ack", entry.channel, ref),
+                        style="dim", soft_wrap=True)
+        if owed.hold is None:
+            state.out.print("or, to answer later: " + command_hint(
+                state, "hold", entry.channel, ref, "--until", HOLD_HINT_UNTIL),
+                style="dim", soft_wrap=True)
+        else:
+            state.out.print(f"(held: answer expected by {local_time(owed.hold.expected_by_ms)})",
+                            style="dim")
     state.out.print()
 
 
@@ -259,14 +308,16 @@ def read(
     with state.principal() as principal:
         name = principal.channel(channel).name
         entries = asyncio.run(principal.read(name, message))
+        owed = _owed(principal, name)
     if state.json:
         emit_json({"messages": [message_json(e) for e in entries]})
         return
     if not entries:
-        state.out.print(f"No unread messages in '{shown(name)}'.")
+        state.out.print(f"No unread messages in '{shown(name)}'; all of them: "
+                        + command_hint(state, "history", name), soft_wrap=True)
         return
     for entry in entries:
-        _print_message(state, entry)
+        _print_message(state, entry, owed.get(entry.message_id))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ board. Receipts, line tests and notes have their own ways of being shown.
 
 from __future__ import annotations
 
+from backchannel.cli.hints import Hint, command_line
 from backchannel.cli.output import local_time, short_id, shown
 from backchannel.client.records import MessageRecord
 from backchannel.dialogue import (
@@ -33,10 +34,14 @@ def _id(value: bytes) -> str:
     return short_id(value.hex())
 
 
-def describe(peer: str, record: MessageRecord) -> str | None:
+def describe(peer: str, record: MessageRecord, hint: Hint = command_line) -> str | None:
     """What the counterpart `peer` did with this message, or None for a kind shown
     elsewhere (notes, receipts, line tests) or a body that does not decode (the fold
-    records those as anomalies)."""
+    records those as anomalies).
+
+    Args:
+        hint: builds the commands suggested (`cli.hints`), with the home in use.
+    """
     try:
         body = decode_body(record.kind, bytes.fromhex(record.body))
     except RemoteProtocolError:
@@ -54,13 +59,13 @@ def describe(peer: str, record: MessageRecord) -> str | None:
         case Clarify(target_id=target, question=question):
             return (f"{peer} asks about {_id(target)} (request {mine}): "
                     f"{shown(question, multiline=True)} "
-                    f"- backchannel answer {peer} {mine} TEXT")
+                    f"- to answer, add your answer in quotes to: {hint('answer', peer, mine)}")
         case Answer(request_id=request, text=text):
             return (f"{peer} answered your request {_id(request)}: "
                     f"{shown(text, multiline=True)}")
         case RedLine(redline_id=rid, version=version, title=title):
-            return (f"{peer} declared red line {_id(rid)} version {version}: "
-                    f"{shown(title)} - backchannel redline ack {peer} {_id(rid)}")
+            return (f"{peer} declared red line {_id(rid)} version {version}: {shown(title)} "
+                    f"- acknowledge it: {hint('redline', 'ack', peer, _id(rid))}")
         case RedLineAck(redline_id=rid, version=version):
             return f"{peer} acknowledged (understood) your red line {_id(rid)} version {version}"
         case AgendaPropose(round=number, title=title):
@@ -73,7 +78,7 @@ def describe(peer: str, record: MessageRecord) -> str | None:
         case RecordPropose(record_id=rid, version=version, statement=statement):
             return (f"{peer} proposes record {_id(rid)} version {version}: "
                     f"{shown(statement.title)} "
-                    f"- read it: backchannel record show {peer} {_id(rid)}")
+                    f"- read it: {hint('record', 'show', peer, _id(rid))}")
         case RecordSign(record_id=rid, version=version):
             return f"{peer} co-signed record {_id(rid)} version {version}: it is on the record"
         case _:

@@ -252,8 +252,9 @@ def channels_table(channels: list[ChannelRecord]) -> Table:
 
 def inbox_table(entries: list[InboxEntry]) -> Table:
     table = Table(title="Inbox")
+    # No sequence-number column: the numbers count receipts too, so they skip, and
+    # commands take the id (review §4 row 17).
     table.add_column("Channel")
-    table.add_column("#", justify="right")
     table.add_column("Id")
     table.add_column("Precedence")
     table.add_column("Sent")
@@ -262,7 +263,6 @@ def inbox_table(entries: list[InboxEntry]) -> Table:
     for entry in entries:
         table.add_row(
             shown(entry.channel),
-            str(entry.seq),
             short_id(entry.message_id),
             precedence_label(entry.precedence, entry.ack_within_ms),
             local_time(entry.sent_at_ms),

@@ -11,6 +11,7 @@ from typing import Any, Final
 import typer
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
+from backchannel.cli.hints import command_hint
 from backchannel.cli.output import channel_json, emit_json, local_time, shown, utc_time
 from backchannel.client.engine import Principal
 from backchannel.protocol.errors import LocalProtocolError
@@ -156,10 +157,10 @@ def accept(
         emit_json({"channel": channel_json(channel)})
         return
     # The name is the inviter's, from the invite: escaped, so it cannot clear the screen
-    # and print a fake "verified" over the hint below.
-    joined = shown(channel.name)
-    state.out.print(f"Joined channel '{joined}'; the first message is on its way.")
-    state.out.print(f"Now compare the safety number: backchannel verify {joined}")
+    # and print a fake "verified" over the hint below (the console escapes the hint too).
+    state.out.print(f"Joined channel '{shown(channel.name)}'; the first message is on its way.")
+    state.out.print("Now compare the safety number: "
+                    + command_hint(state, "verify", channel.name), soft_wrap=True)
 
 
 def verify(
@@ -206,7 +207,7 @@ def verify(
         out.print("Verified: you confirmed this number earlier.")
     else:
         out.print("Not verified yet. If it matches your counterpart's: "
-                  f"backchannel verify {peer} --confirm")
+                  + command_hint(state, "verify", record.name, "--confirm"), soft_wrap=True)
 
 
 def whoami(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:

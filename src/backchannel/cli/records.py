@@ -20,6 +20,7 @@ from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
+from backchannel.cli.hints import command_hint, command_line
 from backchannel.cli.output import emit_json, local_time, short_id, shown
 from backchannel.client.errors import ClientError
 from backchannel.client.strategic import StrategicChannel
@@ -161,8 +162,10 @@ def sign(
         if version is not None and version != latest.version:
             raise ClientError(
                 f"record {short_id(record_id.hex())} was changed after version {version} was "
-                f"proposed: version {latest.version} is the latest; read it (backchannel "
-                f"record show {strategic.name} {short_id(record_id.hex())}) and sign that"
+                f"proposed: version {latest.version} is the latest; read it ("
+                + command_hint(state, "record", "show", strategic.name,
+                               short_id(record_id.hex()))
+                + ") and sign that"
             )
         with state.progress("Signing and sending…"):
             result = asyncio.run(strategic.sign_record(record_id.hex()))
@@ -240,7 +243,9 @@ def show(
             emit_json({"channel": strategic.name, "records": _record_shapes(strategic)})
             return
     if not views:
-        state.out.print(f"No records yet: backchannel record propose {strategic.name} TITLE TEXT")
+        state.out.print("No records yet; to propose one, add its title and text to: "
+                        + command_hint(state, "record", "propose", strategic.name),
+                        soft_wrap=True)
         return
     table = Table(title=f"Records of '{strategic.name}'")
     for heading in ("Record", "Proposed by", "Version", "Title", "Languages", "State"):
@@ -279,7 +284,7 @@ def export(
         return
     state.out.print(f"Wrote agreed record {short_id(record_id)} to {output} "
                     f"({len(data)} bytes). Anyone can check it: "
-                    f"backchannel record verify {output}")
+                    + command_line("record", "verify", str(output)), soft_wrap=True)
 
 
 def _read_record_file(path: str) -> bytes:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
+from backchannel.cli.hints import command_hint
 from backchannel.cli.output import emit_json, local_time, short_id
 from backchannel.client.errors import ClientError
 from backchannel.client.strategic import StrategicChannel
@@ -148,7 +149,8 @@ def ack(
             raise ClientError(
                 f"red line {short_id(redline_id.hex())} is at version {view.latest.version}; "
                 f"version {version} can no longer be acknowledged: read the latest "
-                f"(backchannel redline list {strategic.name}) and acknowledge that"
+                f"({command_hint(state, 'redline', 'list', strategic.name)}) and "
+                "acknowledge that"
             )
         with state.progress("Sending the acknowledgement…"):
             result = asyncio.run(strategic.acknowledge_red_line(redline_id.hex()))

@@ -76,6 +76,11 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
         ("read", "Open received messages, mark them read and send read receipts."),
     ),
     *_commands(
+        "history", "register",
+        ("history", "Show the conversation both ways, with every dialogue act in its place."),
+        ("transcript", "The same as `history`."),
+    ),
+    *_commands(
         "board", "register",
         ("status", "Show each channel's board: what awaits whom, red lines, agenda, "
                    "records, the line."),

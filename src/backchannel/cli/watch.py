@@ -23,6 +23,7 @@ import typer
 from backchannel.cli.board import line_summary
 from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, reports_errors
 from backchannel.cli.durations import parse_duration
+from backchannel.cli.hints import command_hint, hint_for_home
 from backchannel.cli.narrate import describe
 from backchannel.cli.output import (
     emit_json,
@@ -63,6 +64,7 @@ class _Observer:
     def __init__(self, principal: Principal, emit: Emit) -> None:
         self.principal = principal
         self.emit = emit
+        self.hint = hint_for_home(principal.home)  # the commands it suggests name this home
         self.seen: set[str] = set()  # incoming dialogue messages already reported
         self.replies: dict[str, int] = {}  # our line-test answers, per channel id
         self.escalated: dict[str, set[bytes]] = {}
@@ -115,7 +117,7 @@ class _Observer:
                 elif (m.direction == "in" and m.kind not in _NOT_NARRATED
                       and m.message_id not in self.seen):
                     self.seen.add(m.message_id)
-                    line = describe(peer, m) if report else None
+                    line = describe(peer, m, self.hint) if report else None
                     if line is not None:
                         self.emit({"event": "dialogue", "channel": peer,
                                    "message_id": m.message_id, "kind": _kind_name(m.kind),
@@ -330,7 +332,7 @@ def linetest(
         return
     if sent is not None:
         where = ("stored on " + ", ".join(sent.stored_on) if sent.stored_on
-                 else "queued: `backchannel sync` will send it")
+                 else "queued; this sends it: " + command_hint(state, "sync"))
         state.out.print(f"Line test {short_id(sent.message_id)} sent to '{strategic.name}' "
                         f"({where}); their client answers it on its next sync or watch.")
     state.out.print(f"Line to '{strategic.name}': {line_summary(line, period, allowed)}")

@@ -6,6 +6,7 @@ layers over it.
     ...
     await principal.send("beijing", "text")
     report = await principal.sync()
+    page = principal.history("beijing", limit=50)  # both ways, every act in place
 
 Names, texts, relay URLs and errors in what it returns may come from the counterpart or a
 relay: an interface shows each through `escaped` (the CLI's `output.shown`), so nothing in
@@ -29,6 +30,7 @@ from backchannel.client.errors import (
     StateCorrupted,
     WrongPassphrase,
 )
+from backchannel.client.history import HistoryEntry, HistoryFork, HistoryGap, HistoryPage
 from backchannel.client.keystore import KdfParameters
 from backchannel.client.records import ChannelRecord
 from backchannel.protocol.text import escaped
@@ -39,6 +41,10 @@ __all__ = [
     "ChannelRecord",
     "ChannelStatus",
     "ClientError",
+    "HistoryEntry",
+    "HistoryFork",
+    "HistoryGap",
+    "HistoryPage",
     "IdentityChanged",
     "InboxEntry",
     "InviteRefused",

@@ -35,6 +35,7 @@ from backchannel.client.exchange import (
     Exchange,
 )
 from backchannel.client.forks import ForkRecord
+from backchannel.client.history import HistoryPage, build_history
 from backchannel.client.keystore import STATE_FILE, KdfParameters, Keystore
 from backchannel.client.pairing import DEFAULT_INVITE_TTL_MS, Pairing
 from backchannel.client.receipts import sequence_gaps
@@ -305,6 +306,40 @@ class Principal:
         ]
         notes.sort(key=lambda m: (m.sent_at_ms, m.direction, m.seq))
         return [inbox_entry(channel, m) for m in notes]
+
+    def history(
+        self,
+        channel_name: str,
+        *,
+        since_ms: int = 0,
+        limit: int | None = None,
+        before: str | None = None,
+        line_tests: bool = True,
+    ) -> HistoryPage:
+        """A channel's history, both ways, each dialogue act in place (`client.history`).
+
+        Args:
+            since_ms: only messages stored from this moment on (this side's clock).
+            limit: the latest `limit` messages of those selected (None: all).
+            before: only messages stored before this one (a message id or its prefix).
+            line_tests: include line tests and their answers.
+
+        Raises:
+            ChannelNotFound: no such channel.
+            ClientError: `limit` below 1, or `before` names no message or several.
+        """
+        channel = self.channel(channel_name)
+        cid = channel.channel_id
+        return build_history(
+            self.identity,
+            channel,
+            self._state.messages.in_stored_order(cid),
+            self.forks(cid),
+            since_ms=since_ms,
+            limit=limit,
+            before=before,
+            line_tests=line_tests,
+        )
 
     def inbox(self, channel_name: str | None = None) -> list[InboxEntry]:
         """Received notes, per channel in sequence order."""

@@ -1,0 +1,381 @@
+"""A channel's history: every message both ways, each dialogue act in its place.
+
+Pure: built from the channel's stored messages (in stored order, the order the dialogue
+fold uses, `MessageRepository.in_stored_order`), the fold over them and the forks seen;
+no I/O, no clock. `Principal.history` feeds it from the store.
+
+What is shown, and why:
+
+- notes and every dialogue act (`DialogueKind`), in the order this side stored them: a
+  causal order seen from here (an answer comes after the question it answers), which the
+  senders' clocks, possibly wrong, would not guarantee;
+- receipts are not entries: they are the `delivered_at_ms` and `read_at_ms` of the
+  message they concern; pairing messages (hello, move) and fork notices are the channel's
+  own machinery, and a fork is shown as a `HistoryFork` mark where it showed;
+- a `HistoryGap` mark where the counterpart's sequence numbers skip (a message not yet
+  received, or lost); sequence numbers count every message, receipts included, so a gap
+  may be of receipts only, and says so.
+
+Ids are whole hex message ids; a prefix of at least 4 digits names the message to `ack`,
+`hold`, `clarify`, `answer` and `read` (`StrategicChannel.resolve`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Final
+
+from backchannel.client.duties import dialogue_of
+from backchannel.client.errors import ClientError
+from backchannel.client.forks import ForkRecord
+from backchannel.client.records import ChannelRecord, MessageRecord
+from backchannel.dialogue import (
+    Ack,
+    AgendaAccept,
+    AgendaDecline,
+    AgendaPropose,
+    Answer,
+    Clarify,
+    Hold,
+    LineTestReply,
+    Note,
+    Precedence,
+    RecordPropose,
+    RecordSign,
+    RedLine,
+    RedLineAck,
+    decode_body,
+)
+from backchannel.dialogue.kinds import DIALOGUE_KIND_FIRST, DialogueKind
+from backchannel.protocol.e2e.keys import PublicIdentity
+from backchannel.protocol.errors import RemoteProtocolError
+from backchannel.protocol.message import MessageKind
+
+__all__ = [
+    "HistoryEntry",
+    "HistoryFork",
+    "HistoryGap",
+    "HistoryItem",
+    "HistoryPage",
+    "build_history",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One message of the channel, as the history shows it.
+
+    Attributes:
+        message_id: the whole hex id; any prefix of 4 digits or more names it in commands.
+        direction: "out" (ours) or "in" (theirs).
+        seq: the sender's sequence number (it counts receipts too, so it skips).
+        act: "note", or the dialogue kind's name in lower case ("hold", "redline_ack",
+            ...); "unknown" for a kind of a later version.
+        at_ms: when this side stored it, on our clock (ours: sealed; theirs: received).
+        sent_at_ms: the sender's clock.
+        title: a red line's, agenda item's or record's title.
+        text: a note, question, answer, holding reply, red line or reason, as sent.
+        target_id: the message, request, agenda item or line test this act answers.
+        subject_id: the red line or record a red-line or record act is about.
+        version: the red line's or record's version.
+        round: the agenda round.
+        precedence, ack_within_ms: a note's (`Precedence`, 0 for no deadline).
+        expected_by_ms: a holding reply's promised time.
+        delivered_at_ms, read_at_ms: receipts for ours (0: none yet); for theirs, when
+            this side read it (notes only).
+        acknowledged_at_ms: a note's acknowledgement (our clock), 0 if none.
+        answered_at_ms: a line test's answer (when this side stored it), 0 if none.
+        stored_on: for ours, the relays that stored it.
+        anomaly: why the dialogue fold ignored this message ("" if it did not).
+    """
+
+    message_id: str
+    direction: str
+    seq: int
+    act: str
+    at_ms: int
+    sent_at_ms: int
+    title: str = ""
+    text: str = ""
+    target_id: str = ""
+    subject_id: str = ""
+    version: int = 0
+    round: int = 0
+    precedence: int = Precedence.ROUTINE
+    ack_within_ms: int = 0
+    expected_by_ms: int = 0
+    delivered_at_ms: int = 0
+    read_at_ms: int = 0
+    acknowledged_at_ms: int = 0
+    answered_at_ms: int = 0
+    stored_on: tuple[str, ...] = ()
+    anomaly: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryGap:
+    """Their sequence numbers `first_seq`..`last_seq` are missing before the next entry."""
+
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFork:
+    """A fork seen on the channel (`client.forks`), placed where it showed.
+
+    Attributes:
+        side: "theirs" (their messages forked) or "ours" (they saw ours fork).
+        reason: in words (`ForkReason.label`).
+    """
+
+    side: str
+    reason: str
+    seq: int
+    detected_at_ms: int
+    message_id: str = ""
+
+
+HistoryItem = HistoryEntry | HistoryGap | HistoryFork
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a channel's history, oldest first.
+
+    Attributes:
+        channel: the channel's name.
+        items: entries, each preceded by the gap and fork marks that belong before it.
+        total: entries in the whole history from `since_ms` on.
+        earlier: entries of that history before this page (0: this page starts it).
+        later: entries of that history after this page (0 unless `before` was given).
+    """
+
+    channel: str
+    items: tuple[HistoryItem, ...]
+    total: int
+    earlier: int
+    later: int
+
+    @property
+    def entries(self) -> tuple[HistoryEntry, ...]:
+        """The page's messages, without the marks."""
+        return tuple(i for i in self.items if isinstance(i, HistoryEntry))
+
+
+def _shown(record: MessageRecord) -> bool:
+    return record.kind == MessageKind.NOTE or record.kind >= DIALOGUE_KIND_FIRST
+
+
+def _act(kind: int) -> str:
+    if kind == MessageKind.NOTE:
+        return "note"
+    try:
+        return DialogueKind(kind).name.lower()
+    except ValueError:
+        return "unknown"
+
+
+def _entry(record: MessageRecord, acknowledged_at: int, anomaly: str) -> HistoryEntry:
+    base = HistoryEntry(
+        message_id=record.message_id,
+        direction=record.direction,
+        seq=record.seq,
+        act=_act(record.kind),
+        at_ms=record.received_at_ms or record.sent_at_ms,
+        sent_at_ms=record.sent_at_ms,
+        delivered_at_ms=record.delivered_at_ms,
+        read_at_ms=record.read_at_ms,
+        acknowledged_at_ms=acknowledged_at,
+        stored_on=tuple(record.stored_on),
+        anomaly=anomaly,
+    )
+    try:
+        body = decode_body(record.kind, bytes.fromhex(record.body))
+    except RemoteProtocolError:
+        return replace(base, act="malformed")
+    match body:
+        case Note(precedence=precedence, ack_within_ms=within, text=text):
+            return replace(base, text=text, precedence=precedence, ack_within_ms=within)
+        case Ack(message_id=target):
+            return replace(base, target_id=target.hex())
+        case Hold(message_id=target, expected_by_ms=by, text=text):
+            return replace(base, target_id=target.hex(), expected_by_ms=by, text=text)
+        case Clarify(target_id=target, question=question):
+            return replace(base, target_id=target.hex(), text=question)
+        case Answer(request_id=request, text=text):
+            return replace(base, target_id=request.hex(), text=text)
+        case RedLine(redline_id=rid, version=version, title=title, text=text):
+            return replace(base, subject_id=rid.hex(), version=version, title=title, text=text)
+        case RedLineAck(redline_id=rid, version=version):
+            return replace(base, subject_id=rid.hex(), version=version)
+        case AgendaPropose(round=number, title=title, detail=detail):
+            return replace(base, round=number, title=title, text=detail)
+        case AgendaAccept(round=number, item_id=item):
+            return replace(base, round=number, target_id=item.hex())
+        case AgendaDecline(round=number, item_id=item, reason=reason):
+            return replace(base, round=number, target_id=item.hex(), text=reason)
+        case RecordPropose(record_id=rid, version=version, statement=statement):
+            return replace(base, subject_id=rid.hex(), version=version, title=statement.title)
+        case RecordSign(record_id=rid, version=version):
+            return replace(base, subject_id=rid.hex(), version=version)
+        case LineTestReply(test_id=test):
+            return replace(base, target_id=test.hex())
+        case _:
+            return base  # a line test, or a kind this version does not read
+
+
+def _fork(fork: ForkRecord) -> HistoryFork:
+    return HistoryFork(fork.side, fork.reason.label, fork.seq, fork.detected_at_ms,
+                       fork.message_id)
+
+
+# One entry with the marks that go before it; marks after the last entry have entry None.
+_Group = tuple[tuple[HistoryGap | HistoryFork, ...], HistoryEntry | None]
+
+
+def _groups(
+    ours: PublicIdentity,
+    channel: ChannelRecord,
+    messages: list[MessageRecord],
+    forks: Iterable[ForkRecord],
+) -> list[_Group]:
+    dialogue = dialogue_of(ours, channel, messages)
+    anomalies = {a.message_id.hex(): a.reason for a in dialogue.anomalies}
+    # A fork is shown before the message that revealed it; one with no such message
+    # stored (it did not decrypt, or the counterpart reported ours) by when it was seen.
+    stored = {m.message_id for m in messages}
+    forks = list(forks)
+    by_message = {f.message_id: f for f in forks if f.message_id in stored}
+    unplaced = sorted((f for f in forks if f.message_id not in stored),
+                      key=lambda f: f.detected_at_ms)
+    groups: list[_Group] = []
+    marks: list[HistoryGap | HistoryFork] = []
+    theirs_seen = 0
+    for record in messages:
+        if record.direction == "in":
+            if record.seq > theirs_seen + 1:
+                marks.append(HistoryGap(theirs_seen + 1, record.seq - 1))
+            theirs_seen = max(theirs_seen, record.seq)
+        fork = by_message.pop(record.message_id, None)
+        if fork is not None:
+            marks.append(_fork(fork))
+        if not _shown(record):
+            continue
+        at = record.received_at_ms or record.sent_at_ms
+        while unplaced and unplaced[0].detected_at_ms <= at:
+            marks.append(_fork(unplaced.pop(0)))
+        acknowledged = dialogue.acknowledged_at(bytes.fromhex(record.message_id)) or 0
+        groups.append((tuple(marks), _entry(record, acknowledged, anomalies.get(
+            record.message_id, ""))))
+        marks = []
+    marks += [_fork(f) for f in unplaced]
+    if marks:
+        groups.append((tuple(marks), None))
+    return _with_answers(groups)
+
+
+def _with_answers(groups: list[_Group]) -> list[_Group]:
+    """Each line test with when its answer arrived, so that a reader of a long history
+    can leave the answers out and still see which tests went unanswered."""
+    answered = {e.target_id: e.at_ms for _, e in groups
+                if e is not None and e.act == "linetest_reply"}
+    return [(marks, replace(e, answered_at_ms=answered[e.message_id]))
+            if e is not None and e.act == "linetest" and e.message_id in answered
+            else (marks, e) for marks, e in groups]
+
+
+def _without_line_tests(groups: list[_Group]) -> list[_Group]:
+    """The groups without line tests and their answers; their marks go to the next entry."""
+    kept: list[_Group] = []
+    carried: tuple[HistoryGap | HistoryFork, ...] = ()
+    for marks, entry in groups:
+        if entry is not None and entry.act in _LINE_TEST_ACTS:
+            carried += marks
+            continue
+        kept.append(((*carried, *marks), entry))
+        carried = ()
+    if carried:
+        kept.append((carried, None))
+    return kept
+
+
+_LINE_TEST_ACTS: Final = frozenset({"linetest", "linetest_reply"})
+
+
+def build_history(
+    ours: PublicIdentity,
+    channel: ChannelRecord,
+    messages: list[MessageRecord],
+    forks: Iterable[ForkRecord] = (),
+    *,
+    since_ms: int = 0,
+    limit: int | None = None,
+    before: str | None = None,
+    line_tests: bool = True,
+) -> HistoryPage:
+    """One page of the channel's history.
+
+    Args:
+        ours: this principal's public identity (for the dialogue fold).
+        channel: the channel.
+        messages: all its stored messages, in stored order (`in_stored_order`).
+        forks: the forks seen on it (`Principal.forks`).
+        since_ms: only entries stored at or after this moment (our clock); 0 for all.
+        limit: at most this many entries, the latest of those selected; None for all.
+        before: only entries stored before the message with this id (or id prefix).
+        line_tests: include line tests and their answers (each test also carries when
+            it was answered, `answered_at_ms`); sent hourly, they can outnumber the
+            conversation.
+
+    Returns:
+        The page; its marks come with the entries they precede.
+
+    Raises:
+        ClientError: `limit` below 1, or `before` names no message or several.
+    """
+    if limit is not None and limit < 1:
+        raise ClientError(f"a page holds at least one message, not {limit}")
+    every = _groups(ours, channel, list(messages), forks)
+    if not line_tests:
+        every = _without_line_tests(every)
+    groups = [g for g in every if g[1] is None or g[1].at_ms >= since_ms]
+    end = len(groups)
+    if before is not None:
+        end = _position(groups, before, channel.name)
+    start = 0 if limit is None else max(_entry_index(groups, end, limit), 0)
+    page = groups[start:end]
+
+    def count(part: list[_Group]) -> int:
+        return sum(1 for _, entry in part if entry is not None)
+
+    return HistoryPage(
+        channel.name,
+        tuple(item for marks, entry in page for item in (*marks, *([entry] if entry else []))),
+        total=count(groups),
+        earlier=count(groups[:start]),
+        later=count(groups[end:]),
+    )
+
+
+def _entry_index(groups: list[_Group], end: int, limit: int) -> int:
+    """Where a page of `limit` entries ending at `end` starts (trailing marks ride free)."""
+    taken, index = 0, end
+    while index > 0 and taken < limit:
+        index -= 1
+        if groups[index][1] is not None:
+            taken += 1
+    return index
+
+
+def _position(groups: list[_Group], ref: str, channel: str) -> int:
+    ref = ref.strip().lower()
+    found = [i for i, (_, entry) in enumerate(groups)
+             if entry is not None and entry.message_id.startswith(ref)]
+    if not ref or not found:
+        raise ClientError(f"no message '{ref}' in the history of '{channel}'")
+    if len(found) > 1:
+        raise ClientError(f"'{ref}' matches {len(found)} messages in '{channel}'; "
+                          "give more digits")
+    return found[0]
