@@ -170,11 +170,11 @@ def test_line_tests_can_be_left_out(scripted: Scripted) -> None:
 def test_bad_paging_and_dates_are_refused(scripted: Scripted) -> None:
     w = scripted.washington
     assert "no message 'ffffffff'" in one_error_line(
-        run(w, "history", "beijing", "--before", "ffffffff", passphrase="pw", code=1))
+        run(w, "history", "beijing", "--before", "ffffffff", passphrase="pw", code=3))  # not found
     run(w, "history", "beijing", "--since", "yesterday", passphrase="pw", code=2)
     run(w, "history", "beijing", "--limit", "0", passphrase="pw", code=2)
     assert "error: " in one_error_line(
-        run(w, "history", "nobody", passphrase="pw", code=1))
+        run(w, "history", "nobody", passphrase="pw", code=3))
     assert "No messages in 'beijing' since 1m." in history(w, "--since", "1m")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from backchannel.client.duties import dialogue_of
-from backchannel.client.errors import ClientError
+from backchannel.client.errors import ClientError, UnknownReference
 from backchannel.client.forks import ForkRecord
 from backchannel.client.records import ChannelRecord, MessageRecord
 from backchannel.dialogue import (
@@ -374,7 +374,7 @@ def _position(groups: list[_Group], ref: str, channel: str) -> int:
     found = [i for i, (_, entry) in enumerate(groups)
              if entry is not None and entry.message_id.startswith(ref)]
     if not ref or not found:
-        raise ClientError(f"no message '{ref}' in the history of '{channel}'")
+        raise UnknownReference(f"no message '{ref}' in the history of '{channel}'")
     if len(found) > 1:
         raise ClientError(f"'{ref}' matches {len(found)} messages in '{channel}'; "
                           "give more digits")
