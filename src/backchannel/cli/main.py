@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from backchannel import __version__
-from backchannel.cli import agent, board, dialogue, messaging, pairing, watch
+from backchannel.cli import account, agent, board, dialogue, messaging, pairing, watch
 from backchannel.cli.agenda import agenda_app
 from backchannel.cli.context import HOME_ENV, JSON_OPTION, CliContext, cli_context, default_home
 from backchannel.cli.meet import meet_app
@@ -37,6 +37,7 @@ app.add_typer(agenda_app, name="agenda")
 app.add_typer(record_app, name="record")
 watch.register(app)
 agent.register(app)
+account.register(app)
 app.add_typer(escalation_app, name="escalation")
 
 
