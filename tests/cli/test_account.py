@@ -5,13 +5,15 @@ second joiner uses a spent invite."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner, Result
 
-from backchannel.cli.context import AGENT_REQUEST
+from backchannel.cli.context import AGENT_REQUEST, CliContext, ask_passphrase
 from backchannel.cli.main import app
 from backchannel.client.engine import Principal
 
@@ -134,3 +136,29 @@ def test_a_second_joiner_on_one_invite_raises_the_alarm(
     # A later sync does not count it again; status still shows it.
     assert "invite used twice" not in run(w, "sync").stderr
     assert "INVITE USED TWICE" in run(w, "status").stdout
+
+
+def test_the_prompt_says_why_it_asks_again(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = iter(["", "one two three four", "one two three fourr",
+                    "one two three four", "one two three four"])
+    monkeypatch.setattr(typer, "prompt", lambda *args, **kwargs: next(answers))
+    assert ask_passphrase("Passphrase", confirm=True) == "one two three four"
+    err = capsys.readouterr().err
+    assert "cannot be empty" in err and "differ" in err
+
+
+def test_a_weak_answer_at_the_terminal_is_explained_and_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = iter(["1234", "1234", "one two three four", "one two three four"])
+    monkeypatch.setattr(typer, "prompt", lambda *args, **kwargs: next(answers))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.delenv("BACKCHANNEL_PASSPHRASE", raising=False)
+    monkeypatch.delenv("BACKCHANNEL_ALLOW_WEAK_PASSPHRASE", raising=False)
+    chosen = CliContext(tmp_path).new_passphrase(
+        env="BACKCHANNEL_PASSPHRASE", prompt="Passphrase", allow_weak=False
+    )
+    assert chosen == "one two three four"
+    assert "passphrase refused: it is a run" in capsys.readouterr().err

@@ -24,7 +24,8 @@ __all__ = ["passphrase_app", "register"]
 
 passphrase_app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
-    help="The passphrase that encrypts this principal's state.",
+    help="The passphrase that encrypts this principal's state.\n\n"
+         "Example: backchannel --home ~/bc/washington passphrase change",
 )
 
 
