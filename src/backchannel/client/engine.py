@@ -326,7 +326,8 @@ class Principal:
 
     async def remove_channel(self, name_or_id: str) -> tuple[ChannelRecord, list[str]]:
         """Remove a channel: its inbound mailboxes are deleted on the relays, then its
-        keys, transcript, outbox, receipts, forks and escalations here, in one transaction.
+        keys, transcript, outbox, receipts, forks, escalations and invite claims here, in
+        one transaction.
         The counterpart is not told; what it sends next is refused by the relays.
 
         Returns:
@@ -347,6 +348,7 @@ class Principal:
             state.receipts.delete_channel(cid)
             state.forks.delete_channel(cid)
             state.escalations.delete_channel(cid)
+            state.invites.delete_claims(cid)
             state.channels.delete(cid)
         state.forget_session(cid)
         return channel, left

@@ -58,3 +58,9 @@ class InviteRepository:
     def claims(self) -> list[InviteClaimRecord]:
         """Every claim on a spent invite, oldest first. Kept for good: an alarm."""
         return [load(InviteClaimRecord, raw) for _, raw in self._store.all(_CLAIM)]
+
+    def delete_claims(self, channel_id: str) -> None:
+        """Forget the claims on the invite of a channel being removed."""
+        for key, raw in self._store.all(_CLAIM):
+            if load(InviteClaimRecord, raw).channel_id == channel_id:
+                self._store.delete(_CLAIM, key)
