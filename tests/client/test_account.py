@@ -79,7 +79,11 @@ async def test_changing_the_passphrase_keeps_everything_and_only_the_new_one_ope
         await b.send("w", "before the change")
         await w.sync()
         before = (w.channels(), [e.text for e in w.inbox()], w.messages("b"), w.status())
+        old_blobs = [bytes(r[0]) for r in w._store.db.execute("SELECT record FROM records")]
         w.change_passphrase("new passphrase, longer")
+        # No ciphertext under the old key is left in the file or its log.
+        on_disk = b"".join(p.read_bytes() for p in w.home.iterdir() if p.name.startswith("state"))
+        assert old_blobs and not any(blob in on_disk for blob in old_blobs)
         # Same handle, new key: still reads and writes.
         assert [e.text for e in w.inbox()] == before[1]
         w.close()

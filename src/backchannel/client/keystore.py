@@ -294,47 +294,65 @@ class Keystore:
         Raises:
             StateCorrupted: a stored record does not open; nothing was changed.
         """
-        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        params = params or KdfParameters.from_json(bytes(rows["kdf_params"]))
-        salt = os.urandom(16)
-        record_key, _ = _derive(new_passphrase, salt, params)
-        new = Keystore(self.path, self._db, record_key, self._index_key)
-        with self.transaction() as db:
-            for kind, key, sealed in db.execute(
-                "SELECT kind, key, record FROM records"
-            ).fetchall():
-                plain = self.unseal(kind, bytes(key), bytes(sealed))
-                db.execute(
-                    "UPDATE records SET record = ? WHERE kind = ? AND key = ?",
-                    (new.seal(kind, bytes(key), plain), kind, key),
-                )
-            for channel, ref, sealed in db.execute(
-                "SELECT channel, ref, record FROM messages"
-            ).fetchall():
-                ad = bytes(channel) + bytes(ref)
-                plain = self.unseal("messages", ad, bytes(sealed))
-                db.execute(
-                    "UPDATE messages SET record = ? WHERE channel = ? AND ref = ?",
-                    (new.seal("messages", ad, plain), channel, ref),
-                )
-            for row_id, channel, sealed in db.execute(
-                "SELECT id, channel, record FROM forks"
-            ).fetchall():
-                ad = bytes(channel) + int(row_id).to_bytes(8, "big")
-                plain = self.unseal("forks", ad, bytes(sealed))
-                db.execute(
-                    "UPDATE forks SET record = ? WHERE id = ?",
-                    (new.seal("forks", ad, plain), row_id),
-                )
-            meta = {
-                "kdf_salt": salt,
-                "kdf_params": params.to_json(),
-                "check": new.seal("meta", b"check", _CHECK),
-                _INDEX_KEY_META: new.seal("meta", _INDEX_KEY_META.encode(), self._index_key),
-            }
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
-        self._record_key = record_key
-        self._aead = AESGCMSIV(record_key)
+        # secure_delete: SQLite overwrites the freed cells that held the old ciphertexts
+        # instead of leaving them in free pages, where the old passphrase would open them.
+        self._db.execute("PRAGMA secure_delete=ON")
+        try:
+            with self.transaction() as db:
+                # The parameters are read inside the transaction that rewrites them.
+                rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                params = params or KdfParameters.from_json(bytes(rows["kdf_params"]))
+                salt = os.urandom(16)
+                record_key, _ = _derive(new_passphrase, salt, params)
+                new = Keystore(self.path, db, record_key, self._index_key)
+                self._reseal_all(db, new)
+                meta = {
+                    "kdf_salt": salt,
+                    "kdf_params": params.to_json(),
+                    "check": new.seal("meta", b"check", _CHECK),
+                    _INDEX_KEY_META: new.seal("meta", _INDEX_KEY_META.encode(), self._index_key),
+                }
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+            self._record_key = record_key
+            self._aead = AESGCMSIV(record_key)
+            # The old pages also live in the write-ahead log until a checkpoint: copy the new
+            # ones into the file and empty the log, then rebuild the file without free pages.
+            # (What the file system or the disk keeps of overwritten blocks is out of reach.)
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.execute("PRAGMA secure_delete=OFF")
+
+    def _reseal_all(self, db: sqlite3.Connection, new: Keystore) -> None:
+        """Open every sealed column with this key and seal it again with `new`'s (inside
+        the caller's transaction; each row keeps its associated data)."""
+        for kind, key, sealed in db.execute(
+            "SELECT kind, key, record FROM records"
+        ).fetchall():
+            plain = self.unseal(kind, bytes(key), bytes(sealed))
+            db.execute(
+                "UPDATE records SET record = ? WHERE kind = ? AND key = ?",
+                (new.seal(kind, bytes(key), plain), kind, key),
+            )
+        for channel, ref, sealed in db.execute(
+            "SELECT channel, ref, record FROM messages"
+        ).fetchall():
+            ad = bytes(channel) + bytes(ref)
+            plain = self.unseal("messages", ad, bytes(sealed))
+            db.execute(
+                "UPDATE messages SET record = ? WHERE channel = ? AND ref = ?",
+                (new.seal("messages", ad, plain), channel, ref),
+            )
+        for row_id, channel, sealed in db.execute(
+            "SELECT id, channel, record FROM forks"
+        ).fetchall():
+            ad = bytes(channel) + int(row_id).to_bytes(8, "big")
+            plain = self.unseal("forks", ad, bytes(sealed))
+            db.execute(
+                "UPDATE forks SET record = ? WHERE id = ?",
+                (new.seal("forks", ad, plain), row_id),
+            )
 
     # -- records ----------------------------------------------------------------------
 
