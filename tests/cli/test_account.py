@@ -126,6 +126,7 @@ def test_a_second_joiner_on_one_invite_raises_the_alarm(
     code = run(w, "invite", "--relay", relay.url).stdout.strip()
     run(b, "accept", code)
     assert "Joined channel" in run(m, "accept", code).stdout  # told it joined
+    assert "someone else may have used it" in run(m, "status").stdout
     synced = run(w, "sync")
     assert "New channel 'b'" in synced.stdout
     assert "WARNING: invite used twice" in synced.stderr and "'b'" in synced.stderr
