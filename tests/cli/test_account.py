@@ -4,10 +4,12 @@ second joiner uses a spent invite."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -15,6 +17,7 @@ from typer.testing import CliRunner, Result
 
 from backchannel.cli.context import AGENT_REQUEST, CliContext, ask_passphrase
 from backchannel.cli.main import app
+from backchannel.cli.watch import _Observer
 from backchannel.client.engine import Principal
 
 from .conftest import PASSPHRASE, Pair, ThreadRelay, one_error_line, run
@@ -163,3 +166,27 @@ def test_a_weak_answer_at_the_terminal_is_explained_and_asked_again(
     )
     assert chosen == "one two three four"
     assert "passphrase refused: it is a run" in capsys.readouterr().err
+
+
+def test_watch_reports_an_invite_used_twice(tmp_path: Path, relay: ThreadRelay) -> None:
+    w, b, m = tmp_path / "w", tmp_path / "b", tmp_path / "m"
+    for home in (w, b, m):
+        run(home, "init", "--name", home.name)
+    code = run(w, "invite", "--relay", relay.url).stdout.strip()
+    run(b, "accept", code)
+    run(m, "accept", code)
+    events: list[tuple[dict[str, Any], str]] = []
+    principal = Principal.open(w, PASSPHRASE)
+    try:
+        observer = _Observer(principal, lambda data, line: events.append((data, line)))
+        observer.look(report=False)
+        asyncio.run(principal.sync())  # what watch's loop does between looks
+        observer.look()
+        observer.look()  # seen once, reported once
+    finally:
+        principal.close()
+    claims = [(d, line) for d, line in events if d["event"] == "invite_claim"]
+    assert len(claims) == 1
+    data, line = claims[0]
+    assert data["channel"] == "b" and data["relay"] == relay.url
+    assert line.startswith("WARNING: invite used twice")
