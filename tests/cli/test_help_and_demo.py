@@ -18,7 +18,8 @@ COMMANDS = [
     ["agenda", "accept"], ["agenda", "decline"], ["agenda", "show"], ["record"],
     ["record", "propose"], ["record", "sign"], ["record", "show"], ["record", "export"],
     ["record", "verify"], ["linetest"], ["watch"], ["escalation"], ["escalation", "set"],
-    ["escalation", "show"],
+    ["escalation", "show"], ["invite", "revoke"], ["channels", "rename"],
+    ["channels", "remove"], ["passphrase"], ["passphrase", "change"],
 ]
 
 
@@ -34,7 +35,7 @@ def test_root_help_lists_the_principal_commands() -> None:
     for name in ("init", "invite", "accept", "channels", "send", "sync", "inbox", "read",
                  "verify", "status", "demo", "relay", "meet", "--home", "--json", "ack",
                  "hold", "clarify", "answer", "redline", "agenda", "record", "linetest",
-                 "watch", "escalation"):
+                 "watch", "escalation", "passphrase"):
         assert name in result.stdout
 
 

@@ -200,3 +200,22 @@ def test_meet_propose_sends_the_best_venue_as_an_agenda_item(pair: Pair) -> None
     line = one_error_line(run(w, "meet", "propose", "beijing", "--round", "5", "--between",
                               "Xqzzyville", "--between", "Beijing", code=1))
     assert "Xqzzyville" in line
+
+
+def test_items_proposed_across_each_other_are_agreed_in_one_order(pair: Pair) -> None:
+    """Both propose before hearing from the other, then accept each other's item: both
+    `agenda show` list the agreed agenda in the same order (review §4 row 3)."""
+    w, b = pair.washington, pair.beijing
+    first = js(w, "agenda", "propose", "beijing", "--round", "3", "Taiwan Strait")["item_id"]
+    time.sleep(0.01)  # a later send time, so the canonical order is first, second
+    second = js(b, "agenda", "propose", "washington", "--round", "3", "Exports")["item_id"]
+    for home in (w, b, w):
+        run(home, "sync")
+    run(w, "agenda", "accept", "beijing", second[:8])
+    run(b, "agenda", "accept", "washington", first[:8])
+    for home in (w, b, w):
+        run(home, "sync")
+    mine = js(w, "agenda", "show", "beijing", "--round", "3")["rounds"][0]
+    theirs = js(b, "agenda", "show", "washington", "--round", "3")["rounds"][0]
+    assert mine["agreed"] == theirs["agreed"] == [first, second]
+    assert [i["item_id"] for i in mine["items"]] == [i["item_id"] for i in theirs["items"]]

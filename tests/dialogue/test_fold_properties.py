@@ -234,3 +234,74 @@ def test_long_random_conversations_converge_without_anomalies(seed: int) -> None
         live = channel.dialogues[who]
         again = Dialogue.fold(live.ours, live.theirs, channel.logs[who])
         assert again.board(channel.now_ms) == live.board(channel.now_ms)
+
+
+# Agenda-heavy scripts: both sides propose and decide often, and deliveries lag, so each side
+# often stores its own proposals before the other's (their local orders then differ).
+agenda_steps = st.lists(
+    st.tuples(
+        st.sampled_from(NAMES),
+        st.sampled_from(("agenda", "agenda", "agenda_decide", "deliver", "advance", "note")),
+        st.integers(1, 2**16),
+    ),
+    min_size=6,
+    max_size=50,
+)
+
+
+def ordered_agenda(dialogue: Dialogue, me: str) -> list[Any]:
+    """Every round's items and agreed agenda, order kept, sides named neutrally."""
+    return [
+        (
+            r.round,
+            [
+                (i.item_id, i.title, me if i.proposed_by is Side.OURS else other(me), i.status)
+                for i in r.items
+            ],
+            [i.item_id for i in r.agreed],
+        )
+        for r in dialogue.agenda_rounds()
+    ]
+
+
+def ordered_next_round(channel: Channel, who: str) -> Any:
+    """The board's next round as JSON, its lists in the order the board gives them."""
+    board = channel.dialogues[who].board(channel.now_ms).to_dict()
+    nxt = board["next_round"]
+    if nxt is None:
+        return None
+    return {
+        "round": nxt["round"],
+        "agreed": nxt["agreed"],
+        "items": [(i["item_id"], i["status"], i["sent_at_ms"]) for i in nxt["items"]],
+    }
+
+
+@SETTINGS
+@given(agenda_steps)
+def test_both_sides_list_the_agenda_in_the_same_order(
+    script: list[tuple[str, str, int]],
+) -> None:
+    channel = Channel()
+    play(channel, script)
+    assert ordered_agenda(channel.alice, "alice") == ordered_agenda(channel.bob, "bob")
+    assert ordered_next_round(channel, "alice") == ordered_next_round(channel, "bob")
+    # And the order is the canonical one, whatever order the messages were stored in.
+    for who in NAMES:
+        for r in channel.dialogues[who].agenda_rounds():
+            keys = [(i.sent_at_ms, i.item_id) for i in r.items]
+            assert keys == sorted(keys)
+
+
+def test_proposals_crossing_in_flight_are_listed_alike() -> None:
+    """Both propose before hearing from the other, then accept each other's item."""
+    channel = Channel()
+    mine = channel.send("alice", AgendaPropose(1, "Taiwan"), deliver=False)
+    channel.advance(MINUTE)
+    theirs = channel.send("bob", AgendaPropose(1, "Exports"), deliver=False)
+    assert channel.deliver("alice") == [] and channel.deliver("bob") == []
+    channel.send("alice", AgendaAccept(1, theirs.message_id))
+    channel.send("bob", AgendaAccept(1, mine.message_id))
+    for dialogue in (channel.alice, channel.bob):
+        agreed = [i.item_id for i in dialogue.agenda(1).agreed]
+        assert agreed == [mine.message_id, theirs.message_id]

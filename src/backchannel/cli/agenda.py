@@ -38,6 +38,7 @@ def _item_json(item: AgendaItem) -> dict[str, Any]:
         "title": item.title,
         "detail": item.detail,
         "proposed_at_ms": item.proposed_at_ms,
+        "sent_at_ms": item.sent_at_ms,
         "status": item.status.value,
         "decided_at_ms": item.decided_at_ms,
         "reason": item.reason,

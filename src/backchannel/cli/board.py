@@ -133,6 +133,16 @@ def _overview(cb: ChannelBoard) -> Table:
         # The alarm that used to be silent: two writers of one principal's state.
         table.add_row("FORK", f"{len(cb.status.forks)} fork(s), latest: {cb.status.forks[-1]}; "
                               "a copy of a principal's state sent messages (see docs/client.md)")
+    if cb.status.awaiting_counterpart:
+        # A joiner whose inviter never answers may have lost a race for the code: its
+        # sends were stored, and nobody reads them (docs/cli.md, "A code used twice").
+        table.add_row("Counterpart", "never heard from: the inviter has not taken up your "
+                                     "hello yet. If this lasts, ask them whether the code "
+                                     "reached them first; someone else may have used it")
+    for claim in cb.status.invite_claims:
+        # Someone else used the invite this channel came from (kept until the channel
+        # is removed): shown on every status, not only by the sync that read it.
+        table.add_row("INVITE USED TWICE", claim)
     if cb.board.anomalies:
         table.add_row("Anomalies", f"{len(cb.board.anomalies)} message(s) broke the rules "
                                    "and were ignored (see status --json)")

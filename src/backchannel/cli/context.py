@@ -33,6 +33,7 @@ from backchannel.client.errors import (
     UnknownReference,
     WrongPassphrase,
 )
+from backchannel.client.passphrase import ALLOW_WEAK_ENV, WeakPassphrase, check_passphrase
 from backchannel.protocol.errors import BackchannelError
 
 if TYPE_CHECKING:
@@ -48,8 +49,10 @@ __all__ = [
     "AGENT_REQUEST",
     "HOME_ENV",
     "JSON_OPTION",
+    "NEW_PASSPHRASE_ENV",
     "PASSPHRASE_ENV",
     "CliContext",
+    "ask_passphrase",
     "cli_context",
     "default_home",
     "exit_code_of",
@@ -61,6 +64,8 @@ __all__ = [
 
 HOME_ENV: Final = "BACKCHANNEL_HOME"
 PASSPHRASE_ENV: Final = "BACKCHANNEL_PASSPHRASE"
+# The new passphrase of `passphrase change`, for scripts (the old one is PASSPHRASE_ENV).
+NEW_PASSPHRASE_ENV: Final = "BACKCHANNEL_NEW_PASSPHRASE"
 
 # Every principal command also takes `--json` after its name, as scripts tend to write it;
 # the root `backchannel --json COMMAND` does the same.
@@ -132,6 +137,33 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
+# How often a terminal is asked for a passphrase before the command gives up: enough for
+# typos, few enough that a script stuck on a terminal ends.
+_MAX_ASKS: Final = 5
+
+
+def ask_passphrase(prompt: str, *, confirm: bool = False) -> str:
+    """Ask on the terminal, hidden; an empty answer or two entries that differ are said
+    so and asked again (Click's prompt would ask again without a word).
+
+    Raises:
+        BackchannelError: no answer after `_MAX_ASKS` tries.
+    """
+    for _ in range(_MAX_ASKS):
+        first = str(typer.prompt(prompt, hide_input=True, default="", show_default=False))
+        if not first:
+            typer.echo("The passphrase cannot be empty: it encrypts the local state.", err=True)
+            continue
+        if confirm:
+            again = str(typer.prompt("Repeat for confirmation", hide_input=True, default="",
+                                     show_default=False))
+            if again != first:
+                typer.echo("The two entries differ; try again.", err=True)
+                continue
+        return first
+    raise BackchannelError(f"no passphrase after {_MAX_ASKS} tries; nothing changed")
+
+
 def plain_console(*, stderr: bool = False) -> Console:
     """A Rich console that prints text as it is, with anything unprintable escaped.
 
@@ -198,15 +230,41 @@ class CliContext:
             if from_env:
                 self._passphrase = from_env
             elif sys.stdin.isatty():
-                self._passphrase = str(
-                    typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
-                )
+                self._passphrase = ask_passphrase("Passphrase", confirm=confirm)
                 self._asked = True
             else:
                 raise BackchannelError(
                     f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal to be asked"
                 )
         return self._passphrase
+
+    def new_passphrase(self, *, env: str, prompt: str, allow_weak: bool) -> str:
+        """A new passphrase (for `init` or `passphrase change`): from the environment
+        variable `env`, or asked twice on the terminal, and checked against the policy
+        (`client.passphrase`). At the terminal a weak one is refused with its reason and
+        asked again; from the environment it is an error.
+
+        Raises:
+            BackchannelError: none given and no terminal, or too weak (`WeakPassphrase`).
+        """
+        allow_weak = allow_weak or os.environ.get(ALLOW_WEAK_ENV, "") == "1"
+        from_env = os.environ.get(env, "")
+        if from_env:
+            check_passphrase(from_env, allow_weak=allow_weak)
+            return from_env
+        if not sys.stdin.isatty():
+            raise BackchannelError(
+                f"no passphrase: set {env} or run in a terminal to be asked"
+            )
+        for _ in range(_MAX_ASKS):
+            chosen = ask_passphrase(prompt, confirm=True)
+            try:
+                check_passphrase(chosen, allow_weak=allow_weak)
+            except WeakPassphrase as weak:
+                typer.echo(str(weak), err=True)
+                continue
+            return chosen
+        raise BackchannelError(f"no acceptable passphrase after {_MAX_ASKS} tries; nothing changed")
 
     @contextlib.contextmanager
     def principal(self, *, role: str = "command") -> Iterator[Principal]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Final
@@ -37,6 +38,7 @@ from backchannel.cli.output import (
     sync_json,
 )
 from backchannel.client.engine import InboxEntry, Principal, SyncReport
+from backchannel.client.errors import ClientError
 from backchannel.client.receipts import RECEIPT_KINDS
 from backchannel.client.records import MessageRecord
 from backchannel.client.strategic import StrategicChannel
@@ -51,17 +53,22 @@ HOLD_HINT_UNTIL: Final = "1h"
 
 
 def channels(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """List your channels and the invites still waiting for a counterpart.
+    """List your channels and your invites not yet used (waiting, or expired).
+
+    `channels rename OLD NEW` renames one here; `channels remove NAME` deletes one.
 
     Example: backchannel channels
     """
+    if ctx.invoked_subcommand is not None:
+        return  # `channels rename` or `channels remove`
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         records = principal.channels()
         invites = principal.pending_invites()
+        now = principal.now_ms()
     if state.json:
         emit_json({"channels": [channel_json(c) for c in records],
-                   "pending_invites": [invite_json(i) for i in invites]})
+                   "pending_invites": [invite_json(i, now) for i in invites]})
         return
     if records:
         state.out.print(channels_table(records))
@@ -69,8 +76,70 @@ def channels(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         state.out.print("No channels yet: invite with `backchannel invite --relay URL`, "
                         "or accept a code with `backchannel accept CODE`.")
     for pending in invites:
-        state.out.print(f"Invite waiting (expires {local_time(pending.expires_at_ms)}) on "
-                        + ", ".join(link.url for link in pending.links))
+        relays = ", ".join(link.url for link in pending.links)
+        ref = pending.invite_id[:8]
+        if pending.expires_at_ms <= now:
+            # An expired code can no longer be accepted (the joiner refuses it and so do
+            # we): it is not waiting for anyone. Its mailboxes stay until revoked.
+            state.out.print(f"Invite {ref} expired {local_time(pending.expires_at_ms)} on "
+                            f"{relays}; delete its mailboxes: backchannel invite revoke {ref}")
+        else:
+            state.out.print(f"Invite {ref} waiting (expires "
+                            f"{local_time(pending.expires_at_ms)}) on {relays}")
+
+
+def rename(
+    ctx: typer.Context,
+    old: str = typer.Argument(..., help="The channel's name or id."),
+    new: str = typer.Argument(..., help="Its new name (here only; unique)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Rename a channel on this side; your counterpart is not told and keeps its name.
+
+    Example: backchannel channels rename "beijing~2" beijing-embassy
+    """
+    state = cli_context(ctx, as_json)
+    with state.principal() as principal:
+        record = principal.rename_channel(old, new)
+    if state.json:
+        emit_json({"channel": channel_json(record)})
+        return
+    state.out.print(f"Renamed channel {short_id(record.channel_id)} to '{record.name}'.")
+
+
+def remove(
+    ctx: typer.Context,
+    channel: str = typer.Argument(..., help="The channel's name or id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Delete a channel for good: its mailboxes on the relays, its keys and its transcript.
+
+    Asks first unless --yes (and, with no terminal to ask on, as with an agent running,
+    needs --yes). Your counterpart is not told: what it sends next is refused by the
+    relays. This cannot be undone; keep what you need from `read` first.
+
+    Example: backchannel channels remove beijing --yes
+    """
+    state = cli_context(ctx, as_json)
+    with state.principal() as principal:
+        record = principal.channel(channel)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise ClientError("removing a channel cannot be undone: give --yes to confirm")
+            if not typer.confirm(f"Delete channel '{record.name}', its keys and its whole "
+                                 "transcript?", default=False, err=True):
+                state.err.print("Nothing was removed.")
+                raise typer.Exit(1)
+        with state.progress("Deleting the channel's mailboxes…"):
+            removed, left = asyncio.run(principal.remove_channel(record.channel_id))
+    if state.json:
+        emit_json({"removed": channel_json(removed), "mailboxes_left": left})
+        return
+    state.out.print(f"Removed channel '{removed.name}': its keys and transcript are deleted.")
+    for where in left:
+        state.err.print(f"warning: relay {where} could not delete the channel's mailbox; "
+                        "it expires there in time and nothing here can read it")
 
 
 _QUEUED = "no relay answered: the message is queued and `backchannel sync` will send it"
@@ -195,6 +264,8 @@ def _print_sync(state: CliContext, report: SyncReport, seen: _SyncSeen) -> None:
         state.err.print(f"FORK: {report.forks} message(s) show that a copy of the "
                         "counterpart's state sent beside it; see "
                         + command_hint(state, "status"), soft_wrap=True)
+    for claim in report.invite_claims:
+        state.err.print(f"WARNING: invite used twice: {claim.describe()}", style="bold")
     if report.line_tests_answered:
         state.out.print(f"Answered {report.line_tests_answered} line test(s).")
     for url, reason in report.relays_down.items():
@@ -320,7 +391,22 @@ def read(
         _print_message(state, entry, owed.get(entry.message_id))
 
 
+channels_app = typer.Typer(
+    invoke_without_command=True, no_args_is_help=False, add_completion=False,
+    rich_markup_mode="markdown",
+)
+
+
+# Wired here, not in `register`: the root group loads `channels_app` by itself when
+# `channels` runs (cli/registry.py).
+channels_app.callback()(reports_errors(channels))
+channels_app.command("rename")(reports_errors(rename))
+channels_app.command("remove")(reports_errors(remove))
+
+
 def register(app: typer.Typer) -> None:
-    """Add the messaging commands to the root app."""
-    for command in (channels, send, sync, inbox, read):
+    """Add the messaging commands to the root app (`channels` is a group: `channels
+    rename`, `channels remove`)."""
+    for command in (send, sync, inbox, read):
         app.command()(reports_errors(command))
+    app.add_typer(channels_app, name="channels")

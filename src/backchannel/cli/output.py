@@ -132,12 +132,16 @@ def channel_json(channel: ChannelRecord) -> dict[str, Any]:
     }
 
 
-def invite_json(invite: InviteRecord) -> dict[str, Any]:
-    # The invite id and the mailbox tokens stay out: they are what the code itself conveys.
+def invite_json(invite: InviteRecord, now_ms: int | None = None) -> dict[str, Any]:
+    # The mailbox tokens stay out: they are what the code itself conveys. The id's first
+    # 8 hex characters name it for `invite revoke` (an id alone opens nothing).
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000) if now_ms is None else now_ms
     return {
+        "id": invite.invite_id[:8],
         "relays": [link.url for link in invite.links],
         "created_at": utc_time(invite.created_at_ms),
         "expires_at": utc_time(invite.expires_at_ms),
+        "expired": invite.expires_at_ms <= now,
     }
 
 
@@ -188,6 +192,7 @@ def sync_json(report: SyncReport, new_messages: int) -> dict[str, Any]:
         "line_tests_answered": report.line_tests_answered,
         "escalated": report.escalated,
         "forks": report.forks,
+        "invite_claims": [claim.describe() for claim in report.invite_claims],
     }
 
 
@@ -210,6 +215,7 @@ def status_json(status: ChannelStatus) -> dict[str, Any]:
         "relay_health": [relay_health_json(h) for h in status.relay_health],
         "forks": list(status.forks),
         "relays_lost": list(status.relays_lost),
+        "invite_claims": list(status.invite_claims),
     }
 
 

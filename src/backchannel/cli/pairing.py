@@ -10,10 +10,19 @@ from typing import Any, Final
 
 import typer
 
-from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
+from backchannel.cli.context import JSON_OPTION, PASSPHRASE_ENV, cli_context, reports_errors
 from backchannel.cli.hints import command_hint
-from backchannel.cli.output import channel_json, emit_json, local_time, shown, utc_time
+from backchannel.cli.output import (
+    channel_json,
+    emit_json,
+    invite_json,
+    local_time,
+    shown,
+    utc_time,
+)
 from backchannel.client.engine import Principal
+from backchannel.client.errors import ClientError
+from backchannel.client.keystore import STATE_FILE
 from backchannel.protocol.errors import LocalProtocolError
 from backchannel.protocol.text import check_relay_url, escaped
 
@@ -45,17 +54,29 @@ def parse_ttl(text: str) -> int:
 def init(
     ctx: typer.Context,
     name: str = typer.Option(..., "--name", help="Your name or role, as your counterpart sees it."),
+    allow_weak: bool = typer.Option(
+        False, "--allow-weak-passphrase",
+        help="Accept a passphrase the policy refuses (for tests and throwaway homes).",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a principal (a fresh identity key) in the home folder.
 
     The passphrase encrypts everything stored; it is asked for twice, or taken from
-    BACKCHANNEL_PASSPHRASE.
+    BACKCHANNEL_PASSPHRASE. It must have at least 12 characters and not be a common
+    password, one character repeated or a run such as 1234 (three or four unrelated words
+    do); `--allow-weak-passphrase` or BACKCHANNEL_ALLOW_WEAK_PASSPHRASE=1 lifts that for
+    tests.
 
     Example: backchannel --home ~/bc/washington init --name washington
     """
     state = cli_context(ctx, as_json)
-    principal = Principal.create(state.home, name, state.passphrase(confirm=True))
+    if (state.home / STATE_FILE).exists():
+        # Said before asking for a passphrase that would not be used.
+        raise ClientError(f"{state.home} already holds a principal; use another --home")
+    passphrase = state.new_passphrase(env=PASSPHRASE_ENV, prompt="Passphrase",
+                                      allow_weak=allow_weak)
+    principal = Principal.create(state.home, name, passphrase)
     principal.close()
     if state.json:
         emit_json({"name": principal.name, "home": str(state.home)})
@@ -78,10 +99,10 @@ def _qr_format(path: Path | None) -> None:
                                  param_hint="--qr-file")
 
 
-def _relay_urls(urls: list[str]) -> list[str]:
+def _relay_urls(urls: list[str] | None) -> list[str] | None:
     """Refuse a URL that is not wss:// (ws:// only to this machine) before asking for the
     passphrase or connecting: the tokens in an invite travel in the clear over ws://."""
-    for url in urls:
+    for url in urls or ():
         try:
             check_relay_url(url)
         except LocalProtocolError as error:
@@ -91,8 +112,8 @@ def _relay_urls(urls: list[str]) -> list[str]:
 
 def invite(
     ctx: typer.Context,
-    relays: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
-        ..., "--relay", metavar="URL", callback=_relay_urls,
+    relays: list[str] | None = typer.Option(  # noqa: B008 - Typer declares options this way
+        None, "--relay", metavar="URL", callback=_relay_urls,
         help="A relay for the channel (wss://, or ws:// on this machine); repeat.",
     ),
     ttl: str = typer.Option("7d", "--ttl", help="How long the code stays valid: 90s, 12h, 7d."),
@@ -108,8 +129,14 @@ def invite(
     holds no secret that opens past messages, but whoever uses it first gets the channel,
     so pass it by a route you trust and compare the safety number afterwards.
 
+    `backchannel invite revoke ID` withdraws a code not yet used (ids in `channels`).
+
     Example: backchannel invite --relay wss://relay.example.org --ttl 2d --qr
     """
+    if ctx.invoked_subcommand is not None:
+        return  # `invite revoke`: the group's options are not an invite to make
+    if not relays:
+        raise typer.BadParameter("give at least one relay: --relay URL", param_hint="--relay")
     state = cli_context(ctx, as_json)
     ttl_ms = parse_ttl(ttl)
     _qr_format(qr_file)
@@ -235,7 +262,46 @@ def whoami(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     state.out.print(f"  agreement key (X25519)   {data['agreement_key']}")
 
 
+def revoke(
+    ctx: typer.Context,
+    invite_id: str = typer.Argument(..., metavar="ID",
+                                    help="The invite's id (at least 6 characters)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Withdraw an invite nobody has used yet: its mailboxes are deleted on the relays, so
+    whoever tries the code is refused, and its one-time key is deleted here.
+
+    Ids are in `backchannel channels`. An invite already taken up is a channel: remove it
+    with `backchannel channels remove NAME`.
+
+    Example: backchannel invite revoke 3f9a2c71
+    """
+    state = cli_context(ctx, as_json)
+    with state.principal() as principal, state.progress("Deleting the invite's mailboxes…"):
+        record, left = asyncio.run(principal.revoke_invite(invite_id))
+    if state.json:
+        emit_json({"revoked": invite_json(record), "mailboxes_left": left})
+        return
+    state.out.print(f"Revoked invite {record.invite_id[:8]}: the code can no longer be used.")
+    for where in left:
+        state.err.print(f"warning: relay {where} could not delete the invite's mailbox; "
+                        "a joiner there is stored but never answered, until it expires")
+
+
+invite_app = typer.Typer(
+    invoke_without_command=True, no_args_is_help=False, add_completion=False,
+    rich_markup_mode="markdown",
+)
+
+
+# Wired here, not in `register`: the root group loads `invite_app` by itself when `invite`
+# runs (cli/registry.py).
+invite_app.callback()(reports_errors(invite))
+invite_app.command("revoke")(reports_errors(revoke))
+
+
 def register(app: typer.Typer) -> None:
-    """Add the pairing commands to the root app."""
-    for command in (init, invite, accept, verify, whoami):
+    """Add the pairing commands to the root app (`invite` is a group: `invite revoke`)."""
+    for command in (init, accept, verify, whoami):
         app.command()(reports_errors(command))
+    app.add_typer(invite_app, name="invite")

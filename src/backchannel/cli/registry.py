@@ -57,8 +57,6 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
     *_commands(
         "pairing", "register",
         ("init", "Create a principal (a fresh identity key) in the home folder."),
-        ("invite", "Create a one-time invite code for a new channel; give it to your "
-                   "counterpart."),
         ("accept", "Join the channel an invite code offers (PQXDH) and send the first "
                    "message."),
         ("verify", "Show a channel's safety number (12 groups of 5 digits and 12 words)."),
@@ -66,7 +64,6 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
     ),
     *_commands(
         "messaging", "register",
-        ("channels", "List your channels and the invites still waiting for a counterpart."),
         ("send", "Send a message: kept in the outbox first, then stored on every relay of "
                  "the channel."),
         ("sync", "Send everything queued, fetch and process everything waiting, send "
@@ -105,6 +102,20 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
         "agent", "register",
         ("agent", "Run the principal's agent: the one process that owns its state and "
                   "relays."),
+    ),
+    *_commands(
+        "pairing", "invite_app",
+        ("invite", "Create a one-time invite code for a new channel; give it to your "
+                   "counterpart."),
+    ),
+    *_commands(
+        "messaging", "channels_app",
+        ("channels", "List your channels and your invites not yet used (waiting, or "
+                     "expired)."),
+    ),
+    *_commands(
+        "account", "passphrase_app",
+        ("passphrase", "The passphrase that encrypts this principal's state."),
     ),
     *_commands(
         "main", "register_demo",

@@ -72,6 +72,7 @@ class _Observer:
         self.channels: set[str] = set()
         self.forks: dict[str, int] = {}
         self.relays: dict[str, bool] = {}
+        self.claims: int | None = None  # invite claims already seen (None: not looked yet)
 
     def _look_at_relays(self, report: bool) -> None:
         urls = sorted({link.url for c in self.principal.channels() for link in c.links})
@@ -93,6 +94,13 @@ class _Observer:
         """One look at every channel; with `report` False, only remember (at the start)."""
         now = self.principal.now_ms()
         self._look_at_relays(report)
+        claims = self.principal.invite_claims()
+        if report and self.claims is not None:
+            for claim in claims[self.claims:]:
+                self.emit({"event": "invite_claim", "channel": claim.channel_name,
+                           "relay": claim.relay, "at_ms": claim.at_ms},
+                          f"WARNING: invite used twice: {claim.describe()}")
+        self.claims = len(claims)
         for record in self.principal.channels():
             if record.last_heard_ms == 0:
                 continue  # not taken up yet: nothing to watch

@@ -37,10 +37,15 @@ from backchannel.client.exchange import (
 from backchannel.client.forks import ForkRecord
 from backchannel.client.history import HistoryPage, build_history
 from backchannel.client.keystore import STATE_FILE, KdfParameters, Keystore
-from backchannel.client.pairing import DEFAULT_INVITE_TTL_MS, Pairing
+from backchannel.client.pairing import DEFAULT_INVITE_TTL_MS, Pairing, delete_mailboxes
 from backchannel.client.receipts import sequence_gaps
 from backchannel.client.receiving import Receiver, inbox_entry
-from backchannel.client.records import ChannelRecord, InviteRecord, MessageRecord
+from backchannel.client.records import (
+    ChannelRecord,
+    InviteClaimRecord,
+    InviteRecord,
+    MessageRecord,
+)
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import (
     ChannelStatus,
@@ -289,7 +294,87 @@ class Principal:
         return record
 
     def pending_invites(self) -> list[InviteRecord]:
+        """Invites nobody has taken up yet, expired ones included (they are still ours to
+        revoke; `InviteRecord.expires_at_ms` tells them apart)."""
         return self._state.invites.pending()
+
+    async def revoke_invite(self, invite_ref: str) -> tuple[InviteRecord, list[str]]:
+        """Withdraw a pending invite by (a prefix of) its id: its mailboxes are deleted on
+        the relays, so a joiner using the code is refused, and its one-time prekey here.
+
+        Returns:
+            The invite withdrawn, and "URL (reason)" for each relay that may still hold
+            one of its mailboxes.
+
+        Raises:
+            ClientError: no such invite, or it was taken up meanwhile.
+        """
+        return await self._pairing.revoke(invite_ref)
+
+    def invite_claims(self) -> list[InviteClaimRecord]:
+        """Uses of our invites by someone after their first joiner, oldest first."""
+        return self._state.invites.claims()
+
+    def rename_channel(self, old: str, new: str) -> ChannelRecord:
+        """Give a channel another local name (the counterpart is not told; its name for
+        us is its own). Read, checked and written in one transaction.
+
+        Raises:
+            ChannelNotFound: no channel `old`.
+            ClientError: `new` is empty, too long, or another channel's name.
+        """
+        new = new.strip()
+        if not 1 <= len(new.encode()) <= 64:
+            raise ClientError("a channel name is 1 to 64 bytes of text")
+        with self._store.transaction():
+            record = self._state.channel(old)
+            if any(c.name == new and c.channel_id != record.channel_id for c in self.channels()):
+                raise ClientError(f"another channel is already named '{new}'")
+            record.name = new
+            self._state.channels.save(record)
+        return record
+
+    async def remove_channel(self, name_or_id: str) -> tuple[ChannelRecord, list[str]]:
+        """Remove a channel: its inbound mailboxes are deleted on the relays, then its
+        keys, transcript, outbox, receipts, forks, escalations and invite claims here, in
+        one transaction.
+        The counterpart is not told; what it sends next is refused by the relays.
+
+        Returns:
+            The channel removed, and "URL (reason)" for each relay that may still hold one
+            of its mailboxes (the relay expires it in time; nothing here can read it).
+
+        Raises:
+            ChannelNotFound: no such channel.
+        """
+        channel = self.channel(name_or_id)
+        left = await delete_mailboxes(channel.links + channel.retiring)
+        state = self._state
+        cid = channel.channel_id
+        with self._store.transaction():
+            self._state.channels.get(cid)  # still there (raises ChannelNotFound if not)
+            state.outbox.delete_channel(cid)
+            state.messages.delete_channel(cid)
+            state.receipts.delete_channel(cid)
+            state.forks.delete_channel(cid)
+            state.escalations.delete_channel(cid)
+            state.invites.delete_claims(cid)
+            state.channels.delete(cid)
+        state.forget_session(cid)
+        return channel, left
+
+    def change_passphrase(self, new_passphrase: str) -> None:
+        """Re-encrypt this principal's state under `new_passphrase`, in one transaction
+        (`Keystore.change_passphrase`); the old one opens nothing afterwards. The caller
+        checks its strength (`passphrase.check_passphrase`) and that no other handle of
+        this home is open (an agent's workers would keep the old key).
+
+        Raises:
+            ClientError: the new passphrase is empty.
+        """
+        if not new_passphrase:
+            raise ClientError("a passphrase is required to encrypt the local state")
+        self._store.change_passphrase(new_passphrase)
 
     def messages(self, channel_name: str) -> list[MessageRecord]:
         """Every stored message of a channel, both ways and of every kind, in the order
@@ -576,6 +661,7 @@ class Principal:
 
     def status(self, channel_name: str | None = None) -> list[ChannelStatus]:
         channels = [self.channel(channel_name)] if channel_name else self.channels()
+        claims = self._state.invites.claims()
         result = []
         for channel in channels:
             cid = channel.channel_id
@@ -603,6 +689,7 @@ class Principal:
                     channel.last_heard_ms == 0,
                     relays_lost=self.relays_lost(cid),
                     forks=tuple(fork.describe() for fork in self.forks(cid)),
+                    invite_claims=tuple(c.describe() for c in claims if c.channel_id == cid),
                 )
             )
         return result

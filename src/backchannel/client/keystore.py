@@ -15,6 +15,12 @@ Key schedule::
 A record is `nonce(12) || AES-256-GCM-SIV(record key, nonce, plaintext, ad = table || key)`,
 so a record copied to another row or table no longer opens. A known check value sealed
 under the record key tells a wrong passphrase from a damaged file before anything changes.
+
+Changing the passphrase (`change_passphrase`) draws a new salt, derives a new record key
+and re-seals every sealed column in one transaction, so the old passphrase opens nothing
+in the file afterwards. The index key is kept, sealed under the new record key in `meta`
+(`index_key`): the keyed hashes are row keys (message refs, payload digests, ratchet
+positions) that cannot be recomputed from what is stored, and they reveal only equality.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ __all__ = ["FORMAT_VERSION", "STATE_FILE", "KdfParameters", "Keystore"]
 STATE_FILE: Final = "state.db"
 FORMAT_VERSION: Final = 1
 _CHECK: Final = b"Backchannel keystore check v1"
+# meta row holding the index key once the passphrase was changed (see the module doc).
+_INDEX_KEY_META: Final = "index_key"
 _NONCE: Final = 12
 
 _SCHEMA: Final = """
@@ -258,12 +266,93 @@ class Keystore:
         if not ok:
             db.close()
             raise WrongPassphrase()
+        if _INDEX_KEY_META in rows:
+            # The passphrase was changed: the index key is the first one, kept sealed.
+            store._index_key = store.unseal(
+                "meta", _INDEX_KEY_META.encode(), bytes(rows[_INDEX_KEY_META])
+            )
         db.close()
         store._db = cls._connect(path)
         return store
 
     def close(self) -> None:
         self._db.close()
+
+    def change_passphrase(self, new_passphrase: str, params: KdfParameters | None = None) -> None:
+        """Re-encrypt the whole file under `new_passphrase`, in one transaction.
+
+        A new salt and a new record key; every sealed record, message and fork is opened
+        with the old key and sealed again with the new one, the check value and the kept
+        index key too. Either all of it commits or nothing changes. Only this connection
+        learns the new key: other open handles (`clone`) must be closed first.
+
+        Args:
+            new_passphrase: the passphrase from now on (its strength is the caller's
+                business: `passphrase.check_passphrase`).
+            params: new Argon2id cost; by default the file's current one.
+
+        Raises:
+            StateCorrupted: a stored record does not open; nothing was changed.
+        """
+        # secure_delete: SQLite overwrites the freed cells that held the old ciphertexts
+        # instead of leaving them in free pages, where the old passphrase would open them.
+        self._db.execute("PRAGMA secure_delete=ON")
+        try:
+            with self.transaction() as db:
+                # The parameters are read inside the transaction that rewrites them.
+                rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                params = params or KdfParameters.from_json(bytes(rows["kdf_params"]))
+                salt = os.urandom(16)
+                record_key, _ = _derive(new_passphrase, salt, params)
+                new = Keystore(self.path, db, record_key, self._index_key)
+                self._reseal_all(db, new)
+                meta = {
+                    "kdf_salt": salt,
+                    "kdf_params": params.to_json(),
+                    "check": new.seal("meta", b"check", _CHECK),
+                    _INDEX_KEY_META: new.seal("meta", _INDEX_KEY_META.encode(), self._index_key),
+                }
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+            self._record_key = record_key
+            self._aead = AESGCMSIV(record_key)
+            # The old pages also live in the write-ahead log until a checkpoint: copy the new
+            # ones into the file and empty the log, then rebuild the file without free pages.
+            # (What the file system or the disk keeps of overwritten blocks is out of reach.)
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.execute("PRAGMA secure_delete=OFF")
+
+    def _reseal_all(self, db: sqlite3.Connection, new: Keystore) -> None:
+        """Open every sealed column with this key and seal it again with `new`'s (inside
+        the caller's transaction; each row keeps its associated data)."""
+        for kind, key, sealed in db.execute(
+            "SELECT kind, key, record FROM records"
+        ).fetchall():
+            plain = self.unseal(kind, bytes(key), bytes(sealed))
+            db.execute(
+                "UPDATE records SET record = ? WHERE kind = ? AND key = ?",
+                (new.seal(kind, bytes(key), plain), kind, key),
+            )
+        for channel, ref, sealed in db.execute(
+            "SELECT channel, ref, record FROM messages"
+        ).fetchall():
+            ad = bytes(channel) + bytes(ref)
+            plain = self.unseal("messages", ad, bytes(sealed))
+            db.execute(
+                "UPDATE messages SET record = ? WHERE channel = ? AND ref = ?",
+                (new.seal("messages", ad, plain), channel, ref),
+            )
+        for row_id, channel, sealed in db.execute(
+            "SELECT id, channel, record FROM forks"
+        ).fetchall():
+            ad = bytes(channel) + int(row_id).to_bytes(8, "big")
+            plain = self.unseal("forks", ad, bytes(sealed))
+            db.execute(
+                "UPDATE forks SET record = ? WHERE id = ?",
+                (new.seal("forks", ad, plain), row_id),
+            )
 
     # -- records ----------------------------------------------------------------------
 

@@ -20,11 +20,13 @@ from backchannel.protocol.message import Message
 from backchannel.protocol.relayframes import ErrorCode
 from backchannel.protocol.text import check_relay_url, check_safe_text
 
-__all__ = ["DEFAULT_INVITE_TTL_MS", "Pairing"]
+__all__ = ["DEFAULT_INVITE_TTL_MS", "Pairing", "delete_mailboxes"]
 
 # Long enough to pass a code through a courier or a diplomatic bag, short enough that a
 # forgotten code is not a standing way in.
 DEFAULT_INVITE_TTL_MS: Final = 7 * 24 * 3600 * 1000
+# The shortest invite id prefix accepted by `invite revoke`, as for channel ids.
+_MIN_REF: Final = 6
 
 
 def _addresses(links: list[Link]) -> tuple[RelayAddress, ...]:
@@ -36,6 +38,40 @@ def _addresses(links: list[Link]) -> tuple[RelayAddress, ...]:
         )
         for link in links
     )
+
+
+async def delete_mailboxes(links: list[Link]) -> list[str]:
+    """Delete our inbound mailbox of each link on its relay (needs its receive token).
+
+    A relay that answers UNAUTHORIZED no longer has the mailbox (already deleted, or the
+    relay lost it): that counts as deleted.
+
+    Returns:
+        "URL (reason)" for each mailbox that may still be on its relay.
+    """
+    pool = RelayPool()
+    left: list[str] = []
+    try:
+        for link in links:
+            if not link.inbound.receive_token:
+                continue
+            client = await pool.get(link.url)
+            if client is None:
+                left.append(f"{link.url} ({pool.failures.get(link.url, 'unreachable')})")
+                continue
+            try:
+                await client.delete(
+                    bytes.fromhex(link.inbound.mailbox_id),
+                    bytes.fromhex(link.inbound.receive_token),
+                )
+            except RelayRequestError as error:
+                if error.code != ErrorCode.UNAUTHORIZED:
+                    left.append(f"{link.url} ({error})")
+            except RelayClosed as error:
+                left.append(f"{link.url} ({error})")
+    finally:
+        await pool.close()
+    return left
 
 
 class Pairing:
@@ -115,6 +151,45 @@ class Pairing:
         with state.store.transaction():
             state.invites.add(record)
         return invite.to_code()
+
+    def find_invite(self, ref: str) -> InviteRecord:
+        """A pending invite by (a prefix of at least 6 characters of) its id.
+
+        Raises:
+            ClientError: none, or the prefix is ambiguous.
+        """
+        ref = ref.strip().lower()
+        found = [i for i in self._state.invites.pending() if i.invite_id.startswith(ref)]
+        if len(ref) < _MIN_REF or not found:
+            raise ClientError(
+                f"no waiting invite {ref!r}: `backchannel channels` lists them with their ids"
+            )
+        if len(found) > 1:
+            raise ClientError(f"{ref!r} names more than one invite: give more of its id")
+        return found[0]
+
+    async def revoke(self, ref: str) -> tuple[InviteRecord, list[str]]:
+        """Withdraw a pending invite: its mailboxes are deleted on the relays (so a joiner
+        who uses the code is refused there), then its record and one-time prekey here.
+
+        The record goes even if a relay cannot be reached: without its prekey nobody can
+        start a channel with it. A joiner whose hello that relay still stores is never
+        answered; the relay expires the mailbox in time.
+
+        Returns:
+            The invite withdrawn, and "URL (reason)" for each mailbox left on a relay.
+        """
+        state = self._state
+        invite = self.find_invite(ref)
+        left = await delete_mailboxes(invite.links + invite.channel_links)
+        with state.store.transaction():
+            # Read again inside the write: a sync meanwhile may have taken it up.
+            if all(i.invite_id != invite.invite_id for i in state.invites.pending()):
+                raise ClientError(
+                    "the invite was taken up meanwhile: its channel is in `backchannel channels`"
+                )
+            state.invites.spend(invite.invite_id)
+        return invite, left
 
     async def accept(self, code: str, *, name: str | None = None) -> ChannelRecord:
         """See `Principal.accept`."""

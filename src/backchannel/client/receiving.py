@@ -26,6 +26,7 @@ from backchannel.client.receipts import (
 )
 from backchannel.client.records import (
     ChannelRecord,
+    InviteClaimRecord,
     InviteRecord,
     Mailbox,
     MessageRecord,
@@ -37,6 +38,7 @@ from backchannel.client.state.shared import ClientState
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.ratchet import DuplicateMessage, TooFarAhead
+from backchannel.protocol.e2e.session import starts_session
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import (
     DecryptionFailed,
@@ -133,6 +135,8 @@ class Receiver:
             self._pairing.take_up(owner, envelope.payload, report, self.store_incoming)
         elif isinstance(owner, ChannelRecord):
             entry = self._receive(owner, envelope.payload, report)  # may raise Deferred
+            if report.rejected > rejected and starts_session(envelope.payload):
+                self._note_invite_claim(owner, mailbox_id, envelope.payload, report)
         else:
             report.rejected += 1
         if report.rejected == rejected:
@@ -140,6 +144,22 @@ class Receiver:
             # counted and acked away, and leaves nothing in the state to grow.
             state.digests.remember(envelope.payload, state.clock())
         return entry
+
+    def _note_invite_claim(
+        self, channel: ChannelRecord, mailbox_id: bytes, payload: bytes, report: SyncReport
+    ) -> None:
+        """A session start that this channel's session refused, on one of the invite
+        mailboxes the channel still reads: a second joiner used the spent invite (review
+        §4 row 4). Its sender was told "stored" and will never be answered; say so loudly
+        and keep it (`InviteRepository.claims`). Inside the caller's transaction."""
+        state = self._state
+        hex_id = mailbox_id.hex()
+        link = next((lk for lk in channel.retiring if lk.inbound.mailbox_id == hex_id), None)
+        if link is None:
+            return  # on the channel's own mailboxes: not an invite claim, only rejected
+        claim = InviteClaimRecord(channel.channel_id, channel.name, link.url, state.clock())
+        if state.invites.record_claim(payload, claim):
+            report.invite_claims.append(claim)
 
     def expire_digests(self) -> None:
         """Forget payload digests older than `DIGEST_KEEP_MS`.

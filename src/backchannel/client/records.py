@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from backchannel.client.errors import StateCorrupted
@@ -15,6 +16,7 @@ from backchannel.protocol.message import Message
 
 __all__ = [
     "ChannelRecord",
+    "InviteClaimRecord",
     "InviteRecord",
     "Link",
     "Mailbox",
@@ -83,6 +85,32 @@ class InviteRecord:
 
 
 @dataclass(slots=True)
+class InviteClaimRecord:
+    """Someone else used one of our invites after its first joiner (review §4 row 4): a
+    session-starting hello reached the invite's mailbox after the invite was spent.
+
+    The claimer's name and identity travel sealed in that hello under the invite's
+    one-time prekey, which the first joiner spent and which is gone (so that the first
+    joiner's session keeps its forward secrecy): they cannot be shown.
+    """
+
+    channel_id: str  # the channel the invite became
+    channel_name: str  # its name when the claim arrived
+    relay: str  # where the claim was stored
+    at_ms: int  # our clock when it was read
+
+    def describe(self) -> str:
+        """One line for `sync`, `status` and `watch` (times in UTC)."""
+        when = datetime.fromtimestamp(self.at_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return (
+            f"someone other than '{self.channel_name}' also used the invite this channel"
+            f" came from (read {when} on {self.relay}); they were told nothing and get no"
+            " channel: if you gave the code to one person only, it leaked. Compare the"
+            f" safety number: backchannel verify {self.channel_name}"
+        )
+
+
+@dataclass(slots=True)
 class MessageRecord:
     message_id: str
     direction: str  # "in" or "out"
@@ -115,7 +143,7 @@ def message_record(message: Message, direction: str, received_at_ms: int = 0) ->
     )
 
 
-def dump(record: ChannelRecord | InviteRecord | MessageRecord) -> bytes:
+def dump(record: ChannelRecord | InviteRecord | InviteClaimRecord | MessageRecord) -> bytes:
     data = asdict(record)
     data.pop("version", None)  # the store keeps it (see ChannelRecord.version)
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()

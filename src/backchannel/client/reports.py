@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from backchannel.client.records import InviteClaimRecord
 from backchannel.dialogue.kinds import Precedence
 
 __all__ = ["ChannelStatus", "InboxEntry", "RelayHealth", "SendResult", "SyncReport"]
@@ -36,6 +37,9 @@ class SyncReport:
     # "channel url" for each channel given a fresh inbound mailbox on a relay that had
     # lost its old one (the counterpart is told with a move).
     reprovisioned: list[str] = field(default_factory=list)
+    # Claims on a spent invite read in this run (someone else used a code whose channel
+    # already exists: `records.InviteClaimRecord`).
+    invite_claims: list[InviteClaimRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,9 @@ class ChannelStatus:
     # Relays that no longer know one of this channel's mailboxes (they lost their disk or
     # expired it) and are not yet re-provisioned; the other relays carry the channel.
     relays_lost: tuple[str, ...] = ()
+    # Someone other than the first joiner used the invite this channel came from: one
+    # line each, when and on which relay (`records.InviteClaimRecord`).
+    invite_claims: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,12 @@ State machine of an agenda item (named by the AGENDA_PROPOSE message's id)::
 Illegal: deciding an unknown item, an item of another round than the one named, an item
 one proposed oneself (the proposer accepts implicitly), or an item already decided.
 
-The agreed agenda of a round is its accepted items, in the order they were proposed.
+The agreed agenda of a round is its accepted items in the round's canonical order: by the
+proposal's `sent_at_ms` (the proposer's clock, carried in the message), then by its message
+id. Both sides see both values identically, whatever order the messages arrived in, so both
+list the same agenda in the same order; the local arrival order (which differs between the
+sides when both propose before hearing from the other) is never used. A proposer's wrong
+clock moves its items, on both sides alike.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from enum import Enum
 from backchannel.dialogue.bodies import AgendaAccept, AgendaDecline, AgendaPropose
 from backchannel.dialogue.events import DialogueEvent, IllegalTransition, Side, short_id
 
-__all__ = ["AgendaBook", "AgendaItem", "AgendaRound", "AgendaStatus"]
+__all__ = ["AgendaBook", "AgendaItem", "AgendaRound", "AgendaStatus", "canonical_order"]
 
 
 class AgendaStatus(Enum):
@@ -39,6 +44,8 @@ class AgendaItem:
         title: what is to be discussed.
         detail: optional venue, dates or other detail.
         proposed_at_ms: when we stored the proposal (our clock).
+        sent_at_ms: the proposer's clock when it sent the proposal (the same on both
+            sides: with `item_id` it gives the canonical order).
         status: proposed, accepted or declined.
         decided_at_ms: when we stored the decision.
         reason: the reason given for a decline (may be empty).
@@ -50,6 +57,7 @@ class AgendaItem:
     title: str = field(repr=False)
     detail: str = field(repr=False)
     proposed_at_ms: int
+    sent_at_ms: int
     status: AgendaStatus = AgendaStatus.PROPOSED
     decided_at_ms: int | None = None
     reason: str = field(default="", repr=False)
@@ -61,8 +69,8 @@ class AgendaRound:
 
     Attributes:
         round: its number.
-        items: every item proposed for it, in order.
-        agreed: the items both sides accepted (the proposer implicitly), in order.
+        items: every item proposed for it, in canonical order (`canonical_order`).
+        agreed: the items both sides accepted (the proposer implicitly), in that order.
         undecided: the items still awaiting the other side's decision.
     """
 
@@ -76,6 +84,12 @@ class AgendaRound:
     @property
     def undecided(self) -> tuple[AgendaItem, ...]:
         return tuple(i for i in self.items if i.status is AgendaStatus.PROPOSED)
+
+
+def canonical_order(item: AgendaItem) -> tuple[int, bytes]:
+    """The sort key both sides compute identically for an item: the proposer's send time,
+    then the proposal's message id (random, so ties are broken the same way on both sides)."""
+    return (item.sent_at_ms, item.item_id)
 
 
 class AgendaBook:
@@ -95,6 +109,7 @@ class AgendaBook:
             body.title,
             body.detail,
             event.received_at_ms,
+            event.sent_at_ms,
         )
 
     def check_decide(self, side: Side, round_number: int, item_id: bytes) -> None:
@@ -145,7 +160,8 @@ class AgendaBook:
 
     def round(self, number: int) -> AgendaRound:
         """The agenda of round `number` (empty if nothing was proposed for it)."""
-        return AgendaRound(number, tuple(i for i in self._items.values() if i.round == number))
+        items = sorted((i for i in self._items.values() if i.round == number), key=canonical_order)
+        return AgendaRound(number, tuple(items))
 
     def rounds(self) -> tuple[AgendaRound, ...]:
         """Every round that has items, in increasing order."""

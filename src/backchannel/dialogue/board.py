@@ -164,6 +164,7 @@ def _item(i: AgendaItem) -> Json:
         "title": i.title,
         "detail": i.detail,
         "proposed_at_ms": i.proposed_at_ms,
+        "sent_at_ms": i.sent_at_ms,
         "status": i.status.value,
         "decided_at_ms": i.decided_at_ms,
         "reason": i.reason,

@@ -41,3 +41,10 @@ class EscalationRepository:
 
     def mark_escalated(self, channel_id: str, message_id: bytes) -> None:
         self._store.put(_ESCALATED, bytes.fromhex(channel_id) + message_id, b"1")
+
+    def delete_channel(self, channel_id: str) -> None:
+        """Forget the retained payloads and escalated marks of a channel being removed."""
+        cid = bytes.fromhex(channel_id)
+        self._store.db.execute("DELETE FROM retained WHERE channel = ?", (cid,))
+        for key in self.escalated(channel_id):
+            self._store.delete(_ESCALATED, cid + key)

@@ -58,6 +58,11 @@ class ForkRepository:
     def replace(self, channel_id: str, row_id: int, record: ForkRecord) -> None:
         self._seal(row_id, bytes.fromhex(channel_id), record)
 
+    def delete_channel(self, channel_id: str) -> None:
+        """Forget the forks of a channel being removed. Its positions stay: they are keyed
+        hashes with no channel column, meaningless once the channel's keys are gone."""
+        self._store.db.execute("DELETE FROM forks WHERE channel = ?", (bytes.fromhex(channel_id),))
+
     def remember_position(self, channel_id: str, position: Position) -> None:
         """Record which sealed header a channel accepted at a ratchet position."""
         self._store.db.execute(

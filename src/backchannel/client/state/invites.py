@@ -1,16 +1,18 @@
-"""Our pending invites (with their one-time prekeys), and the invites we accepted."""
+"""Our pending invites (with their one-time prekeys), the invites we accepted, and the
+claims on our invites by someone other than their first joiner."""
 
 from __future__ import annotations
 
 from typing import Final
 
 from backchannel.client.keystore import Keystore
-from backchannel.client.records import InviteRecord, dump, load
+from backchannel.client.records import InviteClaimRecord, InviteRecord, dump, load
 
 __all__ = ["InviteRepository"]
 
 _PENDING: Final = "invite"
 _ACCEPTED: Final = "accepted"
+_CLAIM: Final = "invite_claim"
 
 
 class InviteRepository:
@@ -39,3 +41,26 @@ class InviteRepository:
 
     def mark_accepted(self, invite_id: str) -> None:
         self._store.put(_ACCEPTED, bytes.fromhex(invite_id), b"1")
+
+    def record_claim(self, payload: bytes, claim: InviteClaimRecord) -> bool:
+        """Keep a claim on a spent invite, once per claiming payload (a relay may deliver
+        it again). Inside the caller's transaction.
+
+        Returns:
+            True if it is new.
+        """
+        key = self._store.index(b"invite claim", payload)
+        if self._store.get(_CLAIM, key) is not None:
+            return False
+        self._store.put(_CLAIM, key, dump(claim))
+        return True
+
+    def claims(self) -> list[InviteClaimRecord]:
+        """Every claim on a spent invite, oldest first. Kept for good: an alarm."""
+        return [load(InviteClaimRecord, raw) for _, raw in self._store.all(_CLAIM)]
+
+    def delete_claims(self, channel_id: str) -> None:
+        """Forget the claims on the invite of a channel being removed."""
+        for key, raw in self._store.all(_CLAIM):
+            if load(InviteClaimRecord, raw).channel_id == channel_id:
+                self._store.delete(_CLAIM, key)

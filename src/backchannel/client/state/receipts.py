@@ -41,3 +41,9 @@ class PendingReceiptRepository:
             "DELETE FROM pending_receipts WHERE channel = ? AND kind = ?",
             (bytes.fromhex(channel_id), kind),
         )
+
+    def delete_channel(self, channel_id: str) -> None:
+        """Forget the receipts owed on a channel that is being removed."""
+        self._store.db.execute(
+            "DELETE FROM pending_receipts WHERE channel = ?", (bytes.fromhex(channel_id),)
+        )

@@ -88,6 +88,10 @@ class ClientState:
             return cached[1]
         return Session.decode(bytes.fromhex(channel.session))
 
+    def forget_session(self, channel_id: str) -> None:
+        """Drop a removed channel's parsed session from the cache."""
+        self._sessions.pop(channel_id, None)
+
     def keep_session(self, channel: ChannelRecord, session: Session) -> None:
         channel.session = session.encode().hex()
         self._sessions[channel.channel_id] = (channel.session, session)
