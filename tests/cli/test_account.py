@@ -57,12 +57,12 @@ def test_passphrase_change_then_only_the_new_one_opens(pair: Pair) -> None:
     assert "passphrase refused" in one_error_line(weak)
     same = invoke(home, "passphrase", "change", code=1, BACKCHANNEL_NEW_PASSPHRASE=PASSPHRASE)
     assert "is the current one" in one_error_line(same)
-    wrong = invoke(home, "passphrase", "change", code=1,
+    wrong = invoke(home, "passphrase", "change", code=4,
                    BACKCHANNEL_PASSPHRASE="not the passphrase", BACKCHANNEL_NEW_PASSPHRASE=new)
     assert "wrong passphrase" in one_error_line(wrong)
     done = invoke(home, "passphrase", "change", BACKCHANNEL_NEW_PASSPHRASE=new)
     assert "Passphrase changed" in done.stdout
-    assert "wrong passphrase" in one_error_line(run(home, "status", code=1))
+    assert "wrong passphrase" in one_error_line(run(home, "status", code=4))
     status = json.loads(invoke(home, "status", "--json", BACKCHANNEL_PASSPHRASE=new).stdout)
     assert status["channels"][0]["sent"] == 1
 
@@ -99,7 +99,7 @@ def test_expired_invites_are_not_waiting_and_revoke_refuses_the_code(
     listed = json.loads(run(w, "channels", "--json").stdout)["pending_invites"]
     fresh = next(i["id"] for i in listed if not i["expired"])
     assert "Revoked invite" in run(w, "invite", "revoke", fresh).stdout
-    assert "no waiting invite" in one_error_line(run(w, "invite", "revoke", fresh, code=1))
+    assert "no waiting invite" in one_error_line(run(w, "invite", "revoke", fresh, code=3))
     refused = run(b, "accept", code, code=1)
     assert "already used" in one_error_line(refused)
     assert json.loads(run(b, "channels", "--json").stdout)["channels"] == []
@@ -117,7 +117,7 @@ def test_rename_and_remove(pair: Pair) -> None:
     removed = json.loads(run(w, "channels", "remove", "china", "--yes", "--json").stdout)
     assert removed["removed"]["name"] == "china" and removed["mailboxes_left"] == []
     assert json.loads(run(w, "channels", "--json").stdout)["channels"] == []
-    assert "no channel 'china'" in one_error_line(run(w, "read", "china", code=1))
+    assert "no channel 'china'" in one_error_line(run(w, "read", "china", code=3))
 
 
 def test_a_second_joiner_on_one_invite_raises_the_alarm(

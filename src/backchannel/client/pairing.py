@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from backchannel.client.errors import ClientError, InviteRefused, RelayUnreachable
+from backchannel.client.errors import (
+    ClientError,
+    InviteRefused,
+    RelayUnreachable,
+    UnknownReference,
+)
 from backchannel.client.invite import KIND_HELLO, KIND_MOVE, Hello, Invite, Move, RelayAddress
 from backchannel.client.records import ChannelRecord, InviteRecord, Link, Mailbox, MessageRecord
 from backchannel.client.relays import RelayPool
@@ -156,12 +161,13 @@ class Pairing:
         """A pending invite by (a prefix of at least 6 characters of) its id.
 
         Raises:
-            ClientError: none, or the prefix is ambiguous.
+            UnknownReference: no waiting invite has such an id.
+            ClientError: the prefix is ambiguous.
         """
         ref = ref.strip().lower()
         found = [i for i in self._state.invites.pending() if i.invite_id.startswith(ref)]
         if len(ref) < _MIN_REF or not found:
-            raise ClientError(
+            raise UnknownReference(
                 f"no waiting invite {ref!r}: `backchannel channels` lists them with their ids"
             )
         if len(found) > 1:
