@@ -10,9 +10,25 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
+from typing import TextIO
 
 __all__ = ["JsonFormatter", "configure_logging"]
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record is logged, not when the handler
+    was made: a relay started by a harness that swaps stderr (and closes its stand-in
+    afterwards) must not be left writing to a closed stream."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass  # always sys.stderr
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,7 +56,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     Args:
         level: the relay's log level.
     """
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
