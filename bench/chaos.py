@@ -177,7 +177,7 @@ class Relay:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*self.command, "relay", "serve", "--host", "127.0.0.1", "--port",
-                 str(self.port), "--db", f"sqlite:///{self.db}"],
+                 str(self.port), "--db", f"sqlite:///{self.db}", "--no-metrics"],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )
         deadline = time.monotonic() + 15

@@ -76,7 +76,7 @@ def main() -> None:
         root = Path(scratch)
         relay = subprocess.Popen(
             [*CLI, "relay", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--db", f"sqlite:///{root / 'relay.db'}"],
+             "--db", f"sqlite:///{root / 'relay.db'}", "--no-metrics"],
             stderr=subprocess.PIPE, text=True, env={**env, "PYTHONUNBUFFERED": "1"})
         try:
             assert relay.stderr is not None

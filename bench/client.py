@@ -152,6 +152,7 @@ async def main(args: argparse.Namespace) -> None:
             "from backchannel.cli.main import main; main()",
             "relay",
             "serve",
+            "--no-metrics",
             "--port",
             str(port),
             "--db",

@@ -44,6 +44,7 @@ def start_relay(db: Path, port: int) -> subprocess.Popen[bytes]:
             "from backchannel.cli.main import main; main()",
             "relay",
             "serve",
+            "--no-metrics",
             "--port",
             str(port),
             "--db",

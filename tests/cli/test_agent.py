@@ -43,7 +43,8 @@ def bc(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
 def homes(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     db = tmp_path / "relay.db"
     relay = subprocess.Popen(
-        [*CLI, "relay", "serve", "--host", "127.0.0.1", "--port", "0", "--db", f"sqlite:///{db}"],
+        [*CLI, "relay", "serve", "--host", "127.0.0.1", "--port", "0", "--db", f"sqlite:///{db}",
+         "--no-metrics"],
         stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         assert relay.stderr is not None

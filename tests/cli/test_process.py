@@ -26,7 +26,7 @@ def relay_url(tmp_path: Path) -> Iterator[str]:
     """`backchannel relay serve --port 0`; its first log line says where it listens."""
     proc = subprocess.Popen(
         [*_CMD, "relay", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--db", f"sqlite:///{tmp_path / 'relay.db'}"],
+         "--db", f"sqlite:///{tmp_path / 'relay.db'}", "--no-metrics"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stderr is not None

@@ -34,7 +34,8 @@ ENV = {**os.environ, "BACKCHANNEL_PASSPHRASE": "passphrase", "PYTHONUNBUFFERED":
 def relay(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     db = tmp_path / "relay.db"
     proc = subprocess.Popen(
-        [*CLI, "relay", "serve", "--host", "127.0.0.1", "--port", "0", "--db", f"sqlite:///{db}"],
+        [*CLI, "relay", "serve", "--host", "127.0.0.1", "--port", "0", "--db", f"sqlite:///{db}",
+         "--no-metrics"],
         stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         assert proc.stderr is not None

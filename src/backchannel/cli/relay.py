@@ -98,8 +98,11 @@ def serve(
                                      param_hint="--trusted-proxy") from None
     tls = _tls_context(tls_cert, tls_key)
     _raise_open_files(max_connections)
+    # The default metrics address is a convenience: a second relay on the machine finds it
+    # taken and serves without metrics (saying so); an address asked for must be served.
+    optional = metrics_listen == DEFAULT_METRICS_LISTEN
     code = runner(_serve(host, port, db or default_db_url(), limits, log_addresses,
-                         frozenset(proxies), tls, metrics))
+                         frozenset(proxies), tls, metrics, optional))
     raise typer.Exit(code)
 
 
@@ -153,7 +156,8 @@ def _tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
 async def _serve(host: str, port: int, url: str, limits: object, log_addresses: bool,
                  trusted_proxies: frozenset[str] = frozenset(),
                  tls: ssl.SSLContext | None = None,
-                 metrics_listen: tuple[str, int] | None = None) -> int:
+                 metrics_listen: tuple[str, int] | None = None,
+                 metrics_optional: bool = False) -> int:
     from backchannel.relay.limits import RelayLimits
     from backchannel.relay.server import RelayServer
     from backchannel.relay.store import StoreUnavailable, open_store, redact_url
@@ -167,7 +171,7 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
         return 2
     server = RelayServer(store, limits, host=host, port=port, log_addresses=log_addresses,
                          trusted_proxies=trusted_proxies, tls=tls,
-                         metrics_listen=metrics_listen)
+                         metrics_listen=metrics_listen, metrics_optional=metrics_optional)
     # Signals are handled before the "listening" line is logged: whoever waits for that
     # line may stop the relay at once.
     stop = asyncio.Event()

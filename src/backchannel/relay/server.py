@@ -238,6 +238,9 @@ class RelayServer:
         tls: serve `wss://` with this server context (certificate and key loaded).
         metrics_listen: (host, port) of the metrics listener (`metrics.MetricsListener`),
             or None for none; port 0 picks a free one (see `metrics_port`).
+        metrics_optional: when the metrics address cannot be bound, log a warning and
+            serve without metrics instead of failing to start (for the default address,
+            which a second relay on the same machine finds taken).
     """
 
     def __init__(
@@ -253,8 +256,10 @@ class RelayServer:
         trusted_proxies: frozenset[str] = frozenset(),
         tls: ssl.SSLContext | None = None,
         metrics_listen: tuple[str, int] | None = None,
+        metrics_optional: bool = False,
     ) -> None:
         self.store = store
+        self.metrics_optional = metrics_optional
         self.limits = limits if limits is not None else store.limits
         self.metrics: RelayMetrics = store.metrics
         self.host = host
@@ -333,9 +338,7 @@ class RelayServer:
             )
             self._port = self._server.sockets[0].getsockname()[1]
             if self.metrics_listen is not None:
-                listener = MetricsListener(self.metrics.render, self._healthy)
-                await listener.start(*self.metrics_listen)
-                self._metrics_listener = listener
+                await self._start_metrics(self.metrics_listen)
         except BaseException:
             if self._server is not None:
                 self._server.close()
@@ -348,6 +351,19 @@ class RelayServer:
         if self._metrics_listener is not None and self.metrics_listen is not None:
             fields["metrics"] = f"http://{self.metrics_listen[0]}:{self.metrics_port}/metrics"
         log.info("listening", extra={"fields": fields})
+
+    async def _start_metrics(self, where: tuple[str, int]) -> None:
+        listener = MetricsListener(self.metrics.render, self._healthy)
+        try:
+            await listener.start(*where)
+        except OSError as exc:
+            if not self.metrics_optional:
+                raise
+            log.warning("metrics not served", extra={"fields": {
+                "listen": f"{where[0]}:{where[1]}", "reason": exc.strerror or type(exc).__name__,
+                "hint": "give --metrics-listen HOST:PORT, or --no-metrics"}})
+            return
+        self._metrics_listener = listener
 
     async def stop(self) -> None:
         """Stop gracefully: refuse new work, commit and answer everything in flight, close.
