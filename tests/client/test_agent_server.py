@@ -79,8 +79,9 @@ async def test_a_process_of_another_user_is_refused_even_through_an_open_socket(
         got = await loop.run_in_executor(None, os.read, read_end, 4096)
         await loop.run_in_executor(None, os.waitpid, child, 0)
         os.close(read_end)
-        # Closed without an answer (a reset, when our request was still unread).
-        assert got == b"closed" or b"Connection reset by peer" in got, got
+        # Closed without an answer: a reset when our request was still unread, a broken
+        # pipe when the agent had closed before the request was written.
+        assert got == b"closed" or b"Connection reset by peer" in got or b"Broken pipe" in got, got
     finally:
         await server.close()
         alice.close()
