@@ -1,0 +1,75 @@
+"""Shell completion: the scripts `--show-completion` prints, and the answers a script gets
+when it runs `backchannel` with `_BACKCHANNEL_COMPLETE` set (as a shell would: a fresh
+process through the console script's `main`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_MAIN = """
+import sys
+from backchannel.cli.launcher import main
+try:
+    main()
+finally:
+    loaded = [m for m in ("backchannel.cli.messaging", "backchannel.client.engine")
+              if m in sys.modules]
+    sys.stderr.write(f"loaded {loaded}\\n")
+"""
+
+
+def _backchannel(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _MAIN, *argv], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_show_completion_prints_the_script(shell: str) -> None:
+    done = _backchannel("--show-completion", shell)
+    assert done.returncode == 0, done.stderr
+    assert "backchannel" in done.stdout and "_BACKCHANNEL_COMPLETE" in done.stdout
+
+
+def test_an_unknown_shell_is_a_usage_error() -> None:
+    done = _backchannel("--show-completion", "tcsh")
+    assert done.returncode == 2
+    assert "'tcsh'" in done.stderr and "bash, zsh, fish" in done.stderr
+
+
+def _completions(words: str, cword: int, instruction: str) -> list[str]:
+    done = _backchannel(_BACKCHANNEL_COMPLETE=instruction, COMP_WORDS=words,
+                        COMP_CWORD=str(cword))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("instruction", ["bash_complete", "complete_bash"])
+def test_command_names_complete_without_loading_the_commands(instruction: str) -> None:
+    names = _completions("backchannel ", 1, instruction)
+    assert {"send", "sync", "history", "status", "config"} <= set(names)
+    assert _completions("backchannel s", 1, instruction) == ["send", "sync", "status"]
+    done = _backchannel(_BACKCHANNEL_COMPLETE=instruction, COMP_WORDS="backchannel ",
+                        COMP_CWORD="1")
+    assert done.stderr.strip().splitlines()[-1] == "loaded []"
+
+
+def test_subcommands_and_options_complete() -> None:
+    assert _completions("backchannel redline ", 2, "bash_complete") == ["add", "list", "ack"]
+    assert {"--home", "--json", "--no-json"} <= set(
+        _completions("backchannel --", 1, "bash_complete"))
+    assert "--relay" in _completions("backchannel invite --re", 2, "bash_complete")
+
+
+def test_install_completion_writes_the_script_for_bash(tmp_path: Path) -> None:
+    done = _backchannel("--install-completion", "bash", HOME=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    script = tmp_path / ".bash_completions" / "backchannel.sh"
+    assert "_BACKCHANNEL_COMPLETE=complete_bash" in script.read_text()
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
