@@ -73,3 +73,24 @@ def test_install_completion_writes_the_script_for_bash(tmp_path: Path) -> None:
     script = tmp_path / ".bash_completions" / "backchannel.sh"
     assert "_BACKCHANNEL_COMPLETE=complete_bash" in script.read_text()
     assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+
+
+@pytest.mark.parametrize("words", ["backchannel ", "backchannel s", "backchannel re",
+                                   "backchannel x"])
+def test_the_launcher_s_quick_answer_is_typer_s(words: str) -> None:
+    env = {**os.environ, "_BACKCHANNEL_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": "1"}
+    through_typer = subprocess.run(
+        [sys.executable, "-c", "from backchannel.cli.main import run_here; run_here()"],
+        capture_output=True, text=True, timeout=60, env=env)
+    quick = _backchannel(**env)
+    assert quick.stdout == through_typer.stdout.rstrip("\n") + ("\n" if quick.stdout else "")
+    assert quick.stderr.strip() == "loaded []"
+    assert "typer" not in _backchannel_modules(env)
+
+
+def _backchannel_modules(env: dict[str, str]) -> str:
+    probe = ("import sys\nfrom backchannel.cli.launcher import main\ntry:\n    main()\n"
+             "except SystemExit:\n    pass\nsys.stderr.write(' '.join(sorted(sys.modules)))")
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, env=env).stderr
