@@ -21,7 +21,9 @@ from backchannel.protocol.text import escaped, json_escaped
 __all__ = ["config_app"]
 
 config_app = typer.Typer(
-    help="The configuration file: where it is, and the settings in force.",
+    help="The configuration file: where it is, and the settings in force.\n\n"
+         "Keys, precedence and errors: docs/cli.md, \"The configuration file\".\n\n"
+         "Example: backchannel config show",
     no_args_is_help=True,
 )
 
@@ -39,7 +41,9 @@ def _emit(data: dict[str, Any]) -> None:
 
 @config_app.command("path")
 def path(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """Print the configuration file's path (read if it exists), even if it is broken.
+    """Print the configuration file's path, whether or not it exists.
+
+    It is printed even when the file is broken (every other command then stops).
 
     Example: backchannel config path
     """
@@ -55,8 +59,9 @@ def path(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 @config_app.command("show")
 @reports_errors
 def show(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """Show the settings in force and where each comes from: option, environment,
-    file or default.
+    """Show the settings in force and where each came from.
+
+    Each is from an option, the environment, the file or the built-in default.
 
     A broken file is a usage error (exit 2) naming the file, the line and the key.
 
