@@ -5,6 +5,7 @@ process through the console script's `main`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,22 @@ def _backchannel_modules(env: dict[str, str]) -> str:
              "except SystemExit:\n    pass\nsys.stderr.write(' '.join(sorted(sys.modules)))")
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, env=env).stderr
+
+
+def test_bash_completes_through_the_script_it_is_shown(tmp_path: Path) -> None:
+    if shutil.which("bash") is None:
+        pytest.skip("no bash here")
+    # A `backchannel` on PATH that runs this source tree, as the console script would.
+    program = tmp_path / "backchannel"
+    program.write_text(f"#!/bin/sh\nexec {sys.executable} -c "
+                       "'from backchannel.cli.launcher import main; main()' \"$@\"\n")
+    program.chmod(0o755)
+    script = _backchannel("--show-completion", "bash").stdout
+    run_it = (f"{script}\nCOMP_WORDS=(backchannel hi); COMP_CWORD=1\n"
+              "_backchannel_completion backchannel\necho \"${COMPREPLY[@]}\"\n"
+              "COMP_WORDS=(backchannel redline a); COMP_CWORD=2\n"
+              "_backchannel_completion backchannel\necho \"${COMPREPLY[@]}\"\n")
+    path = f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run(["bash", "--norc", "-c", run_it], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PATH": path})
+    assert done.stdout.splitlines() == ["history", "add ack"], done.stderr

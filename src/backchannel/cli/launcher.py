@@ -235,7 +235,9 @@ def main() -> None:
     if names is not None:
         sys.stdout.write("".join(name + "\n" for name in names))
         raise SystemExit(0)
-    if os.environ.get(_COMPLETE_VAR) or _COMPLETION_OPTIONS & set(argv):
+    command = command_of(argv)
+    root_words = argv[: argv.index(command)] if command else argv
+    if os.environ.get(_COMPLETE_VAR) or _COMPLETION_OPTIONS & set(root_words):
         # A completion script asking (no arguments: the words are in the environment),
         # or `--show-completion SHELL`, whose SHELL is no command: Typer answers.
         from backchannel.cli.main import run_here
