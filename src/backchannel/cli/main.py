@@ -109,8 +109,11 @@ class LazyRoot(PlainHelpGroup):
         # its help, which imports every command's module on each Tab.
         from typer._click.core import Command
         from typer._click.shell_completion import CompletionItem
+        from typer._click.utils import make_default_short_help
 
-        names = [CompletionItem(command.name, help=command.summary)
+        # Shortened as Click shortens a subcommand's help, so that zsh's and fish's menus
+        # show one line per command.
+        names = [CompletionItem(command.name, help=make_default_short_help(command.summary))
                  for command in registry.COMMANDS if command.name.startswith(incomplete)]
         return names + Command.shell_complete(self, ctx, incomplete)
 
