@@ -8,6 +8,7 @@ per command), so the tests keep the number of invocations modest.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,14 @@ from backchannel.cli.main import app
 from backchannel.relay import RelayLimits, RelayServer, open_store
 
 PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def no_configuration_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty configuration file for every CLI test: the developer's own file (a
+    `home`, `json = true`) must not change what the commands do. Tests of the file set
+    BACKCHANNEL_CONFIG themselves."""
+    monkeypatch.setenv("BACKCHANNEL_CONFIG", os.devnull)
 
 
 class ThreadRelay:

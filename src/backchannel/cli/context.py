@@ -53,6 +53,7 @@ __all__ = [
     "PASSPHRASE_ENV",
     "CliContext",
     "ask_passphrase",
+    "builtin_home",
     "cli_context",
     "default_home",
     "exit_code_of",
@@ -188,7 +189,21 @@ def plain_console(*, stderr: bool = False) -> Console:
 
 
 def default_home() -> Path:
-    """The principal's home when neither `--home` nor `BACKCHANNEL_HOME` is given."""
+    """The principal's home when neither `--home` nor `BACKCHANNEL_HOME` is given: the
+    configuration file's `home`, else the user data folder.
+
+    Raises:
+        ConfigError: the configuration file cannot be used (the root group says so
+            before any command runs, so a command meets this only if the file changed).
+    """
+    from backchannel.cli.config import load_config
+
+    configured = load_config().home
+    return configured if configured is not None else builtin_home()
+
+
+def builtin_home() -> Path:
+    """The home when nothing names one: the user data folder."""
     import platformdirs
 
     return Path(platformdirs.user_data_dir("backchannel"))

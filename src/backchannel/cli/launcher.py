@@ -3,7 +3,7 @@
 Standard library only until it knows which: a command served by a running agent costs
 one interpreter start and one round trip on the agent's socket, not the import of Typer,
 Rich and the whole client. Commands that never touch a principal (`relay`, `demo`, `meet`,
-`init`, `agent` itself, `--help`, `--version`) always run here; `watch` becomes a view of
+`init`, `config`, `agent` itself, `--help`, `--version`) always run here; `watch` becomes a view of
 the agent's events when an agent runs.
 """
 
@@ -18,8 +18,13 @@ __all__ = ["ALWAYS_HERE", "command_of", "main"]
 _HOME_ENV = "BACKCHANNEL_HOME"
 # Commands that never use a principal's state, or own it themselves: run here, and
 # refused by the agent if a client asks it to run them.
-ALWAYS_HERE = frozenset({"agent", "relay", "demo", "meet", "init", "tui"})
+# `config` describes the configuration of the command typed, not the agent's.
+ALWAYS_HERE = frozenset({"agent", "relay", "demo", "meet", "init", "tui", "config"})
 _HELP = frozenset({"--help", "-h", "--version", "-V"})
+# `main.COMPLETE_VAR` and the root's completion options, named again here: importing
+# `main` would import Typer.
+_COMPLETE_VAR = "_BACKCHANNEL_COMPLETE"
+_COMPLETION_OPTIONS = frozenset({"--show-completion", "--install-completion"})
 
 
 def command_of(argv: list[str]) -> str | None:
@@ -45,9 +50,39 @@ def _home_and_command(argv: list[str]) -> tuple[Path | None, str | None]:
 
 
 def _default_home() -> Path:
+    """The built-in home (the configuration file's `home` comes first: `_configured`)."""
     import platformdirs
 
     return Path(platformdirs.user_data_dir("backchannel"))
+
+
+def _configured(argv: list[str], command: str) -> tuple[Path | None, list[str]] | None:
+    """The configuration file's home, and the command line with the file's other
+    settings written out for the agent (it may have been started with another file:
+    what is in force is the file of the command that was typed).
+
+    Returns:
+        None when the file cannot be used: the command then runs here, and the root
+        group reports what is wrong with it (exit 2).
+    """
+    from backchannel.cli.config import ConfigError, load_config
+    from backchannel.cli.exitcodes import wants_json
+
+    try:
+        settings = load_config()
+    except ConfigError:
+        return None
+    if settings.json and not wants_json(argv) and "--no-json" not in argv:
+        argv = ["--json", *argv]
+    at = argv.index(command) + 1
+    if command == "invite" and settings.relays and not any(
+        arg == "--relay" or arg.startswith("--relay=") for arg in argv[at:]
+    ):
+        # Before anything else of `invite`: `invite --relay URL revoke ID` is still a
+        # revocation (the group ignores its options when a subcommand runs).
+        argv = [*argv[:at], *(word for url in settings.relays for word in ("--relay", url)),
+                *argv[at:]]
+    return settings.home, argv
 
 
 def _forward(home: Path, argv: list[str], command: str) -> int | None:
@@ -166,6 +201,29 @@ def _agent_holds(home: Path) -> bool:
         return False
 
 
+def _complete_command_name() -> list[str] | None:
+    """The commands a bash completion script is after when it completes the first word,
+    from the registry: a Tab there is the most frequent request, and Typer would take
+    0.3 s to give the same list (a test compares the two).
+
+    Returns:
+        None for any other request (another shell, a later word, an option, quotes the
+        shell's splitting would have to undo): Typer answers those.
+    """
+    if os.environ.get(_COMPLETE_VAR) not in ("complete_bash", "bash_complete"):
+        return None
+    words, cword = os.environ.get("COMP_WORDS", ""), os.environ.get("COMP_CWORD", "")
+    if cword != "1" or any(char in words for char in "'\"\\"):
+        return None
+    typed = words.split()[1:2]
+    incomplete = typed[0] if typed and not words.endswith(" ") else ""
+    if incomplete.startswith("-"):
+        return None
+    from backchannel.cli import registry
+
+    return [c.name for c in registry.COMMANDS if c.name.startswith(incomplete)]
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -173,6 +231,19 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 def main() -> None:
     """The console script."""
     argv = sys.argv[1:]
+    names = _complete_command_name()
+    if names is not None:
+        sys.stdout.write("".join(name + "\n" for name in names))
+        raise SystemExit(0)
+    command = command_of(argv)
+    root_words = argv[: argv.index(command)] if command else argv
+    if os.environ.get(_COMPLETE_VAR) or _COMPLETION_OPTIONS & set(root_words):
+        # A completion script asking (no arguments: the words are in the environment),
+        # or `--show-completion SHELL`, whose SHELL is no command: Typer answers.
+        from backchannel.cli.main import run_here
+
+        run_here()
+        return
     answered = _answer_at_once(argv)
     if answered is not None:
         raise SystemExit(answered)
@@ -183,8 +254,13 @@ def main() -> None:
         import signal
 
         signal.signal(signal.SIGTERM, _exit_cleanly)
+    configured = None
     if command is not None and command not in ALWAYS_HERE and not _HELP & set(argv):
-        home = home or _default_home()
+        configured = _configured(argv, command)
+    if configured is not None:
+        assert command is not None
+        config_home, argv = configured
+        home = home or config_home or _default_home()
         code = _forward(home, argv, command)
         if code is None and _agent_holds(home):
             # An agent is starting (unlocking, connecting): wait for it to answer rather
@@ -207,5 +283,7 @@ def main() -> None:
     except AgentTookOver:
         # An agent took the home while this command waited for it (and nothing was done
         # yet: the home is the first thing a command opens). Ask the agent.
-        code = _forward(home or _default_home(), argv, command or "")
+        from backchannel.cli.context import default_home  # the file's home, else ours
+
+        code = _forward(home or default_home(), argv, command or "")
         raise SystemExit(1 if code is None else code) from None

@@ -13,11 +13,12 @@ codes, Ctrl-C. Errors are printed there and in `context.reports_errors`, both wi
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import typer
 import typer.main
@@ -29,11 +30,25 @@ from typer.core import TyperCommand, TyperGroup
 from typer.models import TyperInfo
 
 from backchannel.cli import registry
-from backchannel.cli.context import HOME_ENV, JSON_OPTION, CliContext, cli_context, default_home
+from backchannel.cli.config import Config, ConfigError, load_config
+from backchannel.cli.context import (
+    HOME_ENV,
+    JSON_OPTION,
+    CliContext,
+    builtin_home,
+    cli_context,
+    default_home,
+)
 from backchannel.cli.exitcodes import ExitCode, print_error, wants_json
 from backchannel.cli.helpstyle import PlainHelpCommand, PlainHelpGroup, restyle
 
-__all__ = ["LazyRoot", "app", "main", "register_demo", "run_here"]
+__all__ = ["COMPLETE_VAR", "SHELLS", "LazyRoot", "app", "main", "register_demo", "run_here"]
+
+# Click's name for the variable a completion script sets (`_{PROG}_COMPLETE`).
+COMPLETE_VAR: Final = "_BACKCHANNEL_COMPLETE"
+# The shells a completion script is written for (Typer's templates).
+SHELLS: Final = ("bash", "zsh", "fish")
+_COMPLETION_OPTIONS: Final = frozenset({"--show-completion", "--install-completion"})
 
 
 def _load(entry: registry.CommandEntry) -> TyperCommand | TyperGroup:
@@ -89,6 +104,41 @@ class LazyRoot(PlainHelpGroup):
                                  + ", ".join(repr(m) for m in matches) + "?")
             raise
 
+    def shell_complete(self, ctx: typer.Context, incomplete: str) -> list[Any]:  # type: ignore[override]
+        # The names and summaries from the registry: Typer's own asks every command for
+        # its help, which imports every command's module on each Tab.
+        from typer._click.core import Command
+        from typer._click.shell_completion import CompletionItem
+        from typer._click.utils import make_default_short_help
+
+        # Shortened as Click shortens a subcommand's help, so that zsh's and fish's menus
+        # show one line per command.
+        names = [CompletionItem(command.name, help=make_default_short_help(command.summary))
+                 for command in registry.COMMANDS if command.name.startswith(incomplete)]
+        return names + Command.shell_complete(self, ctx, incomplete)
+
+    def _main_shell_completion(
+        self, ctx_args: Any, prog_name: str, complete_var: str | None = None
+    ) -> None:
+        """Answer a completion script's request (`COMPLETE_VAR` set), then exit.
+
+        Both orders of the instruction are understood: Typer's scripts (the ones
+        `--show-completion` prints) send `complete_bash`, Click's convention is
+        `bash_complete`; either way the answer is in the format of Typer's script (for
+        bash, one word a line).
+        """
+        instruction = os.environ.get(COMPLETE_VAR, "")
+        if not instruction:
+            return
+        shell, _, action = instruction.partition("_")
+        if shell in SHELLS:
+            instruction = f"{action}_{shell}"
+        from typer._completion_classes import completion_init
+        from typer.completion import shell_complete
+
+        completion_init()  # Typer's classes for bash, zsh and fish: its scripts' formats
+        sys.exit(shell_complete(self, ctx_args, "backchannel", COMPLETE_VAR, instruction))
+
     def format_help(self, ctx: typer.Context, formatter: Any) -> None:  # type: ignore[override]
         # The same text the launcher prints without importing Typer (registry.root_help).
         formatter.write(registry.root_help(registry.help_width()))
@@ -110,6 +160,20 @@ class LazyRoot(PlainHelpGroup):
     def _run(self, argv: list[str], **extra: Any) -> int:
         """Run the command line; every ending is an exit code, every error printed once."""
         as_json = wants_json(argv)
+        completing = bool(os.environ.get(COMPLETE_VAR))
+        if not completing and _COMPLETION_OPTIONS & set(_before_command(argv)):
+            return _completion_script(argv)
+        try:
+            settings = load_config()
+        except ConfigError as error:
+            # `config` shows the error itself (and `config path` still says where the
+            # file is); a Tab press must not print an error into the command line.
+            if not completing and _command_of(argv) != "config":
+                print_error(ExitCode.USAGE, str(error), as_json=as_json)
+                return ExitCode.USAGE
+            settings = Config()
+        as_json = as_json or (bool(settings.json) and "--no-json" not in argv)
+        extra.setdefault("default_map", _defaults_from(settings))
         try:
             result = super().main(argv, standalone_mode=False, **extra)
         except NoArgsIsHelpError as shown:  # `backchannel redline`: its help, on stdout
@@ -126,6 +190,59 @@ class LazyRoot(PlainHelpGroup):
             print_error(ExitCode.INTERRUPTED, "interrupted", as_json=as_json)
             return ExitCode.INTERRUPTED
         return result if isinstance(result, int) else ExitCode.OK
+
+
+def _command_of(argv: list[str]) -> str | None:
+    from backchannel.cli.launcher import command_of
+
+    return command_of(argv)
+
+
+def _before_command(argv: list[str]) -> list[str]:
+    """The root's part of a command line: the words before the command."""
+    command = _command_of(argv)
+    return argv[: argv.index(command)] if command else argv
+
+
+def _defaults_from(settings: Config) -> dict[str, Any]:
+    """The configuration file as Click's `default_map`: below the command line and the
+    environment (`--home` and BACKCHANNEL_HOME), above the built-in defaults. The home
+    is not here: `default_home` reads it, so that hints know it is the default."""
+    defaults: dict[str, Any] = {}
+    if settings.json:
+        defaults["as_json"] = True
+    if settings.relays:
+        defaults["invite"] = {"relays": list(settings.relays)}
+    return defaults
+
+
+def _completion_script(argv: list[str]) -> int:
+    """`--show-completion [SHELL]` and `--install-completion [SHELL]`.
+
+    Read here rather than declared as options: this Typer's options cannot take an
+    optional value, and Typer's own pair are bare flags whenever `shellingham` is
+    installed, so `--show-completion bash` would name a command `bash`. Without a
+    shell, the one this process runs under.
+    """
+    from typer._completion_shared import _get_shell_name, get_completion_script, install
+
+    words = _before_command(argv)
+    show = "--show-completion" in words
+    option = "--show-completion" if show else "--install-completion"
+    after = argv[argv.index(option) + 1 :]
+    shell = after[0] if after and not after[0].startswith("-") else _get_shell_name()
+    if shell not in SHELLS:
+        named = f"{shell!r} is not a shell it knows" if shell else "no shell detected"
+        print_error(ExitCode.USAGE, f"{option}: {named}; name one of {', '.join(SHELLS)}: "
+                    f"backchannel {option} bash", as_json=wants_json(argv))
+        return ExitCode.USAGE
+    if show:
+        typer.echo(get_completion_script(prog_name="backchannel", complete_var=COMPLETE_VAR,
+                                         shell=shell))
+        return ExitCode.OK
+    _, path = install(shell=shell, prog_name="backchannel", complete_var=COMPLETE_VAR)
+    typer.echo(f"{shell} completion installed in {path}; it takes effect in a new shell")
+    return ExitCode.OK
 
 
 app = typer.Typer(
@@ -155,7 +272,9 @@ def _root(
         help="The principal's folder [default: your data folder].",
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print JSON on stdout instead of tables (see docs/cli.md)."
+        False, "--json/--no-json", show_default=False,
+        help="Print JSON on stdout instead of tables (see docs/cli.md); --no-json: tables "
+             "even when the configuration file says json = true.",
     ),
     version: bool = typer.Option(
         False, "--version", "-V", is_eager=True, expose_value=False,
@@ -163,7 +282,14 @@ def _root(
     ),
 ) -> None:
     """A confidential, candid and dependable strategic channel between two principals."""
-    ctx.obj = CliContext(home or default_home(), json=as_json)
+    if home is None:
+        try:
+            home = default_home()
+        except ConfigError:
+            # Only `config` (which says what is wrong) and completion get this far with
+            # a broken file: `_run` stops every other command before.
+            home = builtin_home()
+    ctx.obj = CliContext(home, json=as_json)
 
 
 def demo(

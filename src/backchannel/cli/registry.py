@@ -123,6 +123,10 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
                  "strategic round."),
     ),
     *_commands("relay", "relay_app", ("relay", "Run a neutral, blind relay.")),
+    *_commands(
+        "config_command", "config_app",
+        ("config", "The configuration file: where it is, and the settings in force."),
+    ),
     *_commands("meet", "meet_app", ("meet", "Suggest discreet venues and dates for a meeting.")),
     *_commands(
         "redlines", "redline_app",
@@ -157,10 +161,15 @@ def entry(name: str) -> CommandEntry | None:
 # The root callback's options (`main._root`), as the root help shows them; a test checks
 # that every option the callback declares is here.
 ROOT_OPTIONS: Final[tuple[tuple[str, str], ...]] = (
-    ("--home DIR", "The principal's folder [default: your data folder; env var: "
-                   "BACKCHANNEL_HOME]."),
-    ("--json", "Print JSON on stdout instead of tables, and errors as one JSON object on "
-               "stderr (see docs/cli.md); also accepted after the command."),
+    ("--home DIR", "The principal's folder [default: the configuration file's home, else "
+                   "your data folder; env var: BACKCHANNEL_HOME]."),
+    ("--json/--no-json", "Print JSON on stdout instead of tables, and errors as one JSON "
+                         "object on stderr (see docs/cli.md); also accepted after the "
+                         "command. --no-json: tables, whatever the configuration file "
+                         "says."),
+    ("--show-completion [SHELL]", "Print the completion script for bash, zsh or fish "
+                                  "[default: this shell]."),
+    ("--install-completion [SHELL]", "Install that script in the shell's start-up files."),
     ("-V, --version", "Print the version and exit."),
     ("-h, --help", "Show this message and exit."),
 )
@@ -172,6 +181,9 @@ The passphrase that encrypts a principal's state is asked for on the terminal, o
 from BACKCHANNEL_PASSPHRASE. Exit codes: 0 done, 2 usage, 3 not found, 4 wrong \
 passphrase, 5 relay unreachable, 6 not delivered (queued), 7 fork detected, 130 \
 interrupted, 1 any other failure (docs/cli.md).
+
+Defaults (the home, invite's relays, JSON) may be set in a configuration file: \
+`backchannel config path` says where, `backchannel config show` what is in force.
 
 Example: backchannel --home ~/bc/washington status"""
 
