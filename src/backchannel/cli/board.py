@@ -20,6 +20,7 @@ from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.durations import format_duration
 from backchannel.cli.hints import Hint, command_line, hint_for_home
 from backchannel.cli.output import emit_json, local_time, short_id, status_json, status_table
+from backchannel.cli.urgency import note_urgency
 from backchannel.client.engine import ChannelStatus, Principal
 from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
 from backchannel.dialogue import (
@@ -192,7 +193,7 @@ def _acks_table(cb: ChannelBoard) -> Table | None:
             local_time(p.deadline_ms),
             _hold(p.hold),
             _deadline_state(p, cb.escalated, cb.board.now_ms),
-            style="bold red" if p.overdue else None,
+            style=note_urgency(p.precedence, overdue=p.overdue).style or None,
         )
     return table
 
