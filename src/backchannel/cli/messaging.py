@@ -267,7 +267,8 @@ def _print_sync(state: CliContext, report: SyncReport, seen: _SyncSeen) -> None:
         state.out.print(f"{count} new in '{shown(name)}': " + command_hint(state, "read", name),
                         soft_wrap=True)
     for name in report.new_channels:
-        state.out.print(f"New channel '{shown(name)}'. Compare the safety number: "
+        state.out.print(f"New channel '{shown(name)}'. Compare the safety number, all 12 "
+                        "groups to the last: "
                         + command_hint(state, "verify", name), soft_wrap=True)
     if report.escalated:
         print_urgent(state.err, f"Escalated {report.escalated} note(s) whose "
