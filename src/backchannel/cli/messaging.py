@@ -37,7 +37,7 @@ from backchannel.cli.output import (
     shown,
     sync_json,
 )
-from backchannel.cli.urgency import Bell, note_urgency, print_urgent
+from backchannel.cli.urgency import NEWLY_OVERDUE, Bell, note_urgency, print_urgent
 from backchannel.client.engine import InboxEntry, Principal, SyncReport
 from backchannel.client.errors import ClientError
 from backchannel.client.receipts import RECEIPT_KINDS
@@ -273,7 +273,7 @@ def _print_sync(state: CliContext, report: SyncReport, seen: _SyncSeen) -> None:
     if report.escalated:
         print_urgent(state.err, f"Escalated {report.escalated} note(s) whose "
                      "acknowledgement deadline passed: resent on every relay; see "
-                     + command_hint(state, "status"), note_urgency("", newly_overdue=True),
+                     + command_hint(state, "status"), NEWLY_OVERDUE,
                      bell=bell, soft_wrap=True)
     if report.forks:
         state.err.print(f"FORK: {report.forks} message(s) show that a copy of the "

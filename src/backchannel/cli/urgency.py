@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BEL",
     "CALM",
+    "NEWLY_OVERDUE",
     "NO_BELL_ENV",
     "Bell",
     "Urgency",
@@ -77,7 +78,8 @@ _FLASH: Final = Urgency("FLASH", "bold red reverse", bell=True)
 # stays FLASH's, so that the bell keeps meaning "act on it now".
 _IMMEDIATE: Final = Urgency("IMMEDIATE", "bold red", bell=False)
 _OVERDUE: Final = Urgency("OVERDUE", "bold red", bell=False)
-_NEWLY_OVERDUE: Final = Urgency("OVERDUE", "bold red", bell=True)
+# A note that has just become overdue: what an escalation says.
+NEWLY_OVERDUE: Final = Urgency("OVERDUE", "bold red", bell=True)
 # By name, so that a precedence added to the enum later (IMMEDIATE) takes its entry
 # without a change here; every other precedence is calm.
 _BY_PRECEDENCE: Final = {"FLASH": _FLASH, "IMMEDIATE": _IMMEDIATE}
@@ -95,7 +97,7 @@ def note_urgency(
         newly_overdue: it passed just now (an escalation): as overdue, and the bell rings.
     """
     if newly_overdue:
-        return _NEWLY_OVERDUE
+        return NEWLY_OVERDUE
     if overdue:
         return _OVERDUE
     if isinstance(precedence, str):
@@ -117,7 +119,7 @@ def event_urgency(event: Mapping[str, object]) -> Urgency:
             precedence = event.get("precedence")
             return note_urgency(precedence) if isinstance(precedence, str) else CALM
         case "escalated":
-            return note_urgency("", newly_overdue=True)
+            return NEWLY_OVERDUE
         case _:
             return CALM
 
