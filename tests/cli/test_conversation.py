@@ -43,7 +43,15 @@ def test_both_sides_see_the_same_safety_number_and_confirm_it(pair: Pair) -> Non
     assert len(mine["words"]) == 12 and mine["verified"] is False
 
     human = run(pair.washington, "verify", "beijing", "--confirm").stdout
-    assert " ".join(mine["groups"][:4]) in human and "is verified" in human
+    assert "is verified" in human
+    # The whole number is shown, and the advice is to compare all of it: an impostor's
+    # number can share its first groups with the genuine one (review §4 row 31).
+    for row in range(0, 12, 4):
+        assert " ".join(mine["groups"][row:row + 4]) in human
+    assert " ".join(mine["words"][:6]) in human and " ".join(mine["words"][6:]) in human
+    assert "Compare all 12 groups (or all 12 words)" in human and "to the last" in human
+    assert "first" not in human  # never "compare the first groups"
+    assert "all 12 groups" in " ".join(run(None, "verify", "--help").stdout.split())
     channels = json.loads(run(pair.washington, "channels", "--json").stdout)
     assert channels["channels"][0]["verified"] is True
     assert channels["channels"][0]["role"] == "inviter" and channels["pending_invites"] == []

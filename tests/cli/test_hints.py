@@ -79,7 +79,10 @@ def test_hints_of_sync_read_and_inbox_run_as_they_are(spaced: Spaced) -> None:
     note = json.loads(bc(w, "send", B, "Incident at sea.", "--flash", "--ack-within", "10m",
                          "--json"))["message_id"][:8]
     synced = paste(sync_hint)
-    (read_hint,) = hints(synced)
+    # A FLASH note is named on a line of its own, with the command that opens it, then
+    # counted with the command that opens every new one.
+    flash_hint, read_hint = hints(synced)
+    assert shlex.split(flash_hint)[-3:] == ["read", W, note]
     assert shlex.split(read_hint)[-2:] == ["read", W]
     opened = paste(read_hint)
     assert "Incident at sea." in opened

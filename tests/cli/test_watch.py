@@ -74,9 +74,12 @@ class Watcher:
 
 
 @contextmanager
-def watching(home: Path, *args: str) -> Iterator[Watcher]:
-    env = {**os.environ, "BACKCHANNEL_PASSPHRASE": PASSPHRASE, "BACKCHANNEL_HOME": str(home),
-           "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+def watching(home: Path, *args: str, env: dict[str, str | None] | None = None
+             ) -> Iterator[Watcher]:
+    """`watch` on `home`; `env` adds to (a value) or removes from (None) the environment."""
+    changes = {"BACKCHANNEL_PASSPHRASE": PASSPHRASE, "BACKCHANNEL_HOME": str(home),
+               "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}
+    env = {k: v for k, v in {**os.environ, **changes}.items() if v is not None}
     proc = subprocess.Popen([*_CMD, "watch", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -20,6 +20,8 @@ from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.durations import format_duration
 from backchannel.cli.hints import Hint, command_line, hint_for_home
 from backchannel.cli.output import emit_json, local_time, short_id, status_json, status_table
+from backchannel.cli.section import Section
+from backchannel.cli.urgency import note_urgency
 from backchannel.client.engine import ChannelStatus, Principal
 from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
 from backchannel.dialogue import (
@@ -174,36 +176,35 @@ def _deadline_state(pending: PendingAck, escalated: frozenset[bytes], now_ms: in
     return f"due in {format_duration(max(pending.worry_at_ms - now_ms, 0))}"
 
 
-def _acks_table(cb: ChannelBoard) -> Table | None:
+def _acks_table(cb: ChannelBoard) -> Section | None:
     rows = [("their ack", p) for p in cb.board.awaiting_their_ack]
     rows += [("your ack", p) for p in cb.board.awaiting_our_ack]
     if not rows:
         return None
-    table = Table(title="Notes awaiting acknowledgement")
-    for heading in ("Waiting for", "Note", "Precedence", "Sent", "Deadline", "Holding reply",
-                    "State"):
-        table.add_column(heading)
+    # The note first: stacked at a narrow width, it heads each block.
+    table = Section("Notes awaiting acknowledgement",
+                    ("Note", "Waiting for", "Precedence", "Sent", "Deadline", "Holding reply",
+                     "State"))
     for waiting_for, p in rows:
         table.add_row(
-            waiting_for if waiting_for == "your ack" else f"{cb.peer}'s ack",
             short_id(p.message_id.hex()),
+            waiting_for if waiting_for == "your ack" else f"{cb.peer}'s ack",
             p.precedence.name,
             local_time(p.sent_at_ms),
             local_time(p.deadline_ms),
             _hold(p.hold),
             _deadline_state(p, cb.escalated, cb.board.now_ms),
-            style="bold red" if p.overdue else None,
+            style=note_urgency(p.precedence, overdue=p.overdue).style or None,
         )
     return table
 
 
-def _clarifications_table(cb: ChannelBoard) -> Table | None:
+def _clarifications_table(cb: ChannelBoard) -> Section | None:
     opened: tuple[Clarification, ...] = cb.board.open_clarifications
     if not opened:
         return None
-    table = Table(title="Open clarification requests")
-    for heading in ("Request", "Asked by", "About", "Question", "Asked", "Holding reply"):
-        table.add_column(heading)
+    table = Section("Open clarification requests",
+                    ("Request", "Asked by", "About", "Question", "Asked", "Holding reply"))
     for c in opened:
         table.add_row(short_id(c.request_id.hex()), _who(c.asked_by, cb.peer),
                       short_id(c.target_id.hex()), c.question, local_time(c.asked_at_ms),
@@ -211,15 +212,14 @@ def _clarifications_table(cb: ChannelBoard) -> Table | None:
     return table
 
 
-def _red_lines_table(cb: ChannelBoard, hint: Hint) -> Table | None:
+def _red_lines_table(cb: ChannelBoard, hint: Hint) -> Section | None:
     waiting = [r for r in cb.board.red_lines if r.awaiting_acknowledgement]
     if not waiting:
         return None
-    table = Table(title="Red lines awaiting acknowledgement",
-                  caption=f"{len(cb.board.red_lines)} red line(s) in all: "
-                          + hint("redline", "list", cb.peer))
-    for heading in ("Red line", "Declared by", "Version", "Title", "Declared", "Awaiting"):
-        table.add_column(heading)
+    table = Section("Red lines awaiting acknowledgement",
+                    ("Red line", "Declared by", "Version", "Title", "Declared", "Awaiting"),
+                    caption=f"{len(cb.board.red_lines)} red line(s) in all: "
+                            + hint("redline", "list", cb.peer))
     for r in waiting:
         table.add_row(short_id(r.redline_id.hex()), _who(r.owner, cb.peer), str(r.latest.version),
                       r.latest.title, local_time(r.latest.declared_at_ms),
@@ -228,15 +228,14 @@ def _red_lines_table(cb: ChannelBoard, hint: Hint) -> Table | None:
     return table
 
 
-def _agenda_table(cb: ChannelBoard) -> Table | None:
+def _agenda_table(cb: ChannelBoard) -> Section | None:
     meeting = cb.board.next_round
     if meeting is None:
         return None
     agreed = "; ".join(i.title for i in meeting.agreed) or "nothing agreed yet"
-    table = Table(title=f"Next meeting: round {meeting.round}",
-                  caption=f"Agreed agenda: {agreed}")
-    for heading in ("Item", "Proposed by", "Title", "Detail", "State"):
-        table.add_column(heading)
+    table = Section(f"Next meeting: round {meeting.round}",
+                    ("Item", "Proposed by", "Title", "Detail", "State"),
+                    caption=f"Agreed agenda: {agreed}")
     for item in meeting.items:
         state = item.status.value
         if item.status is AgendaStatus.DECLINED and item.reason:
@@ -246,12 +245,10 @@ def _agenda_table(cb: ChannelBoard) -> Table | None:
     return table
 
 
-def _records_table(cb: ChannelBoard) -> Table | None:
+def _records_table(cb: ChannelBoard) -> Section | None:
     if not cb.board.records:
         return None
-    table = Table(title="Records")
-    for heading in ("Record", "Proposed by", "Version", "Title", "State"):
-        table.add_column(heading)
+    table = Section("Records", ("Record", "Proposed by", "Version", "Title", "State"))
     for record in cb.board.records:
         latest = record.latest
         if latest.status is RecordStatus.AGREED:

@@ -135,7 +135,10 @@ async def _pair(p: dict[str, Principal], url: str, tell: Narrator) -> DemoOutcom
         tell.say("    " + " ".join(groups[row : row + 4]))
     tell.detail("as words: " + " ".join(w_words))
     if matches:
-        tell.say("Both sides see the same number: compared and recorded as verified.")
+        # Every group compared, as `verify` asks: an impostor's number can share the
+        # first ones with the genuine one.
+        tell.say("Both sides see the same number, all 12 groups to the last: compared "
+                 "and recorded as verified.")
         p[INVITER].confirm_verified(JOINER)
         p[JOINER].confirm_verified(INVITER)
     else:

@@ -37,6 +37,7 @@ from backchannel.cli.output import (
     shown,
     sync_json,
 )
+from backchannel.cli.urgency import NEWLY_OVERDUE, Bell, note_urgency, print_urgent
 from backchannel.client.engine import InboxEntry, Principal, SyncReport
 from backchannel.client.errors import ClientError
 from backchannel.client.receipts import RECEIPT_KINDS
@@ -250,16 +251,30 @@ def _print_sync(state: CliContext, report: SyncReport, seen: _SyncSeen) -> None:
         + (f", {report.rejected} rejected (tampered or not for us)" if report.rejected else "")
         + "."
     )
+    bell = Bell()  # once per sync, however many urgent lines it prints
+    for entry in seen.notes:
+        urgency = note_urgency(entry.precedence)
+        if urgency.urgent:
+            # The count line below does not say which note: an urgent one is named, with
+            # the command that opens it.
+            ref = short_id(entry.message_id)
+            label = precedence_label(entry.precedence, entry.ack_within_ms)
+            print_urgent(state.out, f"'{shown(entry.channel)}' sent a note [{label}], id "
+                         f"{ref}; read it now: " + command_hint(state, "read", entry.channel,
+                                                                ref),
+                         urgency, bell=bell, soft_wrap=True)
     for name, count in Counter(e.channel for e in seen.notes).items():
         state.out.print(f"{count} new in '{shown(name)}': " + command_hint(state, "read", name),
                         soft_wrap=True)
     for name in report.new_channels:
-        state.out.print(f"New channel '{shown(name)}'. Compare the safety number: "
+        state.out.print(f"New channel '{shown(name)}'. Compare the safety number, all 12 "
+                        "groups to the last: "
                         + command_hint(state, "verify", name), soft_wrap=True)
     if report.escalated:
-        state.err.print(f"Escalated {report.escalated} note(s) whose acknowledgement "
-                        "deadline passed: resent on every relay; see "
-                        + command_hint(state, "status"), soft_wrap=True)
+        print_urgent(state.err, f"Escalated {report.escalated} note(s) whose "
+                     "acknowledgement deadline passed: resent on every relay; see "
+                     + command_hint(state, "status"), NEWLY_OVERDUE,
+                     bell=bell, soft_wrap=True)
     if report.forks:
         state.err.print(f"FORK: {report.forks} message(s) show that a copy of the "
                         "counterpart's state sent beside it; see "
@@ -341,11 +356,15 @@ def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
     return {p.message_id.hex(): p for p in dialogue.pending_acks(principal.now_ms(), Side.THEIRS)}
 
 
-def _print_message(state: CliContext, entry: InboxEntry, owed: PendingAck | None) -> None:
-    urgency = precedence_label(entry.precedence, entry.ack_within_ms)
-    state.out.print(f"{shown(entry.channel)} · id {short_id(entry.message_id)} · sent "
-                    f"{local_time(entry.sent_at_ms)}"
-                    + (f" · {urgency}" if urgency else ""), style="bold")
+def _print_message(
+    state: CliContext, entry: InboxEntry, owed: PendingAck | None, bell: Bell
+) -> None:
+    label = precedence_label(entry.precedence, entry.ack_within_ms)
+    # Overdue only while still owed: an acknowledged note is no longer anyone's worry.
+    urgency = note_urgency(entry.precedence, overdue=owed is not None and owed.overdue)
+    print_urgent(state.out, f"{shown(entry.channel)} · id {short_id(entry.message_id)} · sent "
+                 f"{local_time(entry.sent_at_ms)}" + (f" · {label}" if label else ""),
+                 urgency, bell=bell, style="bold")
     state.out.print(shown(entry.text, multiline=True))
     if owed is not None:
         # Reading sends a read receipt, which is not an acknowledgement: say what is, and
@@ -387,8 +406,9 @@ def read(
         state.out.print(f"No unread messages in '{shown(name)}'; all of them: "
                         + command_hint(state, "history", name), soft_wrap=True)
         return
+    bell = Bell()  # once per read, however many FLASH notes it opens
     for entry in entries:
-        _print_message(state, entry, owed.get(entry.message_id))
+        _print_message(state, entry, owed.get(entry.message_id), bell)
 
 
 channels_app = typer.Typer(

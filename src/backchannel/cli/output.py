@@ -21,6 +21,7 @@ import typer
 from rich.table import Table
 
 from backchannel.cli.durations import format_duration
+from backchannel.cli.urgency import note_urgency
 from backchannel.client.engine import (
     ChannelStatus,
     InboxEntry,
@@ -159,6 +160,8 @@ def message_json(entry: InboxEntry) -> dict[str, Any]:
         "stored_on": list(entry.stored_on),
         "precedence": precedence_name(entry.precedence),
         "ack_within_ms": entry.ack_within_ms,
+        # What the text output makes impossible to miss (`urgency.note_urgency`).
+        "urgent": note_urgency(entry.precedence).urgent,
     }
 
 
@@ -274,6 +277,7 @@ def inbox_table(entries: list[InboxEntry]) -> Table:
             local_time(entry.sent_at_ms),
             local_time(entry.read_at_ms, empty="unread"),
             shown(entry.text, multiline=True),
+            style=note_urgency(entry.precedence).style or None,
         )
     return table
 

@@ -186,7 +186,7 @@ def accept(
     # The name is the inviter's, from the invite: escaped, so it cannot clear the screen
     # and print a fake "verified" over the hint below (the console escapes the hint too).
     state.out.print(f"Joined channel '{shown(channel.name)}'; the first message is on its way.")
-    state.out.print("Now compare the safety number: "
+    state.out.print("Now compare the safety number, all 12 groups to the last: "
                     + command_hint(state, "verify", channel.name), soft_wrap=True)
 
 
@@ -201,7 +201,9 @@ def verify(
     """Show a channel's safety number (12 groups of 5 digits and 12 words).
 
     Both of you see the same number; compare it in person or read it aloud over a line you
-    trust. If it matches, record that with --confirm.
+    trust, all 12 groups (or all 12 words), never only the first ones: an impostor's
+    number can begin with the same groups as the genuine one. If it matches, record that
+    with --confirm.
 
     Example: backchannel verify beijing --confirm
     """
@@ -224,6 +226,13 @@ def verify(
     for row in range(0, len(groups), 4):
         out.print("    " + " ".join(groups[row : row + 4]))
     out.print("\n    " + " ".join(words[:6]) + "\n    " + " ".join(words[6:]) + "\n")
+    # Half of the digits are one side's fingerprint (docs/protocol.md §2): an impostor who
+    # replaced only the other side's identity leaves half of them as they were, and if
+    # that half sorts first, the first 6 groups match. Only the whole number tells.
+    if not verified or confirm:
+        out.print(f"Compare all {len(groups)} groups (or all {len(words)} words) with your "
+                  "counterpart's, to the last one: an impostor's number can begin with the "
+                  "same groups as the genuine one.")
     if record.identity_changed and not confirm and not verified:
         out.print(f"Warning: '{peer}' has a different identity key than an earlier "
                   "channel of that name. Sending waits until you compare this number "

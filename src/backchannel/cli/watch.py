@@ -35,6 +35,7 @@ from backchannel.cli.output import (
     short_id,
     shown,
 )
+from backchannel.cli.urgency import Bell, event_urgency, print_urgent
 from backchannel.client.engine import InboxEntry, Principal, SyncReport
 from backchannel.client.errors import ClientError
 from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
@@ -48,6 +49,9 @@ ESCALATION_SETTING: Final = "escalation_command"
 # Seconds between the observer's looks at the state; the engine performs duties once a
 # second, so looking more often would show nothing new.
 _OBSERVE_INTERVAL: Final = 1.0
+# The least time between two bells of one watch: a backlog of FLASH notes read on
+# reconnecting rings once, and a new FLASH note a few seconds later rings again.
+WATCH_BELL_EVERY_S: Final = 5.0
 # Kinds a principal sees some other way: notes by `on_message`, receipts as the
 # delivered/read counts, line tests as the line's state.
 _NOT_NARRATED: Final = frozenset({
@@ -157,7 +161,7 @@ class _Observer:
         self.emit(
             {"event": "escalated", "channel": peer, "message_id": message_id,
              "precedence": precedence.lower(), "deadline_ms": deadline_ms,
-             "command_run": command},
+             "command_run": command, "urgent": True},
             f"ESCALATED: note {short_id(message_id)} to {peer} ({precedence}) was not "
             f"acknowledged by {local_time(deadline_ms)}; resent on every relay"
             + ("; escalation command run" if command else "; no escalation command set"),
@@ -178,14 +182,18 @@ def _kind_name(kind: int) -> str:
 
 
 def _emitter(state: CliContext) -> Emit:
+    if state.json:
+        return lambda event, _line: emit_json_line(event)
+    # One console and one bell for the whole watch. The console flushes after each
+    # line, so a process reading our stdout sees each event at once; counterpart text is
+    # never read as markup, and anything in it a terminal would act on is escaped
+    # (`shown`; the line already is, this is once more).
+    console = state.out
+    bell = Bell(every_s=WATCH_BELL_EVERY_S)
+
     def emit(event: dict[str, Any], line: str) -> None:
-        # typer.echo flushes, so a process reading our stdout sees each event at once;
-        # counterpart text is never read as markup, and anything in it a terminal would
-        # act on is escaped (`shown`; the line already is, this is once more).
-        if state.json:
-            emit_json_line(event)
-        else:
-            typer.echo(f"{local_time(_now_ms())} {shown(line, multiline=True)}")
+        print_urgent(console, f"{local_time(_now_ms())} {shown(line, multiline=True)}",
+                     event_urgency(event), bell=bell, soft_wrap=True)
     return emit
 
 
@@ -241,7 +249,11 @@ async def serve_as_agent(principal: Principal, emit: Emit) -> SyncReport:
     def both(event: dict[str, Any], line: str) -> None:
         line = shown(line, multiline=True)
         emit(event, line)
-        server.broadcast(event, f"{local_time(_now_ms())} {line}")
+        # Subscribers get the text without colour (the launcher writes it as it is), so
+        # an urgent line carries its word there; the event keeps what styling needs.
+        urgency = event_urgency(event)
+        stamped = f"{local_time(_now_ms())} {line}"
+        server.broadcast(event, f"{urgency.word}: {stamped}" if urgency.word else stamped)
 
     # Listen first: a command that connects while the first look (a fold of every
     # transcript) runs is answered right after it, instead of finding no socket.
