@@ -263,7 +263,8 @@ READS = [["status"], ["inbox"], ["channels"], ["history", "beijing"], ["verify",
          ["whoami"], ["record", "show", "beijing"], ["redline", "list"]]
 WRITES = [["send", "beijing", "hello"], ["sync"], ["read", "beijing"],
           ["verify", "beijing", "--confirm"], ["channels", "remove", "beijing", "--yes"],
-          ["invite", "--relay", "ws://127.0.0.1:9/"], ["passphrase", "change"]]
+          ["invite", "--relay", "ws://127.0.0.1:9/"], ["passphrase", "change"],
+          ["watch"], ["agent", "--foreground"]]
 
 
 def test_a_read_only_home_is_read_and_refuses_every_write(pair: Pair) -> None:

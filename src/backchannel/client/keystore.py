@@ -248,7 +248,7 @@ def _check_file(path: Path) -> None:
     pages = int.from_bytes(header[28:32], "big")
     if header[24:28] == header[92:96] and size < pages * page and not _has_wal(path):
         raise StateCorrupted(
-            f"{path} is truncated at {size} bytes (its header says {pages * page})"
+            f"{path} is truncated at {size} bytes (its header says {pages * page} bytes)"
         )
 
 
