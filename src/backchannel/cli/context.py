@@ -27,7 +27,6 @@ from backchannel.cli.exitcodes import ExitCode, print_error
 from backchannel.client.errors import (
     AgentTookOver,
     ChannelNotFound,
-    HomeReadOnly,
     NotInitialised,
     RelayUnreachable,
     StateCorrupted,
@@ -383,6 +382,7 @@ def _allow_read_only(principal: Principal) -> None:
     from typer._click.globals import get_current_context
 
     from backchannel.cli.readonly import check_read_only, read_only_notice
+    from backchannel.client.errors import HomeReadOnly
 
     click = get_current_context(silent=True)
     command = " ".join(click.command_path.split()[1:]) if click is not None else ""
@@ -402,6 +402,9 @@ def _is_read_only_write(error: BaseException) -> bool:
 
 def exit_code_of(error: BaseException) -> ExitCode:
     """The exit code of an error a command raised (the table in docs/cli.md)."""
+    # Imported on use, as `cli.readonly` is: only the read-only home raises it.
+    from backchannel.client.errors import HomeReadOnly
+
     match error:
         case HomeReadOnly():
             return ExitCode.HOME_READ_ONLY

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import logging
-import os
-import re
 import signal
 import ssl
 from pathlib import Path
@@ -106,32 +103,33 @@ def serve(
     raise typer.Exit(code)
 
 
-# asyncio (and uvloop) word a bind failure "error while attempting to bind on address
-# ('127.0.0.1', 8470): address already in use": the address is taken from there.
-_BIND_ADDRESS = re.compile(r"address \('([^']*)', (\d+)")
-# What to do about the usual reasons, in the operator's terms.
-_BIND_ADVICE = {
-    errno.EADDRINUSE: "is in use (another relay or program listens there: stop it, or"
-    " choose another port)",
-    errno.EACCES: "is not allowed to this user (ports below 1024 need privileges)",
-    errno.EADDRNOTAVAIL: "is not an address of this machine",
-}
-
-
 def _listen_failure(
     error: OSError, public: tuple[str, int], metrics: tuple[str, int] | None
 ) -> tuple[str, str]:
     """("HOST:PORT", why) for a listener that could not be bound.
 
     The OS error text is not logged as it is (the relay logs no error text, libsignal's
-    rule); its errno is told in words, with the address it concerns.
+    rule); its errno is told in words, with the address it concerns. (Imports here: only
+    a failed start needs them.)
     """
-    found = _BIND_ADDRESS.search(str(error))
+    import errno
+    import os
+    import re
+
+    # asyncio (and uvloop) word a bind failure "error while attempting to bind on address
+    # ('127.0.0.1', 8470): address already in use": the address is taken from there.
+    found = re.search(r"address \('([^']*)', (\d+)", str(error))
     host, port = (found.group(1), int(found.group(2))) if found else public
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     which = " (--metrics-listen)" if metrics is not None and (host, port) == metrics else ""
-    code = error.errno or 0
-    advice = _BIND_ADVICE.get(code) or f"cannot be listened on: {os.strerror(code).lower()}"
+    advice = {  # the usual reasons, in the operator's terms
+        errno.EADDRINUSE: "is in use (another relay or program listens there: stop it, or"
+        " choose another port)",
+        errno.EACCES: "is not allowed to this user (ports below 1024 need privileges)",
+        errno.EADDRNOTAVAIL: "is not an address of this machine",
+    }.get(error.errno or 0)
+    if advice is None:
+        advice = f"cannot be listened on: {os.strerror(error.errno or 0).lower()}"
     return where, f"{where}{which} {advice}"
 
 
