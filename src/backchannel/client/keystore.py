@@ -397,6 +397,7 @@ class Keystore:
             ) from None
         try:
             if int(rows["format"]) != FORMAT_VERSION:
+                db.close()
                 raise StateCorrupted(f"{path} has an unknown format version")
             salt, params, check = rows["kdf_salt"], rows["kdf_params"], rows["check"]
         except (KeyError, ValueError):
