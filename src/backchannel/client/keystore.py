@@ -413,7 +413,10 @@ class Keystore:
             damaged = store._key_opens_a_record()
             db.close()
             if damaged:
-                raise StateCorrupted(f"{path} is damaged: its passphrase check value")
+                raise StateCorrupted(
+                    f"{path} is damaged: its passphrase check value does not open, though"
+                    " the passphrase opens its records"
+                )
             raise WrongPassphrase()
         if _INDEX_KEY_META in rows:
             # The passphrase was changed: the index key is the first one, kept sealed.
