@@ -1,5 +1,5 @@
 """Invariant: any bytes opened by a live session, or offered to start one, give a Message or
-a typed error (DecryptionFailed, or RemoteProtocolError and its DuplicateMessage /
+a typed error (DecryptionFailed, or RemoteProtocolError and its DuplicateMessage / ForkedChain /
 TooFarAhead), in either payload version, and a failure leaves the session state unchanged.
 
 Run: python fuzz/fuzz_payload.py [corpus dir] (atheris, libFuzzer flags accepted).

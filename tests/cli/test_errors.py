@@ -3,18 +3,25 @@ principal's state as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import Result
 
 from backchannel.cli.context import PASSPHRASE_TRIES, CliContext
 from backchannel.cli.exitcodes import ExitCode
 from backchannel.client.errors import WrongPassphrase
 from backchannel.client.keystore import STATE_FILE
 from tests.cli.conftest import PASSPHRASE, Pair, ThreadRelay, one_error_line, run
+from tests.cli.test_exit_codes import json_error
 
 
 @pytest.fixture()
@@ -216,3 +223,144 @@ def test_three_wrong_passphrases_at_the_prompt_end_the_command(
     with pytest.raises(WrongPassphrase), CliContext(home).principal():
         pass
     assert len(asked) == PASSPHRASE_TRIES == 3
+
+
+# --- a read-only home and a damaged state file (review §4 row 6) ---------------------------
+
+
+@contextlib.contextmanager
+def _unwritable(*paths: Path) -> Iterator[None]:
+    """Make files and folders really unwritable for this process: the mode bits for an
+    ordinary user; as root, whom the mode bits do not stop, the immutable attribute
+    (`chattr +i`, which binds root too). Skips where neither can be had."""
+    if os.geteuid() != 0:
+        modes = {path: path.stat().st_mode for path in paths}
+        for path in paths:
+            path.chmod(modes[path] & ~0o222)
+        try:
+            yield
+        finally:
+            for path in paths:
+                path.chmod(modes[path])
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", *map(str, paths)],
+                                        capture_output=True).returncode != 0:
+        pytest.skip("running as root, and this file system has no immutable attribute")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", *map(str, paths)], check=True)
+
+
+def _assert_clean(result: Result) -> None:
+    """No traceback: the command ended by its own exit, not by an exception it let out."""
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+
+
+READS = [["status"], ["inbox"], ["channels"], ["history", "beijing"], ["verify", "beijing"],
+         ["whoami"], ["record", "show", "beijing"], ["redline", "list"]]
+WRITES = [["send", "beijing", "hello"], ["sync"], ["read", "beijing"],
+          ["verify", "beijing", "--confirm"], ["channels", "remove", "beijing", "--yes"],
+          ["invite", "--relay", "ws://127.0.0.1:9/"], ["passphrase", "change"],
+          ["watch"], ["agent", "--foreground"]]
+
+
+def test_a_read_only_home_is_read_and_refuses_every_write(pair: Pair) -> None:
+    run(pair.beijing, "send", "washington", "seen from the audit copy")
+    run(pair.washington, "sync")
+    home, state = pair.washington, pair.washington / STATE_FILE
+    files, before = sorted(os.listdir(home)), state.read_bytes()
+    with _unwritable(state, home):
+        for command in READS:
+            result = run(home, *command)
+            _assert_clean(result)
+            notice = [line for line in result.stderr.splitlines() if "read-only" in line]
+            assert len(notice) == 1 and notice[0].startswith("note: the home "), command
+        inbox = json.loads(run(home, "inbox", "--json").stdout)["messages"]
+        assert [m["text"] for m in inbox] == ["seen from the audit copy"]
+        for command in WRITES:
+            result = run(home, *command, code=ExitCode.HOME_READ_ONLY)
+            _assert_clean(result)
+            # `verify --confirm` is a read command until it writes: the notice comes first.
+            (line,) = [ln for ln in result.stderr.splitlines() if not ln.startswith("note: ")]
+            assert line.startswith("error: ") and f"the home {home} is read-only" in line, line
+            assert "nothing changed" in line
+        error = json_error(run(home, "--json", "send", "beijing", "x",
+                               code=ExitCode.HOME_READ_ONLY))
+        assert error["code"] == "home_read_only"
+    assert state.read_bytes() == before and sorted(os.listdir(home)) == files
+
+
+def test_a_read_only_state_file_in_a_writable_folder_is_read_too(pair: Pair) -> None:
+    home, state = pair.washington, pair.washington / STATE_FILE
+    before = state.read_bytes()
+    with _unwritable(state):
+        assert "read-only" in run(home, "status").stderr
+        assert "state.db is not writable" in one_error_line(
+            run(home, "send", "beijing", "hi", code=ExitCode.HOME_READ_ONLY))
+    assert state.read_bytes() == before
+
+
+def _truncate_to(size: int) -> Callable[[Path], None]:
+    def truncate(state: Path) -> None:
+        state.write_bytes(state.read_bytes()[:size])
+
+    return truncate
+
+
+def _page_size(state: Path) -> int:
+    return int.from_bytes(state.read_bytes()[16:18], "big")
+
+
+def _flip(offset: Callable[[Path], int]) -> Callable[[Path], None]:
+    def flip(state: Path) -> None:
+        data = bytearray(state.read_bytes())
+        data[offset(state)] ^= 0xFF
+        state.write_bytes(bytes(data))
+
+    return flip
+
+
+def _check_value_offset(state: Path) -> int:
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        (check,) = db.execute("SELECT value FROM meta WHERE key = 'check'").fetchone()
+    return state.read_bytes().index(bytes(check)) + 20
+
+
+def _records_page_offset(state: Path) -> int:
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'records'").fetchone()
+    return (root - 1) * _page_size(state)  # the page's type byte
+
+
+DAMAGE = {
+    "empty": (_truncate_to(0), "is empty (0 bytes)"),
+    "truncated in the header": (_truncate_to(50), "truncated at 50 bytes"),
+    "truncated after the header": (_truncate_to(100), "truncated at 100 bytes"),
+    "truncated mid-page": (lambda s: _truncate_to(s.stat().st_size - 1)(s), "truncated at"),
+    "truncated to one page": (lambda s: _truncate_to(_page_size(s))(s), "truncated at"),
+    "half the pages": (lambda s: _truncate_to(s.stat().st_size // 2 // _page_size(s)
+                                             * _page_size(s))(s), "its header says"),
+    "magic flipped": (_flip(lambda _: 0), "not a Backchannel state file"),
+    "page size flipped": (_flip(lambda _: 16), "header is garbled"),
+    "check value flipped": (_flip(_check_value_offset), "its passphrase check value"),
+    "a table's page flipped": (_flip(_records_page_offset), "damaged"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_a_damaged_state_file_says_what_is_wrong_and_is_left_as_it_is(
+    home: Path, case: str
+) -> None:
+    damage, said = DAMAGE[case]
+    state = home / STATE_FILE
+    damage(state)
+    before = state.read_bytes()
+    for command in (["status"], ["send", "beijing", "hello"]):
+        result = run(home, *command, code=ExitCode.FAILURE)
+        _assert_clean(result)
+        line = one_error_line(result)
+        assert said in line and "left as it is" in line, (case, line)
+        assert state.read_bytes() == before, case

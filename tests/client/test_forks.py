@@ -146,3 +146,54 @@ async def test_a_relay_that_tampers_with_a_copy_raises_no_false_fork(
         assert report.duplicates == 1
         assert bob.status("alice")[0].forks == ()
         assert [m.text for m in bob.inbox("alice")] == ["the genuine note"]
+
+
+async def test_a_backup_restored_after_the_original_went_on_is_a_loud_fork(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """Review §4 row 5. A backup of alice's home is taken; the original sends, hears a
+    reply and answers it (its ratchet steps); then the original is lost and the backup
+    restored. The restored copy shares the original's header key but not its new ratchet
+    key: before `ForkedChain` its messages were taken for duplicates (the first ones) and
+    forgeries (the later ones), and lost without a word. Now bob sees a fork for each, and
+    `sync` says so; what the copy sent is still unreadable to bob (its keys are the copy's
+    own), and the copy reads nothing bob sends after the original's step."""
+    async with running_relay(tmp_path / "relay.db") as relay:
+        alice, bob = make_principal("alice"), make_principal("bob")
+        await pair(alice, bob, [relay.url])
+        await alice.send("bob", "before the backup")
+        await bob.sync()
+        alice.close()
+        shutil.copytree(tmp_path / "alice", tmp_path / "backup")
+        alice = Principal.open(tmp_path / "alice", "passphrase")
+        await alice.send("bob", "after the backup, from the original")
+        await bob.sync()
+        await bob.send("alice", "a reply the original reads")
+        await alice.sync()  # the original steps its ratchet and answers with receipts
+        alice.close()
+        shutil.rmtree(tmp_path / "alice")
+        shutil.copytree(tmp_path / "backup", tmp_path / "alice")  # the disk died: restore
+
+        restored = Principal.open(tmp_path / "alice", "passphrase")
+        try:
+            await bob.send("alice", "sent after the restore")
+            await restored.sync()  # reads it (same chain), and steps apart from the original
+            await restored.send("bob", "the restored copy's first note")
+            for n in range(3):
+                await restored.send("bob", f"the restored copy's note {n + 2}")
+            report = await bob.sync()
+            assert report.forks >= 1 and report.duplicates == 0 and report.rejected == 0
+            texts = [m.text for m in bob.inbox("alice")]
+            assert texts == ["before the backup", "after the backup, from the original"]
+            (status,) = bob.status("alice")
+            assert status.forks and all("used twice" in f for f in status.forks)
+            # Bob's fork notices go to the original's chain: the copy cannot open them,
+            # nor anything else bob sends now. It sees only its rejected count grow.
+            await bob.sync()
+            await bob.send("alice", "after the fork")
+            before = restored.status("bob")[0].rejected
+            await restored.sync()
+            assert restored.status("bob")[0].rejected > before
+            assert "after the fork" not in [m.text for m in restored.inbox("bob")]
+        finally:
+            restored.close()

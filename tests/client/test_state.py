@@ -4,10 +4,15 @@ mailboxes a relay lost, and the schema migration of older state files."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from backchannel.client.engine import Principal
+from backchannel.client.errors import HomeReadOnly
 from backchannel.client.keystore import STATE_FILE
 from backchannel.protocol.envelope import Envelope
 
@@ -118,3 +123,59 @@ def test_an_older_state_file_gains_digest_times_and_send_claims(
         processed = {row[1] for row in db.execute("PRAGMA table_info(processed)")}
         outbox = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
     assert "seen_ms" in processed and "in_flight_until_ms" in outbox
+
+
+# --- read-only opening (review §4 row 6) -----------------------------------------------------
+# These take the read-only flag the library offers, so they run as root too (whom the mode
+# bits do not stop); tests/cli/test_errors.py makes the files really unwritable.
+
+
+def test_a_home_opened_read_only_reads_and_refuses_every_write(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    principal = make_principal("audit")
+    principal.set_setting("escalation", "true")
+    principal.close()
+    home, state = tmp_path / "audit", tmp_path / "audit" / STATE_FILE
+    before, files = state.read_bytes(), sorted(os.listdir(home))
+    reader = Principal.open(home, "passphrase", read_only=True)
+    try:
+        assert reader.read_only_reason == "it was opened read-only"
+        assert reader.setting("escalation") == "true" and reader.channels() == []
+        with pytest.raises(HomeReadOnly, match="is read-only: it was opened read-only"):
+            reader.set_setting("escalation", "false")
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._store.db.execute("DELETE FROM records")  # past `transaction`: query_only
+    finally:
+        reader.close()
+    # immutable=1: not even a -wal or -shm was made beside the file.
+    assert state.read_bytes() == before and sorted(os.listdir(home)) == files
+
+
+async def test_a_copy_taken_with_its_log_waiting_is_read_with_the_log(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """A copy of a home taken while it was open (a snapshot) has commits in `-wal` only:
+    a read-only open reads them (mode=ro with the log, not immutable=1, which would not)."""
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        w.queue("b", "only in the log")
+        shutil.copytree(tmp_path / "w", tmp_path / "snapshot")
+    assert (tmp_path / "snapshot" / f"{STATE_FILE}-wal").stat().st_size > 0
+    w.close()
+    copy = Principal.open(tmp_path / "snapshot", "passphrase", read_only=True)
+    try:
+        assert [m.text for m in copy.transcript("b")][-1] == "only in the log"
+    finally:
+        copy.close()
+
+
+def test_an_old_file_in_a_read_only_home_asks_for_one_upgrade(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    make_principal("old").close()
+    with sqlite3.connect(tmp_path / "old" / STATE_FILE) as db:
+        db.execute("ALTER TABLE outbox DROP COLUMN in_flight_until_ms")
+    with pytest.raises(HomeReadOnly, match="older version and must be upgraded"):
+        Principal.open(tmp_path / "old", "passphrase", read_only=True)

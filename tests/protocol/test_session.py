@@ -6,7 +6,7 @@ import pytest
 
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity, safety_number
 from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
-from backchannel.protocol.e2e.ratchet import MAX_SKIP, DuplicateMessage, Ratchet
+from backchannel.protocol.e2e.ratchet import MAX_SKIP, DuplicateMessage, ForkedChain, Ratchet
 from backchannel.protocol.e2e.session import PAYLOAD_RATCHET, Session
 from backchannel.protocol.envelope import BUCKETS, ENVELOPE_HEADER_SIZE, Envelope
 from backchannel.protocol.errors import (
@@ -126,6 +126,24 @@ def test_duplicate_is_rejected_with_state_unchanged(pair: Pair) -> None:
     with pytest.raises(DuplicateMessage):
         pair.bob.open(sealed.payload, pair.rng)
     assert pair.bob.encode() == before
+
+
+def test_a_copy_that_stepped_apart_on_one_chain_is_a_forked_chain(pair: Pair) -> None:
+    """§5: a header under HKr that names another DHs than the chain's is a second sender
+    state (a backup restored after the original stepped), reported, state unchanged."""
+    copy = Session.decode(pair.alice.encode())  # the backup
+    pair.bob.open(pair.alice.seal(1, b"original", 0, pair.rng).payload, pair.rng)
+    reply = pair.bob.seal(1, b"reply", 0, pair.rng).payload
+    assert pair.alice.open(reply, pair.rng).body == b"reply"
+    assert copy.open(reply, pair.rng).body == b"reply"  # same chain: the copy reads it
+    pair.bob.open(pair.alice.seal(1, b"after the step", 0, pair.rng).payload, pair.rng)
+    before = pair.bob.encode()
+    for text in (b"the copy's first", b"the copy's second", b"the copy's third"):
+        with pytest.raises(ForkedChain):
+            pair.bob.open(copy.seal(1, text, 0, pair.rng).payload, pair.rng)
+    assert pair.bob.encode() == before
+    assert pair.bob.open(pair.alice.seal(1, b"still fine", 0, pair.rng).payload,
+                         pair.rng).body == b"still fine"
 
 
 def test_skipped_message_key_is_used_once_then_a_replay_fails(pair: Pair) -> None:

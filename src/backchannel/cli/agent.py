@@ -81,7 +81,10 @@ def _run_foreground(state: CliContext) -> None:
     passphrase = state.passphrase()
     try:
         # A second, not zero: a command's launcher may be peeking at the lock this instant.
-        principal = Principal.open(state.home, passphrase, lock_timeout=1.0, lock_role="agent")
+        # read_only=False: an agent writes all the time (duties, the socket), so a
+        # read-only home is refused at once (`HomeReadOnly`) rather than served badly.
+        principal = Principal.open(state.home, passphrase, lock_timeout=1.0, lock_role="agent",
+                                   read_only=False)
     except HomeBusy:
         if holder is not None and holder.role == "agent":
             raise ClientError(f"an agent already runs on {state.home} (pid {holder.pid})") from None

@@ -339,6 +339,8 @@ class CliContext:
                     raise
                 typer.echo("wrong passphrase; try again", err=True)
                 self._passphrase = None
+        if principal.read_only_reason:
+            _allow_read_only(principal)
         try:
             yield principal
         finally:
@@ -389,9 +391,40 @@ def read_stdin_text() -> str:
     return text
 
 
+def _allow_read_only(principal: Principal) -> None:
+    """Run a read command on a read-only home after one notice; refuse any other before
+    it does anything (`cli.readonly`)."""
+    from typer._click.globals import get_current_context
+
+    from backchannel.cli.readonly import check_read_only, read_only_notice
+    from backchannel.client.errors import HomeReadOnly
+
+    click = get_current_context(silent=True)
+    command = " ".join(click.command_path.split()[1:]) if click is not None else ""
+    try:
+        check_read_only(principal.home, principal.read_only_reason, command)
+    except HomeReadOnly:
+        principal.close()
+        raise
+    typer.echo(read_only_notice(principal.home, principal.read_only_reason), err=True)
+
+
+def _is_read_only_write(error: BaseException) -> bool:
+    """SQLite refused a write to a read-only file (SQLITE_READONLY and its variants)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_READONLY
+
+
 def exit_code_of(error: BaseException) -> ExitCode:
     """The exit code of an error a command raised (the table in docs/cli.md)."""
+    # Imported on use, as `cli.readonly` is: only the read-only home raises it.
+    from backchannel.client.errors import HomeReadOnly
+
     match error:
+        case HomeReadOnly():
+            return ExitCode.HOME_READ_ONLY
+        case sqlite3.OperationalError() if _is_read_only_write(error):
+            return ExitCode.HOME_READ_ONLY
         case WrongPassphrase():
             return ExitCode.WRONG_PASSPHRASE
         case NotInitialised() | ChannelNotFound() | UnknownReference():
@@ -408,6 +441,8 @@ def _message_of(error: BaseException) -> str:
     match error:
         case StateCorrupted():
             return f"{error}; the state file was left as it is"
+        case sqlite3.OperationalError() if _is_read_only_write(error):
+            return f"the home is read-only ({error}); nothing changed"
         case sqlite3.DatabaseError():
             return f"the state file is damaged ({error}); it was left as it is"
         case OSError():

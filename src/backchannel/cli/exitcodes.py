@@ -37,6 +37,9 @@ class ExitCode(IntEnum):
     NOT_DELIVERED = 6
     #: A fork was seen: a copy of a state sent beside the original (see `status`).
     FORK_DETECTED = 7
+    #: The home cannot be written (a read-only file, folder or file system): a command
+    #: that would change it was refused; commands that only read it still work.
+    HOME_READ_ONLY = 8
     #: Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     INTERRUPTED = 130
 

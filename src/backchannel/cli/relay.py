@@ -106,6 +106,36 @@ def serve(
     raise typer.Exit(code)
 
 
+def _listen_failure(
+    error: OSError, public: tuple[str, int], metrics: tuple[str, int] | None
+) -> tuple[str, str]:
+    """("HOST:PORT", why) for a listener that could not be bound.
+
+    The OS error text is not logged as it is (the relay logs no error text, libsignal's
+    rule); its errno is told in words, with the address it concerns. (Imports here: only
+    a failed start needs them.)
+    """
+    import errno
+    import os
+    import re
+
+    # asyncio (and uvloop) word a bind failure "error while attempting to bind on address
+    # ('127.0.0.1', 8470): address already in use": the address is taken from there.
+    found = re.search(r"address \('([^']*)', (\d+)", str(error))
+    host, port = (found.group(1), int(found.group(2))) if found else public
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    which = " (--metrics-listen)" if metrics is not None and (host, port) == metrics else ""
+    advice = {  # the usual reasons, in the operator's terms
+        errno.EADDRINUSE: "is in use (another relay or program listens there: stop it, or"
+        " choose another port)",
+        errno.EACCES: "is not allowed to this user (ports below 1024 need privileges)",
+        errno.EADDRNOTAVAIL: "is not an address of this machine",
+    }.get(error.errno or 0)
+    if advice is None:
+        advice = f"cannot be listened on: {os.strerror(error.errno or 0).lower()}"
+    return where, f"{where}{which} {advice}"
+
+
 def _host_port(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a (host, port) pair."""
     host, sep, port = text.rpartition(":")
@@ -180,9 +210,14 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
-    except (StoreUnavailable, OSError) as exc:
+    except StoreUnavailable as exc:
         log.error("cannot start", extra={"fields": {"db": redact_url(url),
                                                      "reason": type(exc).__name__}})
+        return 1
+    except OSError as exc:
+        # Binding failed (the store opened): name the address, not the database.
+        where, reason = _listen_failure(exc, (host, port), metrics_listen)
+        log.error("cannot start", extra={"fields": {"listen": where, "reason": reason}})
         return 1
     # A signal stops the relay; so does the store's writer dying (the server has logged
     # it), and then the exit status says so, for a supervisor to restart the relay.

@@ -27,7 +27,7 @@ from typing import Self
 
 from backchannel.client.agent.lock import DEFAULT_LOCK_TIMEOUT, HomeLock, LockHolder
 from backchannel.client.duties import Duties
-from backchannel.client.errors import ClientError, NotInitialised
+from backchannel.client.errors import ClientError, HomeReadOnly, NotInitialised
 from backchannel.client.exchange import (
     DUTY_INTERVAL,
     RECONNECT_DELAY,
@@ -36,7 +36,7 @@ from backchannel.client.exchange import (
 )
 from backchannel.client.forks import ForkRecord
 from backchannel.client.history import HistoryPage, build_history
-from backchannel.client.keystore import STATE_FILE, KdfParameters, Keystore
+from backchannel.client.keystore import STATE_FILE, KdfParameters, Keystore, read_only_reason
 from backchannel.client.pairing import DEFAULT_INVITE_TTL_MS, Pairing, delete_mailboxes
 from backchannel.client.receipts import sequence_gaps
 from backchannel.client.receiving import Receiver, inbox_entry
@@ -176,39 +176,60 @@ class Principal:
         on_wait: Callable[[LockHolder | None], None] | None = None,
         lock_role: str = "command",
         give_up: Callable[[LockHolder | None], bool] | None = None,
+        read_only: bool | None = None,
     ) -> Self:
         """Open the principal in `home`, holding its lock until `close`.
 
         Only one process (or open principal) has a home at a time: while another holds
         it, this waits up to `lock_timeout` seconds, calling `on_wait` once.
 
+        A home this process cannot write (`keystore.read_only_reason`: a mounted backup,
+        a locked-down copy) is opened read-only and without the lock, whose file could
+        not be made or written there: the lock keeps writers apart, and this handle is
+        none. Everything that reads works; every write raises `HomeReadOnly` before
+        anything changes (`read_only_reason` says why).
+
+        Args:
+            read_only: True opens a writable home read-only too (under its lock); False
+                insists on writing (a read-only home raises `HomeReadOnly`); None decides
+                by the home.
+
         Raises:
             NotInitialised: no principal there.
             HomeBusy: another process kept the home for longer than `lock_timeout`.
             WrongPassphrase: the passphrase does not unlock it.
             StateCorrupted: the state file is damaged (it is left untouched).
+            HomeReadOnly: `read_only` is False and the home cannot be written.
         """
         if not (home / STATE_FILE).exists():
             raise NotInitialised(f"no principal in {home}: run `backchannel init`")
-        lock = HomeLock(home)
-        lock.acquire(role=lock_role, timeout=lock_timeout, on_wait=on_wait, give_up=give_up)
+        unwritable = read_only_reason(home)
+        if unwritable and read_only is False:
+            raise HomeReadOnly(home, unwritable, "opening it to write")
+        lock = None if unwritable else HomeLock(home)
+        if lock is not None:
+            lock.acquire(role=lock_role, timeout=lock_timeout, on_wait=on_wait, give_up=give_up)
         try:
             try:
-                store = Keystore.open(home, passphrase)
+                # Unwritable: the keystore finds the same reason again and says it.
+                mode = None if unwritable else bool(read_only)
+                store = Keystore.open(home, passphrase, read_only=mode)
             except FileNotFoundError:
                 raise NotInitialised(
                     f"no principal in {home}: run `backchannel init`"
                 ) from None
             try:
                 principal = cls(store, clock, rng)
-                with store.transaction():
-                    # Whoever held the home before us is gone: so are its send claims.
-                    principal._state.outbox.release_all()
+                if not store.read_only:
+                    with store.transaction():
+                        # Whoever held the home before us is gone: so are its send claims.
+                        principal._state.outbox.release_all()
             except BaseException:
                 store.close()
                 raise
         except BaseException:
-            lock.release()
+            if lock is not None:
+                lock.release()
             raise
         principal._lock = lock
         return principal
@@ -225,6 +246,11 @@ class Principal:
     @property
     def home(self) -> Path:
         return self._store.path.parent
+
+    @property
+    def read_only_reason(self) -> str:
+        """Why this principal was opened read-only ("" when it may write)."""
+        return self._store.read_only
 
     def __enter__(self) -> Self:
         return self

@@ -9,6 +9,7 @@ __all__ = [
     "ChannelNotFound",
     "ClientError",
     "HomeBusy",
+    "HomeReadOnly",
     "IdentityChanged",
     "InviteRefused",
     "NotInitialised",
@@ -31,6 +32,25 @@ class WrongPassphrase(ClientError):
 
 class StateCorrupted(ClientError):
     """The state file is damaged or not a Backchannel file. It is left as it is."""
+
+
+class HomeReadOnly(ClientError):
+    """The home cannot be written (a read-only file, folder or file system: a mounted
+    backup, a locked-down audit copy). It was opened to be read; whatever would change it
+    is refused before anything changes.
+
+    Attributes:
+        home: the folder; reason: why it is read-only ("state.db is not writable").
+    """
+
+    def __init__(self, home: object, reason: str, refused: str = "this would change it") -> None:
+        self.home = home
+        self.reason = reason
+        super().__init__(
+            f"the home {home} is read-only: {reason}; {refused} and was refused (nothing"
+            " changed). Make changes in the principal's own home: a writable copy of this"
+            " one would fork its channels (docs/client.md, \"Backups and copies\")"
+        )
 
 
 class NotInitialised(ClientError):

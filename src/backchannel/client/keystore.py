@@ -21,6 +21,14 @@ and re-seals every sealed column in one transaction, so the old passphrase opens
 in the file afterwards. The index key is kept, sealed under the new record key in `meta`
 (`index_key`): the keyed hashes are row keys (message refs, payload digests, ratchet
 positions) that cannot be recomputed from what is stored, and they reveal only equality.
+
+A home that cannot be written (a read-only file, folder or file system: a mounted backup,
+a locked-down audit copy) is opened read-only (`read_only_reason`): through an SQLite URI
+with `mode=ro`, and `immutable=1` when no write-ahead log is waiting, since a WAL-mode
+file cannot otherwise be read from a folder where its `-wal` and `-shm` cannot be made.
+Every write is then refused with `HomeReadOnly` before it starts. A file that is not a
+sound database (empty, truncated, another format, a damaged header) is refused by a look
+at its first 100 bytes and its size (`_check_file`) before SQLite touches it.
 """
 
 from __future__ import annotations
@@ -42,9 +50,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from backchannel.client.errors import StaleRecord, StateCorrupted, WrongPassphrase
+from backchannel.client.errors import HomeReadOnly, StaleRecord, StateCorrupted, WrongPassphrase
 
-__all__ = ["FORMAT_VERSION", "STATE_FILE", "KdfParameters", "Keystore"]
+__all__ = ["FORMAT_VERSION", "STATE_FILE", "KdfParameters", "Keystore", "read_only_reason"]
 
 STATE_FILE: Final = "state.db"
 FORMAT_VERSION: Final = 1
@@ -52,6 +60,9 @@ _CHECK: Final = b"Backchannel keystore check v1"
 # meta row holding the index key once the passphrase was changed (see the module doc).
 _INDEX_KEY_META: Final = "index_key"
 _NONCE: Final = 12
+# An SQLite file starts with this, in a header of 100 bytes (sqlite.org/fileformat.html §1.3).
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_SQLITE_HEADER: Final = 100
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -88,6 +99,19 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _needs_migration(db: sqlite3.Connection) -> bool:
+    """Whether `_migrate` has anything to do (it reads only)."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "records" not in tables:
+        return False  # a new file: the schema comes next
+    return (
+        "version" not in _columns(db, "records")
+        or not {"forks", "positions"} <= tables
+        or ("processed" in tables and "seen_ms" not in _columns(db, "processed"))
+        or ("outbox" in tables and "in_flight_until_ms" not in _columns(db, "outbox"))
+    )
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring an older state file up to this schema (idempotent, in one transaction).
 
@@ -95,15 +119,12 @@ def _migrate(db: sqlite3.Connection) -> None:
     payload digests' first-seen time (`processed.seen_ms`, for expiring them) and the
     outbox's send claims (`outbox.in_flight_until_ms`).
     """
+    if not _needs_migration(db):
+        return
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "records" not in tables:
-        return  # a new file: the schema comes next
     missing_version = "version" not in _columns(db, "records")
-    missing_forks = not {"forks", "positions"} <= tables
     missing_seen = "processed" in tables and "seen_ms" not in _columns(db, "processed")
     missing_claim = "outbox" in tables and "in_flight_until_ms" not in _columns(db, "outbox")
-    if not (missing_version or missing_forks or missing_seen or missing_claim):
-        return
     db.execute("BEGIN IMMEDIATE")
     try:
         if missing_version and "version" not in _columns(db, "records"):
@@ -157,6 +178,80 @@ class KdfParameters:
             raise StateCorrupted("the state file's key parameters are damaged") from None
 
 
+def read_only_reason(home: Path) -> str:
+    """Why the home cannot be written by this process ("" when it can).
+
+    Asked of the kernel (`access`), so a read-only mount, an immutable file and another
+    owner's file all count, and root's override of the mode bits is honoured. The folder
+    counts too: in WAL mode SQLite must create `state.db-wal` and `-shm` beside the file,
+    and the home lock lives there.
+    """
+    path = home / STATE_FILE
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(home).f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system"
+    if not os.access(path, os.W_OK):
+        return f"{STATE_FILE} is not writable"
+    if not os.access(home, os.W_OK):
+        return "its folder is not writable"
+    return ""
+
+
+def _has_wal(path: Path) -> bool:
+    """A non-empty write-ahead log beside the file: commits not yet copied into it."""
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _uri(path: Path, read_only: bool) -> str:
+    """The SQLite URI of an existing file (percent-encoded: a home may have `?` or `#`)."""
+    if not read_only:
+        return path.absolute().as_uri() + "?mode=rw"
+    return path.absolute().as_uri() + ("?mode=ro" if _has_wal(path) else "?mode=ro&immutable=1")
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that cannot be a sound state file, saying what is wrong, from its size
+    and its 100-byte SQLite header alone (nothing is written; SQLite is not involved).
+
+    Raises:
+        StateCorrupted: empty, truncated, not an SQLite file, or its header is damaged.
+        OSError: the file cannot be read (permission denied, ...).
+    """
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        header = file.read(_SQLITE_HEADER)
+    if size == 0:
+        raise StateCorrupted(f"{path} is empty (0 bytes): truncated, or not a state file")
+    if size < _SQLITE_HEADER:
+        raise StateCorrupted(
+            f"{path} is truncated at {size} bytes (shorter than a database header)"
+        )
+    if header[:16] != _SQLITE_MAGIC:
+        raise StateCorrupted(
+            f"{path} is not a Backchannel state file (not an SQLite database), or its"
+            " header is damaged"
+        )
+    raw = int.from_bytes(header[16:18], "big")
+    page = 65536 if raw == 1 else raw  # 1 stands for 65536 (fileformat §1.3.2)
+    if page < 512 or page & (page - 1) or header[18] not in (1, 2) or header[19] not in (1, 2):
+        raise StateCorrupted(f"{path} is damaged: its database header is garbled")
+    if size % page:
+        raise StateCorrupted(
+            f"{path} is truncated at {size} bytes (not a whole number of {page}-byte pages)"
+        )
+    # The page count in the header holds when its change counter matches the
+    # version-valid-for number (§1.3.7). A waiting write-ahead log may hold the pages
+    # beyond the end (a checkpoint cut short): then SQLite is the judge.
+    pages = int.from_bytes(header[28:32], "big")
+    if header[24:28] == header[92:96] and size < pages * page and not _has_wal(path):
+        raise StateCorrupted(
+            f"{path} is truncated at {size} bytes (its header says {pages * page} bytes)"
+        )
+
+
 def _derive(passphrase: str, salt: bytes, params: KdfParameters) -> tuple[bytes, bytes]:
     master = Argon2id(
         salt=salt,
@@ -174,8 +269,17 @@ def _derive(passphrase: str, salt: bytes, params: KdfParameters) -> tuple[bytes,
 class Keystore:
     """An open, unlocked state file. Use `create` or `open`; close when done."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, record_key: bytes, index_key: bytes):
+    def __init__(
+        self,
+        path: Path,
+        db: sqlite3.Connection,
+        record_key: bytes,
+        index_key: bytes,
+        read_only: str = "",
+    ):
         self.path = path
+        # Why the file is opened read-only ("": it is writable); see `read_only_reason`.
+        self.read_only = read_only
         self._db = db
         self._record_key = record_key
         self._aead = AESGCMSIV(record_key)
@@ -187,7 +291,9 @@ class Keystore:
     # -- opening ----------------------------------------------------------------------
 
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path, read_only: str = "") -> sqlite3.Connection:
+        if read_only:
+            return Keystore._connect_read_only(path)
         # check_same_thread off: the agent hands a connection of its own to the worker
         # thread of each local request; a connection is still used by one thread at a time.
         db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -199,10 +305,37 @@ class Keystore:
         _migrate(db)
         return db
 
+    @staticmethod
+    def _connect_read_only(path: Path) -> sqlite3.Connection:
+        """A connection that cannot write and creates nothing beside the file.
+
+        `immutable=1` reads the file alone, with no `-wal`, `-shm` or locks: the only way
+        to read a WAL-mode file in a folder where those cannot be made. It must not be used
+        while a non-empty log waits, whose commits it would not see; then `mode=ro` reads
+        the log through the existing `-shm` (SQLite 3.22 and later).
+        """
+        db = sqlite3.connect(_uri(path, True), uri=True, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("PRAGMA query_only=ON")  # a write that slips past `transaction` fails too
+        if _needs_migration(db):
+            db.close()
+            raise HomeReadOnly(
+                path.parent,
+                "its state file was written by an older version and must be upgraded once",
+                "upgrading it changes it",
+            )
+        return db
+
     def clone(self) -> Keystore:
         """A second connection to the same unlocked file (no passphrase, no Argon2id): for
         the agent's request workers. Both see the same transactions and versions."""
-        return Keystore(self.path, self._connect(self.path), self._record_key, self._index_key)
+        return Keystore(
+            self.path,
+            self._connect(self.path, self.read_only),
+            self._record_key,
+            self._index_key,
+            self.read_only,
+        )
 
     @classmethod
     def create(cls, home: Path, passphrase: str, params: KdfParameters | None = None) -> Keystore:
@@ -234,37 +367,56 @@ class Keystore:
         return store
 
     @classmethod
-    def open(cls, home: Path, passphrase: str) -> Keystore:
+    def open(cls, home: Path, passphrase: str, *, read_only: bool | None = None) -> Keystore:
         """Open and unlock an existing state file.
+
+        Args:
+            read_only: open it read-only (True), read-write (False), or read-only when
+                the home cannot be written (None: `read_only_reason`).
 
         Raises:
             FileNotFoundError: no state file in `home`.
             WrongPassphrase: the passphrase does not unlock it (nothing was changed).
             StateCorrupted: the file is not a Backchannel state file or is damaged.
+            HomeReadOnly: read-only, and too old to be read without an upgrade.
+            OSError: the file cannot be read at all (permission denied).
         """
         path = home / STATE_FILE
         if not path.exists():
             raise FileNotFoundError(path)
+        _check_file(path)
+        reason = read_only_reason(home) if read_only is None else ""
+        if read_only and not reason:
+            reason = "it was opened read-only"
         try:
-            db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+            db = sqlite3.connect(_uri(path, bool(reason)), uri=True, isolation_level=None)
             rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError:
-            raise StateCorrupted(f"{path} is not a Backchannel state file") from None
+        except sqlite3.DatabaseError as error:
+            raise StateCorrupted(
+                f"{path} is damaged or not a Backchannel state file ({error})"
+            ) from None
         try:
             if int(rows["format"]) != FORMAT_VERSION:
+                db.close()
                 raise StateCorrupted(f"{path} has an unknown format version")
             salt, params, check = rows["kdf_salt"], rows["kdf_params"], rows["check"]
         except (KeyError, ValueError):
             db.close()
             raise StateCorrupted(f"{path} is damaged: its header is incomplete") from None
         record_key, index_key = _derive(passphrase, bytes(salt), KdfParameters.from_json(params))
-        store = cls(path, db, record_key, index_key)
+        store = cls(path, db, record_key, index_key, reason)
         try:
             ok = store.unseal("meta", b"check", bytes(check)) == _CHECK
         except StateCorrupted:
             ok = False
         if not ok:
+            damaged = store._key_opens_a_record()
             db.close()
+            if damaged:
+                raise StateCorrupted(
+                    f"{path} is damaged: its passphrase check value does not open, though"
+                    " the passphrase opens its records"
+                )
             raise WrongPassphrase()
         if _INDEX_KEY_META in rows:
             # The passphrase was changed: the index key is the first one, kept sealed.
@@ -272,8 +424,19 @@ class Keystore:
                 "meta", _INDEX_KEY_META.encode(), bytes(rows[_INDEX_KEY_META])
             )
         db.close()
-        store._db = cls._connect(path)
+        store._db = cls._connect(path, reason)
         return store
+
+    def _key_opens_a_record(self) -> bool:
+        """Whether this key opens any stored record: asked only when the check value did
+        not open, to tell its damage (the key opens the rest) from a wrong passphrase."""
+        for kind, key, sealed in self._db.execute(
+            "SELECT kind, key, record FROM records LIMIT 8"
+        ).fetchall():
+            with contextlib.suppress(StateCorrupted):
+                self.unseal(kind, bytes(key), bytes(sealed))
+                return True
+        return False
 
     def close(self) -> None:
         self._db.close()
@@ -379,7 +542,13 @@ class Keystore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, durable unit of work: all of it is committed, or none."""
+        """One atomic, durable unit of work: all of it is committed, or none.
+
+        Raises:
+            HomeReadOnly: the file was opened read-only; nothing was started.
+        """
+        if self.read_only:
+            raise HomeReadOnly(self.path.parent, self.read_only)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db

@@ -37,7 +37,7 @@ from backchannel.client.sending import Sender
 from backchannel.client.state.shared import ClientState
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
-from backchannel.protocol.e2e.ratchet import DuplicateMessage, TooFarAhead
+from backchannel.protocol.e2e.ratchet import DuplicateMessage, ForkedChain, TooFarAhead
 from backchannel.protocol.e2e.session import starts_session
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import (
@@ -193,6 +193,12 @@ class Receiver:
                 self._record_fork(channel, ForkReason.REPLAY, 0, "", report)
             else:
                 report.duplicates += 1  # a copy (or from before positions were kept)
+            return None
+        except ForkedChain:
+            # Their state was copied and the copy stepped its ratchet apart from the
+            # original (a backup restored after the original went on): loud, never a
+            # duplicate or a forgery. Its body cannot be opened here.
+            self._record_fork(channel, ForkReason.REPLAY, 0, "", report)
             return None
         except (DecryptionFailed, RemoteProtocolError):
             # Tampered, forged or foreign: counted and reported, never shown.

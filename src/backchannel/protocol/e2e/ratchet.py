@@ -66,6 +66,7 @@ __all__ = [
     "SEALED_HEADER_SIZE",
     "BodyVersion",
     "DuplicateMessage",
+    "ForkedChain",
     "PendingDecryption",
     "Position",
     "Ratchet",
@@ -143,6 +144,26 @@ class DuplicateMessage(RemoteProtocolError):
     @property
     def position(self) -> Position:
         return Position(self.ratchet_key, self.n, self.sealed_header)
+
+
+class ForkedChain(RemoteProtocolError):
+    """An authentic header of the current receiving chain (it opens under `HKr`) that names
+    another ratchet key than the chain's own (`DHs_pub` is not `DHr`).
+
+    An honest sender changes its header key whenever it changes its ratchet key, so only a
+    second copy of its state can seal this: a copy restored from a backup, or a second
+    machine, that stepped its ratchet apart from the original on the same root (docs/
+    protocol.md §5 and §8). Whatever its N, the body cannot open here (its chain key is
+    the copy's own), so it would otherwise be taken for a duplicate or a forgery. Nothing
+    changed.
+
+    Attributes:
+        position: the header's `DHs_pub` and N, and the 68-byte sealed header.
+    """
+
+    def __init__(self, position: Position) -> None:
+        super().__init__("a second sender state on one chain (a fork)")
+        self.position = position
 
 
 class TooFarAhead(RemoteProtocolError):
@@ -336,6 +357,8 @@ class Ratchet:
             DuplicateMessage: an authentic header for a position of the current receiving
                 chain already consumed (a copy from an older chain gives DecryptionFailed:
                 its header key is no longer held).
+            ForkedChain: an authentic header of the current receiving chain naming another
+                ratchet key: a forked sender state.
             TooFarAhead: an authentic header that skips more than MAX_SKIP.
         """
         if len(data) < SEALED_HEADER_SIZE + _MIN_BODY[body_version]:
@@ -359,6 +382,8 @@ class Ratchet:
             step = True
             if header is None:
                 raise DecryptionFailed()
+        if not step and self.dhr != _NO_KEY and header.dh != self.dhr:
+            raise ForkedChain(Position(header.dh, header.n, sealed))
         if not step and header.n < self.nr:
             raise DuplicateMessage(header.dh, header.n, sealed)
 
