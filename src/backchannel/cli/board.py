@@ -10,29 +10,31 @@ forms merged into one object per channel (docs/cli.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import RenderableType
-from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.durations import format_duration
 from backchannel.cli.hints import Hint, command_line, hint_for_home
 from backchannel.cli.output import emit_json, local_time, short_id, status_json, status_table
-from backchannel.client.engine import ChannelStatus, Principal
-from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
-from backchannel.dialogue import (
-    AgendaStatus,
-    Clarification,
-    HoldingReply,
-    LineState,
-    LineStatus,
-    PendingAck,
-    RecordStatus,
-    Side,
-    StatusBoard,
-)
+
+if TYPE_CHECKING:
+    # Only for annotations: `status --help` builds the command without Rich, the engine,
+    # cryptography or the dialogue package (0.4 s together); the functions that use them
+    # at run time import them there.
+    from rich.console import RenderableType
+    from rich.table import Table
+
+    from backchannel.client.engine import ChannelStatus, Principal
+    from backchannel.dialogue import (
+        Clarification,
+        HoldingReply,
+        LineStatus,
+        PendingAck,
+        Side,
+        StatusBoard,
+    )
 
 __all__ = ["ChannelBoard", "board_json", "board_renderables", "collect_boards", "register"]
 
@@ -60,6 +62,8 @@ class ChannelBoard:
 
 def collect_boards(principal: Principal, channel: str | None = None) -> list[ChannelBoard]:
     """The board of one channel, or of every channel, at the principal's `now`."""
+    from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
+
     now = principal.now_ms()
     boards = []
     for status in principal.status(channel):
@@ -91,6 +95,8 @@ def board_json(cb: ChannelBoard) -> dict[str, Any]:
 
 
 def _who(side: Side, peer: str) -> str:
+    from backchannel.dialogue import Side
+
     return "you" if side is Side.OURS else peer
 
 
@@ -103,6 +109,8 @@ def _hold(hold: HoldingReply | None) -> str:
 
 def line_summary(line: LineStatus, every_ms: int, grace_ms: int) -> str:
     """The line test in one or two lines: its state and what it rests on."""
+    from backchannel.dialogue import LineState
+
     if line.state is LineState.UP:
         state = f"UP: last answered {local_time(line.last_answered_at_ms or 0)}"
         if line.round_trip_ms is not None:
@@ -150,6 +158,8 @@ def _overview(cb: ChannelBoard) -> Table:
 
 
 def _red_lines_summary(cb: ChannelBoard) -> str:
+    from backchannel.dialogue import Side
+
     ours = sum(1 for r in cb.board.red_lines if r.owner is Side.OURS)
     theirs = len(cb.board.red_lines) - ours
     waiting = sum(1 for r in cb.board.red_lines if r.awaiting_acknowledgement)
@@ -175,6 +185,8 @@ def _deadline_state(pending: PendingAck, escalated: frozenset[bytes], now_ms: in
 
 
 def _acks_table(cb: ChannelBoard) -> Table | None:
+    from rich.table import Table
+
     rows = [("their ack", p) for p in cb.board.awaiting_their_ack]
     rows += [("your ack", p) for p in cb.board.awaiting_our_ack]
     if not rows:
@@ -198,6 +210,8 @@ def _acks_table(cb: ChannelBoard) -> Table | None:
 
 
 def _clarifications_table(cb: ChannelBoard) -> Table | None:
+    from rich.table import Table
+
     opened: tuple[Clarification, ...] = cb.board.open_clarifications
     if not opened:
         return None
@@ -212,6 +226,10 @@ def _clarifications_table(cb: ChannelBoard) -> Table | None:
 
 
 def _red_lines_table(cb: ChannelBoard, hint: Hint) -> Table | None:
+    from rich.table import Table
+
+    from backchannel.dialogue import Side
+
     waiting = [r for r in cb.board.red_lines if r.awaiting_acknowledgement]
     if not waiting:
         return None
@@ -229,6 +247,10 @@ def _red_lines_table(cb: ChannelBoard, hint: Hint) -> Table | None:
 
 
 def _agenda_table(cb: ChannelBoard) -> Table | None:
+    from rich.table import Table
+
+    from backchannel.dialogue import AgendaStatus
+
     meeting = cb.board.next_round
     if meeting is None:
         return None
@@ -247,6 +269,10 @@ def _agenda_table(cb: ChannelBoard) -> Table | None:
 
 
 def _records_table(cb: ChannelBoard) -> Table | None:
+    from rich.table import Table
+
+    from backchannel.dialogue import RecordStatus, Side
+
     if not cb.board.records:
         return None
     table = Table(title="Records")

@@ -10,7 +10,7 @@ as `inbox`, `status` and the other listings show them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,7 +18,11 @@ from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, report
 from backchannel.cli.durations import parse_when
 from backchannel.cli.hints import command_hint
 from backchannel.cli.output import emit_json, local_time, send_json, short_id
-from backchannel.client.engine import SendResult
+
+if TYPE_CHECKING:
+    # Only for annotations: `report_act` is imported by `record`, `agenda`, `redline` and
+    # `meet`, whose `--help` has no use for the engine (and cryptography under it).
+    from backchannel.client.engine import SendResult
 
 __all__ = ["register", "report_act"]
 

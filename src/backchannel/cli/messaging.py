@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import typer
 
@@ -22,7 +22,6 @@ from backchannel.cli.context import (
 from backchannel.cli.durations import parse_duration
 from backchannel.cli.exitcodes import ExitCode
 from backchannel.cli.hints import command_hint, hint_for_home
-from backchannel.cli.narrate import describe
 from backchannel.cli.output import (
     channel_json,
     channels_table,
@@ -37,13 +36,15 @@ from backchannel.cli.output import (
     shown,
     sync_json,
 )
-from backchannel.client.engine import InboxEntry, Principal, SyncReport
 from backchannel.client.errors import ClientError
-from backchannel.client.receipts import RECEIPT_KINDS
-from backchannel.client.records import MessageRecord
-from backchannel.client.strategic import StrategicChannel
-from backchannel.dialogue import PendingAck, Precedence, Side
-from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
+
+if TYPE_CHECKING:
+    # Only for annotations: `send --help` and `sync --help` build these commands without
+    # the engine, cryptography, websockets or the dialogue package (0.3 s together);
+    # the functions that use them at run time import them there.
+    from backchannel.client.engine import InboxEntry, Principal, SyncReport
+    from backchannel.client.records import MessageRecord
+    from backchannel.dialogue import PendingAck, Precedence
 
 __all__ = ["HOLD_HINT_UNTIL", "register"]
 
@@ -146,6 +147,8 @@ _QUEUED = "no relay answered: the message is queued and `backchannel sync` will 
 
 
 def _precedence(flash: bool, priority: bool, routine: bool) -> Precedence:
+    from backchannel.dialogue import Precedence
+
     chosen = [p for p, flag in ((Precedence.FLASH, flash), (Precedence.PRIORITY, priority),
                                 (Precedence.ROUTINE, routine)) if flag]
     if len(chosen) > 1:
@@ -177,6 +180,8 @@ def send(
 
     Example: backchannel send beijing "Incident at sea; please confirm." --flash --ack-within 10m
     """
+    from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
+
     state = cli_context(ctx, as_json)
     precedence = _precedence(flash, priority, routine)
     deadline_ms = 0 if ack_within is None else parse_duration(
@@ -229,6 +234,9 @@ def _messages(principal: Principal) -> dict[str, tuple[str, MessageRecord]]:
 def _seen(
     state: CliContext, principal: Principal, before: dict[str, tuple[str, MessageRecord]]
 ) -> _SyncSeen:
+    from backchannel.cli.narrate import describe
+    from backchannel.client.receipts import RECEIPT_KINDS
+
     after = _messages(principal)
     arrived = [(name, m) for key, (name, m) in after.items()
                if key not in before and m.direction == "in"]
@@ -337,6 +345,9 @@ def inbox(
 
 def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
     """Their notes this side still owes an acknowledgement, by hex id (the fold knows)."""
+    from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import Side
+
     dialogue = StrategicChannel(principal, channel).dialogue()
     return {p.message_id.hex(): p for p in dialogue.pending_acks(principal.now_ms(), Side.THEIRS)}
 
