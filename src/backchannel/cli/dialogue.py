@@ -9,7 +9,6 @@ as `inbox`, `status` and the other listings show them.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -21,7 +20,8 @@ from backchannel.cli.output import emit_json, local_time, send_json, short_id
 
 if TYPE_CHECKING:
     # Only for annotations: `report_act` is imported by `record`, `agenda`, `redline` and
-    # `meet`, whose `--help` has no use for the engine (and cryptography under it).
+    # `meet`, whose `--help` has no use for the engine (and cryptography under it). The
+    # commands import asyncio themselves, for the same reason.
     from backchannel.client.engine import SendResult
 
 __all__ = ["register", "report_act"]
@@ -71,6 +71,8 @@ def ack(
 
     Example: backchannel ack washington 3f9a2c1e
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         target = strategic.resolve(message).hex()
@@ -102,6 +104,8 @@ def hold(
 
     Example: backchannel hold washington 3f9a2c1e --until 2h "Consulting the capital."
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         expected_by = parse_when(until, now_ms=strategic.principal.now_ms(), option="--until")
@@ -128,6 +132,8 @@ def clarify(
 
     Example: backchannel clarify beijing 3f9a2c1e "Does this include the 2024 sales?"
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         target = strategic.resolve(message).hex()
@@ -150,6 +156,8 @@ def answer(
 
     Example: backchannel answer washington 77c0d2aa "Yes: every sale since January."
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         target = strategic.resolve(request).hex()

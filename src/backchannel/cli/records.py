@@ -9,7 +9,6 @@ passphrase.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sys
 from pathlib import Path
@@ -109,6 +108,8 @@ def propose(
 
     Example: backchannel record propose beijing "Vienna round" --lang en="The two sides held candid talks." --lang zh="双方进行了坦诚的会谈。" --authoritative en
     """  # noqa: E501 - an example is one command line
+    import asyncio
+
     state = cli_context(ctx, as_json)
     versions = parse_languages(text, langs, authoritative)
     with state.channel(channel) as strategic:
@@ -140,6 +141,8 @@ def sign(
 
     Example: backchannel record sign washington 1f3e9d20 --version 1
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         record_id = strategic.resolve(record)
