@@ -8,7 +8,9 @@ agent), pairs them, and times N runs (default 20) each of:
 
 - `python -c pass`: the floor, the bare interpreter start;
 - `backchannel --help`, `--version` (answered by the launcher from the command registry,
-  standard library only) and `send --help` (Typer builds that one command);
+  standard library only) and each command's own help, `send --help`, `sync --help`,
+  `status --help`, `history --help`, `record --help`, `relay serve --help`, `meet suggest
+  --help` (Typer builds that one command, without the client or the venue planner);
 - `backchannel send bob "..."` and `backchannel status`, run in-process (no agent: the
   command unlocks the state with Argon2id, imports the client, and connects to the relay);
 - the same two commands while `backchannel agent` runs (the command is forwarded on the
@@ -17,6 +19,10 @@ agent), pairs them, and times N runs (default 20) each of:
 It prints p50 and p95 of each, and each p50 as a multiple of the floor's p50, measured in
 this same run. The targets: `send` through the agent, `--help` and `--version` at most
 8x the floor.
+
+    python bench/cli.py --help-only [--runs N]
+
+times only the floor and the helps (no relay, no principals: a few seconds).
 """
 
 from __future__ import annotations
@@ -67,11 +73,42 @@ async def pair(root: Path, url: str) -> None:
     bob.close()
 
 
+# Each command's own `--help` (review §4 row 10: `send --help` was 32x the floor).
+COMMAND_HELPS = (["send"], ["sync"], ["status"], ["history"], ["record"], ["relay", "serve"],
+                 ["meet", "suggest"])
+
+
+def help_rows(env: dict[str, str], runs: int) -> list[tuple[str, list[float]]]:
+    """The floor, the root `--help` and `--version`, and every command's own help."""
+    rows = [
+        ("python -c pass (floor)", timed([sys.executable, "-c", "pass"], env, runs)),
+        ("--help", timed([*CLI, "--help"], env, runs)),
+        ("--version", timed([*CLI, "--version"], env, runs)),
+    ]
+    for command in COMMAND_HELPS:
+        name = " ".join([*command, "--help"])
+        rows.append((name, timed([*CLI, *command, "--help"], env, runs)))
+    return rows
+
+
+def report(rows: list[tuple[str, list[float]]], runs: int) -> None:
+    floor = statistics.median(rows[0][1])
+    print(f"{'command':<28} {'p50 ms':>8} {'p95 ms':>8} {'p50 / floor':>12}   ({runs} runs)")
+    for name, samples in rows:
+        p50, p95 = statistics.median(samples), percentile(samples, 0.95)
+        print(f"{name:<28} {p50 * 1000:8.1f} {p95 * 1000:8.1f} {p50 / floor:11.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--help-only", action="store_true",
+                        help="Time only the floor and the helps (no relay, no principals).")
     args = parser.parse_args()
     env = {**os.environ, "BACKCHANNEL_PASSPHRASE": PASSPHRASE}
+    if args.help_only:
+        report(help_rows(env, args.runs), args.runs)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         relay = subprocess.Popen(
@@ -85,14 +122,9 @@ def main() -> None:
             home = ["--home", str(root / "alice")]
             send = [*CLI, *home, "send", "bob", "a note timed by bench/cli.py"]
             status = [*CLI, *home, "status"]
-            rows: list[tuple[str, list[float]]] = [
-                ("python -c pass (floor)", timed([sys.executable, "-c", "pass"], env, args.runs)),
-                ("--help", timed([*CLI, "--help"], env, args.runs)),
-                ("--version", timed([*CLI, "--version"], env, args.runs)),
-                ("send --help", timed([*CLI, "send", "--help"], env, args.runs)),
-                ("send, no agent", timed(send, env, args.runs)),
-                ("status, no agent", timed(status, env, args.runs)),
-            ]
+            rows = help_rows(env, args.runs)
+            rows.append(("send, no agent", timed(send, env, args.runs)))
+            rows.append(("status, no agent", timed(status, env, args.runs)))
             subprocess.run([*CLI, *home, "agent"], env=env, check=True, capture_output=True)
             try:
                 rows.append(("send, through the agent", timed(send, env, args.runs)))
@@ -102,11 +134,7 @@ def main() -> None:
         finally:
             relay.terminate()
             relay.wait(30)
-    floor = statistics.median(rows[0][1])
-    print(f"{'command':<28} {'p50 ms':>8} {'p95 ms':>8} {'p50 / floor':>12}   ({args.runs} runs)")
-    for name, samples in rows:
-        p50, p95 = statistics.median(samples), percentile(samples, 0.95)
-        print(f"{name:<28} {p50 * 1000:8.1f} {p95 * 1000:8.1f} {p50 / floor:11.1f}x")
+    report(rows, args.runs)
 
 
 if __name__ == "__main__":

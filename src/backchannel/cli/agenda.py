@@ -7,17 +7,22 @@ agreed agenda is what both accepted (a proposer accepts its item by proposing it
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
 from backchannel.cli.hints import command_hint
 from backchannel.cli.output import emit_json, local_time, short_id
-from backchannel.dialogue import AgendaItem, AgendaRound, AgendaStatus, Side
+
+if TYPE_CHECKING:
+    # Only for annotations: `agenda --help` builds the group without Rich or the dialogue
+    # package (cryptography under it); the functions that use them at run time import
+    # them there, asyncio too.
+    from rich.table import Table
+
+    from backchannel.dialogue import AgendaItem, AgendaRound
 
 __all__ = ["agenda_app", "agenda_round_json"]
 
@@ -66,6 +71,8 @@ def propose(
 
     Example: backchannel agenda propose beijing --round 2 "Export controls" --detail "Vienna"
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic, state.progress("Sending the proposal…"):
         result = asyncio.run(strategic.propose_agenda_item(round_number, title, detail))
@@ -77,6 +84,8 @@ def propose(
 
 def _decide(state_ctx: typer.Context, channel: str, item: str, *, accept: bool, reason: str,
             as_json: bool) -> None:
+    import asyncio
+
     state = cli_context(state_ctx, as_json)
     with state.channel(channel) as strategic:
         item_id = strategic.resolve(item).hex()
@@ -117,6 +126,8 @@ def decline(
 
 
 def _state(item: AgendaItem) -> str:
+    from backchannel.dialogue import AgendaStatus, Side
+
     if item.status is AgendaStatus.PROPOSED:
         return "awaiting " + ("their decision" if item.proposed_by is Side.OURS
                               else "your decision")
@@ -126,6 +137,10 @@ def _state(item: AgendaItem) -> str:
 
 
 def _round_table(meeting: AgendaRound, peer: str) -> Table:
+    from rich.table import Table
+
+    from backchannel.dialogue import Side
+
     agreed = "\n".join(f"{n}. {i.title}" for n, i in enumerate(meeting.agreed, 1))
     table = Table(title=f"Round {meeting.round}",
                   caption=f"Agreed agenda:\n{agreed}" if agreed else "Nothing agreed yet.")

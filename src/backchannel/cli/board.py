@@ -10,31 +10,32 @@ forms merged into one object per channel (docs/cli.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import RenderableType
-from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.durations import format_duration
 from backchannel.cli.hints import Hint, command_line, hint_for_home
 from backchannel.cli.output import emit_json, local_time, short_id, status_json, status_table
-from backchannel.cli.section import Section
-from backchannel.cli.urgency import note_urgency
-from backchannel.client.engine import ChannelStatus, Principal
-from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
-from backchannel.dialogue import (
-    AgendaStatus,
-    Clarification,
-    HoldingReply,
-    LineState,
-    LineStatus,
-    PendingAck,
-    RecordStatus,
-    Side,
-    StatusBoard,
-)
+
+if TYPE_CHECKING:
+    # Only for annotations: `status --help` builds the command without Rich, the engine,
+    # cryptography or the dialogue package; the functions that use them at run time
+    # import them there.
+    from rich.console import RenderableType
+    from rich.table import Table
+
+    from backchannel.cli.section import Section
+    from backchannel.client.engine import ChannelStatus, Principal
+    from backchannel.dialogue import (
+        Clarification,
+        HoldingReply,
+        LineStatus,
+        PendingAck,
+        Side,
+        StatusBoard,
+    )
 
 __all__ = ["ChannelBoard", "board_json", "board_renderables", "collect_boards", "register"]
 
@@ -62,6 +63,8 @@ class ChannelBoard:
 
 def collect_boards(principal: Principal, channel: str | None = None) -> list[ChannelBoard]:
     """The board of one channel, or of every channel, at the principal's `now`."""
+    from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
+
     now = principal.now_ms()
     boards = []
     for status in principal.status(channel):
@@ -93,6 +96,8 @@ def board_json(cb: ChannelBoard) -> dict[str, Any]:
 
 
 def _who(side: Side, peer: str) -> str:
+    from backchannel.dialogue import Side
+
     return "you" if side is Side.OURS else peer
 
 
@@ -105,6 +110,8 @@ def _hold(hold: HoldingReply | None) -> str:
 
 def line_summary(line: LineStatus, every_ms: int, grace_ms: int) -> str:
     """The line test in one or two lines: its state and what it rests on."""
+    from backchannel.dialogue import LineState
+
     if line.state is LineState.UP:
         state = f"UP: last answered {local_time(line.last_answered_at_ms or 0)}"
         if line.round_trip_ms is not None:
@@ -152,6 +159,8 @@ def _overview(cb: ChannelBoard) -> Table:
 
 
 def _red_lines_summary(cb: ChannelBoard) -> str:
+    from backchannel.dialogue import Side
+
     ours = sum(1 for r in cb.board.red_lines if r.owner is Side.OURS)
     theirs = len(cb.board.red_lines) - ours
     waiting = sum(1 for r in cb.board.red_lines if r.awaiting_acknowledgement)
@@ -177,6 +186,9 @@ def _deadline_state(pending: PendingAck, escalated: frozenset[bytes], now_ms: in
 
 
 def _acks_table(cb: ChannelBoard) -> Section | None:
+    from backchannel.cli.section import Section
+    from backchannel.cli.urgency import note_urgency
+
     rows = [("their ack", p) for p in cb.board.awaiting_their_ack]
     rows += [("your ack", p) for p in cb.board.awaiting_our_ack]
     if not rows:
@@ -200,6 +212,8 @@ def _acks_table(cb: ChannelBoard) -> Section | None:
 
 
 def _clarifications_table(cb: ChannelBoard) -> Section | None:
+    from backchannel.cli.section import Section
+
     opened: tuple[Clarification, ...] = cb.board.open_clarifications
     if not opened:
         return None
@@ -213,6 +227,9 @@ def _clarifications_table(cb: ChannelBoard) -> Section | None:
 
 
 def _red_lines_table(cb: ChannelBoard, hint: Hint) -> Section | None:
+    from backchannel.cli.section import Section
+    from backchannel.dialogue import Side
+
     waiting = [r for r in cb.board.red_lines if r.awaiting_acknowledgement]
     if not waiting:
         return None
@@ -229,6 +246,9 @@ def _red_lines_table(cb: ChannelBoard, hint: Hint) -> Section | None:
 
 
 def _agenda_table(cb: ChannelBoard) -> Section | None:
+    from backchannel.cli.section import Section
+    from backchannel.dialogue import AgendaStatus
+
     meeting = cb.board.next_round
     if meeting is None:
         return None
@@ -246,6 +266,9 @@ def _agenda_table(cb: ChannelBoard) -> Section | None:
 
 
 def _records_table(cb: ChannelBoard) -> Section | None:
+    from backchannel.cli.section import Section
+    from backchannel.dialogue import RecordStatus, Side
+
     if not cb.board.records:
         return None
     table = Section("Records", ("Record", "Proposed by", "Version", "Title", "State"))

@@ -9,8 +9,7 @@ as `inbox`, `status` and the other listings show them.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,7 +17,12 @@ from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, report
 from backchannel.cli.durations import parse_when
 from backchannel.cli.hints import command_hint
 from backchannel.cli.output import emit_json, local_time, send_json, short_id
-from backchannel.client.engine import SendResult
+
+if TYPE_CHECKING:
+    # Only for annotations: `report_act` is imported by `record`, `agenda`, `redline` and
+    # `meet`, whose `--help` has no use for the engine (and cryptography under it). The
+    # commands import asyncio themselves, for the same reason.
+    from backchannel.client.engine import SendResult
 
 __all__ = ["register", "report_act"]
 
@@ -67,6 +71,8 @@ def ack(
 
     Example: backchannel ack washington 3f9a2c1e
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         target = strategic.resolve(message).hex()
@@ -98,6 +104,8 @@ def hold(
 
     Example: backchannel hold washington 3f9a2c1e --until 2h "Consulting the capital."
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         expected_by = parse_when(until, now_ms=strategic.principal.now_ms(), option="--until")
@@ -124,6 +132,8 @@ def clarify(
 
     Example: backchannel clarify beijing 3f9a2c1e "Does this include the 2024 sales?"
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         target = strategic.resolve(message).hex()
@@ -146,6 +156,8 @@ def answer(
 
     Example: backchannel answer washington 77c0d2aa "Yes: every sale since January."
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         target = strategic.resolve(request).hex()

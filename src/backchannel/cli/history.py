@@ -9,7 +9,7 @@ showed. Ids are the first 8 digits of the message id, which `read`, `ack`, `hold
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
@@ -24,7 +24,12 @@ from backchannel.cli.output import (
     short_id,
     utc_time,
 )
-from backchannel.client.history import HistoryEntry, HistoryFork, HistoryGap, HistoryPage
+
+if TYPE_CHECKING:
+    # Only for annotations: `client.history` brings the engine's dependencies
+    # (cryptography, websockets: 0.3 s) that `history --help` has no use for; the
+    # functions that match on these classes import them there.
+    from backchannel.client.history import HistoryEntry, HistoryFork, HistoryGap, HistoryPage
 
 __all__ = ["DEFAULT_LIMIT", "history_json", "register"]
 
@@ -114,6 +119,8 @@ def _status(entry: HistoryEntry) -> str:
 
 
 def _mark(state: CliContext, mark: HistoryGap | HistoryFork) -> str:
+    from backchannel.client.history import HistoryFork, HistoryGap
+
     match mark:
         case HistoryGap(first_seq=first, last_seq=last):
             which = f"#{first}" if first == last else f"#{first}-{last}"
@@ -128,6 +135,8 @@ def _mark(state: CliContext, mark: HistoryGap | HistoryFork) -> str:
 def _print_page(
     state: CliContext, page: HistoryPage, peer: str, again: list[str], since: str | None
 ) -> None:
+    from backchannel.client.history import HistoryEntry
+
     if page.earlier:
         first = page.entries[0].message_id if page.entries else ""
         state.out.print(f"{page.earlier} earlier message(s): "
@@ -181,6 +190,8 @@ def _entry_json(entry: HistoryEntry) -> dict[str, Any]:
 
 def history_json(page: HistoryPage) -> dict[str, Any]:
     """The `history --json` document (docs/cli.md, "history")."""
+    from backchannel.client.history import HistoryEntry, HistoryFork, HistoryGap
+
     items: list[dict[str, Any]] = []
     for item in page.items:
         match item:

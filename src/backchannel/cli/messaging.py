@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import typer
 
@@ -22,7 +21,6 @@ from backchannel.cli.context import (
 from backchannel.cli.durations import parse_duration
 from backchannel.cli.exitcodes import ExitCode
 from backchannel.cli.hints import command_hint, hint_for_home
-from backchannel.cli.narrate import describe
 from backchannel.cli.output import (
     channel_json,
     channels_table,
@@ -37,14 +35,16 @@ from backchannel.cli.output import (
     shown,
     sync_json,
 )
-from backchannel.cli.urgency import NEWLY_OVERDUE, Bell, note_urgency, print_urgent
-from backchannel.client.engine import InboxEntry, Principal, SyncReport
 from backchannel.client.errors import ClientError
-from backchannel.client.receipts import RECEIPT_KINDS
-from backchannel.client.records import MessageRecord
-from backchannel.client.strategic import StrategicChannel
-from backchannel.dialogue import PendingAck, Precedence, Side
-from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
+
+if TYPE_CHECKING:
+    # Only for annotations: `send --help` and `sync --help` build these commands without
+    # the engine, cryptography, websockets or the dialogue package (0.3 s together);
+    # the functions that use them at run time import them there (asyncio too: 12 ms).
+    from backchannel.cli.urgency import Bell
+    from backchannel.client.engine import InboxEntry, Principal, SyncReport
+    from backchannel.client.records import MessageRecord
+    from backchannel.dialogue import PendingAck, Precedence
 
 __all__ = ["HOLD_HINT_UNTIL", "register"]
 
@@ -122,6 +122,8 @@ def remove(
 
     Example: backchannel channels remove beijing --yes
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         record = principal.channel(channel)
@@ -147,6 +149,8 @@ _QUEUED = "no relay answered: the message is queued and `backchannel sync` will 
 
 
 def _precedence(flash: bool, priority: bool, routine: bool) -> Precedence:
+    from backchannel.dialogue import Precedence
+
     chosen = [p for p, flag in ((Precedence.FLASH, flash), (Precedence.PRIORITY, priority),
                                 (Precedence.ROUTINE, routine)) if flag]
     if len(chosen) > 1:
@@ -178,6 +182,10 @@ def send(
 
     Example: backchannel send beijing "Incident at sea; please confirm." --flash --ack-within 10m
     """
+    import asyncio
+
+    from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
+
     state = cli_context(ctx, as_json)
     precedence = _precedence(flash, priority, routine)
     deadline_ms = 0 if ack_within is None else parse_duration(
@@ -230,6 +238,9 @@ def _messages(principal: Principal) -> dict[str, tuple[str, MessageRecord]]:
 def _seen(
     state: CliContext, principal: Principal, before: dict[str, tuple[str, MessageRecord]]
 ) -> _SyncSeen:
+    from backchannel.cli.narrate import describe
+    from backchannel.client.receipts import RECEIPT_KINDS
+
     after = _messages(principal)
     arrived = [(name, m) for key, (name, m) in after.items()
                if key not in before and m.direction == "in"]
@@ -244,6 +255,8 @@ def _seen(
 
 
 def _print_sync(state: CliContext, report: SyncReport, seen: _SyncSeen) -> None:
+    from backchannel.cli.urgency import NEWLY_OVERDUE, Bell, note_urgency, print_urgent
+
     state.out.print(
         f"Synced: {len(seen.notes)} new message(s), {len(seen.acts)} dialogue message(s), "
         f"{seen.receipts} receipt(s), {seen.sent} sent"
@@ -296,6 +309,8 @@ def sync(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 
     Example: backchannel sync
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.principal() as principal, state.progress("Syncing with the relays…"):
         # What is stored is compared before and after, so that each counter counts what
@@ -352,6 +367,9 @@ def inbox(
 
 def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
     """Their notes this side still owes an acknowledgement, by hex id (the fold knows)."""
+    from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import Side
+
     dialogue = StrategicChannel(principal, channel).dialogue()
     return {p.message_id.hex(): p for p in dialogue.pending_acks(principal.now_ms(), Side.THEIRS)}
 
@@ -359,6 +377,8 @@ def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
 def _print_message(
     state: CliContext, entry: InboxEntry, owed: PendingAck | None, bell: Bell
 ) -> None:
+    from backchannel.cli.urgency import note_urgency, print_urgent
+
     label = precedence_label(entry.precedence, entry.ack_within_ms)
     # Overdue only while still owed: an acknowledged note is no longer anyone's worry.
     urgency = note_urgency(entry.precedence, overdue=owed is not None and owed.overdue)
@@ -394,6 +414,8 @@ def read(
 
     Example: backchannel read beijing 3f9a2c1e
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         name = principal.channel(channel).name
@@ -406,6 +428,8 @@ def read(
         state.out.print(f"No unread messages in '{shown(name)}'; all of them: "
                         + command_hint(state, "history", name), soft_wrap=True)
         return
+    from backchannel.cli.urgency import Bell
+
     bell = Bell()  # once per read, however many FLASH notes it opens
     for entry in entries:
         _print_message(state, entry, owed.get(entry.message_id), bell)

@@ -15,23 +15,28 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from backchannel.cli.durations import format_duration
-from backchannel.cli.urgency import note_urgency
-from backchannel.client.engine import (
-    ChannelStatus,
-    InboxEntry,
-    RelayHealth,
-    SendResult,
-    SyncReport,
-)
-from backchannel.client.records import ChannelRecord, InviteRecord
-from backchannel.dialogue import Precedence
 from backchannel.protocol.text import escaped, json_escaped
+
+if TYPE_CHECKING:
+    # Only for annotations. Every command module imports this one, so what it imports at
+    # the top every command's `--help` pays for: the engine (and cryptography under it)
+    # is 0.3 s, Rich's tables 50 ms, `dialogue` 0.15 s (it signs records). The functions
+    # that need Rich or `Precedence` at run time import them themselves.
+    from rich.table import Table
+
+    from backchannel.client.engine import (
+        ChannelStatus,
+        InboxEntry,
+        RelayHealth,
+        SendResult,
+        SyncReport,
+    )
+    from backchannel.client.records import ChannelRecord, InviteRecord
 
 __all__ = [
     "channel_json",
@@ -147,6 +152,8 @@ def invite_json(invite: InviteRecord, now_ms: int | None = None) -> dict[str, An
 
 
 def message_json(entry: InboxEntry) -> dict[str, Any]:
+    from backchannel.cli.urgency import note_urgency
+
     return {
         "channel": entry.channel,
         "message_id": entry.message_id,
@@ -167,6 +174,8 @@ def message_json(entry: InboxEntry) -> dict[str, Any]:
 
 def precedence_name(precedence: int) -> str:
     """``"flash"``, ``"priority"`` or ``"routine"``, as the board's JSON spells them."""
+    from backchannel.dialogue import Precedence
+
     return Precedence(precedence).name.lower()
 
 
@@ -240,6 +249,8 @@ def _yes_no(flag: bool) -> str:
 
 
 def channels_table(channels: list[ChannelRecord]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Channels")
     table.add_column("Channel")
     table.add_column("Id")
@@ -260,6 +271,10 @@ def channels_table(channels: list[ChannelRecord]) -> Table:
 
 
 def inbox_table(entries: list[InboxEntry]) -> Table:
+    from rich.table import Table
+
+    from backchannel.cli.urgency import note_urgency
+
     table = Table(title="Inbox")
     # No sequence-number column: the numbers count receipts too, so they skip, and
     # commands take the id (review §4 row 17).
@@ -284,6 +299,8 @@ def inbox_table(entries: list[InboxEntry]) -> Table:
 
 def precedence_label(precedence: int, ack_within_ms: int = 0) -> str:
     """``FLASH, ack within 10m`` for people; routine notes without a deadline stay quiet."""
+    from backchannel.dialogue import Precedence
+
     word = Precedence(precedence).name
     if ack_within_ms:
         return f"{word}, ack within {format_duration(ack_within_ms)}"
@@ -317,6 +334,8 @@ def _relays(status: ChannelStatus) -> str:
 def status_table(statuses: list[ChannelStatus]) -> Table:
     """One column per channel, one row per measure: a principal has few channels, and
     the measures would not fit side by side in a terminal."""
+    from rich.table import Table
+
     table = Table(title="Channel status")
     table.add_column("")
     for s in statuses:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from pathlib import Path
@@ -20,11 +19,12 @@ from backchannel.cli.output import (
     shown,
     utc_time,
 )
-from backchannel.client.engine import Principal
 from backchannel.client.errors import ClientError
-from backchannel.client.keystore import STATE_FILE
 from backchannel.protocol.errors import LocalProtocolError
 from backchannel.protocol.text import check_relay_url, escaped
+
+# Not here: the engine and the keystore (cryptography under both), and asyncio; the
+# commands that use them import them, since `init --help` has no use for them (0.3 s).
 
 __all__ = ["parse_ttl", "register"]
 
@@ -70,6 +70,9 @@ def init(
 
     Example: backchannel --home ~/bc/washington init --name washington
     """
+    from backchannel.client.engine import Principal
+    from backchannel.client.keystore import STATE_FILE
+
     state = cli_context(ctx, as_json)
     if (state.home / STATE_FILE).exists():
         # Said before asking for a passphrase that would not be used.
@@ -133,6 +136,8 @@ def invite(
 
     Example: backchannel invite --relay wss://relay.example.org --ttl 2d --qr
     """
+    import asyncio
+
     if ctx.invoked_subcommand is not None:
         return  # `invite revoke`: the group's options are not an invite to make
     if not relays:
@@ -175,6 +180,8 @@ def accept(
 
     Example: backchannel accept BC1-AAECAwQF... --name washington
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     if code == "-":
         code = typer.get_text_stream("stdin").read()
@@ -285,6 +292,8 @@ def revoke(
 
     Example: backchannel invite revoke 3f9a2c71
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.principal() as principal, state.progress("Deleting the invite's mailboxes…"):
         record, left = asyncio.run(principal.revoke_invite(invite_id))

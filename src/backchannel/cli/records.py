@@ -9,37 +9,31 @@ passphrase.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
 from backchannel.cli.hints import command_hint, command_line
 from backchannel.cli.output import emit_json, local_time, short_id, shown
 from backchannel.client.errors import ClientError
-from backchannel.client.strategic import StrategicChannel
-from backchannel.dialogue import (
-    LanguageVersion,
-    MalformedRecordFile,
-    MissingCosignature,
-    RecordFileError,
-    RecordSignatureInvalid,
-    RecordStatus,
-    RecordTextAltered,
-    RecordView,
-    Side,
-    UnexpectedSigner,
-    VerifiedRecord,
-    VerifiedSigner,
-    verify_record_file,
-)
-from backchannel.dialogue.agreed import MAX_RECORD_FILE_BYTES
+
+if TYPE_CHECKING:
+    # Only for annotations: `record --help` builds the group without Rich, the engine or
+    # the dialogue package (cryptography under both); the functions that use them at run
+    # time import them there.
+    from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import (
+        LanguageVersion,
+        RecordFileError,
+        RecordView,
+        VerifiedRecord,
+        VerifiedSigner,
+    )
 
 __all__ = ["parse_languages", "record_app"]
 
@@ -47,15 +41,6 @@ record_app = typer.Typer(
     no_args_is_help=True,
     help="Agreed records: propose a statement, co-sign theirs, show, export, verify a file."
          "\n\nExample: backchannel record verify vienna-statement.txt",
-)
-
-# What `record verify --json` says went wrong, one stable word per kind of failure.
-_FAILURES: Final[tuple[tuple[type[RecordFileError], str], ...]] = (
-    (MissingCosignature, "missing_cosignature"),
-    (RecordSignatureInvalid, "signature_invalid"),
-    (UnexpectedSigner, "unexpected_signer"),
-    (RecordTextAltered, "text_altered"),
-    (MalformedRecordFile, "malformed"),
 )
 
 
@@ -68,6 +53,8 @@ def parse_languages(
         typer.BadParameter: both or neither given, a `--lang` without `=`, or several
             languages and no (or an unknown) `--authoritative`.
     """
+    from backchannel.dialogue import LanguageVersion
+
     if text is not None and langs:
         raise typer.BadParameter("give the text either as TEXT or as --lang TAG=TEXT, not both")
     if text is not None:
@@ -121,6 +108,8 @@ def propose(
 
     Example: backchannel record propose beijing "Vienna round" --lang en="The two sides held candid talks." --lang zh="双方进行了坦诚的会谈。" --authoritative en
     """  # noqa: E501 - an example is one command line
+    import asyncio
+
     state = cli_context(ctx, as_json)
     versions = parse_languages(text, langs, authoritative)
     with state.channel(channel) as strategic:
@@ -152,6 +141,8 @@ def sign(
 
     Example: backchannel record sign washington 1f3e9d20 --version 1
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         record_id = strategic.resolve(record)
@@ -177,6 +168,8 @@ def sign(
 
 
 def _record_state(view: RecordView, peer: str) -> str:
+    from backchannel.dialogue import RecordStatus, Side
+
     if view.latest.status is RecordStatus.AGREED:
         return "agreed"
     if view.owner is Side.OURS:
@@ -189,6 +182,8 @@ def _record_shapes(strategic: StrategicChannel) -> list[dict[str, Any]]:
 
 
 def _show_one(state: CliContext, strategic: StrategicChannel, ref: str) -> None:
+    from backchannel.dialogue import Side
+
     record_id = strategic.resolve(ref)
     view = strategic.dialogue().record(record_id)
     if view is None:
@@ -233,6 +228,10 @@ def show(
 
     Example: backchannel record show beijing 1f3e9d20
     """
+    from rich.table import Table
+
+    from backchannel.dialogue import Side
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         if record is not None:
@@ -288,6 +287,8 @@ def export(
 
 
 def _read_record_file(path: str) -> bytes:
+    from backchannel.dialogue.agreed import MAX_RECORD_FILE_BYTES
+
     # One byte more than a valid file may have, so a larger file is refused as such
     # without reading all of it.
     if path == "-":
@@ -297,7 +298,24 @@ def _read_record_file(path: str) -> bytes:
 
 
 def _failure_word(error: RecordFileError) -> str:
-    return next((word for kind, word in _FAILURES if isinstance(error, kind)), "invalid")
+    """What `record verify --json` says went wrong, one stable word per kind of failure
+    (the table is built here, not at import: its classes come with cryptography)."""
+    from backchannel.dialogue import (
+        MalformedRecordFile,
+        MissingCosignature,
+        RecordSignatureInvalid,
+        RecordTextAltered,
+        UnexpectedSigner,
+    )
+
+    failures: tuple[tuple[type[RecordFileError], str], ...] = (
+        (MissingCosignature, "missing_cosignature"),
+        (RecordSignatureInvalid, "signature_invalid"),
+        (UnexpectedSigner, "unexpected_signer"),
+        (RecordTextAltered, "text_altered"),
+        (MalformedRecordFile, "malformed"),
+    )
+    return next((word for kind, word in failures if isinstance(error, kind)), "invalid")
 
 
 def _signer_lines(signer: VerifiedSigner, label: str) -> list[str]:
@@ -341,6 +359,8 @@ def verify(
 
     Example: backchannel record verify vienna-statement.txt
     """
+    from backchannel.dialogue import RecordFileError, verify_record_file
+
     state = cli_context(ctx, as_json)  # nothing is opened: `--home` plays no part
     data = _read_record_file(path)
     try:

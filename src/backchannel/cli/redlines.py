@@ -8,19 +8,22 @@ be acknowledged.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-from rich.table import Table
 
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
 from backchannel.cli.hints import command_hint
 from backchannel.cli.output import emit_json, local_time, short_id
 from backchannel.client.errors import ClientError
-from backchannel.client.strategic import StrategicChannel
-from backchannel.dialogue import RedLineView, Side
+
+if TYPE_CHECKING:
+    # Only for annotations: `redline --help` builds the group without Rich, the engine or
+    # the dialogue package (cryptography under both); the functions that use them at run
+    # time import them there, asyncio too.
+    from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import RedLineView
 
 __all__ = ["redline_app"]
 
@@ -33,6 +36,8 @@ redline_app = typer.Typer(
 
 def _declared(strategic: StrategicChannel, message_id: str) -> RedLineView:
     """The red line a REDLINE message of ours created or updated."""
+    from backchannel.dialogue import Side
+
     wanted = bytes.fromhex(message_id)
     return next(r for r in strategic.dialogue().red_lines(Side.OURS)
                 if any(v.message_id == wanted for v in r.versions))
@@ -54,6 +59,8 @@ def add(
 
     Example: backchannel redline add washington Taiwan "Taiwan is the first red line that must not be crossed."
     """  # noqa: E501 - an example is one command line
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         with state.progress("Sending the red line…"):
@@ -67,6 +74,8 @@ def add(
 
 
 def _state(view: RedLineView, peer: str) -> str:
+    from backchannel.dialogue import Side
+
     lines = []
     for v in reversed(view.versions):
         if v.acknowledged_at_ms is not None:
@@ -89,6 +98,11 @@ def list_(
 
     Example: backchannel redline list beijing
     """
+    from rich.table import Table
+
+    from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import Side
+
     state = cli_context(ctx, as_json)
     found: list[tuple[str, RedLineView, dict[str, Any]]] = []
     with state.principal() as principal:
@@ -133,6 +147,8 @@ def ack(
 
     Example: backchannel redline ack beijing 5e21a9c0 --version 1
     """
+    import asyncio
+
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         redline_id = strategic.resolve(redline)
