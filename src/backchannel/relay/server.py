@@ -63,6 +63,7 @@ from backchannel.protocol.relayframes import (
     Response as ResponseFrame,
 )
 from backchannel.relay.addresses import budget_key, client_address
+from backchannel.relay.intake import PacedConnection
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.mailbox import REASONS, Subscription, envelope_refusal
 from backchannel.relay.metrics import MetricsListener, RelayMetrics
@@ -124,7 +125,7 @@ _CLOSE_LABELS: Final = {
 }
 
 
-class _Socket(ServerConnection):
+class _Socket(PacedConnection):
     """A server connection counted from accept to close (review 2026-12 §2f).
 
     websockets makes one per accepted socket, before a byte is read. It takes a slot of the
@@ -502,7 +503,7 @@ class RelayServer:
                 # A flooder keeps sending after it is told to stop: read none of it (the
                 # connection is failed once the outbox is out, `_fail_connection`), and
                 # drop it if its outbox is not out in time either.
-                transport.pause_reading()
+                _as_socket(conn.ws).stop_reading()
                 asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, _abort_transport,
                                                       transport)
         if discard:
