@@ -70,7 +70,8 @@ class PacedConnection(ServerConnection):
     def data_received(self, data: bytes) -> None:
         if self._deaf:
             return
-        if not self.kept and len(data) <= FEED_PIECE:  # the usual case: nothing to pace
+        if not self.kept and not self._frames_over and len(data) <= FEED_PIECE:
+            # The usual case: nothing to pace.
             super().data_received(data)
             return
         self.kept += data
