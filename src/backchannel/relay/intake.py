@@ -35,7 +35,7 @@ __all__ = ["FEED_EVENTS", "FEED_PIECE", "PacedConnection"]
 
 # Bytes handed to websockets per call. 1 KiB holds at most 170 frames (6 bytes is the
 # smallest masked frame), about 0.4 ms of parsing, and costs a large frame one call per
-# KiB (64 calls, about 0.3 ms, for the largest SEND).
+# KiB: the largest SEND parses in 65 pieces in 0.06 ms, against 0.03 ms in one.
 FEED_PIECE: Final = 1024
 # Events parsed per turn of the loop before the rest waits. A handful of turns of one
 # frame each (the handler takes one frame per turn) is what a frame costs other
