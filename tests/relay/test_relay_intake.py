@@ -178,3 +178,29 @@ async def test_a_flooder_closed_for_abuse_is_read_no_further(tmp_path: Path,
         assert not sock.kept
         assert sock.events_fed < 20_000
         assert server.metrics.connections_closed.value("flood") == 1
+
+
+async def test_backlogged_connections_share_a_pace_and_a_light_one_goes_first(
+        tmp_path: Path, relay: RelayFactory) -> None:
+    # Two connections with thousands of frames waiting take turns at the shared pace (here
+    # 500 frames/s together); a connection with nothing waiting is not held to it.
+    limits = RelayLimits(frames_per_second=1e9, frame_burst=1e9,
+                         backlogged_frames_per_second=500.0, backlogged_frame_burst=10)
+    count = 2_000
+    async with relay(f"sqlite:///{tmp_path / 'r.db'}", limits=limits) as server:
+        floods = [await _bare(server.url) for _ in range(2)]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for ws in floods:
+            _write_raw(ws, b"".join(_client_frame(rf.encode(rf.Ping(i)))
+                                    for i in range(1, count + 1)))
+        await asyncio.sleep(0.5)
+        handled = server.metrics.frames.value()
+        # 0.5 s at 500/s (and the burst); unpaced, the loop takes thousands a second.
+        assert handled <= 500 * (loop.time() - started) + 10 + 50
+        async with await RelayClient.connect(server.url) as light:
+            for _ in range(5):
+                async with asyncio.timeout(0.2):  # the flooders' turns take 8 s
+                    await light.ping()
+        for ws in floods:
+            ws.transport.abort()  # a close would wait behind their frames

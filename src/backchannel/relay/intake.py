@@ -90,6 +90,12 @@ class PacedConnection(ServerConnection):
         self.kept.clear()
         super().connection_lost(exc)
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether the peer sent more than the handler has taken: bytes kept, or
+        websockets' frame queue over its high mark and not yet drained."""
+        return bool(self.kept) or self._frames_over
+
     def stop_reading(self) -> None:
         """Read nothing more from the peer, and drop what was read and not yet parsed
         (for a connection closed for abuse)."""

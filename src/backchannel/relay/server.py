@@ -67,7 +67,13 @@ from backchannel.relay.intake import PacedConnection
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.mailbox import REASONS, Subscription, envelope_refusal
 from backchannel.relay.metrics import MetricsListener, RelayMetrics
-from backchannel.relay.ratelimit import AddressBook, ConnectionCap, ConnectionGuard, Verdict
+from backchannel.relay.ratelimit import (
+    AddressBook,
+    ConnectionCap,
+    ConnectionGuard,
+    SharedPace,
+    Verdict,
+)
 from backchannel.relay.store.base import (
     AckOp,
     CreateOp,
@@ -266,6 +272,9 @@ class RelayServer:
         self.trusted_proxies = trusted_proxies
         self.tls = tls
         self._book = AddressBook(self.limits, monotonic())
+        # The pace that connections with frames waiting share (`_handle`).
+        self._backlogged = SharedPace(self.limits.backlogged_frames_per_second,
+                                      self.limits.backlogged_frame_burst, monotonic())
         # Under TLS a socket is first seen when its TLS handshake ends (which websockets
         # bounds by the same timeout), so a reservation never opened lapses after that.
         self._cap = ConnectionCap(self.limits.max_connections, self.limits.handshake_timeout)
@@ -445,6 +454,7 @@ class RelayServer:
         # The socket holds the address's connection slot from accept to close (`_Socket`).
         key = _as_socket(ws).key or budget_key(address)
         conn = _Conn(ws, key, ConnectionGuard(self.limits, self.monotonic()))
+        sock = _as_socket(ws)
         self._conns.add(conn)
         self.metrics.connections.value += 1
         self.metrics.connections_total.inc()
@@ -471,6 +481,13 @@ class RelayServer:
                 # p50 100 ms to under 1 ms beside 16 flooders), and costs no measurable
                 # throughput (bench/relay.py, 10 connections, window 8).
                 await asyncio.sleep(0)
+                if sock.backlogged and not conn.closing:
+                    # More frames wait: this connection takes its turn at the pace shared
+                    # by all such connections, so that together they cannot saturate the
+                    # loop (`RelayLimits.backlogged_frames_per_second`).
+                    delay = self._backlogged.wait(self.monotonic())
+                    if delay > 0:
+                        await asyncio.sleep(delay)
         except ConnectionClosed as closed:
             if closed.sent is not None and closed.sent.code == CLOSE_MESSAGE_TOO_BIG:
                 self._book.penalize(conn.address, self.monotonic())  # websockets closed it
