@@ -40,11 +40,11 @@ DEFAULT_FRAMES_PER_SECOND: Final = 2000.0
 DEFAULT_FRAME_BURST: Final = 4000.0
 # Frames per second, relay-wide, from connections that have more frames waiting than the
 # relay has taken (a flood, or a client flushing a backlog): they take turns at this pace,
-# in order, while connections with nothing waiting are served at once. A relay handles
-# about 13k frames/s on one core (bench/relay.py); 8,000 keeps backlogged connections
-# under two thirds of it, so that the loop still idles and a light client (and the store's
-# writer thread, which needs the interpreter lock) is served promptly, and it is four
-# connections at their full rate.
+# in order, while connections with nothing waiting are served at once. Of a relay's ~13k
+# frames/s (above), 8,000 keeps backlogged connections under two thirds, so that the loop
+# still idles and a light client (and the store's writer thread, which needs the
+# interpreter lock) is served promptly; it is still four connections at their full rate.
+# The burst lets a short backlog through at once.
 DEFAULT_BACKLOGGED_FRAMES_PER_SECOND: Final = 8000.0
 DEFAULT_BACKLOGGED_FRAME_BURST: Final = 1000.0
 # Floods are judged by the share of refused frames among a connection's last frames, not by

@@ -452,9 +452,9 @@ class RelayServer:
     async def _handle(self, ws: ServerConnection) -> None:
         address = self._address(ws)
         # The socket holds the address's connection slot from accept to close (`_Socket`).
-        key = _as_socket(ws).key or budget_key(address)
-        conn = _Conn(ws, key, ConnectionGuard(self.limits, self.monotonic()))
         sock = _as_socket(ws)
+        key = sock.key or budget_key(address)
+        conn = _Conn(ws, key, ConnectionGuard(self.limits, self.monotonic()))
         self._conns.add(conn)
         self.metrics.connections.value += 1
         self.metrics.connections_total.inc()
