@@ -41,11 +41,13 @@ DEFAULT_FRAME_BURST: Final = 4000.0
 # Frames per second, relay-wide, from connections that have more frames waiting than the
 # relay has taken (a flood, or a client flushing a backlog): they take turns at this pace,
 # in order, while connections with nothing waiting are served at once. Of a relay's ~13k
-# frames/s (above), 8,000 keeps backlogged connections under two thirds, so that the loop
-# still idles and a light client (and the store's writer thread, which needs the
-# interpreter lock) is served promptly; it is still four connections at their full rate.
-# The burst lets a short backlog through at once.
-DEFAULT_BACKLOGGED_FRAMES_PER_SECOND: Final = 8000.0
+# frames/s (above), 4,000 keeps backlogged connections under a third, so that the loop
+# idles and a light client (and the store's writer thread, which needs the interpreter
+# lock) is served promptly: beside 16 flooders an honest client's p99 was 2-3x its p99
+# alone at 4,000, 3.3-3.7x at 8,000 (bench/relay_abuse.py, same runs). It is still two
+# connections at their full rate; more flushing a backlog at once share it. The burst
+# lets a short backlog through at once.
+DEFAULT_BACKLOGGED_FRAMES_PER_SECOND: Final = 4000.0
 DEFAULT_BACKLOGGED_FRAME_BURST: Final = 1000.0
 # Floods are judged by the share of refused frames among a connection's last frames, not by
 # refusals in a row (a flooder that sends twice the rate alternates accepted and refused
