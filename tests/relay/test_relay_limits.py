@@ -22,7 +22,13 @@ from backchannel.client.transport import RelayClient
 from backchannel.protocol import relayframes as rf
 from backchannel.relay import RelayLimits
 from backchannel.relay.addresses import budget_key
-from backchannel.relay.ratelimit import AddressBook, ConnectionCap, ConnectionGuard, Verdict
+from backchannel.relay.ratelimit import (
+    AddressBook,
+    ConnectionCap,
+    ConnectionGuard,
+    SharedPace,
+    Verdict,
+)
 from tests.relay.conftest import RelayFactory, envelope
 
 pytestmark = pytest.mark.timeout(60)
@@ -370,3 +376,27 @@ async def test_a_client_creating_regardless_of_refusals_is_closed(
                 await ws.recv()
         assert ws.close_code == 1008
         assert server.metrics.connections_closed.value("flood") == 1
+
+
+# --- the pace shared by backlogged connections (pure) ------------------------------------
+
+
+def test_the_shared_pace_lets_a_burst_through_then_spaces_events() -> None:
+    pace = SharedPace(rate=100.0, burst=4, now=0.0)
+    assert [pace.wait(0.0) for _ in range(4)] == [0.0] * 4  # the burst: at once
+    waits = [pace.wait(0.0) for _ in range(3)]
+    assert waits == pytest.approx([0.01, 0.02, 0.03])  # then one every 1/rate
+    assert pace.wait(10.0) == 0.0  # idle long enough: the burst is back
+
+
+def test_the_shared_pace_serves_askers_in_turn() -> None:
+    # Two flooders asking as fast as they can share the pace evenly: each booking waits
+    # behind every earlier one, whoever made it, so asking more often buys nothing.
+    pace = SharedPace(rate=1000.0, burst=1, now=0.0)
+    due: dict[str, list[float]] = {"a": [], "b": []}
+    for _ in range(100):
+        for who in ("a", "b"):
+            due[who].append(pace.wait(0.0))
+    assert due["a"][-1] == pytest.approx(0.198)
+    assert due["b"][-1] == pytest.approx(0.199)
+    assert all(w > v for v, w in itertools.pairwise(due["a"]))

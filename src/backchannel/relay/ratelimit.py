@@ -12,7 +12,7 @@ from typing import Final
 from backchannel.relay.limits import RelayLimits
 
 __all__ = ["CREATE_RESERVE_SHARE", "AddressBook", "ConnectionCap", "ConnectionGuard",
-           "TokenBucket", "Verdict"]
+           "SharedPace", "TokenBucket", "Verdict"]
 
 # The share of the relay-wide creation burst kept for addresses that have created little
 # lately (`AddressBook.may_create`): a quarter of 1,000 by default, which a fresh attacker
@@ -54,6 +54,28 @@ class TokenBucket:
         if now > self._stamp:
             self._level = min(self.burst, self._level + (now - self._stamp) * self.rate)
         self._stamp = now
+
+
+class SharedPace:
+    """One pace, `rate` events per second with `burst` at once, shared by everyone who asks,
+    in the order they ask (a virtual clock, as in the generic cell rate algorithm).
+
+    Unlike a `TokenBucket` nothing is refused: each event is given the time to wait before
+    it may go, so that those who ask while the pace is exceeded take turns, first come
+    first served, and none can take another's turn by asking more often.
+    """
+
+    __slots__ = ("_due", "_interval", "_slack")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self._interval = 1.0 / rate
+        self._slack = burst * self._interval  # how far ahead of `now` events may be booked
+        self._due = now  # when the next event is due at the pace
+
+    def wait(self, now: float) -> float:
+        """Book one event. Returns the seconds to wait before it (0 within the burst)."""
+        self._due = max(self._due, now) + self._interval
+        return max(0.0, self._due - now - self._slack)
 
 
 class Verdict(Enum):

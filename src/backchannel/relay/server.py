@@ -63,10 +63,17 @@ from backchannel.protocol.relayframes import (
     Response as ResponseFrame,
 )
 from backchannel.relay.addresses import budget_key, client_address
+from backchannel.relay.intake import PacedConnection
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.mailbox import REASONS, Subscription, envelope_refusal
 from backchannel.relay.metrics import MetricsListener, RelayMetrics
-from backchannel.relay.ratelimit import AddressBook, ConnectionCap, ConnectionGuard, Verdict
+from backchannel.relay.ratelimit import (
+    AddressBook,
+    ConnectionCap,
+    ConnectionGuard,
+    SharedPace,
+    Verdict,
+)
 from backchannel.relay.store.base import (
     AckOp,
     CreateOp,
@@ -124,7 +131,7 @@ _CLOSE_LABELS: Final = {
 }
 
 
-class _Socket(ServerConnection):
+class _Socket(PacedConnection):
     """A server connection counted from accept to close (review 2026-12 §2f).
 
     websockets makes one per accepted socket, before a byte is read. It takes a slot of the
@@ -270,6 +277,9 @@ class RelayServer:
         self.trusted_proxies = trusted_proxies
         self.tls = tls
         self._book = AddressBook(self.limits, monotonic())
+        # The pace that connections with frames waiting share (`_handle`).
+        self._backlogged = SharedPace(self.limits.backlogged_frames_per_second,
+                                      self.limits.backlogged_frame_burst, monotonic())
         # Under TLS a socket is first seen when its TLS handshake ends (which websockets
         # bounds by the same timeout), so a reservation never opened lapses after that.
         self._cap = ConnectionCap(self.limits.max_connections, self.limits.handshake_timeout)
@@ -458,7 +468,8 @@ class RelayServer:
     async def _handle(self, ws: ServerConnection) -> None:
         address = self._address(ws)
         # The socket holds the address's connection slot from accept to close (`_Socket`).
-        key = _as_socket(ws).key or budget_key(address)
+        sock = _as_socket(ws)
+        key = sock.key or budget_key(address)
         conn = _Conn(ws, key, ConnectionGuard(self.limits, self.monotonic()))
         self._conns.add(conn)
         self.metrics.connections.value += 1
@@ -486,6 +497,13 @@ class RelayServer:
                 # p50 100 ms to under 1 ms beside 16 flooders), and costs no measurable
                 # throughput (bench/relay.py, 10 connections, window 8).
                 await asyncio.sleep(0)
+                if sock.backlogged and not conn.closing:
+                    # More frames wait: this connection takes its turn at the pace shared
+                    # by all such connections, so that together they cannot saturate the
+                    # loop (`RelayLimits.backlogged_frames_per_second`).
+                    delay = self._backlogged.wait(self.monotonic())
+                    if delay > 0:
+                        await asyncio.sleep(delay)
         except ConnectionClosed as closed:
             if closed.sent is not None and closed.sent.code == CLOSE_MESSAGE_TOO_BIG:
                 self._book.penalize(conn.address, self.monotonic())  # websockets closed it
@@ -518,7 +536,7 @@ class RelayServer:
                 # A flooder keeps sending after it is told to stop: read none of it (the
                 # connection is failed once the outbox is out, `_fail_connection`), and
                 # drop it if its outbox is not out in time either.
-                transport.pause_reading()
+                _as_socket(conn.ws).stop_reading()
                 asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, _abort_transport,
                                                       transport)
         if discard:
