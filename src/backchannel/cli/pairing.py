@@ -141,7 +141,9 @@ def invite(
     if ctx.invoked_subcommand is not None:
         return  # `invite revoke`: the group's options are not an invite to make
     if not relays:
-        raise typer.BadParameter("give at least one relay: --relay URL", param_hint="--relay")
+        raise typer.BadParameter(
+            "give at least one relay: --relay URL, or `relays` in the config file "
+            "(`backchannel config path` shows where it is)", param_hint="--relay")
     state = cli_context(ctx, as_json)
     ttl_ms = parse_ttl(ttl)
     _qr_format(qr_file)
