@@ -108,6 +108,8 @@ def test_expired_invites_are_not_waiting_and_revoke_refuses_the_code(
 
 def test_rename_and_remove(pair: Pair) -> None:
     w = pair.washington
+    refused = one_error_line(run(w, "channels", "rename", "beijing", "chi\u202ena", code=1))
+    assert "U+202E" in refused and "\u202e" not in refused
     assert "to 'china'" in run(w, "channels", "rename", "beijing", "china").stdout
     run(w, "send", "china", "renamed, same channel")
     run(pair.beijing, "sync")

@@ -352,6 +352,11 @@ class Principal:
         new = new.strip()
         if not 1 <= len(new.encode()) <= 64:
             raise ClientError("a channel name is 1 to 64 bytes of text")
+        try:
+            # The same policy as a name given at `accept`: it is printed and pasted.
+            check_safe_text(new, "the channel's name")
+        except UnsafeText as error:
+            raise ClientError(str(error)) from None
         with self._store.transaction():
             record = self._state.channel(old)
             if any(c.name == new and c.channel_id != record.channel_id for c in self.channels()):
