@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backchannel.cli.watch import serve_as_agent
+from backchannel.cli.watching import serve_as_agent
 from backchannel.client.engine import Principal
 
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from backchannel.cli.context import AGENT_REQUEST, CliContext, ask_passphrase
 from backchannel.cli.main import app
-from backchannel.cli.watch import _Observer
+from backchannel.cli.watching import _Observer
 from backchannel.client.engine import Principal
 
 from .conftest import PASSPHRASE, Pair, ThreadRelay, one_error_line, run

@@ -121,7 +121,7 @@ def test_every_command_escapes_counterpart_and_relay_text(
 def test_watch_lines_and_events_are_escaped(
     pair: Pair, decoder_gap: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from backchannel.cli import watch
+    from backchannel.cli import watching as watch
 
     w, b = pair.washington, pair.beijing
     run(b, "send", "washington", HOSTILE)
@@ -130,7 +130,7 @@ def test_watch_lines_and_events_are_escaped(
     run(w, "sync")
     capsys.readouterr()
     for as_json in (False, True):
-        emit = watch._emitter(CliContext(w, json=as_json))
+        emit = watch.emitter(CliContext(w, json=as_json))
         principal = Principal.open(w, PASSPHRASE)
         try:
             observer = watch._Observer(principal, emit)

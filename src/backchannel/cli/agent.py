@@ -70,7 +70,7 @@ def _running(state: CliContext) -> dict[str, object] | None:
 
 
 def _run_foreground(state: CliContext) -> None:
-    from backchannel.cli.watch import _emitter, serve_as_agent
+    from backchannel.cli.watching import emitter, serve_as_agent
     from backchannel.client.agent.lock import HomeLock
     from backchannel.client.engine import Principal
 
@@ -96,7 +96,7 @@ def _run_foreground(state: CliContext) -> None:
             "to stop it, Ctrl-C or: " + command_hint(state, "agent", "--stop"),
             soft_wrap=True,
         )
-        report = asyncio.run(serve_as_agent(principal, _emitter(state)))
+        report = asyncio.run(serve_as_agent(principal, emitter(state)))
     state.err.print(f"Agent stopped: {report.received} received, {report.sent} sent.")
 
 
