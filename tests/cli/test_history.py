@@ -77,8 +77,10 @@ def history_json(home: Path, *args: str) -> dict[str, Any]:
 
 
 def entry_lines(out: str) -> list[str]:
-    """The first line of each message (the status lines under them are indented)."""
-    return [line for line in out.splitlines() if re.match(r"\d{4}-\d\d-\d\d |\d\d:\d\d:", line)]
+    """The first line of each message (the status lines under them are indented), without
+    the urgency word a FLASH note's line starts with where there is no colour."""
+    lines = [line.removeprefix("FLASH: ") for line in out.splitlines()]
+    return [line for line in lines if re.match(r"\d{4}-\d\d-\d\d |\d\d:\d\d:", line)]
 
 
 def shown_ids(out: str) -> list[str]:
@@ -95,6 +97,10 @@ def test_every_act_shown_in_order_with_receipts(scripted: Scripted) -> None:
         assert f"  {who}  " in line.replace("you    ", "you  ") and message_id[:8] in line, line
         assert SHOWN[act] in line, (act, line)
     assert "note [FLASH, ack within 10m]: Incident at sea: confirm." in out
+    # In a pipe a FLASH note's line starts with its word, as in `read` and `watch`, and
+    # only that line does.
+    (flash,) = [line for line in out.splitlines() if line.startswith("FLASH: ")]
+    assert "Incident at sea: confirm." in flash
     assert "Consulting the capital." in out and "It does not." in out
     # Under each of ours: its receipts, and the acknowledgement of the FLASH note.
     assert out.count("    delivered ") == sum(1 for _, d, _ in scripted.script.acts if d == "out")

@@ -135,6 +135,17 @@ def test_sync_and_read_make_a_flash_note_impossible_to_miss(pair: Pair) -> None:
     (header,) = lines_starting(opened, "FLASH")
     assert f"id {second}" in header and BEL not in opened and SGR not in opened
 
+    # The history shows both FLASH notes as `read` does, and rings no bell: it is read
+    # back, not arriving.
+    past = cli(b, "history", "washington", env=PIPED).stdout
+    assert [line.split()[-1] for line in lines_starting(past, "FLASH")] == [
+        "confirm.", "incident."] and SGR not in past
+    coloured = cli(b, "history", "washington", env=FORCED).stdout
+    # FLASH's style (bold red reverse) on both FLASH lines, and on no other.
+    styled = [line for line in coloured.splitlines() if f"{SGR}1;7;31m" in line]
+    assert len(styled) == 2 and all("incident" in line.lower() for line in styled)
+    assert BEL not in coloured and not lines_starting(coloured, "FLASH")
+
     # JSON is not styled: the same shapes, and `urgent` says what the colour would.
     messages = json.loads(cli(b, "inbox", "--json", env=FORCED).stdout)["messages"]
     assert [m["urgent"] for m in messages] == [True, False, True]

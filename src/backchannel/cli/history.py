@@ -135,6 +135,7 @@ def _mark(state: CliContext, mark: HistoryGap | HistoryFork) -> str:
 def _print_page(
     state: CliContext, page: HistoryPage, peer: str, again: list[str], since: str | None
 ) -> None:
+    from backchannel.cli.urgency import CALM, note_urgency, print_urgent
     from backchannel.client.history import HistoryEntry
 
     if page.earlier:
@@ -151,8 +152,12 @@ def _print_page(
             state.out.print(_mark(state, item), style="bold", soft_wrap=True)
             continue
         who = ("you" if item.direction == "out" else peer).ljust(width)
-        state.out.print(f"{local_time(item.at_ms)}  {who}  {_id(item.message_id)}  "
-                        f"{_describe(item)}")
+        # A FLASH note looks as it does in `read`, `sync` and `watch` (cli/urgency.py):
+        # styled, or with its word in front where there is no colour. No bell: a history
+        # is read back, not arriving.
+        urgency = note_urgency(item.precedence) if item.act == "note" else CALM
+        print_urgent(state.out, f"{local_time(item.at_ms)}  {who}  {_id(item.message_id)}  "
+                     f"{_describe(item)}", urgency)
         status = _status(item)
         if status:
             state.out.print(f"    {status}", style="dim")
