@@ -57,6 +57,7 @@ __all__ = [
     "SealError",
     "open_reply",
     "open_send",
+    "seal_bytes",
     "seal_reply",
     "seal_send",
 ]
@@ -268,8 +269,13 @@ def seal_send(destination: RelayPublicKey, inner: InnerSend) -> bytes:
     Returns:
         ``enc[1120] ciphertext``, at most `MAX_SEALED_SEND_SIZE` bytes.
     """
-    return _SUITE.encrypt(inner.to_bytes(), destination.hpke_key(),
-                          info=_info(destination.key_id))
+    return seal_bytes(destination, inner.to_bytes())
+
+
+def seal_bytes(destination: RelayPublicKey, plaintext: bytes) -> bytes:
+    """Seal any bytes as a sealed send's inside would be (`seal_send` uses it; tests seal
+    what is not a deposit with it, to show that the destination refuses it)."""
+    return _SUITE.encrypt(plaintext, destination.hpke_key(), info=_info(destination.key_id))
 
 
 def open_send(keys: RelayKeyPair, key_id: bytes, sealed: bytes) -> InnerSend:

@@ -123,11 +123,12 @@ DEFAULT_FORWARD_MAX_IN_FLIGHT: Final = 64
 # Forwards in flight per client connection: a sender flushes a backlog a few at a time;
 # 8 keeps one connection from taking the whole relay-wide budget.
 DEFAULT_FORWARD_MAX_IN_FLIGHT_PER_CONNECTION: Final = 8
-# Forwards per second per client connection (burst): an agent sends a slot's envelope
-# every few seconds per channel; 20 per second (burst 100) lets a backlog through and
-# stops a connection from turning the relay into a flood of someone else's relay.
-DEFAULT_FORWARDS_PER_SECOND: Final = 20.0
-DEFAULT_FORWARD_BURST: Final = 100.0
+# Forwards per second per client address (burst; an IPv6 address counts per /64): an
+# agent sends a slot's envelope every few seconds per channel; 20 per second (burst 100)
+# lets a backlog through and stops one host from turning this relay into a flood of
+# someone else's relay, however many connections it opens.
+DEFAULT_FORWARDS_PER_SECOND_PER_ADDRESS: Final = 20.0
+DEFAULT_FORWARD_BURST_PER_ADDRESS: Final = 100.0
 # Destinations with a pooled connection: one per relay forwarded to. Past 32 the least
 # recently used idle one is closed.
 DEFAULT_FORWARD_MAX_DESTINATIONS: Final = 32
@@ -175,8 +176,8 @@ class RelayLimits:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     forward_max_in_flight: int = DEFAULT_FORWARD_MAX_IN_FLIGHT
     forward_max_in_flight_per_connection: int = DEFAULT_FORWARD_MAX_IN_FLIGHT_PER_CONNECTION
-    forwards_per_second: float = DEFAULT_FORWARDS_PER_SECOND
-    forward_burst: float = DEFAULT_FORWARD_BURST
+    forwards_per_second_per_address: float = DEFAULT_FORWARDS_PER_SECOND_PER_ADDRESS
+    forward_burst_per_address: float = DEFAULT_FORWARD_BURST_PER_ADDRESS
     forward_max_destinations: int = DEFAULT_FORWARD_MAX_DESTINATIONS
     forward_timeout: float = DEFAULT_FORWARD_TIMEOUT
     forward_idle_timeout: float = DEFAULT_FORWARD_IDLE_TIMEOUT
@@ -209,7 +210,7 @@ class RelayLimits:
         if (self.forward_max_in_flight < 1 or self.forward_max_in_flight_per_connection < 1
                 or self.forward_max_destinations < 1):
             raise ValueError("forwarding bounds must be positive")
-        if self.forwards_per_second <= 0 or self.forward_burst < 1:
+        if self.forwards_per_second_per_address <= 0 or self.forward_burst_per_address < 1:
             raise ValueError("forward rate and burst must be positive")
         if self.forward_timeout <= 0 or self.forward_idle_timeout <= 0:
             raise ValueError("forward timeouts must be positive")

@@ -26,6 +26,7 @@ import logging
 import os
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Final, cast
 
@@ -227,8 +228,8 @@ class _Conn:
     """State of one client connection."""
 
     # `address` is the key per-address limits count under (`addresses.budget_key`).
-    __slots__ = ("address", "close_with", "closing", "flushing", "forward_bucket",
-                 "forwards", "guard", "outbox", "outbox_bytes", "proto", "subs", "ws")
+    __slots__ = ("address", "close_with", "closing", "flushing", "forwards", "guard",
+                 "outbox", "outbox_bytes", "proto", "subs", "ws")
 
     def __init__(self, ws: ServerConnection, address: str, guard: ConnectionGuard) -> None:
         self.ws = ws
@@ -243,7 +244,6 @@ class _Conn:
         self.closing = False
         self.close_with: tuple[int, str] | None = None
         self.forwards = 0  # forwards of this connection in flight
-        self.forward_bucket: TokenBucket | None = None  # made at its first forward
 
     @property
     def stored(self) -> list[StoredItem]:
@@ -331,6 +331,9 @@ class RelayServer:
         self.forward_key = forward_key
         self.forwarding = forwarding
         self._forwards = 0  # forwards in flight, relay-wide
+        # Each address's forward budget, the least recently used forgotten first (a
+        # forgotten address starts with a full burst, as with creations).
+        self._forward_budgets: OrderedDict[str, TokenBucket] = OrderedDict()
         self.pool = ForwardPool(self.limits.forward_max_destinations,
                                 self.limits.forward_timeout, self.limits.forward_idle_timeout,
                                 monotonic)
@@ -783,6 +786,7 @@ class RelayServer:
             # Without the reply key nothing can be sealed: a plain refusal.
             self._error(conn, rid, exc.code)
             return
+        self.metrics.sealed_sends.inc()
         refusal = envelope_refusal(inner.mailbox_id, inner.envelope)
         if refusal is not None:
             self._sealed_answer(conn, rid, inner.reply_key, ForwardOutcome(0, refusal))
@@ -831,10 +835,14 @@ class RelayServer:
                 or self._forwards >= self.limits.forward_max_in_flight):
             return ErrorCode.TOO_MANY_FORWARDS
         now = self.monotonic()
-        if conn.forward_bucket is None:
-            conn.forward_bucket = TokenBucket(self.limits.forwards_per_second,
-                                              self.limits.forward_burst, now)
-        if not conn.forward_bucket.take(now):
+        budget = self._forward_budgets.pop(conn.address, None)
+        if budget is None:
+            budget = TokenBucket(self.limits.forwards_per_second_per_address,
+                                 self.limits.forward_burst_per_address, now)
+            if len(self._forward_budgets) >= self.limits.max_tracked_addresses:
+                self._forward_budgets.popitem(last=False)
+        self._forward_budgets[conn.address] = budget
+        if not budget.take(now):
             return ErrorCode.RATE_LIMITED
         return None
 
@@ -855,14 +863,18 @@ class RelayServer:
         try:
             answer = await self.pool.forward(destination, frame)
         except DestinationUnavailable:
+            self.metrics.forwards.inc(label_value="unavailable")
             self._error(conn, rid, ErrorCode.DESTINATION_UNAVAILABLE)
             return
         except PoolFull:
+            self.metrics.forwards.inc(label_value="unavailable")
             self._error(conn, rid, ErrorCode.TOO_MANY_FORWARDS)
             return
         finally:
             conn.forwards -= 1
             self._forwards -= 1
+        self.metrics.forwards.inc(
+            label_value="answered" if isinstance(answer, SealedResult) else "refused")
         if isinstance(answer, SealedResult):
             self._send(conn, conn.proto.reply(SealedResult(rid, answer.sealed)))
         else:

@@ -1,0 +1,309 @@
+"""Private routing end to end: two real relays on 127.0.0.1, a client forwarding through
+one (F) to the other (D), the receiver reading from D (docs/relay.md "Private routing")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from backchannel.client.routing import (
+    ForgedForwardReply,
+    ForwardRefused,
+    fetch_relay_key,
+    forward_send,
+)
+from backchannel.client.transport import MailboxCaps, RelayClient, RelayClosed
+from backchannel.protocol.forwarding import (
+    KEY_SEED_SIZE,
+    ForwardOutcome,
+    InnerSend,
+    RelayKeyPair,
+    seal_bytes,
+    seal_reply,
+    seal_send,
+)
+from backchannel.protocol.relayconn import Answer, ClientConnection, Refusal
+from backchannel.protocol.relayframes import (
+    REPLY_KEY_SIZE,
+    ErrorCode,
+    Forward,
+    Ping,
+    SealedResult,
+    decode_request,
+    encode,
+)
+from backchannel.relay import RelayLimits, RelayServer, open_store
+from backchannel.relay.relaykey import BadKeyFile, load_or_create_key
+from tests.relay.conftest import envelope
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def keypair() -> RelayKeyPair:
+    return RelayKeyPair(os.urandom(KEY_SEED_SIZE))
+
+
+class Pair:
+    """A forwarding relay F and a destination relay D, each with its own SQLite file."""
+
+    def __init__(self, f: RelayServer, d: RelayServer, f_key: RelayKeyPair,
+                 d_key: RelayKeyPair, f_db: Path) -> None:
+        self.f, self.d, self.f_key, self.d_key, self.f_db = f, d, f_key, d_key, f_db
+
+    async def forward(self, caps: MailboxCaps, env: bytes, **kw: object) -> int:
+        return await forward_send(self.f.url, self.d.url, self.d_key.public,
+                                  caps.mailbox_id, caps.send_token, env, **kw)  # type: ignore[arg-type]
+
+
+async def start(db: Path, key: RelayKeyPair | None, limits: RelayLimits | None = None,
+                **options: object) -> RelayServer:
+    limits = limits or RelayLimits()
+    server = RelayServer(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1",
+                         port=0, forward_key=key, **options)  # type: ignore[arg-type]
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+    f_key, d_key = keypair(), keypair()
+    d = await start(tmp_path / "d.db", d_key, RelayLimits(mailbox_max_envelopes=3))
+    # F logs what it may (client addresses included): the test reads all of it.
+    f = await start(tmp_path / "f.db", f_key, log_addresses=True)
+    try:
+        yield Pair(f, d, f_key, d_key, tmp_path / "f.db")
+    finally:
+        await f.stop()
+        await d.stop()
+
+
+async def test_forwarded_deposit_is_fetched_from_the_destination(
+        pair: Pair, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="backchannel")
+    async with await RelayClient.connect(pair.d.url) as receiver:
+        caps = await receiver.create_mailbox()
+    env = envelope(caps.mailbox_id, 7)
+    assert await pair.forward(caps, env) == 1
+    assert await pair.forward(caps, envelope(caps.mailbox_id, 8)) == 2
+    # D saw one peer: F's pooled connection (by its local port), not the client, which
+    # never connected to D (its own connection was to F, and is closed).
+    f_ports = pair.f.pool.local_ports
+    assert list(f_ports) == [pair.d.url]
+    assert pair.d.connection_peers() == [("127.0.0.1", f_ports[pair.d.url])]
+    async with await RelayClient.connect(pair.d.url) as receiver:
+        items, more = await receiver.fetch(caps.mailbox_id, caps.receive_token)
+    assert [d.envelope for d in items] == [env, envelope(caps.mailbox_id, 8)] and not more
+    # F never had the mailbox id nor the send token: not in its logs, nor its database,
+    # nor its metrics (the envelope starts with the mailbox id, so it is covered too).
+    secrets_ = (caps.mailbox_id, caps.mailbox_id.hex().encode(), caps.send_token)
+    stored = b"".join(p.read_bytes() for p in pair.f_db.parent.glob("f.db*"))
+    logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}"
+                       for r in caplog.records if r.name.startswith("backchannel")).encode()
+    shown = pair.f.metrics.render()
+    # What was read is not empty: F logged its client, and counted two forwards.
+    assert b"connected" in logged and b'forwards_total{outcome="answered"} 2' in shown
+    for secret in secrets_:
+        assert secret not in stored and secret not in logged and secret not in shown
+    assert pair.f.metrics.stored.value() == 0 and pair.d.metrics.stored.value() == 2
+
+
+async def test_refusals_come_back_sealed_by_the_destination(pair: Pair) -> None:
+    async with await RelayClient.connect(pair.d.url) as receiver:
+        caps = await receiver.create_mailbox()
+    wrong_token = MailboxCaps(caps.mailbox_id, os.urandom(32), caps.receive_token)
+    with pytest.raises(ForwardRefused) as refused:
+        await pair.forward(wrong_token, envelope(caps.mailbox_id, 1))
+    assert refused.value.code == ErrorCode.UNAUTHORIZED and refused.value.by_destination
+    with pytest.raises(ForwardRefused) as refused:  # an envelope for another mailbox
+        await pair.forward(caps, envelope(os.urandom(16), 1))
+    assert refused.value.code == ErrorCode.BAD_ENVELOPE and refused.value.by_destination
+    for i in range(3):  # D's quota is 3 envelopes
+        await pair.forward(caps, envelope(caps.mailbox_id, i))
+    with pytest.raises(ForwardRefused) as refused:
+        await pair.forward(caps, envelope(caps.mailbox_id, 9))
+    assert refused.value.code == ErrorCode.QUOTA_EXCEEDED and refused.value.by_destination
+
+
+async def test_no_forward_loops(pair: Pair) -> None:
+    caps = MailboxCaps.generate()
+    env = envelope(caps.mailbox_id, 1)
+    # F refuses a forward sealed to its own key, whatever URL it names.
+    for url in (pair.f.url, pair.d.url):
+        with pytest.raises(ForwardRefused) as refused:
+            await forward_send(pair.f.url, url, pair.f_key.public, caps.mailbox_id,
+                               caps.send_token, env)
+        assert refused.value.code == ErrorCode.BAD_DESTINATION
+        assert not refused.value.by_destination
+    # A forward inside a forward: D opens the seal, finds no deposit, and refuses it.
+    inner_forward = encode(Forward(1, pair.f_key.public.key_id, pair.f.url, b"x" * 64))
+    rid_conn = ClientConnection()
+    sealed = seal_bytes(pair.d_key.public, inner_forward)
+    _, data = rid_conn.send_request(Forward(0, pair.d_key.public.key_id, pair.d.url, sealed))
+    events = await one_request(pair.f.url, rid_conn, data)
+    assert [type(e) for e in events] == [Refusal]
+    assert events[0].code == ErrorCode.MALFORMED  # type: ignore[union-attr]
+    # A send sealed to a key D does not hold: D refuses it, F passes the code on.
+    with pytest.raises(ForwardRefused) as refused:
+        await forward_send(pair.f.url, pair.d.url, keypair().public, caps.mailbox_id,
+                           caps.send_token, env)
+    assert refused.value.code == ErrorCode.UNKNOWN_KEY
+    assert pair.d.metrics.stored.value() == 0
+
+
+async def one_request(url: str, conn: ClientConnection, *frames: bytes) -> list[object]:
+    """Send `frames` on one connection and gather the events of as many answers."""
+    events: list[object] = []
+    async with connect(url, compression=None) as ws:
+        for data in frames:
+            await ws.send(data)
+        for _ in frames:
+            message = await asyncio.wait_for(ws.recv(), 30)
+            assert isinstance(message, bytes)
+            events.extend(conn.receive(message))
+    return events
+
+
+async def test_destination_urls_that_are_refused(pair: Pair) -> None:
+    caps = MailboxCaps.generate()
+    sealed = seal_send(pair.d_key.public, InnerSend(caps.mailbox_id, caps.send_token,
+                                                    os.urandom(REPLY_KEY_SIZE), b""))
+    for url in ("http://127.0.0.1:1/", "ws://192.0.2.1:8470/", "ftp://x/", "ws://a b/"):
+        conn = ClientConnection()
+        _, data = conn.send_request(Forward(0, pair.d_key.public.key_id, url, sealed))
+        [event] = await one_request(pair.f.url, conn, data)
+        assert isinstance(event, Refusal) and event.code == ErrorCode.BAD_DESTINATION, url
+
+
+async def test_forwarding_relay_is_bounded_and_stays_up(tmp_path: Path) -> None:
+    # A destination that accepts connections and never answers.
+    async def silent(ws: ServerConnection) -> None:
+        async for _ in ws:
+            pass
+
+    d_key = keypair()
+    async with serve(silent, "127.0.0.1", 0) as mute:
+        mute_url = f"ws://127.0.0.1:{mute.sockets[0].getsockname()[1]}/"
+        limits = RelayLimits(forward_max_in_flight_per_connection=2, forward_timeout=1.0,
+                             forwards_per_second_per_address=0.001,
+                             forward_burst_per_address=3)
+        f = await start(tmp_path / "f.db", keypair(), limits)
+        try:
+            caps = MailboxCaps.generate()
+            sealed = seal_send(d_key.public, InnerSend(caps.mailbox_id, caps.send_token,
+                                                       os.urandom(REPLY_KEY_SIZE), b""))
+            conn = ClientConnection()
+            frames = [conn.send_request(Forward(0, d_key.public.key_id, mute_url, sealed))[1]
+                      for _ in range(3)]
+            events = await one_request(f.url, conn, *frames)
+            codes = sorted(e.code for e in events if isinstance(e, Refusal))
+            # Two in flight time out at the destination; the third is over the limit.
+            assert codes == [ErrorCode.TOO_MANY_FORWARDS, ErrorCode.DESTINATION_UNAVAILABLE,
+                             ErrorCode.DESTINATION_UNAVAILABLE]
+            # The address's burst of 3 is spent (2 carried above, on another connection; the
+            # one refused took none; and this one's first): its second is rate limited.
+            conn = ClientConnection()
+            unreachable = "ws://127.0.0.1:1/"
+            frames = [conn.send_request(Forward(0, d_key.public.key_id, unreachable,
+                                                sealed))[1] for _ in range(2)]
+            events = await one_request(f.url, conn, *frames)
+            codes = sorted(e.code for e in events if isinstance(e, Refusal))
+            assert codes == [ErrorCode.RATE_LIMITED, ErrorCode.DESTINATION_UNAVAILABLE]
+            # F still answers.
+            conn = ClientConnection()
+            [pong] = await one_request(f.url, conn, conn.send_request(Ping(0))[1])
+            assert isinstance(pong, Answer)
+        finally:
+            await f.stop()
+
+
+async def test_relay_wide_forward_limit(tmp_path: Path) -> None:
+    async def silent(ws: ServerConnection) -> None:
+        async for _ in ws:
+            pass
+
+    d_key = keypair()
+    async with serve(silent, "127.0.0.1", 0) as mute:
+        mute_url = f"ws://127.0.0.1:{mute.sockets[0].getsockname()[1]}/"
+        f = await start(tmp_path / "f.db", keypair(),
+                        RelayLimits(forward_max_in_flight=1, forward_timeout=1.0))
+        try:
+            caps = MailboxCaps.generate()
+            sealed = seal_send(d_key.public, InnerSend(caps.mailbox_id, caps.send_token,
+                                                       os.urandom(REPLY_KEY_SIZE), b""))
+            first, second = ClientConnection(), ClientConnection()
+            one = first.send_request(Forward(0, d_key.public.key_id, mute_url, sealed))[1]
+            two = second.send_request(Forward(0, d_key.public.key_id, mute_url, sealed))[1]
+            slow = asyncio.create_task(one_request(f.url, first, one))
+            while f._forwards == 0:  # the first is in flight
+                await asyncio.sleep(0.01)
+            [event] = await one_request(f.url, second, two)
+            assert isinstance(event, Refusal) and event.code == ErrorCode.TOO_MANY_FORWARDS
+            [event] = await slow
+            assert isinstance(event, Refusal)
+            assert event.code == ErrorCode.DESTINATION_UNAVAILABLE
+        finally:
+            await f.stop()
+
+
+async def test_forwarding_can_be_turned_off(tmp_path: Path) -> None:
+    d_key = keypair()
+    f = await start(tmp_path / "f.db", keypair(), forwarding=False)
+    try:
+        caps = MailboxCaps.generate()
+        with pytest.raises(ForwardRefused) as refused:
+            await forward_send(f.url, "ws://127.0.0.1:1/", d_key.public, caps.mailbox_id,
+                               caps.send_token, envelope(caps.mailbox_id, 1))
+        assert refused.value.code == ErrorCode.FORWARDING_DISABLED
+    finally:
+        await f.stop()
+
+
+@pytest.mark.parametrize("lie", ["random", "replayed", "stored-unsealed"])
+async def test_a_forwarding_relay_cannot_forge_stored(tmp_path: Path, lie: str) -> None:
+    """A hostile F answers every forward with a "stored" it made up: the client finds out."""
+    d_key = keypair()
+
+    async def liar(ws: ServerConnection) -> None:
+        async for message in ws:
+            assert isinstance(message, bytes)
+            frame = decode_request(message)
+            if lie == "random":
+                sealed = os.urandom(38)
+            else:  # a genuine answer, but under another reply key (another forward's)
+                sealed = seal_reply(os.urandom(32), ForwardOutcome(1, 0), os.urandom(12))
+            await ws.send(encode(SealedResult(frame.request_id, sealed)))
+
+    async with serve(liar, "127.0.0.1", 0) as fake:
+        url = f"ws://127.0.0.1:{fake.sockets[0].getsockname()[1]}/"
+        caps = MailboxCaps.generate()
+        with pytest.raises(ForgedForwardReply):
+            await forward_send(url, "ws://127.0.0.1:2/", d_key.public, caps.mailbox_id,
+                               caps.send_token, envelope(caps.mailbox_id, 1))
+
+
+async def test_the_relay_publishes_its_key(pair: Pair, tmp_path: Path) -> None:
+    assert await fetch_relay_key(pair.d.url) == pair.d_key.public
+    assert await fetch_relay_key(pair.f.url) == pair.f_key.public
+    keyless = await start(tmp_path / "k.db", None)
+    try:
+        with pytest.raises(RelayClosed):
+            await fetch_relay_key(keyless.url)
+    finally:
+        await keyless.stop()
+
+
+def test_the_key_file_is_made_once_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "relay.key"
+    first = load_or_create_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_key(path).public == first.public
+    path.write_bytes(b"short")
+    with pytest.raises(BadKeyFile):
+        load_or_create_key(path)
