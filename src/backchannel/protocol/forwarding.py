@@ -180,7 +180,10 @@ class RelayPublicKey:
             data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         except (binascii.Error, ValueError):
             raise RemoteProtocolError("a relay key is base64url") from None
-        return cls.from_bytes(data)
+        key = cls.from_bytes(data)
+        if key.to_text() != text:  # one text per key: no stray characters, no spare bits
+            raise RemoteProtocolError("a relay key is base64url, unpadded")
+        return key
 
     def hpke_key(self) -> hpke.MLKEM768X25519PublicKey:
         """The key as `cryptography` takes it.
