@@ -307,3 +307,34 @@ def test_the_key_file_is_made_once_and_kept(tmp_path: Path) -> None:
     path.write_bytes(b"short")
     with pytest.raises(BadKeyFile):
         load_or_create_key(path)
+
+
+async def test_the_pool_keeps_its_size_and_reconnects(tmp_path: Path) -> None:
+    d1_key, d2_key = keypair(), keypair()
+    d1 = await start(tmp_path / "d1.db", d1_key)
+    d2 = await start(tmp_path / "d2.db", d2_key)
+    f = await start(tmp_path / "f.db", keypair(), RelayLimits(forward_max_destinations=1))
+    try:
+        for server, key in ((d1, d1_key), (d2, d2_key), (d1, d1_key)):
+            async with await RelayClient.connect(server.url) as receiver:
+                caps = await receiver.create_mailbox()
+            seq = await forward_send(f.url, server.url, key.public, caps.mailbox_id,
+                                     caps.send_token, envelope(caps.mailbox_id, 1))
+            assert seq == 1
+            # One pooled connection at a time: the idle one to the other relay was closed.
+            assert list(f.pool.local_ports) == [server.url]
+    finally:
+        for server in (f, d1, d2):
+            await server.stop()
+
+
+async def test_the_listening_line_names_the_key(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="backchannel.relay")
+    key = keypair()
+    server = await start(tmp_path / "r.db", key)
+    await server.stop()
+    [line] = [getattr(r, "fields", {}) for r in caplog.records if r.getMessage() == "listening"]
+    assert line["key_id"] == key.public.key_id.hex()
+    assert line["key_fingerprint"] == key.public.fingerprint
+    assert line["forwarding"] is True
