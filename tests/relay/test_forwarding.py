@@ -338,3 +338,29 @@ async def test_the_listening_line_names_the_key(tmp_path: Path,
     assert line["key_id"] == key.public.key_id.hex()
     assert line["key_fingerprint"] == key.public.fingerprint
     assert line["forwarding"] is True
+
+
+@pytest.mark.parametrize("answer", [b"garbage", encode(Ping(1)),
+                                    encode(SealedResult(12345, b"\x00" * 38))])
+async def test_a_destination_that_breaks_the_protocol(tmp_path: Path, answer: bytes) -> None:
+    """An answer that does not decode, a request sent back, an answer to no request: F
+    drops that destination's connection, says DESTINATION_UNAVAILABLE, and serves on."""
+    async def broken(ws: ServerConnection) -> None:
+        async for _ in ws:
+            await ws.send(answer)
+
+    d_key = keypair()
+    async with serve(broken, "127.0.0.1", 0) as bad:
+        url = f"ws://127.0.0.1:{bad.sockets[0].getsockname()[1]}/"
+        f = await start(tmp_path / "f.db", keypair())
+        try:
+            caps = MailboxCaps.generate()
+            for _ in range(2):
+                with pytest.raises(ForwardRefused) as refused:
+                    await forward_send(f.url, url, d_key.public, caps.mailbox_id,
+                                       caps.send_token, envelope(caps.mailbox_id, 1))
+                assert refused.value.code == ErrorCode.DESTINATION_UNAVAILABLE
+            async with await RelayClient.connect(f.url) as client:
+                await client.ping()
+        finally:
+            await f.stop()
