@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from backchannel.client.routing import (
     ForgedForwardReply,
     ForwardRefused,
+    RelayChoice,
+    choose_forwarder,
     fetch_relay_key,
     forward_send,
 )
@@ -364,3 +367,19 @@ async def test_a_destination_that_breaks_the_protocol(tmp_path: Path, answer: by
                 await client.ping()
         finally:
             await f.stop()
+
+
+def test_the_forwarder_is_of_another_operator_where_there_is_one() -> None:
+    dest = RelayChoice("wss://d.example/", "acme")
+    same = RelayChoice("wss://d2.example/", "acme")
+    unknown = RelayChoice("wss://u.example/")
+    other = [RelayChoice(f"wss://o{i}.example/", "zeta") for i in range(3)]
+    rng = random.Random(1)
+    picks = {choose_forwarder(dest, [dest, same, unknown, *other], rng) for _ in range(60)}
+    assert picks == set(other)  # known to be another operator's, spread among them
+    assert choose_forwarder(dest, [dest, same, unknown], rng) == unknown
+    assert choose_forwarder(dest, [dest, same], rng) == same  # another relay at least
+    assert choose_forwarder(dest, [dest], rng) is None
+    # The destination's operator unknown: any other relay, never the destination.
+    anon = RelayChoice("wss://d.example/")
+    assert choose_forwarder(anon, [anon, same], rng) == same
