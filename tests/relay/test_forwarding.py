@@ -68,6 +68,8 @@ class Pair:
 async def start(db: Path, key: RelayKeyPair | None, limits: RelayLimits | None = None,
                 **options: object) -> RelayServer:
     limits = limits or RelayLimits()
+    # Every relay of these tests is on 127.0.0.1: forwarding to loopback is allowed.
+    options.setdefault("forward_to_local", True)
     server = RelayServer(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1",
                          port=0, forward_key=key, **options)  # type: ignore[arg-type]
     await server.start()
@@ -182,6 +184,25 @@ async def test_destination_urls_that_are_refused(pair: Pair) -> None:
         _, data = conn.send_request(Forward(0, pair.d_key.public.key_id, url, sealed))
         [event] = await one_request(pair.f.url, conn, data)
         assert isinstance(event, Refusal) and event.code == ErrorCode.BAD_DESTINATION, url
+
+
+async def test_local_destinations_are_refused_by_default(tmp_path: Path) -> None:
+    d_key = keypair()
+    f = await start(tmp_path / "f.db", keypair(), forward_to_local=False)
+    try:
+        caps = MailboxCaps.generate()
+        sealed = seal_send(d_key.public, InnerSend(caps.mailbox_id, caps.send_token,
+                                                   os.urandom(REPLY_KEY_SIZE), b""))
+        for url in ("ws://127.0.0.1:9470/", "ws://localhost:1/", "ws://[::1]:1/",
+                    "wss://10.0.0.1/", "wss://192.168.1.1:8470/", "wss://169.254.169.254/",
+                    "wss://[fd00::1]/", "wss://0.0.0.0/"):
+            conn = ClientConnection()
+            _, data = conn.send_request(Forward(0, d_key.public.key_id, url, sealed))
+            [event] = await one_request(f.url, conn, data)
+            assert isinstance(event, Refusal) and event.code == ErrorCode.BAD_DESTINATION, url
+        assert f.metrics.forwards.value(label_value="unavailable") == 0  # none was tried
+    finally:
+        await f.stop()
 
 
 async def test_forwarding_relay_is_bounded_and_stays_up(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ async def test_forward_between_two_relay_processes(
     assert d.lines[0]["key_id"] == d_key.key_id.hex()
     assert d.lines[0]["key_fingerprint"] == d_key.fingerprint
     f = RelayProcess(f"sqlite:///{tmp_path / 'f.db'}", "--key-file",
-                     str(tmp_path / "f-key"))
+                     str(tmp_path / "f-key"), "--forward-to-local")
     processes.append(f)
     assert (tmp_path / "f-key").exists() and f.lines[0]["key_id"] != d.lines[0]["key_id"]
     async with await RelayClient.connect(d.url) as receiver:

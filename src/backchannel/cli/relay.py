@@ -82,6 +82,10 @@ def serve(
     no_forwarding: bool = typer.Option(
         False, "--no-forwarding",
         help="Carry no FORWARD to other relays (sends sealed to this relay are still taken)."),
+    forward_to_local: bool = typer.Option(
+        False, "--forward-to-local",
+        help="Also forward to relays on this machine or a private network (for trying "
+        "relays side by side; off, clients cannot make the relay probe local services)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level."),
 ) -> None:
     """Serve the relay until SIGINT or SIGTERM; stopping loses no stored envelope.
@@ -125,7 +129,8 @@ def serve(
     optional = metrics_listen == DEFAULT_METRICS_LISTEN
     db_url = db or default_db_url()
     code = runner(_serve(host, port, db_url, limits, log_addresses,
-                         frozenset(proxies), tls, metrics, optional, key_file, not no_forwarding))
+                         frozenset(proxies), tls, metrics, optional, key_file, not no_forwarding,
+                         forward_to_local))
     raise typer.Exit(code)
 
 
@@ -211,7 +216,7 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
                  tls: ssl.SSLContext | None = None,
                  metrics_listen: tuple[str, int] | None = None,
                  metrics_optional: bool = False, key_file: Path | None = None,
-                 forwarding: bool = True) -> int:
+                 forwarding: bool = True, forward_to_local: bool = False) -> int:
     from backchannel.protocol.errors import BackchannelError
     from backchannel.relay.limits import RelayLimits
     from backchannel.relay.relaykey import load_or_create_key
@@ -235,7 +240,8 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
     server = RelayServer(store, limits, host=host, port=port, log_addresses=log_addresses,
                          trusted_proxies=trusted_proxies, tls=tls,
                          metrics_listen=metrics_listen, metrics_optional=metrics_optional,
-                         forward_key=key, forwarding=forwarding)
+                         forward_key=key, forwarding=forwarding,
+                         forward_to_local=forward_to_local)
     # Signals are handled before the "listening" line is logged: whoever waits for that
     # line may stop the relay at once.
     stop = asyncio.Event()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import ipaddress
 import logging
 import os
 import ssl
@@ -29,6 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Final, cast
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -273,6 +275,10 @@ class RelayServer:
             published at ``GET /relay-key``, it opens SEALED_SEND frames. None: no key,
             and sealed sends are refused (UNKNOWN_KEY).
         forwarding: carry FORWARD requests to other relays (off: FORWARDING_DISABLED).
+        forward_to_local: also forward to destinations on this machine or a private
+            network (loopback, private, link-local addresses, ``localhost``); off, such a
+            FORWARD is BAD_DESTINATION, so that clients cannot make the relay probe its
+            own services. For relays tried out side by side on one machine.
     """
 
     def __init__(
@@ -291,6 +297,7 @@ class RelayServer:
         metrics_optional: bool = False,
         forward_key: RelayKeyPair | None = None,
         forwarding: bool = True,
+        forward_to_local: bool = False,
     ) -> None:
         self.store = store
         self.metrics_optional = metrics_optional
@@ -330,6 +337,7 @@ class RelayServer:
         store.listener = self._on_commit
         self.forward_key = forward_key
         self.forwarding = forwarding
+        self.forward_to_local = forward_to_local
         self._forwards = 0  # forwards in flight, relay-wide
         # Each address's forward budget, the least recently used forgotten first (a
         # forgotten address starts with a full burst, as with creations).
@@ -827,6 +835,8 @@ class RelayServer:
             check_relay_url(destination, "destination")
         except BackchannelError:
             return ErrorCode.BAD_DESTINATION
+        if not self.forward_to_local and _local_destination(destination):
+            return ErrorCode.BAD_DESTINATION
         if self.forward_key is not None and key_id == self.forward_key.public.key_id:
             # Sealed to this relay: forwarding it would send it back here. (The sealed
             # inside of any forward is a deposit, never a forward: no loop either way.)
@@ -1028,6 +1038,21 @@ class RelayServer:
                     self._push(conn, mailbox_id, [d for d in items if d.seq in chosen])
         finally:
             sub.pumping = False
+
+
+def _local_destination(url: str) -> bool:
+    """Whether `url` names this machine or a private network by its host: ``localhost``
+    or a loopback, private, link-local, unspecified or reserved IP literal. (A host name
+    that resolves to such an address is not caught here.)"""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (address.is_loopback or address.is_private or address.is_link_local
+            or address.is_unspecified or address.is_reserved or address.is_multicast)
 
 
 def _fail_connection(ws: ServerConnection, code: int, reason: str) -> None:
