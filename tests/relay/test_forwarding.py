@@ -7,7 +7,9 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import AsyncIterator
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -39,10 +41,17 @@ from backchannel.protocol.relayframes import (
     Forward,
     Ping,
     SealedResult,
+    SealedSend,
     decode_request,
     encode,
 )
 from backchannel.relay import RelayLimits, RelayServer, open_store
+from backchannel.relay.outbound import (
+    DestinationUnavailable,
+    ForwardPool,
+    LocalDestination,
+    is_local_address,
+)
 from backchannel.relay.relaykey import BadKeyFile, load_or_create_key
 from tests.relay.conftest import envelope
 
@@ -404,3 +413,52 @@ def test_the_forwarder_is_of_another_operator_where_there_is_one() -> None:
     # The destination's operator unknown: any other relay, never the destination.
     anon = RelayChoice("wss://d.example/")
     assert choose_forwarder(anon, [anon, same], rng) == same
+
+
+async def test_a_host_name_resolving_to_a_local_address_is_refused(tmp_path: Path) -> None:
+    name = socket.gethostname()
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(name, 1, type=socket.SOCK_STREAM)}
+    except OSError:
+        pytest.skip(f"this machine's name {name!r} does not resolve")
+    if not all(is_local_address(str(a)) for a in resolved):
+        pytest.skip(f"this machine's name {name!r} resolves to a public address")
+    d_key = keypair()
+    f = await start(tmp_path / "f.db", keypair(), forward_to_local=False)
+    try:
+        caps = MailboxCaps.generate()
+        with pytest.raises(ForwardRefused) as refused:
+            await forward_send(f.url, f"wss://{name}:1/", d_key.public, caps.mailbox_id,
+                               caps.send_token, envelope(caps.mailbox_id, 1))
+        assert refused.value.code == ErrorCode.BAD_DESTINATION
+    finally:
+        await f.stop()
+
+
+async def test_the_pool_refuses_names_resolving_to_local_addresses() -> None:
+    asked: list[tuple[str, int]] = []
+
+    def resolver(answer: list[str]) -> Callable[[str, int], Awaitable[list[str]]]:
+        async def resolve(host: str, port: int) -> list[str]:
+            asked.append((host, port))
+            return answer
+        return resolve
+
+    frame = SealedSend(0, b"\x01" * 8, b"")
+    # One local address among public ones is enough to refuse.
+    pool = ForwardPool(4, 1.0, 60.0, time.monotonic,
+                       resolve=resolver(["8.8.8.8", "10.1.2.3"]))
+    with pytest.raises(LocalDestination):
+        await pool.forward("wss://relay.example:8470/", frame)
+    assert asked == [("relay.example", 8470)]
+    # The documentation ranges count as private; wss:// without a port resolves port 443.
+    pool = ForwardPool(4, 1.0, 60.0, time.monotonic, resolve=resolver(["192.0.2.200"]))
+    with pytest.raises(LocalDestination):
+        await pool.forward("wss://relay.example/", frame)
+    assert asked[-1] == ("relay.example", 443)
+    # A name without addresses cannot be reached. (A public address would be connected to
+    # as resolved; tests reach no network beyond loopback, so that path is not run here.)
+    pool = ForwardPool(4, 0.5, 60.0, time.monotonic, resolve=resolver([]))
+    with pytest.raises(DestinationUnavailable):
+        await pool.forward("wss://nowhere.example/", frame)
+    await pool.close()

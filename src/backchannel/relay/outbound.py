@@ -10,15 +10,24 @@ of them; the least recently used idle one is closed to make room, and one idle f
 `forward_idle_timeout` is closed when the pool is next used), and every forward waits at
 most `forward_timeout`, connecting included. A destination that breaks the protocol or
 does not answer in time loses its pooled connection.
+
+Unless local destinations are allowed, the destination's host is resolved first and the
+connection is made to the address that was checked (no second lookup that could answer
+otherwise): a host name resolving to this machine or a private network is refused
+(`LocalDestination`), as the server refuses such IP literals before it gets here. No
+proxy from the environment is used, so that the address checked is the one connected to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import socket
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection as WebSocket
 from websockets.asyncio.client import connect
@@ -32,7 +41,10 @@ from backchannel.protocol.relayframes import (
     SealedSend,
 )
 
-__all__ = ["DestinationUnavailable", "ForwardPool", "PoolFull"]
+__all__ = ["DestinationUnavailable", "ForwardPool", "LocalDestination", "PoolFull",
+           "is_local_address"]
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 # A destination's answers are small (a sealed result or an error); a relay that sends
 # more than a response frame breaks the protocol anyway.
@@ -46,6 +58,28 @@ _CLOSE_TIMEOUT: Final = 1.0
 class DestinationUnavailable(BackchannelError):
     """The destination relay could not be reached, did not answer in time, or broke the
     protocol. Nothing is known of the send: the client may send it again."""
+
+
+class LocalDestination(BackchannelError):
+    """The destination's host resolves to this machine or a private network, and local
+    destinations are not allowed."""
+
+
+def is_local_address(address: str) -> bool:
+    """Whether an IP address is loopback, private, link-local, unspecified, reserved or
+    multicast: not a public relay (False for anything that is not an IP address)."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])  # drop an IPv6 zone
+    except ValueError:
+        return False
+    return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+            or ip.is_reserved or ip.is_multicast)
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                         type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 class PoolFull(BackchannelError):
@@ -122,10 +156,16 @@ class ForwardPool:
         timeout: seconds a forward may take, connecting included.
         idle_timeout: a connection unused this long is closed.
         monotonic: the clock for idleness.
+        allow_local: connect to destinations on this machine or a private network too.
+        resolve: host, port -> IP addresses (tests give their own; default: the loop's
+            getaddrinfo).
     """
 
     def __init__(self, max_destinations: int, timeout: float, idle_timeout: float,
-                 monotonic: Callable[[], float]) -> None:
+                 monotonic: Callable[[], float], *, allow_local: bool = False,
+                 resolve: Resolver = _resolve) -> None:
+        self.allow_local = allow_local
+        self._resolve = resolve
         self.max_destinations = max_destinations
         self.timeout = timeout
         self.idle_timeout = idle_timeout
@@ -149,6 +189,7 @@ class ForwardPool:
 
         Raises:
             DestinationUnavailable: not reached, not in time, or it broke the protocol.
+            LocalDestination: its host resolves to a local address (not allowed).
             PoolFull: the pool is full of busy connections.
         """
         try:
@@ -177,13 +218,30 @@ class ForwardPool:
             if out is not None:
                 del self._conns[url]
             await self._make_room()
-            ws = await connect(url, compression=None, max_size=_MAX_ANSWER,
+            pinned: dict[str, Any] = {}
+            if not self.allow_local:
+                pinned = await self._checked_address(url)
+            ws = await connect(url, compression=None, max_size=_MAX_ANSWER, proxy=None,
                                open_timeout=self.timeout, ping_interval=_PING_INTERVAL,
-                               ping_timeout=_PING_TIMEOUT, close_timeout=_CLOSE_TIMEOUT)
+                               ping_timeout=_PING_TIMEOUT, close_timeout=_CLOSE_TIMEOUT,
+                               **pinned)
             out = _Outbound(ws, self.monotonic())
             self._conns[url] = out
             self._connecting.pop(url, None)
             return out
+
+    async def _checked_address(self, url: str) -> dict[str, Any]:
+        """The ``host``/``port`` to connect to for `url`: its first resolved address,
+        after checking that none is local (TLS still names the URL's host)."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme.lower() == "wss" else 80)
+        addresses = await self._resolve(host, port)
+        if not addresses:
+            raise OSError(f"{host} has no address")
+        if any(is_local_address(a) for a in addresses):
+            raise LocalDestination("the destination resolves to a local address")
+        return {"host": addresses[0], "port": port}
 
     async def _make_room(self) -> None:
         if len(self._conns) < self.max_destinations:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import ipaddress
 import logging
 import os
 import ssl
@@ -85,7 +84,13 @@ from backchannel.relay.intake import PacedConnection
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.mailbox import REASONS, Subscription, envelope_refusal
 from backchannel.relay.metrics import MetricsListener, RelayMetrics
-from backchannel.relay.outbound import DestinationUnavailable, ForwardPool, PoolFull
+from backchannel.relay.outbound import (
+    DestinationUnavailable,
+    ForwardPool,
+    LocalDestination,
+    PoolFull,
+    is_local_address,
+)
 from backchannel.relay.ratelimit import (
     AddressBook,
     ConnectionCap,
@@ -344,7 +349,7 @@ class RelayServer:
         self._forward_budgets: OrderedDict[str, TokenBucket] = OrderedDict()
         self.pool = ForwardPool(self.limits.forward_max_destinations,
                                 self.limits.forward_timeout, self.limits.forward_idle_timeout,
-                                monotonic)
+                                monotonic, allow_local=forward_to_local)
 
     @property
     def port(self) -> int:
@@ -880,6 +885,9 @@ class RelayServer:
             self.metrics.forwards.inc(label_value="unavailable")
             self._error(conn, rid, ErrorCode.TOO_MANY_FORWARDS)
             return
+        except LocalDestination:
+            self._error(conn, rid, ErrorCode.BAD_DESTINATION)
+            return
         finally:
             conn.forwards -= 1
             self._forwards -= 1
@@ -1042,17 +1050,10 @@ class RelayServer:
 
 def _local_destination(url: str) -> bool:
     """Whether `url` names this machine or a private network by its host: ``localhost``
-    or a loopback, private, link-local, unspecified or reserved IP literal. (A host name
-    that resolves to such an address is not caught here.)"""
+    or a local IP literal (`outbound.is_local_address`). A host name that resolves to
+    such an address is refused by the pool, which resolves it before connecting."""
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return (address.is_loopback or address.is_private or address.is_link_local
-            or address.is_unspecified or address.is_reserved or address.is_multicast)
+    return host == "localhost" or host.endswith(".localhost") or is_local_address(host)
 
 
 def _fail_connection(ws: ServerConnection, code: int, reason: str) -> None:
