@@ -126,6 +126,7 @@ async def test_forwarded_deposit_is_fetched_from_the_destination(
     for secret in secrets_:
         assert secret not in stored and secret not in logged and secret not in shown
     assert pair.f.metrics.stored.value() == 0 and pair.d.metrics.stored.value() == 2
+    assert pair.d.metrics.sealed_sends.value() == 2
 
 
 async def test_refusals_come_back_sealed_by_the_destination(pair: Pair) -> None:
