@@ -33,6 +33,8 @@ from backchannel.protocol.relayframes import (
 RID = 0x0102_0304
 MID = b"\x07" * 16
 TOK = b"\x09" * 32
+KID = b"\x05" * rf.FORWARD_KEY_ID_SIZE
+DEST = "ws://127.0.0.1:8470/"
 U64_MAX = 2**64 - 1
 EXTREMES = (0, 1, 2**16 - 1, 2**16, 2**32 - 1, 2**32, MAX_SEQ, MAX_SEQ + 1, U64_MAX)
 WIDTH = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFF_FFFF, 8: U64_MAX}
@@ -79,7 +81,20 @@ def _requests() -> list[Field]:
                              (FrameKind.SUBSCRIBE, MID + TOK), (FrameKind.FETCH,
                                                                 fetch + u(0, 8) + u(1, 2)),
                              (FrameKind.ACK, MID + TOK + u(1, 2) + u(1, 8)),
-                             (FrameKind.DELETE, MID + TOK), (FrameKind.PING, b""))),
+                             (FrameKind.DELETE, MID + TOK), (FrameKind.PING, b""),
+                             (FrameKind.FORWARD, KID + u(1, 2) + b"a" + u(0, 4)),
+                             (FrameKind.SEALED_SEND, KID + u(0, 4)))),
+        Field("Forward.destination_length", True, 2, 1, rf.MAX_DESTINATION_SIZE,
+              lambda v: req(FrameKind.FORWARD, KID + u(v, 2) + b"a" * min(v, 300) + u(0, 4)),
+              lambda v: rf.Forward(RID, KID, "a" * min(v, 300), b""), RID),
+        Field("Forward.sealed_length", True, 4, 0, rf.MAX_SEALED_SEND_SIZE,
+              lambda v: req(FrameKind.FORWARD, KID + u(1, 2) + b"a" + u(v, 4)
+                            + b"\x00" * min(v, rf.MAX_SEALED_SEND_SIZE)),
+              lambda v: rf.Forward(RID, KID, DEST, b"\x00" * min(v, 70_000)), RID),
+        Field("SealedSend.sealed_length", True, 4, 0, rf.MAX_SEALED_SEND_SIZE,
+              lambda v: req(FrameKind.SEALED_SEND, KID + u(v, 4)
+                            + b"\x00" * min(v, rf.MAX_SEALED_SEND_SIZE)),
+              lambda v: rf.SealedSend(RID, KID, b"\x00" * min(v, 70_000)), RID),
         Field("Send.envelope_length", True, 4, 0, MAX_ENVELOPE_SIZE,
               # At most MAX_ENVELOPE_SIZE bytes follow, so the frame stays within the frame
               # size and it is the length prefix that is refused, after the request id.
@@ -113,6 +128,9 @@ def _responses() -> list[Field]:
         *(Field(f"{kind.name}.request_id", False, 4, 0, 2**32 - 1,
                 lambda v, k=kind, b=body: with_rid(k, b, v), lambda v, c=cls: c(v), None)
           for kind, body, cls in simple),
+        Field("SEALED_RESULT.request_id", False, 4, 0, 2**32 - 1,
+              lambda v: with_rid(FrameKind.SEALED_RESULT, b"\x00" * rf.SEALED_REPLY_SIZE, v),
+              lambda v: rf.SealedResult(v, b"\x00" * rf.SEALED_REPLY_SIZE), None),
         Field("SUBSCRIBED.request_id", False, 4, 0, 2**32 - 1,
               lambda v: with_rid(FrameKind.SUBSCRIBED, u(0, 4), v),
               lambda v: rf.Subscribed(v, 0), None),

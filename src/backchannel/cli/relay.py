@@ -20,6 +20,20 @@ DEFAULT_PORT = 8470
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9470"
 
 
+def default_key_file(db_url: str) -> Path:
+    """Where the relay keeps its forwarding key by default: beside an SQLite database
+    (``relay.db`` -> ``relay.key``), else ``relay.key`` in the user's data folder (nodes
+    sharing one PostgreSQL database must be given the same ``--key-file``)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(db_url)
+    if parts.scheme == "sqlite" and parts.path.startswith("/") and len(parts.path) > 1:
+        return Path(parts.path[1:]).with_suffix(".key")
+    import platformdirs
+
+    return Path(platformdirs.user_data_path("backchannel")) / "relay.key"
+
+
 def default_db_url() -> str:
     """``sqlite:///<user data folder>/relay.db``."""
     import platformdirs
@@ -60,6 +74,18 @@ def serve(
         [], "--trusted-proxy", metavar="ADDRESS",
         help="A reverse proxy (e.g. the TLS terminator) whose X-Forwarded-For names the "
         "client for per-address limits; repeatable."),
+    key_file: Path | None = typer.Option(  # noqa: B008 - Typer declares options this way
+        None, "--key-file", metavar="FILE",
+        help="The relay's forwarding key, made on first start (mode 0600). "
+        "Default: beside an SQLite --db (relay.db: relay.key), else relay.key in your "
+        "data folder."),
+    no_forwarding: bool = typer.Option(
+        False, "--no-forwarding",
+        help="Carry no FORWARD to other relays (sends sealed to this relay are still taken)."),
+    forward_to_local: bool = typer.Option(
+        False, "--forward-to-local",
+        help="Also forward to relays on this machine or a private network (for trying "
+        "relays side by side; off, clients cannot make the relay probe local services)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level."),
 ) -> None:
     """Serve the relay until SIGINT or SIGTERM; stopping loses no stored envelope.
@@ -101,8 +127,10 @@ def serve(
     # The default metrics address is a convenience: a second relay on the machine finds it
     # taken and serves without metrics (saying so); an address asked for must be served.
     optional = metrics_listen == DEFAULT_METRICS_LISTEN
-    code = runner(_serve(host, port, db or default_db_url(), limits, log_addresses,
-                         frozenset(proxies), tls, metrics, optional))
+    db_url = db or default_db_url()
+    code = runner(_serve(host, port, db_url, limits, log_addresses,
+                         frozenset(proxies), tls, metrics, optional, key_file, not no_forwarding,
+                         forward_to_local))
     raise typer.Exit(code)
 
 
@@ -187,8 +215,11 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
                  trusted_proxies: frozenset[str] = frozenset(),
                  tls: ssl.SSLContext | None = None,
                  metrics_listen: tuple[str, int] | None = None,
-                 metrics_optional: bool = False) -> int:
+                 metrics_optional: bool = False, key_file: Path | None = None,
+                 forwarding: bool = True, forward_to_local: bool = False) -> int:
+    from backchannel.protocol.errors import BackchannelError
     from backchannel.relay.limits import RelayLimits
+    from backchannel.relay.relaykey import load_or_create_key
     from backchannel.relay.server import RelayServer
     from backchannel.relay.store import StoreUnavailable, open_store, redact_url
 
@@ -199,9 +230,18 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
     except ValueError as exc:
         log.error("bad database URL", extra={"fields": {"reason": str(exc)}})
         return 2
+    key_path = key_file if key_file is not None else default_key_file(url)
+    try:
+        key = load_or_create_key(key_path)
+    except (OSError, BackchannelError) as exc:
+        log.error("cannot start", extra={"fields": {
+            "key_file": str(key_path), "reason": type(exc).__name__}})
+        return 1
     server = RelayServer(store, limits, host=host, port=port, log_addresses=log_addresses,
                          trusted_proxies=trusted_proxies, tls=tls,
-                         metrics_listen=metrics_listen, metrics_optional=metrics_optional)
+                         metrics_listen=metrics_listen, metrics_optional=metrics_optional,
+                         forward_key=key, forwarding=forwarding,
+                         forward_to_local=forward_to_local)
     # Signals are handled before the "listening" line is logged: whoever waits for that
     # line may stop the relay at once.
     stop = asyncio.Event()

@@ -104,6 +104,11 @@ RELAY_ERROR_TEXT: Final[Mapping[ErrorCode, str]] = MappingProxyType({
     ErrorCode.STORE_FULL: "the relay is full; the message stays queued for it",
     ErrorCode.UNAVAILABLE: "the relay is unavailable for now; try later",
     ErrorCode.INTERNAL: "the relay failed (an error inside the relay)",
+    ErrorCode.FORWARDING_DISABLED: "the relay does not forward to other relays",
+    ErrorCode.BAD_DESTINATION: "the relay does not forward to that relay",
+    ErrorCode.UNKNOWN_KEY: "the relay's key is not the one the send was sealed to",
+    ErrorCode.TOO_MANY_FORWARDS: "the relay is forwarding too much at once; try later",
+    ErrorCode.DESTINATION_UNAVAILABLE: "the relay could not reach the other relay; try later",
 })
 
 

@@ -55,11 +55,14 @@ from backchannel.protocol.relayframes import (
     ErrorCode,
     Fetch,
     Fetched,
+    Forward,
     FrameError,
     Ping,
     Pong,
     Request,
     Response,
+    SealedResult,
+    SealedSend,
     Send,
     Stored,
     StoredItem,
@@ -93,7 +96,7 @@ __all__ = [
 DEFAULT_DELIVERY_WINDOW: Final = 2048
 
 # The result frames that answer one request each (Stored answers sends item by item).
-Result = Created | Subscribed | Fetched | Acked | Deleted | Pong
+Result = Created | Subscribed | Fetched | Acked | Deleted | Pong | SealedResult
 
 # Rule 2: the one result kind of each request kind.
 REPLY_KINDS: Final[Mapping[type[Request], type[Response]]] = {
@@ -104,6 +107,10 @@ REPLY_KINDS: Final[Mapping[type[Request], type[Response]]] = {
     Ack: Acked,
     Delete: Deleted,
     Ping: Pong,
+    # Private routing: the destination's sealed answer, passed back unchanged by the
+    # forwarding relay, answers both.
+    Forward: SealedResult,
+    SealedSend: SealedResult,
 }
 
 

@@ -32,17 +32,25 @@ from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
+    "FORWARD_KEY_ID_SIZE",
+    "HPKE_ENC_SIZE",
+    "HPKE_TAG_SIZE",
     "MAX_ACK_SEQS",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_ITEMS",
+    "MAX_DESTINATION_SIZE",
     "MAX_ERROR_CODE",
     "MAX_PENDING",
     "MAX_REASON_SIZE",
     "MAX_REQUEST_FRAME_SIZE",
     "MAX_REQUEST_ID",
     "MAX_RESPONSE_FRAME_SIZE",
+    "MAX_SEALED_SEND_SIZE",
     "MAX_SEQ",
     "RELAY_PROTOCOL_VERSION",
+    "REPLY_KEY_SIZE",
+    "REPLY_NONCE_SIZE",
+    "SEALED_REPLY_SIZE",
     "TOKEN_HASH_SIZE",
     "TOKEN_SIZE",
     "Ack",
@@ -57,12 +65,15 @@ __all__ = [
     "ErrorCode",
     "Fetch",
     "Fetched",
+    "Forward",
     "FrameError",
     "FrameKind",
     "Ping",
     "Pong",
     "Request",
     "Response",
+    "SealedResult",
+    "SealedSend",
     "Send",
     "Stored",
     "StoredItem",
@@ -105,12 +116,38 @@ MAX_PENDING: Final = 0xFFFF_FFFF
 # newer than its client may send them) and treated as a refusal of the request.
 MAX_ERROR_CODE: Final = 0xFFFF
 
+# Private routing (docs/relay.md "Private routing"; `protocol/forwarding.py` seals).
+# A relay's forwarding key is named by the first 8 bytes of its SHA-256: enough to tell a
+# relay's keys apart (across a rotation), and a forward must fit beside a full envelope.
+FORWARD_KEY_ID_SIZE: Final = 8
+# HPKE with ML-KEM-768 + X25519: the encapsulation is 1,088 + 32 bytes; the AEAD tag 16.
+HPKE_ENC_SIZE: Final = 1120
+HPKE_TAG_SIZE: Final = 16
+# The client's key for the destination's sealed answer (ChaCha20-Poly1305), and its nonce.
+REPLY_KEY_SIZE: Final = 32
+REPLY_NONCE_SIZE: Final = 12
+# A sealed send: the encapsulation, then mailbox id, send token, reply key and a bytes32
+# envelope, then the tag. Its largest carries the largest envelope.
+MAX_SEALED_SEND_SIZE: Final = (HPKE_ENC_SIZE + MAILBOX_ID_SIZE + TOKEN_SIZE + REPLY_KEY_SIZE
+                               + 4 + MAX_ENVELOPE_SIZE + HPKE_TAG_SIZE)
+# The destination's sealed answer: nonce, code u16 and seq u64 encrypted, tag. Fixed size,
+# so that a stored and a refused answer look the same to the forwarding relay.
+SEALED_REPLY_SIZE: Final = REPLY_NONCE_SIZE + 2 + 8 + HPKE_TAG_SIZE
+# A destination relay's URL in a FORWARD, UTF-8: a host name (at most 253) with a scheme,
+# port and path fits; a longer one is no relay anyone publishes.
+MAX_DESTINATION_SIZE: Final = 256
+
 _HEADER: Final = 2  # version + kind
 _REQUEST_ID: Final = 4
-# The largest request is a Send of the largest envelope; acks of 256 seqs are smaller.
-MAX_REQUEST_FRAME_SIZE: Final = (
+_SEND_FRAME_SIZE: Final = (
     _HEADER + _REQUEST_ID + MAILBOX_ID_SIZE + TOKEN_SIZE + 4 + MAX_ENVELOPE_SIZE
 )
+# A FORWARD of the largest sealed send, to the longest destination URL.
+_FORWARD_FRAME_SIZE: Final = (_HEADER + _REQUEST_ID + FORWARD_KEY_ID_SIZE + 2
+                              + MAX_DESTINATION_SIZE + 4 + MAX_SEALED_SEND_SIZE)
+# The largest request is a FORWARD of the largest envelope (a SEND of it is 1,437 bytes
+# smaller, a SEALED_SEND 258); acks of 256 seqs are smaller still.
+MAX_REQUEST_FRAME_SIZE: Final = max(_SEND_FRAME_SIZE, _FORWARD_FRAME_SIZE)
 # The largest response is a full delivery batch: per item a seq (8) and a length (4).
 MAX_RESPONSE_FRAME_SIZE: Final = (
     _HEADER + _REQUEST_ID + MAILBOX_ID_SIZE + 2 + MAX_BATCH_ITEMS * 12 + MAX_BATCH_BYTES
@@ -144,6 +181,8 @@ class FrameKind(IntEnum):
     ACK = 0x05
     DELETE = 0x06
     PING = 0x07
+    FORWARD = 0x08
+    SEALED_SEND = 0x09
     CREATED = 0x81
     STORED = 0x82
     SUBSCRIBED = 0x83
@@ -151,6 +190,7 @@ class FrameKind(IntEnum):
     ACKED = 0x85
     DELETED = 0x86
     PONG = 0x87
+    SEALED_RESULT = 0x88
     DELIVER = 0x90
     ERROR = 0xEE
 
@@ -168,6 +208,11 @@ class ErrorCode(IntEnum):
     BAD_ENVELOPE = 13
     TOO_MANY_SUBSCRIPTIONS = 14
     STORE_FULL = 15  # the relay's store-wide byte quota is reached
+    FORWARDING_DISABLED = 16  # this relay does not forward (its operator turned it off)
+    BAD_DESTINATION = 17  # a forward to a URL refused, or to the forwarding relay itself
+    UNKNOWN_KEY = 18  # a sealed send not sealed to (or not opening with) this relay's key
+    TOO_MANY_FORWARDS = 19  # the forwarding relay's forwards in flight are at their limit
+    DESTINATION_UNAVAILABLE = 22  # the forwarding relay could not reach the destination
     UNAVAILABLE = 20
     INTERNAL = 21
 
@@ -315,7 +360,47 @@ class Ping:
         _check_request_id(self.request_id)
 
 
-Request = Create | Send | Subscribe | Fetch | Ack | Delete | Ping
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Ask this relay to carry a sealed send to another relay:
+    ``key_id[8] destination:text16 sealed:bytes32``.
+
+    ``destination`` is the other relay's URL; ``sealed`` is a `SealedSend`'s body, sealed
+    to the key ``key_id`` names (`protocol.forwarding.seal_send`).
+    """
+
+    request_id: int
+    key_id: bytes
+    destination: str
+    sealed: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(len(self.key_id) == FORWARD_KEY_ID_SIZE, "bad key id length")
+        _check(0 < len(self.destination.encode("utf-8")) <= MAX_DESTINATION_SIZE,
+               f"destination must be 1..{MAX_DESTINATION_SIZE} bytes")
+        _check(len(self.sealed) <= MAX_SEALED_SEND_SIZE, "sealed send too large")
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSend:
+    """A send sealed to this relay's key: ``key_id[8] sealed:bytes32``.
+
+    What a forwarding relay sends the destination. Its inside is always a deposit, never
+    another forward, so forwarding cannot loop.
+    """
+
+    request_id: int
+    key_id: bytes
+    sealed: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(len(self.key_id) == FORWARD_KEY_ID_SIZE, "bad key id length")
+        _check(len(self.sealed) <= MAX_SEALED_SEND_SIZE, "sealed send too large")
+
+
+Request = Create | Send | Subscribe | Fetch | Ack | Delete | Ping | Forward | SealedSend
 
 # --- responses ----------------------------------------------------------------------------
 
@@ -458,7 +543,22 @@ class Error:
         _check(len(self.reason.encode("utf-8")) <= MAX_REASON_SIZE, "reason too long")
 
 
-Response = Created | Stored | Subscribed | Fetched | Acked | Deleted | Pong | Deliver | Error
+@dataclass(frozen=True, slots=True)
+class SealedResult:
+    """Answer to SealedSend and Forward: ``request_id:u32 sealed[38]``, the destination's
+    outcome sealed under the client's reply key (`protocol.forwarding.seal_reply`)."""
+
+    request_id: int
+    sealed: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(len(self.sealed) == SEALED_REPLY_SIZE,
+               f"a sealed result is {SEALED_REPLY_SIZE} bytes")
+
+
+Response = (Created | Stored | Subscribed | Fetched | Acked | Deleted | Pong | Deliver | Error
+            | SealedResult)
 
 # --- encoding -----------------------------------------------------------------------------
 
@@ -509,6 +609,14 @@ def encode(frame: Request | Response) -> bytes:
             w.fixed(tok, TOKEN_SIZE)
         case Ping(rid):
             w = _start(FrameKind.PING).u32(rid)
+        case Forward(rid, key_id, destination, sealed):
+            w = _start(FrameKind.FORWARD).u32(rid).fixed(key_id, FORWARD_KEY_ID_SIZE)
+            w.text16(destination).bytes32(sealed)
+        case SealedSend(rid, key_id, sealed):
+            w = _start(FrameKind.SEALED_SEND).u32(rid).fixed(key_id, FORWARD_KEY_ID_SIZE)
+            w.bytes32(sealed)
+        case SealedResult(rid, sealed):
+            w = _start(FrameKind.SEALED_RESULT).u32(rid).fixed(sealed, SEALED_REPLY_SIZE)
         case Created(rid):
             w = _start(FrameKind.CREATED).u32(rid)
         case Stored(items):
@@ -601,6 +709,12 @@ def decode_request(data: bytes) -> Request:
                 frame = Delete(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
             case FrameKind.PING:
                 frame = Ping(request_id)
+            case FrameKind.FORWARD:
+                frame = Forward(request_id, r.fixed(FORWARD_KEY_ID_SIZE),
+                                r.text16(MAX_DESTINATION_SIZE), r.bytes32(MAX_SEALED_SEND_SIZE))
+            case FrameKind.SEALED_SEND:
+                frame = SealedSend(request_id, r.fixed(FORWARD_KEY_ID_SIZE),
+                                   r.bytes32(MAX_SEALED_SEND_SIZE))
             case _:
                 raise FrameError(f"unknown command 0x{kind:02x}", ErrorCode.UNKNOWN_COMMAND,
                                  request_id)
@@ -650,6 +764,8 @@ def decode_response(data: bytes) -> Response:
                 frame = Deleted(request_id := r.u32())
             case FrameKind.PONG:
                 frame = Pong(request_id := r.u32())
+            case FrameKind.SEALED_RESULT:
+                frame = SealedResult(request_id := r.u32(), r.fixed(SEALED_REPLY_SIZE))
             case FrameKind.DELIVER:
                 mid = r.fixed(MAILBOX_ID_SIZE)
                 items = _read_deliveries(r)

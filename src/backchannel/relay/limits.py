@@ -113,6 +113,31 @@ DEFAULT_SWEEP_BATCH: Final = 1_000
 DEFAULT_MAX_TRACKED_ADDRESSES: Final = 65_536
 # Time allowed for a graceful stop to answer in-flight requests before closing.
 DEFAULT_SHUTDOWN_GRACE: Final = 5.0
+# Private routing (docs/relay.md "Private routing"). A forwarding relay is, towards the
+# destination, one client for many: its forwards are bounded so that it cannot be made to
+# hold much memory, many sockets, or to hammer a destination on someone's behalf.
+# Forwards in flight, relay-wide: each holds one request frame (at most 67 KB), so 64 hold
+# at most 4.3 MB; a forward takes one round trip to the destination (tens of ms), so 64 in
+# flight carry well over a thousand forwards per second.
+DEFAULT_FORWARD_MAX_IN_FLIGHT: Final = 64
+# Forwards in flight per client connection: a sender flushes a backlog a few at a time;
+# 8 keeps one connection from taking the whole relay-wide budget.
+DEFAULT_FORWARD_MAX_IN_FLIGHT_PER_CONNECTION: Final = 8
+# Forwards per second per client address (burst; an IPv6 address counts per /64): an
+# agent sends a slot's envelope every few seconds per channel; 20 per second (burst 100)
+# lets a backlog through and stops one host from turning this relay into a flood of
+# someone else's relay, however many connections it opens.
+DEFAULT_FORWARDS_PER_SECOND_PER_ADDRESS: Final = 20.0
+DEFAULT_FORWARD_BURST_PER_ADDRESS: Final = 100.0
+# Destinations with a pooled connection: one per relay forwarded to. Past 32 the least
+# recently used idle one is closed.
+DEFAULT_FORWARD_MAX_DESTINATIONS: Final = 32
+# Seconds one forward may take, connecting to the destination included: the client's own
+# request timeout is 5 s, but its forward waits for two relays; 10 s tells a destination
+# that has stopped answering from a slow one.
+DEFAULT_FORWARD_TIMEOUT: Final = 10.0
+# A pooled connection unused this long is closed (it holds a slot on the destination).
+DEFAULT_FORWARD_IDLE_TIMEOUT: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +174,13 @@ class RelayLimits:
     sweep_batch: int = DEFAULT_SWEEP_BATCH
     max_tracked_addresses: int = DEFAULT_MAX_TRACKED_ADDRESSES
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    forward_max_in_flight: int = DEFAULT_FORWARD_MAX_IN_FLIGHT
+    forward_max_in_flight_per_connection: int = DEFAULT_FORWARD_MAX_IN_FLIGHT_PER_CONNECTION
+    forwards_per_second_per_address: float = DEFAULT_FORWARDS_PER_SECOND_PER_ADDRESS
+    forward_burst_per_address: float = DEFAULT_FORWARD_BURST_PER_ADDRESS
+    forward_max_destinations: int = DEFAULT_FORWARD_MAX_DESTINATIONS
+    forward_timeout: float = DEFAULT_FORWARD_TIMEOUT
+    forward_idle_timeout: float = DEFAULT_FORWARD_IDLE_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.envelope_ttl <= 0 or self.mailbox_idle_ttl <= 0:
@@ -175,3 +207,10 @@ class RelayLimits:
             raise ValueError("queue limits must be positive")
         if self.commit_batch < 1 or self.delivery_window < 1:
             raise ValueError("commit batch and delivery window must be positive")
+        if (self.forward_max_in_flight < 1 or self.forward_max_in_flight_per_connection < 1
+                or self.forward_max_destinations < 1):
+            raise ValueError("forwarding bounds must be positive")
+        if self.forwards_per_second_per_address <= 0 or self.forward_burst_per_address < 1:
+            raise ValueError("forward rate and burst must be positive")
+        if self.forward_timeout <= 0 or self.forward_idle_timeout <= 0:
+            raise ValueError("forward timeouts must be positive")

@@ -76,6 +76,11 @@ REASONS: Final[dict[ErrorCode, str]] = {
     ErrorCode.STORE_FULL: "the relay's storage is full; retry later or use another relay",
     ErrorCode.UNAVAILABLE: "the relay cannot serve this now; retry later",
     ErrorCode.INTERNAL: "internal relay error",
+    ErrorCode.FORWARDING_DISABLED: "this relay does not forward",
+    ErrorCode.BAD_DESTINATION: "this relay does not forward there",
+    ErrorCode.UNKNOWN_KEY: "not sealed to this relay's key",
+    ErrorCode.TOO_MANY_FORWARDS: "too many forwards in flight; retry later",
+    ErrorCode.DESTINATION_UNAVAILABLE: "the destination relay cannot be reached now",
 }
 
 

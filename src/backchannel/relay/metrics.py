@@ -141,6 +141,12 @@ class RelayMetrics:
         self.commit_seconds = Histogram(
             p + "commit_seconds", "Latency of one group commit.", _COMMIT_BUCKETS)
         self.commit_ops = Counter(p + "commit_operations_total", "Operations group-committed.")
+        self.forwards = Counter(
+            p + "forwards_total",
+            "Forwards carried to another relay, by outcome (answered, refused, unavailable).",
+            "outcome")
+        self.sealed_sends = Counter(p + "sealed_sends_total",
+                                    "Sealed sends opened with this relay's key.")
 
     def render(self) -> bytes:
         """The whole exposition, ready to serve at ``/metrics``."""
@@ -151,6 +157,7 @@ class RelayMetrics:
             self.connections_closed, self.mailboxes_created, self.mailboxes_deleted,
             self.stored, self.stored_bytes, self.delivered, self.acked, self.expired,
             self.frames, self.errors, self.commit_seconds, self.commit_ops,
+            self.forwards, self.sealed_sends,
         ):
             lines.extend(metric.render())
         return ("\n".join(lines) + "\n").encode("utf-8")

@@ -23,10 +23,13 @@ import asyncio
 import contextlib
 import http
 import logging
+import os
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar, Final, cast
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -34,10 +37,19 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from backchannel.protocol import relayconn
+from backchannel.protocol.errors import BackchannelError
+from backchannel.protocol.forwarding import (
+    ForwardOutcome,
+    RelayKeyPair,
+    SealError,
+    open_send,
+    seal_reply,
+)
 from backchannel.protocol.relayframes import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ITEMS,
     MAX_PENDING,
+    REPLY_NONCE_SIZE,
     Ack,
     Acked,
     Create,
@@ -45,11 +57,15 @@ from backchannel.protocol.relayframes import (
     Delete,
     Deleted,
     Delivery,
+    Error,
     ErrorCode,
     Fetch,
     Fetched,
+    Forward,
     Ping,
     Pong,
+    SealedResult,
+    SealedSend,
     Send,
     StoredItem,
     Subscribe,
@@ -62,16 +78,25 @@ from backchannel.protocol.relayframes import (
 from backchannel.protocol.relayframes import (
     Response as ResponseFrame,
 )
+from backchannel.protocol.text import check_relay_url
 from backchannel.relay.addresses import budget_key, client_address
 from backchannel.relay.intake import PacedConnection
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.mailbox import REASONS, Subscription, envelope_refusal
 from backchannel.relay.metrics import MetricsListener, RelayMetrics
+from backchannel.relay.outbound import (
+    DestinationUnavailable,
+    ForwardPool,
+    LocalDestination,
+    PoolFull,
+    is_local_address,
+)
 from backchannel.relay.ratelimit import (
     AddressBook,
     ConnectionCap,
     ConnectionGuard,
     SharedPace,
+    TokenBucket,
     Verdict,
 )
 from backchannel.relay.store.base import (
@@ -104,6 +129,8 @@ CLOSE_TIMEOUT: Final = 5.0
 # a small queue applies TCP backpressure to a flooding client early.
 MAX_QUEUE: Final = 16
 WEBSOCKET_PATH: Final = "/"
+# Where the relay publishes its forwarding key (`forwarding.RelayPublicKey.to_text`).
+RELAY_KEY_PATH: Final = "/relay-key"
 # Answers to a socket refused at accept, before its request is read: fixed bytes, written
 # once, then the socket is closed. Refusing must cost less than accepting.
 # A connection holding more than this counts towards the relay-wide queue budget: one full
@@ -208,8 +235,8 @@ class _Conn:
     """State of one client connection."""
 
     # `address` is the key per-address limits count under (`addresses.budget_key`).
-    __slots__ = ("address", "close_with", "closing", "flushing", "guard", "outbox",
-                 "outbox_bytes", "proto", "subs", "ws")
+    __slots__ = ("address", "close_with", "closing", "flushing", "forwards", "guard",
+                 "outbox", "outbox_bytes", "proto", "subs", "ws")
 
     def __init__(self, ws: ServerConnection, address: str, guard: ConnectionGuard) -> None:
         self.ws = ws
@@ -223,6 +250,7 @@ class _Conn:
         self.flushing = False
         self.closing = False
         self.close_with: tuple[int, str] | None = None
+        self.forwards = 0  # forwards of this connection in flight
 
     @property
     def stored(self) -> list[StoredItem]:
@@ -248,6 +276,14 @@ class RelayServer:
         metrics_optional: when the metrics address cannot be bound, log a warning and
             serve without metrics instead of failing to start (for the default address,
             which a second relay on the same machine finds taken).
+        forward_key: the relay's long-term forwarding key (`relaykey.load_or_create_key`):
+            published at ``GET /relay-key``, it opens SEALED_SEND frames. None: no key,
+            and sealed sends are refused (UNKNOWN_KEY).
+        forwarding: carry FORWARD requests to other relays (off: FORWARDING_DISABLED).
+        forward_to_local: also forward to destinations on this machine or a private
+            network (loopback, private, link-local addresses, ``localhost``); off, such a
+            FORWARD is BAD_DESTINATION, so that clients cannot make the relay probe its
+            own services. For relays tried out side by side on one machine.
     """
 
     def __init__(
@@ -264,6 +300,9 @@ class RelayServer:
         tls: ssl.SSLContext | None = None,
         metrics_listen: tuple[str, int] | None = None,
         metrics_optional: bool = False,
+        forward_key: RelayKeyPair | None = None,
+        forwarding: bool = True,
+        forward_to_local: bool = False,
     ) -> None:
         self.store = store
         self.metrics_optional = metrics_optional
@@ -301,6 +340,16 @@ class RelayServer:
         # must stop and exit non-zero for its supervisor to restart it (`relay serve`).
         self.fatal = asyncio.Event()
         store.listener = self._on_commit
+        self.forward_key = forward_key
+        self.forwarding = forwarding
+        self.forward_to_local = forward_to_local
+        self._forwards = 0  # forwards in flight, relay-wide
+        # Each address's forward budget, the least recently used forgotten first (a
+        # forgotten address starts with a full burst, as with creations).
+        self._forward_budgets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self.pool = ForwardPool(self.limits.forward_max_destinations,
+                                self.limits.forward_timeout, self.limits.forward_idle_timeout,
+                                monotonic, allow_local=forward_to_local)
 
     @property
     def port(self) -> int:
@@ -357,7 +406,10 @@ class RelayServer:
             raise
         self._sweeper = asyncio.create_task(self._sweep_loop())
         self._watchdog = asyncio.create_task(self._watch_store())
-        fields: dict[str, object] = {"url": self.url}
+        fields: dict[str, object] = {"url": self.url, "forwarding": self.forwarding}
+        if self.forward_key is not None:
+            fields["key_id"] = self.forward_key.public.key_id.hex()
+            fields["key_fingerprint"] = self.forward_key.public.fingerprint
         if self._metrics_listener is not None and self.metrics_listen is not None:
             fields["metrics"] = f"http://{self.metrics_listen[0]}:{self.metrics_port}/metrics"
         log.info("listening", extra={"fields": fields})
@@ -398,6 +450,7 @@ class RelayServer:
         deadline = self.monotonic() + self.limits.shutdown_grace
         while any(c.flushing or c.outbox for c in self._conns) and self.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        await self.pool.close()  # forwards still waiting are answered DESTINATION_UNAVAILABLE
         for conn in list(self._conns):
             self._close(conn, CLOSE_GOING_AWAY, "relay shutting down")
         with contextlib.suppress(TimeoutError):
@@ -440,6 +493,11 @@ class RelayServer:
             ok = await self._healthy()
             status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
             return connection.respond(status, "ok\n" if ok else "unavailable\n")
+        if path == RELAY_KEY_PATH:
+            if self.forward_key is None:
+                return connection.respond(http.HTTPStatus.NOT_FOUND, "no relay key\n")
+            return connection.respond(http.HTTPStatus.OK,
+                                      self.forward_key.public.to_text() + "\n")
         if path != WEBSOCKET_PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         if self._draining:
@@ -723,6 +781,136 @@ class RelayServer:
                 self.store.submit(DeleteOp(mid, token, now, gone))
             case Ping(rid):
                 self._send(conn, conn.proto.reply(Pong(rid)))
+            case SealedSend(rid, key_id, sealed):
+                self._sealed_send(conn, rid, key_id, sealed)
+            case Forward(rid, key_id, destination, sealed):
+                self._forward(conn, rid, key_id, destination, sealed)
+
+    # --- private routing (docs/relay.md "Private routing") -------------------------------
+
+    def _sealed_send(self, conn: _Conn, rid: int, key_id: bytes, sealed: bytes) -> None:
+        """A deposit sealed to this relay's key (from a forwarding relay, or anyone)."""
+        if self.forward_key is None:
+            self._error(conn, rid, ErrorCode.UNKNOWN_KEY)
+            return
+        try:
+            inner = open_send(self.forward_key, key_id, sealed)
+        except SealError as exc:
+            # Without the reply key nothing can be sealed: a plain refusal.
+            self._error(conn, rid, exc.code)
+            return
+        self.metrics.sealed_sends.inc()
+        refusal = envelope_refusal(inner.mailbox_id, inner.envelope)
+        if refusal is not None:
+            self._sealed_answer(conn, rid, inner.reply_key, ForwardOutcome(0, refusal))
+            return
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(
+            lambda f: self._on_sealed_stored(conn, rid, inner.reply_key, f))
+        self.store.submit(DepositOp(inner.mailbox_id, inner.send_token, inner.envelope,
+                                    self.clock(), future))
+
+    def _on_sealed_stored(self, conn: _Conn, rid: int, reply_key: bytes,
+                          future: asyncio.Future[int]) -> None:
+        exc = future.exception()
+        if exc is None:
+            self.metrics.stored.inc()
+            outcome = ForwardOutcome(future.result(), 0)
+        elif isinstance(exc, Refused):
+            outcome = ForwardOutcome(0, exc.code)
+        elif isinstance(exc, StoreUnavailable):
+            outcome = ForwardOutcome(0, ErrorCode.UNAVAILABLE)
+        else:
+            log.error("request failed", exc_info=exc)
+            outcome = ForwardOutcome(0, ErrorCode.INTERNAL)
+        self._sealed_answer(conn, rid, reply_key, outcome)
+
+    def _sealed_answer(self, conn: _Conn, rid: int, reply_key: bytes,
+                       outcome: ForwardOutcome) -> None:
+        if not outcome.stored:
+            self.metrics.errors.inc(label_value=str(outcome.code))
+        sealed = seal_reply(reply_key, outcome, os.urandom(REPLY_NONCE_SIZE))
+        self._send(conn, conn.proto.reply(SealedResult(rid, sealed)))
+
+    def _forward_refusal(self, conn: _Conn, key_id: bytes, destination: str) -> ErrorCode | None:
+        """Why this relay will not carry a forward now, or None."""
+        if not self.forwarding:
+            return ErrorCode.FORWARDING_DISABLED
+        try:
+            check_relay_url(destination, "destination")
+        except BackchannelError:
+            return ErrorCode.BAD_DESTINATION
+        if not self.forward_to_local and _local_destination(destination):
+            return ErrorCode.BAD_DESTINATION
+        if self.forward_key is not None and key_id == self.forward_key.public.key_id:
+            # Sealed to this relay: forwarding it would send it back here. (The sealed
+            # inside of any forward is a deposit, never a forward: no loop either way.)
+            return ErrorCode.BAD_DESTINATION
+        if (conn.forwards >= self.limits.forward_max_in_flight_per_connection
+                or self._forwards >= self.limits.forward_max_in_flight):
+            return ErrorCode.TOO_MANY_FORWARDS
+        now = self.monotonic()
+        budget = self._forward_budgets.pop(conn.address, None)
+        if budget is None:
+            budget = TokenBucket(self.limits.forwards_per_second_per_address,
+                                 self.limits.forward_burst_per_address, now)
+            if len(self._forward_budgets) >= self.limits.max_tracked_addresses:
+                self._forward_budgets.popitem(last=False)
+        self._forward_budgets[conn.address] = budget
+        if not budget.take(now):
+            return ErrorCode.RATE_LIMITED
+        return None
+
+    def _forward(self, conn: _Conn, rid: int, key_id: bytes, destination: str,
+                 sealed: bytes) -> None:
+        refusal = self._forward_refusal(conn, key_id, destination)
+        if refusal is not None:
+            self._error(conn, rid, refusal)
+            if refusal is ErrorCode.RATE_LIMITED and conn.guard.on_refused() is Verdict.CLOSE:
+                self._close(conn, CLOSE_POLICY_VIOLATION, "rate limit exceeded")
+            return
+        conn.forwards += 1
+        self._forwards += 1
+        self._spawn(self._carry(conn, rid, destination, SealedSend(0, key_id, sealed)))
+
+    async def _carry(self, conn: _Conn, rid: int, destination: str, frame: SealedSend) -> None:
+        """Carry one forward to its destination and pass the answer back unchanged."""
+        try:
+            answer = await self.pool.forward(destination, frame)
+        except DestinationUnavailable:
+            self.metrics.forwards.inc(label_value="unavailable")
+            self._error(conn, rid, ErrorCode.DESTINATION_UNAVAILABLE)
+            return
+        except PoolFull:
+            self.metrics.forwards.inc(label_value="unavailable")
+            self._error(conn, rid, ErrorCode.TOO_MANY_FORWARDS)
+            return
+        except LocalDestination:
+            self._error(conn, rid, ErrorCode.BAD_DESTINATION)
+            return
+        finally:
+            conn.forwards -= 1
+            self._forwards -= 1
+        self.metrics.forwards.inc(
+            label_value="answered" if isinstance(answer, SealedResult) else "refused")
+        if isinstance(answer, SealedResult):
+            self._send(conn, conn.proto.reply(SealedResult(rid, answer.sealed)))
+        else:
+            # The destination's plain refusal (it could not open the seal, or limits us):
+            # its code passes on, its reason (free text from another party) does not.
+            self.metrics.errors.inc(label_value=str(answer.code))
+            self._send(conn, conn.proto.reply(
+                Error(rid, answer.code, "the destination relay refused the forward")))
+
+    def connection_peers(self) -> list[tuple[str, int]]:
+        """The (address, port) of each open client connection, as the relay sees it: what
+        an operator could log about its peers (tests use it to show who connected)."""
+        peers: list[tuple[str, int]] = []
+        for conn in self._conns:
+            remote = conn.ws.remote_address
+            if isinstance(remote, tuple) and len(remote) >= 2:
+                peers.append((str(remote[0]), int(remote[1])))
+        return peers
 
     def _on_stored(self, conn: _Conn, rid: int, future: asyncio.Future[int]) -> None:
         exc = future.exception()
@@ -858,6 +1046,14 @@ class RelayServer:
                     self._push(conn, mailbox_id, [d for d in items if d.seq in chosen])
         finally:
             sub.pumping = False
+
+
+def _local_destination(url: str) -> bool:
+    """Whether `url` names this machine or a private network by its host: ``localhost``
+    or a local IP literal (`outbound.is_local_address`). A host name that resolves to
+    such an address is refused by the pool, which resolves it before connecting."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    return host == "localhost" or host.endswith(".localhost") or is_local_address(host)
 
 
 def _fail_connection(ws: ServerConnection, code: int, reason: str) -> None:

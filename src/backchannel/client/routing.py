@@ -1,0 +1,235 @@
+"""Private routing, the client's side: deposit through another relay (docs/relay.md).
+
+`forward_send` asks a forwarding relay F to carry one send to the destination relay D: the
+mailbox id, the send token and the envelope are sealed to D's published key
+(`protocol.forwarding`), so F learns D's URL and the sealed size, never the mailbox, and D
+sees F's address, never ours. D's outcome comes back sealed under a reply key only we and
+D hold: a "stored" that F made up fails to open (`ForgedForwardReply`).
+
+Each call opens its own short connection to F and closes it, so that forwards for
+different mailboxes share no connection (issue 14 §1 asks the same of direct sends).
+`choose_forwarder` picks F among known relays of another operator than D's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from backchannel.client.transport import RelayClosed, RelayRequestError
+from backchannel.protocol.errors import BackchannelError
+from backchannel.protocol.forwarding import (
+    ForgedReply,
+    InnerSend,
+    RelayPublicKey,
+    open_reply,
+    seal_send,
+)
+from backchannel.protocol.relayconn import Answer, ClientConnection, Refusal
+from backchannel.protocol.relayframes import (
+    MAX_RESPONSE_FRAME_SIZE,
+    REPLY_KEY_SIZE,
+    Forward,
+    SealedResult,
+)
+from backchannel.protocol.text import check_relay_url
+
+__all__ = [
+    "DEFAULT_FORWARD_TIMEOUT",
+    "DEFAULT_KEY_TIMEOUT",
+    "ForgedForwardReply",
+    "ForwardRefused",
+    "RelayChoice",
+    "choose_forwarder",
+    "fetch_relay_key",
+    "forward_send",
+]
+
+# The relay publishes its key here (`relay.server.RELAY_KEY_PATH`).
+RELAY_KEY_PATH: Final = "/relay-key"
+# An answer to GET /relay-key: headers and the 1,634-character key; more is not a key.
+_MAX_KEY_ANSWER: Final = 4096
+# Seconds to fetch a relay's key.
+DEFAULT_KEY_TIMEOUT: Final = 10.0
+# Seconds a forward may take end to end: the forwarding relay allows itself 10 s to reach
+# the destination and have its answer (`RelayLimits.forward_timeout`); two more cover our
+# own connection to it.
+DEFAULT_FORWARD_TIMEOUT: Final = 12.0
+
+
+class ForwardRefused(RelayRequestError):
+    """The forward was refused, by the destination or by the forwarding relay.
+
+    Attributes:
+        code: the `ErrorCode` value.
+        by_destination: True when the refusal came sealed by the destination relay (it
+            is authentic: the destination read the send and refused it); False when the
+            forwarding relay refused, or passed on a plain refusal, which it could have
+            made up (it could as well have dropped the send).
+    """
+
+    def __init__(self, code: int, reason: str, *, by_destination: bool) -> None:
+        super().__init__(code, reason)
+        self.by_destination = by_destination
+
+
+class ForgedForwardReply(RelayClosed):
+    """The forwarding relay answered with an outcome the destination did not seal: it lied
+    about the send (or damaged the answer). Treat the send as not stored, and F as
+    hostile."""
+
+
+def _reached(exc: BaseException) -> RelayClosed:
+    return RelayClosed(f"the relay cannot be reached ({type(exc).__name__})")
+
+
+async def forward_send(
+    forwarder_url: str,
+    destination_url: str,
+    destination_key: RelayPublicKey,
+    mailbox_id: bytes,
+    send_token: bytes,
+    envelope: bytes,
+    *,
+    timeout: float = DEFAULT_FORWARD_TIMEOUT,
+) -> int:
+    """Deposit `envelope` in `mailbox_id` on the destination relay, through another relay.
+
+    Args:
+        forwarder_url: the relay that carries the send (F); it sees our address.
+        destination_url: the relay that holds the mailbox (D); it sees F's address.
+        destination_key: D's published forwarding key (``GET /relay-key`` or an invite).
+        mailbox_id, send_token, envelope: the deposit, as for `RelayClient.send`.
+        timeout: seconds for the whole forward.
+
+    Returns:
+        The envelope's sequence number on D (authenticated by D).
+
+    Raises:
+        InsecureRelayUrl, UnsafeText: a URL is not a relay URL (`check_relay_url`).
+        ForwardRefused: refused (``by_destination`` says by whom).
+        ForgedForwardReply: F's answer was not sealed by D.
+        RelayClosed: F cannot be reached, broke the protocol, or did not answer in time
+            (the envelope may or may not be stored: send it again; receivers deduplicate).
+    """
+    check_relay_url(forwarder_url, "forwarding relay URL")
+    check_relay_url(destination_url, "destination relay URL")
+    reply_key = os.urandom(REPLY_KEY_SIZE)
+    sealed = seal_send(destination_key,
+                       InnerSend(mailbox_id, send_token, reply_key, envelope))
+    conn = ClientConnection()
+    _, data = conn.send_request(Forward(0, destination_key.key_id, destination_url, sealed))
+    try:
+        async with asyncio.timeout(timeout):
+            async with connect(forwarder_url, compression=None,
+                               max_size=MAX_RESPONSE_FRAME_SIZE) as ws:
+                await ws.send(data)
+                message = await ws.recv()
+    except TimeoutError:
+        raise RelayClosed(f"the forward was not answered within {timeout:g} s") from None
+    except (OSError, InvalidHandshake, ConnectionClosed) as exc:
+        raise _reached(exc) from None
+    if isinstance(message, str):
+        raise RelayClosed("the forwarding relay sent a text frame")
+    try:
+        events = conn.receive(message)
+    except BackchannelError as exc:
+        raise RelayClosed(f"the forwarding relay broke the protocol: {exc}") from None
+    match events:
+        case [Answer(frame=SealedResult(sealed=sealed_reply))]:
+            try:
+                outcome = open_reply(reply_key, sealed_reply)
+            except ForgedReply as exc:
+                raise ForgedForwardReply(str(exc)) from None
+            if not outcome.stored:
+                raise ForwardRefused(outcome.code, "", by_destination=True)
+            return outcome.seq
+        case [Refusal(code=code, reason=reason)]:
+            raise ForwardRefused(code, reason, by_destination=False)
+    raise RelayClosed("the forwarding relay answered something else")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayChoice:
+    """A relay the client knows: its URL and who runs it (an operator label, as invites
+    may carry; empty when unknown)."""
+
+    url: str
+    operator: str = ""
+
+
+def choose_forwarder(destination: RelayChoice, known: Sequence[RelayChoice],
+                     rng: random.Random | None = None) -> RelayChoice | None:
+    """A forwarding relay for sends to `destination`, or None when none is fit.
+
+    One run by another operator than the destination's is preferred (two operators would
+    have to pool their logs to link sender and mailbox); failing that, any other relay
+    (another address at least); never the destination itself. Picked at random among the
+    best, so that sends do not all funnel through one relay.
+    """
+    pick = rng if rng is not None else random.SystemRandom()
+    others = [r for r in known if r.url != destination.url]
+    apart = [r for r in others
+             if not destination.operator or not r.operator or r.operator != destination.operator]
+    # Unknown operators might be the destination's: prefer relays known to be another's.
+    known_apart = [r for r in apart if r.operator and destination.operator]
+    for group in (known_apart, apart, others):
+        if group:
+            return pick.choice(group)
+    return None
+
+
+
+async def fetch_relay_key(url: str, *, timeout: float = DEFAULT_KEY_TIMEOUT) -> RelayPublicKey:
+    """A relay's published forwarding key, from ``GET /relay-key`` beside its WebSocket.
+
+    Over ``wss://`` the request goes over TLS verified against the system's trust store,
+    as the WebSocket does; a key an invite carries needs no fetch and is preferred (it
+    does not trust the network at all). Compare `RelayPublicKey.fingerprint` with what the
+    operator prints when in doubt.
+
+    Raises:
+        InsecureRelayUrl, UnsafeText: not a relay URL.
+        RelayClosed: the relay cannot be reached, or has no key, or answered garbage.
+    """
+    check_relay_url(url)
+    parts = urlsplit(url)
+    secure = parts.scheme.lower() == "wss"
+    host = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    context = ssl.create_default_context() if secure else None
+    authority = f"[{host}]" if ":" in host else host
+    request = (f"GET {RELAY_KEY_PATH} HTTP/1.1\r\nHost: {authority}:{port}\r\n"
+               "Connection: close\r\n\r\n").encode("ascii")
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port, ssl=context)
+            try:
+                writer.write(request)
+                await writer.drain()
+                answer = await reader.read(_MAX_KEY_ANSWER + 1)
+                while len(answer) <= _MAX_KEY_ANSWER and (more := await reader.read(
+                        _MAX_KEY_ANSWER + 1 - len(answer))):
+                    answer += more
+            finally:
+                writer.close()
+    except TimeoutError:
+        raise RelayClosed(f"the relay's key was not sent within {timeout:g} s") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise _reached(exc) from None
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if len(answer) > _MAX_KEY_ANSWER or not sep or not head.startswith(b"HTTP/1.1 200 "):
+        raise RelayClosed("the relay publishes no forwarding key")
+    try:
+        return RelayPublicKey.from_text(body.strip().decode("ascii"))
+    except (UnicodeDecodeError, BackchannelError):
+        raise RelayClosed("the relay's published key is not a relay key") from None
