@@ -139,20 +139,32 @@ def _best(candidates: dict[str, float], rng: random.Random) -> str:
     return rng.choice(sorted(m for m, s in candidates.items() if s == top))
 
 
+# Operations only a mailbox's owner does (it holds the receive token), and the write.
+_OWNER_OPS = frozenset({"create", "fetch", "ack", "subscribe", "delete"})
+
+
 def by_connections(record: Record, pairs: list[tuple[str, str]], seed: int = 0) -> Score:
-    """Guess each mailbox's partner among the mailboxes it shared a connection with (the
-    one sharing most), else at random."""
+    """Guess each mailbox's partner from shared connections: a principal's connection that
+    reads its inbound mailbox `m` and writes to `o`, and the counterpart's that reads `o`
+    and writes to `m`, each count for the pair (m, o). The highest count wins; with no
+    evidence the guess is random."""
     rng = random.Random(seed)
     partner = _partner_map(pairs)
     targets = sorted(partner)
-    shared: dict[str, dict[str, float]] = {m: {o: 0.0 for o in targets if o != m} for m in targets}
-    for touched in record.mailboxes_of().values():
-        inside = [m for m in touched if m in partner]
-        for m in inside:
-            for o in inside:
-                if o != m:
-                    shared[m][o] += 1
-    guesses = {m: _best(shared[m], rng) for m in targets}
+    reads: dict[tuple[str, int], set[str]] = defaultdict(set)
+    writes: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for e in record.events:
+        if e.mailbox in partner:
+            side = writes if e.op == "send" else reads if e.op in _OWNER_OPS else None
+            if side is not None:
+                side[(e.relay, e.connection)].add(e.mailbox)
+    score: dict[str, dict[str, float]] = {m: {o: 0.0 for o in targets if o != m} for m in targets}
+    for conn, read in reads.items():
+        for m in read:
+            for o in writes.get(conn, set()) - {m}:
+                score[m][o] += 1
+                score[o][m] += 1
+    guesses = {m: _best(score[m], rng) for m in targets}
     return _score("shared connections", guesses, partner)
 
 
