@@ -9,9 +9,10 @@ no connection may tie two mailboxes together: each connection touches one mailbo
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
-from backchannel.client.relays import RelayPool
+from backchannel.client.relays import MAX_OPEN_JITTER, RelayPool
 from tests.client.conftest import MakePrincipal
 from tests.client.observer import (
     Record,
@@ -92,3 +93,30 @@ async def test_lanes_share_a_connection_only_past_the_bound(tmp_path: Path) -> N
             assert await pool.get(relay.url, "aa") is first  # a lane keeps its connection
         finally:
             await pool.close()
+
+
+class _Draws(random.SystemRandom):
+    """Records the delays a pool draws before it opens connections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bounds: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.bounds.append((a, b))
+        return 0.0
+
+
+async def test_each_new_connection_waits_a_random_delay_first(tmp_path: Path) -> None:
+    record = Record()
+    draws = _Draws()
+    async with observed_relay(tmp_path / "r.db", record) as relay:
+        pool = RelayPool(_random=draws)
+        try:
+            for lane in ("aa", "bb", "aa", "cc", "bb"):
+                assert await pool.get(relay.url, lane) is not None
+        finally:
+            await pool.close()
+    # One draw per connection opened (three lanes), none for a lane reused, each between
+    # no delay and the named bound.
+    assert draws.bounds == [(0.0, MAX_OPEN_JITTER)] * 3
