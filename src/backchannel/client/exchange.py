@@ -257,19 +257,25 @@ class Exchange:
         first_delay: float,
     ) -> None:
         """A reader for every inbound mailbox that has none (new ones as they appear: a
-        re-provisioned mailbox, a new channel's, an invite's); a reader whose mailbox is
-        gone has ended by itself."""
+        re-provisioned mailbox, a new channel's, an invite's); the reader of a mailbox no
+        longer ours (retired, replaced) is stopped."""
+        wanted = {
+            (url, mailbox.mailbox_id): (owner, mailbox)
+            for url in relays
+            for owner, mailbox in self._state.inbound_owners(url)
+        }
         for key, task in list(readers.items()):
             if task.done():
-                task.result()  # a reader ends by itself only when its mailbox is gone
+                if not task.cancelled():
+                    task.result()  # a reader ends by itself only by a bug: let it be seen
                 del readers[key]
-        for url in relays:
-            for owner, mailbox in self._state.inbound_owners(url):
-                key = (url, mailbox.mailbox_id)
-                if key not in readers:
-                    readers[key] = asyncio.create_task(
-                        self._listen(pool, url, owner, mailbox, arrivals, first_delay)
-                    )
+            elif key not in wanted and not task.cancelling():
+                task.cancel()  # it closes its connection, and is forgotten once done
+        for key, (owner, mailbox) in wanted.items():
+            if key not in readers:
+                readers[key] = asyncio.create_task(
+                    self._listen(pool, key[0], owner, mailbox, arrivals, first_delay)
+                )
 
     async def _listen(
         self,
@@ -281,8 +287,8 @@ class Exchange:
         first_delay: float,
     ) -> None:
         """One inbound mailbox's part of `watch`, over a connection of its own, until
-        cancelled or the mailbox is no longer ours: connect (again, with backoff, when it
-        drops), subscribe, and pass on what the relay delivers."""
+        cancelled (the mailbox is no longer ours, or the watch ends): connect (again, with
+        backoff, when it drops), subscribe, and pass on what the relay delivers."""
         loop = asyncio.get_running_loop()
         mailbox_id = bytes.fromhex(mailbox.mailbox_id)
         while True:
@@ -295,8 +301,6 @@ class Exchange:
             try:
                 subscribed = False
                 while True:
-                    if not self._still_inbound(url, mailbox.mailbox_id):
-                        return
                     if not subscribed:
                         try:
                             await client.subscribe(
@@ -305,9 +309,12 @@ class Exchange:
                             subscribed = True
                         except RelayRequestError as error:
                             if error.code == ErrorCode.UNAUTHORIZED:
+                                # Not asked again: the mailbox is gone there. A fresh one
+                                # (`_reprovision`) gets a reader of its own, and this one
+                                # is stopped.
+                                subscribed = True
                                 if owner is not None:
                                     self._inbound_refused(owner, url, mailbox.mailbox_id)
-                                return
                             # rate limited, too many: tried again on the next round
                     pool.reached(url)
                     until = loop.time() + _SUBSCRIBE_EVERY
@@ -319,9 +326,9 @@ class Exchange:
                         arrivals.put_nowait((url, got, delivery))
             except RelayClosed as error:
                 await pool.mark_down(url, str(error))
-
-    def _still_inbound(self, url: str, mailbox_id: str) -> bool:
-        return any(m.mailbox_id == mailbox_id for _, m in self._state.inbound_owners(url))
+            except asyncio.CancelledError:
+                await pool.release(url, mailbox.mailbox_id)
+                raise
 
     async def _take_arrivals(
         self,
@@ -444,6 +451,9 @@ class Exchange:
                     self._inbound_refused(owner, url, mailbox.mailbox_id)
             except RelayClosed as error:
                 await pool.mark_down(url, str(error))
+            except asyncio.CancelledError:
+                await pool.release(url, mailbox.mailbox_id)
+                raise
 
         results = await asyncio.gather(
             *(drain(owner, mailbox) for owner, mailbox in self._state.inbound_owners(url)),

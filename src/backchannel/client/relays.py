@@ -167,6 +167,14 @@ class RelayPool:
             with contextlib.suppress(Exception):
                 await client.close()
 
+    async def release(self, url: str, lane: str) -> None:
+        """Close the lane's connection (unless another lane rides on it): its mailbox is
+        no longer read (retired, replaced)."""
+        client = self.clients.pop((url, lane), None)
+        if client is not None and all(c is not client for c in self.clients.values()):
+            with contextlib.suppress(Exception):
+                await client.close()
+
     def retry_due(self, url: str, now: float, first_delay: float) -> bool:
         """For a long-running operation: forget that `url` is down once its backoff has
         passed (first `first_delay` seconds, doubling to `MAX_RETRY_DELAY`), so the next
