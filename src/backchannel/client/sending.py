@@ -226,15 +226,15 @@ class Sender:
             try:
                 lanes = list(dict.fromkeys(row.mailbox_id for row in window))
                 opened = await asyncio.gather(*(pool.get(url, m.hex()) for m in lanes))
-                clients = dict(zip(lanes, opened, strict=True))
-                if any(client is None for client in opened):
+                clients = {m: c for m, c in zip(lanes, opened, strict=True) if c is not None}
+                if len(clients) < len(lanes):
                     with state.store.transaction():
                         state.outbox.release(window)  # the relay is down: rows wait
                     break
                 # Pipelined: the relay batches these into one commit; we wait for all.
                 results = await asyncio.gather(
                     *(
-                        clients[row.mailbox_id].send(  # type: ignore[union-attr]
+                        clients[row.mailbox_id].send(
                             row.mailbox_id, bytes.fromhex(tokens[row.channel_id]), row.envelope
                         )
                         for row in window
