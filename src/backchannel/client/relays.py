@@ -3,9 +3,10 @@
 Every connection carries one *lane*: the mailbox it creates, writes or reads. A relay that
 logs which connection touched which mailbox learns nothing from it about which mailboxes
 belong together (a channel's two directions, a principal's channels; design §10), since no
-connection touches two. Each new connection is opened after a random delay of up to
-`MAX_OPEN_JITTER`, so that a pool's connections do not open in one burst whose order
-follows the channels'. Connections per relay are bounded by `MAX_LANES_PER_RELAY`; past it a
+connection touches two. Each new connection to a relay but a pool's first there is opened
+after a random delay of up to `MAX_OPEN_JITTER`, so that a pool's connections do not open
+in one burst whose order follows the channels'; a one-mailbox operation (a `send`) pays
+nothing. Connections per relay are bounded by `MAX_LANES_PER_RELAY`; past it a
 lane shares the least-used connection, which is counted (`shared_lanes`) and reported.
 
 A relay that cannot be reached, or stops answering, is remembered as down for that
@@ -44,7 +45,8 @@ CONNECT_TIMEOUT: Final = 3.0
 # The longest wait before a down relay is tried again by a long-running watch: a relay back
 # from an outage is used again within a minute, and a dead one costs one attempt a minute.
 MAX_RETRY_DELAY: Final = 60.0
-# Seconds a new connection waits, at most (uniformly at random), before it opens. A sync
+# Seconds a new connection (but a pool's first to its relay) waits, at most (uniformly at
+# random), before it opens. A sync
 # opens its connections together; without a delay they reach the relay in the order the
 # code visits the mailboxes, which is the order of the channels. Half a second spreads them
 # over a window wider than their own opening (a few milliseconds on a LAN, ~100 ms across
@@ -90,6 +92,9 @@ class RelayPool:
     _retry_at: dict[str, float] = field(default_factory=dict)
     _delay: dict[str, float] = field(default_factory=dict)
     _random: random.SystemRandom = field(default_factory=random.SystemRandom)
+    # Relays this pool has begun a connection to: the first opens at once (alone, it
+    # has no order to give away), each later one after its random delay.
+    _opened: set[str] = field(default_factory=set)
 
     def connected(self, url: str) -> bool:
         """Whether some lane to `url` has a live connection."""
@@ -122,7 +127,9 @@ class RelayPool:
                 return self.clients.get(key)
             if self.connections(url) >= self.max_lanes:
                 return self._share(key)
-            if self.open_jitter > 0:
+            first = url not in self._opened
+            self._opened.add(url)
+            if self.open_jitter > 0 and not first:
                 await asyncio.sleep(self._random.uniform(0.0, self.open_jitter))
                 if url in self.failures:
                     return None
