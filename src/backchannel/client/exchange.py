@@ -178,14 +178,16 @@ class Exchange:
         next_health = 0.0
         next_readers = 0.0
 
-        def chore(name: str, work: Callable[[], Coroutine[object, object, None]]) -> None:
+        def chore(name: str, work: Callable[[], Coroutine[object, object, None]]) -> bool:
+            """Start `work` unless the chore of that name is still busy; says whether."""
             task = chores.get(name)
             if task is not None and not task.done():
-                return
+                return False
             error = task.exception() if task is not None else None
             if error is not None:
                 raise error  # a bug or a damaged state, not a relay's doing
             chores[name] = asyncio.create_task(work())
+            return True
 
         async def send(url: str) -> None:
             sent = await self._sender.flush_relay(pool, url)  # then add: relays run at once
@@ -216,11 +218,12 @@ class Exchange:
                     chore("retire", retire)
                     for url in relays:
                         chore(f"reprovision {url}", functools.partial(reprovision, url))
-                    if report.deferred > retried_deferred:
+                    if report.deferred > retried_deferred and chore("deferred", deferred):
                         # Deferred envelopes are not pushed again on a live subscription:
-                        # fetch them (with whatever filled their gap since).
+                        # fetch them (with whatever filled their gap since). Counted only
+                        # when the fetch starts: one deferred while the last fetch was
+                        # still running waits for the next round, not for ever.
                         retried_deferred = report.deferred
-                        chore("deferred", deferred)
                     next_duties = loop.time() + duty_interval
                     up = sorted(u for u in relays if pool.connected(u))
                     health = (tuple(up), tuple(sorted(pool.failures)))
