@@ -165,7 +165,8 @@ class Exchange:
         report = SyncReport()
         pool = self._sender.live = RelayPool()
         arrivals: Arrivals = asyncio.Queue()
-        readers: dict[str, asyncio.Task[None]] = {}
+        # One reader per inbound mailbox, each on its own connection (`RelayPool` lanes).
+        readers: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Background work by name, one task per name at a time: sends and re-provisioning
         # per relay, retiring mailboxes, fetching deferred envelopes; and acks.
         chores: dict[str, asyncio.Task[None]] = {}
@@ -175,15 +176,18 @@ class Exchange:
         retried_deferred = 0
         last_health: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         next_health = 0.0
+        next_readers = 0.0
 
-        def chore(name: str, work: Callable[[], Coroutine[object, object, None]]) -> None:
+        def chore(name: str, work: Callable[[], Coroutine[object, object, None]]) -> bool:
+            """Start `work` unless the chore of that name is still busy; says whether."""
             task = chores.get(name)
             if task is not None and not task.done():
-                return
+                return False
             error = task.exception() if task is not None else None
             if error is not None:
                 raise error  # a bug or a damaged state, not a relay's doing
             chores[name] = asyncio.create_task(work())
+            return True
 
         async def send(url: str) -> None:
             sent = await self._sender.flush_relay(pool, url)  # then add: relays run at once
@@ -202,14 +206,9 @@ class Exchange:
             self._receiver.expire_digests()
             while not stop.is_set():
                 relays = state.all_relays()
-                for url in relays:
-                    task = readers.get(url)
-                    if task is not None and task.done():
-                        task.result()  # a reader ends only by a bug: let it be seen
-                    if task is None:
-                        readers[url] = asyncio.create_task(
-                            self._listen(pool, url, arrivals, reconnect_after)
-                        )
+                if loop.time() >= next_readers:
+                    self._start_readers(pool, relays, readers, arrivals, reconnect_after)
+                    next_readers = loop.time() + _SUBSCRIBE_EVERY
                 await self._take_arrivals(arrivals, pool, report, on_message, acks)
                 if self._receiver.owes_receipts():
                     with state.store.transaction():
@@ -219,13 +218,14 @@ class Exchange:
                     chore("retire", retire)
                     for url in relays:
                         chore(f"reprovision {url}", functools.partial(reprovision, url))
-                    if report.deferred > retried_deferred:
+                    if report.deferred > retried_deferred and chore("deferred", deferred):
                         # Deferred envelopes are not pushed again on a live subscription:
-                        # fetch them (with whatever filled their gap since).
+                        # fetch them (with whatever filled their gap since). Counted only
+                        # when the fetch starts: one deferred while the last fetch was
+                        # still running waits for the next round, not for ever.
                         retried_deferred = report.deferred
-                        chore("deferred", deferred)
                     next_duties = loop.time() + duty_interval
-                    up = sorted(u for u in relays if u in pool.clients)
+                    up = sorted(u for u in relays if pool.connected(u))
                     health = (tuple(up), tuple(sorted(pool.failures)))
                     if health != last_health or loop.time() >= next_health:
                         # Written when it changes, and once a minute to keep "last
@@ -251,55 +251,87 @@ class Exchange:
             await pool.close()
         return report
 
-    async def _listen(
-        self, pool: RelayPool, url: str, arrivals: Arrivals, first_delay: float
+    def _start_readers(
+        self,
+        pool: RelayPool,
+        relays: list[str],
+        readers: dict[tuple[str, str], asyncio.Task[None]],
+        arrivals: Arrivals,
+        first_delay: float,
     ) -> None:
-        """One relay's part of `watch`, until cancelled: connect (again, with backoff, when
-        it drops), subscribe to every inbound mailbox there (new ones as they appear), and
-        pass on what it delivers."""
+        """A reader for every inbound mailbox that has none (new ones as they appear: a
+        re-provisioned mailbox, a new channel's, an invite's); the reader of a mailbox no
+        longer ours (retired, replaced) is stopped."""
+        wanted = {
+            (url, mailbox.mailbox_id): (owner, mailbox)
+            for url in relays
+            for owner, mailbox in self._state.inbound_owners(url)
+        }
+        for key, task in list(readers.items()):
+            if task.done():
+                if not task.cancelled():
+                    task.result()  # a reader ends by itself only by a bug: let it be seen
+                del readers[key]
+            elif key not in wanted and not task.cancelling():
+                task.cancel()  # it closes its connection, and is forgotten once done
+        for key, (owner, mailbox) in wanted.items():
+            if key not in readers:
+                readers[key] = asyncio.create_task(
+                    self._listen(pool, key[0], owner, mailbox, arrivals, first_delay)
+                )
+
+    async def _listen(
+        self,
+        pool: RelayPool,
+        url: str,
+        owner: str | None,
+        mailbox: Mailbox,
+        arrivals: Arrivals,
+        first_delay: float,
+    ) -> None:
+        """One inbound mailbox's part of `watch`, over a connection of its own, until
+        cancelled (the mailbox is no longer ours, or the watch ends): connect (again, with
+        backoff, when it drops), subscribe, and pass on what the relay delivers."""
         loop = asyncio.get_running_loop()
+        mailbox_id = bytes.fromhex(mailbox.mailbox_id)
         while True:
             client = None
             if pool.retry_due(url, loop.time(), first_delay):
-                client = await pool.get(url)
+                client = await pool.get(url, mailbox.mailbox_id)
             if client is None:
                 await asyncio.sleep(_WATCH_TICK)
                 continue
-            subscribed: set[str] = set()
             try:
+                subscribed = False
                 while True:
-                    await self._subscribe_new(client, url, subscribed)
+                    if not subscribed:
+                        try:
+                            await client.subscribe(
+                                mailbox_id, bytes.fromhex(mailbox.receive_token)
+                            )
+                            subscribed = True
+                        except RelayRequestError as error:
+                            if error.code == ErrorCode.UNAUTHORIZED:
+                                # Not asked again: the mailbox is gone there. A fresh one
+                                # (`_reprovision`) gets a reader of its own, and this one
+                                # is stopped.
+                                subscribed = True
+                                if owner is not None:
+                                    self._inbound_refused(owner, url, mailbox.mailbox_id)
+                            # rate limited, too many: tried again on the next round
                     pool.reached(url)
                     until = loop.time() + _SUBSCRIBE_EVERY
                     while (left := until - loop.time()) > 0:
                         try:
-                            mailbox_id, delivery = await client.receive(left)
+                            got, delivery = await client.receive(left)
                         except TimeoutError:
                             break
-                        arrivals.put_nowait((url, mailbox_id, delivery))
+                        arrivals.put_nowait((url, got, delivery))
             except RelayClosed as error:
                 await pool.mark_down(url, str(error))
-
-    async def _subscribe_new(self, client: RelayClient, url: str, subscribed: set[str]) -> None:
-        """Subscribe to the inbound mailboxes on `url` not yet subscribed (or refused) on
-        this connection. A mailbox the relay does not know marks it lost for its channel.
-
-        Raises:
-            RelayClosed: the connection failed (timed out, closed, broke the protocol).
-        """
-        for owner, mailbox in self._state.inbound_owners(url):
-            if mailbox.mailbox_id in subscribed:
-                continue
-            try:
-                await client.subscribe(
-                    bytes.fromhex(mailbox.mailbox_id), bytes.fromhex(mailbox.receive_token)
-                )
-            except RelayRequestError as error:
-                if error.code != ErrorCode.UNAUTHORIZED:
-                    return  # rate limited, too many: tried again on the next round
-                if owner is not None:
-                    self._inbound_refused(owner, url, mailbox.mailbox_id)
-            subscribed.add(mailbox.mailbox_id)
+            except asyncio.CancelledError:
+                await pool.release(url, mailbox.mailbox_id)
+                raise
 
     async def _take_arrivals(
         self,
@@ -339,7 +371,7 @@ class Exchange:
                 on_message(entry)
 
         async def ack(url: str, mailbox_id: bytes, seqs: list[int]) -> None:
-            client = await pool.get(url)
+            client = await pool.get(url, mailbox_id.hex())  # the lane it was delivered on
             mailbox = next(
                 (
                     m
@@ -406,21 +438,35 @@ class Exchange:
     async def _drain_relay(self, pool: RelayPool, url: str, report: SyncReport) -> None:
         """Drain the inbound mailboxes on one relay. A mailbox it no longer knows marks the
         relay lost for that channel; a mailbox refused for another reason waits for the
-        next pass; a failed connection marks the relay down."""
-        client = await pool.get(url)
-        if client is None:
+        next pass; a failed connection marks the relay down. Each mailbox is drained over
+        its own connection, all at once."""
+        if url in pool.failures:
             return
-        for owner, mailbox in self._state.inbound_owners(url):
+
+        async def drain(owner: str | None, mailbox: Mailbox) -> None:
+            client = await pool.get(url, mailbox.mailbox_id)
+            if client is None:
+                return
             try:
                 await self._drain(client, mailbox, report)
             except RelayRequestError as error:
                 if error.code == ErrorCode.UNAUTHORIZED and owner is not None:
                     self._inbound_refused(owner, url, mailbox.mailbox_id)
-                continue
             except RelayClosed as error:
                 await pool.mark_down(url, str(error))
-                return
-        pool.reached(url)
+            except asyncio.CancelledError:
+                await pool.release(url, mailbox.mailbox_id)
+                raise
+
+        results = await asyncio.gather(
+            *(drain(owner, mailbox) for owner, mailbox in self._state.inbound_owners(url)),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # a bug or a damaged state, not a relay's doing
+        if url not in pool.failures:
+            pool.reached(url)
 
     def _inbound_refused(self, channel_id: str, url: str, mailbox_id: str) -> None:
         """The relay at `url` does not know our inbound mailbox there: lost for this
@@ -439,10 +485,7 @@ class Exchange:
         its own mailbox there is back as well, the relay carries the channel again."""
         state = self._state
         lost = [c for c in state.channels.all() if state.relays.lost(c.channel_id, url)[0]]
-        if not lost:
-            return
-        client = await pool.get(url)
-        if client is None:
+        if not lost or url in pool.failures:
             return
         for channel in lost:
             if channel.identity_changed and not channel.verified:
@@ -450,6 +493,9 @@ class Exchange:
             if not state.session(channel).can_send:
                 continue
             caps = MailboxCaps(state.rng(16), state.rng(32), state.rng(32))
+            client = await pool.get(url, caps.mailbox_id.hex())  # the new mailbox's lane
+            if client is None:
+                return
             try:
                 await client.create_mailbox(caps)
             except RelayRequestError:
@@ -486,7 +532,7 @@ class Exchange:
                 continue
             kept = []
             for link in channel.retiring:
-                client = await pool.get(link.url)
+                client = await pool.get(link.url, link.inbound.mailbox_id)
                 if client is None:
                     kept.append(link)
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Final
 
@@ -60,7 +61,7 @@ async def delete_mailboxes(links: list[Link]) -> list[str]:
         for link in links:
             if not link.inbound.receive_token:
                 continue
-            client = await pool.get(link.url)
+            client = await pool.get(link.url, link.inbound.mailbox_id)  # its own lane
             if client is None:
                 left.append(f"{link.url} ({pool.failures.get(link.url, 'unreachable')})")
                 continue
@@ -93,6 +94,23 @@ class Pairing:
         rng = self._state.rng
         return MailboxCaps(rng(16), rng(32), rng(32))
 
+    async def _create(self, pool: RelayPool, url: str) -> Link:
+        """Create one of our mailboxes on `url`, over a connection of its own.
+
+        Raises:
+            RelayUnreachable: the relay cannot be reached.
+            RelayRequestError: the relay refused.
+            RelayClosed: the connection failed.
+        """
+        caps = self.fresh_caps()
+        client = await pool.get(url, caps.mailbox_id.hex())
+        if client is None:
+            raise RelayUnreachable(f"relay {url} cannot be reached: {pool.failures[url]}")
+        await client.create_mailbox(caps)
+        return Link(
+            url, Mailbox(caps.mailbox_id.hex(), caps.send_token.hex(), caps.receive_token.hex())
+        )
+
     async def invite(self, relays: list[str], *, ttl_ms: int = DEFAULT_INVITE_TTL_MS) -> str:
         """See `Principal.invite`."""
         state = self._state
@@ -106,31 +124,24 @@ class Pairing:
             except LocalProtocolError as error:
                 raise ClientError(str(error)) from None
         pool = RelayPool()
-        links: list[Link] = []
-        channel_links: list[Link] = []
         try:
-            for url in urls:
-                client = await pool.get(url)
-                if client is None:
-                    raise RelayUnreachable(f"relay {url} cannot be reached: {pool.failures[url]}")
-                # Two unlinkable mailboxes: the one-time mailbox the code names, and the
-                # channel's own, which only the joiner will learn (in our first message).
-                for target in (links, channel_links):
-                    caps = await client.create_mailbox(self.fresh_caps())
-                    target.append(
-                        Link(
-                            url,
-                            Mailbox(
-                                caps.mailbox_id.hex(),
-                                caps.send_token.hex(),
-                                caps.receive_token.hex(),
-                            ),
-                        )
-                    )
-        except (RelayRequestError, RelayClosed) as error:
-            raise ClientError(f"a relay refused to create the mailbox: {error}") from None
+            # Two unlinkable mailboxes per relay: the one-time mailbox the code names, and
+            # the channel's own, which only the joiner will learn (in our first message).
+            # Each is created over its own connection, all at once (each opened after its
+            # own random delay), so neither a connection nor the order links them.
+            made = await asyncio.gather(
+                *(self._create(pool, url) for url in urls for _ in range(2)),
+                return_exceptions=True,
+            )
         finally:
             await pool.close()
+        for result in made:
+            if isinstance(result, RelayRequestError | RelayClosed):
+                raise ClientError(f"a relay refused to create the mailbox: {result}") from None
+            if isinstance(result, BaseException):
+                raise result
+        created = [m for m in made if isinstance(m, Link)]
+        links, channel_links = created[0::2], created[1::2]
         now = state.clock()
         prekeys = PrekeySecrets.generate(
             state.rng, one_time_count=1, first_id=int.from_bytes(state.rng(3), "big") + 1
@@ -211,22 +222,25 @@ class Pairing:
         if state.invites.was_accepted(invite.invite_id.hex()):
             raise InviteRefused("this invite was already used")
         pool = RelayPool()
-        links: list[Link] = []
         try:
-            for relay in invite.relays:
-                outbound = Mailbox(relay.mailbox_id.hex(), relay.send_token.hex())
-                client = await pool.get(relay.url)
-                if client is None:
-                    continue
-                caps = await client.create_mailbox(self.fresh_caps())
-                inbound = Mailbox(
-                    caps.mailbox_id.hex(), caps.send_token.hex(), caps.receive_token.hex()
-                )
-                links.append(Link(relay.url, inbound, outbound))
-        except (RelayRequestError, RelayClosed) as error:
-            raise ClientError(f"a relay refused to create our mailbox: {error}") from None
+            # Our mailbox on each relay over a connection of its own; the hello to the
+            # invite's mailbox leaves over another (the flush's lanes).
+            made = await asyncio.gather(
+                *(self._create(pool, relay.url) for relay in invite.relays),
+                return_exceptions=True,
+            )
         finally:
             await pool.close()
+        links: list[Link] = []
+        for relay, result in zip(invite.relays, made, strict=True):
+            if isinstance(result, RelayUnreachable):
+                continue
+            if isinstance(result, RelayRequestError | RelayClosed):
+                raise ClientError(f"a relay refused to create our mailbox: {result}") from None
+            if isinstance(result, BaseException):
+                raise result
+            result.outbound = Mailbox(relay.mailbox_id.hex(), relay.send_token.hex())
+            links.append(result)
         if not links:
             down = ", ".join(f"{u} ({r})" for u, r in pool.failures.items())
             raise RelayUnreachable(f"none of the invite's relays can be reached: {down}")

@@ -199,9 +199,11 @@ class Sender:
 
     async def flush_relay(self, pool: RelayPool, url: str) -> int:
         """Offer the rows queued for one relay, a claimed window at a time; returns how
-        many it stored. Rows another handle has claimed are left to it."""
-        client = await pool.get(url)
-        if client is None:
+        many it stored. Rows another handle has claimed are left to it.
+
+        Each mailbox is written over its own connection (its lane in `pool`), so the relay
+        sees no connection that writes to two mailboxes."""
+        if url in pool.failures:
             return 0
         state = self._state
         self._drop_for_lost_relay(url)
@@ -222,10 +224,17 @@ class Sender:
             if not window:
                 break
             try:
+                lanes = list(dict.fromkeys(row.mailbox_id for row in window))
+                opened = await asyncio.gather(*(pool.get(url, m.hex()) for m in lanes))
+                clients = {m: c for m, c in zip(lanes, opened, strict=True) if c is not None}
+                if len(clients) < len(lanes):
+                    with state.store.transaction():
+                        state.outbox.release(window)  # the relay is down: rows wait
+                    break
                 # Pipelined: the relay batches these into one commit; we wait for all.
                 results = await asyncio.gather(
                     *(
-                        client.send(
+                        clients[row.mailbox_id].send(
                             row.mailbox_id, bytes.fromhex(tokens[row.channel_id]), row.envelope
                         )
                         for row in window
