@@ -142,6 +142,7 @@ def test_help_shows_no_python_types(command: list[str]) -> None:
 # Every command review §4 row 10 timed, and those that shared its imports.
 COMMAND_HELPS = [["send"], ["sync"], ["status"], ["history"], ["record"], ["record", "verify"],
                  ["relay", "serve"], ["meet", "suggest"], ["redline"], ["agenda", "show"],
+                 ["codebook"], ["codebook", "send"], ["codebook", "propose"],
                  ["ack"], ["init"], ["invite"], ["channels"]]
 
 

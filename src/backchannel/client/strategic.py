@@ -262,6 +262,11 @@ class StrategicChannel:
         if found is not None:
             return found
         prefix = ref.strip().lower()
+        for entry in dialogue.codebook():
+            # A withdrawn entry, named by number or word: found, so that the act says so.
+            proposal = entry.latest.proposal
+            if prefix in (str(proposal.number), proposal.code_word.casefold()):
+                return entry
         matches = [e for e in dialogue.codebook() if e.entry_id.hex().startswith(prefix)]
         if len(prefix) < MIN_REF_LENGTH or not matches:
             raise UnknownReference(f"no codebook entry '{ref}' in '{self.name}'")

@@ -19,7 +19,7 @@ from backchannel.dialogue.records import RecordVersion, RecordView
 from backchannel.dialogue.redlines import RedLineVersion, RedLineView
 from backchannel.dialogue.urgent import HoldingReply, PendingAck
 
-__all__ = ["BOARD_FORMAT", "StatusBoard"]
+__all__ = ["BOARD_FORMAT", "StatusBoard", "code_entry_json"]
 
 # Bumped when a key of `StatusBoard.to_dict` changes meaning or disappears (adding keys
 # does not bump it).
@@ -89,7 +89,7 @@ class StatusBoard:
             "red_lines": [_red_line(r) for r in self.red_lines],
             "next_round": None if self.next_round is None else _round(self.next_round),
             "records": [_record(r) for r in self.records],
-            "codebook": [_code_entry(e) for e in self.codebook],
+            "codebook": [code_entry_json(e) for e in self.codebook],
             "line": _line(self.line),
             "anomalies": [_anomaly(a) for a in self.anomalies],
         }
@@ -223,7 +223,8 @@ def _code_version(v: CodeEntryVersion) -> Json:
     }
 
 
-def _code_entry(e: CodeEntryView) -> Json:
+def code_entry_json(e: CodeEntryView) -> Json:
+    """One codebook entry as the board's JSON shows it."""
     current = e.current
     awaiting = e.awaiting_acceptance
     shown = (current or e.latest).proposal
