@@ -33,7 +33,7 @@ def test_an_entry_is_proposed_accepted_sent_by_number_and_read_in_each_language(
     line = one_error_line(run(w, "codebook", "send", "beijing", "7", "time=06:00Z",
                               "place=Plesetsk", code=1))  # fmt: skip
     assert "not accepted" in line
-    run(b, "sync")
+    assert "proposes codebook entry 7 BLUE HARBOR" in run(b, "sync").stdout
     (entry,) = js(b, "codebook", "list", "washington")["codebook"]
     assert (entry["number"], entry["code_word"], entry["status"], entry["owner"]) == (
         7, "BLUE HARBOR", "proposed", "theirs",
@@ -53,6 +53,12 @@ def test_an_entry_is_proposed_accepted_sent_by_number_and_read_in_each_language(
     run(b, "sync")
     listed = run(b, "codebook", "list", "washington", "--lang", "ru").stdout
     assert "BLUE HARBOR" in listed and "Испытательный" in listed
+    # History shows the code word and the agreed text filled in, in both languages.
+    (entry,) = [e for e in js(b, "history", "washington")["items"]
+                if e["act"] == "codebook_send"]  # fmt: skip
+    assert entry["title"] == "7 BLUE HARBOR"
+    assert "ru: Испытательный пуск в 06:00Z из Plesetsk." in entry["text"]
+    assert "en: Test launch at 06:00Z from Plesetsk." in entry["text"]
 
 
 def test_a_new_version_waits_for_acceptance_and_a_withdrawn_entry_is_not_sent(
