@@ -61,6 +61,11 @@ def test_demo_json_reports_nothing_lost() -> None:
                  "clarification_answered"):
         assert played[step] is True, step
     assert played["venue"] == "Vienna" and len(played["agreed_agenda"]) == 3
+    # The codebook FLASH travelled as a number and two values; each side read it in its
+    # own language from the agreed text.
+    read = played["codebook_flash_read"]
+    assert read["beijing"].startswith("通知：06:00Z将从Jiuquan")
+    assert read["washington"].startswith("Notice: a test launch at 06:00Z from Jiuquan")
     assert played["record"]["languages"] == ["en", "zh"] and played["line"]["state"] == "up"
     board = summary["board"]
     # The escalated note was acknowledged late: nothing is left overdue at the end.
