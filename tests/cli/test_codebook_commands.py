@@ -43,6 +43,7 @@ def test_an_entry_is_proposed_accepted_sent_by_number_and_read_in_each_language(
     run(w, "sync")
     (entry,) = js(w, "status", "beijing")["channels"][0]["codebook"]
     assert (entry["status"], entry["current_version"]) == ("agreed", 1)
+    assert "7 BLUE HARBOR (agreed)" in run(w, "status", "beijing").stdout
 
     # A missing parameter is refused; then the message travels with its values only.
     assert "parameters" in one_error_line(
