@@ -19,7 +19,9 @@ COMMANDS = [
     ["record", "propose"], ["record", "sign"], ["record", "show"], ["record", "export"],
     ["record", "verify"], ["linetest"], ["watch"], ["escalation"], ["escalation", "set"],
     ["escalation", "show"], ["invite", "revoke"], ["channels", "rename"],
-    ["channels", "remove"], ["passphrase"], ["passphrase", "change"],
+    ["channels", "remove"], ["passphrase"], ["passphrase", "change"], ["codebook"],
+    ["codebook", "propose"], ["codebook", "accept"], ["codebook", "withdraw"],
+    ["codebook", "list"], ["codebook", "send"],
 ]
 
 
@@ -35,7 +37,7 @@ def test_root_help_lists_the_principal_commands() -> None:
     for name in ("init", "invite", "accept", "channels", "send", "sync", "inbox", "read",
                  "verify", "status", "demo", "relay", "meet", "--home", "--json", "ack",
                  "hold", "clarify", "answer", "redline", "agenda", "record", "linetest",
-                 "watch", "escalation", "passphrase"):
+                 "watch", "escalation", "passphrase", "codebook"):
         assert name in result.stdout
 
 
