@@ -61,6 +61,9 @@ def test_an_accepted_entry_is_sent_by_number_and_rendered_in_each_side_s_languag
         assert message is not None and message.code_word == "BLUE HARBOR"
         text, rendered = message.render(language)
         assert (text.language, rendered) == (language, expected)
+        # A regional tag reads its language's text; an absent language, the first text.
+        assert message.render("ru-RU")[0].language == "ru"
+        assert message.render("fr")[0].language == "en"
     board = channel.bob.board(channel.now_ms).to_dict()
     [entry] = board["codebook"]  # type: ignore[misc]
     assert (entry["code_word"], entry["status"], entry["current_version"]) == (

@@ -126,12 +126,16 @@ class CodeMessage:
         return self.entry.code_word
 
     def render(self, language: str) -> tuple[CodeText, str]:
-        """The agreed text in `language` (else the entry's first language), filled in.
+        """The agreed text in `language`, filled in: the exact tag (ignoring case), else
+        the first text of the same primary language ("ru-RU" reads "ru"), else the entry's
+        first text.
 
         Returns:
             The text used (its `language` says which one) and the rendered string.
         """
-        text = self.entry.text_in(language) or self.entry.texts[0]
+        primary = language.split("-", 1)[0].lower()
+        same = (t for t in self.entry.texts if t.language.split("-", 1)[0].lower() == primary)
+        text = self.entry.text_in(language) or next(same, None) or self.entry.texts[0]
         return text, render_code_text(text, self.entry.parameters, self.values)
 
 
