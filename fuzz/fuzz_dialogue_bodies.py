@@ -21,6 +21,11 @@ from backchannel.dialogue import (
     AgendaPropose,
     Answer,
     Clarify,
+    CodebookAccept,
+    CodebookPropose,
+    CodebookSend,
+    CodebookWithdraw,
+    CodeText,
     Dialogue,
     DialogueEvent,
     DialogueKind,
@@ -67,6 +72,10 @@ _BODIES = [
     RecordSign(_ID, 1, bytes(32), 1_700_000_000_000, bytes(64)),
     LineTest(),
     LineTestReply(_ID),
+    CodebookPropose(_ID, 1, 7, "BLUE", (CodeText("en", "At {time}."),), ("time",)),
+    CodebookAccept(_ID, 1),
+    CodebookWithdraw(_ID),
+    CodebookSend(_ID, 1, ("06:00Z",)),
 ]
 SEEDS = [body.KIND.to_bytes(2, "big") + body.encode() for body in _BODIES]
 # A note whose text carries ESC[2J and an override, written past the checks: the decoder

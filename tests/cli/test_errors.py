@@ -260,11 +260,12 @@ def _assert_clean(result: Result) -> None:
 
 
 READS = [["status"], ["inbox"], ["channels"], ["history", "beijing"], ["verify", "beijing"],
-         ["whoami"], ["record", "show", "beijing"], ["redline", "list"]]
+         ["whoami"], ["record", "show", "beijing"], ["redline", "list"],
+         ["codebook", "list", "beijing"]]
 WRITES = [["send", "beijing", "hello"], ["sync"], ["read", "beijing"],
           ["verify", "beijing", "--confirm"], ["channels", "remove", "beijing", "--yes"],
           ["invite", "--relay", "ws://127.0.0.1:9/"], ["passphrase", "change"],
-          ["watch"], ["agent", "--foreground"]]
+          ["watch"], ["agent", "--foreground"], ["codebook", "send", "beijing", "7"]]
 
 
 def test_a_read_only_home_is_read_and_refuses_every_write(pair: Pair) -> None:

@@ -19,7 +19,9 @@ COMMANDS = [
     ["record", "propose"], ["record", "sign"], ["record", "show"], ["record", "export"],
     ["record", "verify"], ["linetest"], ["watch"], ["escalation"], ["escalation", "set"],
     ["escalation", "show"], ["invite", "revoke"], ["channels", "rename"],
-    ["channels", "remove"], ["passphrase"], ["passphrase", "change"],
+    ["channels", "remove"], ["passphrase"], ["passphrase", "change"], ["codebook"],
+    ["codebook", "propose"], ["codebook", "accept"], ["codebook", "withdraw"],
+    ["codebook", "list"], ["codebook", "send"],
 ]
 
 
@@ -35,7 +37,7 @@ def test_root_help_lists_the_principal_commands() -> None:
     for name in ("init", "invite", "accept", "channels", "send", "sync", "inbox", "read",
                  "verify", "status", "demo", "relay", "meet", "--home", "--json", "ack",
                  "hold", "clarify", "answer", "redline", "agenda", "record", "linetest",
-                 "watch", "escalation", "passphrase"):
+                 "watch", "escalation", "passphrase", "codebook"):
         assert name in result.stdout
 
 
@@ -61,6 +63,11 @@ def test_demo_json_reports_nothing_lost() -> None:
                  "clarification_answered"):
         assert played[step] is True, step
     assert played["venue"] == "Vienna" and len(played["agreed_agenda"]) == 3
+    # The codebook FLASH travelled as a number and two values; each side read it in its
+    # own language from the agreed text.
+    read = played["codebook_flash_read"]
+    assert read["beijing"].startswith("通知：06:00Z将从Jiuquan")
+    assert read["washington"].startswith("Notice: a test launch at 06:00Z from Jiuquan")
     assert played["record"]["languages"] == ["en", "zh"] and played["line"]["state"] == "up"
     board = summary["board"]
     # The escalated note was acknowledged late: nothing is left overdue at the end.

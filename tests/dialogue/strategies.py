@@ -12,6 +12,11 @@ from backchannel.dialogue import (
     Answer,
     Body,
     Clarify,
+    CodebookAccept,
+    CodebookPropose,
+    CodebookSend,
+    CodebookWithdraw,
+    CodeText,
     Hold,
     LanguageVersion,
     LineTest,
@@ -53,6 +58,32 @@ def statements(draw: st.DrawFn) -> Statement:
     return Statement(draw(lines), versions)
 
 
+parameter_names = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
+values = st.one_of(st.just(""), lines)
+
+
+@st.composite
+def code_entries(draw: st.DrawFn) -> CodebookPropose:
+    names = tuple(draw(st.lists(parameter_names, max_size=3, unique=True)))
+    tags = draw(st.lists(languages, min_size=1, max_size=3, unique_by=str.lower))
+    # Texts without braces of their own, with some of the declared parameters in them.
+    plain = texts.map(lambda t: t.replace("{", "(").replace("}", ")"))
+    code_texts = tuple(
+        CodeText(tag, draw(plain) + "".join(f" {{{n}}}" for n in names if draw(st.booleans())))
+        for tag in tags
+    )
+    return CodebookPropose(
+        draw(ids),
+        draw(counters),
+        draw(st.integers(1, 9999)),
+        draw(lines),
+        code_texts,
+        names,
+        draw(st.one_of(st.none(), st.sampled_from(Precedence))),
+        draw(st.integers(0, MAX_ACK_WITHIN_MS)),
+    )
+
+
 bodies: st.SearchStrategy[Body] = st.one_of(
     st.builds(Note, st.sampled_from(Precedence), st.integers(0, MAX_ACK_WITHIN_MS), texts),
     st.builds(Ack, ids),
@@ -68,4 +99,8 @@ bodies: st.SearchStrategy[Body] = st.one_of(
     st.builds(RecordSign, ids, counters, hashes, times, signatures),
     st.just(LineTest()),
     st.builds(LineTestReply, ids),
+    code_entries(),
+    st.builds(CodebookAccept, ids, counters),
+    st.builds(CodebookWithdraw, ids),
+    st.builds(CodebookSend, ids, counters, st.lists(values, max_size=4).map(tuple)),
 )

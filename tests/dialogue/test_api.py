@@ -28,6 +28,15 @@ def test_public_names_are_pinned() -> None:
             "Body",
             "Clarification",
             "Clarify",
+            "CodeEntryStatus",
+            "CodeEntryVersion",
+            "CodeEntryView",
+            "CodeMessage",
+            "CodeText",
+            "CodebookAccept",
+            "CodebookPropose",
+            "CodebookSend",
+            "CodebookWithdraw",
             "Dialogue",
             "DialogueEvent",
             "DialogueKind",
@@ -71,6 +80,7 @@ def test_public_names_are_pinned() -> None:
             "export_proposal",
             "export_record",
             "statement_hash",
+            "render_code_text",
             "verify_record_file",
         ]
     )

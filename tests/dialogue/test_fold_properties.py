@@ -19,6 +19,11 @@ from backchannel.dialogue import (
     Answer,
     Body,
     Clarify,
+    CodebookAccept,
+    CodebookPropose,
+    CodebookSend,
+    CodebookWithdraw,
+    CodeText,
     Dialogue,
     DialogueKind,
     Hold,
@@ -38,10 +43,14 @@ from tests.dialogue.conftest import MINUTE, NAMES, Channel, Sent, other, snapsho
 # random, so the two sides never pick the same one), and acknowledges or signs from both.
 POOLS = {"alice": (b"\x01" * 16, b"\x02" * 16), "bob": (b"\x03" * 16, b"\x04" * 16)}
 EVERY_ID = POOLS["alice"] + POOLS["bob"]
+# Codebook entries likewise, each with its own number (the local check refuses a number
+# another live entry has, which random scripts would otherwise hit all the time).
+CODE_POOLS = {"alice": (b"\x05" * 16, b"\x06" * 16), "bob": (b"\x07" * 16, b"\x08" * 16)}
+EVERY_CODE = CODE_POOLS["alice"] + CODE_POOLS["bob"]
 OPS = (
     "note", "ack", "hold", "clarify", "answer", "redline", "redline_ack", "agenda",
     "agenda_decide", "record_propose", "record_sign", "linetest", "linetest_reply",
-    "deliver", "advance",
+    "code_propose", "code_accept", "code_withdraw", "code_send", "deliver", "advance",
 )  # fmt: skip
 steps = st.lists(
     # Deliveries are weighted up so that each side often knows what the other said.
@@ -116,6 +125,21 @@ def _intent(channel: Channel, who: str, op: str, n: int) -> Body | None:
             return LineTest()
         case "linetest_reply" if test := target(DialogueKind.LINETEST):
             return LineTestReply(test.message_id)
+        case "code_propose":
+            code_id = CODE_POOLS[who][n % 2]
+            version = me.next_codebook_version(code_id) + (1 if blind else 0)
+            number = 1 + EVERY_CODE.index(code_id)
+            texts = (CodeText("en", f"at {{time}} {n}"), CodeText("zh-Hans", f"{{time}} {n}"))
+            return CodebookPropose(code_id, version, number, f"WORD {n}", texts, ("time",))
+        case "code_accept" if entry := me.codebook_entry(EVERY_CODE[n % 4]):
+            version = entry.latest.version if not blind else 1 + n % len(entry.versions)
+            return CodebookAccept(entry.entry_id, version)
+        case "code_withdraw":
+            return CodebookWithdraw(EVERY_CODE[n % 4])
+        case "code_send" if entry := me.codebook_entry(EVERY_CODE[n % 4]):
+            current = entry.current
+            version = current.version if current and not blind else 1 + n % len(entry.versions)
+            return CodebookSend(entry.entry_id, version, (f"{n}Z",))
     return None
 
 
@@ -145,6 +169,8 @@ def play(channel: Channel, script: list[tuple[str, str, int]]) -> int:
 def _neutral(value: Any, me: str, key: str = "") -> Any:
     """A board as a neutral observer sees it: sides named, receive times reduced to 'when
     known', lists in a canonical order."""
+    if key == "withdrawn_by":
+        return sorted(me if v == "ours" else other(me) for v in value)
     if isinstance(value, dict):
         renamed = {
             "awaiting_their_ack": f"awaiting_ack_from_{other(me)}",

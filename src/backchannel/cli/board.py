@@ -17,7 +17,14 @@ import typer
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.durations import format_duration
 from backchannel.cli.hints import Hint, command_line, hint_for_home
-from backchannel.cli.output import emit_json, local_time, short_id, status_json, status_table
+from backchannel.cli.output import (
+    emit_json,
+    local_time,
+    short_id,
+    shown,
+    status_json,
+    status_table,
+)
 
 if TYPE_CHECKING:
     # Only for annotations: `status --help` builds the command without Rich, the engine,
@@ -138,6 +145,8 @@ def _overview(cb: ChannelBoard) -> Table:
     table.add_row("Line test", line_summary(cb.board.line, cb.every_ms, cb.grace_ms))
     table.add_row("Red lines", _red_lines_summary(cb))
     table.add_row("Awaiting acknowledgement", _acks_summary(cb))
+    if cb.board.codebook:
+        table.add_row("Codebook", _codebook_summary(cb))
     if cb.status.forks:
         # The alarm that used to be silent: two writers of one principal's state.
         table.add_row("FORK", f"{len(cb.status.forks)} fork(s), latest: {cb.status.forks[-1]}; "
@@ -168,6 +177,21 @@ def _red_lines_summary(cb: ChannelBoard) -> str:
         return "none declared"
     state = f"{waiting} awaiting acknowledgement" if waiting else "all acknowledged"
     return f"{ours} yours, {theirs} {cb.peer}'s; {state}"
+
+
+def _codebook_summary(cb: ChannelBoard) -> str:
+    from backchannel.dialogue import Side
+
+    lines = []
+    for entry in cb.board.codebook:
+        proposal = (entry.current or entry.latest).proposal
+        waiting = entry.awaiting_acceptance
+        state = entry.status.value
+        if waiting is not None:
+            whose = "your" if entry.owner is Side.THEIRS else f"{cb.peer}'s"
+            state += f", v{waiting.version} awaiting {whose} acceptance"
+        lines.append(f"{proposal.number} {shown(proposal.code_word)} ({state})")
+    return "\n".join(lines)
 
 
 def _acks_summary(cb: ChannelBoard) -> str:

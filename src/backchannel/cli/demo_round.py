@@ -23,6 +23,11 @@ from rich.text import Text
 from backchannel.cli.demo_script import (
     AGENDA,
     ANSWER,
+    CODE_EN,
+    CODE_NUMBER,
+    CODE_VALUES,
+    CODE_WORD,
+    CODE_ZH,
     FLASH_ACK_WITHIN_MS,
     FLASH_NOTE,
     HOLD_FOR_MS,
@@ -44,6 +49,7 @@ from backchannel.cli.output import local_time, short_id, shown
 from backchannel.client.engine import Principal
 from backchannel.client.strategic import StrategicChannel
 from backchannel.dialogue import (
+    CodeText,
     LanguageVersion,
     Precedence,
     Side,
@@ -113,6 +119,7 @@ class RoundOutcome:
     escalation_command_ran: bool = False
     acknowledged_late: bool = False
     clarification_answered: bool = False
+    codebook_flash_read: dict[str, str] = field(default_factory=dict)
     venue: str = ""
     agreed_agenda: list[str] = field(default_factory=list)
     record: VerifiedRecord | None = None
@@ -123,7 +130,8 @@ class RoundOutcome:
     def ok(self) -> bool:
         return (self.red_line_understood and self.flash_held and self.flash_acknowledged_in_time
                 and self.escalated and self.escalation_command_ran and self.acknowledged_late
-                and self.clarification_answered and len(self.agreed_agenda) == len(AGENDA)
+                and self.clarification_answered and len(self.codebook_flash_read) == 2
+                and len(self.agreed_agenda) == len(AGENDA)
                 and self.record is not None and self.line_state == "up")
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +144,7 @@ class RoundOutcome:
             "escalation_command_ran": self.escalation_command_ran,
             "acknowledged_late": self.acknowledged_late,
             "clarification_answered": self.clarification_answered,
+            "codebook_flash_read": dict(self.codebook_flash_read),
             "venue": self.venue,
             "agreed_agenda": list(self.agreed_agenda),
             "record": None if self.record is None else self.record.to_dict(),
@@ -192,6 +201,29 @@ class _Round:
         self.tell.say(f"{JOINER} acknowledges it; {INVITER} has the acknowledgement at "
                       f"{local_time(acked or 0)}, before the deadline of "
                       f"{local_time(pending.deadline_ms)}.")
+
+    async def codebook(self) -> None:
+        self.step("A codebook FLASH: agreed in two languages, sent by number")
+        texts = [CodeText("zh-Hans", CODE_ZH), CodeText("en", CODE_EN)]
+        await self.b.propose_code(CODE_NUMBER, CODE_WORD, texts, ("time", "place"),
+                                  Precedence.FLASH)
+        self.tell.say(f"{JOINER} proposes codebook entry {CODE_NUMBER} '{CODE_WORD}' "
+                      "in Chinese and English; it cannot be sent until accepted.")
+        await self.p[INVITER].sync()
+        await self.w.accept_code(str(CODE_NUMBER))
+        await self.p[JOINER].sync()
+        sent = await self.b.send_code(str(CODE_NUMBER), dict(CODE_VALUES))
+        await self.p[INVITER].sync()
+        message_id = bytes.fromhex(sent.message_id)
+        for side, name, language in ((self.b, JOINER, "zh-Hans"), (self.w, INVITER, "en")):
+            code = side.dialogue().code_message(message_id)
+            if code is None:
+                continue
+            text, rendered = code.render(language)
+            if text.language == language:
+                self.outcome.codebook_flash_read[name] = rendered
+                self.tell.say(f"{name} reads {code.code_word} ({language}):", style="bold")
+                self.tell.quote(rendered)
 
     async def escalation(self) -> None:
         self.step("A PRIORITY note misses its deadline and is escalated")
@@ -366,7 +398,7 @@ async def play_round(p: dict[str, Principal], root: Path, tell: Narrator) -> Rou
         BackchannelError: a step was refused (the message says which).
     """
     steps = _Round(p, root, tell)
-    for step in (steps.red_line, steps.flash, steps.escalation, steps.clarification,
+    for step in (steps.red_line, steps.flash, steps.codebook, steps.escalation, steps.clarification,
                  steps.agenda, steps.record, steps.line_test):
         await step()
     for name in (INVITER, JOINER, INVITER):

@@ -105,3 +105,11 @@ RECORD_TITLE: Final = "Vienna round: joint statement"
 RECORD_EN: Final = ("The two sides held candid, substantive and constructive discussions, and "
                     "agreed to keep this strategic channel of communication open.")
 RECORD_ZH: Final = "双方进行了坦诚、实质性、建设性的讨论，同意保持这一战略沟通渠道畅通。"
+
+# A codebook entry the joiner proposes in both languages and sends as a FLASH: only its
+# number and the two values travel; each side reads it in its own language.
+CODE_NUMBER: Final = 7
+CODE_WORD: Final = "BLUE HARBOR"
+CODE_EN: Final = "Notice: a test launch at {time} from {place}; it is not directed at you."
+CODE_ZH: Final = "通知：{time}将从{place}进行试射，并非针对贵方。"
+CODE_VALUES: Final = {"time": "06:00Z", "place": "Jiuquan"}

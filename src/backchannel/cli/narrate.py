@@ -18,6 +18,10 @@ from backchannel.dialogue import (
     AgendaPropose,
     Answer,
     Clarify,
+    CodebookAccept,
+    CodebookPropose,
+    CodebookSend,
+    CodebookWithdraw,
     Hold,
     RecordPropose,
     RecordSign,
@@ -81,5 +85,15 @@ def describe(peer: str, record: MessageRecord, hint: Hint = command_line) -> str
                     f"- read it: {hint('record', 'show', peer, _id(rid))}")
         case RecordSign(record_id=rid, version=version):
             return f"{peer} co-signed record {_id(rid)} version {version}: it is on the record"
+        case CodebookPropose(number=number, code_word=word, version=version):
+            return (f"{peer} proposes codebook entry {number} {shown(word)} version {version} "
+                    f"- accept it: {hint('codebook', 'accept', peer, str(number))}")
+        case CodebookAccept(entry_id=entry, version=version):
+            return f"{peer} accepted codebook entry {_id(entry)} version {version}"
+        case CodebookWithdraw(entry_id=entry):
+            return f"{peer} withdrew codebook entry {_id(entry)}: neither side sends it now"
+        case CodebookSend(entry_id=entry):
+            return (f"{peer} sent codebook entry {_id(entry)} "
+                    f"- read it: {hint('history', peer)}")
         case _:
             return None

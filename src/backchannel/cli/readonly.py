@@ -22,6 +22,7 @@ __all__ = ["READ_ONLY_COMMANDS", "check_read_only", "read_only_notice"]
 READ_ONLY_COMMANDS: Final = frozenset({
     "status", "inbox", "channels", "history", "transcript", "verify", "whoami",
     "record show", "record export", "redline list", "agenda show", "escalation show",
+    "codebook list",
 })
 
 

@@ -139,6 +139,11 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
                    "show them."),
     ),
     *_commands(
+        "codebook", "codebook_app",
+        ("codebook", "The shared codebook: propose numbered entries, accept theirs, send them "
+                     "by number."),
+    ),
+    *_commands(
         "records", "record_app",
         ("record", "Agreed records: propose a statement, co-sign theirs, show, export, "
                    "verify a file."),

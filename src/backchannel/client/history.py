@@ -267,8 +267,16 @@ def _groups(
         while unplaced and unplaced[0].detected_at_ms <= at:
             marks.append(_fork(unplaced.pop(0)))
         acknowledged = dialogue.acknowledged_at(bytes.fromhex(record.message_id)) or 0
-        groups.append((tuple(marks), _entry(record, acknowledged, anomalies.get(
-            record.message_id, ""))))
+        entry = _entry(record, acknowledged, anomalies.get(record.message_id, ""))
+        code = dialogue.code_message(bytes.fromhex(record.message_id))
+        if code is not None:
+            # Only the number and values travelled: the text is the agreed one, rendered
+            # here in each of the entry's languages, the entry's first language first.
+            rendered = [f"{t.language}: {code.render(t.language)[1]}" for t in code.entry.texts]
+            entry = replace(entry, title=f"{code.entry.number} {code.code_word}",
+                            subject_id=code.entry.entry_id.hex(),
+                            version=code.entry.version, text="\n".join(rendered))
+        groups.append((tuple(marks), entry))
         marks = []
     marks += [_fork(f) for f in unplaced]
     if marks:

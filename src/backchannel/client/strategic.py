@@ -34,6 +34,12 @@ from backchannel.dialogue import (
     Answer,
     Body,
     Clarify,
+    CodebookAccept,
+    CodebookPropose,
+    CodebookSend,
+    CodebookWithdraw,
+    CodeEntryView,
+    CodeText,
     Dialogue,
     Hold,
     LanguageVersion,
@@ -240,6 +246,90 @@ class StrategicChannel:
             if accept
             else AgendaDecline(item.round, item_id, reason)
         )
+        return await self._deliver(self._send_checked(body))
+
+    # -- the codebook -----------------------------------------------------------------
+
+    def code_entry(self, ref: str) -> CodeEntryView:
+        """The codebook entry named by its number, its code word or an id prefix.
+
+        Raises:
+            UnknownReference: no such entry.
+            ClientError: an id prefix that is too short or ambiguous.
+        """
+        dialogue = self.dialogue()
+        found = dialogue.codebook_lookup(ref.strip())
+        if found is not None:
+            return found
+        prefix = ref.strip().lower()
+        for entry in dialogue.codebook():
+            # A withdrawn entry, named by number or word: found, so that the act says so.
+            proposal = entry.latest.proposal
+            if prefix in (str(proposal.number), proposal.code_word.casefold()):
+                return entry
+        matches = [e for e in dialogue.codebook() if e.entry_id.hex().startswith(prefix)]
+        if len(prefix) < MIN_REF_LENGTH or not matches:
+            raise UnknownReference(f"no codebook entry '{ref}' in '{self.name}'")
+        if len(matches) > 1:
+            raise ClientError(f"'{ref}' matches {len(matches)} codebook entries; give more digits")
+        return matches[0]
+
+    async def propose_code(
+        self,
+        number: int,
+        code_word: str,
+        texts: list[CodeText],
+        parameters: tuple[str, ...] = (),
+        precedence: Precedence | None = None,
+        ack_within_ms: int = 0,
+        replaces: str | None = None,
+    ) -> SendResult:
+        """Propose a codebook entry, or (with `replaces`) a new version of one of ours."""
+        entry_id = self.code_entry(replaces).entry_id if replaces else self.principal.random(16)
+        version = self.dialogue().next_codebook_version(entry_id)
+        try:
+            body = CodebookPropose(
+                entry_id, version, number, code_word, tuple(texts), parameters,
+                precedence, ack_within_ms,
+            )  # fmt: skip
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body))
+
+    async def accept_code(self, ref: str) -> SendResult:
+        """Accept the latest version of their codebook entry."""
+        entry = self.code_entry(ref)
+        body = CodebookAccept(entry.entry_id, entry.latest.version)
+        return await self._deliver(self._send_checked(body))
+
+    async def withdraw_code(self, ref: str) -> SendResult:
+        """Withdraw a codebook entry (either side may): nobody sends it any more."""
+        body = CodebookWithdraw(self.code_entry(ref).entry_id)
+        return await self._deliver(self._send_checked(body))
+
+    async def send_code(self, ref: str, values: dict[str, str]) -> SendResult:
+        """Send the current version of an agreed codebook entry with its parameter values.
+
+        Raises:
+            ClientError: not accepted by both sides, withdrawn, or values that do not name
+                exactly the entry's parameters.
+        """
+        entry = self.code_entry(ref)
+        current = entry.current
+        if current is None:
+            raise ClientError(
+                f"codebook entry {entry.latest.proposal.number} is not accepted by both sides; "
+                "it cannot be sent"
+            )
+        parameters = current.proposal.parameters
+        if set(values) != set(parameters):
+            wanted = ", ".join(parameters) or "none"
+            raise ClientError(f"give exactly the entry's parameters ({wanted})")
+        try:
+            ordered = tuple(values[p] for p in parameters)
+            body = CodebookSend(entry.entry_id, current.version, ordered)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
         return await self._deliver(self._send_checked(body))
 
     async def propose_record(

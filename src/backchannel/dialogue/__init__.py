@@ -54,6 +54,20 @@ from backchannel.dialogue.bodies import (
     decode_body,
 )
 from backchannel.dialogue.clarify import Clarification
+from backchannel.dialogue.codebook import (
+    CodeEntryStatus,
+    CodeEntryVersion,
+    CodeEntryView,
+    CodeMessage,
+)
+from backchannel.dialogue.codes import (
+    CodebookAccept,
+    CodebookPropose,
+    CodebookSend,
+    CodebookWithdraw,
+    CodeText,
+    render_code_text,
+)
 from backchannel.dialogue.events import (
     Anomaly,
     DialogueEvent,
@@ -90,6 +104,15 @@ __all__ = [
     "Body",
     "Clarification",
     "Clarify",
+    "CodeEntryStatus",
+    "CodeEntryVersion",
+    "CodeEntryView",
+    "CodeMessage",
+    "CodeText",
+    "CodebookAccept",
+    "CodebookPropose",
+    "CodebookSend",
+    "CodebookWithdraw",
     "Dialogue",
     "DialogueEvent",
     "DialogueKind",
@@ -132,6 +155,7 @@ __all__ = [
     "escalations_due",
     "export_proposal",
     "export_record",
+    "render_code_text",
     "statement_hash",
     "verify_record_file",
 ]

@@ -12,13 +12,14 @@ from typing import Final
 
 from backchannel.dialogue.agenda import AgendaItem, AgendaRound
 from backchannel.dialogue.clarify import Clarification
+from backchannel.dialogue.codebook import CodeEntryVersion, CodeEntryView
 from backchannel.dialogue.events import Anomaly, Side
 from backchannel.dialogue.linetest import LineStatus
 from backchannel.dialogue.records import RecordVersion, RecordView
 from backchannel.dialogue.redlines import RedLineVersion, RedLineView
 from backchannel.dialogue.urgent import HoldingReply, PendingAck
 
-__all__ = ["BOARD_FORMAT", "StatusBoard"]
+__all__ = ["BOARD_FORMAT", "StatusBoard", "code_entry_json"]
 
 # Bumped when a key of `StatusBoard.to_dict` changes meaning or disappears (adding keys
 # does not bump it).
@@ -42,6 +43,7 @@ class StatusBoard:
         records: every record and its versions.
         line: the line-test state.
         anomalies: messages the fold ignored because they broke the rules.
+        codebook: every codebook entry, by number.
     """
 
     now_ms: int
@@ -54,6 +56,7 @@ class StatusBoard:
     records: tuple[RecordView, ...]
     line: LineStatus
     anomalies: tuple[Anomaly, ...]
+    codebook: tuple[CodeEntryView, ...] = ()
 
     @property
     def overdue(self) -> tuple[PendingAck, ...]:
@@ -86,6 +89,7 @@ class StatusBoard:
             "red_lines": [_red_line(r) for r in self.red_lines],
             "next_round": None if self.next_round is None else _round(self.next_round),
             "records": [_record(r) for r in self.records],
+            "codebook": [code_entry_json(e) for e in self.codebook],
             "line": _line(self.line),
             "anomalies": [_anomaly(a) for a in self.anomalies],
         }
@@ -201,6 +205,40 @@ def _record(r: RecordView) -> Json:
         "latest_version": r.latest.version,
         "status": r.latest.status.value,
         "versions": [_record_version(v) for v in r.versions],
+    }
+
+
+def _code_version(v: CodeEntryVersion) -> Json:
+    p = v.proposal
+    return {
+        "version": p.version,
+        "number": p.number,
+        "code_word": p.code_word,
+        "parameters": list(p.parameters),
+        "precedence": None if p.precedence is None else p.precedence.name.lower(),
+        "ack_within_ms": p.ack_within_ms,
+        "texts": {t.language: t.text for t in p.texts},
+        "proposed_at_ms": v.proposed_at_ms,
+        "accepted_at_ms": v.accepted_at_ms,
+    }
+
+
+def code_entry_json(e: CodeEntryView) -> Json:
+    """One codebook entry as the board's JSON shows it."""
+    current = e.current
+    awaiting = e.awaiting_acceptance
+    shown = (current or e.latest).proposal
+    return {
+        "entry_id": e.entry_id.hex(),
+        "owner": e.owner.value,
+        "number": shown.number,
+        "code_word": shown.code_word,
+        "status": e.status.value,
+        "current_version": None if current is None else current.version,
+        "awaiting_acceptance": None if awaiting is None else awaiting.version,
+        "withdrawn_by": sorted(side.value for side in e.withdrawn_by),
+        "withdrawn_at_ms": e.withdrawn_at_ms,
+        "versions": [_code_version(v) for v in e.versions],
     }
 
 

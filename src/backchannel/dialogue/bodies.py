@@ -19,6 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
+from backchannel.dialogue.codes import (
+    CodebookAccept,
+    CodebookPropose,
+    CodebookSend,
+    CodebookWithdraw,
+)
 from backchannel.dialogue.kinds import (
     HASH_SIZE,
     ID_SIZE,
@@ -419,6 +425,10 @@ Body = (
     | RecordSign
     | LineTest
     | LineTestReply
+    | CodebookPropose
+    | CodebookAccept
+    | CodebookWithdraw
+    | CodebookSend
 )
 """Any body the dialogue layer reads or writes."""
 
@@ -459,6 +469,14 @@ def _reader_for(kind: int, r: Reader) -> Body | None:
             return LineTest.read(r)
         case DialogueKind.LINETEST_REPLY:
             return LineTestReply.read(r)
+        case DialogueKind.CODEBOOK_PROPOSE:
+            return CodebookPropose.read(r)
+        case DialogueKind.CODEBOOK_ACCEPT:
+            return CodebookAccept.read(r)
+        case DialogueKind.CODEBOOK_WITHDRAW:
+            return CodebookWithdraw.read(r)
+        case DialogueKind.CODEBOOK_SEND:
+            return CodebookSend.read(r)
         case _:
             return None
 

@@ -18,9 +18,14 @@ __all__ = [
     "HASH_SIZE",
     "ID_SIZE",
     "MAX_ACK_WITHIN_MS",
+    "MAX_CODE_NUMBER",
+    "MAX_CODE_PARAMETERS",
+    "MAX_CODE_WORD_BYTES",
     "MAX_LANGUAGES",
     "MAX_LANGUAGE_TAG_BYTES",
     "MAX_NOTE_TEXT_BYTES",
+    "MAX_PARAMETER_NAME_BYTES",
+    "MAX_PARAMETER_VALUE_BYTES",
     "MAX_REASON_BYTES",
     "MAX_ROUND",
     "MAX_STATEMENT_BYTES",
@@ -65,6 +70,16 @@ MAX_ROUND: Final = 0xFFFF_FFFF
 # 9999-12-31T23:59:59.999Z: any later time cannot be shown as a calendar date.
 MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
 
+# A codebook is read aloud and typed under stress: entry numbers have at most four digits.
+MAX_CODE_NUMBER: Final = 9999
+# A code word is one word or two, not a sentence.
+MAX_CODE_WORD_BYTES: Final = 64
+# Parameters fill a few blanks (a time, a place, a unit): more makes it a form, not a code.
+MAX_CODE_PARAMETERS: Final = 8
+# A parameter's name is an identifier; its value is one line (a time, a place name).
+MAX_PARAMETER_NAME_BYTES: Final = 32
+MAX_PARAMETER_VALUE_BYTES: Final = 200
+
 DIALOGUE_KIND_FIRST: Final = 0x0100
 
 
@@ -105,3 +120,11 @@ class DialogueKind(IntEnum):
     """A line test: the other side's client answers it automatically."""
     LINETEST_REPLY = 0x010C
     """The automatic answer to a line test."""
+    CODEBOOK_PROPOSE = 0x010D
+    """A codebook entry proposed, or a new version of one."""
+    CODEBOOK_ACCEPT = 0x010E
+    """The other side accepts one version of a codebook entry."""
+    CODEBOOK_WITHDRAW = 0x010F
+    """Either side withdraws a codebook entry (every version of it)."""
+    CODEBOOK_SEND = 0x0110
+    """A codebook message: an agreed entry's number, version and parameter values."""

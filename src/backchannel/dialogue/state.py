@@ -42,6 +42,13 @@ from backchannel.dialogue.bodies import (
     decode_body,
 )
 from backchannel.dialogue.clarify import Clarification, ClarificationLedger
+from backchannel.dialogue.codebook import Codebook, CodeEntryView, CodeMessage
+from backchannel.dialogue.codes import (
+    CodebookAccept,
+    CodebookPropose,
+    CodebookSend,
+    CodebookWithdraw,
+)
 from backchannel.dialogue.events import (
     Anomaly,
     DialogueEvent,
@@ -74,6 +81,7 @@ class Dialogue:
         "_agenda",
         "_anomalies",
         "_clarifications",
+        "_codebook",
         "_known",
         "_last_heard",
         "_lines",
@@ -107,6 +115,7 @@ class Dialogue:
         self._agenda = AgendaBook()
         self._records = RecordBook(ours, theirs)
         self._lines = LineTestLog()
+        self._codebook = Codebook()
 
     @classmethod
     def fold(
@@ -190,6 +199,14 @@ class Dialogue:
                 self._lines.apply_test(event)
             case LineTestReply():
                 self._lines.apply_reply(event, body)
+            case CodebookPropose():
+                self._codebook.apply_propose(event, body)
+            case CodebookAccept():
+                self._codebook.apply_accept(event, body)
+            case CodebookWithdraw():
+                self._codebook.apply_withdraw(event, body)
+            case CodebookSend():
+                self._codebook.apply_send(event, body)
 
     def _hold_target(self, side: Side, target: bytes) -> None:
         known = self._known.get(target)
@@ -253,6 +270,14 @@ class Dialogue:
                 self._records.check_body(Side.OURS, body)
             case LineTestReply(test_id=test):
                 self.check_linetest_reply(test)
+            case CodebookPropose():
+                self._codebook.check_own_propose(body)
+            case CodebookAccept(entry_id=entry, version=version):
+                self._codebook.check_accept(Side.OURS, entry, version, own=True)
+            case CodebookWithdraw(entry_id=entry):
+                self._codebook.check_withdraw(entry, own=True)
+            case CodebookSend():
+                self._codebook.check_send(body, own=True)
 
     def check_ack(self, message_id: bytes) -> None:
         """Check that this side may acknowledge `message_id`.
@@ -358,6 +383,11 @@ class Dialogue:
         """
         self._lines.check_reply(Side.OURS, test_id)
 
+    def next_codebook_version(self, entry_id: bytes) -> int:
+        """The version a new proposal of codebook entry `entry_id` must carry (1: new)."""
+        entry = self._codebook.get(entry_id)
+        return 1 if entry is None else entry.latest.version + 1
+
     def propose_record(
         self, identity: IdentityKeyPair, record_id: bytes, statement: Statement, now_ms: int
     ) -> RecordPropose:
@@ -448,6 +478,21 @@ class Dialogue:
         """
         return self._records.agreed_record(record_id, version)
 
+    def codebook(self) -> tuple[CodeEntryView, ...]:
+        """Every codebook entry, by number (the same order on both sides)."""
+        return self._codebook.all()
+
+    def codebook_entry(self, entry_id: bytes) -> CodeEntryView | None:
+        return self._codebook.get(entry_id)
+
+    def codebook_lookup(self, code: str) -> CodeEntryView | None:
+        """The live entry with this number or code word, or None."""
+        return self._codebook.by_code(code)
+
+    def code_message(self, message_id: bytes) -> CodeMessage | None:
+        """A codebook message the fold accepted, to render in a language."""
+        return self._codebook.message(message_id)
+
     def line_status(
         self,
         now_ms: int,
@@ -483,5 +528,6 @@ class Dialogue:
             next_round=self._agenda.latest_round(),
             records=self._records.all(),
             line=self._lines.status(now_ms, every_ms, grace_ms),
+            codebook=self._codebook.all(),
             anomalies=self.anomalies,
         )

@@ -50,6 +50,7 @@ __all__ = [
     "LanguageVersion",
     "SignerRole",
     "Statement",
+    "check_language_tag",
     "record_signing_bytes",
     "statement_hash",
 ]
@@ -60,6 +61,22 @@ RECORD_SIGNATURE_LABEL: Final = b"Backchannel agreed record v1"
 STATEMENT_HASH_LABEL: Final = b"Backchannel agreed statement v1"
 # A BCP 47 tag's characters (RFC 5646 §2.1): letters, digits and hyphens.
 _LANGUAGE_TAG: Final = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*")
+
+
+def check_language_tag(tag: str) -> None:
+    """Check that `tag` has the form of a BCP 47 language tag (RFC 5646 §2.1).
+
+    Raises:
+        LocalProtocolError: too long, not ASCII, or not letters, digits and hyphens in
+            the tag's shape.
+    """
+    if (
+        not isinstance(tag, str)
+        or len(tag) > MAX_LANGUAGE_TAG_BYTES
+        or not tag.isascii()
+        or _LANGUAGE_TAG.fullmatch(tag) is None
+    ):
+        raise LocalProtocolError("a language is a BCP 47 tag such as 'en' or 'zh-Hans'")
 
 
 class SignerRole(IntEnum):
@@ -78,12 +95,7 @@ class LanguageVersion:
     authoritative: bool = False
 
     def __post_init__(self) -> None:
-        if (
-            len(self.language) > MAX_LANGUAGE_TAG_BYTES
-            or not self.language.isascii()
-            or _LANGUAGE_TAG.fullmatch(self.language) is None
-        ):
-            raise LocalProtocolError("a language is a BCP 47 tag such as 'en' or 'zh-Hans'")
+        check_language_tag(self.language)
         check_text(self.text, MAX_STATEMENT_BYTES, f"statement text in {self.language}")
         if not isinstance(self.authoritative, bool):
             raise LocalProtocolError("authoritative is True or False")
