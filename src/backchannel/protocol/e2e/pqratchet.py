@@ -48,6 +48,8 @@ from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
     "MAX_EPOCH_KEYS",
+    "MAX_OUTGOING_OBJECTS",
+    "MAX_PARTIAL_OBJECTS",
     "Encapsulate",
     "PqRatchet",
     "cryptography_encapsulate",
@@ -60,6 +62,12 @@ __all__ = [
 # is 32 bytes (16 KB at worst). A message under a forgotten epoch is undecryptable, as one
 # under a forgotten chain is.
 MAX_EPOCH_KEYS: Final = 512
+# What one side owes the peer at most: the ciphertext of the epoch it just encapsulated
+# and the encapsulation key of the epoch it then began (CT_e and EK_{e+1}).
+MAX_OUTGOING_OBJECTS: Final = 2
+# What it collects at most: CT of its own epoch and EK of the peer's next one. Only these
+# two are ever kept, so a peer cannot make a receiver store more than ~2.3 KB of parts.
+MAX_PARTIAL_OBJECTS: Final = 2
 _STATE_VERSION: Final = 1
 _EPOCH: Final = struct.Struct(">I")
 # The largest epoch number: the header field is a u32, and a session would need billions
@@ -197,7 +205,8 @@ class PqRatchet:
             count = min(units_of(item.kind) - first, (budget - CHUNK_HEADER_SIZE) // CHUNK_UNIT)
             count = min(count, total - sent)
             start = first * CHUNK_UNIT
-            chunks.append(Chunk(item.kind, item.epoch, first, item.data[start : start + count * CHUNK_UNIT]))
+            piece = item.data[start : start + count * CHUNK_UNIT]
+            chunks.append(Chunk(item.kind, item.epoch, first, piece))
             budget -= CHUNK_HEADER_SIZE + count * CHUNK_UNIT
             sent += count
             cursor = (cursor + count) % total
@@ -357,14 +366,21 @@ class PqRatchet:
             previous = epoch
         pq.send_epoch, pq.own_epoch = r.u32(), r.u32()
         pq.own_seed = r.bytes16(KEM_SEED_SIZE)
-        if pq.send_epoch not in pq.keys or (len(pq.own_seed) == KEM_SEED_SIZE) != bool(pq.own_epoch):
+        has_seed = len(pq.own_seed) == KEM_SEED_SIZE
+        if pq.send_epoch not in pq.keys or has_seed != bool(pq.own_epoch):
             raise RemoteProtocolError("PQ ratchet state is inconsistent")
-        for _ in range(r.u8()):
+        outgoing = r.u8()
+        if outgoing > MAX_OUTGOING_OBJECTS:
+            raise RemoteProtocolError("PQ ratchet state owes too many KEM objects")
+        for _ in range(outgoing):
             kind = _read_kind(r)
             epoch = r.u32()
             pq.outgoing.append(_Item(kind, epoch, _read_object(r, kind)))
         pq.cursor = r.u32()
-        for _ in range(r.u8()):
+        partials = r.u8()
+        if partials > MAX_PARTIAL_OBJECTS:
+            raise RemoteProtocolError("PQ ratchet state holds too many partial KEM objects")
+        for _ in range(partials):
             kind = _read_kind(r)
             epoch = r.u32()
             body = _read_object(r, kind)

@@ -65,16 +65,16 @@ from backchannel.protocol.wire import Reader, Writer
 __all__ = [
     "HEADER_SIZE",
     "MAX_SKIP",
+    "MAX_SKIPPED_KEYS",
     "PQ_HEADER_SIZE",
     "PQ_SEALED_HEADER_SIZE",
-    "PqKeys",
-    "MAX_SKIPPED_KEYS",
     "SEALED_HEADER_SIZE",
     "BodyVersion",
     "DuplicateMessage",
     "ForkedChain",
     "PendingDecryption",
     "Position",
+    "PqKeys",
     "Ratchet",
     "TooFarAhead",
 ]

@@ -29,6 +29,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from backchannel.protocol.e2e.chunks import decode_chunks
 from backchannel.protocol.e2e.handshake import (
     ASSOCIATED_DATA_SIZE,
     INITIATION_SIZE_WITH_ONE_TIME_PREKEY,
@@ -42,9 +43,8 @@ from backchannel.protocol.e2e.keys import (
     IdentityKeyPair,
     PublicIdentity,
 )
-from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
-from backchannel.protocol.e2e.chunks import decode_chunks
 from backchannel.protocol.e2e.pqratchet import PqRatchet
+from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
 from backchannel.protocol.e2e.primitives import AEAD_TAG_SIZE, BODY_NONCE_SIZE, Rng, sha256
 from backchannel.protocol.e2e.ratchet import (
     PQ_SEALED_HEADER_SIZE,
