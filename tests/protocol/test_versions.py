@@ -46,7 +46,8 @@ def test_type_bytes_and_the_session_starting_ones() -> None:
     assert (PAYLOAD_V1_INITIATION, PAYLOAD_V1_RATCHET) == (0x01, 0x02)
     assert (PAYLOAD_INITIATION, PAYLOAD_RATCHET) == (0x03, 0x04)
     assert starts_session(b"\x03rest") and starts_session(b"\x01rest")
-    for payload in (b"", b"\x02", b"\x04", b"\x05", b"\x00"):
+    assert starts_session(b"\x05rest")  # payload v3, with the post-quantum ratchet
+    for payload in (b"", b"\x02", b"\x04", b"\x06", b"\x07", b"\x00"):
         assert not starts_session(payload)
 
 
@@ -64,7 +65,10 @@ def test_senders_produce_v2_only() -> None:
 def test_unknown_payload_type_and_a_size_that_is_no_bucket_are_refused(pair: Pair) -> None:
     payload = pair.alice.seal(1, b"x", 0, pair.rng).payload
     with pytest.raises(RemoteProtocolError, match="unknown payload type"):
-        pair.bob.open(b"\x05" + payload[1:], pair.rng)
+        pair.bob.open(b"\x07" + payload[1:], pair.rng)
+    # 0x06 is known (payload v3) but this session has no post-quantum ratchet.
+    with pytest.raises(RemoteProtocolError, match="post-quantum payload in a session"):
+        pair.bob.open(b"\x06" + payload[1:], pair.rng)
     with pytest.raises(RemoteProtocolError, match="bucket"):
         pair.bob.open(payload[:-1], pair.rng)
 

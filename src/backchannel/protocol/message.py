@@ -119,6 +119,24 @@ class Message:
             raise RemoteProtocolError("message length does not match its body")
         return cls(message_id, seq, prev_hash, sent_at, kind, bytes(data[_FIXED.size :]))
 
+    @classmethod
+    def decode_prefix(cls, data: bytes) -> tuple[Message, int]:
+        """Parse the message at the start of `data`; returns it and its encoded length.
+
+        A message delimits itself (its fixed fields give the body's length), which is what
+        lets a PQ payload put chunks after it without a length prefix (docs/protocol.md §13).
+
+        Raises:
+            RemoteProtocolError: wrong version, truncated or oversized.
+        """
+        if len(data) < _FIXED.size:
+            raise RemoteProtocolError("message is truncated")
+        length = _FIXED.unpack_from(data)[6]
+        if length > MAX_RECEIVED_BODY_SIZE or len(data) < _FIXED.size + length:
+            raise RemoteProtocolError("message is truncated or oversized")
+        end = _FIXED.size + length
+        return cls.decode(data[:end]), end
+
     @property
     def hash(self) -> bytes:
         return self.hash_of(self.encode())

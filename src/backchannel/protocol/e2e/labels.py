@@ -28,6 +28,18 @@ ROOT_KDF_INFO: Final = b"Backchannel root chain v1"
 CHAIN_MESSAGE_KEY_INPUT: Final = b"\x01"
 CHAIN_NEXT_KEY_INPUT: Final = b"\x02"
 
+# Post-quantum ratchet (docs/protocol.md §13). Epoch 0's key carries no KEM secret: it is
+# derived from the public session AD so that both sides start from the same value, whether
+# the session began with the PQ ratchet or was upgraded to it.
+PQ_EPOCH0_INFO: Final = b"Backchannel PQ ratchet epoch 0 v1"
+# KDF_PQ(key_{e-1}, ss_e) = HKDF-SHA256(salt=key_{e-1}, ikm=ss_e, info=PQ_EPOCH_INFO || u32 e):
+# each epoch's key chains the previous one, so the chain is as strong as its best KEM.
+PQ_EPOCH_INFO: Final = b"Backchannel PQ ratchet epoch v1"
+# The message key of a PQ payload: HMAC-SHA256(key_e, PQ_MESSAGE_KEY_INPUT || MK), so an
+# attacker needs both the Double Ratchet's MK and the epoch's KEM-derived key (libsignal's
+# triple ratchet mixes SPQR's key into its message keys the same way).
+PQ_MESSAGE_KEY_INPUT: Final = b"Backchannel PQ message key v1"
+
 
 # Safety numbers: iterated SHA-512 over a version and one side's identity, as Signal's
 # NumericFingerprint does, so both sides derive the same number.

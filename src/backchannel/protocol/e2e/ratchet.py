@@ -14,6 +14,9 @@ MKSKIPPED. Choices the spec leaves open:
 - HENCRYPT: AES-256-GCM-SIV with a random 96-bit nonce, since a header key encrypts every
   header of its chain (§4.2 warns the header key is reused).
 - Header plaintext: DHs public (32) || PN (u32) || N (u32): 40 bytes, 68 sealed.
+- PQ payloads (docs/protocol.md §13): the header is DHs public (32) || PN || N || epoch
+  (u32): 44 bytes, 72 sealed; the body is sealed under
+  HMAC-SHA256(key_epoch, PQ_MESSAGE_KEY_INPUT || MK) instead of MK.
 - AD for the header is the session AD; AD for the body is session AD || sealed header
   (§3.4 CONCAT; the session AD has a fixed length, so the concatenation is unambiguous).
 
@@ -63,12 +66,15 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_SKIP",
     "MAX_SKIPPED_KEYS",
+    "PQ_HEADER_SIZE",
+    "PQ_SEALED_HEADER_SIZE",
     "SEALED_HEADER_SIZE",
     "BodyVersion",
     "DuplicateMessage",
     "ForkedChain",
     "PendingDecryption",
     "Position",
+    "PqKeys",
     "Ratchet",
     "TooFarAhead",
 ]
@@ -85,7 +91,10 @@ MAX_SKIPPED_KEYS: Final = 2000
 
 HEADER_SIZE: Final = KEY_SIZE + 4 + 4
 SEALED_HEADER_SIZE: Final = HEADER_NONCE_SIZE + HEADER_SIZE + AEAD_TAG_SIZE
+PQ_HEADER_SIZE: Final = HEADER_SIZE + 4
+PQ_SEALED_HEADER_SIZE: Final = HEADER_NONCE_SIZE + PQ_HEADER_SIZE + AEAD_TAG_SIZE
 _HEADER: Final = struct.Struct(">32sII")
+_PQ_HEADER: Final = struct.Struct(">32sIII")
 _STATE_VERSION: Final = 1
 _NO_KEY: Final = b""
 
@@ -187,11 +196,20 @@ def _kdf_ck(chain_key: bytes) -> tuple[bytes, bytes]:
     )
 
 
+PqKeys = Callable[[int], bytes | None]
+"""The PQ epoch keys a receiver holds: epoch -> key, or None when it holds none."""
+
+
+def _mix_pq(pq_key: bytes, message_key: bytes) -> bytes:
+    return hmac_sha256(pq_key, labels.PQ_MESSAGE_KEY_INPUT + message_key)
+
+
 @dataclass(frozen=True, slots=True)
 class _Header:
     dh: bytes
     pn: int
     n: int
+    epoch: int = -1  # PQ payloads only
 
 
 def _open_body(version: BodyVersion, key: bytes, body: bytes, ad: bytes) -> bytes:
@@ -211,16 +229,29 @@ class PendingDecryption:
     plaintext: bytes = field(repr=False)
     position: Position
     commit: Callable[[], object] = field(repr=False)
+    pq_epoch: int = -1  # the header's epoch (PQ payloads); -1 otherwise
 
 
-def _open_header(key: bytes | None, sealed: bytes, ad: bytes) -> _Header | None:
+def _open_header(key: bytes | None, sealed: bytes, ad: bytes, pq: bool) -> _Header | None:
     if not key:
         return None
     plain = header_decrypt(key, sealed, ad)
-    if plain is None or len(plain) != HEADER_SIZE:
+    if plain is None or len(plain) != (PQ_HEADER_SIZE if pq else HEADER_SIZE):
         return None
+    if pq:
+        return _Header(*_PQ_HEADER.unpack(plain))
     dh, pn, n = _HEADER.unpack(plain)
     return _Header(dh, pn, n)
+
+
+def _body_key(mk: bytes, header: _Header, pq_keys: PqKeys | None) -> bytes:
+    if pq_keys is None:
+        return mk
+    pq_key = pq_keys(header.epoch)
+    if pq_key is None:
+        # An epoch this side never reached or has forgotten: nothing can open it.
+        raise DecryptionFailed()
+    return _mix_pq(pq_key, mk)
 
 
 class Ratchet:
@@ -303,8 +334,13 @@ class Ratchet:
 
     # -- sending ----------------------------------------------------------------------
 
-    def encrypt(self, plaintext: bytes, ad: bytes, rng: Rng) -> bytes:
+    def encrypt(
+        self, plaintext: bytes, ad: bytes, rng: Rng, pq: tuple[int, bytes] | None = None
+    ) -> bytes:
         """RatchetEncryptHE: returns sealed header || body (body version 2).
+
+        With `pq` = (epoch, key_epoch) the header is the 44-byte PQ header naming the epoch
+        and the body key is MK mixed with key_epoch (docs/protocol.md §13.4).
 
         Draws from `rng`, in this order: the header nonce (12), then the body nonce (12).
 
@@ -316,7 +352,11 @@ class Ratchet:
         self.cks, mk = _kdf_ck(self.cks)
         if not self.dhs_public:
             self.dhs_public = self.dhs.public_key().public_bytes_raw()
-        header = _HEADER.pack(self.dhs_public, self.pn, self.ns)
+        if pq is None:
+            header = _HEADER.pack(self.dhs_public, self.pn, self.ns)
+        else:
+            header = _PQ_HEADER.pack(self.dhs_public, self.pn, self.ns, pq[0])
+            mk = _mix_pq(pq[1], mk)
         sealed = header_encrypt(self.hks, rng(HEADER_NONCE_SIZE), header, ad)
         self.ns += 1
         return sealed + body_encrypt(mk, rng(BODY_NONCE_SIZE), plaintext, ad + sealed)
@@ -347,10 +387,12 @@ class Ratchet:
         ad: bytes,
         rng: Rng,
         body_version: BodyVersion = BodyVersion.GCM_SIV_RANDOM_NONCE,
+        pq_keys: PqKeys | None = None,
     ) -> PendingDecryption:
         """RatchetDecryptHE with clone-then-commit: decrypt without changing anything.
 
-        `data` is sealed header || body; `body_version` is what the payload type says.
+        `data` is sealed header || body; `body_version` is what the payload type says;
+        `pq_keys` is given for PQ payloads (44-byte header, body key mixed with the epoch's).
 
         Raises:
             DecryptionFailed: nothing authenticates (tampered, foreign, or too old).
@@ -361,24 +403,28 @@ class Ratchet:
                 ratchet key: a forked sender state.
             TooFarAhead: an authentic header that skips more than MAX_SKIP.
         """
-        if len(data) < SEALED_HEADER_SIZE + _MIN_BODY[body_version]:
+        pq = pq_keys is not None
+        sealed_size = PQ_SEALED_HEADER_SIZE if pq else SEALED_HEADER_SIZE
+        if len(data) < sealed_size + _MIN_BODY[body_version]:
             raise DecryptionFailed()
-        sealed, body = data[:SEALED_HEADER_SIZE], data[SEALED_HEADER_SIZE:]
+        sealed, body = data[:sealed_size], data[sealed_size:]
         body_ad = ad + sealed
 
         # 1. A key saved for a message that was skipped (TrySkippedMessageKeysHE).
         for hk in dict.fromkeys(k for k, _ in self.skipped):
-            header = _open_header(hk, sealed, ad)
+            header = _open_header(hk, sealed, ad, pq)
             if header is not None and (hk, header.n) in self.skipped:
-                plaintext = _open_body(body_version, self.skipped[hk, header.n], body, body_ad)
+                key = _body_key(self.skipped[hk, header.n], header, pq_keys)
+                plaintext = _open_body(body_version, key, body, body_ad)
                 forget = partial(self.skipped.pop, (hk, header.n))
-                return PendingDecryption(plaintext, Position(header.dh, header.n, sealed), forget)
+                position = Position(header.dh, header.n, sealed)
+                return PendingDecryption(plaintext, position, forget, header.epoch)
 
         # 2. The current receiving chain, or the next one (DecryptHeader).
-        header = _open_header(self.hkr, sealed, ad)
+        header = _open_header(self.hkr, sealed, ad, pq)
         step = False
         if header is None:
-            header = _open_header(self.nhkr, sealed, ad)
+            header = _open_header(self.nhkr, sealed, ad, pq)
             step = True
             if header is None:
                 raise DecryptionFailed()
@@ -403,7 +449,7 @@ class Ratchet:
             rk, cks, nhks = _kdf_rk(rk, x25519(dhs, peer))
         ckr, nr = self._skip(new_skipped, hkr, ckr, nr, header.n)
         ckr, mk = _kdf_ck(ckr)
-        plaintext = _open_body(body_version, mk, body, body_ad)
+        plaintext = _open_body(body_version, _body_key(mk, header, pq_keys), body, body_ad)
 
         def commit() -> None:
             self.hkr, self.ckr, self.nr = hkr, ckr, nr + 1
@@ -417,7 +463,8 @@ class Ratchet:
             while len(self.skipped) > MAX_SKIPPED_KEYS:
                 del self.skipped[next(iter(self.skipped))]
 
-        return PendingDecryption(plaintext, Position(header.dh, header.n, sealed), commit)
+        position = Position(header.dh, header.n, sealed)
+        return PendingDecryption(plaintext, position, commit, header.epoch)
 
     @staticmethod
     def _skip(

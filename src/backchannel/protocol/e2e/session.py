@@ -3,9 +3,15 @@
 Payload layout (the envelope's payload; its length is always `bucket - 17`)::
 
     type        u8    0x03: carries the PQXDH initiation; 0x04: ratchet only (payload v2)
-    initiation        (types 0x01 and 0x03 only; see `handshake`)
-    sealed header 68
+                      0x05 / 0x06: the same with the post-quantum ratchet (payload v3)
+    initiation        (types 0x01, 0x03 and 0x05 only; see `handshake`)
+    sealed header 68  (72 for v3: the header names the PQ epoch)
     body              v2: nonce 12 || AES-256-GCM-SIV of: u32 length || Message || zeros
+                      v3: nonce 12 || AES-256-GCM-SIV of: Message || chunks || zeros
+
+A v3 payload has exactly the overhead of a v2 one (the header's 4 more bytes are the length
+prefix it no longer needs: a Message delimits itself), so a message goes into the same
+bucket whether or not its session has the PQ ratchet; the chunks only fill the padding.
 
 Senders produce v2 only. Receivers also accept Backchannel 0.1's payload v1 (type 0x01 with
 an initiation, 0x02 without), whose body is ChaCha20-Poly1305 under a zero nonce, so that
@@ -23,6 +29,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from backchannel.protocol.e2e.chunks import decode_chunks
 from backchannel.protocol.e2e.handshake import (
     ASSOCIATED_DATA_SIZE,
     INITIATION_SIZE_WITH_ONE_TIME_PREKEY,
@@ -36,11 +43,14 @@ from backchannel.protocol.e2e.keys import (
     IdentityKeyPair,
     PublicIdentity,
 )
+from backchannel.protocol.e2e.pqratchet import PqRatchet
 from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
 from backchannel.protocol.e2e.primitives import AEAD_TAG_SIZE, BODY_NONCE_SIZE, Rng, sha256
 from backchannel.protocol.e2e.ratchet import (
+    PQ_SEALED_HEADER_SIZE,
     SEALED_HEADER_SIZE,
     BodyVersion,
+    PendingDecryption,
     Position,
     Ratchet,
 )
@@ -61,6 +71,8 @@ from backchannel.protocol.wire import Reader, Writer
 __all__ = [
     "MAX_INITIATION_BODY_SIZE",
     "PAYLOAD_INITIATION",
+    "PAYLOAD_PQ_INITIATION",
+    "PAYLOAD_PQ_RATCHET",
     "PAYLOAD_RATCHET",
     "PAYLOAD_V1_INITIATION",
     "PAYLOAD_V1_RATCHET",
@@ -77,12 +89,17 @@ PAYLOAD_INITIATION: Final = 0x03
 PAYLOAD_RATCHET: Final = 0x04
 PAYLOAD_V1_INITIATION: Final = 0x01
 PAYLOAD_V1_RATCHET: Final = 0x02
-# type -> (carries an initiation, body version)
+# v3: v2's body AEAD, a header naming the PQ epoch, and chunks in the padding (§13).
+PAYLOAD_PQ_INITIATION: Final = 0x05
+PAYLOAD_PQ_RATCHET: Final = 0x06
+# type -> (carries an initiation, body version, post-quantum ratchet)
 _PAYLOAD_TYPES: Final = {
-    PAYLOAD_V1_INITIATION: (True, BodyVersion.CHACHA_ZERO_NONCE),
-    PAYLOAD_V1_RATCHET: (False, BodyVersion.CHACHA_ZERO_NONCE),
-    PAYLOAD_INITIATION: (True, BodyVersion.GCM_SIV_RANDOM_NONCE),
-    PAYLOAD_RATCHET: (False, BodyVersion.GCM_SIV_RANDOM_NONCE),
+    PAYLOAD_V1_INITIATION: (True, BodyVersion.CHACHA_ZERO_NONCE, False),
+    PAYLOAD_V1_RATCHET: (False, BodyVersion.CHACHA_ZERO_NONCE, False),
+    PAYLOAD_INITIATION: (True, BodyVersion.GCM_SIV_RANDOM_NONCE, False),
+    PAYLOAD_RATCHET: (False, BodyVersion.GCM_SIV_RANDOM_NONCE, False),
+    PAYLOAD_PQ_INITIATION: (True, BodyVersion.GCM_SIV_RANDOM_NONCE, True),
+    PAYLOAD_PQ_RATCHET: (False, BodyVersion.GCM_SIV_RANDOM_NONCE, True),
 }
 # What the body adds to the padded plaintext, per version: (nonce and) tag.
 _BODY_OVERHEAD: Final = {
@@ -93,12 +110,18 @@ _BODY_OVERHEAD: Final = {
 # (1216 bytes of initiation; 4 more body bytes fit without one): MAX_BODY_SIZE - 1216.
 MAX_INITIATION_BODY_SIZE: Final = MAX_BODY_SIZE - INITIATION_SIZE_WITH_ONE_TIME_PREKEY
 _LENGTH: Final = struct.Struct(">I")
-_STATE_VERSION: Final = 1
+# Version 2 adds the PQ ratchet state (absent for a classical session); version 1 (0.1)
+# still loads, as a classical session.
+_STATE_VERSION: Final = 2
+_STATE_VERSION_CLASSICAL: Final = 1
 _ROLE_INITIATOR: Final = 1
 _ROLE_RESPONDER: Final = 2
 # A stored session holds a ratchet (at most ~140 KB with every skipped key) and a little
 # more; anything claiming to be larger is damaged.
 _MAX_RATCHET_STATE: Final = 256 * 1024
+# A stored PQ ratchet: 512 epoch keys (18 KB), two KEM objects to send and two partly
+# received (under 5 KB), and a seed; anything larger is damaged.
+_MAX_PQ_STATE: Final = 32 * 1024
 
 
 def starts_session(payload: bytes) -> bool:
@@ -155,7 +178,7 @@ def _unpad(padded: bytes, overhead: int) -> bytes:
     return padded[_LENGTH.size : end]
 
 
-def _read_type(r: Reader) -> tuple[bool, BodyVersion]:
+def _read_type(r: Reader) -> tuple[bool, BodyVersion, bool]:
     kind = r.u8()
     known = _PAYLOAD_TYPES.get(kind)
     if known is None:
@@ -175,6 +198,7 @@ class Session:
     __slots__ = (
         "_initiation_digest",
         "_pending_initiation",
+        "_pq",
         "_ratchet",
         "associated_data",
         "last_sent_hash",
@@ -191,6 +215,7 @@ class Session:
         initiation_digest: bytes,
         next_seq: int = 1,
         last_sent_hash: bytes = GENESIS_HASH,
+        pq: PqRatchet | None = None,
     ) -> None:
         self.role = role
         self.associated_data = associated_data
@@ -199,6 +224,7 @@ class Session:
         self._initiation_digest = initiation_digest
         self.next_seq = next_seq
         self.last_sent_hash = last_sent_hash
+        self._pq = pq
 
     def __repr__(self) -> str:
         role = "initiator" if self.role == _ROLE_INITIATOR else "responder"
@@ -222,6 +248,11 @@ class Session:
         return self._ratchet.can_send
 
     @property
+    def post_quantum(self) -> PqRatchet | None:
+        """The PQ ratchet (read it, do not change it), or None for a classical session."""
+        return self._pq
+
+    @property
     def awaiting_reply(self) -> bool:
         """True while the initiator still repeats the handshake in its messages."""
         return bool(self._pending_initiation)
@@ -229,18 +260,28 @@ class Session:
     # -- starting ---------------------------------------------------------------------
 
     @classmethod
-    def initiate(cls, identity: IdentityKeyPair, bundle: PrekeyBundle, rng: Rng) -> Session:
+    def initiate(
+        cls, identity: IdentityKeyPair, bundle: PrekeyBundle, rng: Rng, pq: bool = False
+    ) -> Session:
         """Open a session to the owner of `bundle` (PQXDH as Alice).
+
+        With `pq` the session runs the post-quantum ratchet (payload v3) from its first
+        message; the responder learns it from the payload type and can never turn it off.
 
         Raises:
             RemoteProtocolError: the bundle does not verify.
         """
         initiation, secrets = initiate(identity, bundle, rng)
-        return cls.from_initiation(initiation, secrets, bundle, rng)
+        return cls.from_initiation(initiation, secrets, bundle, rng, pq)
 
     @classmethod
     def from_initiation(
-        cls, initiation: Initiation, secrets: HandshakeSecrets, bundle: PrekeyBundle, rng: Rng
+        cls,
+        initiation: Initiation,
+        secrets: HandshakeSecrets,
+        bundle: PrekeyBundle,
+        rng: Rng,
+        pq: bool = False,
     ) -> Session:
         """The initiator's session from a handshake already run (see `initiate_from_parts`)."""
         ratchet = Ratchet.init_initiator(
@@ -251,7 +292,16 @@ class Session:
             rng,
         )
         encoded = initiation.encode()
-        return cls(_ROLE_INITIATOR, secrets.associated_data, ratchet, encoded, sha256(encoded))
+        # Drawn after the ratchet key: the initiator's EK_1 seed (64).
+        pq_state = PqRatchet.start(True, secrets.associated_data, rng) if pq else None
+        return cls(
+            _ROLE_INITIATOR,
+            secrets.associated_data,
+            ratchet,
+            encoded,
+            sha256(encoded),
+            pq=pq_state,
+        )
 
     @classmethod
     def respond(
@@ -280,7 +330,7 @@ class Session:
         """`respond`, also giving the first message's position in the sender's ratchet."""
         _check_payload_size(payload)
         r = Reader(payload, "payload")
-        carries_initiation, body_version = _read_type(r)
+        carries_initiation, body_version, pq = _read_type(r)
         if not carries_initiation:
             raise RemoteProtocolError("payload does not start a session")
         initiation = Initiation.read(r)
@@ -292,7 +342,10 @@ class Session:
             secrets.shared_next_header_key,
         )
         encoded = initiation.encode()
-        session = cls(_ROLE_RESPONDER, secrets.associated_data, ratchet, b"", sha256(encoded))
+        pq_state = PqRatchet.start(False, secrets.associated_data, rng) if pq else None
+        session = cls(
+            _ROLE_RESPONDER, secrets.associated_data, ratchet, b"", sha256(encoded), pq=pq_state
+        )
         prefix_size = len(payload) - r.remaining
         opened = session._open(r.rest(), prefix_size, body_version, rng)
         remaining = prekeys
@@ -321,16 +374,28 @@ class Session:
         message = Message(
             rng(MESSAGE_ID_SIZE), self.next_seq, self.last_sent_hash, now_ms, kind, body
         )
+        pq = self._pq
         prefix = Writer()
         if self._pending_initiation:
-            prefix.u8(PAYLOAD_INITIATION).raw(self._pending_initiation)
+            kind = PAYLOAD_PQ_INITIATION if pq else PAYLOAD_INITIATION
+            prefix.u8(kind).raw(self._pending_initiation)
         else:
-            prefix.u8(PAYLOAD_RATCHET)
+            prefix.u8(PAYLOAD_PQ_RATCHET if pq else PAYLOAD_RATCHET)
         head = prefix.getvalue()
         encoded = message.encode()
-        overhead = SEALED_HEADER_SIZE + _BODY_OVERHEAD[BodyVersion.GCM_SIV_RANDOM_NONCE]
-        padded = _pad(encoded, len(head) + overhead)
-        payload = head + self._ratchet.encrypt(padded, self.associated_data, rng)
+        body_overhead = _BODY_OVERHEAD[BodyVersion.GCM_SIV_RANDOM_NONCE]
+        if pq is None:
+            padded = _pad(encoded, len(head) + SEALED_HEADER_SIZE + body_overhead)
+            payload = head + self._ratchet.encrypt(padded, self.associated_data, rng)
+        else:
+            overhead = len(head) + PQ_SEALED_HEADER_SIZE + body_overhead
+            # The bucket comes from the message alone; the chunks get what is left of it.
+            bucket = bucket_for_payload(overhead + len(encoded))
+            capacity = bucket - ENVELOPE_HEADER_SIZE - overhead - len(encoded)
+            area = pq.fill(capacity)
+            padded = encoded + area + bytes(capacity - len(area))
+            sealed = self._ratchet.encrypt(padded, self.associated_data, rng, pq.send_key())
+            payload = head + sealed
         self.next_seq += 1
         self.last_sent_hash = Message.hash_of(encoded)
         return SealedMessage(message, payload)
@@ -352,7 +417,15 @@ class Session:
         """`open`, also giving the message's position in the sender's ratchet."""
         _check_payload_size(payload)
         r = Reader(payload, "payload")
-        carries_initiation, body_version = _read_type(r)
+        carries_initiation, body_version, pq = _read_type(r)
+        if pq != (self._pq is not None):
+            # Once a session has the PQ ratchet a classical payload is a downgrade, and a
+            # classical session cannot open a PQ one: refused before any decryption.
+            raise RemoteProtocolError(
+                "payload without the post-quantum ratchet in a session that has it"
+                if self._pq is not None
+                else "post-quantum payload in a session without it"
+            )
         if carries_initiation:
             initiation = Initiation.read(r)
             # A later initiation-carrying payload must repeat the one that started us.
@@ -364,12 +437,42 @@ class Session:
     def _open(
         self, ratchet_part: bytes, prefix_size: int, body_version: BodyVersion, rng: Rng
     ) -> OpenedMessage:
+        if self._pq is not None:
+            return self._open_pq(self._pq, ratchet_part, prefix_size, rng)
         pending = self._ratchet.prepare_decrypt(
             ratchet_part, self.associated_data, rng, body_version
         )
         overhead = prefix_size + SEALED_HEADER_SIZE + _BODY_OVERHEAD[body_version]
         # Parse before committing: an authentic but malformed plaintext changes nothing.
         message = Message.decode(_unpad(pending.plaintext, overhead))
+        return self._commit(pending, message)
+
+    def _open_pq(
+        self, pq: PqRatchet, ratchet_part: bytes, prefix_size: int, rng: Rng
+    ) -> OpenedMessage:
+        pending = self._ratchet.prepare_decrypt(
+            ratchet_part,
+            self.associated_data,
+            rng,
+            BodyVersion.GCM_SIV_RANDOM_NONCE,
+            pq_keys=pq.key_for,
+        )
+        plain = pending.plaintext
+        overhead = (
+            prefix_size + PQ_SEALED_HEADER_SIZE + _BODY_OVERHEAD[BodyVersion.GCM_SIV_RANDOM_NONCE]
+        )
+        message, end = Message.decode_prefix(plain)
+        if bucket_for_payload(overhead + end) != ENVELOPE_HEADER_SIZE + overhead + len(plain):
+            raise RemoteProtocolError("message is not in the smallest bucket that holds it")
+        chunks = decode_chunks(plain[end:])
+        # Work on a copy, kept only with the ratchet's commit below (all checks passed).
+        candidate = pq.copy()
+        candidate.receive(pending.pq_epoch, chunks, rng)
+        opened = self._commit(pending, message)
+        self._pq = candidate
+        return opened
+
+    def _commit(self, pending: PendingDecryption, message: Message) -> OpenedMessage:
         pending.commit()
         # The peer has our session now: stop repeating the handshake.
         self._pending_initiation = b""
@@ -383,7 +486,10 @@ class Session:
         w.fixed(self.associated_data, ASSOCIATED_DATA_SIZE)
         w.bytes16(self._pending_initiation).fixed(self._initiation_digest, 32)
         w.u64(self.next_seq).fixed(self.last_sent_hash, 32)
-        return w.bytes32(self._ratchet.encode()).getvalue()
+        w.bytes32(self._ratchet.encode())
+        if self._pq is None:
+            return w.u8(0).getvalue()
+        return w.u8(1).bytes32(self._pq.encode()).getvalue()
 
     @classmethod
     def decode(cls, data: bytes) -> Session:
@@ -393,7 +499,8 @@ class Session:
             RemoteProtocolError: the bytes are not a session state of a known version.
         """
         r = Reader(data, "session state")
-        if r.u8() != _STATE_VERSION:
+        version = r.u8()
+        if version not in (_STATE_VERSION, _STATE_VERSION_CLASSICAL):
             raise RemoteProtocolError("unknown session state version")
         role = r.u8()
         if role not in (_ROLE_INITIATOR, _ROLE_RESPONDER):
@@ -403,8 +510,17 @@ class Session:
         digest = r.fixed(32)
         next_seq, last_hash = r.u64(), r.fixed(32)
         ratchet = Ratchet.decode(r.bytes32(_MAX_RATCHET_STATE))
+        pq: PqRatchet | None = None
+        if version == _STATE_VERSION:
+            has_pq = r.u8()
+            if has_pq not in (0, 1):
+                raise RemoteProtocolError("session state has a bad PQ flag")
+            if has_pq:
+                pq = PqRatchet.decode(r.bytes32(_MAX_PQ_STATE))
+                if pq.is_initiator != (role == _ROLE_INITIATOR):
+                    raise RemoteProtocolError("session state PQ role differs from its own")
         r.finish()
-        return cls(role, ad, ratchet, pending, digest, next_seq, last_hash)
+        return cls(role, ad, ratchet, pending, digest, next_seq, last_hash, pq)
 
 
 # Re-exported for callers that catch it.
