@@ -96,3 +96,24 @@ def test_chunk_area_garbage_raises_only_remote_protocol_errors() -> None:
         with pytest.raises(RemoteProtocolError):
             decode_chunks(area)
     assert decode_chunks(bytes(40)) == []
+
+
+def test_a_chunk_that_contradicts_units_already_received_is_refused() -> None:
+    # docs/protocol.md §13: a unit that differs from one already received is a
+    # RemoteProtocolError (a peer, or whoever holds its keys, cannot swap half a KEM
+    # object); the same unit again is a harmless copy.
+    from backchannel.protocol.e2e.chunks import CHUNK_UNIT, Chunk
+
+    alice, bob, rng = _pair("contradict", pq=True)
+    sender, receiver = bob.post_quantum, alice.post_quantum
+    assert sender is not None and receiver is not None
+    (chunk,) = decode_chunks(sender.copy().fill(800))
+    epoch = sender.send_key()[0]
+    first = Chunk(chunk.kind, chunk.epoch, chunk.first, chunk.data[: 2 * CHUNK_UNIT])
+    taking = receiver.copy()
+    taking.receive(epoch, [first], rng)
+    taking.receive(epoch, [first], rng)  # a copy: accepted
+    altered = bytearray(first.data)
+    altered[CHUNK_UNIT] ^= 1
+    with pytest.raises(RemoteProtocolError):
+        taking.receive(epoch, [Chunk(first.kind, first.epoch, first.first, bytes(altered))], rng)
