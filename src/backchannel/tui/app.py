@@ -46,9 +46,9 @@ class ConsoleApp(App[None]):
     #flash { display: none; height: 1; }
     #flash.shown { display: block; }
     #main { height: 1fr; }
-    #channels { width: 24; border: round $primary; }
+    #channels { width: 20%; max-width: 28; height: 1fr; border: round $primary; }
     #conversation { width: 1fr; border: round $primary; }
-    #board { width: 40; border: round $primary; }
+    #board { width: 35%; max-width: 56; height: 1fr; border: round $primary; }
     #status { height: 1; }
     #dialog { width: 60; height: auto; border: thick $accent; background: $surface;
               padding: 1; }
