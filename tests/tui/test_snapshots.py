@@ -4,6 +4,7 @@ Regenerate with `pytest tests/tui/test_snapshots.py --snapshot-update`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -74,3 +75,31 @@ async def test_a_refused_act_is_shown_as_the_cli_prints_it_and_help_opens() -> N
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, Help)
+
+
+class Selecting(FixedData):
+    """`FIXED`, with the channel the console asks for selected."""
+
+    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot:
+        return replace(FIXED, selected=selected or "beijing")
+
+
+class Counting(ConsoleApp):
+    rings = 0
+
+    def bell(self) -> None:
+        self.rings += 1
+
+
+async def test_brackets_select_the_next_channel_and_the_bell_rings_once_per_flash() -> None:
+    app = Counting(Selecting(), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.snapshot.selected == "beijing"
+        await app.reload(sync=False)  # the same FLASH again: no second ring
+        assert app.rings == 1
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert app.snapshot.selected == "moscow"
+        await pilot.press("left_square_bracket")
+        await pilot.pause()
+        assert app.snapshot.selected == "beijing"

@@ -60,8 +60,8 @@ class ConsoleApp(App[None]):
         Binding("h", "hold", "Hold"),
         Binding("c", "clarify", "Clarify"),
         Binding("l", "linetest", "Line test"),
-        Binding("tab", "next_channel(1)", "Next", show=False),
-        Binding("shift+tab", "next_channel(-1)", "Previous", show=False),
+        Binding("right_square_bracket", "next_channel(1)", "Next", show=False),
+        Binding("left_square_bracket", "next_channel(-1)", "Previous", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]

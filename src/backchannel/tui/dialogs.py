@@ -76,7 +76,7 @@ Keys
   h  hold it (an answer expected within an hour)
   c  ask a clarification about their latest message
   l  line test now
-  tab / shift+tab  next / previous channel
+  ] / [  next / previous channel
   ?  this help      q  quit
 """
 
