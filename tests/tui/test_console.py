@@ -111,3 +111,31 @@ async def test_hostile_counterpart_text_reaches_the_screen_escaped(
     assert "\\x1b[2J<U+202E>gnp.exe\\x07" in shown
     # Shown as text, not as markup: the brackets are on screen.
     assert "[bold]x[/bold]" in shown
+
+
+async def test_holding_a_flash_takes_the_banner_down_and_the_sender_sees_the_hold(
+    pair: Pair,
+) -> None:
+    await cli(pair.beijing, "send", "washington", "Confirm the ceasefire.", "--flash",
+              "--ack-within", "10m")
+    principal = await asyncio.to_thread(Principal.open, pair.washington, PASSPHRASE)
+    try:
+        app = ConsoleApp(ConsoleData(principal), live=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await app.reload(sync=True)
+            await pilot.pause()
+            banner = app.query_one("#flash", Static)
+            assert banner.has_class("shown")
+            await pilot.press("h")
+            await pilot.pause()
+            assert "held" in str(app.query_one("#status", Static).content)
+            assert not banner.has_class("shown")
+    finally:
+        principal.close()
+    sender = await asyncio.to_thread(Principal.open, pair.beijing, PASSPHRASE)
+    try:
+        await sender.sync()
+        (pending,) = StrategicChannel(sender, "washington").board().awaiting_their_ack
+        assert pending.hold is not None
+    finally:
+        sender.close()
