@@ -103,3 +103,13 @@ async def test_brackets_select_the_next_channel_and_the_bell_rings_once_per_flas
         await pilot.press("left_square_bracket")
         await pilot.pause()
         assert app.snapshot.selected == "beijing"
+
+
+def test_the_screenshot_in_the_docs_is_the_reviewed_snapshot() -> None:
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    snapshot = here / "__snapshots__" / "test_snapshots"
+    snapshot /= "test_the_console_with_a_flash_waiting[size1].svg"
+    docs = here.parents[1] / "docs" / "tui-main.svg"
+    assert docs.read_text() == snapshot.read_text()
