@@ -99,6 +99,11 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
                      "or test it now."),
     ),
     *_commands(
+        "tui", "register",
+        ("tui", "The principal's console: channels, conversation, board; every act a key "
+                "away."),
+    ),
+    *_commands(
         "agent", "register",
         ("agent", "Run the principal's agent: the one process that owns its state and "
                   "relays."),

@@ -1,0 +1,1 @@
+"""The principal's console (`backchannel tui`): a Textual application over one data source."""

@@ -1,0 +1,112 @@
+"""Renderings of the console's panes, from `views` values to Rich text.
+
+Counterpart strings arrive escaped (`live`); they are still added as plain text, never
+as markup, so a `[` in a note cannot restyle the screen.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from rich.text import Text
+
+from backchannel.tui.views import BoardView, ChannelRow, ConversationLine, Pending, Snapshot
+
+_PRECEDENCE_STYLE: Final = {"FLASH": "bold white on red", "IMMEDIATE": "bold yellow"}
+MS_PER_S: Final = 1000
+
+
+def countdown(remaining_ms: int) -> str:
+    """`12m05s left`, or `overdue 3m10s` (whole seconds, no clock time on screen)."""
+    seconds = abs(remaining_ms) // MS_PER_S
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    span = f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+    return f"overdue {span}" if remaining_ms < 0 else f"{span} left"
+
+
+def channels_text(rows: tuple[ChannelRow, ...], selected: str | None) -> Text:
+    """The left pane: one line per channel with line state, unread count, urgency."""
+    text = Text()
+    if not rows:
+        text.append("no channels yet\n(backchannel invite / accept)", style="dim")
+    for row in rows:
+        chosen = row.key == selected
+        marker = "▶ " if chosen else "  "
+        text.append(marker)
+        text.append(row.name, style="bold" if chosen else "")
+        line_style = {"UP": "green", "DOWN": "bold red"}.get(row.line, "dim")
+        text.append(f" {row.line}", style=line_style)
+        if row.unread:
+            text.append(f" ({row.unread})", style="bold")
+        if row.urgent:
+            text.append(" !", style="bold red")
+        text.append("\n")
+    return text
+
+
+def _conversation_line(line: ConversationLine) -> Text:
+    text = Text()
+    text.append("→ " if line.direction == "out" else "← ", style="dim")
+    text.append(line.ref, style="dim")
+    if line.act != "note":
+        text.append(f" [{line.act}]", style="cyan")
+    if line.precedence != "ROUTINE":
+        text.append(f" {line.precedence}", style=_PRECEDENCE_STYLE.get(line.precedence, ""))
+    text.append(" ")
+    text.append(line.text)
+    if line.receipt:
+        text.append(f"  ({line.receipt})", style="dim")
+    return text
+
+
+def conversation_text(snapshot: Snapshot) -> Text:
+    """The centre pane: the latest page of the conversation, oldest first."""
+    text = Text()
+    if snapshot.earlier:
+        text.append(f"… {snapshot.earlier} earlier messages (backchannel history)\n",
+                    style="dim")
+    for line in snapshot.conversation:
+        text.append_text(_conversation_line(line))
+        text.append("\n")
+    return text
+
+
+def _pending_line(p: Pending) -> Text:
+    who = "they owe" if p.ours else "we owe"
+    style = "bold red" if p.overdue else _PRECEDENCE_STYLE.get(p.precedence, "")
+    text = Text(f"{who} ack {p.ref} {p.precedence} ", style=style)
+    text.append(countdown(p.remaining_ms), style=style)
+    if p.held:
+        text.append(" (held)", style="dim")
+    return text
+
+
+def board_text(board: BoardView) -> Text:
+    """The right pane: pending acks with countdowns, clarifications, red lines, agenda,
+    records."""
+    text = Text()
+    sections: list[tuple[str, list[Text]]] = [
+        ("Awaiting acknowledgement", [_pending_line(p) for p in board.pending]),
+        ("Open clarifications", [Text(c) for c in board.clarifications]),
+        ("Red lines", [Text(r) for r in board.red_lines]),
+        ("Agenda", [Text(a) for a in board.agenda]),
+        ("Records", [Text(r) for r in board.records]),
+    ]
+    for title, lines in sections:
+        text.append(f"{title}\n", style="bold underline")
+        if not lines:
+            text.append("  none\n", style="dim")
+        for line in lines:
+            text.append("  ")
+            text.append_text(line)
+            text.append("\n")
+    return text
+
+
+def flash_text(flash: Pending) -> Text:
+    """The banner while their FLASH note waits for our acknowledgement or holding reply."""
+    return Text(
+        f" FLASH {flash.ref}: {countdown(flash.remaining_ms)} — a: acknowledge  h: hold ",
+        style="bold white on red",
+    )

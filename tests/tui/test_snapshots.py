@@ -1,0 +1,115 @@
+"""SVG snapshots of the console at 80x24 and 160x48, from fixed data (no clock, no ids
+from a random source): a layout change shows up as a reviewed snapshot change.
+Regenerate with `pytest tests/tui/test_snapshots.py --snapshot-update`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from backchannel.tui.app import ConsoleApp
+from backchannel.tui.views import BoardView, ChannelRow, ConversationLine, Pending, Snapshot
+
+FIXED = Snapshot(
+    channels=(
+        ChannelRow(key="beijing", name="beijing", line="UP", unread=2, urgent=True),
+        ChannelRow(key="moscow", name="moscow", line="DOWN", unread=0, urgent=False),
+    ),
+    selected="beijing",
+    conversation=(
+        ConversationLine("0a1b2c3d", "out", "redline", "Taiwan Strait: no live fire", "ROUTINE",
+                         "delivered"),
+        ConversationLine("1b2c3d4e", "in", "redline_ack", "", "ROUTINE", ""),
+        ConversationLine("2c3d4e5f", "out", "note", "Talks at noon?", "IMMEDIATE", "read"),
+        ConversationLine("3d4e5f60", "in", "note", "Incident at sea: confirm.", "FLASH", ""),
+    ),
+    earlier=196,
+    board=BoardView(
+        pending=(
+            Pending("3d4e5f60", ours=False, precedence="FLASH", remaining_ms=545_000,
+                    overdue=False, held=False),
+            Pending("2c3d4e5f", ours=True, precedence="IMMEDIATE", remaining_ms=-190_000,
+                    overdue=True, held=False),
+        ),
+        clarifications=("4e5f6071 theirs: which vessel?",),
+        red_lines=("ours: Taiwan Strait v1",),
+        agenda=("round 1: Maritime incidents (accepted)",),
+        records=("5f607182 v1 proposed",),
+    ),
+    flash=Pending("3d4e5f60", ours=False, precedence="FLASH", remaining_ms=545_000,
+                  overdue=False, held=False),
+)
+
+
+class FixedData:
+    """A console source that always shows `FIXED` and refuses every act."""
+
+    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot:
+        return FIXED
+
+    async def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("fixed data")
+
+    send = ack = hold = clarify = linetest_now = _refuse
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_the_console_with_a_flash_waiting(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(ConsoleApp(FixedData(), live=False), terminal_size=size)
+
+
+async def test_a_refused_act_is_shown_as_the_cli_prints_it_and_help_opens() -> None:
+    from textual.widgets import Static
+
+    from backchannel.cli.context import _message_of
+    from backchannel.tui.dialogs import Help
+
+    app = ConsoleApp(FixedData(), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("l")
+        await pilot.pause()
+        expected = f"error: {_message_of(RuntimeError('fixed data'))}"
+        assert str(app.query_one("#status", Static).content) == expected
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, Help)
+
+
+class Selecting(FixedData):
+    """`FIXED`, with the channel the console asks for selected."""
+
+    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot:
+        return replace(FIXED, selected=selected or "beijing")
+
+
+class Counting(ConsoleApp):
+    rings = 0
+
+    def bell(self) -> None:
+        self.rings += 1
+
+
+async def test_brackets_select_the_next_channel_and_the_bell_rings_once_per_flash() -> None:
+    app = Counting(Selecting(), live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.snapshot.selected == "beijing"
+        await app.reload(sync=False)  # the same FLASH again: no second ring
+        assert app.rings == 1
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert app.snapshot.selected == "moscow"
+        await pilot.press("left_square_bracket")
+        await pilot.pause()
+        assert app.snapshot.selected == "beijing"
+
+
+def test_the_screenshot_in_the_docs_is_the_reviewed_snapshot() -> None:
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    snapshot = here / "__snapshots__" / "test_snapshots"
+    snapshot /= "test_the_console_with_a_flash_waiting[size1].svg"
+    docs = here.parents[1] / "docs" / "tui-main.svg"
+    assert docs.read_text() == snapshot.read_text()
