@@ -12,7 +12,10 @@ import asyncio
 import random
 from pathlib import Path
 
-from backchannel.client.relays import MAX_OPEN_JITTER, RelayPool
+import pytest
+
+from backchannel.client.errors import ClientError
+from backchannel.client.relays import MAX_OPEN_JITTER, OPEN_JITTER_ENV, RelayPool
 from tests.client.conftest import MakePrincipal
 from tests.client.observer import (
     Record,
@@ -111,7 +114,7 @@ async def test_each_new_connection_waits_a_random_delay_first(tmp_path: Path) ->
     record = Record()
     draws = _Draws()
     async with observed_relay(tmp_path / "r.db", record) as relay:
-        pool = RelayPool(_random=draws)
+        pool = RelayPool(open_jitter=MAX_OPEN_JITTER, _random=draws)
         try:
             for lane in ("aa", "bb", "aa", "cc", "bb"):
                 assert await pool.get(relay.url, lane) is not None
@@ -120,3 +123,17 @@ async def test_each_new_connection_waits_a_random_delay_first(tmp_path: Path) ->
     # The first connection opens at once; one draw for each later one (two more lanes),
     # none for a lane reused, each between no delay and the named bound.
     assert draws.bounds == [(0.0, MAX_OPEN_JITTER)] * 2
+
+
+def test_the_delay_s_bound_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OPEN_JITTER_ENV, raising=False)
+    assert RelayPool().open_jitter == MAX_OPEN_JITTER
+    monkeypatch.setenv(OPEN_JITTER_ENV, " 1.5 ")
+    assert RelayPool().open_jitter == 1.5
+    monkeypatch.setenv(OPEN_JITTER_ENV, "0")
+    assert RelayPool().open_jitter == 0.0
+    for bad in ("-1", "6", "nan", "inf", "half a second", "0.5\x1b[2J"):
+        monkeypatch.setenv(OPEN_JITTER_ENV, bad)
+        with pytest.raises(ClientError, match=OPEN_JITTER_ENV) as refused:
+            RelayPool()
+        assert "\x1b" not in str(refused.value)

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Final
 
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
+from backchannel.client.errors import ClientError
 from backchannel.client.transport import DEFAULT_REQUEST_TIMEOUT, RelayClient
 from backchannel.protocol.text import escaped
 
@@ -36,7 +39,9 @@ __all__ = [
     "MAX_OPEN_JITTER",
     "MAX_RETRY_DELAY",
     "NO_LANE",
+    "OPEN_JITTER_ENV",
     "RelayPool",
+    "open_jitter_setting",
 ]
 
 # A relay on the same continent answers in well under a second; three seconds tells "down"
@@ -53,6 +58,13 @@ MAX_RETRY_DELAY: Final = 60.0
 # an ocean) and costs a sync (10 s deadline, `exchange.SYNC_DEADLINE`) at most 0.5 s for each
 # of its rounds; a watch and the agent open their connections once.
 MAX_OPEN_JITTER: Final = 0.5
+# Where a principal may set that bound in seconds (docs/cli.md). 0 turns the delay off: a
+# test suite or a demo on one loopback relay, where there is nobody to hide the order from,
+# does not wait for it; anywhere else it gives the order of a sync's connections away.
+OPEN_JITTER_ENV: Final = "BACKCHANNEL_OPEN_JITTER"
+# The most the environment may ask for: more than the sync's own deadline would make every
+# sync with several lanes miss it.
+_MOST_OPEN_JITTER: Final = 5.0
 # Connections one pool holds to one relay. The relay allows 64 per address
 # (`relay.limits.DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`); a watch holds two per channel (our
 # inbound mailbox's, the counterpart's we write to), so 24 lanes are 12 channels each over
@@ -66,6 +78,26 @@ NO_LANE: Final = ""
 _CLOSE_ALL_TIMEOUT: Final = 2.0
 
 
+def open_jitter_setting() -> float:
+    """The bound on a new connection's delay: `OPEN_JITTER_ENV` if set, else
+    `MAX_OPEN_JITTER`.
+
+    Raises:
+        ClientError: the variable is not a number of seconds from 0 to 5.
+    """
+    text = os.environ.get(OPEN_JITTER_ENV, "").strip()
+    if not text:
+        return MAX_OPEN_JITTER
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0.0 <= seconds <= _MOST_OPEN_JITTER:  # NaN fails this too
+        raise ClientError(f"{OPEN_JITTER_ENV} must be a number of seconds from 0 to "
+                          f"{_MOST_OPEN_JITTER:g}, not {escaped(text)!r}")
+    return seconds
+
+
 @dataclass(slots=True)
 class RelayPool:
     """Connections by relay URL and lane (a mailbox id), and why the down relays are down.
@@ -73,7 +105,8 @@ class RelayPool:
     Attributes:
         connect_timeout: seconds for one connection attempt (TCP, TLS and handshake).
         request_timeout: seconds each relay has to answer each request.
-        open_jitter: the most, in seconds, a new connection waits before it opens.
+        open_jitter: the most, in seconds, a new connection waits before it opens
+            (`open_jitter_setting`: the environment's, or `MAX_OPEN_JITTER`).
         max_lanes: connections to one relay before lanes share them.
         clients: the live connection of each ``(url, lane)``.
         failures: why each relay that is down is down (for reports and `status`).
@@ -82,7 +115,7 @@ class RelayPool:
 
     connect_timeout: float = CONNECT_TIMEOUT
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    open_jitter: float = MAX_OPEN_JITTER
+    open_jitter: float = field(default_factory=open_jitter_setting)
     max_lanes: int = MAX_LANES_PER_RELAY
     clients: dict[tuple[str, str], RelayClient] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
