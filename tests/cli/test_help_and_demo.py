@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -115,3 +116,18 @@ def test_demo_at_80_columns_is_short_and_unpadded() -> None:
     story = lines[:next(i for i, line in enumerate(lines) if "Per-channel summary" in line)]
     quoted = [line for line in story if line.startswith("    ")]
     assert quoted and not [line for line in quoted if line.endswith(" ")]
+
+
+def test_the_demo_opens_connections_without_delay_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backchannel.cli.demo import _no_open_delay
+    from backchannel.client.relays import OPEN_JITTER_ENV, RelayPool
+
+    monkeypatch.delenv(OPEN_JITTER_ENV, raising=False)
+    with _no_open_delay() as undelayed:
+        assert undelayed and RelayPool().open_jitter == 0.0
+    assert OPEN_JITTER_ENV not in os.environ  # the user's environment is as it was
+    monkeypatch.setenv(OPEN_JITTER_ENV, "0.3")
+    with _no_open_delay() as undelayed:
+        assert not undelayed and RelayPool().open_jitter == 0.3

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import secrets
 import tempfile
 import time
@@ -34,6 +35,7 @@ from backchannel.cli.demo_script import CLOSING, INVITER, JOINER, OPENING, WHILE
 from backchannel.cli.output import emit_json, utc_time
 from backchannel.client.engine import InboxEntry, Principal
 from backchannel.client.keystore import KdfParameters
+from backchannel.client.relays import OPEN_JITTER_ENV
 from backchannel.protocol.errors import BackchannelError
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.server import RelayServer
@@ -205,6 +207,22 @@ def _principals(root: Path) -> Iterator[dict[str, Principal]]:
             principal.close()
 
 
+@contextmanager
+def _no_open_delay() -> Iterator[bool]:
+    """Connections open without their random delay for the demo's length, unless the user
+    set `OPEN_JITTER_ENV`: the delay hides the order of a sync's connections from a relay,
+    and the demo's relay is its own, on loopback, gone when it ends. With it, the demo's
+    many syncs wait about 8 s in all for nothing. Yields whether it turned the delay off."""
+    if os.environ.get(OPEN_JITTER_ENV, "").strip():
+        yield False
+        return
+    os.environ[OPEN_JITTER_ENV] = "0"
+    try:
+        yield True
+    finally:
+        os.environ.pop(OPEN_JITTER_ENV, None)
+
+
 async def play(root: Path, console: Console | None = None, *,
                verbose: bool = False) -> DemoOutcome:
     """Run the demonstration in `root` (a scratch folder) and return what happened.
@@ -231,7 +249,10 @@ async def play(root: Path, console: Console | None = None, *,
         tell.detail(f"relay {server.url}, SQLite in a temporary folder, loopback only; "
                     "key derivation Argon2id 8 MiB, 1 pass (real principals: 64 MiB, "
                     "3 passes)")
-        with _principals(root) as principals:
+        with _no_open_delay() as undelayed, _principals(root) as principals:
+            if undelayed:
+                tell.detail("connections open without their random delay "
+                            f"({OPEN_JITTER_ENV}=0): the relay is the demo's own")
             outcome = await _pair(principals, server.url, tell)
             await _converse(principals, outcome, tell)
             outcome.strategic = await play_round(principals, root, tell)
