@@ -45,7 +45,10 @@ def _client_frame(payload: bytes, opcode: int = 0x2) -> bytes:
 
 
 async def _bare(url: str) -> ClientConnection:
-    return await connect(url, compression=None, max_size=rf.MAX_RESPONSE_FRAME_SIZE)
+    # An unbounded receive queue: a bounded one stops reading the socket once it is full of
+    # answers, so the relay's close frame would wait behind them for the closing timeout.
+    return await connect(url, compression=None, max_size=rf.MAX_RESPONSE_FRAME_SIZE,
+                         max_queue=None)
 
 
 def _write_raw(ws: ClientConnection, data: bytes) -> None:
