@@ -134,6 +134,49 @@ def serve(
     raise typer.Exit(code)
 
 
+@relay_app.command("key")
+def key(
+    db: str = typer.Option(
+        "", help="The relay's database URL, to find its key file as `serve` does. "
+        "Default: relay.db in your data folder."),
+    key_file: Path | None = typer.Option(  # noqa: B008 - Typer declares options this way
+        None, "--key-file", metavar="FILE", help="The key file itself (as given to `serve`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show the relay's forwarding key (its id and fingerprint), made by `serve` on first start.
+
+    The operator publishes or reads out the fingerprint so that users can compare it with
+    the one their client fetched from GET /relay-key. Nothing is created or changed.
+
+    Example: backchannel relay key --db sqlite:///var/lib/backchannel/relay.db
+    """
+    import json
+
+    from backchannel.protocol.text import escaped
+    from backchannel.relay.relaykey import BadKeyFile, read_key
+
+    path = key_file if key_file is not None else default_key_file(db or default_db_url())
+    shown = escaped(str(path))
+    try:
+        pair = read_key(path)
+    except FileNotFoundError:
+        typer.echo(f"error: no relay key at {shown} (`relay serve` makes it on first start)",
+                   err=True)
+        raise typer.Exit(1) from None
+    except (BadKeyFile, OSError) as exc:
+        why = str(exc) if isinstance(exc, BadKeyFile) else (exc.strerror or type(exc).__name__)
+        typer.echo(f"error: cannot read the relay key at {shown}: {escaped(why)}", err=True)
+        raise typer.Exit(1) from None
+    public = pair.public
+    if as_json:
+        typer.echo(json.dumps({"key_file": str(path), "key_id": public.key_id.hex(),
+                               "fingerprint": public.fingerprint}))
+        return
+    typer.echo(f"key file     {shown}")
+    typer.echo(f"key id       {public.key_id.hex()}")
+    typer.echo(f"fingerprint  {public.fingerprint}")
+
+
 def _listen_failure(
     error: OSError, public: tuple[str, int], metrics: tuple[str, int] | None
 ) -> tuple[str, str]:

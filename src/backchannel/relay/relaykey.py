@@ -15,12 +15,23 @@ from pathlib import Path
 from backchannel.protocol.errors import BackchannelError
 from backchannel.protocol.forwarding import KEY_SEED_SIZE, RelayKeyPair
 
-__all__ = ["BadKeyFile", "load_or_create_key"]
+__all__ = ["BadKeyFile", "load_or_create_key", "read_key"]
 
 
 class BadKeyFile(BackchannelError):
     """The key file exists but is not a relay key (wrong size): the relay will not start
     with another key, which would strand every sealed send made for the old one."""
+
+
+def read_key(path: Path) -> RelayKeyPair:
+    """The key pair in `path`, which must exist (nothing is created).
+
+    Raises:
+        FileNotFoundError: there is no key file.
+        BadKeyFile: the file is not a relay key.
+        OSError: it cannot be read.
+    """
+    return _from_seed(path, path.read_bytes())
 
 
 def load_or_create_key(path: Path) -> RelayKeyPair:
@@ -44,6 +55,10 @@ def load_or_create_key(path: Path) -> RelayKeyPair:
             out.write(seed)
             out.flush()
             os.fsync(out.fileno())
+    return _from_seed(path, seed)
+
+
+def _from_seed(path: Path, seed: bytes) -> RelayKeyPair:
     if len(seed) != KEY_SEED_SIZE:
         raise BadKeyFile(f"{path} is not a relay key ({KEY_SEED_SIZE} bytes expected)")
     return RelayKeyPair(seed)
