@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from backchannel.protocol.e2e.keys import IdentityKeyPair
+from backchannel.protocol.e2e.pqratchet import PqRatchet
 from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
 from backchannel.protocol.e2e.session import (
     PAYLOAD_PQ_RATCHET,
@@ -16,6 +17,7 @@ from backchannel.protocol.e2e.session import (
     Session,
 )
 from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
+from backchannel.protocol.wire import Writer
 from backchannel.testing import SeededRng
 
 STATE_V1 = Path(__file__).resolve().parent.parent / "vectors" / "state_v1.json"
@@ -158,3 +160,33 @@ def test_state_pq_byte_values_and_bad_ones() -> None:
     for bad in (4, 5, 0xFF):
         with pytest.raises(RemoteProtocolError, match="PQ flag"):
             Session.decode(encoded[:-1] + bytes([bad]))
+
+
+def _pq_state_v1(pq: PqRatchet, cursor: int) -> bytes:
+    """The PQ ratchet state as its version 1 wrote it: one cursor over all objects."""
+    w = Writer().u8(1).u8(1 if pq.is_initiator else 0).u32(len(pq.keys))
+    for epoch, key in pq.keys.items():
+        w.u32(epoch).fixed(key, 32)
+    w.u32(pq.send_epoch).u32(pq.own_epoch).bytes16(pq.own_seed).u8(len(pq.outgoing))
+    for item in pq.outgoing:
+        w.u8(item.kind).u32(item.epoch).bytes16(item.data)
+    w.u32(cursor).u8(len(pq.partials))
+    for (kind, epoch), partial in pq.partials.items():
+        w.u8(kind).u32(epoch).bytes16(partial.data).fixed(partial.mask.to_bytes(10, "big"), 10)
+    return w.getvalue()
+
+
+def test_a_version_1_pq_ratchet_state_loads_with_its_cursor_placed() -> None:
+    rng = SeededRng("pq state v1")
+    alice_id, bob_id = IdentityKeyPair.generate(rng), IdentityKeyPair.generate(rng)
+    prekeys = PrekeySecrets.generate(rng, one_time_count=1)
+    bundle = PrekeyBundle.decode(prekeys.bundle(bob_id, 1).encode())
+    alice = Session.initiate(alice_id, bundle, rng, pq=True)
+    bob, _, _ = Session.respond(bob_id, prekeys, alice.seal(1, b"hi", 0, rng).payload, rng)
+    pq = bob.post_quantum
+    assert pq is not None and [item.kind for item in pq.outgoing] == [2, 1]  # CT_1, EK_2
+    old = PqRatchet.decode(_pq_state_v1(pq, 68 + 10))  # ten units into EK_2
+    assert [item.position for item in old.outgoing] == [0, 10]
+    assert [item.data for item in old.outgoing] == [item.data for item in pq.outgoing]
+    assert old.keys == pq.keys and old.partials == pq.partials
+    assert PqRatchet.decode(old.encode()).encode() == old.encode()
