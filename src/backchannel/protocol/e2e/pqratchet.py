@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
+from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
+
 from backchannel.protocol.e2e import labels
 from backchannel.protocol.e2e.chunks import (
     CHUNK_HEADER_SIZE,
@@ -129,6 +131,7 @@ class PqRatchet:
         "keys",
         "outgoing",
         "own_epoch",
+        "own_key",
         "own_seed",
         "partials",
         "send_epoch",
@@ -141,6 +144,9 @@ class PqRatchet:
         # The epoch this side is the ek-sender of, waiting for CT (0: none) and its seed.
         self.own_epoch = 0
         self.own_seed = b""
+        # The private key expanded from own_seed, kept in memory only (one expansion per
+        # epoch instead of two); None until needed after a load.
+        self.own_key: MLKEM768PrivateKey | None = None
         self.outgoing: list[_Item] = []
         self.partials: dict[tuple[ChunkKind, int], _Partial] = {}
         self.encapsulate: Encapsulate = cryptography_encapsulate
@@ -173,6 +179,7 @@ class PqRatchet:
             self.own_epoch,
             self.own_seed,
         )
+        other.own_key = self.own_key
         other.outgoing = list(self.outgoing)
         other.partials = dict(self.partials)
         other.encapsulate = self.encapsulate
@@ -252,6 +259,12 @@ class PqRatchet:
         key = (chunk.kind, chunk.epoch)
         size = units_of(chunk.kind) * CHUNK_UNIT
         partial = self.partials.get(key, _Partial(bytes(size), 0))
+        span = ((1 << chunk.count) - 1) << chunk.first
+        start, end = chunk.first * CHUNK_UNIT, (chunk.first + chunk.count) * CHUNK_UNIT
+        if not partial.mask & span:  # all new: one copy (the common case)
+            joined = partial.data[:start] + chunk.data + partial.data[end:]
+            self.partials[key] = _Partial(joined, partial.mask | span)
+            return
         data = bytearray(partial.data)
         mask = partial.mask
         for i in range(chunk.count):
@@ -280,10 +293,11 @@ class PqRatchet:
             and ct.complete(ChunkKind.CIPHERTEXT)
         ):
             epoch = self.own_epoch
-            secret = mlkem_private(self.own_seed).decapsulate(ct.data)
+            own_key = self.own_key or mlkem_private(self.own_seed)
+            secret = own_key.decapsulate(ct.data)
             self._add_key(epoch, secret)
             del self.partials[ct_key]
-            self.own_epoch, self.own_seed = 0, b""
+            self.own_epoch, self.own_seed, self.own_key = 0, b"", None
             # We decapsulated, so the peer (who encapsulated) holds it too.
             self.send_epoch = epoch
             self._drop_acknowledged()
@@ -308,8 +322,9 @@ class PqRatchet:
 
     def _begin_own_epoch(self, epoch: int, rng: Rng) -> None:
         seed = rng(KEM_SEED_SIZE)
-        public = mlkem_private(seed).public_key().public_bytes_raw()
-        self.own_epoch, self.own_seed = epoch, seed
+        key = mlkem_private(seed)
+        public = key.public_key().public_bytes_raw()
+        self.own_epoch, self.own_seed, self.own_key = epoch, seed, key
         self.outgoing.append(_Item(ChunkKind.ENCAPSULATION_KEY, epoch, public))
 
     def _add_key(self, epoch: int, secret: bytes) -> None:
