@@ -27,6 +27,7 @@ from backchannel.protocol.e2e import pqratchet
 from backchannel.protocol.e2e.handshake import initiate_from_parts
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
+from backchannel.protocol.e2e.primitives import hmac_sha256
 from backchannel.protocol.e2e.session import Session
 from backchannel.testing import SeededRng
 
@@ -102,6 +103,9 @@ def _build(rng: RecordingRng, encapsulations: list[dict[str, str]]) -> dict[str,
     note_seeds()
     messages = []
     for i, (sender, body) in enumerate(SCRIPT):
+        ratchet = sessions[sender]._ratchet
+        header_key, message_key = ratchet.hks, hmac_sha256(ratchet.cks, b"\x01")
+        ratchet_private = ratchet.dhs.private_bytes_raw()
         sealed = sessions[sender].seal(1, body, START_MS + i, rng)
         receiver = "bob" if sender == "alice" else "alice"
         if receiver not in sessions:
@@ -119,6 +123,9 @@ def _build(rng: RecordingRng, encapsulations: list[dict[str, str]]) -> dict[str,
                 "sender": sender,
                 "body": body.hex(),
                 "message": sealed.message.encode().hex(),
+                "sender_ratchet_private": ratchet_private.hex(),
+                "header_key": header_key.hex(),
+                "message_key": message_key.hex(),
                 "payload": sealed.payload.hex(),
                 "receiver_pq_latest": state.latest,
             }
@@ -150,12 +157,22 @@ def _build(rng: RecordingRng, encapsulations: list[dict[str, str]]) -> dict[str,
         "alice_identity_private": alice.private_bytes().hex(),
         "bob_identity_private": bob.private_bytes().hex(),
         "prekey_secrets": secrets_record.encode().hex(),
+        "signed_prekey_private": secrets_record.signed_prekey.hex(),
+        "pq_prekey_seed": secrets_record.pq_prekey_seed.hex(),
+        "one_time_prekey_private": secrets_record.one_time_prekeys[1].hex(),
+        "root_key": secrets.root_key.hex(),
+        "shared_header_key": secrets.shared_header_key.hex(),
+        "shared_next_header_key": secrets.shared_next_header_key.hex(),
         "bundle": bundle.encode().hex(),
         "initiation": initiation.encode().hex(),
         "associated_data": secrets.associated_data.hex(),
         "pq_epoch0_key": key0.hex() if key0 is not None else "",
         "sent_at_ms_start": START_MS,
         "epochs": epochs,
+        # Every epoch begun (some not yet complete) and every encapsulation, epoch 1 first:
+        # what a second implementation needs to predict each chunk area (§13.4).
+        "pq_seeds": {str(epoch): seed for epoch, seed in sorted(seeds.items())},
+        "pq_encapsulations": encapsulations,
         "messages": messages,
     }
 
