@@ -13,7 +13,9 @@ A v3 payload has exactly the overhead of a v2 one (the header's 4 more bytes are
 prefix it no longer needs: a Message delimits itself), so a message goes into the same
 bucket whether or not its session has the PQ ratchet; the chunks only fill the padding.
 
-Senders produce v2 only. Receivers also accept Backchannel 0.1's payload v1 (type 0x01 with
+Senders produce v2, or v3 once the session runs the PQ ratchet (from its start, or after
+an upgrade in place: docs/protocol.md §13.8; once both sides run it, a v2 payload is a
+refused downgrade). Receivers also accept Backchannel 0.1's payload v1 (type 0x01 with
 an initiation, 0x02 without), whose body is ChaCha20-Poly1305 under a zero nonce, so that
 messages in flight from a 0.1 sender still open. Receivers check that the payload fills
 the smallest bucket that holds it (docs/protocol.md §6).
