@@ -15,7 +15,7 @@ from backchannel.protocol.e2e.chunks import CHUNK_UNIT, Chunk, ChunkKind, decode
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.pqratchet import PqRatchet
 from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
-from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.e2e.session import DowngradeRefused, Session
 from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
 from backchannel.testing import SeededRng
 
@@ -187,3 +187,60 @@ def test_any_chunks_taken_in_give_progress_or_remote_protocol_error(chunks: list
         return
     again = PqRatchet.decode(taking.encode())
     assert again.encode() == taking.encode()
+
+
+def _classical_pair(seed: str) -> tuple[Session, Session, SeededRng]:
+    rng = SeededRng(seed)
+    alice_id, bob_id = IdentityKeyPair.generate(rng), IdentityKeyPair.generate(rng)
+    prekeys = PrekeySecrets.generate(rng, one_time_count=1)
+    bundle = PrekeyBundle.decode(prekeys.bundle(bob_id, 1).encode())
+    alice = Session.initiate(alice_id, bundle, rng)
+    bob, _, _ = Session.respond(bob_id, prekeys, alice.seal(1, b"hi", 0, rng).payload, rng)
+    alice.open(bob.seal(1, b"yo", 0, rng).payload, rng)
+    return alice, bob, rng
+
+
+def _deliver_during_upgrade(receiver: Session, wire: _Wire, index: int, rng: SeededRng) -> None:
+    payload = wire.payloads[index]
+    if index not in wire.delivered and payload[0] == 0x04 and receiver.post_quantum_locked:
+        # Sealed classically before its sender switched, overtaken by a PQ payload: the
+        # one loss the upgrade rule accepts (§13.8), refused with nothing changed.
+        before = receiver.encode()
+        with pytest.raises(DowngradeRefused):
+            receiver.open(payload, rng)
+        assert receiver.encode() == before
+        wire.delivered.add(index)
+        return
+    _deliver(receiver, wire, index, rng)
+
+
+@_PROPERTY
+@given(steps=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 40)), max_size=40))
+def test_an_upgrade_in_place_survives_any_reordering_duplication_and_dropping(
+    steps: list[tuple[int, int]],
+) -> None:
+    alice, bob, rng = _classical_pair("upgrade interleavings")
+    bob.offer_post_quantum()  # Bob announced; (4, _) is Alice hearing it
+    to_alice, to_bob = _Wire(), _Wire()
+    for action, n in steps:
+        if action in (0, 1):
+            sender, wire = (bob, to_alice) if action == 0 else (alice, to_bob)
+            for _ in range(n % 4 + 1):
+                body = f"{action} {len(wire.payloads)} ".encode() * 20
+                wire.payloads.append(sender.seal(1, body, 0, rng).payload)
+                wire.bodies.append(body)
+        elif action == 4:
+            alice.start_post_quantum(rng)
+        else:
+            receiver, wire = (alice, to_alice) if action == 2 else (bob, to_bob)
+            if wire.payloads:
+                _deliver_during_upgrade(receiver, wire, n % len(wire.payloads), rng)
+    alice.start_post_quantum(rng)
+    for i in range(10):
+        _deliver_during_upgrade(alice, to_alice, _seal(bob, to_alice, rng, i), rng)
+        _deliver_during_upgrade(bob, to_bob, _seal(alice, to_bob, rng, i), rng)
+    assert alice.post_quantum_locked and bob.post_quantum_locked
+    end = min(_latest(alice), _latest(bob))
+    assert end >= 2
+    for e in range(1, end + 1):
+        assert _key(alice, e) == _key(bob, e) is not None
