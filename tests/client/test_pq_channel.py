@@ -126,3 +126,41 @@ def test_hello_capabilities_round_trip_and_the_0_1_hello_still_parses() -> None:
     new = Hello("b", relays, CAPABILITY_PQ_RATCHET)
     assert Hello.decode(new.encode()) == new and new.post_quantum
     assert new.encode() == old.encode() + bytes([CAPABILITY_PQ_RATCHET])
+
+
+@pytest.mark.parametrize(
+    ("session_pq", "capabilities", "accepted"),
+    [(False, CAPABILITY_PQ_RATCHET, False), (True, 0, False), (True, CAPABILITY_PQ_RATCHET, True)],
+    ids=["claims PQ over classical", "denies PQ over PQ", "consistent (control)"],
+)
+async def test_a_hello_contradicting_its_session_is_refused_and_nothing_is_stored(
+    tmp_path: Path,
+    make_principal: MakePrincipal,
+    session_pq: bool,
+    capabilities: int,
+    accepted: bool,
+) -> None:
+    # A joiner that is not this client, answering a version 2 invite by hand.
+    from backchannel.client.invite import KIND_HELLO
+    from backchannel.client.transport import RelayClient
+    from backchannel.protocol.e2e.keys import IdentityKeyPair
+    from backchannel.protocol.envelope import Envelope
+    from backchannel.testing import SeededRng
+
+    w = make_principal("w")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        invite = Invite.from_code(await w.invite([relay.url]), now_ms=0)
+        rng = SeededRng(f"odd joiner {session_pq} {capabilities}")
+        session = Session.initiate(IdentityKeyPair.generate(rng), invite.bundle, rng, session_pq)
+        hello = Hello("odd", invite.relays, capabilities)
+        payload = session.seal(KIND_HELLO, hello.encode(), 0, rng).payload
+        (address,) = invite.relays
+        envelope = Envelope(address.mailbox_id, payload).encode()
+        async with await RelayClient.connect(relay.url) as client:
+            await client.send(address.mailbox_id, address.send_token, envelope)
+        report = await w.sync()
+        if accepted:
+            assert report.rejected == 0 and report.new_channels == ["odd"]
+        else:
+            assert report.rejected == 1 and report.new_channels == []
+            assert w.channels() == []
