@@ -15,15 +15,17 @@ is the only thing the attacker lacks.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 
 import pytest
 
+from backchannel.protocol.e2e import labels
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.pqratchet import PqRatchet
 from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
-from backchannel.protocol.e2e.primitives import KEY_SIZE
-from backchannel.protocol.e2e.ratchet import BodyVersion
+from backchannel.protocol.e2e.primitives import KEY_SIZE, body_decrypt, header_decrypt, hmac_sha256
+from backchannel.protocol.e2e.ratchet import PQ_SEALED_HEADER_SIZE, BodyVersion, _kdf_ck
 from backchannel.protocol.e2e.session import PAYLOAD_PQ_RATCHET, Session
 from backchannel.protocol.errors import DecryptionFailed
 from backchannel.testing import SeededRng
@@ -45,7 +47,8 @@ class _Recording:
 
 
 class QuantumAttacker:
-    """Reads the messages *to* the side whose state it copied.
+    """Reads the messages to the side whose state it copied (`read`) and from it
+    (`read_outgoing`).
 
     Its random source gives the victim's X25519 ratchet keys, in the order the victim drew
     them, and fresh OS randomness for anything else (its own ML-KEM seeds, which are not
@@ -77,6 +80,33 @@ class QuantumAttacker:
             return self.session.open(payload, self._rng).body
         except DecryptionFailed:
             self._used = used  # nothing was committed, so no key was consumed
+            return None
+
+    def read_outgoing(
+        self, payload: bytes, epoch_key: Callable[[int], bytes | None] | None = None
+    ) -> bytes | None:
+        """The plaintext of a message *from* the copied side, if the attacker can open it.
+
+        The copied side's sending chain is in the attacker's ratchet (it steps as the
+        victim's does, on the same X25519 keys): header key HKs, chain key CKs at the
+        chain's start. With `epoch_key` it is the control again (the victim's epoch key).
+        """
+        assert payload[0] == PAYLOAD_PQ_RATCHET
+        ratchet, ad = self.session._ratchet, self.session.associated_data
+        sealed, body = payload[1 : 1 + PQ_SEALED_HEADER_SIZE], payload[1 + PQ_SEALED_HEADER_SIZE :]
+        header = header_decrypt(ratchet.hks, sealed, ad)
+        assert header is not None, "the classical layer is broken: every header opens"
+        _dh, _pn, n, epoch = struct.unpack(">32sIII", header)
+        chain = ratchet.cks
+        for _ in range(n + 1):
+            chain, message_key = _kdf_ck(chain)
+        key = (epoch_key or self.pq.key_for)(epoch)
+        if key is None:
+            return None
+        body_key = hmac_sha256(key, labels.PQ_MESSAGE_KEY_INPUT + message_key)
+        try:
+            return body_decrypt(body_key, body, ad + sealed)
+        except DecryptionFailed:
             return None
 
     def classical_control(self, payload: bytes, epoch_key: Callable[[int], bytes | None]) -> bytes:
@@ -125,6 +155,8 @@ def test_state_copy_plus_broken_x25519_reads_until_the_next_pq_epoch_only(
     readable: list[int] = []  # epochs of the messages the attacker opened
     sealed_out: list[int] = []  # epochs of those it could not
     first_locked_out: int | None = None
+    outgoing_read: list[int] = []  # the copied side's messages the attacker opened
+    outgoing_sealed: list[int] = []
     for turn in range(14):
         note = f"turn {turn} ".encode() * 20  # about 200 bytes: a 1 KiB envelope
         if turn == copy_at:
@@ -152,8 +184,25 @@ def test_state_copy_plus_broken_x25519_reads_until_the_next_pq_epoch_only(
                 plain = attacker.classical_control(to_victim, victim_pq.key_for)
                 assert note in plain
                 sealed_out.append(turn)
-        peer.open(victim.seal(1, note, turn, rng).payload, peer_rng)
+        from_victim = victim.seal(1, note, turn, rng).payload
+        peer.open(from_victim, peer_rng)
+        if attacker is not None:
+            victim_pq = victim.post_quantum
+            assert victim_pq is not None
+            plain = attacker.read_outgoing(from_victim)
+            if plain is not None:
+                assert note in plain
+                outgoing_read.append(turn)
+            else:
+                # The control: the victim's epoch key opens it with the attacker's chain.
+                control = attacker.read_outgoing(from_victim, victim_pq.key_for)
+                assert control is not None and note in control
+                outgoing_sealed.append(turn)
     assert attacker is not None and first_locked_out is not None
+    # The copied side's own messages: read at first, then never again.
+    assert outgoing_read and outgoing_read[0] == copy_at and outgoing_sealed
+    assert outgoing_sealed == list(range(outgoing_sealed[0], 14))
+    assert outgoing_read == list(range(copy_at, outgoing_sealed[0]))
     # Honest: the attacker did read new messages after the copy ...
     assert readable and readable[0] == copy_at
     # ... and once locked out it stays out: healing is not undone by later messages.
