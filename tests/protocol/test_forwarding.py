@@ -59,31 +59,21 @@ u32 = st.integers(0, 2**32 - 1)
 kid = st.binary(min_size=FORWARD_KEY_ID_SIZE, max_size=FORWARD_KEY_ID_SIZE)
 sealed_bytes = st.binary(max_size=4096)
 destination = st.text(min_size=1, max_size=64).filter(
-    lambda t: len(t.encode("utf-8")) <= MAX_DESTINATION_SIZE
-)
-inner_sends = st.builds(
-    InnerSend,
-    st.binary(min_size=16, max_size=16),
-    st.binary(min_size=32, max_size=32),
-    st.binary(min_size=32, max_size=32),
-    st.binary(max_size=2048),
-)
+    lambda t: len(t.encode("utf-8")) <= MAX_DESTINATION_SIZE)
+inner_sends = st.builds(InnerSend, st.binary(min_size=16, max_size=16),
+                        st.binary(min_size=32, max_size=32),
+                        st.binary(min_size=32, max_size=32), st.binary(max_size=2048))
 
 
 def test_sizes_agree_with_the_suite_and_the_layout() -> None:
     assert hpke.KEM.MLKEM768_X25519.enc_length() == rf.HPKE_ENC_SIZE
-    largest = InnerSend(
-        b"\x01" * MAILBOX_ID_SIZE,
-        b"\x02" * 32,
-        b"\x03" * REPLY_KEY_SIZE,
-        b"\x04" * MAX_ENVELOPE_SIZE,
-    )
+    largest = InnerSend(b"\x01" * MAILBOX_ID_SIZE, b"\x02" * 32, b"\x03" * REPLY_KEY_SIZE,
+                        b"\x04" * MAX_ENVELOPE_SIZE)
     assert len(seal_send(KEYS.public, largest)) == MAX_SEALED_SEND_SIZE
     reply = seal_reply(b"\x05" * 32, ForwardOutcome(1, 0), b"\x06" * 12)
     assert len(reply) == SEALED_REPLY_SIZE
-    frame = Forward(
-        1, KEYS.public.key_id, "w" * MAX_DESTINATION_SIZE, b"\x00" * MAX_SEALED_SEND_SIZE
-    )
+    frame = Forward(1, KEYS.public.key_id, "w" * MAX_DESTINATION_SIZE,
+                    b"\x00" * MAX_SEALED_SEND_SIZE)
     assert len(encode(frame)) == rf.MAX_REQUEST_FRAME_SIZE
 
 
@@ -114,9 +104,8 @@ def test_a_sealed_send_opens_with_the_key_only(inner: InnerSend) -> None:
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000), st.integers(0, 7))
 def test_a_damaged_seal_does_not_open(position: int, bit: int) -> None:
-    sealed = bytearray(
-        seal_send(KEYS.public, InnerSend(b"\x01" * 16, b"\x02" * 32, b"\x03" * 32, b"e" * 100))
-    )
+    sealed = bytearray(seal_send(KEYS.public, InnerSend(b"\x01" * 16, b"\x02" * 32,
+                                                        b"\x03" * 32, b"e" * 100)))
     sealed[position % len(sealed)] ^= 1 << bit
     with pytest.raises(SealError) as refused:
         open_send(KEYS, KEYS.public.key_id, bytes(sealed))
@@ -159,13 +148,8 @@ def test_the_published_key_round_trips_and_is_strict() -> None:
     assert RelayPublicKey.from_bytes(public.to_bytes()) == public
     assert RelayPublicKey.from_text(public.to_text()) == public
     data = public.to_bytes()
-    for bad in (
-        data[:-1],
-        data + b"\x00",
-        b"\x02" + data[1:],
-        data[:1] + b"\x00" * 8 + data[9:],
-        data[:9] + b"\xff" * 1184 + data[-32:],
-    ):
+    for bad in (data[:-1], data + b"\x00", b"\x02" + data[1:], data[:1] + b"\x00" * 8 + data[9:],
+                data[:9] + b"\xff" * 1184 + data[-32:]):
         with pytest.raises(RemoteProtocolError):
             RelayPublicKey.from_bytes(bad)
     text = public.to_text()
@@ -201,9 +185,8 @@ def test_sealed_result_round_trips(rid: int, sealed: bytes) -> None:
 
 
 @given(forwarding_requests, st.integers(1, 40))
-def test_truncated_or_extended_new_requests_are_malformed(
-    frame: Forward | SealedSend, cut: int
-) -> None:
+def test_truncated_or_extended_new_requests_are_malformed(frame: Forward | SealedSend,
+                                                          cut: int) -> None:
     data = encode(frame)
     for bad in (data[:-cut] if cut < len(data) - 6 else data[:6], data + b"\x00" * cut):
         with pytest.raises(FrameError) as refused:

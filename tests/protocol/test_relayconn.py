@@ -135,11 +135,8 @@ def test_a_stored_frame_is_taken_whole_or_not_at_all() -> None:
     a, _ = client.send_request(Send(0, MID, TOK, b"1"))
     b, _ = client.send_request(Send(0, MID, TOK, b"2"))
     ping, _ = client.send_request(Ping(0))
-    for items in (
-        (StoredItem(a, 1), StoredItem(ping, 2)),
-        (StoredItem(a, 1), StoredItem(a, 2)),
-        (StoredItem(a, 1), StoredItem(999, 2)),
-    ):
+    for items in ((StoredItem(a, 1), StoredItem(ping, 2)), (StoredItem(a, 1), StoredItem(a, 2)),
+                  (StoredItem(a, 1), StoredItem(999, 2))):
         with pytest.raises(RelayConnectionError):
             client.receive(encode(Stored(items)))
         assert client.outstanding == 3
@@ -162,14 +159,13 @@ def test_errors_are_refusals_of_their_request_and_id_zero_breaks_the_connection(
 def test_fetched_and_acked_answers_stay_within_what_was_asked() -> None:
     client = ClientConnection()
     rid, _ = client.send_request(Fetch(0, MID, TOK, 5, 2))
-    for bad in (
-        (Delivery(6, b""), Delivery(7, b""), Delivery(8, b"")),  # over the limit
-        (Delivery(5, b""),),  # not after after_seq
-        (Delivery(7, b""), Delivery(6, b"")),
-    ):  # out of order
+    for bad in ((Delivery(6, b""), Delivery(7, b""), Delivery(8, b"")),  # over the limit
+                (Delivery(5, b""),),  # not after after_seq
+                (Delivery(7, b""), Delivery(6, b""))):  # out of order
         with pytest.raises(RelayConnectionError):
             client.receive(encode(Fetched(rid, bad, False)))
-    assert client.receive(encode(Fetched(rid, (), False))) == [Answer(rid, Fetched(rid, (), False))]
+    assert client.receive(encode(Fetched(rid, (), False))) == [Answer(rid, Fetched(rid, (),
+                                                                                 False))]
     rid, _ = client.send_request(Ack(0, MID, TOK, (1, 2)))
     with pytest.raises(RelayConnectionError):
         client.receive(encode(Acked(rid, 3)))
@@ -275,16 +271,12 @@ def test_server_refuses_malformed_frames_and_counts_them() -> None:
     server = ServerConnection({ErrorCode.MALFORMED: "malformed frame"})
     bad = server.receive(b"\x01\x04\x00\x00\x00\x09" + b"\x00" * 48 + b"\x80" + b"\x00" * 9)
     assert isinstance(bad, Malformed) and (bad.code, bad.request_id, bad.count) == (
-        ErrorCode.MALFORMED,
-        9,
-        1,
-    )
+        ErrorCode.MALFORMED, 9, 1)
     assert decode_response(bad.reply) == Error(9, ErrorCode.MALFORMED, "malformed frame")
     version = server.receive(b"\x02\x07\x00\x00\x00\x01")
     assert isinstance(version, Malformed) and version.request_id == 0 and version.count == 2
-    assert decode_response(version.reply) == Error(
-        0, ErrorCode.UNSUPPORTED_VERSION, "unsupported version"
-    )
+    assert decode_response(version.reply) == Error(0, ErrorCode.UNSUPPORTED_VERSION,
+                                                   "unsupported version")
     assert server.outstanding == 0 and server.malformed == 2
 
 
@@ -300,12 +292,8 @@ def test_server_refuses_an_id_still_outstanding() -> None:
 
 def test_server_refusals_of_unread_frames_carry_the_id_where_there_is_one() -> None:
     server = ServerConnection()
-    assert (
-        decode_response(
-            server.refuse_unread(encode(Ping(0x10203)), ErrorCode.RATE_LIMITED)
-        ).request_id
-        == 0x10203
-    )
+    assert decode_response(server.refuse_unread(encode(Ping(0x10203)),
+                                                ErrorCode.RATE_LIMITED)).request_id == 0x10203
     assert decode_response(server.refuse_unread(b"\x01", ErrorCode.RATE_LIMITED)).request_id == 0
     assert server.outstanding == 0
 
@@ -324,14 +312,12 @@ def test_receipts_leave_in_stored_frames_of_at_most_a_batch() -> None:
 def test_deliveries_are_split_by_count_and_by_bytes() -> None:
     server = ServerConnection()
     small = [Delivery(i, b"x") for i in range(1, MAX_BATCH_ITEMS + 3)]
-    assert [
-        len(f.deliveries)
-        for f in map(decode_response, server.deliver(MID, small))
-        if isinstance(f, Deliver)
-    ] == [MAX_BATCH_ITEMS, 2]
+    assert [len(f.deliveries) for f in map(decode_response, server.deliver(MID, small))
+            if isinstance(f, Deliver)] == [MAX_BATCH_ITEMS, 2]
     big = [Delivery(i, b"\x00" * 65_536) for i in range(1, 7)]
     frames = [decode_response(data) for data in server.deliver(MID, big)]
-    sizes = [sum(len(d.envelope) for d in f.deliveries) for f in frames if isinstance(f, Deliver)]
+    sizes = [sum(len(d.envelope) for d in f.deliveries) for f in frames
+             if isinstance(f, Deliver)]
     assert sizes == [MAX_BATCH_BYTES, 2 * 65_536]
     assert server.deliver(MID, []) == []
     with pytest.raises(RelayConnectionMisuse):
@@ -339,23 +325,10 @@ def test_deliveries_are_split_by_count_and_by_bytes() -> None:
 
 
 def test_public_names_are_pinned() -> None:
-    assert sorted(rc.__all__) == sorted(
-        [
-            "DEFAULT_DELIVERY_WINDOW",
-            "REPLY_KINDS",
-            "Answer",
-            "ClientConnection",
-            "ClientEvent",
-            "Delivered",
-            "Malformed",
-            "Refusal",
-            "RelayConnectionError",
-            "RelayConnectionMisuse",
-            "Result",
-            "ServerConnection",
-            "StoredAnswer",
-        ]
-    )
+    assert sorted(rc.__all__) == sorted([
+        "DEFAULT_DELIVERY_WINDOW", "REPLY_KINDS", "Answer", "ClientConnection", "ClientEvent",
+        "Delivered", "Malformed", "Refusal", "RelayConnectionError", "RelayConnectionMisuse",
+        "Result", "ServerConnection", "StoredAnswer"])
     assert all(hasattr(rc, name) for name in rc.__all__)
 
 
@@ -391,24 +364,18 @@ class ConnectionPair(RuleBasedStateMachine):
         self.client_reads()
         assert self.client.subscriptions == {MID}
 
-    @rule(
-        kind=st.sampled_from(["create", "send", "subscribe", "fetch", "ack", "delete", "ping"]),
-        mid=st.sampled_from(MAILBOXES),
-        n=st.integers(1, 3),
-        # Seqs a client may ack before their push arrives (learned from a fetch).
-        ahead=st.lists(st.integers(1, 16), max_size=2),
-    )
+    @rule(kind=st.sampled_from(["create", "send", "subscribe", "fetch", "ack", "delete",
+                                "ping"]),
+          mid=st.sampled_from(MAILBOXES), n=st.integers(1, 3),
+          # Seqs a client may ack before their push arrives (learned from a fetch).
+          ahead=st.lists(st.integers(1, 16), max_size=2))
     def client_sends(self, kind: str, mid: bytes, n: int, ahead: list[int] | None = None) -> None:
         acks = (*sorted(self.delivered[mid])[:n], *(ahead or ()))
         requests: dict[str, rf.Request] = {
-            "create": Create(0, mid, TOK, TOK),
-            "send": Send(0, mid, TOK, b"e"),
-            "subscribe": Subscribe(0, mid, TOK),
-            "fetch": Fetch(0, mid, TOK, 2, n),
+            "create": Create(0, mid, TOK, TOK), "send": Send(0, mid, TOK, b"e"),
+            "subscribe": Subscribe(0, mid, TOK), "fetch": Fetch(0, mid, TOK, 2, n),
             "ack": Ack(0, mid, TOK, acks or (1,)),
-            "delete": Delete(0, mid, TOK),
-            "ping": Ping(0),
-        }
+            "delete": Delete(0, mid, TOK), "ping": Ping(0)}
         rid, data = self.client.send_request(requests[kind])
         assert rid not in self.sent - self.answered
         self.sent.add(rid)
@@ -497,5 +464,6 @@ class ConnectionPair(RuleBasedStateMachine):
         assert self.client.outstanding == 0 and self.server.outstanding == 0
 
 
-ConnectionPair.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+ConnectionPair.TestCase.settings = settings(max_examples=150, stateful_step_count=40,
+                                            deadline=None)
 TestConnectionPair = ConnectionPair.TestCase

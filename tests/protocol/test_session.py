@@ -142,10 +142,8 @@ def test_a_copy_that_stepped_apart_on_one_chain_is_a_forked_chain(pair: Pair) ->
         with pytest.raises(ForkedChain):
             pair.bob.open(copy.seal(1, text, 0, pair.rng).payload, pair.rng)
     assert pair.bob.encode() == before
-    assert (
-        pair.bob.open(pair.alice.seal(1, b"still fine", 0, pair.rng).payload, pair.rng).body
-        == b"still fine"
-    )
+    assert pair.bob.open(pair.alice.seal(1, b"still fine", 0, pair.rng).payload,
+                         pair.rng).body == b"still fine"
 
 
 def test_skipped_message_key_is_used_once_then_a_replay_fails(pair: Pair) -> None:

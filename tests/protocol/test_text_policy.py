@@ -42,17 +42,8 @@ HOSTILE = [
     "tag\U000e0041",  # an invisible tag character
     "\ud800",  # a lone surrogate
 ]
-ORDINARY = [
-    "washington",
-    "北京",
-    "Москва",
-    "Zürich",
-    "👨\u200d👩\u200d👧 family",
-    "[bold]x[/]",
-    "C:\\path",
-    "تهران",
-    "नमस्ते",
-]
+ORDINARY = ["washington", "北京", "Москва", "Zürich", "👨\u200d👩\u200d👧 family", "[bold]x[/]",
+            "C:\\path", "تهران", "नमस्ते"]
 
 # Text the policy lets through in a body: no refused category, but line feed, tab and joiners.
 body_chars = st.one_of(
@@ -148,52 +139,34 @@ def test_escaped_spelling() -> None:
     assert escaped("a\nb\tc\rd", multiline=True) == "a\nb\tc\\x0dd"
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "wss://relay.example.org/",
-        "wss://relay.example.org:8443/path",
-        "ws://127.0.0.1:8470/",
-        "ws://127.5.6.7/",
-        "ws://[::1]:8470/",
-        "ws://localhost:8470/",
-        "WS://LOCALHOST/",
-        "ws://[::ffff:127.0.0.1]/",
-    ],
-)
+@pytest.mark.parametrize("url", [
+    "wss://relay.example.org/", "wss://relay.example.org:8443/path", "ws://127.0.0.1:8470/",
+    "ws://127.5.6.7/", "ws://[::1]:8470/", "ws://localhost:8470/", "WS://LOCALHOST/",
+    "ws://[::ffff:127.0.0.1]/",
+])
 def test_relay_urls_allowed(url: str) -> None:
     check_relay_url(url)
 
 
-@pytest.mark.parametrize(
-    ("url", "why"),
-    [
-        ("ws://relay.example.org/", "not encrypted: use wss://"),
-        ("ws://10.0.0.1:8470/", "not encrypted: use wss://"),
-        ("ws://[::2]/", "not encrypted: use wss://"),
-        ("ws://localhost.evil.example/", "not encrypted: use wss://"),
-        ("http://relay.example.org/", "is a web address; a relay URL starts with wss://"),
-        ("https://relay.example.org/", "is a web address; a relay URL starts with wss://"),
-        ("ftp://relay.example.org/", "must start with wss://"),
-        ("relay.example.org", "must start with wss://"),
-        ("wss:///path", "names no host"),
-        ("wss://[::1/", "not a valid URL"),
-    ],
-)
+@pytest.mark.parametrize(("url", "why"), [
+    ("ws://relay.example.org/", "not encrypted: use wss://"),
+    ("ws://10.0.0.1:8470/", "not encrypted: use wss://"),
+    ("ws://[::2]/", "not encrypted: use wss://"),
+    ("ws://localhost.evil.example/", "not encrypted: use wss://"),
+    ("http://relay.example.org/", "is a web address; a relay URL starts with wss://"),
+    ("https://relay.example.org/", "is a web address; a relay URL starts with wss://"),
+    ("ftp://relay.example.org/", "must start with wss://"),
+    ("relay.example.org", "must start with wss://"),
+    ("wss:///path", "names no host"),
+    ("wss://[::1/", "not a valid URL"),
+])
 def test_relay_urls_refused(url: str, why: str) -> None:
     with pytest.raises(InsecureRelayUrl, match=why.replace("?", r"\?")):
         check_relay_url(url)
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "wss://relay\x1b[2J.example/",
-        "wss://a.example/\u202e",
-        "wss://a .example/",
-        "wss://a.example/\u00a0",
-    ],
-)
+@pytest.mark.parametrize("url", ["wss://relay\x1b[2J.example/", "wss://a.example/\u202e",
+                                 "wss://a .example/", "wss://a.example/\u00a0"])
 def test_relay_urls_with_hidden_characters_refused(url: str) -> None:
     with pytest.raises(UnsafeText):
         check_relay_url(url)
@@ -215,10 +188,8 @@ def test_loopback_hosts() -> None:
     assert not is_loopback_host("128.0.0.1") and not is_loopback_host("example.org")
 
 
-@given(
-    st.dictionaries(st.text(max_size=8), st.text(max_size=30), max_size=4),
-    st.sampled_from([None, 2]),
-)
+@given(st.dictionaries(st.text(max_size=8), st.text(max_size=30), max_size=4),
+       st.sampled_from([None, 2]))
 def test_json_escaped_keeps_the_value_and_drops_every_refused_character(
     data: dict[str, str], indent: int | None
 ) -> None:

@@ -121,7 +121,9 @@ def test_every_golden_payload_opens_with_todays_decoder(path: Path) -> None:
         payload = bytes.fromhex(m["payload"])
         receiver = "bob" if m["sender"] == "alice" else "alice"
         if receiver not in sessions:
-            sessions["bob"], message, prekeys = Session.respond(bob, prekeys, payload, rngs["bob"])
+            sessions["bob"], message, prekeys = Session.respond(
+                bob, prekeys, payload, rngs["bob"]
+            )
         else:
             message = sessions[receiver].open(payload, rngs[receiver])
         assert message.body.hex() == m["body"]
