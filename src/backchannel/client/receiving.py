@@ -250,6 +250,8 @@ class Receiver:
             not session.post_quantum_offered
             and session.can_send
             and any(link.outbound for link in channel.links)
+            # Like receipts, nothing goes to a changed key nobody has looked at yet.
+            and not (channel.identity_changed and not channel.verified)
         ):
             session.offer_post_quantum()
             body = bytes([CAPABILITY_PQ_RATCHET])
