@@ -8,7 +8,11 @@ giving (CT_e, ss_e), and sends CT_e; the ek-sender decapsulates. Each side then 
 
     key_e = HKDF-SHA256(salt=key_{e-1}, ikm=ss_e, info=PQ_EPOCH_INFO || u32 e)
 
-and the encapsulating side becomes the ek-sender of e + 1 at once. Messages are sealed under
+and the encapsulating side becomes the ek-sender of e + 1 at once, while the decapsulating
+side begins e + 2 at once (pipelining: both directions carry a KEM object, §13.5; 2.5
+messages per epoch each way in 1 KiB envelopes with a 200-byte note, against 3.3 without
+it). Ciphertexts are sent before keys, each object from its own send position (§13.4).
+Messages are sealed under
 the *send epoch*: the newest epoch this side knows both sides hold (the decapsulator knows
 at once; the encapsulator when a message of the peer names that epoch or a later one).
 
@@ -65,7 +69,8 @@ __all__ = [
 # under a forgotten chain is.
 MAX_EPOCH_KEYS: Final = 512
 # What one side owes the peer at most: the ciphertext of the epoch it just encapsulated
-# and the encapsulation key of the epoch it then began (CT_e and EK_{e+1}).
+# and the one encapsulation key it has begun (CT_e and EK_{e+1}, or, pipelined, EK_{e+1}
+# begun on decapsulating e - 1); decapsulating drops both before it begins another.
 MAX_OUTGOING_OBJECTS: Final = 2
 # What it collects at most: CT of its own epoch and EK of the peer's next one. Only these
 # two are ever kept, so a peer cannot make a receiver store more than ~2.3 KB of parts.
