@@ -1,19 +1,28 @@
 """Protocol speed against its floor: the raw primitive costs, measured in the same run.
 
-    python bench/protocol.py [--messages N] [--handshakes N]
+    python bench/protocol.py [--messages N] [--handshakes N] [--turns N]
 
 Prints µs per operation for (a) a one-way stream of 1 KiB messages (seal + open), (b)
 ping-pong (a DH ratchet step on every message), (c) a PQXDH session setup (initiator +
 responder, including the first message), and beside each the floor: the same work's
 primitive calls alone. Ratios compare numbers from this run only; the machine is noisy.
+
+Then the post-quantum ratchet (docs/protocol.md §13): messages per completed PQ epoch in
+each direction of a ping-pong, for a 200-byte note (1 KiB envelopes) and for the smallest
+body that takes a 4 KiB envelope; µs per message of a 200-byte-note ping-pong with and
+without the PQ ratchet (averaged over many epochs) beside their primitive floors; and the
+envelope size distribution of the same messages with and without it (identical, or the
+run fails).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -33,8 +42,10 @@ from backchannel.protocol.e2e.primitives import (
     mlkem_public,
 )
 from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.envelope import ENVELOPE_HEADER_SIZE
 
 BODY = os.urandom(900)  # a 900-byte body fills the 1 KiB bucket
+NOTE = os.urandom(200)  # a short note: a 1 KiB envelope with room for PQ chunks
 REPEATS = 7
 
 
@@ -49,11 +60,24 @@ def per_op(fn: Callable[[], None], count: int) -> float:
     return statistics.median(samples)
 
 
-def new_pair() -> tuple[Session, Session]:
+def paired_per_op(fns: list[Callable[[], None]], count: int) -> list[float]:
+    """Median µs per call of each of `fns`, their batches interleaved so that the noise
+    of a shared machine falls on all of them alike."""
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(3 * REPEATS):
+        for fn, out in zip(fns, samples, strict=True):
+            start = time.perf_counter()
+            for _ in range(count):
+                fn()
+            out.append((time.perf_counter() - start) / count * 1e6)
+    return [statistics.median(out) for out in samples]
+
+
+def new_pair(pq: bool = False) -> tuple[Session, Session]:
     rng = os.urandom
     alice, bob = IdentityKeyPair.generate(rng), IdentityKeyPair.generate(rng)
     prekeys = PrekeySecrets.generate(rng, one_time_count=1)
-    session = Session.initiate(alice, prekeys.bundle(bob, 1), rng)
+    session = Session.initiate(alice, prekeys.bundle(bob, 1), rng, pq=pq)
     responder, _, _ = Session.respond(bob, prekeys, session.seal(1, b"", 0, rng).payload, rng)
     session.open(responder.seal(1, b"", 0, rng).payload, rng)
     return session, responder
@@ -147,10 +171,113 @@ def handshake_floor(bundle: PrekeyBundle, prekeys: PrekeySecrets) -> Callable[[]
     return run
 
 
+def _latest(session: Session) -> int:
+    pq = session.post_quantum
+    assert pq is not None
+    return pq.latest
+
+
+def messages_per_epoch(body: bytes, turns: int) -> tuple[int, float]:
+    """(envelope size, messages each side sent per epoch both sides completed)."""
+    a, b = new_pair(pq=True)
+    start = min(_latest(a), _latest(b))
+    size = 0
+    for _ in range(turns):
+        payload = a.seal(1, body, 0, os.urandom).payload
+        size = len(payload) + ENVELOPE_HEADER_SIZE
+        b.open(payload, os.urandom)
+        a.open(b.seal(1, body, 0, os.urandom).payload, os.urandom)
+    epochs = min(_latest(a), _latest(b)) - start
+    return size, turns / epochs if epochs else float("inf")
+
+
+def smallest_4k_body() -> bytes:
+    a, _b = new_pair(pq=True)
+    for size in range(700, 1100):
+        if len(a.seal(1, bytes(size), 0, os.urandom).payload) + ENVELOPE_HEADER_SIZE == 4096:
+            return os.urandom(size)
+    raise AssertionError("no body between 700 and 1100 bytes takes 4 KiB")
+
+
+def note_ping_pong(pq: bool) -> Callable[[], None]:
+    a, b = new_pair(pq)
+    turn = [a, b]
+
+    def run() -> None:
+        sender, receiver = turn
+        receiver.open(sender.seal(1, NOTE, 0, os.urandom).payload, os.urandom)
+        turn.reverse()
+
+    return run
+
+
+def pq_epoch_floor() -> Callable[[], None]:
+    """One PQ epoch's primitive calls: a key pair from a seed, an encapsulation, a
+    decapsulation, one HKDF."""
+
+    def run() -> None:
+        key = mlkem_private(os.urandom(64))
+        _, ct = mlkem_public(key.public_key().public_bytes_raw()).encapsulate()
+        hkdf(key.decapsulate(ct), salt=b"k" * 32, info=b"e", length=32)
+
+    return run
+
+
+def size_distribution(pq: bool, bodies: list[bytes]) -> Counter[int]:
+    a, b = new_pair(pq)
+    sizes: Counter[int] = Counter()
+    for i, body in enumerate(bodies):
+        sender, receiver = (a, b) if i % 2 else (b, a)
+        payload = sender.seal(1, body, 0, os.urandom).payload
+        receiver.open(payload, os.urandom)
+        sizes[len(payload) + ENVELOPE_HEADER_SIZE] += 1
+    return sizes
+
+
+def post_quantum_report(messages: int, turns: int) -> None:
+    print()
+    print("post-quantum ratchet (docs/protocol.md §13)")
+    big = smallest_4k_body()
+    for label, body in (("200-byte note", NOTE), (f"{len(big)}-byte body", big)):
+        size, per_epoch = messages_per_epoch(body, turns)
+        print(
+            f"  {label:<18} {size:>5}-byte envelopes: {per_epoch:.2f} messages per epoch"
+            " in each direction"
+        )
+    classical, with_pq, floor = paired_per_op(
+        [note_ping_pong(False), note_ping_pong(True), dh_step_floor()], messages
+    )
+    epoch = per_op(pq_epoch_floor(), max(messages // 10, 10))
+    _, per_epoch = messages_per_epoch(NOTE, turns)
+    # Each epoch costs its KEM work once, spread over the messages of both directions.
+    pq_floor = floor + epoch / (2 * per_epoch)
+    print(f"  {'200-byte note ping-pong':<38} {'µs':>9} {'floor µs':>9} {'ratio':>6}")
+    print(f"  {'  classical':<38} {classical:9.1f} {floor:9.1f} {classical / floor:6.2f}")
+    print(
+        f"  {'  with the PQ ratchet':<38} {with_pq:9.1f} {pq_floor:9.1f} {with_pq / pq_floor:6.2f}"
+    )
+    print(
+        f"  PQ / classical, same run: {with_pq / classical:.2f}x"
+        f" (one epoch's KEM work: {epoch:.1f} µs)"
+    )
+    rnd = random.Random(13)
+    bodies = [
+        os.urandom(rnd.choice((0, 40, 200, 600, 830, 900, 2000, 3900, 5000, 15000)))
+        for _ in range(200)
+    ]
+    without, with_ = size_distribution(False, bodies), size_distribution(True, bodies)
+    print(f"  envelope sizes, 200 messages: without {dict(sorted(without.items()))}")
+    print(f"                                with    {dict(sorted(with_.items()))}")
+    if without != with_:
+        raise SystemExit("envelope sizes differ with the PQ ratchet")
+    print("  identical: yes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--handshakes", type=int, default=30)
+    parser.add_argument("--turns", type=int, default=200, help="ping-pong turns per count")
     args = parser.parse_args()
 
     bob = IdentityKeyPair.generate(os.urandom)
@@ -177,6 +304,7 @@ def main() -> None:
     print(f"{'operation':<38} {'µs':>9} {'floor µs':>9} {'ratio':>6}")
     for name, ours, floor in rows:
         print(f"{name:<38} {ours:9.1f} {floor:9.1f} {ours / floor:6.2f}")
+    post_quantum_report(args.messages, args.turns)
 
 
 if __name__ == "__main__":

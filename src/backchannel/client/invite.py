@@ -10,9 +10,16 @@ when decoded, before anything is stored (docs/protocol.md §8).
 
 Binary layout, then ``BC1-`` + base64url without padding::
 
-    magic "BCI" | version u8 = 1 | invite_id 16 | expires_at_ms u64 | name text16
+    magic "BCI" | version u8 = 1 or 2 | invite_id 16 | expires_at_ms u64 | name text16
     relay_count u8 | relay_count x (url text16, mailbox_id 16, send_token 32)
-    bundle bytes16 | signature 64 = Ed25519(IK, "Backchannel invite v1" || all above)
+    bundle bytes16 | (version 2 only) capabilities u8
+    signature 64 = Ed25519(IK, "Backchannel invite v1" || all above)
+
+Version 2 adds the inviter's capabilities (bit 0: the post-quantum ratchet, protocol.md
+§13.8) under the signature, so nobody on the way can strip them; an invite without any is
+written as version 1, which Backchannel 0.1 reads. The joiner's hello answers a version 2
+invite with its own capabilities byte after the relays (the hello is inside the first,
+authenticated message).
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ from backchannel.protocol.text import check_relay_url, check_safe_text
 from backchannel.protocol.wire import Reader, Writer
 
 __all__ = [
+    "CAPABILITY_PQ_RATCHET",
     "INVITE_PREFIX",
+    "KIND_CAPABILITIES",
     "KIND_HELLO",
     "KIND_MOVE",
     "MAX_RELAYS",
@@ -45,6 +54,7 @@ __all__ = [
     "Invite",
     "Move",
     "RelayAddress",
+    "decode_capabilities",
 ]
 
 INVITE_PREFIX: Final = "BC1-"
@@ -53,8 +63,14 @@ KIND_HELLO: Final = 0x0004
 # Message kind of the inviter's answer, a `Move`: the channel's own mailboxes, which
 # replace the one-time invite mailboxes.
 KIND_MOVE: Final = 0x0005
+# Message kind of a capabilities announcement in an existing channel (body: capabilities
+# u8), which upgrades a channel paired without the PQ ratchet in place (protocol.md §13.8).
+KIND_CAPABILITIES: Final = 0x0007
+# Capability bits, in the invite (version 2), the hello and the announcement.
+CAPABILITY_PQ_RATCHET: Final = 0x01
 _MAGIC: Final = b"BCI"
 _VERSION: Final = 1
+_VERSION_CAPABILITIES: Final = 2
 _SIGNATURE_LABEL: Final = b"Backchannel invite v1"
 # A channel over more than a handful of relays gains nothing and multiplies traffic.
 MAX_RELAYS: Final = 8
@@ -127,17 +143,30 @@ class Invite:
     relays: tuple[RelayAddress, ...]
     bundle: PrekeyBundle
     signature: bytes = field(default=b"", repr=False)
+    capabilities: int = 0
+
+    @property
+    def post_quantum(self) -> bool:
+        return bool(self.capabilities & CAPABILITY_PQ_RATCHET)
 
     def _body(self) -> bytes:
-        w = Writer().raw(_MAGIC).u8(_VERSION).fixed(self.invite_id, 16)
+        version = _VERSION_CAPABILITIES if self.capabilities else _VERSION
+        w = Writer().raw(_MAGIC).u8(version).fixed(self.invite_id, 16)
         w.u64(self.expires_at_ms).text16(self.name)
         _write_relays(w, self.relays)
-        return w.bytes16(self.bundle.encode()).getvalue()
+        w.bytes16(self.bundle.encode())
+        return (w.u8(self.capabilities) if self.capabilities else w).getvalue()
 
     def signed(self, identity: IdentityKeyPair) -> Invite:
         signature = identity.sign(_SIGNATURE_LABEL + self._body())
         return Invite(
-            self.invite_id, self.expires_at_ms, self.name, self.relays, self.bundle, signature
+            self.invite_id,
+            self.expires_at_ms,
+            self.name,
+            self.relays,
+            self.bundle,
+            signature,
+            self.capabilities,
         )
 
     def to_code(self) -> str:
@@ -164,19 +193,23 @@ class Invite:
             raise InviteRefused("invite code is damaged: it is not valid base64url") from None
         try:
             r = Reader(raw, "invite")
-            if r.fixed(3) != _MAGIC or r.u8() != _VERSION:
+            magic, version = r.fixed(3), r.u8()
+            if magic != _MAGIC or version not in (_VERSION, _VERSION_CAPABILITIES):
                 raise RemoteProtocolError("unknown invite format")
             invite_id, expires = r.fixed(16), r.u64()
             name = _read_name(r, "the name in the invite")
             relays = _read_relays(r)
             bundle = PrekeyBundle.decode(r.bytes16(_MAX_BUNDLE))
+            capabilities = r.u8() if version == _VERSION_CAPABILITIES else 0
+            if version == _VERSION_CAPABILITIES and not capabilities:
+                raise RemoteProtocolError("a version 2 invite names no capability")
             signature = r.fixed(64)
             r.finish()
         except _PolicyRefused as error:
             raise InviteRefused(f"invite code refused: {error}") from None
         except RemoteProtocolError as error:
             raise InviteRefused(f"invite code is damaged or tampered with ({error})") from None
-        invite = cls(invite_id, expires, name, relays, bundle, signature)
+        invite = cls(invite_id, expires, name, relays, bundle, signature, capabilities)
         if not bundle.identity.verify(signature, _SIGNATURE_LABEL + invite._body()):
             raise InviteRefused("invite code was tampered with: its signature does not verify")
         if now_ms >= expires:
@@ -186,14 +219,22 @@ class Invite:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """The joiner's first message: its name and where the inviter can reach it."""
+    """The joiner's first message: its name, where the inviter can reach it, and (in
+    answer to a version 2 invite only) its capabilities."""
 
     name: str
     relays: tuple[RelayAddress, ...]
+    capabilities: int | None = None
+
+    @property
+    def post_quantum(self) -> bool:
+        return bool((self.capabilities or 0) & CAPABILITY_PQ_RATCHET)
 
     def encode(self) -> bytes:
         w = Writer().text16(self.name)
         _write_relays(w, self.relays)
+        if self.capabilities is not None:
+            w.u8(self.capabilities)
         return w.getvalue()
 
     @classmethod
@@ -205,7 +246,8 @@ class Hello:
                 (nothing is stored: the inviter counts the hello as rejected).
         """
         r = Reader(data, "hello")
-        hello = cls(_read_name(r, "the name in the hello"), _read_relays(r))
+        name, relays = _read_name(r, "the name in the hello"), _read_relays(r)
+        hello = cls(name, relays, r.u8() if r.remaining else None)
         r.finish()
         return hello
 
@@ -236,3 +278,15 @@ class Move:
         move = cls(_read_relays(r))
         r.finish()
         return move
+
+
+def decode_capabilities(body: bytes) -> int:
+    """The capability bits of a `KIND_CAPABILITIES` message (unknown bits are kept).
+
+    Raises:
+        RemoteProtocolError: not exactly one byte.
+    """
+    r = Reader(body, "capabilities")
+    capabilities = r.u8()
+    r.finish()
+    return capabilities

@@ -12,7 +12,16 @@ from backchannel.client.errors import (
     RelayUnreachable,
     UnknownReference,
 )
-from backchannel.client.invite import KIND_HELLO, KIND_MOVE, Hello, Invite, Move, RelayAddress
+from backchannel.client.invite import (
+    CAPABILITY_PQ_RATCHET,
+    KIND_CAPABILITIES,
+    KIND_HELLO,
+    KIND_MOVE,
+    Hello,
+    Invite,
+    Move,
+    RelayAddress,
+)
 from backchannel.client.records import ChannelRecord, InviteRecord, Link, Mailbox, MessageRecord
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SyncReport
@@ -154,6 +163,7 @@ class Pairing:
             state.name,
             _addresses(links),
             prekeys.bundle(state.identity, opk_id),
+            capabilities=CAPABILITY_PQ_RATCHET,  # new channels run the PQ ratchet (§13.8)
         ).signed(state.identity)
         record = InviteRecord(
             invite_id.hex(),
@@ -244,7 +254,9 @@ class Pairing:
         if not links:
             down = ", ".join(f"{u} ({r})" for u, r in pool.failures.items())
             raise RelayUnreachable(f"none of the invite's relays can be reached: {down}")
-        session = Session.initiate(state.identity, invite.bundle, state.rng)
+        # With the PQ ratchet if the (signed) invite offers it; else classical, upgraded in
+        # place once the inviter announces it (protocol.md §13.8).
+        session = Session.initiate(state.identity, invite.bundle, state.rng, invite.post_quantum)
         changed = state.identity_changed(name or invite.name, invite.bundle.identity)
         channel = ChannelRecord(
             channel_id=state.rng(16).hex(),
@@ -256,7 +268,10 @@ class Pairing:
             created_at_ms=state.clock(),
             role="joiner",
         )
-        hello = Hello(state.name, _addresses(links))
+        # A version 2 invite is answered with our capabilities (a version 1 one, from an
+        # inviter that may be 0.1, with the hello 0.1 reads).
+        capabilities = CAPABILITY_PQ_RATCHET if invite.capabilities else None
+        hello = Hello(state.name, _addresses(links), capabilities)
         with state.store.transaction():
             # Checked again where it is marked: the check above was before the network.
             if state.invites.was_accepted(invite.invite_id.hex()):
@@ -316,7 +331,11 @@ class Pairing:
         except (DecryptionFailed, RemoteProtocolError):
             report.rejected += 1
             return
-        if hello is None:
+        if hello is None or (
+            hello.capabilities is not None and hello.post_quantum != bool(session.post_quantum)
+        ):
+            # A hello claiming the PQ ratchet in a session without it (or the reverse)
+            # was not made by a client that pairs this way: refused like damage.
             report.rejected += 1
             return
         by_url = {address.url: address for address in hello.relays}
@@ -350,7 +369,11 @@ class Pairing:
         if retiring:
             move = Move(_addresses(links))
             self._sender.enqueue(channel, session, KIND_MOVE, move.encode())
+        if session.post_quantum is None:
+            # A classical start (a version 1 invite): offer the upgrade (§13.8).
+            session.offer_post_quantum()
+            body = bytes([CAPABILITY_PQ_RATCHET])
+            self._sender.enqueue(channel, session, KIND_CAPABILITIES, body)
         state.channels.save(channel)
         report.new_channels.append(channel.name)
         report.received += 1
-

@@ -16,7 +16,13 @@ from typing import Final
 
 from backchannel.client.errors import ClientError
 from backchannel.client.forks import KIND_FORK_NOTICE, ForkNotice, ForkReason, ForkRecord
-from backchannel.client.invite import KIND_MOVE, Move
+from backchannel.client.invite import (
+    CAPABILITY_PQ_RATCHET,
+    KIND_CAPABILITIES,
+    KIND_MOVE,
+    Move,
+    decode_capabilities,
+)
 from backchannel.client.pairing import Pairing
 from backchannel.client.receipts import (
     MAX_RECEIPT_IDS,
@@ -38,7 +44,7 @@ from backchannel.client.state.shared import ClientState
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.ratchet import DuplicateMessage, ForkedChain, TooFarAhead
-from backchannel.protocol.e2e.session import starts_session
+from backchannel.protocol.e2e.session import Session, starts_session
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import (
     DecryptionFailed,
@@ -206,6 +212,7 @@ class Receiver:
             state.channels.save(channel)
             report.rejected += 1
             return None
+        self._negotiate_post_quantum(channel, session, message)
         state.keep_session(channel, session)
         channel.last_heard_ms = state.clock()
         state.forks.remember_position(channel.channel_id, opened.position)
@@ -226,6 +233,29 @@ class Receiver:
                 report.new_notes.append(record.message_id)
         state.channels.save(channel)
         return entry
+
+    def _negotiate_post_quantum(
+        self, channel: ChannelRecord, session: Session, message: Message
+    ) -> None:
+        """Upgrade a classical channel in place (protocol.md §13.8): start the PQ ratchet
+        when the counterpart announces it, and announce it ourselves once per channel."""
+        if message.kind == KIND_CAPABILITIES:
+            try:
+                capabilities = decode_capabilities(message.body)
+            except RemoteProtocolError:
+                capabilities = 0
+            if capabilities & CAPABILITY_PQ_RATCHET:
+                session.start_post_quantum(self._state.rng)
+        if (
+            not session.post_quantum_offered
+            and session.can_send
+            and any(link.outbound for link in channel.links)
+            # Like receipts, nothing goes to a changed key nobody has looked at yet.
+            and not (channel.identity_changed and not channel.verified)
+        ):
+            session.offer_post_quantum()
+            body = bytes([CAPABILITY_PQ_RATCHET])
+            self._sender.enqueue(channel, session, KIND_CAPABILITIES, body)
 
     def _chain_fork(self, channel: ChannelRecord, message: Message) -> ForkReason | None:
         """Check a new message against the sender's history we hold (protocol.md §8):
@@ -267,6 +297,8 @@ class Receiver:
             self._follow_move(channel, message.body)
         elif message.kind in RECEIPT_KINDS:
             self._apply_receipt(channel, message)
+        elif message.kind == KIND_CAPABILITIES:
+            pass  # taken in `_negotiate_post_quantum`; owes no receipt
         else:
             state.receipts.add(
                 channel.channel_id, MessageKind.RECEIPT_DELIVERED, message.message_id.hex()

@@ -13,7 +13,9 @@ A v3 payload has exactly the overhead of a v2 one (the header's 4 more bytes are
 prefix it no longer needs: a Message delimits itself), so a message goes into the same
 bucket whether or not its session has the PQ ratchet; the chunks only fill the padding.
 
-Senders produce v2 only. Receivers also accept Backchannel 0.1's payload v1 (type 0x01 with
+Senders produce v2, or v3 once the session runs the PQ ratchet (from its start, or after
+an upgrade in place: docs/protocol.md §13.8; once both sides run it, a v2 payload is a
+refused downgrade). Receivers also accept Backchannel 0.1's payload v1 (type 0x01 with
 an initiation, 0x02 without), whose body is ChaCha20-Poly1305 under a zero nonce, so that
 messages in flight from a 0.1 sender still open. Receivers check that the payload fills
 the smallest bucket that holds it (docs/protocol.md §6).
@@ -76,6 +78,7 @@ __all__ = [
     "PAYLOAD_RATCHET",
     "PAYLOAD_V1_INITIATION",
     "PAYLOAD_V1_RATCHET",
+    "DowngradeRefused",
     "OpenedMessage",
     "SealedMessage",
     "Session",
@@ -122,6 +125,21 @@ _MAX_RATCHET_STATE: Final = 256 * 1024
 # A stored PQ ratchet: 512 epoch keys (18 KB), two KEM objects to send and two partly
 # received (under 5 KB), and a seed; anything larger is damaged.
 _MAX_PQ_STATE: Final = 32 * 1024
+# The PQ byte of a version 2 state (docs/protocol.md §13.7). 0 and 1 are what the first
+# version 2 states wrote (classical; PQ from the session's start), so those still load.
+_PQ_NONE: Final = 0  # classical, no upgrade offered
+_PQ_LOCKED: Final = 1  # PQ ratchet running, the peer's PQ payloads seen: never off again
+_PQ_OFFERED: Final = 2  # classical; this side announced the PQ capability (§13.8)
+_PQ_STARTED: Final = 3  # PQ ratchet running here, the peer's first PQ payload not yet seen
+
+
+class DowngradeRefused(RemoteProtocolError):
+    """A payload without the post-quantum ratchet in a channel where both sides run it.
+
+    Once both sides have the PQ ratchet it is never turned off (docs/protocol.md §13.8):
+    a classical payload (a peer's broken client, or an attacker holding the classical
+    keys) is refused before any decryption, state unchanged.
+    """
 
 
 def starts_session(payload: bytes) -> bool:
@@ -197,8 +215,10 @@ class Session:
 
     __slots__ = (
         "_initiation_digest",
+        "_peer_pq",
         "_pending_initiation",
         "_pq",
+        "_pq_offered",
         "_ratchet",
         "associated_data",
         "last_sent_hash",
@@ -216,6 +236,7 @@ class Session:
         next_seq: int = 1,
         last_sent_hash: bytes = GENESIS_HASH,
         pq: PqRatchet | None = None,
+        pq_flag: int | None = None,
     ) -> None:
         self.role = role
         self.associated_data = associated_data
@@ -225,6 +246,12 @@ class Session:
         self.next_seq = next_seq
         self.last_sent_hash = last_sent_hash
         self._pq = pq
+        if pq_flag is None:
+            pq_flag = _PQ_NONE if pq is None else _PQ_LOCKED
+        # Offered: this side runs the PQ ratchet as soon as the peer shows it does.
+        self._pq_offered = pq_flag != _PQ_NONE
+        # The peer sealed a PQ payload: a classical one from it is a downgrade now.
+        self._peer_pq = pq_flag == _PQ_LOCKED
 
     def __repr__(self) -> str:
         role = "initiator" if self.role == _ROLE_INITIATOR else "responder"
@@ -251,6 +278,35 @@ class Session:
     def post_quantum(self) -> PqRatchet | None:
         """The PQ ratchet (read it, do not change it), or None for a classical session."""
         return self._pq
+
+    @property
+    def post_quantum_locked(self) -> bool:
+        """True once both sides run the PQ ratchet: it can never be turned off again."""
+        return self._pq is not None and self._peer_pq
+
+    @property
+    def post_quantum_offered(self) -> bool:
+        """True if this side runs the PQ ratchet or accepts the peer's start of it."""
+        return self._pq_offered
+
+    def offer_post_quantum(self) -> None:
+        """Accept the peer's PQ payloads in this classical session (docs/protocol.md §13.8).
+
+        Call it when this side announces the PQ capability to the peer; the ratchet starts
+        here when the peer's first PQ payload authenticates. Idempotent.
+        """
+        self._pq_offered = True
+
+    def start_post_quantum(self, rng: Rng) -> None:
+        """Start the PQ ratchet now: the peer announced the capability (§13.8).
+
+        From now on this side seals PQ payloads; it still opens the peer's classical ones
+        until the peer's first PQ payload arrives. The initiator draws its EK_1 seed (64
+        bytes) from `rng`. Does nothing if the ratchet already runs.
+        """
+        self._pq_offered = True
+        if self._pq is None:
+            self._pq = PqRatchet.start(self.role == _ROLE_INITIATOR, self.associated_data, rng)
 
     @property
     def awaiting_reply(self) -> bool:
@@ -347,7 +403,7 @@ class Session:
             _ROLE_RESPONDER, secrets.associated_data, ratchet, b"", sha256(encoded), pq=pq_state
         )
         prefix_size = len(payload) - r.remaining
-        opened = session._open(r.rest(), prefix_size, body_version, rng)
+        opened = session._open(r.rest(), prefix_size, body_version, rng, pq)
         remaining = prekeys
         if initiation.one_time_prekey_id is not None:
             remaining = prekeys.without_one_time_prekey(initiation.one_time_prekey_id)
@@ -418,27 +474,37 @@ class Session:
         _check_payload_size(payload)
         r = Reader(payload, "payload")
         carries_initiation, body_version, pq = _read_type(r)
-        if pq != (self._pq is not None):
-            # Once a session has the PQ ratchet a classical payload is a downgrade, and a
-            # classical session cannot open a PQ one: refused before any decryption.
-            raise RemoteProtocolError(
+        # Refused before any decryption (§13.8): once both sides run the PQ ratchet a
+        # classical payload is a downgrade; a session that never offered it opens no PQ one.
+        if not pq and self.post_quantum_locked:
+            raise DowngradeRefused(
                 "payload without the post-quantum ratchet in a session that has it"
-                if self._pq is not None
-                else "post-quantum payload in a session without it"
             )
+        if pq and not self._pq_offered:
+            raise RemoteProtocolError("post-quantum payload in a session without it")
         if carries_initiation:
             initiation = Initiation.read(r)
             # A later initiation-carrying payload must repeat the one that started us.
             if sha256(initiation.encode()) != self._initiation_digest:
                 raise RemoteProtocolError("payload starts a different session")
         prefix_size = len(payload) - r.remaining
-        return self._open(r.rest(), prefix_size, body_version, rng)
+        return self._open(r.rest(), prefix_size, body_version, rng, pq)
 
     def _open(
-        self, ratchet_part: bytes, prefix_size: int, body_version: BodyVersion, rng: Rng
+        self,
+        ratchet_part: bytes,
+        prefix_size: int,
+        body_version: BodyVersion,
+        rng: Rng,
+        pq: bool,
     ) -> OpenedMessage:
-        if self._pq is not None:
-            return self._open_pq(self._pq, ratchet_part, prefix_size, rng)
+        if pq:
+            state = self._pq
+            if state is None:
+                # The peer started the ratchet we offered (§13.8): ours starts too, kept
+                # only if this payload authenticates and parses.
+                state = PqRatchet.start(self.role == _ROLE_INITIATOR, self.associated_data, rng)
+            return self._open_pq(state, ratchet_part, prefix_size, rng)
         pending = self._ratchet.prepare_decrypt(
             ratchet_part, self.associated_data, rng, body_version
         )
@@ -470,6 +536,7 @@ class Session:
         candidate.receive(pending.pq_epoch, chunks, rng)
         opened = self._commit(pending, message)
         self._pq = candidate
+        self._peer_pq = self._pq_offered = True
         return opened
 
     def _commit(self, pending: PendingDecryption, message: Message) -> OpenedMessage:
@@ -488,8 +555,9 @@ class Session:
         w.u64(self.next_seq).fixed(self.last_sent_hash, 32)
         w.bytes32(self._ratchet.encode())
         if self._pq is None:
-            return w.u8(0).getvalue()
-        return w.u8(1).bytes32(self._pq.encode()).getvalue()
+            return w.u8(_PQ_OFFERED if self._pq_offered else _PQ_NONE).getvalue()
+        w.u8(_PQ_LOCKED if self._peer_pq else _PQ_STARTED)
+        return w.bytes32(self._pq.encode()).getvalue()
 
     @classmethod
     def decode(cls, data: bytes) -> Session:
@@ -511,16 +579,17 @@ class Session:
         next_seq, last_hash = r.u64(), r.fixed(32)
         ratchet = Ratchet.decode(r.bytes32(_MAX_RATCHET_STATE))
         pq: PqRatchet | None = None
+        pq_flag = _PQ_NONE
         if version == _STATE_VERSION:
-            has_pq = r.u8()
-            if has_pq not in (0, 1):
+            pq_flag = r.u8()
+            if pq_flag not in (_PQ_NONE, _PQ_LOCKED, _PQ_OFFERED, _PQ_STARTED):
                 raise RemoteProtocolError("session state has a bad PQ flag")
-            if has_pq:
+            if pq_flag in (_PQ_LOCKED, _PQ_STARTED):
                 pq = PqRatchet.decode(r.bytes32(_MAX_PQ_STATE))
                 if pq.is_initiator != (role == _ROLE_INITIATOR):
                     raise RemoteProtocolError("session state PQ role differs from its own")
         r.finish()
-        return cls(role, ad, ratchet, pending, digest, next_seq, last_hash, pq)
+        return cls(role, ad, ratchet, pending, digest, next_seq, last_hash, pq, pq_flag)
 
 
 # Re-exported for callers that catch it.
