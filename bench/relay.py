@@ -81,6 +81,54 @@ def run_echo(port: int) -> None:
     uvloop.run(main())
 
 
+class Sampler:
+    """A sampling profiler of every thread of this process (py-spy's view, without
+    py-spy): every `interval` seconds it counts the innermost frame of each thread (self
+    time) and each function on its stack once (total time)."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        import threading
+
+        self.interval = interval
+        self.self_counts: dict[str, int] = {}
+        self.total_counts: dict[str, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._me = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import threading
+
+        self._me = threading.get_ident()
+        while not self._stop.wait(self.interval):
+            for ident, frame in sys._current_frames().items():
+                if ident == self._me:
+                    continue
+                f: Any = frame
+                leaf = f"{Path(f.f_code.co_filename).name}:{f.f_code.co_name}"
+                if f.f_code.co_name in ("wait", "get", "_wait_for_tstate_lock", "select", "_write_loop",
+                                        "run_forever", "_worker", "run"):
+                    continue  # an idle thread: not CPU
+                self.self_counts[leaf] = self.self_counts.get(leaf, 0) + 1
+                seen: set[str] = set()
+                while f is not None:
+                    name = f"{Path(f.f_code.co_filename).name}:{f.f_code.co_name}"
+                    if name not in seen:
+                        seen.add(name)
+                        self.total_counts[name] = self.total_counts.get(name, 0) + 1
+                    f = f.f_back
+                self.samples += 1
+
+    def dump(self, path: str) -> None:
+        self._stop.set()
+        self._thread.join()
+        Path(path).write_text(json.dumps({"samples": self.samples,
+                                          "self": self.self_counts,
+                                          "total": self.total_counts}))
+
+
 def run_relay(port: int, url: str) -> None:
     import uvloop
 
@@ -92,7 +140,8 @@ def run_relay(port: int, url: str) -> None:
                          max_connections_per_address=1_000_000, creates_per_second=1e9,
                          create_burst=1e9, creates_per_second_per_address=1e9,
                          create_burst_per_address=1e9, mailbox_max_envelopes=1_000_000,
-                         mailbox_max_bytes=1 << 40)
+                         mailbox_max_bytes=1 << 40,
+                         **json.loads(os.environ.get("BENCH_RELAY_LIMITS", "{}")))
 
     async def main() -> None:
         server = RelayServer(open_store(url, limits), limits, host="127.0.0.1", port=port)
@@ -103,7 +152,10 @@ def run_relay(port: int, url: str) -> None:
         await stop.wait()
         await server.stop()
 
+    sampler = Sampler() if os.environ.get("BENCH_PROFILE") else None
     uvloop.run(main())
+    if sampler is not None:
+        sampler.dump(os.environ["BENCH_PROFILE"])
 
 
 # --- load client (child process) -------------------------------------------------------

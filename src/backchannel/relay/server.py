@@ -218,6 +218,27 @@ class _Socket(PacedConnection):
         if not self.refused:
             super().data_received(data)
 
+    def send_data(self) -> None:
+        """Write what websockets has to send in one ``transport.write`` (one system call
+        for a whole outbox batch, not one per frame). An empty chunk stands for the end
+        of the stream: half-close, as websockets does, or close."""
+        transport = self.transport
+        chunks: list[bytes] = []
+        for data in self.protocol.data_to_send():
+            if data:
+                chunks.append(data)
+                continue
+            if chunks:
+                transport.write(b"".join(chunks))
+                chunks = []
+            if transport.can_write_eof():
+                with contextlib.suppress(Exception):  # uvloop may raise RuntimeError
+                    transport.write_eof()
+            else:
+                transport.close()
+        if chunks:
+            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
     def eof_received(self) -> None:
         if not self.refused:
             super().eof_received()
@@ -685,9 +706,14 @@ class RelayServer:
                         conn.outbox.append(data)
                         conn.outbox_bytes += len(data)
                 batch, conn.outbox = conn.outbox, []
-                for data in batch:
-                    await conn.ws.send(data)
-                    conn.outbox_bytes -= len(data)
+                # One write context for the whole batch, not one `ws.send` each: the
+                # frames are framed at once and leave in one socket write (`send_data`),
+                # then the flush waits once for the transport to drain.
+                ws = conn.ws
+                async with ws.send_context():
+                    for data in batch:
+                        ws.protocol.send_binary(data)
+                        conn.outbox_bytes -= len(data)
             if conn.close_with is not None:
                 if _deaf(conn):
                     _fail_connection(conn.ws, *conn.close_with)
