@@ -1,6 +1,7 @@
 """Relay throughput, latency and idle memory, as ratios of a bare WebSocket echo floor.
 
     python bench/relay.py [--conns 1 10 100] [--windows 1 8] [--pg URL | --no-pg] [--idle 5000]
+                          [--unpaced] [--profile FILE]
 
 In one run this starts (a) a bare aiohttp + uvloop echo server, the fastest plain Python
 WebSocket server measured on this kind of machine (the floor), (b) the relay on SQLite and
@@ -81,61 +82,14 @@ def run_echo(port: int) -> None:
     uvloop.run(main())
 
 
-class Sampler:
-    """A sampling profiler of every thread of this process (py-spy's view, without
-    py-spy): every `interval` seconds it counts the innermost frame of each thread (self
-    time) and each function on its stack once (total time)."""
-
-    def __init__(self, interval: float = 0.002) -> None:
-        import threading
-
-        self.interval = interval
-        self.self_counts: dict[str, int] = {}
-        self.total_counts: dict[str, int] = {}
-        self.samples = 0
-        self._stop = threading.Event()
-        self._me = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import threading
-
-        self._me = threading.get_ident()
-        while not self._stop.wait(self.interval):
-            for ident, frame in sys._current_frames().items():
-                if ident == self._me:
-                    continue
-                f: Any = frame
-                leaf = f"{Path(f.f_code.co_filename).name}:{f.f_code.co_name}"
-                if f.f_code.co_name in ("wait", "get", "_wait_for_tstate_lock", "select", "_write_loop",
-                                        "run_forever", "_worker", "run"):
-                    continue  # an idle thread: not CPU
-                self.self_counts[leaf] = self.self_counts.get(leaf, 0) + 1
-                seen: set[str] = set()
-                while f is not None:
-                    name = f"{Path(f.f_code.co_filename).name}:{f.f_code.co_name}"
-                    if name not in seen:
-                        seen.add(name)
-                        self.total_counts[name] = self.total_counts.get(name, 0) + 1
-                    f = f.f_back
-                self.samples += 1
-
-    def dump(self, path: str) -> None:
-        self._stop.set()
-        self._thread.join()
-        Path(path).write_text(json.dumps({"samples": self.samples,
-                                          "self": self.self_counts,
-                                          "total": self.total_counts}))
-
-
 def run_relay(port: int, url: str) -> None:
     import uvloop
 
     from backchannel.relay import RelayLimits, RelayServer, open_store
 
     # Load-test limits: one client address opens every connection and creates every
-    # mailbox, and it sends far above a single principal's rate.
+    # mailbox, and it sends far above a single principal's rate. The pace shared by
+    # backlogged connections stays the default unless --unpaced (BENCH_RELAY_LIMITS).
     limits = RelayLimits(frames_per_second=1e9, frame_burst=1e9,
                          max_connections_per_address=1_000_000, creates_per_second=1e9,
                          create_burst=1e9, creates_per_second_per_address=1e9,
@@ -152,10 +106,24 @@ def run_relay(port: int, url: str) -> None:
         await stop.wait()
         await server.stop()
 
-    sampler = Sampler() if os.environ.get("BENCH_PROFILE") else None
-    uvloop.run(main())
-    if sampler is not None:
-        sampler.dump(os.environ["BENCH_PROFILE"])
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        uvloop.run(main())
+        return
+    # --profile: the event loop's thread under cProfile (the SQLite writer thread is
+    # mostly in C, with the interpreter lock released: its share is the process CPU
+    # minus this thread's), top functions by self time.
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        uvloop.run(main())
+    finally:
+        prof.disable()
+        with open(out, "w") as fh:
+            pstats.Stats(prof, stream=fh).sort_stats("tottime").print_stats(30)
 
 
 # --- load client (child process) -------------------------------------------------------
@@ -393,6 +361,8 @@ def orchestrate(opts: argparse.Namespace) -> None:
                 rows.append({"server": "echo", "conns": conns, "window": window, **floor})
                 for name, url in backends:
                     port = free_port()
+                    if opts.profile:
+                        os.environ["BENCH_PROFILE"] = f"{opts.profile}.{name}.{conns}x{window}"
                     relay = start(["_relay", str(port), url])
                     try:
                         res = client(["_client", "relay", f"ws://127.0.0.1:{port}/",
@@ -405,6 +375,7 @@ def orchestrate(opts: argparse.Namespace) -> None:
                     rows.append({"server": name, "conns": conns, "window": window, **res})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         idle = None
+        os.environ.pop("BENCH_PROFILE", None)
         if opts.idle:
             port = free_port()
             relay = start(["_relay", str(port), f"sqlite:///{tmp / 'idle.db'}"])
@@ -470,9 +441,18 @@ def main() -> None:
                         help="messages per run (a quarter of it with one connection)")
     parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL URL for the relay")
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--unpaced", action="store_true",
+                        help="lift the pace shared by backlogged connections "
+                             "(backlogged_frames_per_second) on the relays")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="profile each relay's event loop with cProfile into FILE.N")
     parser.add_argument("--idle", type=int, default=5000,
                         help="idle subscribed connections for the memory figure (0: skip)")
-    orchestrate(parser.parse_args())
+    opts = parser.parse_args()
+    if opts.unpaced:
+        os.environ["BENCH_RELAY_LIMITS"] = json.dumps(
+            {"backlogged_frames_per_second": 1e9, "backlogged_frame_burst": 1e9})
+    orchestrate(opts)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from backchannel.protocol import relayconn
@@ -696,7 +697,34 @@ class RelayServer:
     def _kick(self, conn: _Conn) -> None:
         if not conn.flushing:
             conn.flushing = True
+            asyncio.get_running_loop().call_soon(self._flush_soon, conn)
+
+    def _flush_soon(self, conn: _Conn) -> None:
+        """Send the outbox on the next turn of the loop, with no task when it can.
+
+        On the next turn, so that every answer and push of one group commit (their
+        callbacks run in the same turn) leaves in one socket write. When the socket is
+        open and takes data (not paused by flow control) the outbox is framed and
+        written at once; otherwise a task sends it and waits for the transport to drain
+        (`_flush`), as it also does to close.
+        """
+        ws = conn.ws
+        transport = ws.transport
+        if (conn.close_with is not None or ws.paused or transport is None
+                or transport.is_closing() or ws.protocol.state is not State.OPEN):
             self._spawn(self._flush(conn))
+            return
+        if conn.stored:
+            for data in conn.proto.take_stored():
+                conn.outbox.append(data)
+                conn.outbox_bytes += len(data)
+        batch, conn.outbox = conn.outbox, []
+        protocol = ws.protocol
+        for data in batch:
+            protocol.send_binary(data)
+            conn.outbox_bytes -= len(data)
+        ws.send_data()
+        conn.flushing = False
 
     async def _flush(self, conn: _Conn) -> None:
         try:
