@@ -38,6 +38,8 @@ from backchannel.protocol.relayframes import (
     TOKEN_SIZE,
     Ack,
     Acked,
+    BatchResult,
+    BatchStored,
     Create,
     Created,
     Delete,
@@ -50,6 +52,7 @@ from backchannel.protocol.relayframes import (
     Pong,
     Request,
     Send,
+    SendBatch,
     Subscribe,
     Subscribed,
     token_hash,
@@ -321,6 +324,23 @@ class RelayClient:
         """
         answer = await self._call(StoredAnswer, Send, mailbox_id, send_token, envelope)
         return answer.seq
+
+    async def send_batch(self, mailbox_id: bytes, send_token: bytes,
+                         envelopes: tuple[bytes, ...]) -> tuple[BatchResult, ...]:
+        """Deposit several envelopes in one frame (`SendBatch`: 1..`MAX_SEND_BATCH`, at
+        most `MAX_SEND_BATCH_BYTES` together); returns one outcome per envelope, in order,
+        once the relay committed or refused each (``result.stored``, ``result.seq``,
+        else ``result.code``).
+
+        Raises:
+            RelayRequestError: the whole frame was refused (rate limited, or a relay that
+                does not know SEND_BATCH: UNKNOWN_COMMAND; send them one by one then).
+            RelayClosed: the connection closed before the answer (any of them may or may
+                not be stored: send them again; receivers deduplicate).
+        """
+        answer = await self._call(BatchStored, SendBatch, mailbox_id, send_token,
+                                  tuple(envelopes))
+        return answer.results
 
     async def subscribe(self, mailbox_id: bytes, receive_token: bytes) -> int:
         """Ask the relay to push this mailbox's envelopes; returns how many are pending."""
