@@ -151,7 +151,8 @@ async def echo_conn(session: Any, url: str, count: int, window: int,
 
 
 async def relay_conn(session: Any, url: str, count: int, window: int,
-                     lat_deliver: list[float], lat_ack: list[float]) -> None:
+                     lat_deliver: list[float], lat_ack: list[float], batch: bool = False,
+                     ) -> None:
     from backchannel.protocol import relayframes as rf
     from backchannel.protocol.envelope import Envelope
 
@@ -175,14 +176,31 @@ async def relay_conn(session: Any, url: str, count: int, window: int,
         env = Envelope(mid, n.to_bytes(8, "big") + pad).encode()
         await ws.send_bytes(rf.encode(rf.Send(100 + n, mid, send_tok, env)))
 
-    for _ in range(min(window, count)):
-        await send_next()
+    async def send_some(k: int) -> None:
+        """The next `k` envelopes: one SEND each, or with --batch one SEND_BATCH."""
+        k = min(k, count - len(started))
+        if k <= 0:
+            return
+        if not batch:
+            for _ in range(k):
+                await send_next()
+            return
+        now = time.perf_counter()
+        first = len(started)
+        started.extend([now] * k)
+        envs = tuple(Envelope(mid, n.to_bytes(8, "big") + pad).encode()
+                     for n in range(first, first + k))
+        await ws.send_bytes(rf.encode(rf.SendBatch(100 + first, mid, send_tok, envs)))
+
+    await send_some(window)
     while acked < count:
         frame = rf.decode_response((await ws.receive()).data)
         now = time.perf_counter()
         match frame:
             case rf.Stored():
                 pass
+            case rf.BatchStored(_, results):
+                assert all(r.stored for r in results)
             case rf.Deliver(_, items):
                 ns = [int.from_bytes(d.envelope[17:25], "big") for d in items]
                 lat_deliver.extend(now - started[n] for n in ns)
@@ -194,15 +212,14 @@ async def relay_conn(session: Any, url: str, count: int, window: int,
                 ns = pending_acks.pop(ack_rid)
                 lat_ack.extend(now - started[n] for n in ns)
                 acked += len(ns)
-                for _ in ns:
-                    if len(started) < count:
-                        await send_next()
+                await send_some(len(ns))
             case rf.Error(_, code, reason):
                 raise RuntimeError(f"relay error {code}: {reason}")
     await ws.close()
 
 
-async def client_main(kind: str, url: str, conns: int, total: int, window: int) -> dict[str, Any]:
+async def client_main(kind: str, url: str, conns: int, total: int, window: int,
+                      batch: bool = False) -> dict[str, Any]:
     import aiohttp
 
     per_conn = max(1, total // conns)
@@ -214,7 +231,7 @@ async def client_main(kind: str, url: str, conns: int, total: int, window: int) 
         def jobs(count: int) -> list[Any]:
             if kind == "echo":
                 return [echo_conn(session, url, count, window, lat_a) for _ in range(conns)]
-            return [relay_conn(session, url, count, window, lat_a, lat_b)
+            return [relay_conn(session, url, count, window, lat_a, lat_b, batch)
                     for _ in range(conns)]
 
         await asyncio.wait_for(asyncio.gather(*jobs(max(20, per_conn // 20))), TIME_LIMIT)
@@ -366,7 +383,8 @@ def orchestrate(opts: argparse.Namespace) -> None:
                     relay = start(["_relay", str(port), url])
                     try:
                         res = client(["_client", "relay", f"ws://127.0.0.1:{port}/",
-                                      str(conns), str(total), str(window)], relay.pid)
+                                      str(conns), str(total), str(window),
+                                      *(["batch"] if opts.batch else [])], relay.pid)
                     finally:
                         stop(relay)
                     res["x_rate"] = res["rate"] / floor["rate"]
@@ -424,7 +442,8 @@ def main() -> None:
 
             pin(1)
             print(json.dumps(uvloop.run(client_main(rest[0], rest[1], int(rest[2]),
-                                                    int(rest[3]), int(rest[4])))))
+                                                    int(rest[3]), int(rest[4]),
+                                                    rest[5:] == ["batch"]))))
         elif role == "_idle":
             import resource
 
@@ -441,6 +460,9 @@ def main() -> None:
                         help="messages per run (a quarter of it with one connection)")
     parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL URL for the relay")
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--batch", action="store_true",
+                        help="relay clients send with SEND_BATCH: the window, then each "
+                             "acked delivery's worth, in one frame")
     parser.add_argument("--unpaced", action="store_true",
                         help="lift the pace shared by backlogged connections "
                              "(backlogged_frames_per_second) on the relays")

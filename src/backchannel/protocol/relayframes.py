@@ -109,11 +109,11 @@ MAX_BATCH_BYTES: Final = 4 * MAX_ENVELOPE_SIZE
 # Error reasons are one short human sentence; a bound keeps errors cheap to send and parse.
 MAX_REASON_SIZE: Final = 256
 # A SEND_BATCH carries at most this many envelopes for one mailbox, of at most
-# MAX_SEND_BATCH_BYTES together: a batch frame is never larger than a SEND of the largest
-# envelope (so every frame bound holds as before), and one frame never makes the relay do
-# more than 64 deposits.
+# MAX_SEND_BATCH_BYTES together (64 of the 1 KiB bucket): the largest batch frame is 1,184
+# bytes below the largest request (a FORWARD), so the frame bound holds as before, and one
+# frame never makes the relay do more than 64 deposits.
 MAX_SEND_BATCH: Final = 64
-MAX_SEND_BATCH_BYTES: Final = MAX_ENVELOPE_SIZE - 4 * MAX_SEND_BATCH
+MAX_SEND_BATCH_BYTES: Final = MAX_ENVELOPE_SIZE
 # Sequence numbers travel as u64 but both stores keep them in a signed 64-bit integer
 # (SQLite INTEGER, PostgreSQL bigint). A larger one must be refused at the door: one ACK of
 # 2^63 once stopped an SQLite relay's writer thread (review 2026-12 §2b). No mailbox will
