@@ -95,3 +95,53 @@ async def test_a_batch_over_the_frame_rate_is_refused_whole(tmp_path: object,
         with pytest.raises(RelayRequestError) as refused:
             await client.send_batch(caps.mailbox_id, caps.send_token, full)
         assert refused.value.code == ErrorCode.RATE_LIMITED
+
+
+async def test_send_many_batches_and_answers_each_envelope(db_url: str,
+                                                            relay: RelayFactory) -> None:
+    limits = RelayLimits(mailbox_max_envelopes=100)
+    async with relay(db_url, limits) as server, \
+            await RelayClient.connect(server.url) as client:
+        caps = await client.create_mailbox()
+        # 130 envelopes: three frames (64, 64, 2); the last 30 over the mailbox's quota.
+        envs = [envelope(caps.mailbox_id, n) for n in range(130)]
+        envs[5] = b"junk"
+        results = await client.send_many(caps.mailbox_id, caps.send_token, envs)
+        assert [r for r in results if isinstance(r, int)] == list(range(1, 101))
+        refused = [(i, r.code) for i, r in enumerate(results) if isinstance(r, RelayRequestError)]
+        assert refused == [(5, ErrorCode.BAD_ENVELOPE)] + [
+            (i, ErrorCode.QUOTA_EXCEEDED) for i in range(101, 130)]
+        assert server.metrics.frames.value() == 1 + 3  # CREATE and three SEND_BATCH
+
+
+async def test_send_many_falls_back_to_sends_on_a_relay_without_batches() -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from backchannel.protocol import relayframes as rf
+
+    kinds: list[str] = []
+    seqs = iter(range(1, 100))
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            assert isinstance(message, bytes)
+            try:
+                request = rf.decode_request(message)
+            except rf.FrameError as exc:
+                await ws.send(rf.encode(rf.Error(exc.request_id or 0, exc.code, "old")))
+                continue
+            kinds.append(type(request).__name__)
+            if isinstance(request, rf.SendBatch):  # what a relay predating it answers
+                await ws.send(rf.encode(rf.Error(request.request_id,
+                                                 ErrorCode.UNKNOWN_COMMAND, "unknown")))
+            elif isinstance(request, rf.Send):
+                await ws.send(rf.encode(rf.Stored((rf.StoredItem(request.request_id,
+                                                                 next(seqs)),))))
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as old:
+        port = old.sockets[0].getsockname()[1]
+        async with await RelayClient.connect(f"ws://127.0.0.1:{port}/") as client:
+            mid, tok = b"\x01" * 16, b"\x02" * 32
+            assert await client.send_many(mid, tok, [b"a", b"b", b"c"]) == [1, 2, 3]
+            assert await client.send_many(mid, tok, [b"d", b"e"]) == [4, 5]
+    assert kinds == ["SendBatch", "Send", "Send", "Send", "Send", "Send"]
