@@ -156,7 +156,8 @@ async def relay_conn(session: Any, url: str, count: int, window: int,
     from backchannel.protocol import relayframes as rf
     from backchannel.protocol.envelope import Envelope
 
-    ws = await session.ws_connect(url, compress=0, autoping=False,
+    # autoping: the relay pings every 30 s and closes a connection that does not answer.
+    ws = await session.ws_connect(url, compress=0, autoping=True,
                                   max_msg_size=rf.MAX_RESPONSE_FRAME_SIZE)
     mid, send_tok, recv_tok = os.urandom(16), os.urandom(32), os.urandom(32)
     await ws.send_bytes(rf.encode(rf.Create(1, mid, rf.token_hash(send_tok),
@@ -325,8 +326,8 @@ def cpu_seconds(pid: int) -> float:
 
 def client(args: list[str], server_pid: int | None = None) -> dict[str, Any]:
     before = time.perf_counter(), cpu_seconds(server_pid) if server_pid else 0.0
-    out = subprocess.run([sys.executable, str(HERE), *args], capture_output=True, text=True,
-                         timeout=300, check=True)
+    out = subprocess.run([sys.executable, str(HERE), *args], stdout=subprocess.PIPE,
+                         text=True, timeout=300, check=True)  # its stderr shows a failure
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     if server_pid:
         # Whole client run (warm-up included): the server's average share of a core.
