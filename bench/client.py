@@ -10,6 +10,9 @@ two principals in this process, and reports:
 - end-to-end latency, from `send()` to the message committed in the receiver's store
   (the receiver runs `watch`), at 1 and at 100 messages per second: p50 and p99, and the
   ratio of p50 to (2 x relay p50 + 2 ms), the target being <= 1;
+- the transport alone: one connection sending a burst of 1 KiB envelopes to a mailbox
+  another connection subscribes to and acks, one SEND each and then with `send_many`
+  (SEND_BATCH frames), under the relay's default limits;
 - one-way throughput of one channel: notes queued as fast as the sender can (one
   transaction each, then 50 per transaction with `queue_many`), until the receiver has
   stored all of them.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -73,6 +77,49 @@ async def relay_round_trip(url: str, count: int) -> list[float]:
             samples.append((time.perf_counter() - start) * 1000)
         await client.delete(caps.mailbox_id, caps.receive_token)
     return samples
+
+
+async def transport_burst(url: str, count: int, batched: bool) -> float:
+    """One sender connection to one receiver connection through the relay (default
+    limits): `count` 1 KiB envelopes queued at once, in windows of 64 in flight; the
+    receiver acks each delivery batch. Envelopes per second until all are acked."""
+    async with await RelayClient.connect(url) as sender, \
+            await RelayClient.connect(url) as receiver:
+        caps = await receiver.create_mailbox()
+        await receiver.subscribe(caps.mailbox_id, caps.receive_token)
+        envelopes = [Envelope(caps.mailbox_id, i.to_bytes(8, "big") + os.urandom(1024 - 25))
+                     .encode() for i in range(count)]
+
+        async def send() -> None:
+            for first in range(0, count, 64):
+                window = envelopes[first:first + 64]
+                if batched:
+                    results = await sender.send_many(caps.mailbox_id, caps.send_token, window)
+                    assert all(isinstance(r, int) for r in results), results[:3]
+                else:
+                    await asyncio.gather(*(sender.send(caps.mailbox_id, caps.send_token, e)
+                                           for e in window))
+
+        async def receive() -> None:
+            got = 0
+            acks: list[asyncio.Task[int]] = []
+            while got < count:
+                _mid, first = await receiver.receive(timeout=30)
+                seqs = [first.seq]
+                with contextlib.suppress(TimeoutError):  # what else has arrived
+                    while len(seqs) < 256:
+                        seqs.append((await receiver.receive(timeout=0.001))[1].seq)
+                got += len(seqs)
+                # Acked without waiting for the answer: the next deliveries keep coming.
+                acks.append(asyncio.ensure_future(
+                    receiver.ack(caps.mailbox_id, caps.receive_token, tuple(seqs))))
+            await asyncio.gather(*acks)
+
+        start = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(send(), receive()), 300)
+        elapsed = time.perf_counter() - start
+        await receiver.delete(caps.mailbox_id, caps.receive_token)
+    return count / elapsed
 
 
 async def end_to_end(w: Principal, b: Principal, rate: float, count: int) -> list[float]:
@@ -165,6 +212,13 @@ async def main(args: argparse.Namespace) -> None:
     )
     try:
         await wait_for_relay(url, relay)
+        for batched in (False, True):
+            rate = await transport_burst(url, args.burst, batched)
+            how = "SEND_BATCH frames (send_many)" if batched else "one SEND each"
+            print(f"transport burst, one connection to another ({args.burst} envelopes of "
+                  f"1 KiB, {how}): {rate:,.0f} envelopes/s (target >= 3000)", flush=True)
+        if args.transport_only:
+            return
         w = Principal.create(folder / "w", "w", "bench", kdf=KDF)
         b = Principal.create(folder / "b", "b", "bench", kdf=KDF)
         await b.accept(await w.invite([url]))
@@ -199,4 +253,6 @@ if __name__ == "__main__":
     parser.add_argument("--slow-count", type=int, default=10)
     parser.add_argument("--fast-count", type=int, default=300)
     parser.add_argument("--burst", type=int, default=3000)
+    parser.add_argument("--transport-only", action="store_true",
+                        help="only the transport bursts (no principals)")
     asyncio.run(main(parser.parse_args()))

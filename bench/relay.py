@@ -1,6 +1,7 @@
 """Relay throughput, latency and idle memory, as ratios of a bare WebSocket echo floor.
 
     python bench/relay.py [--conns 1 10 100] [--windows 1 8] [--pg URL | --no-pg] [--idle 5000]
+                          [--unpaced] [--profile FILE]
 
 In one run this starts (a) a bare aiohttp + uvloop echo server, the fastest plain Python
 WebSocket server measured on this kind of machine (the floor), (b) the relay on SQLite and
@@ -87,12 +88,14 @@ def run_relay(port: int, url: str) -> None:
     from backchannel.relay import RelayLimits, RelayServer, open_store
 
     # Load-test limits: one client address opens every connection and creates every
-    # mailbox, and it sends far above a single principal's rate.
+    # mailbox, and it sends far above a single principal's rate. The pace shared by
+    # backlogged connections stays the default unless --unpaced (BENCH_RELAY_LIMITS).
     limits = RelayLimits(frames_per_second=1e9, frame_burst=1e9,
                          max_connections_per_address=1_000_000, creates_per_second=1e9,
                          create_burst=1e9, creates_per_second_per_address=1e9,
                          create_burst_per_address=1e9, mailbox_max_envelopes=1_000_000,
-                         mailbox_max_bytes=1 << 40)
+                         mailbox_max_bytes=1 << 40, max_connections=1_000_000,
+                         **json.loads(os.environ.get("BENCH_RELAY_LIMITS", "{}")))
 
     async def main() -> None:
         server = RelayServer(open_store(url, limits), limits, host="127.0.0.1", port=port)
@@ -103,7 +106,24 @@ def run_relay(port: int, url: str) -> None:
         await stop.wait()
         await server.stop()
 
-    uvloop.run(main())
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        uvloop.run(main())
+        return
+    # --profile: the event loop's thread under cProfile (the SQLite writer thread is
+    # mostly in C, with the interpreter lock released: its share is the process CPU
+    # minus this thread's), top functions by self time.
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        uvloop.run(main())
+    finally:
+        prof.disable()
+        with open(out, "w") as fh:
+            pstats.Stats(prof, stream=fh).sort_stats("tottime").print_stats(30)
 
 
 # --- load client (child process) -------------------------------------------------------
@@ -131,11 +151,13 @@ async def echo_conn(session: Any, url: str, count: int, window: int,
 
 
 async def relay_conn(session: Any, url: str, count: int, window: int,
-                     lat_deliver: list[float], lat_ack: list[float]) -> None:
+                     lat_deliver: list[float], lat_ack: list[float], batch: bool = False,
+                     ) -> None:
     from backchannel.protocol import relayframes as rf
     from backchannel.protocol.envelope import Envelope
 
-    ws = await session.ws_connect(url, compress=0, autoping=False,
+    # autoping: the relay pings every 30 s and closes a connection that does not answer.
+    ws = await session.ws_connect(url, compress=0, autoping=True,
                                   max_msg_size=rf.MAX_RESPONSE_FRAME_SIZE)
     mid, send_tok, recv_tok = os.urandom(16), os.urandom(32), os.urandom(32)
     await ws.send_bytes(rf.encode(rf.Create(1, mid, rf.token_hash(send_tok),
@@ -155,8 +177,23 @@ async def relay_conn(session: Any, url: str, count: int, window: int,
         env = Envelope(mid, n.to_bytes(8, "big") + pad).encode()
         await ws.send_bytes(rf.encode(rf.Send(100 + n, mid, send_tok, env)))
 
-    for _ in range(min(window, count)):
-        await send_next()
+    async def send_some(k: int) -> None:
+        """The next `k` envelopes: one SEND each, or with --batch one SEND_BATCH."""
+        k = min(k, count - len(started))
+        if k <= 0:
+            return
+        if not batch:
+            for _ in range(k):
+                await send_next()
+            return
+        now = time.perf_counter()
+        first = len(started)
+        started.extend([now] * k)
+        envs = tuple(Envelope(mid, n.to_bytes(8, "big") + pad).encode()
+                     for n in range(first, first + k))
+        await ws.send_bytes(rf.encode(rf.SendBatch(100 + first, mid, send_tok, envs)))
+
+    await send_some(window)
     while acked < count:
         frame = rf.decode_response((await ws.receive()).data)
         now = time.perf_counter()
@@ -174,15 +211,16 @@ async def relay_conn(session: Any, url: str, count: int, window: int,
                 ns = pending_acks.pop(ack_rid)
                 lat_ack.extend(now - started[n] for n in ns)
                 acked += len(ns)
-                for _ in ns:
-                    if len(started) < count:
-                        await send_next()
+                await send_some(len(ns))
             case rf.Error(_, code, reason):
                 raise RuntimeError(f"relay error {code}: {reason}")
+            case rf.BatchStored(_, results):  # last: a relay without it never sends it
+                assert all(r.stored for r in results)
     await ws.close()
 
 
-async def client_main(kind: str, url: str, conns: int, total: int, window: int) -> dict[str, Any]:
+async def client_main(kind: str, url: str, conns: int, total: int, window: int,
+                      batch: bool = False) -> dict[str, Any]:
     import aiohttp
 
     per_conn = max(1, total // conns)
@@ -194,7 +232,7 @@ async def client_main(kind: str, url: str, conns: int, total: int, window: int) 
         def jobs(count: int) -> list[Any]:
             if kind == "echo":
                 return [echo_conn(session, url, count, window, lat_a) for _ in range(conns)]
-            return [relay_conn(session, url, count, window, lat_a, lat_b)
+            return [relay_conn(session, url, count, window, lat_a, lat_b, batch)
                     for _ in range(conns)]
 
         await asyncio.wait_for(asyncio.gather(*jobs(max(20, per_conn // 20))), TIME_LIMIT)
@@ -288,8 +326,8 @@ def cpu_seconds(pid: int) -> float:
 
 def client(args: list[str], server_pid: int | None = None) -> dict[str, Any]:
     before = time.perf_counter(), cpu_seconds(server_pid) if server_pid else 0.0
-    out = subprocess.run([sys.executable, str(HERE), *args], capture_output=True, text=True,
-                         timeout=300, check=True)
+    out = subprocess.run([sys.executable, str(HERE), *args], stdout=subprocess.PIPE,
+                         text=True, timeout=300, check=True)  # its stderr shows a failure
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     if server_pid:
         # Whole client run (warm-up included): the server's average share of a core.
@@ -341,10 +379,13 @@ def orchestrate(opts: argparse.Namespace) -> None:
                 rows.append({"server": "echo", "conns": conns, "window": window, **floor})
                 for name, url in backends:
                     port = free_port()
+                    if opts.profile:
+                        os.environ["BENCH_PROFILE"] = f"{opts.profile}.{name}.{conns}x{window}"
                     relay = start(["_relay", str(port), url])
                     try:
                         res = client(["_client", "relay", f"ws://127.0.0.1:{port}/",
-                                      str(conns), str(total), str(window)], relay.pid)
+                                      str(conns), str(total), str(window),
+                                      *(["batch"] if opts.batch else [])], relay.pid)
                     finally:
                         stop(relay)
                     res["x_rate"] = res["rate"] / floor["rate"]
@@ -353,6 +394,7 @@ def orchestrate(opts: argparse.Namespace) -> None:
                     rows.append({"server": name, "conns": conns, "window": window, **res})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         idle = None
+        os.environ.pop("BENCH_PROFILE", None)
         if opts.idle:
             port = free_port()
             relay = start(["_relay", str(port), f"sqlite:///{tmp / 'idle.db'}"])
@@ -401,7 +443,8 @@ def main() -> None:
 
             pin(1)
             print(json.dumps(uvloop.run(client_main(rest[0], rest[1], int(rest[2]),
-                                                    int(rest[3]), int(rest[4])))))
+                                                    int(rest[3]), int(rest[4]),
+                                                    rest[5:] == ["batch"]))))
         elif role == "_idle":
             import resource
 
@@ -418,9 +461,21 @@ def main() -> None:
                         help="messages per run (a quarter of it with one connection)")
     parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL URL for the relay")
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--batch", action="store_true",
+                        help="relay clients send with SEND_BATCH: the window, then each "
+                             "acked delivery's worth, in one frame")
+    parser.add_argument("--unpaced", action="store_true",
+                        help="lift the pace shared by backlogged connections "
+                             "(backlogged_frames_per_second) on the relays")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="profile each relay's event loop with cProfile into FILE.N")
     parser.add_argument("--idle", type=int, default=5000,
                         help="idle subscribed connections for the memory figure (0: skip)")
-    orchestrate(parser.parse_args())
+    opts = parser.parse_args()
+    if opts.unpaced:
+        os.environ["BENCH_RELAY_LIMITS"] = json.dumps(
+            {"backlogged_frames_per_second": 1e9, "backlogged_frame_burst": 1e9})
+    orchestrate(opts)
 
 
 if __name__ == "__main__":

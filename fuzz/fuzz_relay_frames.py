@@ -1,6 +1,8 @@
 """Invariant: any bytes decode to a relay request or response that re-encodes to the same
 bytes and whose every number is within its bound (seqs 1..2^63-1, after_seq below 2^63,
-counts and limits within the batch bounds), or raise FrameError; nothing else escapes.
+counts and limits within the batch bounds, a SEND_BATCH within its count and bytes, each
+BATCH_STORED outcome either stored with a seq or refused with a code), or raise FrameError;
+nothing else escapes.
 
 Run: python fuzz/fuzz_relay_frames.py [corpus dir] (atheris, libFuzzer flags accepted).
 """
@@ -12,8 +14,12 @@ import sys
 from backchannel.protocol.relayframes import (
     MAX_ACK_SEQS,
     MAX_BATCH_ITEMS,
+    MAX_SEND_BATCH,
+    MAX_SEND_BATCH_BYTES,
     MAX_SEQ,
     Ack,
+    BatchResult,
+    BatchStored,
     Create,
     Deliver,
     Delivery,
@@ -25,6 +31,7 @@ from backchannel.protocol.relayframes import (
     Request,
     Response,
     Send,
+    SendBatch,
     Stored,
     StoredItem,
     Subscribe,
@@ -50,6 +57,9 @@ SEEDS = [
     encode(Fetch(8, _ID, _TOKEN, MAX_SEQ, MAX_BATCH_ITEMS)),
     encode(Ack(9, _ID, _TOKEN, (MAX_SEQ, 1))),
     encode(Stored((StoredItem(0xFFFF_FFFF, MAX_SEQ),))),
+    encode(SendBatch(10, _ID, _TOKEN, (b"\x01" + _ID + b"\x00" * 1007, b"", b"xy"))),
+    encode(SendBatch(11, _ID, _TOKEN, (b"",) * MAX_SEND_BATCH)),
+    encode(BatchStored(10, (BatchResult(0, MAX_SEQ), BatchResult(0xFFFF, 0)))),
 ]
 
 
@@ -59,6 +69,8 @@ def _seqs(frame: Request | Response) -> list[int]:
             return list(seqs)
         case Stored(items=items):
             return [item.seq for item in items]
+        case BatchStored(results=results):
+            return [r.seq for r in results if r.code == 0]
         case Fetched(deliveries=items) | Deliver(deliveries=items):
             return [d.seq for d in items]
     return []
@@ -78,6 +90,12 @@ def _in_bounds(frame: Request | Response) -> bool:
             return len(items) <= MAX_BATCH_ITEMS
         case Error(code=code):
             return code >= 1
+        case SendBatch(envelopes=envelopes):
+            return (1 <= len(envelopes) <= MAX_SEND_BATCH
+                    and sum(map(len, envelopes)) <= MAX_SEND_BATCH_BYTES)
+        case BatchStored(results=results):
+            return (1 <= len(results) <= MAX_SEND_BATCH
+                    and all((r.code == 0) != (r.seq == 0) for r in results))
     return True
 
 

@@ -27,6 +27,8 @@ from backchannel.protocol.relayconn import (
 from backchannel.protocol.relayframes import (
     Ack,
     Acked,
+    BatchResult,
+    BatchStored,
     Create,
     Created,
     Delete,
@@ -41,6 +43,7 @@ from backchannel.protocol.relayframes import (
     Pong,
     Request,
     Send,
+    SendBatch,
     Stored,
     StoredItem,
     Subscribe,
@@ -51,11 +54,12 @@ from backchannel.protocol.relayframes import (
 
 _ID = b"\x07" * 16
 _TOKEN = b"\x09" * 32
-# The requests the client end has outstanding before the fuzzed frames arrive: ids 1..9.
+# The requests the client end has outstanding before the fuzzed frames arrive: ids 1..10.
 _REQUESTS: list[Request] = [
     Create(0, _ID, _TOKEN, _TOKEN), Send(0, _ID, _TOKEN, b"a"), Send(0, _ID, _TOKEN, b"b"),
     Subscribe(0, _ID, _TOKEN), Fetch(0, _ID, _TOKEN, 3, 4), Ack(0, _ID, _TOKEN, (1, 2)),
     Delete(0, _ID, _TOKEN), Ping(0), Subscribe(0, b"\x08" * 16, _TOKEN),
+    SendBatch(0, _ID, _TOKEN, (b"c", b"d")),
 ]
 _WINDOW = 6
 
@@ -85,6 +89,10 @@ SEEDS = [
           encode(Deleted(7)), encode(Deliver(_ID, (Delivery(9, b""),)))),
     _pack(encode(Ping(1)), encode(Send(2, _ID, _TOKEN, b"e")), encode(Ack(3, _ID, _TOKEN, (1,))),
           encode(Fetch(4, _ID, _TOKEN, 0, 9)), encode(Ping(1)), b"\x01\x05\x00"),
+    # A batch answered whole, short, and again; a batch request for the relay end.
+    _pack(encode(BatchStored(10, (BatchResult(0, 3), BatchResult(12, 0)))),
+          encode(BatchStored(10, (BatchResult(0, 4),))),
+          encode(SendBatch(11, _ID, _TOKEN, (b"f", b"g", b"h")))),
 ]
 
 
@@ -107,6 +115,13 @@ def _client(frames: list[bytes]) -> None:
         answers = 0
         for event in events:
             match event:
+                case Answer(rid, BatchStored(results=results)):
+                    assert rid in open_ids, f"an answer to {rid}, not outstanding"
+                    batch = _REQUESTS[rid - 1]
+                    assert isinstance(batch, SendBatch)
+                    assert len(results) == len(batch.envelopes), "a batch answered in part"
+                    open_ids.discard(rid)
+                    answers += 1
                 case Answer(rid) | StoredAnswer(rid) | Refusal(rid):
                     assert rid in open_ids, f"an answer to {rid}, not outstanding"
                     assert not client.is_outstanding(rid)
@@ -141,6 +156,10 @@ def _server(frames: list[bytes]) -> None:
     for request in taken:  # every request taken is answered exactly once
         if isinstance(request, Send):
             server.stored(request.request_id, 1)
+        elif isinstance(request, SendBatch):
+            results = tuple(BatchResult(0, i + 1) for i in range(len(request.envelopes)))
+            answer = decode_response(server.reply(BatchStored(request.request_id, results)))
+            assert answer == BatchStored(request.request_id, results)
         else:
             server.error(request.request_id, ErrorCode.UNAVAILABLE)
         try:

@@ -22,6 +22,8 @@ from backchannel.protocol.envelope import ENVELOPE_HEADER_SIZE, Envelope
 from backchannel.protocol.relayframes import (
     Ack,
     Acked,
+    BatchResult,
+    BatchStored,
     Create,
     Created,
     Delete,
@@ -35,6 +37,7 @@ from backchannel.protocol.relayframes import (
     Pong,
     Response,
     Send,
+    SendBatch,
     Stored,
     StoredItem,
     Subscribe,
@@ -72,6 +75,8 @@ async def junk_relay(port: int = 0) -> AsyncIterator[tuple[str, list[int]]]:
                 return Created(rid)
             case Send(request_id=rid):
                 return Stored((StoredItem(rid, next(seqs)),))
+            case SendBatch(request_id=rid, envelopes=envelopes):
+                return BatchStored(rid, tuple(BatchResult(0, next(seqs)) for _ in envelopes))
             case Subscribe(request_id=rid):
                 return Subscribed(rid, 0)
             case Fetch(request_id=rid, mailbox_id=mailbox_id, limit=limit):

@@ -78,6 +78,14 @@ class PoisonedSqlite(GatedSqliteStore):
         if _poisoned(op, change):
             raise Boom
 
+    @staticmethod
+    def _flush_net(db: sqlite3.Connection, net: NetWrites) -> None:
+        # As on PostgreSQL: the net writes fail after writing, all of it must roll back,
+        # and the op-by-op run find the culprits.
+        GatedSqliteStore._flush_net(db, net)
+        if any(mid == POISON for mid, *_ in net.inserted):
+            raise Boom
+
 
 class PoisonedPostgres(PostgresStore):
     async def _flush(self, conn: Any, net: NetWrites) -> None:
@@ -100,6 +108,12 @@ class DiskFullSqlite(GatedSqliteStore):
     def _write(self, db: sqlite3.Connection, mid: bytes, op: Op, change: Change) -> None:
         super()._write(db, mid, op, change)
         if _poisoned(op, change):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    @staticmethod
+    def _flush_net(db: sqlite3.Connection, net: NetWrites) -> None:
+        GatedSqliteStore._flush_net(db, net)
+        if any(mid == POISON for mid, *_ in net.inserted):
             raise sqlite3.OperationalError("database or disk is full")
 
 

@@ -18,7 +18,7 @@ from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
-from backchannel.client.transport import RelayRequestError
+from backchannel.client.transport import RelayClient, RelayRequestError
 from backchannel.dialogue.bodies import Note
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.session import Session
@@ -231,16 +231,9 @@ class Sender:
                     with state.store.transaction():
                         state.outbox.release(window)  # the relay is down: rows wait
                     break
-                # Pipelined: the relay batches these into one commit; we wait for all.
-                results = await asyncio.gather(
-                    *(
-                        clients[row.mailbox_id].send(
-                            row.mailbox_id, bytes.fromhex(tokens[row.channel_id]), row.envelope
-                        )
-                        for row in window
-                    ),
-                    return_exceptions=True,
-                )
+                # Per mailbox in SEND_BATCH frames (`RelayClient.send_many`), pipelined:
+                # the relay commits them together; we wait for all.
+                results = await _send_window(clients, tokens, window)
             except BaseException:
                 with state.store.transaction():
                     state.outbox.release(window)  # stopped: the rows are anyone's again
@@ -363,3 +356,29 @@ class Sender:
                 if link.outbound is not None:
                     envelope = Envelope(bytes.fromhex(link.outbound.mailbox_id), payload)
                     state.outbox.add(channel_id, link.url, ref, envelope)
+
+
+async def _send_window(clients: dict[bytes, RelayClient], tokens: dict[str, str],
+                       window: list[OutboxRow]) -> list[object]:
+    """Send a claimed window, each mailbox's rows over its lane with `send_many`; returns
+    per row, in order, its seq, the `RelayRequestError` that refused it, or the error that
+    stopped its mailbox's lane (every row of that mailbox)."""
+    lanes: dict[bytes, list[int]] = {}
+    for index, row in enumerate(window):
+        lanes.setdefault(row.mailbox_id, []).append(index)
+    answers = await asyncio.gather(
+        *(
+            clients[mid].send_many(
+                mid, bytes.fromhex(tokens[window[rows[0]].channel_id]),
+                [window[i].envelope for i in rows],
+            )
+            for mid, rows in lanes.items()
+        ),
+        return_exceptions=True,
+    )
+    results: list[object] = [None] * len(window)
+    for rows, answer in zip(lanes.values(), answers, strict=True):
+        for position, index in enumerate(rows):
+            results[index] = answer[position] if isinstance(answer, list) else answer
+    return results
+

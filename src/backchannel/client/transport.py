@@ -35,9 +35,13 @@ from backchannel.protocol.relayconn import (
 from backchannel.protocol.relayframes import (
     MAX_BATCH_ITEMS,
     MAX_RESPONSE_FRAME_SIZE,
+    MAX_SEND_BATCH,
+    MAX_SEND_BATCH_BYTES,
     TOKEN_SIZE,
     Ack,
     Acked,
+    BatchResult,
+    BatchStored,
     Create,
     Created,
     Delete,
@@ -50,6 +54,7 @@ from backchannel.protocol.relayframes import (
     Pong,
     Request,
     Send,
+    SendBatch,
     Subscribe,
     Subscribed,
     token_hash,
@@ -188,6 +193,7 @@ class RelayClient:
         self._pending: dict[int, asyncio.Future[Answer | StoredAnswer]] = {}
         self._deliveries: asyncio.Queue[tuple[bytes, Delivery] | None] = asyncio.Queue()
         self._closed: BaseException | None = None
+        self._batches = True  # whether the relay may know SEND_BATCH (`send_many`)
         self._reader = asyncio.create_task(self._read_loop())
 
     @classmethod
@@ -321,6 +327,77 @@ class RelayClient:
         """
         answer = await self._call(StoredAnswer, Send, mailbox_id, send_token, envelope)
         return answer.seq
+
+    async def send_batch(self, mailbox_id: bytes, send_token: bytes,
+                         envelopes: tuple[bytes, ...]) -> tuple[BatchResult, ...]:
+        """Deposit several envelopes in one frame (`SendBatch`: 1..`MAX_SEND_BATCH`, at
+        most `MAX_SEND_BATCH_BYTES` together); returns one outcome per envelope, in order,
+        once the relay committed or refused each (``result.stored``, ``result.seq``,
+        else ``result.code``).
+
+        Raises:
+            RelayRequestError: the whole frame was refused (rate limited, or a relay that
+                does not know SEND_BATCH: UNKNOWN_COMMAND; send them one by one then).
+            RelayClosed: the connection closed before the answer (any of them may or may
+                not be stored: send them again; receivers deduplicate).
+        """
+        answer = await self._call(BatchStored, SendBatch, mailbox_id, send_token,
+                                  tuple(envelopes))
+        return answer.results
+
+    async def send_many(self, mailbox_id: bytes, send_token: bytes,
+                        envelopes: list[bytes]) -> list[int | RelayRequestError]:
+        """Deposit envelopes into one mailbox in as few frames as the relay allows.
+
+        In SEND_BATCH frames of at most `MAX_SEND_BATCH` envelopes and
+        `MAX_SEND_BATCH_BYTES`, pipelined; one envelope alone goes as a SEND, and so does
+        everything after a relay answered UNKNOWN_COMMAND to a batch (one that predates
+        SEND_BATCH). Returns, per envelope in order, its seq once committed or the
+        `RelayRequestError` that refused it (for a refused frame, every envelope of it).
+
+        Raises:
+            RelayClosed: the connection closed first (any of them may or may not be
+                stored: send them again; receivers deduplicate).
+        """
+        chunks: list[list[bytes]] = []
+        size = 0
+        for envelope in envelopes:
+            if (not chunks or len(chunks[-1]) == MAX_SEND_BATCH
+                    or size + len(envelope) > MAX_SEND_BATCH_BYTES):
+                chunks.append([])
+                size = 0
+            chunks[-1].append(envelope)
+            size += len(envelope)
+        answers = await asyncio.gather(*(self._send_chunk(mailbox_id, send_token, chunk)
+                                         for chunk in chunks), return_exceptions=True)
+        results: list[int | RelayRequestError] = []
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+            results.extend(answer)
+        return results
+
+    async def _send_chunk(self, mailbox_id: bytes, send_token: bytes,
+                          chunk: list[bytes]) -> list[int | RelayRequestError]:
+        if len(chunk) > 1 and self._batches:
+            try:
+                outcomes = await self.send_batch(mailbox_id, send_token, tuple(chunk))
+            except RelayRequestError as refused:
+                if refused.code != ErrorCode.UNKNOWN_COMMAND:
+                    return [refused] * len(chunk)
+                self._batches = False  # an older relay: one SEND each from now on
+            else:
+                return [r.seq if r.stored else RelayRequestError(r.code, "")
+                        for r in outcomes]
+        answers = await asyncio.gather(*(self.send(mailbox_id, send_token, envelope)
+                                         for envelope in chunk), return_exceptions=True)
+        results: list[int | RelayRequestError] = []
+        for answer in answers:
+            if isinstance(answer, RelayRequestError | int):
+                results.append(answer)
+            else:
+                raise answer
+        return results
 
     async def subscribe(self, mailbox_id: bytes, receive_token: bytes) -> int:
         """Ask the relay to push this mailbox's envelopes; returns how many are pending."""

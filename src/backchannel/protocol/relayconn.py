@@ -13,7 +13,8 @@ only move bytes, and every rule below is tested without a network. The rules
 2. Reply kinds. Each request has one result kind (`REPLY_KINDS`); an `Error` may answer
    any request. A reply of another kind, or for an id not outstanding, breaks the protocol.
 3. Exactly once. A request is answered by exactly one result frame, one item of one
-   `Stored` frame, or one `Error`; then its id is free again.
+   `Stored` frame, or one `Error`; then its id is free again. A `SendBatch` is answered
+   by one `BatchStored` holding exactly one outcome per envelope, in order.
 4. Stored batching. Receipts of committed sends accumulate (`ServerConnection.stored`) and
    leave as `Stored` frames of at most `MAX_BATCH_ITEMS` receipts (`take_stored`).
 5. Deliver splitting. Pushed envelopes leave as `Deliver` frames of at most
@@ -45,6 +46,7 @@ from backchannel.protocol.relayframes import (
     MAX_REQUEST_ID,
     Ack,
     Acked,
+    BatchStored,
     Create,
     Created,
     Delete,
@@ -64,6 +66,7 @@ from backchannel.protocol.relayframes import (
     SealedResult,
     SealedSend,
     Send,
+    SendBatch,
     Stored,
     StoredItem,
     Subscribe,
@@ -96,12 +99,14 @@ __all__ = [
 DEFAULT_DELIVERY_WINDOW: Final = 2048
 
 # The result frames that answer one request each (Stored answers sends item by item).
-Result = Created | Subscribed | Fetched | Acked | Deleted | Pong | SealedResult
+Result = Created | Subscribed | Fetched | Acked | Deleted | Pong | SealedResult | BatchStored
 
 # Rule 2: the one result kind of each request kind.
 REPLY_KINDS: Final[Mapping[type[Request], type[Response]]] = {
     Create: Created,
     Send: Stored,
+    # A batch of sends is answered whole, one outcome per envelope in order.
+    SendBatch: BatchStored,
     Subscribe: Subscribed,
     Fetch: Fetched,
     Ack: Acked,
@@ -357,6 +362,10 @@ class ClientConnection:
                     raise RelayConnectionError("a Fetched answer beyond what was asked")
             case Acked(removed=removed), Ack(seqs=acked) if removed > len(acked):
                 raise RelayConnectionError("an Acked answer counts more than was acked")
+            case BatchStored(results=results), SendBatch(envelopes=envelopes) if (
+                    len(results) != len(envelopes)):
+                raise RelayConnectionError("a BatchStored answer of another length than "
+                                           "its batch")
             case Subscribed(), Subscribe(mailbox_id=mid):
                 self._subs.setdefault(mid, _Subscription())
             case Deleted(), Delete(mailbox_id=mid):

@@ -46,6 +46,8 @@ __all__ = [
     "MAX_REQUEST_ID",
     "MAX_RESPONSE_FRAME_SIZE",
     "MAX_SEALED_SEND_SIZE",
+    "MAX_SEND_BATCH",
+    "MAX_SEND_BATCH_BYTES",
     "MAX_SEQ",
     "RELAY_PROTOCOL_VERSION",
     "REPLY_KEY_SIZE",
@@ -55,6 +57,8 @@ __all__ = [
     "TOKEN_SIZE",
     "Ack",
     "Acked",
+    "BatchResult",
+    "BatchStored",
     "Create",
     "Created",
     "Delete",
@@ -75,6 +79,7 @@ __all__ = [
     "SealedResult",
     "SealedSend",
     "Send",
+    "SendBatch",
     "Stored",
     "StoredItem",
     "Subscribe",
@@ -103,6 +108,12 @@ MAX_BATCH_ITEMS: Final = MAX_ACK_SEQS
 MAX_BATCH_BYTES: Final = 4 * MAX_ENVELOPE_SIZE
 # Error reasons are one short human sentence; a bound keeps errors cheap to send and parse.
 MAX_REASON_SIZE: Final = 256
+# A SEND_BATCH carries at most this many envelopes for one mailbox, of at most
+# MAX_SEND_BATCH_BYTES together (64 of the 1 KiB bucket): the largest batch frame is 1,184
+# bytes below the largest request (a FORWARD), so the frame bound holds as before, and one
+# frame never makes the relay do more than 64 deposits.
+MAX_SEND_BATCH: Final = 64
+MAX_SEND_BATCH_BYTES: Final = MAX_ENVELOPE_SIZE
 # Sequence numbers travel as u64 but both stores keep them in a signed 64-bit integer
 # (SQLite INTEGER, PostgreSQL bigint). A larger one must be refused at the door: one ACK of
 # 2^63 once stopped an SQLite relay's writer thread (review 2026-12 §2b). No mailbox will
@@ -183,6 +194,7 @@ class FrameKind(IntEnum):
     PING = 0x07
     FORWARD = 0x08
     SEALED_SEND = 0x09
+    SEND_BATCH = 0x0A
     CREATED = 0x81
     STORED = 0x82
     SUBSCRIBED = 0x83
@@ -191,6 +203,7 @@ class FrameKind(IntEnum):
     DELETED = 0x86
     PONG = 0x87
     SEALED_RESULT = 0x88
+    BATCH_STORED = 0x89
     DELIVER = 0x90
     ERROR = 0xEE
 
@@ -285,6 +298,31 @@ class Send:
         _check_id(self.mailbox_id)
         _check_token(self.send_token)
         _check(len(self.envelope) <= MAX_ENVELOPE_SIZE, "envelope too large")
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatch:
+    """Deposit several envelopes into one mailbox:
+    ``mailbox_id[16] send_token[32] count:u16 envelope:bytes32 × count``.
+
+    1..`MAX_SEND_BATCH` envelopes of at most `MAX_SEND_BATCH_BYTES` together; answered by
+    one `BatchStored` with an outcome per envelope, in order (or by one `Error` for the
+    whole frame).
+    """
+
+    request_id: int
+    mailbox_id: bytes
+    send_token: bytes = field(repr=False)
+    envelopes: tuple[bytes, ...] = field(repr=False, default=())
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check_id(self.mailbox_id)
+        _check_token(self.send_token)
+        _check(1 <= len(self.envelopes) <= MAX_SEND_BATCH,
+               f"a batch carries 1..{MAX_SEND_BATCH} envelopes")
+        _check(sum(len(e) for e in self.envelopes) <= MAX_SEND_BATCH_BYTES,
+               f"a batch carries at most {MAX_SEND_BATCH_BYTES} envelope bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +438,8 @@ class SealedSend:
         _check(len(self.sealed) <= MAX_SEALED_SEND_SIZE, "sealed send too large")
 
 
-Request = Create | Send | Subscribe | Fetch | Ack | Delete | Ping | Forward | SealedSend
+Request = (Create | Send | Subscribe | Fetch | Ack | Delete | Ping | Forward | SealedSend
+           | SendBatch)
 
 # --- responses ----------------------------------------------------------------------------
 
@@ -435,6 +474,40 @@ class Stored:
 
     def __post_init__(self) -> None:
         _check(1 <= len(self.items) <= MAX_BATCH_ITEMS, f"1..{MAX_BATCH_ITEMS} items")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of one envelope of a batch: stored as ``seq`` (``code`` 0), or refused
+    with ``code`` (an `ErrorCode` value, ``seq`` 0)."""
+
+    code: int
+    seq: int
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.code <= MAX_ERROR_CODE, f"code must be 0..{MAX_ERROR_CODE}")
+        if self.code == 0:
+            _check_seq(self.seq)
+        else:
+            _check(self.seq == 0, "a refused envelope has seq 0")
+
+    @property
+    def stored(self) -> bool:
+        """Whether the envelope was stored (committed)."""
+        return self.code == 0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStored:
+    """Answer to SendBatch: ``count:u16 (code:u16 seq:u64) × count``, one per envelope in
+    the order sent; an envelope stored is committed."""
+
+    request_id: int
+    results: tuple[BatchResult, ...]
+
+    def __post_init__(self) -> None:
+        _check_request_id(self.request_id)
+        _check(1 <= len(self.results) <= MAX_SEND_BATCH, f"1..{MAX_SEND_BATCH} results")
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,7 +631,7 @@ class SealedResult:
 
 
 Response = (Created | Stored | Subscribed | Fetched | Acked | Deleted | Pong | Deliver | Error
-            | SealedResult)
+            | SealedResult | BatchStored)
 
 # --- encoding -----------------------------------------------------------------------------
 
@@ -593,6 +666,15 @@ def encode(frame: Request | Response) -> bytes:
         case Send(rid, mid, tok, env):
             w = _start(FrameKind.SEND).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
             w.fixed(tok, TOKEN_SIZE).bytes32(env)
+        case SendBatch(rid, mid, tok, envelopes):
+            w = _start(FrameKind.SEND_BATCH).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
+            w.fixed(tok, TOKEN_SIZE).u16(len(envelopes))
+            for env in envelopes:
+                w.bytes32(env)
+        case BatchStored(rid, results):
+            w = _start(FrameKind.BATCH_STORED).u32(rid).u16(len(results))
+            for res in results:
+                w.u16(res.code).u64(res.seq)
         case Subscribe(rid, mid, tok):
             w = _start(FrameKind.SUBSCRIBE).u32(rid).fixed(mid, MAILBOX_ID_SIZE)
             w.fixed(tok, TOKEN_SIZE)
@@ -694,6 +776,14 @@ def decode_request(data: bytes) -> Request:
                              r.bytes32(MAX_ENVELOPE_SIZE))
             case FrameKind.SUBSCRIBE:
                 frame = Subscribe(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE))
+            case FrameKind.SEND_BATCH:
+                mid, tok, count = r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE), r.u16()
+                # The count is checked before any envelope is read (at most
+                # MAX_SEND_BATCH reads), and each length against what may remain.
+                if not 1 <= count <= MAX_SEND_BATCH:
+                    raise RemoteProtocolError(f"a batch carries 1..{MAX_SEND_BATCH} envelopes")
+                frame = SendBatch(request_id, mid, tok,
+                                  tuple(r.bytes32(MAX_SEND_BATCH_BYTES) for _ in range(count)))
             case FrameKind.FETCH:
                 # Fetch checks after_seq (0..MAX_SEQ) and limit (1..MAX_BATCH_ITEMS).
                 frame = Fetch(request_id, r.fixed(MAILBOX_ID_SIZE), r.fixed(TOKEN_SIZE),
@@ -766,6 +856,12 @@ def decode_response(data: bytes) -> Response:
                 frame = Pong(request_id := r.u32())
             case FrameKind.SEALED_RESULT:
                 frame = SealedResult(request_id := r.u32(), r.fixed(SEALED_REPLY_SIZE))
+            case FrameKind.BATCH_STORED:
+                request_id, count = r.u32(), r.u16()
+                if not 1 <= count <= MAX_SEND_BATCH:
+                    raise RemoteProtocolError(f"a batch answer carries 1..{MAX_SEND_BATCH}")
+                frame = BatchStored(request_id,
+                                    tuple(BatchResult(r.u16(), r.u64()) for _ in range(count)))
             case FrameKind.DELIVER:
                 mid = r.fixed(MAILBOX_ID_SIZE)
                 items = _read_deliveries(r)

@@ -72,9 +72,10 @@ class SharedPace:
         self._slack = burst * self._interval  # how far ahead of `now` events may be booked
         self._due = now  # when the next event is due at the pace
 
-    def wait(self, now: float) -> float:
-        """Book one event. Returns the seconds to wait before it (0 within the burst)."""
-        self._due = max(self._due, now) + self._interval
+    def wait(self, now: float, cost: float = 1.0) -> float:
+        """Book one event (counting as `cost` events). Returns the seconds to wait before
+        it (0 within the burst)."""
+        self._due = max(self._due, now) + self._interval * cost
         return max(0.0, self._due - now - self._slack)
 
 
@@ -107,9 +108,10 @@ class ConnectionGuard:
         self._pos = 0
         self._refused = 0  # refusals in the window
 
-    def on_frame(self, now: float) -> Verdict:
-        """A frame arrived: accept it, refuse it, or close the connection."""
-        accepted = self._bucket.take(now)
+    def on_frame(self, now: float, cost: float = 1.0) -> Verdict:
+        """A frame arrived (counting as `cost` frames): accept it, refuse it, or close the
+        connection."""
+        accepted = self._bucket.take(now, cost)
         if self._window is None and accepted:
             return Verdict.ACCEPT
         return self._record(refused=not accepted)

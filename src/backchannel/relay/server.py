@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
 import logging
 import os
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from backchannel.protocol import relayconn
@@ -49,9 +51,12 @@ from backchannel.protocol.relayframes import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ITEMS,
     MAX_PENDING,
+    MAX_SEND_BATCH,
     REPLY_NONCE_SIZE,
     Ack,
     Acked,
+    BatchResult,
+    BatchStored,
     Create,
     Created,
     Delete,
@@ -62,11 +67,13 @@ from backchannel.protocol.relayframes import (
     Fetch,
     Fetched,
     Forward,
+    FrameKind,
     Ping,
     Pong,
     SealedResult,
     SealedSend,
     Send,
+    SendBatch,
     StoredItem,
     Subscribe,
     Subscribed,
@@ -217,6 +224,27 @@ class _Socket(PacedConnection):
     def data_received(self, data: bytes) -> None:
         if not self.refused:
             super().data_received(data)
+
+    def send_data(self) -> None:
+        """Write what websockets has to send in one ``transport.write`` (one system call
+        for a whole outbox batch, not one per frame). An empty chunk stands for the end
+        of the stream: half-close, as websockets does, or close."""
+        transport = self.transport
+        chunks: list[bytes] = []
+        for data in self.protocol.data_to_send():
+            if data:
+                chunks.append(data)
+                continue
+            if chunks:
+                transport.write(b"".join(chunks))
+                chunks = []
+            if transport.can_write_eof():
+                with contextlib.suppress(Exception):  # uvloop may raise RuntimeError
+                    transport.write_eof()
+            else:
+                transport.close()
+        if chunks:
+            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def eof_received(self) -> None:
         if not self.refused:
@@ -547,7 +575,8 @@ class RelayServer:
                 if isinstance(message, str):
                     self._close(conn, CLOSE_UNSUPPORTED_DATA, "binary frames only")
                     continue
-                self._on_frame(conn, message)
+                cost = frame_cost(message)
+                self._on_frame(conn, message, cost)
                 # websockets hands over every frame of a read (up to 256 KiB of tiny
                 # frames) without yielding: a flooder would hold the loop for all of them
                 # while handshakes and other clients wait. One frame per turn makes every
@@ -559,7 +588,7 @@ class RelayServer:
                     # More frames wait: this connection takes its turn at the pace shared
                     # by all such connections, so that together they cannot saturate the
                     # loop (`RelayLimits.backlogged_frames_per_second`).
-                    delay = self._backlogged.wait(self.monotonic())
+                    delay = self._backlogged.wait(self.monotonic(), cost)
                     if delay > 0:
                         await asyncio.sleep(delay)
         except ConnectionClosed as closed:
@@ -675,7 +704,34 @@ class RelayServer:
     def _kick(self, conn: _Conn) -> None:
         if not conn.flushing:
             conn.flushing = True
+            asyncio.get_running_loop().call_soon(self._flush_soon, conn)
+
+    def _flush_soon(self, conn: _Conn) -> None:
+        """Send the outbox on the next turn of the loop, with no task when it can.
+
+        On the next turn, so that every answer and push of one group commit (their
+        callbacks run in the same turn) leaves in one socket write. When the socket is
+        open and takes data (not paused by flow control) the outbox is framed and
+        written at once; otherwise a task sends it and waits for the transport to drain
+        (`_flush`), as it also does to close.
+        """
+        ws = conn.ws
+        transport = ws.transport
+        if (conn.close_with is not None or ws.paused or transport is None
+                or transport.is_closing() or ws.protocol.state is not State.OPEN):
             self._spawn(self._flush(conn))
+            return
+        if conn.stored:
+            for data in conn.proto.take_stored():
+                conn.outbox.append(data)
+                conn.outbox_bytes += len(data)
+        batch, conn.outbox = conn.outbox, []
+        protocol = ws.protocol
+        for data in batch:
+            protocol.send_binary(data)
+            conn.outbox_bytes -= len(data)
+        ws.send_data()
+        conn.flushing = False
 
     async def _flush(self, conn: _Conn) -> None:
         try:
@@ -685,9 +741,14 @@ class RelayServer:
                         conn.outbox.append(data)
                         conn.outbox_bytes += len(data)
                 batch, conn.outbox = conn.outbox, []
-                for data in batch:
-                    await conn.ws.send(data)
-                    conn.outbox_bytes -= len(data)
+                # One write context for the whole batch, not one `ws.send` each: the
+                # frames are framed at once and leave in one socket write (`send_data`),
+                # then the flush waits once for the transport to drain.
+                ws = conn.ws
+                async with ws.send_context():
+                    for data in batch:
+                        ws.protocol.send_binary(data)
+                        conn.outbox_bytes -= len(data)
             if conn.close_with is not None:
                 if _deaf(conn):
                     _fail_connection(conn.ws, *conn.close_with)
@@ -714,9 +775,9 @@ class RelayServer:
 
     # --- requests ----------------------------------------------------------------------
 
-    def _on_frame(self, conn: _Conn, data: bytes) -> None:
+    def _on_frame(self, conn: _Conn, data: bytes, cost: float = 1.0) -> None:
         self.metrics.frames.inc()
-        verdict = conn.guard.on_frame(self.monotonic())
+        verdict = conn.guard.on_frame(self.monotonic(), cost)
         if verdict is not Verdict.ACCEPT:
             if verdict is Verdict.CLOSE:
                 self._close(conn, CLOSE_POLICY_VIOLATION, "rate limit exceeded")
@@ -749,6 +810,8 @@ class RelayServer:
                 seq_future: asyncio.Future[int] = loop.create_future()
                 seq_future.add_done_callback(lambda f: self._on_stored(conn, rid, f))
                 self.store.submit(DepositOp(mid, token, envelope, now, seq_future))
+            case SendBatch(rid, mid, token, envelopes):
+                self._send_batch(conn, rid, mid, token, envelopes, now)
             case Ack(rid, mid, token, seqs):
                 sub = conn.subs.get(mid) if conn.subs else None
                 if sub is not None and sub.on_ack(seqs):
@@ -912,6 +975,54 @@ class RelayServer:
                 peers.append((str(remote[0]), int(remote[1])))
         return peers
 
+    def _send_batch(self, conn: _Conn, rid: int, mid: bytes, token: bytes,
+                    envelopes: tuple[bytes, ...], now: float) -> None:
+        """Deposit each envelope of a SEND_BATCH; one `BatchStored` answers them all, in
+        order, once every deposit has committed or been refused."""
+        results: list[BatchResult] = [_UNSET] * len(envelopes)
+        waiting = 0
+
+        def settled(index: int, future: asyncio.Future[int]) -> None:
+            nonlocal waiting
+            exc = future.exception()
+            if exc is None:
+                self.metrics.stored.inc()
+                results[index] = BatchResult(0, future.result())
+            else:
+                results[index] = BatchResult(self._refusal_code(exc), 0)
+            waiting -= 1
+            if waiting == 0:
+                self._answer_batch(conn, rid, results)
+
+        loop = asyncio.get_running_loop()
+        submit = self.store.submit
+        for index, envelope in enumerate(envelopes):
+            refusal = envelope_refusal(mid, envelope)
+            if refusal is not None:
+                results[index] = BatchResult(refusal, 0)
+                continue
+            waiting += 1
+            future: asyncio.Future[int] = loop.create_future()
+            future.add_done_callback(functools.partial(settled, index))
+            submit(DepositOp(mid, token, envelope, now, future))
+        if waiting == 0:
+            self._answer_batch(conn, rid, results)
+
+    def _answer_batch(self, conn: _Conn, rid: int, results: list[BatchResult]) -> None:
+        for result in results:
+            if not result.stored:
+                self.metrics.errors.inc(label_value=str(result.code))
+        self._send(conn, conn.proto.reply(BatchStored(rid, tuple(results))))
+
+    @staticmethod
+    def _refusal_code(exc: BaseException) -> int:
+        if isinstance(exc, Refused):
+            return int(exc.code)
+        if isinstance(exc, StoreUnavailable):
+            return int(ErrorCode.UNAVAILABLE)
+        log.error("request failed", exc_info=exc)
+        return int(ErrorCode.INTERNAL)
+
     def _on_stored(self, conn: _Conn, rid: int, future: asyncio.Future[int]) -> None:
         exc = future.exception()
         if exc is not None:
@@ -1046,6 +1157,27 @@ class RelayServer:
                     self._push(conn, mailbox_id, [d for d in items if d.seq in chosen])
         finally:
             sub.pumping = False
+
+
+# Envelopes of a SEND_BATCH that count as one frame against the frame rates: a deposit
+# costs the relay a fraction of what a frame does (decoding, answering, the loop's turn),
+# so a batch of up to 8 costs one frame and a full batch of 64 costs 8. A flooder gains
+# nothing (it still pays one frame per 8 deposits); an honest client flushing a backlog
+# moves 8 envelopes per frame of its budget.
+ENVELOPES_PER_FRAME: Final = 8
+_BATCH_COUNT_AT: Final = 2 + 4 + 16 + 32  # version, kind, request id, mailbox, token
+_UNSET: Final = BatchResult(int(ErrorCode.INTERNAL), 0)
+
+
+def frame_cost(data: bytes) -> float:
+    """What a frame counts against the frame rates, read before it is decoded: 1, or for
+    a SEND_BATCH of n envelopes ceil(n / `ENVELOPES_PER_FRAME`) (n read as sent, capped
+    at `MAX_SEND_BATCH`; a frame that does not decode is refused all the same)."""
+    if len(data) < _BATCH_COUNT_AT + 2 or data[1] != FrameKind.SEND_BATCH:
+        return 1.0
+    count = min(int.from_bytes(data[_BATCH_COUNT_AT:_BATCH_COUNT_AT + 2], "big"),
+                MAX_SEND_BATCH)
+    return float(max(1, -(-count // ENVELOPES_PER_FRAME)))
 
 
 def _local_destination(url: str) -> bool:

@@ -51,6 +51,7 @@ from backchannel.relay.store.base import (
     op_failure,
     take_batch,
 )
+from backchannel.relay.store.overlay import NetWrites, Overlay
 from backchannel.relay.store.schema import migrations
 
 __all__ = ["SqliteStore"]
@@ -67,6 +68,8 @@ _FILE_MODE: Final = 0o600
 _DB_ERRORS: Final = (sqlite3.OperationalError, sqlite3.IntegrityError, sqlite3.DataError,
                      sqlite3.InternalError, sqlite3.NotSupportedError)
 _SAVEPOINT: Final = "relay_op"
+# Mailbox ids per ``IN (...)`` read of a batch: far below SQLite's bound on parameters.
+_IN_CHUNK: Final = 256
 
 _T = TypeVar("_T")
 
@@ -84,9 +87,10 @@ class SqliteStore(RelayStore):
         metrics: where commit latency is recorded.
 
     Attributes:
-        savepoint_every_op: run every batch with a savepoint per op, not only a batch in
-            which an op raised (slower; the way such a batch is run again, and what the
-            tests compare).
+        savepoint_every_op: run every batch op by op with a savepoint per op, not only a
+            batch in which an op raised (slower; the way such a batch is run again, and
+            what the tests compare). Otherwise a batch is decided in memory and written
+            net (`_net`), as on PostgreSQL.
     """
 
     def __init__(self, path: Path, limits: RelayLimits,
@@ -247,6 +251,20 @@ class SqliteStore(RelayStore):
             self._rollback(db)
             batch.fail_all()
             return
+        if not isolate:
+            try:
+                self._net(db, batch, usage)
+            except Exception as exc:
+                self._rollback(db)
+                raise _OpRaised from exc
+            try:
+                db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.ProgrammingError):
+                    raise
+                self._rollback(db)
+                batch.fail_all()
+            return
         start = usage
         for op in batch.ops:
             if isolate:
@@ -270,6 +288,63 @@ class SqliteStore(RelayStore):
                 raise
             self._rollback(db)
             batch.fail_all()
+
+    def _net(self, db: sqlite3.Connection, batch: Batch, usage: int) -> None:
+        """Decide the whole batch in memory (`Overlay`) and write its net result.
+
+        The rows the batch names are read once, each op is decided in arrival order
+        against the overlay exactly as op by op, and the writes are a few ``executemany``
+        calls: one INSERT per envelope and one UPDATE per mailbox, not a SELECT, an INSERT
+        and an UPDATE per envelope. Raises whatever a statement raised (the caller rolls
+        back and runs the batch op by op).
+        """
+        ids = list({op.mailbox_id: None for op in batch.ops})
+        rows: dict[bytes, MailboxState | None] = dict.fromkeys(ids)
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i:i + _IN_CHUNK]
+            for found in db.execute(
+                    "SELECT id, send_hash, receive_hash, next_seq, count, bytes, last_active "
+                    f"FROM mailboxes WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+                rows[found[0]] = MailboxState(*found[1:])
+        sizes: dict[bytes, dict[int, int]] = {}
+        for op in batch.ops:
+            seqs = acked_seqs(op)
+            if seqs and rows[op.mailbox_id] is not None:
+                held = sizes.setdefault(op.mailbox_id, {})
+                held.update(self._sizes(db, op.mailbox_id, seqs))
+        overlay = Overlay(rows, sizes, self.limits, usage)
+        decisions = [overlay.apply(op) for op in batch.ops]
+        self._flush_net(db, overlay.net())
+        for op, decision in zip(batch.ops, decisions, strict=True):
+            batch.answer(op, decision)
+
+    @staticmethod
+    def _flush_net(db: sqlite3.Connection, net: NetWrites) -> None:
+        """Write a batch's net result, in the order PostgreSQL's ``_flush`` writes it."""
+        if net.cleared:
+            db.executemany("DELETE FROM envelopes WHERE mailbox_id = ?",
+                           [(mid,) for mid in net.cleared])
+        if net.acked:
+            db.executemany("DELETE FROM envelopes WHERE mailbox_id = ? AND seq = ?", net.acked)
+        if net.gone:
+            db.executemany("DELETE FROM mailboxes WHERE id = ?", [(mid,) for mid in net.gone])
+        if net.updated:
+            db.executemany(
+                "UPDATE mailboxes SET send_hash = ?, receive_hash = ?, next_seq = ?, "
+                "count = ?, bytes = ?, last_active = ? WHERE id = ?",
+                [(r.send_hash, r.receive_hash, r.next_seq, r.count, r.size, r.last_active,
+                  mid) for mid, r in net.updated.items()])
+        if net.created:
+            db.executemany(
+                "INSERT INTO mailboxes (send_hash, receive_hash, next_seq, count, bytes, "
+                "last_active, id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.send_hash, r.receive_hash, r.next_seq, r.count, r.size, r.last_active,
+                  mid) for mid, r in net.created.items()])
+        if net.inserted:
+            db.executemany("INSERT INTO envelopes (mailbox_id, seq, expires_at, body) "
+                           "VALUES (?, ?, ?, ?)", net.inserted)
+        if net.store_bytes:
+            db.execute("UPDATE store_usage SET bytes = bytes + ?", (net.store_bytes,))
 
     @staticmethod
     def _rollback(db: sqlite3.Connection) -> None:
