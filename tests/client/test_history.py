@@ -162,6 +162,16 @@ async def test_a_page_is_exactly_its_window_of_the_whole_history(tmp_path: Path)
                 assert list(page.items) == expected
                 assert page.total == whole.total
                 assert page.earlier + len(page.entries) + page.later == whole.total
+        # `first`: from the k-th entry on, each entry with its marks, to the end.
+        starts = [i for i, g in enumerate(groups) if isinstance(g[-1], HistoryEntry)]
+        for k in (0, 1, len(ids) // 2, len(ids) - 1):
+            page = build_history(w.identity, channel, messages, forks, first=k,
+                                 line_tests=line_tests)
+            assert list(page.items) == [i for g in groups[starts[k]:] for i in g]
+            assert page.earlier == k
+        beyond = build_history(w.identity, channel, messages, forks, first=len(ids),
+                               line_tests=line_tests)
+        assert beyond.entries == () and beyond.earlier == len(ids)
     answered = [e for e in build_history(w.identity, channel, messages).entries
                 if e.act == "linetest"]
     assert answered and all(e.answered_at_ms for e in answered[:-1])

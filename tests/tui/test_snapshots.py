@@ -46,7 +46,8 @@ FIXED = Snapshot(
 class FixedData:
     """A console source that always shows `FIXED` and refuses every act."""
 
-    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot:
+    async def refresh(self, selected: str | None, *, sync: bool = True,
+                      first: int | None = None) -> Snapshot:
         return FIXED
 
     async def _refuse(self, *args: Any, **kwargs: Any) -> None:
@@ -80,7 +81,8 @@ async def test_a_refused_act_is_shown_as_the_cli_prints_it_and_help_opens() -> N
 class Selecting(FixedData):
     """`FIXED`, with the channel the console asks for selected."""
 
-    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot:
+    async def refresh(self, selected: str | None, *, sync: bool = True,
+                      first: int | None = None) -> Snapshot:
         return replace(FIXED, selected=selected or "beijing")
 
 

@@ -349,6 +349,7 @@ def build_history(
     limit: int | None = None,
     before: str | None = None,
     line_tests: bool = True,
+    first: int | None = None,
     dialogue: Dialogue | None = None,
 ) -> HistoryPage:
     """One page of the channel's history.
@@ -367,6 +368,8 @@ def build_history(
         line_tests: include line tests and their answers (each test also carries when
             it was answered, `answered_at_ms`); sent hourly, they can outnumber the
             conversation.
+        first: only entries from this one on (0 is the first entry selected), so that a
+            reader who holds the earlier ones reads only the rest.
         dialogue: the fold of `messages` (`duties.dialogue_of`), if the caller has it
             already; folded here otherwise.
 
@@ -378,6 +381,10 @@ def build_history(
     """
     if limit is not None and limit < 1:
         raise ClientError(f"a page holds at least one message, not {limit}")
+
+    def count(part: list[_Slot]) -> int:
+        return sum(1 for slot in part if slot.record is not None)
+
     messages = list(messages)
     if dialogue is None:
         dialogue = dialogue_of(ours, channel, messages)
@@ -390,10 +397,10 @@ def build_history(
     if before is not None:
         end = _position(slots, before, channel.name)
     start = 0 if limit is None else max(_entry_index(slots, end, limit), 0)
+    if first is not None:
+        start = max(start, _entry_index(slots, len(slots), count(slots) - first)
+                    if first < count(slots) else end)
     page = slots[start:end]
-
-    def count(part: list[_Slot]) -> int:
-        return sum(1 for slot in part if slot.record is not None)
 
     items: list[HistoryItem] = []
     for slot in page:

@@ -1,41 +1,120 @@
 """The console: channels (left), conversation (centre), board (right), a FLASH banner.
 
 The app reads and acts only through a `ConsoleSource` (`live.ConsoleData` over an open
-principal; fixed values in the snapshot tests), refreshing once a second so countdowns
-run and what arrives appears.
+principal; fixed values in the snapshot tests), refreshing once a second in a worker so
+countdowns run and what arrives appears while the keys stay live. The conversation is a
+list of its lines: the highlighted one is the selected message that the acts apply to;
+moving above its first line reads the page before it.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Final, Protocol
+import datetime as dt
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar, Final, Protocol
 
-from textual.app import App, ComposeResult
+from rich.text import Text
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
 
-from backchannel.tui.dialogs import AskLine, Compose, Help
-from backchannel.tui.panes import board_text, channels_text, conversation_text, flash_text
-from backchannel.tui.views import Snapshot
+from backchannel.tui.dialogs import Compose, Form, Help, Reading, SafetyNumber
+from backchannel.tui.panes import (
+    board_text,
+    channels_text,
+    conversation_line,
+    earlier_text,
+    flash_text,
+    meet_table,
+    qr_text,
+)
+from backchannel.tui.views import ConversationLine, Snapshot
 
 # How often the console syncs and redraws: countdowns show whole seconds.
 REFRESH_S: Final = 1.0
 # A holding reply from the console promises an answer within this (the CLI's `hold`
 # takes any time; the console offers the common one).
 HOLD_FOR_MS: Final = 3_600_000
+# A meeting proposed from the console is after this many days from today by default.
+MEET_AFTER_DAYS: Final = 7
 
 
 class ConsoleSource(Protocol):
     """What the console reads and does (see `live.ConsoleData`)."""
 
-    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot: ...
+    async def refresh(self, selected: str | None, *, sync: bool = True,
+                      first: int | None = None) -> Snapshot: ...
+    async def older(self, channel: str, before: str) -> tuple[tuple[ConversationLine, ...],
+                                                              int]: ...
     async def send(self, channel: str, text: str, precedence: str,
                    ack_within_ms: int) -> None: ...
     async def ack(self, channel: str, ref: str) -> None: ...
     async def hold(self, channel: str, ref: str, expected_in_ms: int,
                    text: str = "") -> None: ...
     async def clarify(self, channel: str, ref: str, question: str) -> None: ...
+    async def answer(self, channel: str, ref: str, text: str) -> None: ...
     async def linetest_now(self, channel: str) -> None: ...
+    async def redline_add(self, channel: str, title: str, text: str) -> None: ...
+    async def redline_ack(self, channel: str, ref: str) -> None: ...
+    async def agenda_propose(self, channel: str, round_number: int, title: str,
+                             detail: str) -> None: ...
+    async def agenda_decide(self, channel: str, ref: str, accept: bool,
+                            reason: str = "") -> None: ...
+    async def record_propose(self, channel: str, title: str, text: str) -> None: ...
+    async def record_sign(self, channel: str, ref: str) -> None: ...
+    async def record_export(self, channel: str, ref: str, path: Path) -> Path: ...
+    async def record_verify(self, path: Path) -> str: ...
+    async def invite(self, relays: list[str]) -> str: ...
+    def relays(self) -> list[str]: ...
+    async def accept(self, code: str, name: str | None = None) -> str: ...
+    def safety_number(self, channel: str) -> tuple[str, tuple[str, ...], bool]: ...
+    async def confirm_verified(self, channel: str) -> None: ...
+    async def meet(self, channel: str, round_number: int, between: list[str],
+                   after: dt.date) -> tuple[str, tuple[Any, ...]]: ...
+
+
+# Every act: key, action, footer label, what the help screen and the palette say.
+ACTS: Final[tuple[tuple[str, str, str, str], ...]] = (
+    ("n", "compose", "Note", "compose a note (precedence, acknowledgement deadline)"),
+    ("a", "ack", "Ack", "acknowledge the FLASH of the banner, else the selected note, "
+                        "else their most urgent"),
+    ("h", "hold", "Hold", "holding reply to that note (an answer within an hour)"),
+    ("c", "clarify", "Clarify", "ask a clarification about the selected message"),
+    ("r", "answer", "Answer", "answer the selected clarification request"),
+    ("d", "redline_add", "Red line", "declare a red line (title, text)"),
+    ("k", "redline_ack", "Ack red line", "acknowledge the selected red line as understood"),
+    ("g", "agenda_propose", "Agenda", "propose an agenda item (round, title, detail)"),
+    ("y", "agenda_accept", "Accept item", "accept the selected agenda item"),
+    ("x", "agenda_decline", "Decline item", "decline the selected agenda item (reason)"),
+    ("p", "record_propose", "Record", "propose a statement for the record (title, text)"),
+    ("s", "record_sign", "Sign", "co-sign the selected record (its latest version)"),
+    ("e", "record_export", "Export", "export the selected co-signed record to a file"),
+    ("v", "record_verify", "Verify file", "verify an agreed-record file offline"),
+    ("m", "meet", "Meet", "plan a round's meeting: the ranked venues; the best is proposed"),
+    ("l", "linetest", "Line test", "send a line test now"),
+    ("i", "invite", "Invite", "make an invite code (shown with its QR code)"),
+    ("j", "join", "Join", "accept an invite code"),
+    ("f", "safety", "Safety no.", "the safety number: compare, then confirm"),
+    ("right_square_bracket", "next_channel(1)", "Next", "next channel"),
+    ("left_square_bracket", "next_channel(-1)", "Previous", "previous channel"),
+    ("question_mark", "help", "Help", "this help"),
+    ("q", "quit", "Quit", "quit"),
+)
+_KEY_NAMES: Final = {"right_square_bracket": "]", "left_square_bracket": "[",
+                     "question_mark": "?"}
+
+
+def help_text() -> str:
+    """The help screen: every key, then the keys of the conversation list."""
+    lines = ["Keys (also in the command palette, ctrl+p)"]
+    lines += [f"  {_KEY_NAMES.get(key, key):<3} {text}" for key, _, _, text in ACTS]
+    lines.append("  up/down select a message; home, or up at the top, reads earlier ones")
+    return "\n".join(lines)
 
 
 class ConsoleApp(App[None]):
@@ -47,23 +126,21 @@ class ConsoleApp(App[None]):
     #flash.shown { display: block; }
     #main { height: 1fr; }
     #channels { width: 20%; max-width: 28; height: 1fr; border: round $primary; }
-    #conversation { width: 1fr; border: round $primary; }
+    #conversation { width: 1fr; height: 1fr; border: round $primary; }
     #board { width: 35%; max-width: 56; height: 1fr; border: round $primary; }
     #status { height: 1; }
-    #dialog { width: 60; height: auto; border: thick $accent; background: $surface;
-              padding: 1; }
-    Compose, AskLine, Help { align: center middle; }
+    #dialog { width: 64; max-height: 90%; height: auto; border: thick $accent;
+              background: $surface; padding: 1; }
+    #dialog.wide { width: 90%; }
+    #reading { height: auto; max-height: 40; }
+    #safety { height: auto; }
+    #digits, #words { width: 1fr; height: auto; }
+    Compose, Form, Reading, SafetyNumber, Help { align: center middle; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "compose", "Note"),
-        Binding("a", "ack", "Ack"),
-        Binding("h", "hold", "Hold"),
-        Binding("c", "clarify", "Clarify"),
-        Binding("l", "linetest", "Line test"),
-        Binding("right_square_bracket", "next_channel(1)", "Next", show=False),
-        Binding("left_square_bracket", "next_channel(-1)", "Previous", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
+        Binding(key, action, label,
+                show=action not in ("next_channel(1)", "next_channel(-1)"))
+        for key, action, label, _ in ACTS
     ]
 
     def __init__(self, source: ConsoleSource, *, live: bool = True) -> None:
@@ -73,17 +150,32 @@ class ConsoleApp(App[None]):
         self.snapshot = Snapshot()
         self._busy = False
         self._rang_for: str | None = None
+        # Pages read back from the top of the conversation, and from which entry of the
+        # history the live part then starts (None: the live part is the latest page).
+        self._older: tuple[ConversationLine, ...] = ()
+        self._older_earlier = 0
+        self._anchor: int | None = None
+        self._lines: tuple[ConversationLine, ...] = ()
+        self._paging = False
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield Static(id="flash")
         with Horizontal(id="main"):
             yield Static(id="channels")
-            with VerticalScroll(id="conversation"):
-                yield Static(id="messages")
+            yield OptionList(id="conversation")
             yield Static(id="board")
         yield Static(id="status")
         yield Footer()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette: every act, then Textual's own (theme, keys, quit...)."""
+        for key, action, label, text in ACTS:
+            if action == "quit":
+                continue
+            yield SystemCommand(f"{label} ({_KEY_NAMES.get(key, key)})", text,
+                                partial(self.run_action, action))
+        yield from super().get_system_commands(screen)
 
     async def on_mount(self) -> None:
         # The first paint reads the store only; the first sync comes with the timer.
@@ -91,17 +183,17 @@ class ConsoleApp(App[None]):
         if self.live:
             self.set_interval(REFRESH_S, self.tick)
 
-    async def tick(self) -> None:
-        """One refresh: sync and redraw, unless the previous one still runs."""
-        if self._busy:
-            return
-        await self.reload(sync=True)
+    def tick(self) -> None:
+        """One refresh in a worker (sync, duties, read), unless the previous one runs."""
+        if not self._busy:
+            self.run_worker(self.reload(sync=True), group="refresh")
 
     async def reload(self, *, sync: bool) -> None:
         """Read a new snapshot and show it; a client error goes to the status line."""
         self._busy = True
         try:
-            self.show(await self.source.refresh(self.snapshot.selected, sync=sync))
+            self.show(await self.source.refresh(self.snapshot.selected, sync=sync,
+                                                first=self._anchor))
         except Exception as error:
             self.report(error)
         finally:
@@ -109,11 +201,12 @@ class ConsoleApp(App[None]):
 
     def show(self, snapshot: Snapshot) -> None:
         """Draw `snapshot`; ring the bell once for each new FLASH awaiting our ack."""
+        if snapshot.selected != self.snapshot.selected:
+            self._older, self._anchor, self._older_earlier = (), None, 0
         self.snapshot = snapshot
         self.query_one("#channels", Static).update(
             channels_text(snapshot.channels, snapshot.selected))
-        self.query_one("#messages", Static).update(conversation_text(snapshot))
-        self.query_one("#conversation", VerticalScroll).scroll_end(animate=False)
+        self._show_conversation()
         self.query_one("#board", Static).update(board_text(snapshot.board))
         banner = self.query_one("#flash", Static)
         if snapshot.flash is None:
@@ -126,6 +219,79 @@ class ConsoleApp(App[None]):
             self._rang_for = snapshot.flash.ref
             self.bell()
 
+    def _show_conversation(self) -> None:
+        """The lines, rebuilt only when they changed; the selection stays on its
+        message, or on the last line if it was there."""
+        lines = self._older + self.snapshot.conversation
+        earlier = self._older_earlier if self._anchor is not None else self.snapshot.earlier
+        if lines == self._lines and self._options_earlier == earlier:
+            return
+        widget = self.query_one("#conversation", OptionList)
+        chosen = self.selected_line()
+        at_end = widget.highlighted is None or widget.highlighted >= len(self._lines) - 1
+        self._lines = lines
+        self._options_earlier = earlier
+        options: list[Option] = []
+        if earlier:
+            options.append(Option(earlier_text(earlier), id="earlier"))
+        options += [Option(conversation_line(line)) for line in lines]
+        widget.set_options(options)
+        if not options:
+            return
+        index = len(options) - 1
+        if chosen is not None and not at_end:
+            ids = [line.message_id for line in lines]
+            if chosen.message_id in ids:
+                index = ids.index(chosen.message_id) + (1 if earlier else 0)
+        widget.highlighted = index
+        widget.scroll_to_highlight()
+
+    _options_earlier = 0
+
+    def selected_line(self) -> ConversationLine | None:
+        """The highlighted message (None: none, or a mark or the earlier line)."""
+        widget = self.query_one("#conversation", OptionList)
+        index = widget.highlighted
+        if index is None:
+            return None
+        index -= 1 if self._options_earlier else 0
+        if not 0 <= index < len(self._lines):
+            return None
+        line = self._lines[index]
+        return line if line.message_id and line.act not in ("gap", "fork") else None
+
+    async def on_option_list_option_highlighted(
+        self, event: OptionList.OptionHighlighted
+    ) -> None:
+        """The top line highlighted: read the page before it."""
+        if event.option_index == 0 and self._options_earlier and not self._paging:
+            self.run_worker(self.read_older(), group="older")
+
+    async def read_older(self) -> None:
+        """Prepend the page before the first line shown."""
+        channel = self.snapshot.selected
+        first = next((line for line in self._lines if line.message_id
+                      and line.act not in ("gap", "fork")), None)
+        if channel is None or first is None or self._paging:
+            return
+        self._paging = True
+        try:
+            lines, earlier = await self.source.older(channel, first.message_id)
+        except Exception as error:
+            self.report(error)
+            return
+        finally:
+            self._paging = False
+        if self._anchor is None:
+            self._anchor = self.snapshot.earlier
+        self._older = lines + self._older
+        self._older_earlier = earlier
+        widget = self.query_one("#conversation", OptionList)
+        self._show_conversation()
+        # The selection stays where it was: on the line after the new page.
+        widget.highlighted = len(lines) + (1 if earlier else 0)
+        widget.scroll_to_highlight()
+
     def report(self, error: BaseException) -> None:
         """The error line, in the CLI's words (`error: ...`)."""
         from backchannel.cli.context import _message_of
@@ -136,25 +302,49 @@ class ConsoleApp(App[None]):
         self.query_one("#status", Static).update(text)
 
     def _their_most_urgent(self) -> str | None:
-        """Their note we owe an acknowledgement for: the FLASH first, then the soonest."""
+        """Their note we owe an acknowledgement for: the FLASH first, then the selected
+        note of theirs, then the soonest due."""
         if self.snapshot.flash is not None:
             return self.snapshot.flash.ref
+        line = self.selected_line()
+        if line is not None and line.direction == "in" and line.act == "note":
+            return line.ref
         theirs = [p for p in self.snapshot.board.pending if not p.ours]
         return min(theirs, key=lambda p: p.remaining_ms).ref if theirs else None
 
-    async def _act(self, done: str, act: object) -> None:
+    async def _act(self, done: str, act: Awaitable[object]) -> None:
         try:
-            await act  # type: ignore[misc]
+            await act
         except Exception as error:
             self.report(error)
             return
         self._say(done)
         await self.reload(sync=False)
 
+    def _channel(self) -> str | None:
+        if self.snapshot.selected is None:
+            self._say("error: no channel yet (i: invite, j: join with a code)")
+        return self.snapshot.selected
+
+    def _selected(self, what: str) -> ConversationLine | None:
+        line = self.selected_line()
+        if line is None:
+            self._say(f"error: select {what} in the conversation first (up/down)")
+        return line
+
+    def _ask(self, title: str, fields: list[tuple[str, str]],
+             then: Callable[[list[str]], Awaitable[None]]) -> None:
+        async def submitted(values: list[str] | None) -> None:
+            if values is not None:
+                await then(values)
+
+        self.push_screen(Form(title, fields), submitted)
+
+    # -- the acts ---------------------------------------------------------------------
+
     def action_compose(self) -> None:
-        channel = self.snapshot.selected
+        channel = self._channel()
         if channel is None:
-            self._say("error: no channel")
             return
 
         async def sent(result: tuple[str, str, int] | None) -> None:
@@ -180,33 +370,240 @@ class ConsoleApp(App[None]):
                         self.source.hold(self.snapshot.selected, ref, HOLD_FOR_MS))
 
     def action_clarify(self) -> None:
-        channel = self.snapshot.selected
-        theirs = [line for line in self.snapshot.conversation if line.direction == "in"]
-        if channel is None or not theirs:
+        channel = self._channel()
+        if channel is None:
+            return
+        line = self.selected_line()
+        if line is None:
+            theirs = [x for x in self.snapshot.conversation if x.direction == "in"]
+            line = theirs[-1] if theirs else None
+        if line is None:
             self._say("error: no message of theirs to clarify")
             return
-        ref = theirs[-1].ref
+        ref = line.ref
 
-        async def asked(question: str | None) -> None:
-            if question:
-                await self._act(f"asked about {ref}",
-                                self.source.clarify(channel, ref, question))
+        async def asked(values: list[str]) -> None:
+            await self._act(f"asked about {ref}", self.source.clarify(channel, ref, values[0]))
 
-        self.push_screen(AskLine(f"Question about {ref}"), asked)
+        self._ask(f"Question about {ref}", [("question *", "")], asked)
+
+    def action_answer(self) -> None:
+        channel = self._channel()
+        line = self._selected("their clarification request") if channel else None
+        if channel is None or line is None:
+            return
+        ref = line.ref
+
+        async def answered(values: list[str]) -> None:
+            await self._act(f"answered {ref}", self.source.answer(channel, ref, values[0]))
+
+        self._ask(f"Answer to {ref}", [("answer *", "")], answered)
 
     async def action_linetest(self) -> None:
-        if self.snapshot.selected is None:
-            self._say("error: no channel")
+        channel = self._channel()
+        if channel is not None:
+            await self._act("line test sent", self.source.linetest_now(channel))
+
+    def action_redline_add(self) -> None:
+        channel = self._channel()
+        if channel is None:
             return
-        await self._act("line test sent", self.source.linetest_now(self.snapshot.selected))
+
+        async def declared(values: list[str]) -> None:
+            await self._act("red line declared",
+                            self.source.redline_add(channel, values[0], values[1]))
+
+        self._ask("Declare a red line", [("title *", ""), ("text *", "")], declared)
+
+    async def action_redline_ack(self) -> None:
+        channel = self._channel()
+        line = self._selected("their red line") if channel else None
+        if channel is None or line is None:
+            return
+        ref = line.subject_id if line.act.startswith("redline") else line.message_id
+        await self._act(f"red line {ref[:8]} acknowledged as understood",
+                        self.source.redline_ack(channel, ref))
+
+    def action_agenda_propose(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def proposed(values: list[str]) -> None:
+            if not values[0].isdigit():
+                self._say(f"error: '{values[0]}' is not a round number")
+                return
+            await self._act("agenda item proposed", self.source.agenda_propose(
+                channel, int(values[0]), values[1], values[2]))
+
+        self._ask("Propose an agenda item",
+                  [("round *", ""), ("title *", ""), ("detail", "")], proposed)
+
+    def _agenda_ref(self, line: ConversationLine) -> str:
+        return line.message_id if line.act == "agenda_propose" else line.subject_id \
+            if line.act.startswith("agenda") else line.message_id
+
+    async def action_agenda_accept(self) -> None:
+        channel = self._channel()
+        line = self._selected("an agenda item") if channel else None
+        if channel is None or line is None:
+            return
+        ref = self._agenda_ref(line)
+        await self._act(f"accepted agenda item {ref[:8]}",
+                        self.source.agenda_decide(channel, ref, True))
+
+    def action_agenda_decline(self) -> None:
+        channel = self._channel()
+        line = self._selected("an agenda item") if channel else None
+        if channel is None or line is None:
+            return
+        ref = self._agenda_ref(line)
+
+        async def declined(values: list[str]) -> None:
+            await self._act(f"declined agenda item {ref[:8]}",
+                            self.source.agenda_decide(channel, ref, False, values[0]))
+
+        self._ask(f"Decline agenda item {ref[:8]}", [("reason", "")], declined)
+
+    def action_record_propose(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def proposed(values: list[str]) -> None:
+            await self._act("record proposed and signed; it awaits their co-signature",
+                            self.source.record_propose(channel, values[0], values[1]))
+
+        self._ask("Propose a statement for the record",
+                  [("title *", ""), ("text (en) *", "")], proposed)
+
+    def _record_ref(self, line: ConversationLine) -> str:
+        return line.subject_id if line.act.startswith("record") else line.message_id
+
+    async def action_record_sign(self) -> None:
+        channel = self._channel()
+        line = self._selected("their record") if channel else None
+        if channel is None or line is None:
+            return
+        ref = self._record_ref(line)
+        await self._act(f"co-signed record {ref[:8]}: it is on the record",
+                        self.source.record_sign(channel, ref))
+
+    def action_record_export(self) -> None:
+        channel = self._channel()
+        line = self._selected("a co-signed record") if channel else None
+        if channel is None or line is None:
+            return
+        ref = self._record_ref(line)
+
+        async def exported(values: list[str]) -> None:
+            path = Path(values[0]).expanduser()
+            await self._act(f"exported record {ref[:8]} to {path}",
+                            self.source.record_export(channel, ref, path))
+
+        self._ask(f"Export record {ref[:8]} to", [("file *", f"record-{ref[:8]}.txt")],
+                  exported)
+
+    def action_record_verify(self) -> None:
+        async def verify(values: list[str]) -> None:
+            try:
+                said = await self.source.record_verify(Path(values[0]).expanduser())
+            except Exception as error:
+                self.report(error)
+                return
+            self._say(said)
+
+        self._ask("Verify an agreed-record file", [("file *", "")], verify)
+
+    def action_meet(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+        after = (dt.date.today() + dt.timedelta(days=MEET_AFTER_DAYS)).isoformat()
+
+        async def planned(values: list[str]) -> None:
+            try:
+                number = int(values[0])
+                day = dt.date.fromisoformat(values[2])
+            except ValueError:
+                self._say("error: give a round number and a date as YYYY-MM-DD")
+                return
+            between = [p.strip() for p in values[1].split(",") if p.strip()]
+            try:
+                venue, table = await self.source.meet(channel, number, between, day)
+            except Exception as error:
+                self.report(error)
+                return
+            self._say(f"proposed meeting in {venue} as an agenda item of round {number}")
+            self.push_screen(Reading(f"Round {number}: ranked venues (the first is proposed)",
+                                     meet_table(table), wide=True))
+            await self.reload(sync=False)
+
+        self._ask("Plan a meeting", [("round *", ""), ("between (places, comma) *", ""),
+                                     ("after (YYYY-MM-DD) *", after)], planned)
+
+    def action_invite(self) -> None:
+        async def made(values: list[str]) -> None:
+            relays = [u.strip() for u in values[0].split(",") if u.strip()]
+            try:
+                code = await self.source.invite(relays)
+            except Exception as error:
+                self.report(error)
+                return
+            self._say("invite made: give the code (or its QR code) to your counterpart")
+            self.push_screen(Reading("Invite code (its QR code below)", qr_text(code),
+                                     wide=True))
+
+        self._ask("Invite over relays", [("relay URLs (comma) *", ", ".join(
+            self.source.relays()))], made)
+
+    def action_join(self) -> None:
+        async def joined(values: list[str]) -> None:
+            try:
+                name = await self.source.accept(values[0], values[1] or None)
+            except Exception as error:
+                self.report(error)
+                return
+            self._say(f"joined channel '{name}'; now compare the safety number (f)")
+            self.snapshot = Snapshot(channels=self.snapshot.channels, selected=name)
+            self._older, self._anchor, self._older_earlier = (), None, 0
+            await self.reload(sync=False)
+
+        self._ask("Accept an invite code", [("code *", ""), ("your name for the channel", "")],
+                  joined)
+
+    def action_safety(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+        try:
+            digits, words, verified = self.source.safety_number(channel)
+        except Exception as error:
+            self.report(error)
+            return
+
+        async def confirmed(matched: bool | None) -> None:
+            if matched and not verified:
+                await self._act(f"recorded: channel '{channel}' is verified",
+                                self.source.confirm_verified(channel))
+
+        shown = next((r.name for r in self.snapshot.channels if r.key == channel), channel)
+        self.push_screen(SafetyNumber(shown, digits, words, verified), confirmed)
 
     async def action_next_channel(self, step: int) -> None:
         names = [row.key for row in self.snapshot.channels]
         if self.snapshot.selected not in names:
             return
         current = names.index(self.snapshot.selected)
-        self.snapshot = Snapshot(selected=names[(current + step) % len(names)])
+        self.snapshot = Snapshot(channels=self.snapshot.channels,
+                                 selected=names[(current + step) % len(names)])
+        self._older, self._anchor, self._older_earlier = (), None, 0
         await self.reload(sync=False)
 
     def action_help(self) -> None:
-        self.push_screen(Help())
+        self.push_screen(Help(help_text()))
+
+
+def conversation_lines(app: ConsoleApp) -> list[Text]:
+    """The conversation's lines as drawn (for tests and the benchmark)."""
+    return [conversation_line(line) for line in app._lines]
