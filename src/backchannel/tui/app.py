@@ -157,6 +157,11 @@ class ConsoleApp(App[None]):
         self._anchor: int | None = None
         self._lines: tuple[ConversationLine, ...] = ()
         self._paging = False
+        self._options_earlier = 0
+        # Each line's rendering, kept while its channel is shown (a refresh renders only
+        # the lines that changed: a receipt, a new message).
+        self._drawn: dict[ConversationLine, Text] = {}
+        self._drawn_for: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -234,7 +239,11 @@ class ConsoleApp(App[None]):
         options: list[Option] = []
         if earlier:
             options.append(Option(earlier_text(earlier), id="earlier"))
-        options += [Option(conversation_line(line)) for line in lines]
+        if self._drawn_for != self.snapshot.selected:
+            self._drawn, self._drawn_for = {}, self.snapshot.selected
+        drawn = {line: self._drawn.get(line) or conversation_line(line) for line in lines}
+        self._drawn = drawn
+        options += [Option(drawn[line]) for line in lines]
         widget.set_options(options)
         if not options:
             return
@@ -246,7 +255,6 @@ class ConsoleApp(App[None]):
         widget.highlighted = index
         widget.scroll_to_highlight()
 
-    _options_earlier = 0
 
     def selected_line(self) -> ConversationLine | None:
         """The highlighted message (None: none, or a mark or the earlier line)."""

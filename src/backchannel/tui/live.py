@@ -163,6 +163,9 @@ class ConsoleData:
         self._lock = asyncio.Lock()
         self._rows: dict[str, ChannelRow] = {}
         self._turn = 0
+        # The selected channel's messages and fold as last read: earlier pages are read
+        # from them (what lies before the page shown does not change with a refresh).
+        self._last: tuple[str, list[MessageRecord], Dialogue] | None = None
 
     def _strategic(self, channel: str) -> StrategicChannel:
         from backchannel.client.strategic import StrategicChannel
@@ -189,10 +192,13 @@ class ConsoleData:
 
         def read() -> tuple[tuple[ConversationLine, ...], int]:
             record = self.principal.channel(channel)
-            page = build_history(self.principal.identity, record,
-                                 self.principal.messages(channel),
+            if self._last is not None and self._last[0] == channel:
+                _, messages, dialogue = self._last
+            else:
+                messages, dialogue = self.principal.messages(channel), None
+            page = build_history(self.principal.identity, record, messages,
                                  self.principal.forks(record.channel_id),
-                                 limit=PAGE_SIZE, before=before)
+                                 limit=PAGE_SIZE, before=before, dialogue=dialogue)
             return tuple(_line(i) for i in page.items), page.earlier
 
         async with self._lock:
@@ -224,6 +230,7 @@ class ConsoleData:
         )
         history = None
         if page:
+            self._last = (record.name, messages, dialogue)
             history = build_history(
                 self.principal.identity, record, messages,
                 self.principal.forks(record.channel_id),
