@@ -22,6 +22,7 @@ FIXED = Snapshot(
         ConversationLine("0a1b2c3d", "out", "redline", "Taiwan Strait: no live fire", "ROUTINE",
                          "delivered"),
         ConversationLine("1b2c3d4e", "in", "redline_ack", "", "ROUTINE", ""),
+        ConversationLine("", "", "gap", "their messages 7-8 not received", "ROUTINE", ""),
         ConversationLine("2c3d4e5f", "out", "note", "Talks at noon?", "IMMEDIATE", "read"),
         ConversationLine("3d4e5f60", "in", "note", "Incident at sea: confirm.", "FLASH", ""),
     ),
@@ -36,7 +37,8 @@ FIXED = Snapshot(
         clarifications=("4e5f6071 theirs: which vessel?",),
         red_lines=("ours: Taiwan Strait v1",),
         agenda=("round 1: Maritime incidents (accepted)",),
-        records=("5f607182 v1 proposed",),
+        records=("5f607182 v1 proposed: Vienna round",),
+        line="line UP, answered 42s ago",
     ),
     flash=Pending("3d4e5f60", ours=False, precedence="FLASH", remaining_ms=545_000,
                   overdue=False, held=False),
@@ -53,12 +55,31 @@ class FixedData:
     async def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("fixed data")
 
-    send = ack = hold = clarify = linetest_now = _refuse
+    send = ack = hold = clarify = linetest_now = answer = redline_add = _refuse
+    redline_ack = agenda_propose = agenda_decide = record_propose = record_sign = _refuse
+    record_export = record_verify = invite = accept = confirm_verified = meet = _refuse
+    older = _refuse
+
+    def relays(self) -> list[str]:
+        return ["wss://relay.example.org"]
+
+    def safety_number(self, channel: str) -> tuple[str, tuple[str, ...], bool]:
+        digits = " ".join(f"{i:05d}" for i in range(10_000, 130_000, 10_000))
+        words = ("anchor", "beacon", "cedar", "delta", "ember", "falcon", "granite",
+                 "harbor", "island", "juniper", "kestrel", "lantern")
+        return digits, words, False
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_the_console_with_a_flash_waiting(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(ConsoleApp(FixedData(), live=False), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("key", ["question_mark", "f", "d"])
+def test_the_console_dialogs(snap_compare: Any, size: tuple[int, int], key: str) -> None:
+    # The help screen, the safety number (digits and words side by side), a form.
+    assert snap_compare(ConsoleApp(FixedData(), live=False), press=[key], terminal_size=size)
 
 
 async def test_a_refused_act_is_shown_as_the_cli_prints_it_and_help_opens() -> None:
