@@ -48,7 +48,7 @@ def tui(
     state = cli_context(ctx)
     if serve:
         try:
-            from textual_serve.server import Server
+            from textual_serve.server import Server  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             raise ClientError("--serve needs textual-serve: pip install 'backchannel[serve]'"
                               ) from None
