@@ -8,8 +8,8 @@ Starts `backchannel relay serve` (SQLite, its own process) on a free loopback po
 two principals, queues N notes on one side (one transaction), then opens the console
 headless (Textual's `run_test`) over each home and times mount to the first screen
 drawn with its data. Scrolling to the top is timed as the pages read back one by one
-(each `older` read, then drawn), with the longest single step, which is what a user
-waits for. Incoming events: the other side sends `--events` notes, and one refresh
+(each read in the console's thread, then drawn), with the longest single step, which is
+what a user waits for; `<` jumps to the first page at once. Incoming events: the other side sends `--events` notes, and one refresh
 (sync, duties, read, draw) takes them in. Prints medians and ratios to the baseline.
 """
 
@@ -53,12 +53,24 @@ async def to_the_top(principal: Principal) -> tuple[float, float, int]:
         await pilot.pause()
         started = time.perf_counter()
         longest = 0.0
-        while app._options_earlier:
+        while app.snapshot.earlier:
             step = time.perf_counter()
-            await app.read_older()
+            await app.page(-1)
             await pilot.pause()
             longest = max(longest, time.perf_counter() - step)
         return time.perf_counter() - started, longest, len(app._lines)
+
+
+async def jump_to_the_top(principal: Principal) -> float:
+    """Seconds for `<`: from the latest page straight to the first."""
+    app = ConsoleApp(ConsoleData(principal), live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        started = time.perf_counter()
+        await app.page(-2)
+        await pilot.pause()
+        assert app.snapshot.earlier == 0
+        return time.perf_counter() - started
 
 
 async def incoming(principal: Principal, sender: Principal, events: int) -> float:
@@ -107,6 +119,8 @@ async def main(args: argparse.Namespace) -> None:
         total, longest, lines = await to_the_top(w)
         print(f"page to the top of {args.messages} messages: {total * 1000:.0f} ms in all, "
               f"longest step {longest * 1000:.0f} ms, {lines} lines shown")
+        print(f"jump to the top (<) of {args.messages} messages: "
+              f"{await jump_to_the_top(w) * 1000:.0f} ms")
         took = [await incoming(b, w, args.events) for _ in range(1)]
         print(f"apply {args.events} incoming notes (one refresh: sync, duties, read, draw): "
               f"{statistics.median(took) * 1000:.0f} ms")

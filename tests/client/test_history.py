@@ -169,6 +169,14 @@ async def test_a_page_is_exactly_its_window_of_the_whole_history(tmp_path: Path)
                                  line_tests=line_tests)
             assert list(page.items) == [i for g in groups[starts[k]:] for i in g]
             assert page.earlier == k
+            # `first` and `limit`: a window of `limit` entries from the k-th.
+            for size in (1, 3):
+                window = build_history(w.identity, channel, messages, forks, first=k,
+                                       limit=size, line_tests=line_tests)
+                stop = starts[k + size] if k + size < len(starts) else len(groups)
+                assert list(window.items) == [i for g in groups[starts[k]:stop] for i in g]
+                assert (window.earlier, len(window.entries)) == (k, min(size, len(ids) - k))
+                assert window.later == len(ids) - k - len(window.entries)
         beyond = build_history(w.identity, channel, messages, forks, first=len(ids),
                                line_tests=line_tests)
         assert beyond.entries == () and beyond.earlier == len(ids)

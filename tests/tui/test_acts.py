@@ -268,3 +268,35 @@ async def test_pairing_through_the_console(tmp_path: Path, opened: Opened) -> No
         assert len(opened.washington.channels()) == 2
     finally:
         moscow.close()
+
+
+async def test_a_long_channel_pages_back_from_its_top_and_returns(opened: Opened) -> None:
+    opened.washington.queue_many("beijing", [f"note {i}" for i in range(900)])
+    app = ConsoleApp(ConsoleData(opened.washington), live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        widget = app.query_one("#conversation", OptionList)
+        total = app.snapshot.total
+        assert (app.snapshot.earlier, len(app._lines)) == (total - 200, 200)
+        first = app._lines[0]
+        widget.highlighted = 0  # the "earlier" line: the page before comes in
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert (app.snapshot.earlier, app.snapshot.later) == (total - 400, 0)
+        assert app.selected_line() == first  # the selection stayed on its message
+        widget.scroll_end(animate=False)
+        await pilot.pause()
+        widget.scroll_home(animate=False)  # scrolled to the top: one page more
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert app.snapshot.earlier == total - 600
+        await pilot.press("less_than_sign")  # the very first page, in a bounded window
+        await app.workers.wait_for_complete()
+        assert (app.snapshot.earlier, app.snapshot.later) == (0, total - 600)
+        assert "note 0" in [line.text for line in app._lines[:total - 900 + 1]]
+        widget.highlighted = widget.option_count - 1  # the "later" line: a page on
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert (app.snapshot.earlier, app.snapshot.later) == (200, total - 800)
+        await pilot.press("greater_than_sign")  # back to the latest page, following
+        await app.workers.wait_for_complete()
+        assert (app.snapshot.earlier, app.snapshot.later) == (total - 200, 0)

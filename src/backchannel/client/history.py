@@ -363,13 +363,14 @@ def build_history(
         messages: all its stored messages, in stored order (`in_stored_order`).
         forks: the forks seen on it (`Principal.forks`).
         since_ms: only entries stored at or after this moment (our clock); 0 for all.
-        limit: at most this many entries, the latest of those selected; None for all.
+        limit: at most this many entries, the latest of those selected (with `first`:
+            the first `limit` from it); None for all.
         before: only entries stored before the message with this id (or id prefix).
         line_tests: include line tests and their answers (each test also carries when
             it was answered, `answered_at_ms`); sent hourly, they can outnumber the
             conversation.
-        first: only entries from this one on (0 is the first entry selected), so that a
-            reader who holds the earlier ones reads only the rest.
+        first: only entries from this one on (0 is the first entry selected): a window
+            anywhere in a long history, with `limit` its size.
         dialogue: the fold of `messages` (`duties.dialogue_of`), if the caller has it
             already; folded here otherwise.
 
@@ -396,10 +397,14 @@ def build_history(
     end = len(slots)
     if before is not None:
         end = _position(slots, before, channel.name)
-    start = 0 if limit is None else max(_entry_index(slots, end, limit), 0)
-    if first is not None:
-        start = max(start, _entry_index(slots, len(slots), count(slots) - first)
-                    if first < count(slots) else end)
+    if first is None:
+        start = 0 if limit is None else max(_entry_index(slots, end, limit), 0)
+    else:
+        total = count(slots)
+        start = _entry_index(slots, len(slots), total - first) if first < total else end
+        start = min(start, end)
+        if limit is not None:
+            end = min(end, _after(slots, start, limit))
     page = slots[start:end]
 
     items: list[HistoryItem] = []
@@ -423,6 +428,17 @@ def _entry_index(slots: list[_Slot], end: int, limit: int) -> int:
         index -= 1
         if slots[index].record is not None:
             taken += 1
+    return index
+
+
+def _after(slots: list[_Slot], start: int, limit: int) -> int:
+    """Where a page of `limit` entries starting at `start` ends (the marks after its last
+    entry belong to the next one)."""
+    taken, index = 0, start
+    while index < len(slots) and taken < limit:
+        if slots[index].record is not None:
+            taken += 1
+        index += 1
     return index
 
 

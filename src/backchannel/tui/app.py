@@ -19,6 +19,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
@@ -30,10 +31,15 @@ from backchannel.tui.panes import (
     conversation_line,
     earlier_text,
     flash_text,
+    later_text,
     meet_table,
     qr_text,
 )
 from backchannel.tui.views import ConversationLine, Snapshot
+
+# The conversation's pages (`live.PAGE_SIZE`) and the window shown once paged back.
+PAGE_SIZE: Final = 200
+WINDOW: Final = 3 * PAGE_SIZE
 
 # How often the console syncs and redraws: countdowns show whole seconds.
 REFRESH_S: Final = 1.0
@@ -49,8 +55,6 @@ class ConsoleSource(Protocol):
 
     async def refresh(self, selected: str | None, *, sync: bool = True,
                       first: int | None = None) -> Snapshot: ...
-    async def older(self, channel: str, before: str) -> tuple[tuple[ConversationLine, ...],
-                                                              int]: ...
     async def send(self, channel: str, text: str, precedence: str,
                    ack_within_ms: int) -> None: ...
     async def ack(self, channel: str, ref: str) -> None: ...
@@ -100,12 +104,15 @@ ACTS: Final[tuple[tuple[str, str, str, str], ...]] = (
     ("i", "invite", "Invite", "make an invite code (shown with its QR code)"),
     ("j", "join", "Join", "accept an invite code"),
     ("f", "safety", "Safety no.", "the safety number: compare, then confirm"),
+    ("less_than_sign", "oldest", "Oldest", "the conversation's first page"),
+    ("greater_than_sign", "latest", "Latest", "the conversation's latest page"),
     ("right_square_bracket", "next_channel(1)", "Next", "next channel"),
     ("left_square_bracket", "next_channel(-1)", "Previous", "previous channel"),
     ("question_mark", "help", "Help", "this help"),
     ("q", "quit", "Quit", "quit"),
 )
 _KEY_NAMES: Final = {"right_square_bracket": "]", "left_square_bracket": "[",
+                     "less_than_sign": "<", "greater_than_sign": ">",
                      "question_mark": "?"}
 
 
@@ -113,8 +120,23 @@ def help_text() -> str:
     """The help screen: every key, then the keys of the conversation list."""
     lines = ["Keys (also in the command palette, ctrl+p)"]
     lines += [f"  {_KEY_NAMES.get(key, key):<3} {text}" for key, _, _, text in ACTS]
-    lines.append("  up/down select a message; home, or up at the top, reads earlier ones")
+    lines.append("  up/down select a message; the first (last) line reads a page earlier "
+                 "(later)")
     return "\n".join(lines)
+
+
+class ConversationList(OptionList):
+    """The conversation: an option list that asks for the page before it when scrolled
+    to its top (by the wheel or the scroll bar) while earlier messages are not shown."""
+
+    class ScrolledToTop(Message):
+        """Scrolled to the top with the earlier line first."""
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value == 0 < old_value and self.option_count and \
+                self.get_option_at_index(0).id == "earlier":
+            self.post_message(self.ScrolledToTop())
 
 
 class ConsoleApp(App[None]):
@@ -150,14 +172,12 @@ class ConsoleApp(App[None]):
         self.snapshot = Snapshot()
         self._busy = False
         self._rang_for: str | None = None
-        # Pages read back from the top of the conversation, and from which entry of the
-        # history the live part then starts (None: the live part is the latest page).
-        self._older: tuple[ConversationLine, ...] = ()
-        self._older_earlier = 0
-        self._anchor: int | None = None
+        # The conversation's window: from which entry of the history it starts (None:
+        # the latest page, which follows what arrives).
+        self._view_first: int | None = None
         self._lines: tuple[ConversationLine, ...] = ()
-        self._paging = False
         self._options_earlier = 0
+        self._later = 0
         # Each line's rendering, kept while its channel is shown (a refresh renders only
         # the lines that changed: a receipt, a new message).
         self._drawn: dict[ConversationLine, Text] = {}
@@ -168,7 +188,7 @@ class ConsoleApp(App[None]):
         yield Static(id="flash")
         with Horizontal(id="main"):
             yield Static(id="channels")
-            yield OptionList(id="conversation")
+            yield ConversationList(id="conversation")
             yield Static(id="board")
         yield Static(id="status")
         yield Footer()
@@ -198,7 +218,7 @@ class ConsoleApp(App[None]):
         self._busy = True
         try:
             self.show(await self.source.refresh(self.snapshot.selected, sync=sync,
-                                                first=self._anchor))
+                                                first=self._view_first))
         except Exception as error:
             self.report(error)
         finally:
@@ -206,8 +226,6 @@ class ConsoleApp(App[None]):
 
     def show(self, snapshot: Snapshot) -> None:
         """Draw `snapshot`; ring the bell once for each new FLASH awaiting our ack."""
-        if snapshot.selected != self.snapshot.selected:
-            self._older, self._anchor, self._older_earlier = (), None, 0
         self.snapshot = snapshot
         self.query_one("#channels", Static).update(
             channels_text(snapshot.channels, snapshot.selected))
@@ -224,18 +242,18 @@ class ConsoleApp(App[None]):
             self._rang_for = snapshot.flash.ref
             self.bell()
 
-    def _show_conversation(self) -> None:
-        """The lines, rebuilt only when they changed; the selection stays on its
-        message, or on the last line if it was there."""
-        lines = self._older + self.snapshot.conversation
-        earlier = self._older_earlier if self._anchor is not None else self.snapshot.earlier
-        if lines == self._lines and self._options_earlier == earlier:
+    def _show_conversation(self, keep: str | None = None) -> None:
+        """The lines, rebuilt only when they changed; the selection stays on its message
+        (or on `keep`, a message id), or on the last line if it was there."""
+        lines = self.snapshot.conversation
+        earlier, later = self.snapshot.earlier, self.snapshot.later
+        if (lines, earlier, later) == (self._lines, self._options_earlier, self._later):
             return
         widget = self.query_one("#conversation", OptionList)
         chosen = self.selected_line()
-        at_end = widget.highlighted is None or widget.highlighted >= len(self._lines) - 1
-        self._lines = lines
-        self._options_earlier = earlier
+        keep = keep or (chosen.message_id if chosen is not None else None)
+        at_end = widget.highlighted is None or widget.highlighted >= widget.option_count - 1
+        self._lines, self._options_earlier, self._later = lines, earlier, later
         options: list[Option] = []
         if earlier:
             options.append(Option(earlier_text(earlier), id="earlier"))
@@ -244,20 +262,21 @@ class ConsoleApp(App[None]):
         drawn = {line: self._drawn.get(line) or conversation_line(line) for line in lines}
         self._drawn = drawn
         options += [Option(drawn[line]) for line in lines]
+        if later:
+            options.append(Option(later_text(later), id="later"))
         widget.set_options(options)
         if not options:
             return
         index = len(options) - 1
-        if chosen is not None and not at_end:
-            ids = [line.message_id for line in lines]
-            if chosen.message_id in ids:
-                index = ids.index(chosen.message_id) + (1 if earlier else 0)
-        widget.highlighted = index
+        ids = [line.message_id for line in lines]
+        if keep in ids and (not at_end or self._view_first is not None):
+            index = ids.index(keep) + (1 if earlier else 0)
+        with widget.prevent(OptionList.OptionHighlighted):
+            widget.highlighted = index
         widget.scroll_to_highlight()
 
-
     def selected_line(self) -> ConversationLine | None:
-        """The highlighted message (None: none, or a mark or the earlier line)."""
+        """The highlighted message (None: none, or a mark, or an earlier/later line)."""
         widget = self.query_one("#conversation", OptionList)
         index = widget.highlighted
         if index is None:
@@ -271,34 +290,48 @@ class ConsoleApp(App[None]):
     async def on_option_list_option_highlighted(
         self, event: OptionList.OptionHighlighted
     ) -> None:
-        """The top line highlighted: read the page before it."""
-        if event.option_index == 0 and self._options_earlier and not self._paging:
-            self.run_worker(self.read_older(), group="older")
+        """The earlier (or later) line highlighted: move the window a page that way."""
+        if event.option.id == "earlier":
+            self.run_worker(partial(self.page, -1), group="page", exclusive=True)
+        elif event.option.id == "later":
+            self.run_worker(partial(self.page, 1), group="page", exclusive=True)
 
-    async def read_older(self) -> None:
-        """Prepend the page before the first line shown."""
-        channel = self.snapshot.selected
-        first = next((line for line in self._lines if line.message_id
-                      and line.act not in ("gap", "fork")), None)
-        if channel is None or first is None or self._paging:
+    def on_conversation_list_scrolled_to_top(self) -> None:
+        self.run_worker(partial(self.page, -1), group="page", exclusive=True)
+
+    async def page(self, step: int) -> None:
+        """Move the conversation's window a page back (-1) or on (1), or to the very
+        start (-2) or to the latest page (2); the selection stays on its message."""
+        if self.snapshot.selected is None:
             return
-        self._paging = True
+        start = self.snapshot.earlier
+        keep_at = self._lines[0] if step < 0 and self._lines else (
+            self._lines[-1] if self._lines else None)
+        if step == -2:
+            self._view_first = 0
+        elif step == 2:
+            self._view_first = None
+        elif step < 0:
+            self._view_first = max(0, start - PAGE_SIZE)
+        else:
+            following = start + PAGE_SIZE
+            live = following + WINDOW >= self.snapshot.total
+            self._view_first = None if live else following
         try:
-            lines, earlier = await self.source.older(channel, first.message_id)
+            snapshot = await self.source.refresh(self.snapshot.selected, sync=False,
+                                                 first=self._view_first)
         except Exception as error:
             self.report(error)
             return
-        finally:
-            self._paging = False
-        if self._anchor is None:
-            self._anchor = self.snapshot.earlier
-        self._older = lines + self._older
-        self._older_earlier = earlier
-        widget = self.query_one("#conversation", OptionList)
-        self._show_conversation()
-        # The selection stays where it was: on the line after the new page.
-        widget.highlighted = len(lines) + (1 if earlier else 0)
-        widget.scroll_to_highlight()
+        self.snapshot = snapshot
+        self._show_conversation(keep=keep_at.message_id if keep_at and abs(step) == 1
+                                else None)
+
+    def action_oldest(self) -> None:
+        self.run_worker(partial(self.page, -2), group="page", exclusive=True)
+
+    def action_latest(self) -> None:
+        self.run_worker(partial(self.page, 2), group="page", exclusive=True)
 
     def report(self, error: BaseException) -> None:
         """The error line, in the CLI's words (`error: ...`)."""
@@ -574,7 +607,7 @@ class ConsoleApp(App[None]):
                 return
             self._say(f"joined channel '{name}'; now compare the safety number (f)")
             self.snapshot = Snapshot(channels=self.snapshot.channels, selected=name)
-            self._older, self._anchor, self._older_earlier = (), None, 0
+            self._view_first = None
             await self.reload(sync=False)
 
         self._ask("Accept an invite code", [("code *", ""), ("your name for the channel", "")],
@@ -605,7 +638,7 @@ class ConsoleApp(App[None]):
         current = names.index(self.snapshot.selected)
         self.snapshot = Snapshot(channels=self.snapshot.channels,
                                  selected=names[(current + step) % len(names)])
-        self._older, self._anchor, self._older_earlier = (), None, 0
+        self._view_first = None
         await self.reload(sync=False)
 
     def action_help(self) -> None:

@@ -41,8 +41,11 @@ if TYPE_CHECKING:
     from backchannel.meet import Suggestion
 
 # The conversation shows the latest entries only, so a channel of any length opens at
-# the cost of one page; older ones come a page at a time (`ConsoleData.older`).
+# the cost of one page; older ones come a page at a time (`refresh(first=...)`).
 PAGE_SIZE: Final = 200
+# Once paged back, the console shows this many entries (a bounded list, however long
+# the channel), moving a page at a time.
+WINDOW: Final = 3 * PAGE_SIZE
 # How long a sync on refresh may take: the console refreshes every second, and a relay
 # that does not answer must not stall it for longer than this.
 SYNC_DEADLINE_S: Final = 2.0
@@ -163,9 +166,6 @@ class ConsoleData:
         self._lock = asyncio.Lock()
         self._rows: dict[str, ChannelRow] = {}
         self._turn = 0
-        # The selected channel's messages and fold as last read: earlier pages are read
-        # from them (what lies before the page shown does not change with a refresh).
-        self._last: tuple[str, list[MessageRecord], Dialogue] | None = None
 
     def _strategic(self, channel: str) -> StrategicChannel:
         from backchannel.client.strategic import StrategicChannel
@@ -177,32 +177,13 @@ class ConsoleData:
     async def refresh(self, selected: str | None, *, sync: bool = True,
                       first: int | None = None) -> Snapshot:
         """Sync with the relays and run the duties (unless `sync` is False), then read
-        what is shown (in a thread). `first`: show the history from this entry on
-        (the console has paged back to it) instead of the latest page."""
+        what is shown (in a thread). `first`: show the window of `WINDOW` entries from
+        this one (the console has paged back) instead of the latest page."""
         async with self._lock:
             if sync and self.principal.channels():
                 await self.principal.sync(deadline=SYNC_DEADLINE_S)
                 await asyncio.to_thread(self.principal.duties.perform)
             return await asyncio.to_thread(self.read, selected, first)
-
-    async def older(self, channel: str, before: str) -> tuple[tuple[ConversationLine, ...],
-                                                              int]:
-        """The page before the entry `before` (a whole id), and how many come before it."""
-        from backchannel.client.history import build_history
-
-        def read() -> tuple[tuple[ConversationLine, ...], int]:
-            record = self.principal.channel(channel)
-            if self._last is not None and self._last[0] == channel:
-                _, messages, dialogue = self._last
-            else:
-                messages, dialogue = self.principal.messages(channel), None
-            page = build_history(self.principal.identity, record, messages,
-                                 self.principal.forks(record.channel_id),
-                                 limit=PAGE_SIZE, before=before, dialogue=dialogue)
-            return tuple(_line(i) for i in page.items), page.earlier
-
-        async with self._lock:
-            return await asyncio.to_thread(read)
 
     def _read_channel(self, record: ChannelRecord, *, page: bool,
                       first: int | None = None) -> _Read:
@@ -230,11 +211,10 @@ class ConsoleData:
         )
         history = None
         if page:
-            self._last = (record.name, messages, dialogue)
             history = build_history(
                 self.principal.identity, record, messages,
                 self.principal.forks(record.channel_id),
-                limit=None if first is not None else PAGE_SIZE,
+                limit=PAGE_SIZE if first is None else WINDOW,
                 first=first, dialogue=dialogue)
         return _Read(row, _board(board, escalated), history)
 
@@ -271,6 +251,7 @@ class ConsoleData:
             board=view,
             flash=flash,
             total=page.total,
+            later=page.later,
         )
 
     # -- acts -------------------------------------------------------------------------

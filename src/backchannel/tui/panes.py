@@ -73,7 +73,12 @@ def conversation_line(line: ConversationLine) -> Text:
 
 def earlier_text(earlier: int) -> Text:
     """The conversation's first line while earlier entries are not read yet."""
-    return Text(f"… {earlier} earlier messages (up or home reads them)", style="dim")
+    return Text(f"… {earlier} earlier messages (up or < reads them)", style="dim")
+
+
+def later_text(later: int) -> Text:
+    """The conversation's last line while it shows an earlier window."""
+    return Text(f"… {later} later messages (down or > reads them)", style="dim")
 
 
 def conversation_text(snapshot: Snapshot) -> Text:

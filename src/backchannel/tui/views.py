@@ -77,3 +77,4 @@ class Snapshot:
     board: BoardView = field(default_factory=BoardView)
     flash: Pending | None = None  # their FLASH note awaiting our acknowledgement
     total: int = 0  # entries in the selected channel's whole history
+    later: int = 0  # messages after the window shown (0 on the latest page)
