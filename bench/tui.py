@@ -9,8 +9,9 @@ two principals, queues N notes on one side (one transaction), then opens the con
 headless (Textual's `run_test`) over each home and times mount to the first screen
 drawn with its data. Scrolling to the top is timed as the pages read back one by one
 (each read in the console's thread, then drawn), with the longest single step, which is
-what a user waits for; `<` jumps to the first page at once. Incoming events: the other side sends `--events` notes, and one refresh
-(sync, duties, read, draw) takes them in. Prints medians and ratios to the baseline.
+what a user waits for; `<` jumps to the first page at once. Incoming events: the other
+side sends `--events` notes, and one refresh (sync, duties, read, draw) takes them in.
+Prints medians and ratios to the baseline.
 """
 
 from __future__ import annotations

@@ -178,6 +178,7 @@ class ConsoleApp(App[None]):
         self._lines: tuple[ConversationLine, ...] = ()
         self._options_earlier = 0
         self._later = 0
+        self._moving = False
         # Each line's rendering, kept while its channel is shown (a refresh renders only
         # the lines that changed: a receipt, a new message).
         self._drawn: dict[ConversationLine, Text] = {}
@@ -292,16 +293,28 @@ class ConsoleApp(App[None]):
     ) -> None:
         """The earlier (or later) line highlighted: move the window a page that way."""
         if event.option.id == "earlier":
-            self.run_worker(partial(self.page, -1), group="page", exclusive=True)
+            self._paging(-1)
         elif event.option.id == "later":
-            self.run_worker(partial(self.page, 1), group="page", exclusive=True)
+            self._paging(1)
 
     def on_conversation_list_scrolled_to_top(self) -> None:
-        self.run_worker(partial(self.page, -1), group="page", exclusive=True)
+        self._paging(-1)
+
+    def _paging(self, step: int) -> None:
+        """`page(step)` in a worker, unless a move is still being read."""
+        if not self._moving:
+            self._moving = True
+            self.run_worker(self.page(step), group="page")
 
     async def page(self, step: int) -> None:
         """Move the conversation's window a page back (-1) or on (1), or to the very
         start (-2) or to the latest page (2); the selection stays on its message."""
+        try:
+            await self._page(step)
+        finally:
+            self._moving = False
+
+    async def _page(self, step: int) -> None:
         if self.snapshot.selected is None:
             return
         start = self.snapshot.earlier
@@ -328,10 +341,10 @@ class ConsoleApp(App[None]):
                                 else None)
 
     def action_oldest(self) -> None:
-        self.run_worker(partial(self.page, -2), group="page", exclusive=True)
+        self._paging(-2)
 
     def action_latest(self) -> None:
-        self.run_worker(partial(self.page, 2), group="page", exclusive=True)
+        self._paging(2)
 
     def report(self, error: BaseException) -> None:
         """The error line, in the CLI's words (`error: ...`)."""
