@@ -46,20 +46,44 @@ async def first_paint(principal: Principal) -> float:
         return time.perf_counter() - started
 
 
-async def to_the_top(principal: Principal) -> tuple[float, float, int]:
-    """Seconds to page from the latest page to the first entry, the longest step, and
-    the lines then shown."""
+class Stalls:
+    """The event loop's longest stall while it runs: a task that asks to wake every
+    10 ms and records how late it woke (what a key press would wait for)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _probe(self) -> None:
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.longest = max(self.longest, time.perf_counter() - asked - 0.01)
+
+    def __enter__(self) -> Stalls:
+        self._task = asyncio.get_running_loop().create_task(self._probe())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+async def to_the_top(principal: Principal) -> tuple[float, float, float, int]:
+    """Seconds to page from the latest page to the first entry, the longest step, the
+    event loop's longest stall meanwhile, and the lines then shown."""
     app = ConsoleApp(ConsoleData(principal), live=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         started = time.perf_counter()
         longest = 0.0
-        while app.snapshot.earlier:
-            step = time.perf_counter()
-            await app.page(-1)
-            await pilot.pause()
-            longest = max(longest, time.perf_counter() - step)
-        return time.perf_counter() - started, longest, len(app._lines)
+        with Stalls() as stalls:
+            while app.snapshot.earlier:
+                step = time.perf_counter()
+                await app.page(-1)
+                await pilot.pause()
+                longest = max(longest, time.perf_counter() - step)
+        return time.perf_counter() - started, longest, stalls.longest, len(app._lines)
 
 
 async def jump_to_the_top(principal: Principal) -> float:
@@ -117,9 +141,10 @@ async def main(args: argparse.Namespace) -> None:
         for name, samples in timings.items():
             median = statistics.median(samples)
             print(f"first paint, {name}: {median * 1000:.0f} ms (x{median / base:.2f})")
-        total, longest, lines = await to_the_top(w)
+        total, longest, stall, lines = await to_the_top(w)
         print(f"page to the top of {args.messages} messages: {total * 1000:.0f} ms in all, "
-              f"longest step {longest * 1000:.0f} ms, {lines} lines shown")
+              f"longest step {longest * 1000:.0f} ms, longest event-loop stall "
+              f"{stall * 1000:.0f} ms, {lines} lines shown")
         print(f"jump to the top (<) of {args.messages} messages: "
               f"{await jump_to_the_top(w) * 1000:.0f} ms")
         took = [await incoming(b, w, args.events) for _ in range(1)]
