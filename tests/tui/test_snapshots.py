@@ -128,11 +128,15 @@ async def test_brackets_select_the_next_channel_and_the_bell_rings_once_per_flas
         assert app.snapshot.selected == "beijing"
 
 
-def test_the_screenshot_in_the_docs_is_the_reviewed_snapshot() -> None:
+@pytest.mark.parametrize(("doc", "snapshot"), [
+    ("tui-main.svg", "test_the_console_with_a_flash_waiting[size1].svg"),
+    ("tui-help.svg", "test_the_console_dialogs[question_mark-size1].svg"),
+    ("tui-safety.svg", "test_the_console_dialogs[f-size1].svg"),
+    ("tui-form.svg", "test_the_console_dialogs[d-size1].svg"),
+])
+def test_the_screenshots_in_the_docs_are_the_reviewed_snapshots(doc: str, snapshot: str) -> None:
     from pathlib import Path
 
     here = Path(__file__).parent
-    snapshot = here / "__snapshots__" / "test_snapshots"
-    snapshot /= "test_the_console_with_a_flash_waiting[size1].svg"
-    docs = here.parents[1] / "docs" / "tui-main.svg"
-    assert docs.read_text() == snapshot.read_text()
+    reviewed = here / "__snapshots__" / "test_snapshots" / snapshot
+    assert (here.parents[1] / "docs" / doc).read_text() == reviewed.read_text()
