@@ -47,6 +47,14 @@ async def fill(app: ConsoleApp, pilot: object, *values: str) -> None:
     await pilot.pause()  # type: ignore[attr-defined]
 
 
+async def settled(app: ConsoleApp, pilot: object, before: str) -> str:
+    """The status line once it changed from `before` (an act finishing in its
+    callback); bounded by the test's timeout."""
+    while status(app) == before:
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+    return status(app)
+
+
 async def beijing_syncs(b: Principal) -> StrategicChannel:
     await b.sync()
     return StrategicChannel(b, "washington")
@@ -300,3 +308,24 @@ async def test_a_long_channel_pages_back_from_its_top_and_returns(opened: Opened
         await pilot.press("greater_than_sign")  # back to the latest page, following
         await app.workers.wait_for_complete()
         assert (app.snapshot.earlier, app.snapshot.later) == (total - 200, 0)
+
+
+@pytest.mark.slow  # loading the gazetteer takes most of its 6 to 9 s
+async def test_a_meeting_is_planned_with_the_ranked_venues_and_proposed(opened: Opened) -> None:
+    app = ConsoleApp(ConsoleData(opened.washington), live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("m")
+        await fill(app, pilot, "2", "Washington, Beijing", "2027-03-01")
+        said = await settled(app, pilot, "")
+        assert said.startswith("proposed meeting in "), said
+        table = app.screen
+        assert isinstance(table, Reading)
+        venue = status(app).removeprefix("proposed meeting in ").split(" as ")[0]
+        assert table.body.row_count >= 2  # type: ignore[union-attr]
+        assert any(venue in line.text for line in app._lines if line.act == "agenda_propose")
+        await pilot.press("escape")
+        await pilot.press("m")
+        await fill(app, pilot, "2", "Nowhere-upon-Nothing, Beijing", "2027-03-01")
+        said = await settled(app, pilot, said)
+        assert said.startswith("error: "), said
+

@@ -140,3 +140,17 @@ def test_the_screenshots_in_the_docs_are_the_reviewed_snapshots(doc: str, snapsh
     here = Path(__file__).parent
     reviewed = here / "__snapshots__" / "test_snapshots" / snapshot
     assert (here.parents[1] / "docs" / doc).read_text() == reviewed.read_text()
+
+
+async def test_every_act_is_in_the_palette_the_footer_and_the_help() -> None:
+    from backchannel.tui.app import ACTS, help_text
+
+    app = ConsoleApp(FixedData(), live=False)
+    async with app.run_test(size=(80, 24)):
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        footer = {b.binding.action for b in app.active_bindings.values() if b.binding.show}
+    for _, action, label, text in ACTS:
+        assert action in footer, action
+        assert text in help_text()
+        if action != "quit":
+            assert any(t.startswith(f"{label} (") for t in titles), label

@@ -160,9 +160,7 @@ class ConsoleApp(App[None]):
     Compose, Form, Reading, SafetyNumber, Help { align: center middle; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(key, action, label,
-                show=action not in ("next_channel(1)", "next_channel(-1)"))
-        for key, action, label, _ in ACTS
+        Binding(key, action, label) for key, action, label, _ in ACTS
     ]
 
     def __init__(self, source: ConsoleSource, *, live: bool = True) -> None:
