@@ -329,3 +329,41 @@ async def test_a_meeting_is_planned_with_the_ranked_venues_and_proposed(opened: 
         said = await settled(app, pilot, said)
         assert said.startswith("error: "), said
 
+
+
+async def test_a_codebook_entry_is_agreed_and_sent_from_the_console(opened: Opened) -> None:
+    from backchannel.cli.demo_script import CODE_EN, CODE_NUMBER, CODE_VALUES, CODE_WORD
+    from backchannel.dialogue import CodeText
+
+    b = StrategicChannel(opened.beijing, "washington")
+    await b.propose_code(CODE_NUMBER, CODE_WORD, [CodeText("en", CODE_EN)], ("time", "place"),
+                         Precedence.FLASH)
+    app = ConsoleApp(ConsoleData(opened.washington), live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.reload(sync=True)
+        assert any("(proposed)" in c for c in app.snapshot.board.codebook)
+        await pilot.press("w")  # not accepted yet: refused as the CLI refuses it
+        await fill(app, pilot, str(CODE_NUMBER), "time=06:00Z, place=Jiuquan")
+        assert status(app).startswith("error: "), status(app)
+        await pilot.press("u")
+        await fill(app, pilot, str(CODE_NUMBER))
+        assert status(app) == f"accepted codebook entry {CODE_NUMBER}", status(app)
+        b = await beijing_syncs(opened.beijing)
+        await b.send_code(str(CODE_NUMBER), dict(CODE_VALUES))
+        await app.reload(sync=True)
+        rendered = [line.text for line in app._lines if line.act.startswith("codebook_send")]
+        assert rendered and "06:00Z" in rendered[-1] and CODE_WORD in rendered[-1], rendered
+        # Ours: proposed from the console, accepted by them, sent by number.
+        await pilot.press("o")
+        await fill(app, pilot, "8", "RED TIDE", "en=Talks moved to {day}.", "day", "")
+        assert status(app) == "proposed codebook entry 8", status(app)
+        b = await beijing_syncs(opened.beijing)
+        await b.accept_code("8")
+        await app.reload(sync=True)
+        await pilot.press("w")
+        await fill(app, pilot, "RED TIDE", "day=Friday")
+        assert status(app) == "sent codebook entry RED TIDE", status(app)
+    b = await beijing_syncs(opened.beijing)
+    sends = [e for e in opened.beijing.history("washington").entries
+             if e.act == "codebook_send" and e.direction == "in"]
+    assert sends and "Talks moved to Friday." in sends[-1].text

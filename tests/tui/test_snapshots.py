@@ -58,7 +58,7 @@ class FixedData:
     send = ack = hold = clarify = linetest_now = answer = redline_add = _refuse
     redline_ack = agenda_propose = agenda_decide = record_propose = record_sign = _refuse
     record_export = record_verify = invite = accept = confirm_verified = meet = _refuse
-    older = _refuse
+    code_propose = code_accept = code_send = _refuse
 
     def relays(self) -> list[str]:
         return ["wss://relay.example.org"]

@@ -70,6 +70,11 @@ class ConsoleSource(Protocol):
     async def agenda_decide(self, channel: str, ref: str, accept: bool,
                             reason: str = "") -> None: ...
     async def record_propose(self, channel: str, title: str, text: str) -> None: ...
+    async def code_propose(self, channel: str, number: int, code_word: str,
+                           texts: list[str], parameters: list[str],
+                           precedence: str) -> None: ...
+    async def code_accept(self, channel: str, ref: str) -> None: ...
+    async def code_send(self, channel: str, ref: str, values: list[str]) -> None: ...
     async def record_sign(self, channel: str, ref: str) -> None: ...
     async def record_export(self, channel: str, ref: str, path: Path) -> Path: ...
     async def record_verify(self, path: Path) -> str: ...
@@ -99,6 +104,9 @@ ACTS: Final[tuple[tuple[str, str, str, str], ...]] = (
     ("s", "record_sign", "Sign", "co-sign the selected record (its latest version)"),
     ("e", "record_export", "Export", "export the selected co-signed record to a file"),
     ("v", "record_verify", "Verify file", "verify an agreed-record file offline"),
+    ("o", "code_propose", "Code", "propose a codebook entry (number, word, texts, parameters)"),
+    ("u", "code_accept", "Accept code", "accept their codebook entry (number or word)"),
+    ("w", "code_send", "Send code", "send an agreed codebook entry with its values"),
     ("m", "meet", "Meet", "plan a round's meeting: the ranked venues; the best is proposed"),
     ("l", "linetest", "Line test", "send a line test now"),
     ("i", "invite", "Invite", "make an invite code (shown with its QR code)"),
@@ -154,9 +162,10 @@ class ConsoleApp(App[None]):
     #dialog { width: 64; max-height: 90%; height: auto; border: thick $accent;
               background: $surface; padding: 1; }
     #dialog.wide { width: 90%; }
-    #reading { height: auto; max-height: 40; }
+    #reading, #helpbody { height: auto; max-height: 75vh; }
     #safety { height: auto; }
-    #digits, #words { width: 1fr; height: auto; }
+    #digits { width: auto; height: auto; padding-right: 4; }
+    #words { width: 1fr; height: auto; }
     Compose, Form, Reading, SafetyNumber, Help { align: center middle; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -566,6 +575,50 @@ class ConsoleApp(App[None]):
             self._say(said)
 
         self._ask("Verify an agreed-record file", [("file *", "")], verify)
+
+    def action_code_propose(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def proposed(values: list[str]) -> None:
+            if not values[0].isdigit():
+                self._say(f"error: '{values[0]}' is not a codebook number")
+                return
+            texts = [t.strip() for t in values[2].split("|") if t.strip()]
+            names = [n.strip() for n in values[3].split(",") if n.strip()]
+            await self._act(f"proposed codebook entry {values[0]}", self.source.code_propose(
+                channel, int(values[0]), values[1], texts, names, values[4]))
+
+        self._ask("Propose a codebook entry", [
+            ("number *", ""), ("code word *", ""),
+            ("texts: TAG=TEXT | TAG=TEXT ({name} marks a parameter) *", ""),
+            ("parameters (comma)", ""), ("precedence (ROUTINE, IMMEDIATE, FLASH)", "")],
+            proposed)
+
+    def action_code_accept(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def accepted(values: list[str]) -> None:
+            await self._act(f"accepted codebook entry {values[0]}",
+                            self.source.code_accept(channel, values[0]))
+
+        self._ask("Accept their codebook entry", [("number or code word *", "")], accepted)
+
+    def action_code_send(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def sent(values: list[str]) -> None:
+            assigned = [v.strip() for v in values[1].split(",") if v.strip()]
+            await self._act(f"sent codebook entry {values[0]}",
+                            self.source.code_send(channel, values[0], assigned))
+
+        self._ask("Send a codebook entry", [("number or code word *", ""),
+                                            ("values: NAME=VALUE, NAME=VALUE", "")], sent)
 
     def action_meet(self) -> None:
         channel = self._channel()

@@ -159,7 +159,7 @@ class Help(ModalScreen[None]):
         self.text = text
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="wide"):
+        with Vertical(id="dialog", classes="wide"), VerticalScroll(id="helpbody"):
             yield Static(self.text)
 
     def action_close(self) -> None:

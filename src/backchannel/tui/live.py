@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from backchannel.client.history import HistoryItem, HistoryPage
     from backchannel.client.records import ChannelRecord, MessageRecord
     from backchannel.client.strategic import StrategicChannel
-    from backchannel.dialogue import Dialogue
+    from backchannel.dialogue import CodeEntryView, Dialogue
     from backchannel.dialogue.board import StatusBoard
     from backchannel.dialogue.urgent import PendingAck
     from backchannel.meet import Suggestion
@@ -146,7 +146,16 @@ def _board(board: StatusBoard, escalated: set[bytes]) -> BoardView:
             for r in board.records
         ),
         line=f"line {line.state.name}{tested}",
+        codebook=tuple(_code(entry) for entry in board.codebook),
     )
+
+
+def _code(entry: CodeEntryView) -> str:
+    latest = entry.latest
+    state = "withdrawn" if entry.withdrawn_by else (
+        "accepted" if latest.accepted_at_ms is not None else "proposed")
+    return (f"{latest.proposal.number} {escaped(latest.proposal.code_word)}"
+            f" v{latest.proposal.version} {entry.owner.name.lower()} ({state})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +354,30 @@ class ConsoleData:
             raise ClientError(f"{path} is not a valid agreed record: {error}") from None
         return (f"verified: record {_short(verified.record_id)} v{verified.version} "
                 f"'{escaped(verified.statement.title)}', signed by both sides")
+
+    async def code_propose(self, channel: str, number: int, code_word: str,
+                           texts: list[str], parameters: list[str], precedence: str) -> None:
+        """Propose a codebook entry: texts as `TAG=TEXT` (the CLI's `--lang`), parameter
+        names, and a precedence by name ("" for ROUTINE)."""
+        from backchannel.cli.codebook import parse_code_texts
+        from backchannel.dialogue.kinds import Precedence
+
+        chosen = Precedence[precedence.upper()] if precedence else None
+        async with self._lock:
+            await self._strategic(channel).propose_code(
+                number, code_word, parse_code_texts(texts), tuple(parameters), chosen)
+
+    async def code_accept(self, channel: str, ref: str) -> None:
+        """Accept their codebook entry (by number, code word or id prefix)."""
+        async with self._lock:
+            await self._strategic(channel).accept_code(ref)
+
+    async def code_send(self, channel: str, ref: str, values: list[str]) -> None:
+        """Send an agreed codebook entry with `NAME=VALUE` values (the CLI's `code send`)."""
+        from backchannel.cli.codebook import parse_assignments
+
+        async with self._lock:
+            await self._strategic(channel).send_code(ref, parse_assignments(values))
 
     async def invite(self, relays: list[str]) -> str:
         """A new invite code offering a channel over `relays`."""

@@ -118,6 +118,8 @@ def board_text(board: BoardView) -> Text:
         ("Agenda", [Text(a) for a in board.agenda]),
         ("Records", [Text(r) for r in board.records]),
     ]
+    if board.codebook:
+        sections.append(("Codebook", [Text(c) for c in board.codebook]))
     for title, lines in sections:
         text.append(f"{title}\n", style="bold underline")
         if not lines:

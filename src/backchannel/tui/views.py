@@ -64,6 +64,7 @@ class BoardView:
     agenda: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
     line: str = ""  # the line test's state and when it was last answered
+    codebook: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
