@@ -106,3 +106,18 @@ async def test_holding_a_flash_takes_the_banner_down_and_the_sender_sees_the_hol
     await opened.beijing.sync()
     (pending,) = sender.board().awaiting_their_ack
     assert pending.hold is not None
+
+
+async def test_what_arrives_appears_by_itself_while_the_keys_stay_live(opened: Opened) -> None:
+    # The live console: the refresh runs in a worker once a second (sync, duties, read in
+    # a thread); a note sent meanwhile appears without a key, and a key is answered.
+    app = ConsoleApp(ConsoleData(opened.washington), live=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await StrategicChannel(opened.beijing, "washington").note("Arrived by itself.")
+        while not any(line.text == "Arrived by itself." for line in app._lines):
+            await pilot.pause(0.1)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        from backchannel.tui.dialogs import Help
+
+        assert isinstance(app.screen, Help)
