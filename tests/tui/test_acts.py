@@ -213,12 +213,15 @@ async def test_the_line_goes_down_with_the_relay_and_up_when_it_returns(
         await opened.beijing.sync()
         await app.reload(sync=True)
         assert app.snapshot.channels[0].line == "UP", app.snapshot.channels
+        assert (app.snapshot.channels[0].relays_up, app.snapshot.channels[0].relays) == (1, 1)
         opened.pair.relay.stop()
         opened.clock.advance(2 * 3_600_000)  # the next test is due and goes unanswered
         await app.reload(sync=True)
         opened.clock.advance(3_600_000)
         await app.reload(sync=True)
         assert app.snapshot.channels[0].line == "DOWN", app.snapshot.board.line
+        assert app.snapshot.channels[0].relays_up == 0
+        assert "relays 0/1 up" in str(app.query_one("#channels", Static).content)
         opened.pair.relay.start()
         await app.reload(sync=True)  # our queued test goes out
         await opened.beijing.sync()

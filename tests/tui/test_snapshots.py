@@ -14,8 +14,10 @@ from backchannel.tui.views import BoardView, ChannelRow, ConversationLine, Pendi
 
 FIXED = Snapshot(
     channels=(
-        ChannelRow(key="beijing", name="beijing", line="UP", unread=2, urgent=True),
-        ChannelRow(key="moscow", name="moscow", line="DOWN", unread=0, urgent=False),
+        ChannelRow(key="beijing", name="beijing", line="UP", unread=2, urgent=True,
+                   relays=2, relays_up=2),
+        ChannelRow(key="moscow", name="moscow", line="DOWN", unread=0, urgent=False,
+                   verified=False, relays=1, relays_up=0, relays_lost=1),
     ),
     selected="beijing",
     conversation=(

@@ -217,6 +217,10 @@ class ConsoleData:
             unread=unread,
             urgent=urgent,
             verified=record.verified,
+            relays=len(record.links),
+            relays_up=sum(1 for link in record.links if self._up(link.url)),
+            relays_lost=len(self.principal.relays_lost(record.channel_id)),
+            identity_changed=record.identity_changed,
         )
         history = None
         if page:
@@ -226,6 +230,11 @@ class ConsoleData:
                 limit=PAGE_SIZE if first is None else WINDOW,
                 first=first, dialogue=dialogue)
         return _Read(row, _board(board, escalated), history)
+
+    def _up(self, url: str) -> bool:
+        """Whether the last sync reached the relay at `url`."""
+        health = self.principal.relay_health(url)
+        return health.last_ok_ms > 0 and health.last_ok_ms >= health.last_error_ms
 
     def read(self, selected: str | None, first: int | None = None) -> Snapshot:
         """Everything shown, for `selected` (None: the first channel)."""

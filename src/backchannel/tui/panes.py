@@ -48,6 +48,13 @@ def channels_text(rows: tuple[ChannelRow, ...], selected: str | None) -> Text:
             text.append(" !", style="bold red")
         if not row.verified:
             text.append(" unverified", style="yellow")
+        if row.identity_changed:
+            text.append(" IDENTITY CHANGED", style="bold red")
+        if row.relays:
+            style = "green" if row.relays_up == row.relays else "bold red"
+            text.append(f"\n  relays {row.relays_up}/{row.relays} up", style=style)
+        if row.relays_lost:
+            text.append(f", {row.relays_lost} lost", style="bold red")
         text.append("\n")
     return text
 

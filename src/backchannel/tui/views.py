@@ -20,6 +20,10 @@ class ChannelRow:
     unread: int
     urgent: bool  # a FLASH or overdue note waits on it
     verified: bool = True  # its safety number was compared and confirmed
+    relays: int = 0  # its relays
+    relays_up: int = 0  # of those, the ones the last sync reached
+    relays_lost: int = 0  # relays that lost its mailbox (not yet re-provisioned)
+    identity_changed: bool = False  # the counterpart's identity key changed
 
 
 @dataclass(frozen=True, slots=True)
