@@ -109,3 +109,79 @@ async def test_gaps_and_forks_are_shown_where_they_are(tmp_path: Path) -> None:
     assert all(isinstance(i, HistoryEntry) and i.text == "hi" for i in (items[0], items[6]))
     w.close()
     b.close()
+
+
+def _groups_of(items: tuple[object, ...]) -> list[tuple[object, ...]]:
+    """The whole history's items cut into groups: each entry with the marks before it,
+    and the marks after the last entry as a group of their own."""
+    groups: list[tuple[object, ...]] = []
+    marks: list[object] = []
+    for item in items:
+        marks.append(item)
+        if isinstance(item, HistoryEntry):
+            groups.append(tuple(marks))
+            marks = []
+    if marks:
+        groups.append(tuple(marks))
+    return groups
+
+
+async def test_a_page_is_exactly_its_window_of_the_whole_history(tmp_path: Path) -> None:
+    # Pages are built from their window only; each must equal the same window cut from
+    # the whole history (entries, answers of line tests, marks, counts), with line tests
+    # or without, and with the fold given by the caller or made by the builder.
+    from backchannel.client.duties import dialogue_of
+
+    clock = FixedClock()
+    w, b = principals(tmp_path, clock)
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await run_script(w, b, relay.url, clock)
+    channel = w.channel("beijing")
+    messages = w.messages("beijing")
+    forks = [ForkRecord("ours", ForkReason.REPLAY, 9, messages[3].sent_at_ms)]
+    folded = dialogue_of(w.identity, channel, messages)
+    for line_tests in (True, False):
+        whole = build_history(w.identity, channel, messages, forks, line_tests=line_tests)
+        groups = _groups_of(whole.items)
+        entries = [g for g in groups if isinstance(g[-1], HistoryEntry)]
+        assert len(entries) == whole.total > 10
+        ids = [g[-1].message_id for g in entries]  # type: ignore[attr-defined]
+        for before in (None, *ids[::3]):
+            end = len(groups) if before is None else next(
+                i for i, g in enumerate(groups)
+                if isinstance(g[-1], HistoryEntry) and g[-1].message_id == before)
+            for limit in (1, 2, 5, len(ids)):
+                page = build_history(w.identity, channel, messages, forks, limit=limit,
+                                     before=before, line_tests=line_tests,
+                                     dialogue=folded)
+                start, taken = end, 0
+                while start > 0 and taken < limit:
+                    start -= 1
+                    taken += isinstance(groups[start][-1], HistoryEntry)
+                expected = [i for g in groups[start:end] for i in g]
+                assert list(page.items) == expected
+                assert page.total == whole.total
+                assert page.earlier + len(page.entries) + page.later == whole.total
+        # `first`: from the k-th entry on, each entry with its marks, to the end.
+        starts = [i for i, g in enumerate(groups) if isinstance(g[-1], HistoryEntry)]
+        for k in (0, 1, len(ids) // 2, len(ids) - 1):
+            page = build_history(w.identity, channel, messages, forks, first=k,
+                                 line_tests=line_tests)
+            assert list(page.items) == [i for g in groups[starts[k]:] for i in g]
+            assert page.earlier == k
+            # `first` and `limit`: a window of `limit` entries from the k-th.
+            for size in (1, 3):
+                window = build_history(w.identity, channel, messages, forks, first=k,
+                                       limit=size, line_tests=line_tests)
+                stop = starts[k + size] if k + size < len(starts) else len(groups)
+                assert list(window.items) == [i for g in groups[starts[k]:stop] for i in g]
+                assert (window.earlier, len(window.entries)) == (k, min(size, len(ids) - k))
+                assert window.later == len(ids) - k - len(window.entries)
+        beyond = build_history(w.identity, channel, messages, forks, first=len(ids),
+                               line_tests=line_tests)
+        assert beyond.entries == () and beyond.earlier == len(ids)
+    answered = [e for e in build_history(w.identity, channel, messages).entries
+                if e.act == "linetest"]
+    assert answered and all(e.answered_at_ms for e in answered[:-1])
+    w.close()
+    b.close()

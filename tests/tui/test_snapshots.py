@@ -14,14 +14,17 @@ from backchannel.tui.views import BoardView, ChannelRow, ConversationLine, Pendi
 
 FIXED = Snapshot(
     channels=(
-        ChannelRow(key="beijing", name="beijing", line="UP", unread=2, urgent=True),
-        ChannelRow(key="moscow", name="moscow", line="DOWN", unread=0, urgent=False),
+        ChannelRow(key="beijing", name="beijing", line="UP", unread=2, urgent=True,
+                   relays=2, relays_up=2),
+        ChannelRow(key="moscow", name="moscow", line="DOWN", unread=0, urgent=False,
+                   verified=False, relays=1, relays_up=0, relays_lost=1),
     ),
     selected="beijing",
     conversation=(
         ConversationLine("0a1b2c3d", "out", "redline", "Taiwan Strait: no live fire", "ROUTINE",
                          "delivered"),
         ConversationLine("1b2c3d4e", "in", "redline_ack", "", "ROUTINE", ""),
+        ConversationLine("", "", "gap", "their messages 7-8 not received", "ROUTINE", ""),
         ConversationLine("2c3d4e5f", "out", "note", "Talks at noon?", "IMMEDIATE", "read"),
         ConversationLine("3d4e5f60", "in", "note", "Incident at sea: confirm.", "FLASH", ""),
     ),
@@ -36,7 +39,8 @@ FIXED = Snapshot(
         clarifications=("4e5f6071 theirs: which vessel?",),
         red_lines=("ours: Taiwan Strait v1",),
         agenda=("round 1: Maritime incidents (accepted)",),
-        records=("5f607182 v1 proposed",),
+        records=("5f607182 v1 proposed: Vienna round",),
+        line="line UP, answered 42s ago",
     ),
     flash=Pending("3d4e5f60", ours=False, precedence="FLASH", remaining_ms=545_000,
                   overdue=False, held=False),
@@ -46,18 +50,38 @@ FIXED = Snapshot(
 class FixedData:
     """A console source that always shows `FIXED` and refuses every act."""
 
-    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot:
+    async def refresh(self, selected: str | None, *, sync: bool = True,
+                      first: int | None = None) -> Snapshot:
         return FIXED
 
     async def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("fixed data")
 
-    send = ack = hold = clarify = linetest_now = _refuse
+    send = ack = hold = clarify = linetest_now = answer = redline_add = _refuse
+    redline_ack = agenda_propose = agenda_decide = record_propose = record_sign = _refuse
+    record_export = record_verify = invite = accept = confirm_verified = meet = _refuse
+    code_propose = code_accept = code_send = _refuse
+
+    def relays(self) -> list[str]:
+        return ["wss://relay.example.org"]
+
+    def safety_number(self, channel: str) -> tuple[str, tuple[str, ...], bool]:
+        digits = " ".join(f"{i:05d}" for i in range(10_000, 130_000, 10_000))
+        words = ("anchor", "beacon", "cedar", "delta", "ember", "falcon", "granite",
+                 "harbor", "island", "juniper", "kestrel", "lantern")
+        return digits, words, False
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_the_console_with_a_flash_waiting(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(ConsoleApp(FixedData(), live=False), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("key", ["question_mark", "f", "d"])
+def test_the_console_dialogs(snap_compare: Any, size: tuple[int, int], key: str) -> None:
+    # The help screen, the safety number (digits and words side by side), a form.
+    assert snap_compare(ConsoleApp(FixedData(), live=False), press=[key], terminal_size=size)
 
 
 async def test_a_refused_act_is_shown_as_the_cli_prints_it_and_help_opens() -> None:
@@ -80,7 +104,8 @@ async def test_a_refused_act_is_shown_as_the_cli_prints_it_and_help_opens() -> N
 class Selecting(FixedData):
     """`FIXED`, with the channel the console asks for selected."""
 
-    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot:
+    async def refresh(self, selected: str | None, *, sync: bool = True,
+                      first: int | None = None) -> Snapshot:
         return replace(FIXED, selected=selected or "beijing")
 
 
@@ -105,11 +130,29 @@ async def test_brackets_select_the_next_channel_and_the_bell_rings_once_per_flas
         assert app.snapshot.selected == "beijing"
 
 
-def test_the_screenshot_in_the_docs_is_the_reviewed_snapshot() -> None:
+@pytest.mark.parametrize(("doc", "snapshot"), [
+    ("tui-main.svg", "test_the_console_with_a_flash_waiting[size1].svg"),
+    ("tui-help.svg", "test_the_console_dialogs[question_mark-size1].svg"),
+    ("tui-safety.svg", "test_the_console_dialogs[f-size1].svg"),
+    ("tui-form.svg", "test_the_console_dialogs[d-size1].svg"),
+])
+def test_the_screenshots_in_the_docs_are_the_reviewed_snapshots(doc: str, snapshot: str) -> None:
     from pathlib import Path
 
     here = Path(__file__).parent
-    snapshot = here / "__snapshots__" / "test_snapshots"
-    snapshot /= "test_the_console_with_a_flash_waiting[size1].svg"
-    docs = here.parents[1] / "docs" / "tui-main.svg"
-    assert docs.read_text() == snapshot.read_text()
+    reviewed = here / "__snapshots__" / "test_snapshots" / snapshot
+    assert (here.parents[1] / "docs" / doc).read_text() == reviewed.read_text()
+
+
+async def test_every_act_is_in_the_palette_the_footer_and_the_help() -> None:
+    from backchannel.tui.app import ACTS, help_text
+
+    app = ConsoleApp(FixedData(), live=False)
+    async with app.run_test(size=(80, 24)):
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        footer = {b.binding.action for b in app.active_bindings.values() if b.binding.show}
+    for _, action, label, text in ACTS:
+        assert action in footer, action
+        assert text in help_text()
+        if action != "quit":
+            assert any(t.startswith(f"{label} (") for t in titles), label

@@ -37,6 +37,7 @@ from backchannel.dialogue import (
     AgendaPropose,
     Answer,
     Clarify,
+    Dialogue,
     Hold,
     LineTestReply,
     Note,
@@ -231,18 +232,56 @@ def _fork(fork: ForkRecord) -> HistoryFork:
                        fork.message_id)
 
 
-# One entry with the marks that go before it; marks after the last entry have entry None.
-_Group = tuple[tuple[HistoryGap | HistoryFork, ...], HistoryEntry | None]
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """A group before its entry is built: the marks, and the stored message they precede
+    (None for the marks after the last one). Only the slots of the requested page become
+    entries (`_Builder.entry`), so a long channel pages at the cost of the page, the fold
+    and one pass over the records, not of an entry per message."""
+
+    marks: tuple[HistoryGap | HistoryFork, ...]
+    record: MessageRecord | None
+    at_ms: int = 0
+    line_test: bool = False  # a line test or its answer (well formed)
 
 
-def _groups(
-    ours: PublicIdentity,
+class _Builder:
+    """Entries from records, with what the fold says of each (acknowledgement, anomaly,
+    codebook rendering) and when each line test was answered."""
+
+    def __init__(self, dialogue: Dialogue) -> None:
+        self.dialogue = dialogue
+        self.anomalies = {a.message_id.hex(): a.reason for a in dialogue.anomalies}
+        self.answered: dict[str, int] = {}
+
+    def entry(self, record: MessageRecord) -> HistoryEntry:
+        mid = bytes.fromhex(record.message_id)
+        acknowledged = self.dialogue.acknowledged_at(mid) or 0
+        entry = _entry(record, acknowledged, self.anomalies.get(record.message_id, ""))
+        code = self.dialogue.code_message(mid)
+        if code is not None:
+            # Only the number and values travelled: the text is the agreed one, rendered
+            # here in each of the entry's languages, the entry's first language first.
+            rendered = [f"{t.language}: {code.render(t.language)[1]}" for t in code.entry.texts]
+            entry = replace(entry, title=f"{code.entry.number} {code.code_word}",
+                            subject_id=code.entry.entry_id.hex(),
+                            version=code.entry.version, text="\n".join(rendered))
+        if entry.act == "linetest" and entry.message_id in self.answered:
+            # Each line test with when its answer arrived, so that a reader of a long
+            # history can leave the answers out and still see which went unanswered.
+            entry = replace(entry, answered_at_ms=self.answered[entry.message_id])
+        return entry
+
+
+_LINE_TEST_KINDS: Final = frozenset({DialogueKind.LINETEST, DialogueKind.LINETEST_REPLY})
+
+
+def _slots(
     channel: ChannelRecord,
     messages: list[MessageRecord],
     forks: Iterable[ForkRecord],
-) -> list[_Group]:
-    dialogue = dialogue_of(ours, channel, messages)
-    anomalies = {a.message_id.hex(): a.reason for a in dialogue.anomalies}
+    builder: _Builder,
+) -> list[_Slot]:
     # A fork is shown before the message that revealed it; one with no such message
     # stored (it did not decrypt, or the counterpart reported ours) by when it was seen.
     stored = {m.message_id for m in messages}
@@ -250,7 +289,7 @@ def _groups(
     by_message = {f.message_id: f for f in forks if f.message_id in stored}
     unplaced = sorted((f for f in forks if f.message_id not in stored),
                       key=lambda f: f.detected_at_ms)
-    groups: list[_Group] = []
+    slots: list[_Slot] = []
     marks: list[HistoryGap | HistoryFork] = []
     theirs_seen = 0
     for record in messages:
@@ -266,46 +305,34 @@ def _groups(
         at = record.received_at_ms or record.sent_at_ms
         while unplaced and unplaced[0].detected_at_ms <= at:
             marks.append(_fork(unplaced.pop(0)))
-        acknowledged = dialogue.acknowledged_at(bytes.fromhex(record.message_id)) or 0
-        entry = _entry(record, acknowledged, anomalies.get(record.message_id, ""))
-        code = dialogue.code_message(bytes.fromhex(record.message_id))
-        if code is not None:
-            # Only the number and values travelled: the text is the agreed one, rendered
-            # here in each of the entry's languages, the entry's first language first.
-            rendered = [f"{t.language}: {code.render(t.language)[1]}" for t in code.entry.texts]
-            entry = replace(entry, title=f"{code.entry.number} {code.code_word}",
-                            subject_id=code.entry.entry_id.hex(),
-                            version=code.entry.version, text="\n".join(rendered))
-        groups.append((tuple(marks), entry))
+        line_test = False
+        if record.kind in _LINE_TEST_KINDS:
+            # Line tests are built now: their answers are needed for every test, and
+            # whether one is well formed decides whether `line_tests=False` leaves it out.
+            entry = _entry(record, 0, "")
+            line_test = entry.act in _LINE_TEST_ACTS
+            if entry.act == "linetest_reply":
+                builder.answered[entry.target_id] = entry.at_ms
+        slots.append(_Slot(tuple(marks), record, at, line_test))
         marks = []
     marks += [_fork(f) for f in unplaced]
     if marks:
-        groups.append((tuple(marks), None))
-    return _with_answers(groups)
+        slots.append(_Slot(tuple(marks), None))
+    return slots
 
 
-def _with_answers(groups: list[_Group]) -> list[_Group]:
-    """Each line test with when its answer arrived, so that a reader of a long history
-    can leave the answers out and still see which tests went unanswered."""
-    answered = {e.target_id: e.at_ms for _, e in groups
-                if e is not None and e.act == "linetest_reply"}
-    return [(marks, replace(e, answered_at_ms=answered[e.message_id]))
-            if e is not None and e.act == "linetest" and e.message_id in answered
-            else (marks, e) for marks, e in groups]
-
-
-def _without_line_tests(groups: list[_Group]) -> list[_Group]:
-    """The groups without line tests and their answers; their marks go to the next entry."""
-    kept: list[_Group] = []
+def _without_line_tests(slots: list[_Slot]) -> list[_Slot]:
+    """The slots without line tests and their answers; their marks go to the next entry."""
+    kept: list[_Slot] = []
     carried: tuple[HistoryGap | HistoryFork, ...] = ()
-    for marks, entry in groups:
-        if entry is not None and entry.act in _LINE_TEST_ACTS:
-            carried += marks
+    for slot in slots:
+        if slot.line_test:
+            carried += slot.marks
             continue
-        kept.append(((*carried, *marks), entry))
+        kept.append(replace(slot, marks=(*carried, *slot.marks)))
         carried = ()
     if carried:
-        kept.append((carried, None))
+        kept.append(_Slot(carried, None))
     return kept
 
 
@@ -322,8 +349,13 @@ def build_history(
     limit: int | None = None,
     before: str | None = None,
     line_tests: bool = True,
+    first: int | None = None,
+    dialogue: Dialogue | None = None,
 ) -> HistoryPage:
     """One page of the channel's history.
+
+    Only the page's entries are built: a page of a long channel costs the dialogue fold,
+    one pass over the records and the page itself.
 
     Args:
         ours: this principal's public identity (for the dialogue fold).
@@ -331,11 +363,16 @@ def build_history(
         messages: all its stored messages, in stored order (`in_stored_order`).
         forks: the forks seen on it (`Principal.forks`).
         since_ms: only entries stored at or after this moment (our clock); 0 for all.
-        limit: at most this many entries, the latest of those selected; None for all.
+        limit: at most this many entries, the latest of those selected (with `first`:
+            the first `limit` from it); None for all.
         before: only entries stored before the message with this id (or id prefix).
         line_tests: include line tests and their answers (each test also carries when
             it was answered, `answered_at_ms`); sent hourly, they can outnumber the
             conversation.
+        first: only entries from this one on (0 is the first entry selected): a window
+            anywhere in a long history, with `limit` its size.
+        dialogue: the fold of `messages` (`duties.dialogue_of`), if the caller has it
+            already; folded here otherwise.
 
     Returns:
         The page; its marks come with the entries they precede.
@@ -345,42 +382,70 @@ def build_history(
     """
     if limit is not None and limit < 1:
         raise ClientError(f"a page holds at least one message, not {limit}")
-    every = _groups(ours, channel, list(messages), forks)
+
+    def count(part: list[_Slot]) -> int:
+        return sum(1 for slot in part if slot.record is not None)
+
+    messages = list(messages)
+    if dialogue is None:
+        dialogue = dialogue_of(ours, channel, messages)
+    builder = _Builder(dialogue)
+    every = _slots(channel, messages, forks, builder)
     if not line_tests:
         every = _without_line_tests(every)
-    groups = [g for g in every if g[1] is None or g[1].at_ms >= since_ms]
-    end = len(groups)
+    slots = [s for s in every if s.record is None or s.at_ms >= since_ms]
+    end = len(slots)
     if before is not None:
-        end = _position(groups, before, channel.name)
-    start = 0 if limit is None else max(_entry_index(groups, end, limit), 0)
-    page = groups[start:end]
+        end = _position(slots, before, channel.name)
+    if first is None:
+        start = 0 if limit is None else max(_entry_index(slots, end, limit), 0)
+    else:
+        total = count(slots)
+        start = _entry_index(slots, len(slots), total - first) if first < total else end
+        start = min(start, end)
+        if limit is not None:
+            end = min(end, _after(slots, start, limit))
+    page = slots[start:end]
 
-    def count(part: list[_Group]) -> int:
-        return sum(1 for _, entry in part if entry is not None)
-
+    items: list[HistoryItem] = []
+    for slot in page:
+        items += slot.marks
+        if slot.record is not None:
+            items.append(builder.entry(slot.record))
     return HistoryPage(
         channel.name,
-        tuple(item for marks, entry in page for item in (*marks, *([entry] if entry else []))),
-        total=count(groups),
-        earlier=count(groups[:start]),
-        later=count(groups[end:]),
+        tuple(items),
+        total=count(slots),
+        earlier=count(slots[:start]),
+        later=count(slots[end:]),
     )
 
 
-def _entry_index(groups: list[_Group], end: int, limit: int) -> int:
+def _entry_index(slots: list[_Slot], end: int, limit: int) -> int:
     """Where a page of `limit` entries ending at `end` starts (trailing marks ride free)."""
     taken, index = 0, end
     while index > 0 and taken < limit:
         index -= 1
-        if groups[index][1] is not None:
+        if slots[index].record is not None:
             taken += 1
     return index
 
 
-def _position(groups: list[_Group], ref: str, channel: str) -> int:
+def _after(slots: list[_Slot], start: int, limit: int) -> int:
+    """Where a page of `limit` entries starting at `start` ends (the marks after its last
+    entry belong to the next one)."""
+    taken, index = 0, start
+    while index < len(slots) and taken < limit:
+        if slots[index].record is not None:
+            taken += 1
+        index += 1
+    return index
+
+
+def _position(slots: list[_Slot], ref: str, channel: str) -> int:
     ref = ref.strip().lower()
-    found = [i for i, (_, entry) in enumerate(groups)
-             if entry is not None and entry.message_id.startswith(ref)]
+    found = [i for i, slot in enumerate(slots)
+             if slot.record is not None and slot.record.message_id.startswith(ref)]
     if not ref or not found:
         raise UnknownReference(f"no message '{ref}' in the history of '{channel}'")
     if len(found) > 1:

@@ -1,13 +1,24 @@
 """The console's data source over an open principal: reads a `Snapshot`, runs the acts.
 
 The principal is opened in this process under the home's lock (as a CLI command without
-an agent opens it) and kept open for the console's lifetime; `refresh` syncs with the
-relays and reads everything again. Every counterpart string passes `escaped` here, before
-any widget sees it.
+an agent opens it) and kept open for the console's lifetime. `refresh` syncs with the
+relays, runs the duties (line tests, escalations) and reads what is shown; the reading is
+done in a thread, so a long channel never stalls the screen, and one lock keeps the
+thread, the syncs and the acts from using the principal at once.
+
+What is read each time: the selected channel in full (its messages once, one dialogue
+fold for its board and its history page, and only the page's entries built), and one
+other channel's row in turn (so a home of many long channels costs one extra channel a
+refresh, not all of them). Every counterpart string passes `escaped` here, before any
+widget sees it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from backchannel.protocol.text import escaped
@@ -21,19 +32,27 @@ from backchannel.tui.views import (
 
 if TYPE_CHECKING:
     from backchannel.client.engine import Principal
-    from backchannel.client.history import HistoryEntry
+    from backchannel.client.history import HistoryItem, HistoryPage
+    from backchannel.client.records import ChannelRecord, MessageRecord
     from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import CodeEntryView, Dialogue
     from backchannel.dialogue.board import StatusBoard
     from backchannel.dialogue.urgent import PendingAck
+    from backchannel.meet import Suggestion
 
 # The conversation shows the latest entries only, so a channel of any length opens at
-# the cost of one page; older ones are a later page (`earlier` says how many).
+# the cost of one page; older ones come a page at a time (`refresh(first=...)`).
 PAGE_SIZE: Final = 200
+# Once paged back, the console shows this many entries (a bounded list, however long
+# the channel), moving a page at a time.
+WINDOW: Final = 3 * PAGE_SIZE
 # How long a sync on refresh may take: the console refreshes every second, and a relay
 # that does not answer must not stall it for longer than this.
 SYNC_DEADLINE_S: Final = 2.0
 # Enough of an id to name a message back to the engine (the CLI's `short_id`).
 SHORT_ID: Final = 8
+# The meeting planner's table: this many venues.
+MEET_ROWS: Final = 5
 
 
 def _short(identifier: bytes | str) -> str:
@@ -41,9 +60,20 @@ def _short(identifier: bytes | str) -> str:
     return text[:SHORT_ID]
 
 
-def _line(entry: HistoryEntry) -> ConversationLine:
+def _line(item: HistoryItem) -> ConversationLine:
+    from backchannel.client.history import HistoryFork, HistoryGap
     from backchannel.dialogue.kinds import Precedence
 
+    if isinstance(item, HistoryGap):
+        span = (str(item.first_seq) if item.first_seq == item.last_seq
+                else f"{item.first_seq}-{item.last_seq}")
+        return ConversationLine("", "", "gap", f"their messages {span} not received",
+                                "ROUTINE", "")
+    if isinstance(item, HistoryFork):
+        return ConversationLine("", "", "fork",
+                                f"{item.side} forked at {item.seq}: {escaped(item.reason)}",
+                                "ROUTINE", "", message_id=item.message_id)
+    entry = item
     receipt = ""
     if entry.acknowledged_at_ms:
         receipt = "acknowledged"
@@ -52,17 +82,24 @@ def _line(entry: HistoryEntry) -> ConversationLine:
     elif entry.delivered_at_ms:
         receipt = "delivered"
     title = f"{entry.title}: " if entry.title else ""
+    version = f" v{entry.version}" if entry.version else ""
+    text = title + entry.text
+    if entry.act == "linetest":
+        text = "answered" if entry.answered_at_ms else "not answered yet"
     return ConversationLine(
         ref=_short(entry.message_id),
         direction=entry.direction,
-        act=entry.act,
-        text=escaped(title + entry.text),
+        act=entry.act + version if entry.act != "note" else "note",
+        text=escaped(text.replace("\n", " / ")),
         precedence=Precedence(entry.precedence).name if entry.act == "note" else "ROUTINE",
         receipt=receipt,
+        message_id=entry.message_id,
+        subject_id=entry.subject_id or entry.target_id,
+        version=entry.version,
     )
 
 
-def _pending(p: PendingAck, now_ms: int) -> Pending:
+def _pending(p: PendingAck, now_ms: int, escalated: set[bytes]) -> Pending:
     from backchannel.dialogue.events import Side
 
     return Pending(
@@ -72,34 +109,62 @@ def _pending(p: PendingAck, now_ms: int) -> Pending:
         remaining_ms=p.worry_at_ms - now_ms,
         overdue=p.overdue,
         held=p.hold is not None,
+        escalated=p.message_id in escalated,
     )
 
 
-def _board(board: StatusBoard) -> BoardView:
+def _board(board: StatusBoard, escalated: set[bytes]) -> BoardView:
     now = board.now_ms
     agenda: tuple[str, ...] = ()
     if board.next_round is not None:
         agenda = tuple(
-            f"round {item.round}: {escaped(item.title)} ({item.status.name.lower()})"
+            f"{_short(item.item_id)} round {item.round}: {escaped(item.title)}"
+            f" ({item.status.name.lower()})"
             for item in board.next_round.items
         )
+    line = board.line
+    tested = ""
+    if line.last_answered_at_ms is not None:
+        tested = f", answered {(now - line.last_answered_at_ms) // 1000}s ago"
     return BoardView(
-        pending=tuple(_pending(p, now) for p in board.awaiting_their_ack + board.awaiting_our_ack),
+        pending=tuple(_pending(p, now, escalated)
+                      for p in board.awaiting_their_ack + board.awaiting_our_ack),
         clarifications=tuple(
             f"{_short(c.request_id)} {c.asked_by.name.lower()}: {escaped(c.question)}"
             for c in board.open_clarifications
         ),
         red_lines=tuple(
-            f"{r.owner.name.lower()}: {escaped(r.latest.title)} v{r.latest.version}"
-            + (" (awaiting ack)" if r.awaiting_acknowledgement else "")
+            f"{_short(r.redline_id)} {r.owner.name.lower()}: {escaped(r.latest.title)}"
+            f" v{r.latest.version}"
+            + (" (awaiting ack)" if r.awaiting_acknowledgement else " (acknowledged)")
             for r in board.red_lines
         ),
         agenda=agenda,
         records=tuple(
             f"{_short(r.record_id)} v{r.latest.version} {r.latest.status.name.lower()}"
+            f": {escaped(r.latest.statement.title)}"
             for r in board.records
         ),
+        line=f"line {line.state.name}{tested}",
+        codebook=tuple(_code(entry) for entry in board.codebook),
     )
+
+
+def _code(entry: CodeEntryView) -> str:
+    latest = entry.latest
+    state = "withdrawn" if entry.withdrawn_by else (
+        "accepted" if latest.accepted_at_ms is not None else "proposed")
+    return (f"{latest.proposal.number} {escaped(latest.proposal.code_word)}"
+            f" v{latest.proposal.version} {entry.owner.name.lower()} ({state})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One channel read in full: its row, board and latest page."""
+
+    row: ChannelRow
+    board: BoardView
+    page: HistoryPage | None
 
 
 class ConsoleData:
@@ -107,77 +172,274 @@ class ConsoleData:
 
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
+        self._lock = asyncio.Lock()
+        self._rows: dict[str, ChannelRow] = {}
+        self._turn = 0
 
     def _strategic(self, channel: str) -> StrategicChannel:
         from backchannel.client.strategic import StrategicChannel
 
         return StrategicChannel(self.principal, channel)
 
-    async def refresh(self, selected: str | None, *, sync: bool = True) -> Snapshot:
-        """Sync with the relays (unless `sync` is False), then read everything shown."""
-        if sync and self.principal.channels():
-            await self.principal.sync(deadline=SYNC_DEADLINE_S)
-        return self.read(selected)
+    # -- reading ----------------------------------------------------------------------
 
-    def read(self, selected: str | None) -> Snapshot:
+    async def refresh(self, selected: str | None, *, sync: bool = True,
+                      first: int | None = None) -> Snapshot:
+        """Sync with the relays and run the duties (unless `sync` is False), then read
+        what is shown (in a thread). `first`: show the window of `WINDOW` entries from
+        this one (the console has paged back) instead of the latest page."""
+        async with self._lock:
+            if sync and self.principal.channels():
+                await self.principal.sync(deadline=SYNC_DEADLINE_S)
+                await asyncio.to_thread(self.principal.duties.perform)
+            return await asyncio.to_thread(self.read, selected, first)
+
+    def _read_channel(self, record: ChannelRecord, *, page: bool,
+                      first: int | None = None) -> _Read:
+        from backchannel.client.duties import dialogue_of
+        from backchannel.client.history import build_history
+        from backchannel.client.strategic import line_grace_ms, line_period_ms
+        from backchannel.dialogue import DEFAULT_LINETEST_EVERY_MS
+        from backchannel.protocol.message import MessageKind
+
+        messages: list[MessageRecord] = self.principal.messages(record.name)
+        dialogue: Dialogue = dialogue_of(self.principal.identity, record, messages)
+        every = line_period_ms(record) or DEFAULT_LINETEST_EVERY_MS
+        board = dialogue.board(self.principal.now_ms(), every, line_grace_ms(record))
+        escalated = self.principal.escalated_ids(record.channel_id)
+        urgent = any(p.overdue or p.precedence.name == "FLASH" for p in board.awaiting_our_ack)
+        unread = sum(1 for m in messages if m.direction == "in"
+                     and m.kind == MessageKind.NOTE and not m.read_at_ms)
+        row = ChannelRow(
+            key=record.name,
+            name=escaped(record.name),
+            line=board.line.state.name,
+            unread=unread,
+            urgent=urgent,
+            verified=record.verified,
+            relays=len(record.links),
+            relays_up=sum(1 for link in record.links if self._up(link.url)),
+            relays_lost=len(self.principal.relays_lost(record.channel_id)),
+            identity_changed=record.identity_changed,
+        )
+        history = None
+        if page:
+            history = build_history(
+                self.principal.identity, record, messages,
+                self.principal.forks(record.channel_id),
+                limit=PAGE_SIZE if first is None else WINDOW,
+                first=first, dialogue=dialogue)
+        return _Read(row, _board(board, escalated), history)
+
+    def _up(self, url: str) -> bool:
+        """Whether the last sync reached the relay at `url`."""
+        health = self.principal.relay_health(url)
+        return health.last_ok_ms > 0 and health.last_ok_ms >= health.last_error_ms
+
+    def read(self, selected: str | None, first: int | None = None) -> Snapshot:
         """Everything shown, for `selected` (None: the first channel)."""
-        now = self.principal.now_ms()
         channels = self.principal.channels()
-        statuses = {s.name: s for s in self.principal.status()}
-        rows = []
-        boards = {}
-        for channel in channels:
-            board = self._strategic(channel.name).board(now)
-            boards[channel.name] = board
-            urgent = any(
-                p.overdue or p.precedence.name == "FLASH" for p in board.awaiting_our_ack
-            )
-            status = statuses.get(channel.name)
-            rows.append(ChannelRow(
-                key=channel.name,
-                name=escaped(channel.name),
-                line=board.line.state.name,
-                unread=status.unread if status is not None else 0,
-                urgent=urgent,
-            ))
         names = [c.name for c in channels]
+        self._rows = {name: row for name, row in self._rows.items() if name in names}
         if selected not in names:
             selected = names[0] if names else None
+        others = [c for c in channels if c.name != selected]
+        # One other channel in turn, and every channel not read yet.
+        if others:
+            self._turn = (self._turn + 1) % len(others)
+        for index, record in enumerate(others):
+            if index == self._turn or record.name not in self._rows:
+                self._rows[record.name] = self._read_channel(record, page=False).row
         if selected is None:
-            return Snapshot(channels=tuple(rows))
-        page = self.principal.history(selected, limit=PAGE_SIZE)
-        view = _board(boards[selected])
+            return Snapshot(channels=tuple(self._rows[n] for n in names))
+        chosen = self._read_channel(channels[names.index(selected)], page=True, first=first)
+        self._rows[selected] = chosen.row
+        view = chosen.board
         flash = next(
             (p for p in view.pending if not p.ours and p.precedence == "FLASH" and not p.held),
             None,
         )
+        page = chosen.page
+        assert page is not None
         return Snapshot(
-            channels=tuple(rows),
+            channels=tuple(self._rows[n] for n in names),
             selected=selected,
-            conversation=tuple(_line(e) for e in page.entries),
+            conversation=tuple(_line(i) for i in page.items),
             earlier=page.earlier,
             board=view,
             flash=flash,
+            total=page.total,
+            later=page.later,
         )
+
+    # -- acts -------------------------------------------------------------------------
 
     async def send(self, channel: str, text: str, precedence: str, ack_within_ms: int) -> None:
         """A note; `precedence` by name."""
         from backchannel.dialogue.kinds import Precedence
 
-        await self._strategic(channel).note(text, Precedence[precedence], ack_within_ms)
+        async with self._lock:
+            await self._strategic(channel).note(text, Precedence[precedence], ack_within_ms)
 
     async def ack(self, channel: str, ref: str) -> None:
         """Acknowledge their note `ref`."""
-        await self._strategic(channel).ack(ref)
+        async with self._lock:
+            await self._strategic(channel).ack(ref)
 
     async def hold(self, channel: str, ref: str, expected_in_ms: int, text: str = "") -> None:
         """A holding reply to `ref`: an answer is expected within `expected_in_ms`."""
-        await self._strategic(channel).hold(ref, self.principal.now_ms() + expected_in_ms, text)
+        async with self._lock:
+            await self._strategic(channel).hold(
+                ref, self.principal.now_ms() + expected_in_ms, text)
 
     async def clarify(self, channel: str, ref: str, question: str) -> None:
         """Ask about their message `ref`."""
-        await self._strategic(channel).clarify(ref, question)
+        async with self._lock:
+            await self._strategic(channel).clarify(ref, question)
+
+    async def answer(self, channel: str, ref: str, text: str) -> None:
+        """Answer their clarification request `ref`."""
+        async with self._lock:
+            await self._strategic(channel).answer(ref, text)
 
     async def linetest_now(self, channel: str) -> None:
         """Send a line test now."""
-        await self._strategic(channel).test_line()
+        async with self._lock:
+            await self._strategic(channel).test_line()
+
+    async def redline_add(self, channel: str, title: str, text: str) -> None:
+        """Declare a red line."""
+        async with self._lock:
+            await self._strategic(channel).declare_red_line(title, text)
+
+    async def redline_ack(self, channel: str, ref: str) -> None:
+        """Acknowledge (as understood) their red line `ref`, its latest version."""
+        async with self._lock:
+            await self._strategic(channel).acknowledge_red_line(ref)
+
+    async def agenda_propose(self, channel: str, round_number: int, title: str,
+                             detail: str) -> None:
+        """Propose an agenda item for a round."""
+        async with self._lock:
+            await self._strategic(channel).propose_agenda_item(round_number, title, detail)
+
+    async def agenda_decide(self, channel: str, ref: str, accept: bool,
+                            reason: str = "") -> None:
+        """Accept or decline the agenda item `ref` (the proposing message)."""
+        async with self._lock:
+            await self._strategic(channel).decide_agenda_item(ref, accept, reason)
+
+    async def record_propose(self, channel: str, title: str, text: str) -> None:
+        """Propose (and sign) a statement for the record, in one language (en)."""
+        from backchannel.cli.records import parse_languages
+
+        async with self._lock:
+            await self._strategic(channel).propose_record(
+                title, parse_languages(text, [], None))
+
+    async def record_sign(self, channel: str, ref: str) -> None:
+        """Co-sign their record `ref` (its latest version)."""
+        async with self._lock:
+            await self._strategic(channel).sign_record(ref)
+
+    async def record_export(self, channel: str, ref: str, path: Path) -> Path:
+        """Write the co-signed record `ref` to `path`."""
+        async with self._lock:
+            data = self._strategic(channel).export_record(ref)
+        await asyncio.to_thread(path.write_bytes, data)
+        return path
+
+    async def record_verify(self, path: Path) -> str:
+        """Check an agreed-record file offline; what it says, in one line."""
+        from backchannel.client.errors import ClientError
+        from backchannel.dialogue import RecordFileError, verify_record_file
+
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            verified = verify_record_file(data)
+        except OSError as error:
+            raise ClientError(f"cannot read {path}: {error.strerror}") from None
+        except RecordFileError as error:  # the CLI's `record verify` words
+            raise ClientError(f"{path} is not a valid agreed record: {error}") from None
+        return (f"verified: record {_short(verified.record_id)} v{verified.version} "
+                f"'{escaped(verified.statement.title)}', signed by both sides")
+
+    async def code_propose(self, channel: str, number: int, code_word: str,
+                           texts: list[str], parameters: list[str], precedence: str) -> None:
+        """Propose a codebook entry: texts as `TAG=TEXT` (the CLI's `--lang`), parameter
+        names, and a precedence by name ("" for ROUTINE)."""
+        from backchannel.cli.codebook import parse_code_texts
+        from backchannel.dialogue.kinds import Precedence
+
+        chosen = Precedence[precedence.upper()] if precedence else None
+        async with self._lock:
+            await self._strategic(channel).propose_code(
+                number, code_word, parse_code_texts(texts), tuple(parameters), chosen)
+
+    async def code_accept(self, channel: str, ref: str) -> None:
+        """Accept their codebook entry (by number, code word or id prefix)."""
+        async with self._lock:
+            await self._strategic(channel).accept_code(ref)
+
+    async def code_send(self, channel: str, ref: str, values: list[str]) -> None:
+        """Send an agreed codebook entry with `NAME=VALUE` values (the CLI's `code send`)."""
+        from backchannel.cli.codebook import parse_assignments
+
+        async with self._lock:
+            await self._strategic(channel).send_code(ref, parse_assignments(values))
+
+    async def invite(self, relays: list[str]) -> str:
+        """A new invite code offering a channel over `relays`."""
+        async with self._lock:
+            return await self.principal.invite(relays)
+
+    def relays(self) -> list[str]:
+        """The relays of the channels so far (an invite's default)."""
+        urls: list[str] = []
+        for channel in self.principal.channels():
+            urls += [link.url for link in channel.links if link.url not in urls]
+        return urls
+
+    async def accept(self, code: str, name: str | None = None) -> str:
+        """Join the channel an invite code offers; its name."""
+        async with self._lock:
+            channel = await self.principal.accept(code.strip(), name=name or None)
+        return channel.name
+
+    def safety_number(self, channel: str) -> tuple[str, tuple[str, ...], bool]:
+        """The channel's safety number: 12 digit groups, 12 words, whether verified."""
+        return self.principal.safety_number(channel)
+
+    async def confirm_verified(self, channel: str) -> None:
+        """Record that the safety number was compared out of band and matched."""
+        async with self._lock:
+            self.principal.confirm_verified(channel)
+
+    async def meet(self, channel: str, round_number: int, between: list[str],
+                   after: dt.date) -> tuple[str, tuple[Suggestion, ...]]:
+        """Propose the best venue for a round as an agenda item; the title proposed and
+        the ranked venues."""
+        from backchannel.client.errors import ClientError
+        from backchannel.meet import (
+            HostPolicy,
+            MeetError,
+            MeetingRequest,
+            load_gazetteer,
+            suggest_venues,
+        )
+
+        def ranked() -> tuple[Suggestion, ...]:
+            try:
+                gazetteer = load_gazetteer()
+                request = MeetingRequest(
+                    tuple(gazetteer.resolve(name) for name in between), HostPolicy(), (),
+                    after, 2)
+                return tuple(suggest_venues(request, gazetteer))[:MEET_ROWS]
+            except MeetError as error:
+                raise ClientError(str(error)) from None
+
+        table = await asyncio.to_thread(ranked)
+        async with self._lock:
+            _, best = await self._strategic(channel).propose_meeting(
+                round_number, between, after)
+        return escaped(best.venue.name), table

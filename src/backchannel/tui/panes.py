@@ -6,11 +6,16 @@ as markup, so a `[` in a note cannot restyle the screen.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
+from rich.table import Table
 from rich.text import Text
 
 from backchannel.tui.views import BoardView, ChannelRow, ConversationLine, Pending, Snapshot
+
+if TYPE_CHECKING:
+    from backchannel.meet import Suggestion
 
 _PRECEDENCE_STYLE: Final = {"FLASH": "bold white on red", "IMMEDIATE": "bold yellow"}
 MS_PER_S: Final = 1000
@@ -41,11 +46,24 @@ def channels_text(rows: tuple[ChannelRow, ...], selected: str | None) -> Text:
             text.append(f" ({row.unread})", style="bold")
         if row.urgent:
             text.append(" !", style="bold red")
+        if not row.verified:
+            text.append(" unverified", style="yellow")
+        if row.identity_changed:
+            text.append(" IDENTITY CHANGED", style="bold red")
+        if row.relays:
+            style = "green" if row.relays_up == row.relays else "bold red"
+            text.append(f"\n  relays {row.relays_up}/{row.relays} up", style=style)
+        if row.relays_lost:
+            text.append(f", {row.relays_lost} lost", style="bold red")
         text.append("\n")
     return text
 
 
-def _conversation_line(line: ConversationLine) -> Text:
+def conversation_line(line: ConversationLine) -> Text:
+    """One line of the conversation: direction, short id, act, precedence, text, receipt;
+    a gap or fork mark in its own colour where it is."""
+    if line.act in ("gap", "fork"):
+        return Text(f"── {line.act}: {line.text} ──", style="bold magenta")
     text = Text()
     text.append("→ " if line.direction == "out" else "← ", style="dim")
     text.append(line.ref, style="dim")
@@ -60,14 +78,24 @@ def _conversation_line(line: ConversationLine) -> Text:
     return text
 
 
+def earlier_text(earlier: int) -> Text:
+    """The conversation's first line while earlier entries are not read yet."""
+    return Text(f"… {earlier} earlier messages (up or < reads them)", style="dim")
+
+
+def later_text(later: int) -> Text:
+    """The conversation's last line while it shows an earlier window."""
+    return Text(f"… {later} later messages (down or > reads them)", style="dim")
+
+
 def conversation_text(snapshot: Snapshot) -> Text:
-    """The centre pane: the latest page of the conversation, oldest first."""
+    """The centre pane as one text: the page shown, oldest first."""
     text = Text()
     if snapshot.earlier:
-        text.append(f"… {snapshot.earlier} earlier messages (backchannel history)\n",
-                    style="dim")
+        text.append_text(earlier_text(snapshot.earlier))
+        text.append("\n")
     for line in snapshot.conversation:
-        text.append_text(_conversation_line(line))
+        text.append_text(conversation_line(line))
         text.append("\n")
     return text
 
@@ -79,6 +107,8 @@ def _pending_line(p: Pending) -> Text:
     text.append(countdown(p.remaining_ms), style=style)
     if p.held:
         text.append(" (held)", style="dim")
+    if p.overdue:
+        text.append(" escalated" if p.escalated else " not escalated yet", style="bold red")
     return text
 
 
@@ -86,6 +116,8 @@ def board_text(board: BoardView) -> Text:
     """The right pane: pending acks with countdowns, clarifications, red lines, agenda,
     records."""
     text = Text()
+    if board.line:
+        text.append(f"{board.line}\n", style="bold")
     sections: list[tuple[str, list[Text]]] = [
         ("Awaiting acknowledgement", [_pending_line(p) for p in board.pending]),
         ("Open clarifications", [Text(c) for c in board.clarifications]),
@@ -93,6 +125,8 @@ def board_text(board: BoardView) -> Text:
         ("Agenda", [Text(a) for a in board.agenda]),
         ("Records", [Text(r) for r in board.records]),
     ]
+    if board.codebook:
+        sections.append(("Codebook", [Text(c) for c in board.codebook]))
     for title, lines in sections:
         text.append(f"{title}\n", style="bold underline")
         if not lines:
@@ -110,3 +144,32 @@ def flash_text(flash: Pending) -> Text:
         f" FLASH {flash.ref}: {countdown(flash.remaining_ms)} — a: acknowledge  h: hold ",
         style="bold white on red",
     )
+
+
+def qr_text(code: str) -> Text:
+    """An invite code and its QR code in half-block characters (two modules a cell,
+    dark on light with a quiet zone), as `invite --qr` shows it."""
+    import segno
+
+    # Level L as `invite --qr`: the code is signed, so only a camera must be survived.
+    symbol = segno.make(code, error="l")
+    rows = [[bool(m) for m in row] for row in symbol.matrix_iter(scale=1, border=2)]
+    if len(rows) % 2:
+        rows.append([False] * len(rows[0]))
+    text = Text(code + "\n\n", style="bold")
+    glyphs = {(False, False): "█", (True, False): "▄", (False, True): "▀", (True, True): " "}
+    for top, bottom in zip(rows[::2], rows[1::2], strict=True):
+        text.append("".join(glyphs[(a, b)] for a, b in zip(top, bottom, strict=True)),
+                    style="black on white")
+        text.append("\n")
+    return text
+
+
+def meet_table(suggestions: Sequence[Suggestion]) -> Table:
+    """The ranked venues: rank, city, country, dates, score (hours, lower is better)."""
+    table = Table("#", "venue", "country", "dates", "score (h)", "why")
+    for s in suggestions:
+        table.add_row(str(s.rank), s.venue.name, s.venue.country_name,
+                      f"{s.plan.first_day.isoformat()} to {s.plan.last_day.isoformat()}",
+                      f"{s.score:.1f}", s.reasons[0] if s.reasons else "")
+    return table

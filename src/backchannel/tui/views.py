@@ -19,18 +19,30 @@ class ChannelRow:
     line: str  # "UP", "DOWN" or "UNKNOWN"
     unread: int
     urgent: bool  # a FLASH or overdue note waits on it
+    verified: bool = True  # its safety number was compared and confirmed
+    relays: int = 0  # its relays
+    relays_up: int = 0  # of those, the ones the last sync reached
+    relays_lost: int = 0  # relays that lost its mailbox (not yet re-provisioned)
+    identity_changed: bool = False  # the counterpart's identity key changed
 
 
 @dataclass(frozen=True, slots=True)
 class ConversationLine:
-    """One message of the conversation (text escaped)."""
+    """One message of the conversation (text escaped), or a gap or fork mark.
+
+    `act` is "gap" or "fork" for a mark (its `ref` is empty and its `text` says what is
+    missing or what forked); the ids are whole hex ids, for the acts on a selected line.
+    """
 
     ref: str  # short id, as the CLI shows it
-    direction: str  # "in" or "out"
+    direction: str  # "in" or "out" ("" for a mark)
     act: str
     text: str
     precedence: str  # "ROUTINE", "IMMEDIATE", "FLASH"
     receipt: str  # "", "delivered", "read", "acknowledged"
+    message_id: str = ""
+    subject_id: str = ""  # the red line or record it is about
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +55,7 @@ class Pending:
     remaining_ms: int  # negative: overdue by that much
     overdue: bool
     held: bool
+    escalated: bool = False  # overdue and its escalation ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +67,8 @@ class BoardView:
     red_lines: tuple[str, ...] = ()
     agenda: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
+    line: str = ""  # the line test's state and when it was last answered
+    codebook: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +81,5 @@ class Snapshot:
     earlier: int = 0  # messages before the page shown
     board: BoardView = field(default_factory=BoardView)
     flash: Pending | None = None  # their FLASH note awaiting our acknowledgement
+    total: int = 0  # entries in the selected channel's whole history
+    later: int = 0  # messages after the window shown (0 on the latest page)
