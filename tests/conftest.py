@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from backchannel.client.relays import OPEN_JITTER_ENV
+from backchannel.client.slots import SLOTS_ENV
 
 # A new relay connection waits a random delay before it opens (client/relays.py), so that a
 # relay cannot read a sync's connections in channel order. On the suite's loopback relays
@@ -17,6 +18,4 @@ os.environ.setdefault(OPEN_JITTER_ENV, "0")
 # envelope every 15 s by default: a test that watches would wait that long for each send.
 # Off for the suite's watches; the slots are tested where they are the subject
 # (tests/client/test_slots*.py), which turn them on per channel with a short interval.
-from backchannel.client.slots import SLOTS_ENV  # noqa: E402
-
 os.environ.setdefault(SLOTS_ENV, "off")

@@ -10,6 +10,7 @@ the relay does. Used by tests/client/test_observer.py and bench/observer.py.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
 import time
@@ -226,7 +227,7 @@ def inter_arrivals(sends: list[Observed]) -> list[float]:
     gaps = []
     for ts in times.values():
         ts.sort()
-        gaps.extend(b - a for a, b in zip(ts, ts[1:], strict=False))
+        gaps.extend(b - a for a, b in itertools.pairwise(ts))
     return gaps
 
 

@@ -70,7 +70,8 @@ async def test_real_traffic_looks_like_none(tmp_path: Path, make_principal: Make
     assert len([e for e in a.inbox() if e.text.startswith("to a")]) == sent
     # ... and the relay saw the same writes in both periods: to the same two mailboxes, as
     # many to each (within the one slot a period's edge may cut), all of one size.
-    idle_counts, active_counts = Counter(e.mailbox for e in idle), Counter(e.mailbox for e in active)
+    idle_counts = Counter(e.mailbox for e in idle)
+    active_counts = Counter(e.mailbox for e in active)
     assert set(idle_counts) == set(active_counts) and len(idle_counts) == 2
     for mailbox, n in idle_counts.items():
         assert abs(n - active_counts[mailbox]) <= 1

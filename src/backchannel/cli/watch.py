@@ -119,6 +119,46 @@ def linetest(
     state.out.print(f"Line to '{strategic.name}': {line_summary(line, period, allowed)}")
 
 
+def slots(
+    ctx: typer.Context,
+    channel: str = typer.Argument(..., help="Channel name or id."),
+    every: str | None = typer.Option(
+        None, "--every", metavar="SECONDS",
+        help="Send one envelope this often while watch or the agent runs (15 is the "
+             "default; 0.1 to 3600), or 'off': send each as soon as it is queued.",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show or set the channel's constant-rate slots, and what they cost.
+
+    While watch or the agent runs, this side writes to each of the channel's relays
+    exactly once per slot: a queued note, receipt or line test, or cover (a sealed
+    message only the counterpart can tell from a real one, which its client drops).
+    A FLASH note takes the next slot. Off, a relay sees when this side writes and can
+    pair a receipt with the note it answers (docs/threat-model.md).
+
+    Example: backchannel slots beijing --every 30
+    """
+    from backchannel.cli.board import slots_json
+    from backchannel.client.slots import describe_cost, interval_key, parse_interval, slot_interval
+
+    state = cli_context(ctx, as_json)
+    with state.principal() as principal:
+        record = principal.channel(channel)
+        if every is not None:
+            chosen = parse_interval(every, source="--every")
+            principal.set_setting(interval_key(record.channel_id),
+                                  "off" if chosen is None else f"{chosen:g}")
+        interval = slot_interval(principal.setting, record.channel_id)
+        directions = sum(1 for link in record.links if link.outbound is not None)
+    if state.json:
+        emit_json({"channel": record.name, **slots_json(interval, directions)})
+        return
+    state.out.print(f"Slots to '{record.name}': {describe_cost(interval, directions)}.")
+    if every is not None:
+        state.out.print("A running watch or agent follows the change within a second.")
+
+
 escalation_app = typer.Typer(
     no_args_is_help=True,
     help="The command run when a note's acknowledgement deadline passes (to page a "
@@ -180,6 +220,6 @@ escalation_app.command("show")(reports_errors(escalation_show))
 
 
 def register(app: typer.Typer) -> None:
-    """Add `watch` and `linetest` to the root app (`escalation` is a group of its own)."""
-    for command in (watch, linetest):
+    """Add `watch`, `linetest` and `slots` to the root app (`escalation` is a group of its own)."""
+    for command in (watch, linetest, slots):
         app.command()(reports_errors(command))

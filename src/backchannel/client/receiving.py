@@ -141,9 +141,9 @@ class Receiver:
         else:
             report.rejected += 1
         if report.rejected == rejected and report.cover == cover:
-            # Only what authenticated is remembered (and not cover, which arrives every
-            # slot and would fill the table: a copy of one is refused by the ratchet): junk a relay sends (review §2g) is
-            # counted and acked away, and leaves nothing in the state to grow.
+            # Only what authenticated is remembered: junk a relay sends (review §2g) is
+            # counted and acked away, and leaves nothing in the state to grow. Nor cover,
+            # which comes every slot: a copy of one is refused by the ratchet instead.
             state.digests.remember(envelope.payload, state.clock())
         return entry
 

@@ -16,6 +16,9 @@ class SendResult:
     seq: int
     stored_on: tuple[str, ...]
     queued_for: tuple[str, ...]
+    # Seconds within which a running watch's slots send it (`client.slots`: the channel
+    # sends in slots, so the flush left it queued); None when it was offered at once.
+    next_slot_s: float | None = None
 
 
 @dataclass(slots=True)

@@ -21,10 +21,9 @@ from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import RelayRequestError
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
-from backchannel.protocol.errors import RemoteProtocolError
 from backchannel.protocol.e2e.session import Session
 from backchannel.protocol.envelope import Envelope
-from backchannel.protocol.errors import LocalProtocolError
+from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.message import Message, MessageKind
 from backchannel.protocol.relayframes import ErrorCode
 
@@ -185,7 +184,13 @@ class Sender:
             if link.url not in stored and link.outbound is not None
         )
         seq = record.seq if record else 0
-        return SendResult(message_id, seq, stored, queued)
+        within = None
+        if channel.channel_id in self.slotted and queued:
+            from backchannel.client.slots import SEND_LAG, slot_interval
+
+            interval = slot_interval(self._state.settings.get, channel.channel_id)
+            within = None if interval is None else interval + SEND_LAG
+        return SendResult(message_id, seq, stored, queued, within)
 
     async def flush(self, pool: RelayPool | None = None) -> int:
         """See `Principal.flush`."""

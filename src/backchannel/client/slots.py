@@ -66,6 +66,7 @@ __all__ = [
     "SLOT_BUCKET",
     "SlotSender",
     "bytes_per_day",
+    "describe_cost",
     "interval_key",
     "parse_interval",
     "slot_interval",
@@ -150,6 +151,18 @@ def bytes_per_day(interval: float | None) -> int:
     if interval is None:
         return 0
     return round(SLOT_BUCKET * 86_400 / interval)
+
+
+def describe_cost(interval: float | None, directions: int) -> str:
+    """What a channel's slots cost, in words (`status`): `directions` is how many relays
+    it writes to."""
+    if interval is None:
+        return ("off: envelopes leave as soon as they are queued, so a relay sees when "
+                "this side writes (docs/threat-model.md)")
+    sent = bytes_per_day(interval) * directions
+    return (f"one {SLOT_BUCKET:,}-byte envelope every {interval:g} s to each of "
+            f"{directions} relay(s) while watch or the agent runs: {sent / 1e6:.1f} MB a day "
+            f"sent; the counterpart's slots cost as much received at their rate")
 
 
 @dataclass(frozen=True, slots=True)
