@@ -11,7 +11,7 @@ from tests.cli.conftest import Pair, no_configuration_file, one_error_line, pair
 __all__ = ["no_configuration_file", "pair", "relay"]  # the CLI suite's fixtures
 
 
-def test_slots_set_off_and_cost_shown(pair: Pair) -> None:  # noqa: F811
+def test_slots_set_off_and_cost_shown(pair: Pair) -> None:
     w = pair.washington
     shown = json.loads(run(w, "slots", "beijing", "--json").stdout)
     # The suite turns slots off in the environment (tests/conftest.py).
