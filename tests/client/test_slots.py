@@ -127,3 +127,66 @@ async def test_cover_fills_empty_slots_and_is_never_kept(
     assert len(notes_in) == 4  # each once: nothing lost, nothing duplicated
     new_in_a = a.messages(b_name)[history_before[0]:]
     assert MessageKind.RECEIPT_DELIVERED in {m.kind for m in new_in_a if m.direction == "in"}
+
+
+async def test_flash_takes_the_next_slot_ahead_of_a_backlog(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    a, b = make_principal("a"), make_principal("b")
+    async with running_relay(tmp_path / "r.db") as relay:
+        await pair(a, b, [relay.url])
+        slotted(a, b)
+        peer = a.channels()[0].name
+        async with watching(a, b):
+            # Queued at once (no await in between): the next slot chooses among all six.
+            for i in range(5):
+                a.queue(peer, f"routine {i}")
+            a.queue(peer, "flash", precedence=Precedence.FLASH)
+            await until(lambda: len([e for e in b.inbox() if e.text != ""]) >= 6)
+    order = [e.text for e in sorted(b.inbox(), key=lambda e: e.received_at_ms)
+             if e.text.startswith(("routine", "flash"))]
+    # One envelope per slot: the FLASH note went first, the rest in the order queued.
+    assert order[0] == "flash"
+    assert order[1:] == [f"routine {i}" for i in range(5)]
+
+
+async def test_a_send_inside_the_watch_waits_for_its_slot_and_cover_is_acked(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    a, b = make_principal("a"), make_principal("b")
+    async with running_relay(tmp_path / "r.db") as relay:
+        await pair(a, b, [relay.url])
+        slotted(a, b)
+        peer = a.channels()[0].name
+        async with watching(a) as reports:
+            await asyncio.sleep(INTERVAL * 3)
+            result = await a.send(peer, "in a slot")
+            # The flush left it to the slots, and says within how long they send it.
+            assert result.stored_on == ()
+            assert result.next_slot_s is not None and result.next_slot_s >= INTERVAL
+            await until(lambda: a.status(peer)[0].queued == 0)
+            await asyncio.sleep(INTERVAL * 3)
+        first = await b.sync()
+        again = await b.sync()
+    (a_report,) = reports
+    assert a_report.sent >= 1
+    assert first.cover >= 3 and first.received >= 1  # cover, dropped; the note, kept
+    assert [e.text for e in b.inbox()].count("in a slot") == 1
+    # Everything it read was acked at the relay, cover too: nothing is delivered again.
+    assert (again.received, again.cover, again.duplicates) == (0, 0, 0)
+
+
+async def test_slots_off_for_a_channel_send_at_once_and_no_cover(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    a, b = make_principal("a"), make_principal("b")
+    async with running_relay(tmp_path / "r.db") as relay:
+        await pair(a, b, [relay.url])
+        slotted(a, b, interval=None)
+        peer = a.channels()[0].name
+        async with watching(a, b) as reports:
+            result = await a.send(peer, "at once")
+            assert result.stored_on == (relay.url,) and result.next_slot_s is None
+            await until(lambda: any(e.text == "at once" for e in b.inbox()))
+            await asyncio.sleep(INTERVAL * 3)
+    assert [r.cover for r in reports] == [0, 0]
