@@ -189,9 +189,11 @@ def by_creation_order(record: Record, pairs: list[tuple[str, str]], seed: int = 
 TIMING_WINDOW = 2.0
 
 
-def by_timing(record: Record, pairs: list[tuple[str, str]], seed: int = 0) -> Score:
+def by_timing(
+    record: Record, pairs: list[tuple[str, str]], seed: int = 0, window: float = TIMING_WINDOW
+) -> Score:
     """Guess the mailbox whose writes most often follow or precede this one's within
-    `TIMING_WINDOW` (a receipt follows its note; a reply its question)."""
+    `window` seconds (a receipt follows its note; a reply its question)."""
     rng = random.Random(seed)
     partner = _partner_map(pairs)
     writes: dict[str, list[float]] = defaultdict(list)
@@ -202,7 +204,7 @@ def by_timing(record: Record, pairs: list[tuple[str, str]], seed: int = 0) -> Sc
     for m in sorted(partner):
         near = {
             o: float(
-                sum(1 for t in writes[m] for u in writes[o] if abs(t - u) <= TIMING_WINDOW)
+                sum(1 for t in writes[m] for u in writes[o] if abs(t - u) <= window)
             )
             for o in partner
             if o != m
