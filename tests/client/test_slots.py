@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backchannel.client.engine import Principal
 from backchannel.client.errors import ClientError
@@ -82,6 +84,16 @@ def test_interval_setting_bounds_and_order(monkeypatch: pytest.MonkeyPatch) -> N
         with pytest.raises(ClientError) as refused:
             parse_interval(bad)
         assert "\x1b" not in str(refused.value)
+
+
+@given(st.text(max_size=40))
+def test_any_interval_text_is_a_bounded_interval_off_or_refused(text: str) -> None:
+    try:
+        seconds = parse_interval(text)
+    except ClientError as error:
+        assert all(c.isprintable() for c in str(error))
+        return
+    assert seconds is None or MIN_SLOT_INTERVAL <= seconds <= MAX_SLOT_INTERVAL
 
 
 def test_cost_per_day() -> None:

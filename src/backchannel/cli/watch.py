@@ -44,17 +44,26 @@ def watch(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     Example: backchannel --home ~/bc/washington watch
     """
     from backchannel.cli.watching import emit_json_line, emitter, serve_as_agent
+    from backchannel.client.slots import slot_interval_or_default
 
     state = cli_context(ctx, as_json)
     # Without a running agent, watch *is* the agent, in the foreground.
     with state.principal(role="agent") as principal:
         names = [c.name for c in principal.channels()]
         relays = sorted({link.url for c in principal.channels() for link in c.links})
+        # Each channel's slot interval (None: off), as the watch starts (docs/client.md).
+        slots = {c.name: slot_interval_or_default(principal.setting, c.channel_id)
+                 for c in principal.channels()}
         if state.json:
-            emit_json_line({"event": "watching", "channels": names, "relays": relays})
+            emit_json_line({"event": "watching", "channels": names, "relays": relays,
+                            "slots": slots})
         else:
-            state.err.print(f"Watching {len(names)} channel(s) over {len(relays)} relay(s); "
-                            "Ctrl-C to stop.")
+            on = sorted({s for s in slots.values() if s is not None})
+            rates = (f"; slots every {', '.join(f'{s:g}' for s in on)} s on "
+                     f"{sum(1 for s in slots.values() if s is not None)} channel(s)"
+                     if on else "; slots off")
+            state.err.print(f"Watching {len(names)} channel(s) over {len(relays)} relay(s)"
+                            f"{rates}; Ctrl-C to stop.")
         report = asyncio.run(serve_as_agent(principal, emitter(state)))
     summary = {"received": report.received, "sent": report.sent,
                "line_tests_sent": report.line_tests_sent,

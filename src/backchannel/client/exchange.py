@@ -205,7 +205,7 @@ class Exchange:
 
         # Each direction of each established channel sends in its slots (`client.slots`).
         slots = SlotSender(state, self._sender, pool, report)
-        chores["slots"] = asyncio.create_task(slots.run(stop))
+        chores["slots"] = slots.start(stop)
         try:
             self._receiver.expire_digests()
             while not stop.is_set():

@@ -186,9 +186,9 @@ class Sender:
         seq = record.seq if record else 0
         within = None
         if channel.channel_id in self.slotted and queued:
-            from backchannel.client.slots import SEND_LAG, slot_interval
+            from backchannel.client.slots import SEND_LAG, slot_interval_or_default
 
-            interval = slot_interval(self._state.settings.get, channel.channel_id)
+            interval = slot_interval_or_default(self._state.settings.get, channel.channel_id)
             within = None if interval is None else interval + SEND_LAG
         return SendResult(message_id, seq, stored, queued, within)
 

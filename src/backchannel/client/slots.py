@@ -70,6 +70,7 @@ __all__ = [
     "interval_key",
     "parse_interval",
     "slot_interval",
+    "slot_interval_or_default",
 ]
 
 # The kind of a cover message (inside the AEAD: the relay never sees it). Client kinds
@@ -116,12 +117,14 @@ def parse_interval(text: str, *, source: str = "the slot interval") -> float | N
         ClientError: neither "off" nor a number of seconds within the bounds.
     """
     text = text.strip().lower()
-    if text in (_OFF, "0"):
+    if text == _OFF:
         return None
     try:
         seconds = float(text.removesuffix("s"))
     except ValueError:
         seconds = math.nan
+    if seconds == 0:
+        return None  # "0" is "off", as for the line test's --every
     if not MIN_SLOT_INTERVAL <= seconds <= MAX_SLOT_INTERVAL:  # NaN fails this too
         raise ClientError(
             f"{source} must be 'off' or a number of seconds from {MIN_SLOT_INTERVAL:g} to "
@@ -143,6 +146,15 @@ def slot_interval(setting: Callable[[str], str], channel_id: str) -> float | Non
     if value := os.environ.get(SLOTS_ENV, "").strip():
         return parse_interval(value, source=SLOTS_ENV)
     return DEFAULT_SLOT_INTERVAL
+
+
+def slot_interval_or_default(setting: Callable[[str], str], channel_id: str) -> float | None:
+    """`slot_interval`, with `DEFAULT_SLOT_INTERVAL` in place of a damaged setting: one
+    set by hand to nonsense never turns slots off silently (`status` reports it)."""
+    try:
+        return slot_interval(setting, channel_id)
+    except ClientError:
+        return DEFAULT_SLOT_INTERVAL
 
 
 def bytes_per_day(interval: float | None) -> int:
@@ -202,10 +214,7 @@ class SlotSender:
         for channel in state.channels.all():
             if channel.last_heard_ms == 0:
                 continue
-            try:
-                interval = slot_interval(state.settings.get, channel.channel_id)
-            except ClientError:
-                interval = DEFAULT_SLOT_INTERVAL  # a damaged setting never turns slots off
+            interval = slot_interval_or_default(state.settings.get, channel.channel_id)
             if interval is None:
                 continue
             slotted.add(channel.channel_id)
@@ -215,6 +224,12 @@ class SlotSender:
                 )[1]:
                     found.append(_Direction(channel.channel_id, link.url, interval))
         return found, slotted
+
+    def start(self, stop: asyncio.Event) -> asyncio.Task[None]:
+        """Mark the slotted channels at once (so that no flush sends their rows before the
+        first slot), then `run` in a task."""
+        self._sender.slotted = self.directions()[1]
+        return asyncio.create_task(self.run(stop))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep one task per direction until `stop` is set (or cancelled)."""
