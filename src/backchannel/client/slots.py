@@ -282,6 +282,11 @@ class SlotSender:
         if client is None:
             return  # down: the slot is skipped (the relay sees nothing either way)
         row = self._sender.claim_for_slot(url, direction.channel_id, token.hex())
+        if row is not None and row.mailbox_id.hex() != mailbox:
+            # Queued before a move readdressed the link, and not readdressed yet: left
+            # for a later slot (or the flush that follows the move).
+            self._sender.release_slot(row)
+            row = None
         raw = row.envelope if row is not None else self._cover(direction.channel_id, mailbox)
         if raw is None:
             return
