@@ -27,7 +27,7 @@ from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.message import Message, MessageKind
 from backchannel.protocol.relayframes import ErrorCode
 
-__all__ = ["Sender"]
+__all__ = ["Sender", "SlottedChannels"]
 
 # Envelopes in flight to one relay at once: enough to fill the relay's group commit, few
 # enough that a relay going down mid-flush leaves little to resend.
@@ -48,6 +48,22 @@ _CLAIM_MS: Final = 60_000
 _FLASH_LOOKAHEAD: Final = 32
 
 
+class SlottedChannels:
+    """The channels a running watch sends in slots (`client.slots`), by id: one object
+    shared by every handle of the principal in the process (`Principal.worker`), so that a
+    request the agent serves leaves those channels' envelopes to the slots too. Replaced
+    whole, never changed in place, so a handle on another thread reads one set or the
+    other."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self) -> None:
+        self.ids: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        return f"SlottedChannels({len(self.ids)})"
+
+
 class Sender:
     """Queues messages (sealing them with the channel's session) and flushes the outbox;
     tracks the relays a channel lost for sending, and escalations' resends.
@@ -63,8 +79,9 @@ class Sender:
         self.live: RelayPool | None = None
         self.refused_codes: dict[int, int] = {}
         # Channels whose envelopes a running watch sends in slots (`client.slots`): its
-        # flushes leave their rows to the slots.
-        self.slotted: set[str] = set()
+        # flushes, and those of the other handles it shares this with, leave their rows
+        # to the slots.
+        self.slotted = SlottedChannels()
 
     def __repr__(self) -> str:
         return f"Sender({self._state!r})"
@@ -185,7 +202,7 @@ class Sender:
         )
         seq = record.seq if record else 0
         within = None
-        if channel.channel_id in self.slotted and queued:
+        if channel.channel_id in self.slotted.ids and queued:
             from backchannel.client.slots import SEND_LAG, slot_interval_or_default
 
             interval = slot_interval_or_default(self._state.settings.get, channel.channel_id)
@@ -225,7 +242,7 @@ class Sender:
             for channel in state.channels.all()
             for link in channel.links
             if link.url == url and link.outbound is not None
-            and channel.channel_id not in self.slotted
+            and channel.channel_id not in self.slotted.ids
         }
         # Rows answered in this flush other than "stored" or "try again": not offered
         # again before the next flush.

@@ -187,7 +187,8 @@ class _Direction:
 class SlotSender:
     """Sends every direction's slots while a watch runs (see the module docstring).
 
-    The watch's own flushes leave the slotted channels' rows alone (`Sender.slotted`).
+    The watch's own flushes, and those of the agent's request handles, leave the slotted
+    channels' rows alone (`Sender.slotted`).
     """
 
     def __init__(
@@ -228,7 +229,7 @@ class SlotSender:
     def start(self, stop: asyncio.Event) -> asyncio.Task[None]:
         """Mark the slotted channels at once (so that no flush sends their rows before the
         first slot), then `run` in a task."""
-        self._sender.slotted = self.directions()[1]
+        self._sender.slotted.ids = frozenset(self.directions()[1])
         return asyncio.create_task(self.run(stop))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -236,7 +237,7 @@ class SlotSender:
         try:
             while not stop.is_set():
                 wanted, slotted = self.directions()
-                self._sender.slotted = slotted
+                self._sender.slotted.ids = frozenset(slotted)
                 for direction, task in list(self._tasks.items()):
                     if task.done():
                         if not task.cancelled():
@@ -250,7 +251,7 @@ class SlotSender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _SUPERVISE_EVERY)
         finally:
-            self._sender.slotted = set()
+            self._sender.slotted.ids = frozenset()
             for task in self._tasks.values():
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
