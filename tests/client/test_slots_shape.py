@@ -69,12 +69,14 @@ async def test_real_traffic_looks_like_none(tmp_path: Path, make_principal: Make
     assert len([e for e in b.inbox() if e.text.startswith("to b")]) == sent
     assert len([e for e in a.inbox() if e.text.startswith("to a")]) == sent
     # ... and the relay saw the same writes in both periods: to the same two mailboxes, as
-    # many to each (within the one slot a period's edge may cut), all of one size.
+    # many to each, all of one size. "As many" is within two: one slot a period's edge
+    # may cut, and one a stall of the shared event loop longer than this test's 0.1 s
+    # interval skips under a heavy load (at the default 15 s none is ever skipped so).
     idle_counts = Counter(e.mailbox for e in idle)
     active_counts = Counter(e.mailbox for e in active)
     assert set(idle_counts) == set(active_counts) and len(idle_counts) == 2
     for mailbox, n in idle_counts.items():
-        assert abs(n - active_counts[mailbox]) <= 1
+        assert abs(n - active_counts[mailbox]) <= 2
         assert abs(n - SLOTS_PER_PERIOD) <= 2
     assert {e.size for e in idle} == {e.size for e in active}
     assert len({e.size for e in idle}) == 1
