@@ -15,6 +15,17 @@ other direction of its channel on the same relay):
 - timing: the mailbox whose writes most often fall within 2 s of its own.
 
 Prints each one's accuracy against chance (1 / (mailboxes - 1)), and the machine's load.
+
+    python bench/observer.py --watch [--slots SECONDS|off] [--rounds N] ...
+
+instead keeps every principal watching (the agent's loop) after pairing, and in each
+round a random principal queues a note to a random channel and waits one to three slot
+intervals; the counterpart's watch takes it in and answers with a receipt. With `--slots
+off` the receipt follows the note within milliseconds; with slots, every direction writes
+once per slot, cover when nothing is queued. The timing adversary then looks at the
+writes of the watching period only, with a window of half a slot interval (0.1 s with
+slots off), and the traffic shape of that period is compared with an idle one (writes
+per mailbox, sizes, and the Kolmogorov-Smirnov statistic of the inter-arrival times).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,11 +48,16 @@ from tests.client.observer import (
     by_creation_order,
     by_timing,
     channel_pairs,
+    inter_arrivals,
+    ks_critical,
+    ks_statistic,
     observed_relay,
+    sends_between,
 )
 
 from backchannel.client.engine import Principal
 from backchannel.client.keystore import KdfParameters
+from backchannel.client.slots import interval_key, parse_interval
 
 KDF = KdfParameters(memory_kib=8, iterations=1, lanes=1)
 
@@ -88,6 +105,74 @@ async def run(principals: int, relays: int, rounds: int, seed: int) -> None:
     print(f"  load average {os.getloadavg()[0]:.2f}")
 
 
+async def run_watching(
+    principals: int, relays: int, rounds: int, seed: int, interval: float | None
+) -> None:
+    rng = random.Random(seed)
+    record = Record()
+    step = interval if interval is not None else 0.5
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        people = [
+            Principal.create(root / f"p{i}", f"p{i}", "passphrase", kdf=KDF)
+            for i in range(principals)
+        ]
+        async with ObservedRelays(root, record, relays) as urls:
+            for x, y in itertools.combinations(range(principals), 2):
+                await people[y].accept(await people[x].invite(urls), name=f"p{x}")
+            for _ in range(2):
+                for p in people:
+                    await p.sync()
+            for p in people:
+                for channel in p.channels():
+                    p.set_setting(interval_key(channel.channel_id),
+                                  "off" if interval is None else str(interval))
+            stop = asyncio.Event()
+            watches = [asyncio.create_task(p.watch(stop, duty_interval=0.2)) for p in people]
+            await asyncio.sleep(max(2.0, 3 * step))  # every direction is in its slots
+            idle_start = time.monotonic()
+            await asyncio.sleep(rounds * 2 * step)
+            start = time.monotonic()
+            for r in range(rounds):
+                sender = rng.choice(people)
+                channel = rng.choice(sender.channels())
+                sender.queue(channel.name, f"round {r}")
+                await asyncio.sleep(rng.uniform(1.0, 3.0) * step)
+            end = time.monotonic()
+            await asyncio.sleep(3 * step)
+            stop.set()
+            reports = await asyncio.gather(*watches)
+        pairs = channel_pairs(people)
+        for p in people:
+            p.close()
+    active = Record([e for e in record.events if start <= e.at < end])
+    window = step / 2 if interval is not None else 0.1
+    timing = by_timing(active, pairs, seed, window=window)
+    rate = "off" if interval is None else f"every {interval:g} s"
+    print(f"watching, slots {rate}: principals {principals}, channels "
+          f"{len(pairs) // relays}, relays {relays}, mailboxes {2 * len(pairs)}, "
+          f"notes {rounds}, received {sum(r.received for r in reports)}, "
+          f"cover received {sum(r.cover for r in reports)}")
+    for score in (by_connections(record, pairs, seed), timing):
+        print(f"  {score.strategy:20s} {score.correct}/{score.total} = {score.accuracy:.2f}"
+              f"  (chance {score.chance:.2f}, {score.accuracy / score.chance:.1f}x)"
+              + (f", window {window:g} s" if score is timing else ""))
+    idle = sends_between(record, idle_start, idle_start + (end - start))
+    busy = sends_between(record, start, end)
+    gaps_idle, gaps_busy = inter_arrivals(idle), inter_arrivals(busy)
+    ks = (f"KS {ks_statistic(gaps_idle, gaps_busy):.3f} (1 % critical "
+          f"{ks_critical(len(gaps_idle), len(gaps_busy)):.3f})" if gaps_idle and gaps_busy
+          else "KS: a period without writes")
+    if gaps_idle and gaps_busy:
+        q = [0.01, 0.1, 0.5, 0.9, 0.99]
+        for name, gaps in (("idle", sorted(gaps_idle)), ("notes", sorted(gaps_busy))):
+            marks = ", ".join(f"{gaps[int(x * (len(gaps) - 1))]:.3f}" for x in q)
+            print(f"  gaps {name:5s} quantiles 1/10/50/90/99 %: {marks}")
+    print(f"  shape: writes idle {len(idle)} / with notes {len(busy)}, sizes "
+          f"{sorted({e.size for e in idle})} / {sorted({e.size for e in busy})}, {ks}")
+    print(f"  load average {os.getloadavg()[0]:.2f}")
+
+
 class ObservedRelays:
     """Start `count` observed relays, yield their URLs."""
 
@@ -108,8 +193,14 @@ def main() -> None:
     parser.add_argument("--relays", type=int, choices=(1, 2), default=1)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--watch", action="store_true", help="watch, with or without slots")
+    parser.add_argument("--slots", default="0.5", help="slot interval in seconds, or off")
     args = parser.parse_args()
-    asyncio.run(run(args.principals, args.relays, args.rounds, args.seed))
+    if args.watch:
+        interval = parse_interval(args.slots, source="--slots")
+        asyncio.run(run_watching(args.principals, args.relays, args.rounds, args.seed, interval))
+    else:
+        asyncio.run(run(args.principals, args.relays, args.rounds, args.seed))
 
 
 if __name__ == "__main__":

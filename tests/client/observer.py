@@ -10,6 +10,8 @@ the relay does. Used by tests/client/test_observer.py and bench/observer.py.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import random
 import time
 from collections import defaultdict
@@ -187,9 +189,11 @@ def by_creation_order(record: Record, pairs: list[tuple[str, str]], seed: int = 
 TIMING_WINDOW = 2.0
 
 
-def by_timing(record: Record, pairs: list[tuple[str, str]], seed: int = 0) -> Score:
+def by_timing(
+    record: Record, pairs: list[tuple[str, str]], seed: int = 0, window: float = TIMING_WINDOW
+) -> Score:
     """Guess the mailbox whose writes most often follow or precede this one's within
-    `TIMING_WINDOW` (a receipt follows its note; a reply its question)."""
+    `window` seconds (a receipt follows its note; a reply its question)."""
     rng = random.Random(seed)
     partner = _partner_map(pairs)
     writes: dict[str, list[float]] = defaultdict(list)
@@ -200,10 +204,67 @@ def by_timing(record: Record, pairs: list[tuple[str, str]], seed: int = 0) -> Sc
     for m in sorted(partner):
         near = {
             o: float(
-                sum(1 for t in writes[m] for u in writes[o] if abs(t - u) <= TIMING_WINDOW)
+                sum(1 for t in writes[m] for u in writes[o] if abs(t - u) <= window)
             )
             for o in partner
             if o != m
         }
         guesses[m] = _best(near, rng)
     return _score("timing of writes", guesses, partner)
+
+
+# --- traffic shape (issue 14 §4): is a period with real messages told from one without? --
+
+
+def sends_between(record: Record, start: float, end: float) -> list[Observed]:
+    """The writes (`send` requests) the relays saw from `start` to `end`."""
+    return [e for e in record.events if e.op == "send" and start <= e.at < end]
+
+
+def inter_arrivals(sends: list[Observed]) -> list[float]:
+    """Seconds between consecutive writes to each mailbox, all mailboxes together."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for e in sends:
+        times[e.mailbox].append(e.at)
+    gaps = []
+    for ts in times.values():
+        ts.sort()
+        gaps.extend(b - a for a, b in itertools.pairwise(ts))
+    return gaps
+
+
+def per_window(sends: list[Observed], start: float, end: float, window: float) -> list[int]:
+    """How many writes each mailbox got in each `window` seconds from `start` to `end`
+    (whole windows only), mailboxes in order."""
+    n = int((end - start) // window)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0] * n)
+    for e in sends:
+        k = int((e.at - start) // window)
+        if k < n:
+            counts[e.mailbox][k] += 1
+    return [c for m in sorted(counts) for c in counts[m]]
+
+
+def ks_statistic(xs: list[float], ys: list[float]) -> float:
+    """The two-sample Kolmogorov–Smirnov statistic: the largest distance between the two
+    samples' empirical distribution functions."""
+    if not xs or not ys:
+        raise ValueError("both samples need values")
+    a, b = sorted(xs), sorted(ys)
+    i = j = 0
+    d = 0.0
+    while i < len(a) and j < len(b):
+        t = min(a[i], b[j])
+        while i < len(a) and a[i] <= t:
+            i += 1
+        while j < len(b) and b[j] <= t:
+            j += 1
+        d = max(d, abs(i / len(a) - j / len(b)))
+    return d
+
+
+def ks_critical(n: int, m: int, alpha: float = 0.01) -> float:
+    """The statistic past which two samples of sizes n and m differ at level `alpha`
+    (the large-sample approximation, c(alpha) * sqrt((n + m) / (n * m)))."""
+    c = math.sqrt(-0.5 * math.log(alpha / 2))
+    return c * math.sqrt((n + m) / (n * m))

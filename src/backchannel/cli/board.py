@@ -44,7 +44,9 @@ if TYPE_CHECKING:
         StatusBoard,
     )
 
-__all__ = ["ChannelBoard", "board_json", "board_renderables", "collect_boards", "register"]
+__all__ = [
+    "ChannelBoard", "board_json", "board_renderables", "collect_boards", "register", "slots_json",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +68,20 @@ class ChannelBoard:
     escalated: frozenset[bytes]
     every_ms: int
     grace_ms: int
+    slot_interval: float | None = None  # seconds between slots (None: off)
+    slot_directions: int = 0  # relays this side writes to in slots
 
 
 def collect_boards(principal: Principal, channel: str | None = None) -> list[ChannelBoard]:
     """The board of one channel, or of every channel, at the principal's `now`."""
+    from backchannel.client.slots import slot_interval
     from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
 
     now = principal.now_ms()
     boards = []
     for status in principal.status(channel):
         strategic = StrategicChannel(principal, status.channel_id)
+        directions = sum(1 for link in strategic.record.links if link.outbound is not None)
         boards.append(ChannelBoard(
             status,
             strategic.board(now),
@@ -83,6 +89,8 @@ def collect_boards(principal: Principal, channel: str | None = None) -> list[Cha
             frozenset(principal.escalated_ids(status.channel_id)),
             line_period_ms(strategic.record),
             line_grace_ms(strategic.record),
+            slot_interval(principal.setting, status.channel_id),
+            directions,
         ))
     return boards
 
@@ -96,7 +104,17 @@ def board_json(cb: ChannelBoard) -> dict[str, Any]:
         **cb.board.to_dict(),
         "escalated": sorted(m.hex() for m in cb.escalated),
         "line_test": {"every_ms": cb.every_ms, "grace_ms": cb.grace_ms},
+        "slots": slots_json(cb.slot_interval, cb.slot_directions),
     }
+
+
+def slots_json(interval: float | None, directions: int) -> dict[str, Any]:
+    """A channel's slots and what they cost (`status --json`, `slots --json`)."""
+    from backchannel.client.slots import SLOT_BUCKET, bytes_per_day
+
+    return {"interval_s": interval, "bucket": SLOT_BUCKET, "relays": directions,
+            "bytes_per_day_per_relay": bytes_per_day(interval),
+            "bytes_per_day": bytes_per_day(interval) * directions}
 
 
 # -- tables --------------------------------------------------------------------------------
@@ -139,10 +157,17 @@ def line_summary(line: LineStatus, every_ms: int, grace_ms: int) -> str:
     return f"{state}\n{schedule}; grace {format_duration(grace_ms)}"
 
 
+def _slots_summary(cb: ChannelBoard) -> str:
+    from backchannel.client.slots import describe_cost
+
+    return describe_cost(cb.slot_interval, cb.slot_directions)
+
+
 def _overview(cb: ChannelBoard) -> Table:
     table = status_table([cb.status])
     table.title = f"Channel '{cb.peer}': status board at {local_time(cb.board.now_ms)}"
     table.add_row("Line test", line_summary(cb.board.line, cb.every_ms, cb.grace_ms))
+    table.add_row("Slots", _slots_summary(cb))
     table.add_row("Red lines", _red_lines_summary(cb))
     table.add_row("Awaiting acknowledgement", _acks_summary(cb))
     if cb.board.codebook:

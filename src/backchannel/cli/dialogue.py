@@ -48,10 +48,13 @@ def report_act(
         return
     if result.stored_on:
         where = f"stored on {', '.join(result.stored_on)}"
+    elif result.next_slot_s is not None:
+        where = f"queued: the agent sends it in the channel's next slot, within " \
+                f"{result.next_slot_s:g} s"
     else:
         where = "queued: no relay answered; this sends it: " + command_hint(state, "sync")
     # No full stop after a hint: it would be pasted with the command.
-    end = "." if result.stored_on else ""
+    end = "." if result.stored_on or result.next_slot_s is not None else ""
     state.out.print(f"{headline} (id {short_id(result.message_id)}); {where}{end}",
                     soft_wrap=True)
     if result.stored_on and result.queued_for:

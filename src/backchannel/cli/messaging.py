@@ -200,13 +200,18 @@ def send(
     if state.json:
         emit_json({**send_json(name, result), "precedence": precedence.name.lower(),
                    "ack_within_ms": deadline_ms})
-        if not result.stored_on:
+        if not result.stored_on and result.next_slot_s is None:
             raise exit_with(ExitCode.NOT_DELIVERED, _QUEUED, state)
         return
     label = f"(id {short_id(result.message_id)})"
     urgency = precedence_label(precedence, deadline_ms)
     if urgency:
         label += f" [{urgency}]"
+    if not result.stored_on and result.next_slot_s is not None:
+        # The agent sends the channel in constant-rate slots (docs/threat-model.md).
+        state.out.print(f"Queued for {name} {label}: the agent sends it in the channel's "
+                        f"next slot, within {result.next_slot_s:g} s.", soft_wrap=True)
+        return
     if not result.stored_on:
         state.out.print(f"Queued for {name} {label}: no relay answered; this sends it: "
                         + command_hint(state, "sync"), soft_wrap=True)

@@ -187,6 +187,7 @@ def send_json(channel: str, result: SendResult) -> dict[str, Any]:
         "stored_on": list(result.stored_on),
         "queued_for": list(result.queued_for),
         "queued": not result.stored_on,
+        "next_slot_within_s": result.next_slot_s,
     }
 
 

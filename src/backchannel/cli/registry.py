@@ -97,6 +97,7 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
                   "it cleanly."),
         ("linetest", "Show the line test's state, set how often this side tests the line, "
                      "or test it now."),
+        ("slots", "Show or set the channel's constant-rate slots, and what they cost."),
     ),
     *_commands(
         "tui", "register",

@@ -44,17 +44,26 @@ def watch(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     Example: backchannel --home ~/bc/washington watch
     """
     from backchannel.cli.watching import emit_json_line, emitter, serve_as_agent
+    from backchannel.client.slots import slot_interval_or_default
 
     state = cli_context(ctx, as_json)
     # Without a running agent, watch *is* the agent, in the foreground.
     with state.principal(role="agent") as principal:
         names = [c.name for c in principal.channels()]
         relays = sorted({link.url for c in principal.channels() for link in c.links})
+        # Each channel's slot interval (None: off), as the watch starts (docs/client.md).
+        slots = {c.name: slot_interval_or_default(principal.setting, c.channel_id)
+                 for c in principal.channels()}
         if state.json:
-            emit_json_line({"event": "watching", "channels": names, "relays": relays})
+            emit_json_line({"event": "watching", "channels": names, "relays": relays,
+                            "slots": slots})
         else:
-            state.err.print(f"Watching {len(names)} channel(s) over {len(relays)} relay(s); "
-                            "Ctrl-C to stop.")
+            on = sorted({s for s in slots.values() if s is not None})
+            rates = (f"; slots every {', '.join(f'{s:g}' for s in on)} s on "
+                     f"{sum(1 for s in slots.values() if s is not None)} channel(s)"
+                     if on else "; slots off")
+            state.err.print(f"Watching {len(names)} channel(s) over {len(relays)} relay(s)"
+                            f"{rates}; Ctrl-C to stop.")
         report = asyncio.run(serve_as_agent(principal, emitter(state)))
     summary = {"received": report.received, "sent": report.sent,
                "line_tests_sent": report.line_tests_sent,
@@ -119,6 +128,46 @@ def linetest(
     state.out.print(f"Line to '{strategic.name}': {line_summary(line, period, allowed)}")
 
 
+def slots(
+    ctx: typer.Context,
+    channel: str = typer.Argument(..., help="Channel name or id."),
+    every: str | None = typer.Option(
+        None, "--every", metavar="SECONDS",
+        help="Send one envelope this often while watch or the agent runs (15 is the "
+             "default; 0.1 to 3600), or 'off': send each as soon as it is queued.",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show or set the channel's constant-rate slots, and what they cost.
+
+    While watch or the agent runs, this side writes to each of the channel's relays
+    exactly once per slot: a queued note, receipt or line test, or cover (a sealed
+    message only the counterpart can tell from a real one, which its client drops).
+    A FLASH note takes the next slot. Off, a relay sees when this side writes and can
+    pair a receipt with the note it answers (docs/threat-model.md).
+
+    Example: backchannel slots beijing --every 30
+    """
+    from backchannel.cli.board import slots_json
+    from backchannel.client.slots import describe_cost, interval_key, parse_interval, slot_interval
+
+    state = cli_context(ctx, as_json)
+    with state.principal() as principal:
+        record = principal.channel(channel)
+        if every is not None:
+            chosen = parse_interval(every, source="--every")
+            principal.set_setting(interval_key(record.channel_id),
+                                  "off" if chosen is None else f"{chosen:g}")
+        interval = slot_interval(principal.setting, record.channel_id)
+        directions = sum(1 for link in record.links if link.outbound is not None)
+    if state.json:
+        emit_json({"channel": record.name, **slots_json(interval, directions)})
+        return
+    state.out.print(f"Slots to '{record.name}': {describe_cost(interval, directions)}.")
+    if every is not None:
+        state.out.print("A running watch or agent follows the change within a second.")
+
+
 escalation_app = typer.Typer(
     no_args_is_help=True,
     help="The command run when a note's acknowledgement deadline passes (to page a "
@@ -180,6 +229,6 @@ escalation_app.command("show")(reports_errors(escalation_show))
 
 
 def register(app: typer.Typer) -> None:
-    """Add `watch` and `linetest` to the root app (`escalation` is a group of its own)."""
-    for command in (watch, linetest):
+    """Add `watch`, `linetest` and `slots` to the root app (`escalation` is a group of its own)."""
+    for command in (watch, linetest, slots):
         app.command()(reports_errors(command))

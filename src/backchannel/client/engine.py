@@ -240,8 +240,10 @@ class Principal:
         local request, so a request never shares a connection with the agent's loop.
         Every read-modify-write is one transaction with compare-and-swap, and flushes
         claim the rows they send, so both handles may write and send. Close it when the
-        request is done."""
-        return type(self)(self._store.clone(), self._state.clock, self._state.rng)
+        request is done. It shares which channels a running watch sends in slots."""
+        clone = type(self)(self._store.clone(), self._state.clock, self._state.rng)
+        clone._sender.slotted = self._sender.slotted
+        return clone
 
     @property
     def home(self) -> Path:

@@ -22,6 +22,7 @@ from backchannel.client.records import Mailbox
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import InboxEntry, SyncReport
 from backchannel.client.sending import Sender
+from backchannel.client.slots import SlotSender
 from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import (
     MailboxCaps,
@@ -202,6 +203,9 @@ class Exchange:
         async def deferred() -> None:
             await self._drain_all(pool, report)
 
+        # Each direction of each established channel sends in its slots (`client.slots`).
+        slots = SlotSender(state, self._sender, pool, report)
+        chores["slots"] = slots.start(stop)
         try:
             self._receiver.expire_digests()
             while not stop.is_set():

@@ -40,6 +40,7 @@ from backchannel.client.records import (
 )
 from backchannel.client.reports import InboxEntry, SyncReport
 from backchannel.client.sending import Sender
+from backchannel.client.slots import KIND_COVER
 from backchannel.client.state.shared import ClientState
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
@@ -134,7 +135,7 @@ class Receiver:
         if state.digests.seen(envelope.payload):
             report.duplicates += 1
             return None
-        rejected = report.rejected
+        rejected, cover = report.rejected, report.cover
         owner = state.owner(mailbox_id)
         entry = None
         if isinstance(owner, InviteRecord):
@@ -145,9 +146,10 @@ class Receiver:
                 self._note_invite_claim(owner, mailbox_id, envelope.payload, report)
         else:
             report.rejected += 1
-        if report.rejected == rejected:
+        if report.rejected == rejected and report.cover == cover:
             # Only what authenticated is remembered: junk a relay sends (review §2g) is
-            # counted and acked away, and leaves nothing in the state to grow.
+            # counted and acked away, and leaves nothing in the state to grow. Nor cover,
+            # which comes every slot: a copy of one is refused by the ratchet instead.
             state.digests.remember(envelope.payload, state.clock())
         return entry
 
@@ -215,6 +217,12 @@ class Receiver:
         self._negotiate_post_quantum(channel, session, message)
         state.keep_session(channel, session)
         channel.last_heard_ms = state.clock()
+        if message.kind == KIND_COVER:
+            # Cover (`client.slots`): it advanced the ratchet and says the line is alive;
+            # nothing else of it is kept (no history, no receipt, no position).
+            report.cover += 1
+            state.channels.save(channel)
+            return None
         state.forks.remember_position(channel.channel_id, opened.position)
         entry = None
         if state.messages.get(channel.channel_id, message.message_id.hex()) is not None:

@@ -16,6 +16,9 @@ class SendResult:
     seq: int
     stored_on: tuple[str, ...]
     queued_for: tuple[str, ...]
+    # Seconds within which a running watch's slots send it (`client.slots`: the channel
+    # sends in slots, so the flush left it queued); None when it was offered at once.
+    next_slot_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -25,6 +28,7 @@ class SyncReport:
     duplicates: int = 0
     rejected: int = 0
     deferred: int = 0  # authentic but too far ahead: left on the relay for a later pass
+    cover: int = 0  # cover messages received and dropped (`client.slots`)
     sent: int = 0
     new_channels: list[str] = field(default_factory=list)
     relays_up: list[str] = field(default_factory=list)

@@ -19,15 +19,15 @@ from backchannel.client.reports import SendResult
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import RelayClient, RelayRequestError
-from backchannel.dialogue.bodies import Note
+from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.session import Session
 from backchannel.protocol.envelope import Envelope
-from backchannel.protocol.errors import LocalProtocolError
+from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.message import Message, MessageKind
 from backchannel.protocol.relayframes import ErrorCode
 
-__all__ = ["Sender"]
+__all__ = ["Sender", "SlottedChannels"]
 
 # Envelopes in flight to one relay at once: enough to fill the relay's group commit, few
 # enough that a relay going down mid-flush leaves little to resend.
@@ -43,6 +43,25 @@ _MAX_RETRY_ROUNDS: Final = 30
 # ended as soon as the window is answered; a minute is that many times over, and is all
 # the rows of a process that died mid-send wait before another handle offers them.
 _CLAIM_MS: Final = 60_000
+# Queued rows of one direction a slot looks through for a FLASH note, which takes the
+# next slot ahead of older rows: more than a backlog a watch usually has.
+_FLASH_LOOKAHEAD: Final = 32
+
+
+class SlottedChannels:
+    """The channels a running watch sends in slots (`client.slots`), by id: one object
+    shared by every handle of the principal in the process (`Principal.worker`), so that a
+    request the agent serves leaves those channels' envelopes to the slots too. Replaced
+    whole, never changed in place, so a handle on another thread reads one set or the
+    other."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self) -> None:
+        self.ids: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        return f"SlottedChannels({len(self.ids)})"
 
 
 class Sender:
@@ -59,6 +78,10 @@ class Sender:
         self._state = state
         self.live: RelayPool | None = None
         self.refused_codes: dict[int, int] = {}
+        # Channels whose envelopes a running watch sends in slots (`client.slots`): its
+        # flushes, and those of the other handles it shares this with, leave their rows
+        # to the slots.
+        self.slotted = SlottedChannels()
 
     def __repr__(self) -> str:
         return f"Sender({self._state!r})"
@@ -178,7 +201,13 @@ class Sender:
             if link.url not in stored and link.outbound is not None
         )
         seq = record.seq if record else 0
-        return SendResult(message_id, seq, stored, queued)
+        within = None
+        if channel.channel_id in self.slotted.ids and queued:
+            from backchannel.client.slots import SEND_LAG, slot_interval_or_default
+
+            interval = slot_interval_or_default(self._state.settings.get, channel.channel_id)
+            within = None if interval is None else interval + SEND_LAG
+        return SendResult(message_id, seq, stored, queued, within)
 
     async def flush(self, pool: RelayPool | None = None) -> int:
         """See `Principal.flush`."""
@@ -202,7 +231,8 @@ class Sender:
         many it stored. Rows another handle has claimed are left to it.
 
         Each mailbox is written over its own connection (its lane in `pool`), so the relay
-        sees no connection that writes to two mailboxes."""
+        sees no connection that writes to two mailboxes. The rows of channels sent in
+        slots (`slotted`) are left to their slots."""
         if url in pool.failures:
             return 0
         state = self._state
@@ -212,6 +242,7 @@ class Sender:
             for channel in state.channels.all()
             for link in channel.links
             if link.url == url and link.outbound is not None
+            and channel.channel_id not in self.slotted.ids
         }
         # Rows answered in this flush other than "stored" or "try again": not offered
         # again before the next flush.
@@ -278,6 +309,55 @@ class Sender:
             else:
                 backoff = _RETRY_FIRST_DELAY
         return sent
+
+    # --- slots (`client.slots`) ------------------------------------------------------------
+
+    def claim_for_slot(self, url: str, channel_id: str, token: str) -> OutboxRow | None:
+        """Claim the row one slot of a channel's direction to `url` sends: a FLASH note if
+        one is among the oldest queued, else the oldest row (one transaction)."""
+        state = self._state
+        now = state.clock()
+        with state.store.transaction():
+            rows = state.outbox.claim(url, {channel_id}, now, now + _CLAIM_MS, _FLASH_LOOKAHEAD)
+            if not rows:
+                return None
+            chosen = next((row for row in rows if self._is_flash(row)), rows[0])
+            state.outbox.release(row for row in rows if row is not chosen)
+        return chosen
+
+    def _is_flash(self, row: OutboxRow) -> bool:
+        record = self._state.messages.by_ref(row.channel_id, row.ref)
+        if record is None or record.direction != "out" or record.kind != MessageKind.NOTE:
+            return False
+        try:
+            note = decode_body(MessageKind.NOTE, bytes.fromhex(record.body))
+        except RemoteProtocolError:
+            return False
+        return isinstance(note, Note) and note.precedence is Precedence.FLASH
+
+    def release_slot(self, row: OutboxRow) -> None:
+        """End a slot's claim on a row it did not send (stopped before the answer)."""
+        with self._state.store.transaction():
+            self._state.outbox.release([row])
+
+    async def settle_slot(
+        self, pool: RelayPool, url: str, row: OutboxRow, token: str, result: int | BaseException
+    ) -> None:
+        """What a relay answered to a row sent in a slot: stored (it leaves the outbox),
+        refused for good (kept and reported, as by a flush), or to try again (it waits
+        for a later slot); a failed connection marks the relay down."""
+        state = self._state
+        with state.store.transaction():
+            if isinstance(result, int):
+                state.outbox.remove(row)
+                state.messages.mark_stored(row.channel_id, row.ref, url)
+            elif isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
+                self._refused(row, url, token, result)
+            state.outbox.release([row])
+        if isinstance(result, int):
+            pool.reached(url)
+        elif not isinstance(result, RelayRequestError):
+            await pool.mark_down(url, str(result) or type(result).__name__)
 
     def _refused(self, row: OutboxRow, url: str, token: str, error: RelayRequestError) -> None:
         """A relay refused a row for good (inside the caller's transaction)."""

@@ -52,6 +52,10 @@ class MessageRepository:
     def get(self, channel_id: str, message_id: str) -> MessageRecord | None:
         return self._by_ref(channel_id, self.ref(message_id))
 
+    def by_ref(self, channel_id: str, ref: bytes) -> MessageRecord | None:
+        """The message of a channel with this ref (an outbox row's), if stored."""
+        return self._by_ref(channel_id, ref)
+
     def _by_ref(self, channel_id: str, ref: bytes) -> MessageRecord | None:
         cid = bytes.fromhex(channel_id)
         row = self._store.db.execute(
