@@ -110,21 +110,66 @@ def test_classical_messages_in_flight_during_the_upgrade_still_open() -> None:
 
 def test_after_both_run_it_a_genuine_classical_payload_is_a_refused_downgrade() -> None:
     alice, bob, rng = _classical_pair("downgrade")
-    bob_before = bob.encode()  # a copy of Bob from before the upgrade: still classical
-    alice, bob = _upgrade(alice, bob, rng)
+    alice.offer_post_quantum()
+    bob.open(alice.seal(1, b"capabilities", 3, rng).payload, rng)
+    bob_before = bob.encode()  # Bob on his new chain, still classical
+    bob.start_post_quantum(rng)
+    first_pq = bob.seal(1, b"first with PQ", 4, rng).payload
+    assert alice.open(first_pq, rng).body == b"first with PQ"
+    assert alice.post_quantum_locked
+    # A classical copy of Bob seals at the same seqs: the first sits where the PQ payload
+    # sat (a repeat); the second is authentic classically, at a seq Bob sealed with PQ.
     stale = Session.decode(bob_before)
+    repeat = stale.seal(1, b"again", 8, rng).payload
     classical = stale.seal(1, b"strip it", 9, rng).payload
     assert classical[0] == PAYLOAD_RATCHET
     before = alice.encode()
+    with pytest.raises((DecryptionFailed, RemoteProtocolError)):
+        alice.open(repeat, rng)
+    assert alice.encode() == before
     with pytest.raises(DowngradeRefused):
         alice.open(classical, rng)
     assert alice.encode() == before
-    # The same for a PQ payload with its type byte rewritten to the classical one.
+    # A PQ payload with its type byte rewritten to the classical one does not authenticate.
     genuine = bob.seal(1, b"x", 10, rng).payload
-    with pytest.raises(DowngradeRefused):
+    with pytest.raises(DecryptionFailed):
         alice.open(bytes([PAYLOAD_RATCHET]) + genuine[1:], rng)
     assert alice.encode() == before
     assert alice.open(genuine, rng).body == b"x"
+
+
+def test_a_session_locked_from_its_start_decrypts_no_classical_payload() -> None:
+    rng = SeededRng("strict")
+    alice_id, bob_id = IdentityKeyPair.generate(rng), IdentityKeyPair.generate(rng)
+    prekeys = PrekeySecrets.generate(rng, one_time_count=1)
+    bundle = PrekeyBundle.decode(prekeys.bundle(bob_id, 1).encode())
+    alice = _reload(Session.initiate(alice_id, bundle, rng, pq=True))
+    bob, _, _ = Session.respond(bob_id, prekeys, alice.seal(1, b"hi", 0, rng).payload, rng)
+    assert alice.post_quantum_locked and bob.post_quantum_locked
+    # No PQ seq of the peer's marks a switch: a payload typed classical is refused before
+    # any decryption, state unchanged.
+    typed_classical = bytes([PAYLOAD_RATCHET]) + bob.seal(1, b"y", 1, rng).payload[1:]
+    before = alice.encode()
+    with pytest.raises(DowngradeRefused):
+        alice.open(typed_classical, rng)
+    assert alice.encode() == before
+
+
+def test_a_classical_payload_overtaken_by_the_first_pq_one_still_opens() -> None:
+    alice, bob, rng = _classical_pair("overtaken")
+    alice.offer_post_quantum()
+    bob.open(alice.seal(1, b"capabilities", 3, rng).payload, rng)
+    late = bob.seal(1, b"sealed before bob switched", 4, rng).payload
+    bob.start_post_quantum(rng)
+    first_pq = bob.seal(1, b"first with PQ", 5, rng).payload
+    assert late[0] == PAYLOAD_RATCHET and first_pq[0] == PAYLOAD_PQ_RATCHET
+    assert alice.open(first_pq, rng).body == b"first with PQ"
+    assert alice.post_quantum_locked
+    # Its seq is below the first PQ message's: sealed before the switch, so it opens, also
+    # from a state stored and loaded in between (the seq of the switch is kept).
+    alice = _reload(alice)
+    assert alice.open(late, rng).body == b"sealed before bob switched"
+    assert alice.post_quantum_locked
 
 
 def test_a_pq_payload_in_a_session_that_never_offered_it_is_refused() -> None:
@@ -157,9 +202,11 @@ def test_state_pq_byte_values_and_bad_ones() -> None:
     assert encoded[0] == 2 and encoded[-1] == 0  # version 2, classical (as main wrote it)
     alice.offer_post_quantum()
     assert alice.encode()[-1] == 2
-    for bad in (4, 5, 0xFF):
+    for bad in (5, 0xFF):
         with pytest.raises(RemoteProtocolError, match="PQ flag"):
             Session.decode(encoded[:-1] + bytes([bad]))
+    with pytest.raises(RemoteProtocolError):  # 4 (locked, with the switch's seq): truncated
+        Session.decode(encoded[:-1] + bytes([4]))
 
 
 def _pq_state_v1(pq: PqRatchet, cursor: int) -> bytes:

@@ -131,6 +131,9 @@ _PQ_NONE: Final = 0  # classical, no upgrade offered
 _PQ_LOCKED: Final = 1  # PQ ratchet running, the peer's PQ payloads seen: never off again
 _PQ_OFFERED: Final = 2  # classical; this side announced the PQ capability (§13.8)
 _PQ_STARTED: Final = 3  # PQ ratchet running here, the peer's first PQ payload not yet seen
+# Locked as 1, followed by the lowest seq of a PQ message of the peer's seen (u64): its
+# classical messages below it were sealed before it switched and still open (§13.8).
+_PQ_LOCKED_FROM: Final = 4
 
 
 class DowngradeRefused(RemoteProtocolError):
@@ -216,6 +219,7 @@ class Session:
     __slots__ = (
         "_initiation_digest",
         "_peer_pq",
+        "_peer_pq_from",
         "_pending_initiation",
         "_pq",
         "_pq_offered",
@@ -237,6 +241,7 @@ class Session:
         last_sent_hash: bytes = GENESIS_HASH,
         pq: PqRatchet | None = None,
         pq_flag: int | None = None,
+        peer_pq_from: int = 0,
     ) -> None:
         self.role = role
         self.associated_data = associated_data
@@ -251,7 +256,10 @@ class Session:
         # Offered: this side runs the PQ ratchet as soon as the peer shows it does.
         self._pq_offered = pq_flag != _PQ_NONE
         # The peer sealed a PQ payload: a classical one from it is a downgrade now.
-        self._peer_pq = pq_flag == _PQ_LOCKED
+        self._peer_pq = pq_flag in (_PQ_LOCKED, _PQ_LOCKED_FROM)
+        # The lowest seq of the peer's PQ messages seen (0: none, or a state that did not
+        # keep it, which refuses every classical payload once locked).
+        self._peer_pq_from = peer_pq_from
 
     def __repr__(self) -> str:
         role = "initiator" if self.role == _ROLE_INITIATOR else "responder"
@@ -474,9 +482,10 @@ class Session:
         _check_payload_size(payload)
         r = Reader(payload, "payload")
         carries_initiation, body_version, pq = _read_type(r)
-        # Refused before any decryption (§13.8): once both sides run the PQ ratchet a
-        # classical payload is a downgrade; a session that never offered it opens no PQ one.
-        if not pq and self.post_quantum_locked:
+        # A session that never offered the PQ ratchet opens no PQ payload (§13.8); once
+        # locked, a classical payload opens only if its seq shows the peer sealed it
+        # before it switched (`_open`), and no other is decrypted at all.
+        if not pq and self.post_quantum_locked and self._peer_pq_from <= 1:
             raise DowngradeRefused(
                 "payload without the post-quantum ratchet in a session that has it"
             )
@@ -511,6 +520,12 @@ class Session:
         overhead = prefix_size + SEALED_HEADER_SIZE + _BODY_OVERHEAD[body_version]
         # Parse before committing: an authentic but malformed plaintext changes nothing.
         message = Message.decode(_unpad(pending.plaintext, overhead))
+        if self.post_quantum_locked and message.seq >= self._peer_pq_from:
+            # The peer's seqs rise in sending order and it sealed PQ payloads from the one
+            # at `_peer_pq_from` on: a classical one at or after it is a downgrade.
+            raise DowngradeRefused(
+                "payload without the post-quantum ratchet after the peer switched to it"
+            )
         return self._commit(pending, message)
 
     def _open_pq(
@@ -536,6 +551,8 @@ class Session:
         candidate.receive(pending.pq_epoch, chunks, rng)
         opened = self._commit(pending, message)
         self._pq = candidate
+        if not self._peer_pq or message.seq < self._peer_pq_from:
+            self._peer_pq_from = message.seq
         self._peer_pq = self._pq_offered = True
         return opened
 
@@ -556,7 +573,10 @@ class Session:
         w.bytes32(self._ratchet.encode())
         if self._pq is None:
             return w.u8(_PQ_OFFERED if self._pq_offered else _PQ_NONE).getvalue()
-        w.u8(_PQ_LOCKED if self._peer_pq else _PQ_STARTED)
+        if self._peer_pq:
+            w.u8(_PQ_LOCKED_FROM).u64(self._peer_pq_from)
+        else:
+            w.u8(_PQ_STARTED)
         return w.bytes32(self._pq.encode()).getvalue()
 
     @classmethod
@@ -580,16 +600,20 @@ class Session:
         ratchet = Ratchet.decode(r.bytes32(_MAX_RATCHET_STATE))
         pq: PqRatchet | None = None
         pq_flag = _PQ_NONE
+        peer_pq_from = 0
         if version == _STATE_VERSION:
             pq_flag = r.u8()
-            if pq_flag not in (_PQ_NONE, _PQ_LOCKED, _PQ_OFFERED, _PQ_STARTED):
+            if pq_flag not in (_PQ_NONE, _PQ_LOCKED, _PQ_OFFERED, _PQ_STARTED, _PQ_LOCKED_FROM):
                 raise RemoteProtocolError("session state has a bad PQ flag")
-            if pq_flag in (_PQ_LOCKED, _PQ_STARTED):
+            if pq_flag == _PQ_LOCKED_FROM:
+                peer_pq_from = r.u64()
+            if pq_flag in (_PQ_LOCKED, _PQ_STARTED, _PQ_LOCKED_FROM):
                 pq = PqRatchet.decode(r.bytes32(_MAX_PQ_STATE))
                 if pq.is_initiator != (role == _ROLE_INITIATOR):
                     raise RemoteProtocolError("session state PQ role differs from its own")
         r.finish()
-        return cls(role, ad, ratchet, pending, digest, next_seq, last_hash, pq, pq_flag)
+        return cls(role, ad, ratchet, pending, digest, next_seq, last_hash, pq, pq_flag,
+                   peer_pq_from)
 
 
 # Re-exported for callers that catch it.
