@@ -55,7 +55,7 @@ def _completions(words: str, cword: int, instruction: str) -> list[str]:
 def test_command_names_complete_without_loading_the_commands(instruction: str) -> None:
     names = _completions("backchannel ", 1, instruction)
     assert {"send", "sync", "history", "status", "config"} <= set(names)
-    assert _completions("backchannel s", 1, instruction) == ["send", "sync", "status"]
+    assert _completions("backchannel s", 1, instruction) == ["send", "sync", "status", "slots"]
     done = _backchannel(_BACKCHANNEL_COMPLETE=instruction, COMP_WORDS="backchannel ",
                         COMP_CWORD="1")
     assert done.stderr.strip().splitlines()[-1] == "loaded []"

@@ -66,7 +66,7 @@ class ObservedRelay(RelayServer):
     # Each connection seen, kept alive so that its id() is never given to a later one.
     _ids: dict[int, tuple[Any, int]]
 
-    def _on_frame(self, conn: Any, data: bytes) -> None:
+    def _on_frame(self, conn: Any, data: bytes, cost: float = 1.0) -> None:
         _, number = self._ids.setdefault(id(conn), (conn, len(self._ids)))
         try:
             frame = decode_request(data)
@@ -77,7 +77,7 @@ class ObservedRelay(RelayServer):
         self.record.events.append(
             Observed(self.url, number, conn.address, op, mailbox, time.monotonic(), len(data))
         )
-        super()._on_frame(conn, data)
+        super()._on_frame(conn, data, cost)
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from backchannel.client.errors import ClientError, IdentityChanged
 from backchannel.client.records import ChannelRecord, message_record
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
+from backchannel.client.slotpolicy import SEND_LAG, slot_interval_or_default
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import RelayClient, RelayRequestError
@@ -203,8 +204,6 @@ class Sender:
         seq = record.seq if record else 0
         within = None
         if channel.channel_id in self.slotted.ids and queued:
-            from backchannel.client.slots import SEND_LAG, slot_interval_or_default
-
             interval = slot_interval_or_default(self._state.settings.get, channel.channel_id)
             within = None if interval is None else interval + SEND_LAG
         return SendResult(message_id, seq, stored, queued, within)
