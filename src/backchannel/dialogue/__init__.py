@@ -86,12 +86,23 @@ from backchannel.dialogue.records import RecordStatus, RecordVersion, RecordView
 from backchannel.dialogue.redlines import RedLineVersion, RedLineView
 from backchannel.dialogue.state import Dialogue
 from backchannel.dialogue.statement import LanguageVersion, SignerRole, Statement, statement_hash
+from backchannel.dialogue.translations import (
+    AddedTranslation,
+    Attribution,
+    AttributionKind,
+    InvalidLanguageTag,
+    Languages,
+    Translate,
+    Translation,
+    check_bcp47,
+)
 from backchannel.dialogue.urgent import Escalation, HoldingReply, PendingAck, escalations_due
 
 __all__ = [
     "DEFAULT_LINETEST_EVERY_MS",
     "DEFAULT_LINETEST_GRACE_MS",
     "Ack",
+    "AddedTranslation",
     "AgendaAccept",
     "AgendaDecline",
     "AgendaItem",
@@ -101,6 +112,8 @@ __all__ = [
     "AgreedRecord",
     "Anomaly",
     "Answer",
+    "Attribution",
+    "AttributionKind",
     "Body",
     "Clarification",
     "Clarify",
@@ -120,8 +133,10 @@ __all__ = [
     "Hold",
     "HoldingReply",
     "IllegalTransition",
+    "InvalidLanguageTag",
     "KnownMessage",
     "LanguageVersion",
+    "Languages",
     "LineState",
     "LineStatus",
     "LineTest",
@@ -148,9 +163,12 @@ __all__ = [
     "SignerRole",
     "Statement",
     "StatusBoard",
+    "Translate",
+    "Translation",
     "UnexpectedSigner",
     "VerifiedRecord",
     "VerifiedSigner",
+    "check_bcp47",
     "decode_body",
     "escalations_due",
     "export_proposal",

@@ -128,3 +128,5 @@ class DialogueKind(IntEnum):
     """Either side withdraws a codebook entry (every version of it)."""
     CODEBOOK_SEND = 0x0110
     """A codebook message: an agreed entry's number, version and parameter values."""
+    TRANSLATION = 0x0111
+    """A translation of one message of the other side, made and shared by this side."""

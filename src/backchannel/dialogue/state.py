@@ -39,6 +39,7 @@ from backchannel.dialogue.bodies import (
     RecordSign,
     RedLine,
     RedLineAck,
+    Translate,
     decode_body,
 )
 from backchannel.dialogue.clarify import Clarification, ClarificationLedger
@@ -67,6 +68,7 @@ from backchannel.dialogue.linetest import (
 from backchannel.dialogue.records import RecordBook, RecordView
 from backchannel.dialogue.redlines import RedLineBook, RedLineView
 from backchannel.dialogue.statement import Statement
+from backchannel.dialogue.translations import AddedTranslation, TranslationLedger
 from backchannel.dialogue.urgent import Escalation, NoteLedger, PendingAck, escalations_due
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
 from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
@@ -88,6 +90,7 @@ class Dialogue:
         "_notes",
         "_records",
         "_redlines",
+        "_translations",
         "ours",
         "theirs",
     )
@@ -116,6 +119,7 @@ class Dialogue:
         self._records = RecordBook(ours, theirs)
         self._lines = LineTestLog()
         self._codebook = Codebook()
+        self._translations = TranslationLedger()
 
     @classmethod
     def fold(
@@ -207,6 +211,8 @@ class Dialogue:
                 self._codebook.apply_withdraw(event, body)
             case CodebookSend():
                 self._codebook.apply_send(event, body)
+            case Translate(target_id=target):
+                self._translations.apply(event, body, self._known.get(target))
 
     def _hold_target(self, side: Side, target: bytes) -> None:
         known = self._known.get(target)
@@ -278,6 +284,8 @@ class Dialogue:
                 self._codebook.check_withdraw(entry, own=True)
             case CodebookSend():
                 self._codebook.check_send(body, own=True)
+            case Translate(target_id=target):
+                self._translations.check(Side.OURS, body, self._known.get(target))
 
     def check_ack(self, message_id: bytes) -> None:
         """Check that this side may acknowledge `message_id`.
@@ -492,6 +500,15 @@ class Dialogue:
     def code_message(self, message_id: bytes) -> CodeMessage | None:
         """A codebook message the fold accepted, to render in a language."""
         return self._codebook.message(message_id)
+
+    def translations(self, message_id: bytes) -> tuple[AddedTranslation, ...]:
+        """The translations of one message shared after it with TRANSLATION messages (by
+        its receiver), in stored order; the author's own are in the message's body."""
+        return self._translations.of(message_id)
+
+    def all_translations(self) -> tuple[AddedTranslation, ...]:
+        """Every translation shared with a TRANSLATION message, by target id."""
+        return self._translations.all()
 
     def line_status(
         self,
