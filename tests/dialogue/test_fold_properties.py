@@ -17,6 +17,8 @@ from backchannel.dialogue import (
     AgendaDecline,
     AgendaPropose,
     Answer,
+    Attribution,
+    AttributionKind,
     Body,
     Clarify,
     CodebookAccept,
@@ -28,6 +30,7 @@ from backchannel.dialogue import (
     DialogueKind,
     Hold,
     IllegalTransition,
+    Languages,
     LineTest,
     LineTestReply,
     Note,
@@ -36,6 +39,8 @@ from backchannel.dialogue import (
     RedLineAck,
     Side,
     Statement,
+    Translate,
+    Translation,
 )
 from tests.dialogue.conftest import MINUTE, NAMES, Channel, Sent, other, snapshot
 
@@ -50,7 +55,8 @@ EVERY_CODE = CODE_POOLS["alice"] + CODE_POOLS["bob"]
 OPS = (
     "note", "ack", "hold", "clarify", "answer", "redline", "redline_ack", "agenda",
     "agenda_decide", "record_propose", "record_sign", "linetest", "linetest_reply",
-    "code_propose", "code_accept", "code_withdraw", "code_send", "deliver", "advance",
+    "code_propose", "code_accept", "code_withdraw", "code_send", "bilingual", "translate",
+    "deliver", "advance",
 )  # fmt: skip
 steps = st.lists(
     # Deliveries are weighted up so that each side often knows what the other said.
@@ -140,6 +146,15 @@ def _intent(channel: Channel, who: str, op: str, n: int) -> Body | None:
             current = entry.current
             version = current.version if current and not blind else 1 + n % len(entry.versions)
             return CodebookSend(entry.entry_id, version, (f"{n}Z",))
+        case "bilingual":
+            by = Attribution(AttributionKind(1 + n % 3), "" if n % 3 == 0 else f"T{n}")
+            block = Languages("en", (Translation("zh-Hans", by, f"笔记 {n}"),), n % 2)
+            return Note(Precedence(1 + n % 3), (n % 2) * 5 * MINUTE, f"note {n}", block)
+        case "translate" if source := target(1, DialogueKind.CLARIFY, DialogueKind.REDLINE):
+            titled = source.kind == DialogueKind.REDLINE
+            by = Attribution(AttributionKind.MACHINE, "tool")
+            text = Translation("ru", by, f"перевод {n}", "заголовок" if titled else "")
+            return Translate(source.message_id, source.message_hash, text)
     return None
 
 
@@ -182,7 +197,9 @@ def _neutral(value: Any, me: str, key: str = "") -> Any:
         return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
     if key.endswith("_at_ms") and key not in ("sent_at_ms", "worry_at_ms"):
         return value is not None
-    if value in ("ours", "theirs") and key in ("owner", "sent_by", "proposed_by", "asked_by"):
+    if value in ("ours", "theirs") and key in (
+        "owner", "sent_by", "proposed_by", "asked_by", "translated_by"
+    ):  # fmt: skip
         return me if value == "ours" else other(me)
     return value
 

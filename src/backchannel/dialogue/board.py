@@ -17,9 +17,10 @@ from backchannel.dialogue.events import Anomaly, Side
 from backchannel.dialogue.linetest import LineStatus
 from backchannel.dialogue.records import RecordVersion, RecordView
 from backchannel.dialogue.redlines import RedLineVersion, RedLineView
+from backchannel.dialogue.translations import AddedTranslation
 from backchannel.dialogue.urgent import HoldingReply, PendingAck
 
-__all__ = ["BOARD_FORMAT", "StatusBoard", "code_entry_json"]
+__all__ = ["BOARD_FORMAT", "StatusBoard", "code_entry_json", "translation_json"]
 
 # Bumped when a key of `StatusBoard.to_dict` changes meaning or disappears (adding keys
 # does not bump it).
@@ -44,6 +45,7 @@ class StatusBoard:
         line: the line-test state.
         anomalies: messages the fold ignored because they broke the rules.
         codebook: every codebook entry, by number.
+        translations: translations shared with TRANSLATION messages, by target id.
     """
 
     now_ms: int
@@ -57,6 +59,7 @@ class StatusBoard:
     line: LineStatus
     anomalies: tuple[Anomaly, ...]
     codebook: tuple[CodeEntryView, ...] = ()
+    translations: tuple[AddedTranslation, ...] = ()
 
     @property
     def overdue(self) -> tuple[PendingAck, ...]:
@@ -90,6 +93,7 @@ class StatusBoard:
             "next_round": None if self.next_round is None else _round(self.next_round),
             "records": [_record(r) for r in self.records],
             "codebook": [code_entry_json(e) for e in self.codebook],
+            "translations": [translation_json(t) for t in self.translations],
             "line": _line(self.line),
             "anomalies": [_anomaly(a) for a in self.anomalies],
         }
@@ -239,6 +243,17 @@ def code_entry_json(e: CodeEntryView) -> Json:
         "withdrawn_by": sorted(side.value for side in e.withdrawn_by),
         "withdrawn_at_ms": e.withdrawn_at_ms,
         "versions": [_code_version(v) for v in e.versions],
+    }
+
+
+def translation_json(t: AddedTranslation) -> Json:
+    """A translation shared after the fact, as the board's JSON shows it."""
+    return {
+        "message_id": t.message_id.hex(),
+        "target_id": t.target_id.hex(),
+        "translated_by": t.side.value,
+        **t.translation.to_dict(),
+        "shared_at_ms": t.at_ms,
     }
 
 

@@ -546,5 +546,6 @@ class Dialogue:
             records=self._records.all(),
             line=self._lines.status(now_ms, every_ms, grace_ms),
             codebook=self._codebook.all(),
+            translations=self._translations.all(),
             anomalies=self.anomalies,
         )
