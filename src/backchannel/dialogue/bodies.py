@@ -16,6 +16,7 @@ Layouts are in `docs/dialogue.md`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
@@ -42,9 +43,12 @@ from backchannel.dialogue.kinds import (
 from backchannel.dialogue.statement import Statement
 from backchannel.dialogue.text import check_id, check_line, check_text, check_time, decoding
 from backchannel.dialogue.translations import (
+    AddedTranslation,
     Languages,
+    TextVersion,
     Translate,
     read_languages,
+    text_versions,
     write_languages,
 )
 from backchannel.protocol.e2e.primitives import SIGNATURE_SIZE
@@ -71,6 +75,7 @@ __all__ = [
     "RedLineAck",
     "Translate",
     "decode_body",
+    "versions_of",
 ]
 
 NOTE_KIND: Final = int(MessageKind.NOTE)
@@ -554,3 +559,22 @@ def decode_body(kind: int, data: bytes) -> Body | None:
     if body is not None:
         reader.finish()
     return body
+
+
+def versions_of(
+    body: Body | None, added: Iterable[AddedTranslation] = ()
+) -> tuple[TextVersion, ...]:
+    """A translatable body's texts side by side: the authoritative first, then the
+    author's translations, then those shared by the receiver (`added`). Empty for a body
+    with one text and nothing shared, and for kinds with no text to translate."""
+    match body:
+        case Note(text=text, languages=languages) | Answer(text=text, languages=languages):
+            return text_versions(languages, text, "", added)
+        case Clarify(question=text, languages=languages):
+            return text_versions(languages, text, "", added)
+        case RedLine(title=title, text=text, languages=languages):
+            return text_versions(languages, text, title, added)
+        case AgendaPropose(title=title, detail=text, languages=languages):
+            return text_versions(languages, text, title, added)
+        case _:
+            return ()

@@ -55,11 +55,13 @@ __all__ = [
     "AttributionKind",
     "InvalidLanguageTag",
     "Languages",
+    "TextVersion",
     "Translate",
     "Translation",
     "TranslationLedger",
     "check_bcp47",
     "read_languages",
+    "text_versions",
     "write_languages",
 ]
 
@@ -445,3 +447,79 @@ class TranslationLedger:
     def _iter(self) -> Iterable[AddedTranslation]:
         for added in self._by_target.values():
             yield from added
+
+
+@dataclass(frozen=True, slots=True)
+class TextVersion:
+    """One language version of a message as a principal reads it, side by side with the
+    others.
+
+    Attributes:
+        language: its BCP 47 tag ("" when the author did not say).
+        text: the text (a red line's or agenda item's text or detail).
+        title: the title, for a red line or an agenda item ("" otherwise).
+        role: "original", "translation" (the author's) or "shared" (the receiver's,
+            sent after the message with a TRANSLATION).
+        by: who made it, in words ("" for the original).
+        authoritative: the author marked this text as the one that prevails.
+        shared_by: for a shared translation, the side that made it.
+    """
+
+    language: str
+    text: str = field(repr=False)
+    title: str = field(repr=False)
+    role: str
+    by: str = ""
+    authoritative: bool = False
+    shared_by: Side | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "language": self.language or None,
+            "role": self.role,
+            "by": self.by or None,
+            "authoritative": self.authoritative,
+            "shared_by": None if self.shared_by is None else self.shared_by.value,
+            "title": self.title,
+            "text": self.text,
+        }
+
+
+def text_versions(
+    languages: Languages | None,
+    text: str,
+    title: str = "",
+    added: Iterable[AddedTranslation] = (),
+) -> tuple[TextVersion, ...]:
+    """Every version of a message's text, the authoritative one first, then the author's
+    translations, then those the receiver shared. Empty when the message has one text only
+    (no language block, nothing shared): nothing to show side by side.
+
+    Args:
+        languages: the body's language block, if any.
+        text: the body's own text.
+        title: the body's own title, if it has one.
+        added: the translations shared of the message (`Dialogue.translations`).
+    """
+    shared = tuple(
+        TextVersion(
+            a.translation.language, a.translation.text, a.translation.title, "shared",
+            a.translation.by.describe(), shared_by=a.side,
+        )
+        for a in added
+    )
+    if languages is None and not shared:
+        return ()
+    original = TextVersion(
+        "" if languages is None else languages.original, text, title, "original",
+        authoritative=languages is None or languages.authoritative == 0,
+    )  # fmt: skip
+    chosen = 0 if languages is None else languages.authoritative
+    own = tuple(
+        TextVersion(
+            t.language, t.text, t.title, "translation", t.by.describe(), authoritative=chosen == i
+        )
+        for i, t in enumerate(() if languages is None else languages.translations, start=1)
+    )
+    ordered = sorted((original, *own), key=lambda v: not v.authoritative)
+    return (*ordered, *shared)
