@@ -45,9 +45,12 @@ from backchannel.dialogue import (
     RecordSign,
     RedLine,
     RedLineAck,
+    Translate,
     decode_body,
 )
+from backchannel.dialogue.bodies import versions_of
 from backchannel.dialogue.kinds import DIALOGUE_KIND_FIRST, DialogueKind
+from backchannel.dialogue.translations import AddedTranslation, TextVersion
 from backchannel.protocol.e2e.keys import PublicIdentity
 from backchannel.protocol.errors import RemoteProtocolError
 from backchannel.protocol.message import MessageKind
@@ -88,6 +91,8 @@ class HistoryEntry:
         answered_at_ms: a line test's answer (when this side stored it), 0 if none.
         stored_on: for ours, the relays that stored it.
         anomaly: why the dialogue fold ignored this message ("" if it did not).
+        versions: its texts side by side, when it carries translations or the receiver
+            shared one (`dialogue.TextVersion`, the authoritative first); else empty.
     """
 
     message_id: str
@@ -111,6 +116,7 @@ class HistoryEntry:
     answered_at_ms: int = 0
     stored_on: tuple[str, ...] = ()
     anomaly: str = ""
+    versions: tuple[TextVersion, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +228,17 @@ def _entry(record: MessageRecord, acknowledged_at: int, anomaly: str) -> History
             return replace(base, subject_id=rid.hex(), version=version)
         case LineTestReply(test_id=test):
             return replace(base, target_id=test.hex())
+        case Translate(target_id=target, translation=t):
+            return replace(base, target_id=target.hex(), title=t.title, text=t.text)
         case _:
             return base  # a line test, or a kind this version does not read
+
+
+def _versions(record: MessageRecord, added: Iterable[AddedTranslation]) -> tuple[TextVersion, ...]:
+    try:
+        return versions_of(decode_body(record.kind, bytes.fromhex(record.body)), added)
+    except RemoteProtocolError:
+        return ()
 
 
 def _fork(fork: ForkRecord) -> HistoryFork:
@@ -268,6 +283,8 @@ def _groups(
             marks.append(_fork(unplaced.pop(0)))
         acknowledged = dialogue.acknowledged_at(bytes.fromhex(record.message_id)) or 0
         entry = _entry(record, acknowledged, anomalies.get(record.message_id, ""))
+        entry = replace(entry, versions=_versions(record, dialogue.translations(
+            bytes.fromhex(record.message_id))))  # fmt: skip
         code = dialogue.code_message(bytes.fromhex(record.message_id))
         if code is not None:
             # Only the number and values travelled: the text is the agreed one, rendered
