@@ -21,6 +21,7 @@ def test_public_names_are_pinned() -> None:
             "AttributionKind",
             "InvalidLanguageTag",
             "Languages",
+            "TextVersion",
             "Translate",
             "Translation",
             "check_bcp47",

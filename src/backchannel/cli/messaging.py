@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from backchannel.cli.urgency import Bell
     from backchannel.client.engine import InboxEntry, Principal, SyncReport
     from backchannel.client.records import MessageRecord
-    from backchannel.dialogue import PendingAck, Precedence
+    from backchannel.dialogue import PendingAck, Precedence, TextVersion
 
 __all__ = ["HOLD_HINT_UNTIL", "register"]
 
@@ -170,6 +170,20 @@ def send(
         help="Ask for an explicit acknowledgement within this time (10m, 2h); missed, "
              "the note is escalated.",
     ),
+    language: str | None = typer.Option(
+        None, "--lang", metavar="TAG", help="The language of TEXT (BCP 47: en, ru, zh-Hans)."
+    ),
+    translations: list[str] = typer.Option(  # noqa: B008 (typer's idiom)
+        [], "--translation", metavar="TAG=TEXT", help="A translation sent with it; repeat."
+    ),
+    translated_by: str | None = typer.Option(
+        None, "--translated-by", metavar="WHO",
+        help="Who made the translations: staff, staff:NAME, translator:NAME, machine:TOOL.",
+    ),
+    authoritative: str | None = typer.Option(
+        None, "--authoritative", metavar="TAG",
+        help="The text that prevails if they differ [default: TEXT's].",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Send a message: kept in the outbox first, then stored on every relay of the channel.
@@ -180,26 +194,38 @@ def send(
     `watch` escalate it: resent on every relay, marked overdue, and the escalation
     command run.
 
+    With `--lang` the note says its language, and may carry `--translation`s, each
+    attributed (`--translated-by`); the receiver reads them side by side.
+
     Example: backchannel send beijing "Incident at sea; please confirm." --flash --ack-within 10m
     """
     import asyncio
 
+    from backchannel.cli.translations import parse_languages_block
     from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
 
     state = cli_context(ctx, as_json)
     precedence = _precedence(flash, priority, routine)
     deadline_ms = 0 if ack_within is None else parse_duration(
         ack_within, option="--ack-within", maximum_ms=MAX_ACK_WITHIN_MS)
+    block = parse_languages_block(language, translations, translated_by, authoritative)
     if text == "-":
         text = read_stdin_text()
     with state.principal() as principal:
         name = principal.channel(channel).name
         with state.progress(f"Sending to {name}…"):
-            result = asyncio.run(principal.send(name, text, precedence=precedence,
-                                                ack_within_ms=deadline_ms))
+            if block is None:
+                result = asyncio.run(principal.send(name, text, precedence=precedence,
+                                                    ack_within_ms=deadline_ms))
+            else:
+                from backchannel.client.strategic import StrategicChannel
+
+                result = asyncio.run(StrategicChannel(principal, name).note(
+                    text, precedence, deadline_ms, block))
     if state.json:
         emit_json({**send_json(name, result), "precedence": precedence.name.lower(),
-                   "ack_within_ms": deadline_ms})
+                   "ack_within_ms": deadline_ms,
+                   **({} if block is None else {"languages": block.to_dict()})})
         if not result.stored_on:
             raise exit_with(ExitCode.NOT_DELIVERED, _QUEUED, state)
         return
@@ -356,13 +382,33 @@ def inbox(
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         entries = principal.inbox(channel)
+        texts: dict[str, tuple[TextVersion, ...]] = {}
+        for name in sorted({e.channel for e in entries}):
+            texts |= _texts(principal, name)
     if state.json:
-        emit_json({"messages": [message_json(e) for e in entries]})
+        emit_json({"messages": [_with_texts(message_json(e), texts.get(e.message_id))
+                                for e in entries]})  # fmt: skip
     elif entries:
         state.out.print(inbox_table(entries))
+        for entry in entries:
+            versions = texts.get(entry.message_id)
+            if versions:
+                languages = ", ".join(v.language or "?" for v in versions)
+                state.out.print(f"{short_id(entry.message_id)}: texts in {languages} "
+                                f"(authoritative: {versions[0].language}); side by side: "
+                                + command_hint(state, "read", entry.channel,
+                                               short_id(entry.message_id)),
+                                style="dim", soft_wrap=True)  # fmt: skip
     else:
         state.out.print("No messages received yet; to fetch new ones: "
                         + command_hint(state, "sync"), soft_wrap=True)
+
+
+def _with_texts(shape: dict[str, Any], versions: tuple[TextVersion, ...] | None) -> dict[str, Any]:
+    """A message's JSON, with its texts side by side when it has translations."""
+    if not versions:
+        return shape
+    return {**shape, "texts": [v.to_dict() for v in versions]}
 
 
 def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
@@ -374,8 +420,31 @@ def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
     return {p.message_id.hex(): p for p in dialogue.pending_acks(principal.now_ms(), Side.THEIRS)}
 
 
+def _texts(principal: Principal, channel: str) -> dict[str, tuple[TextVersion, ...]]:
+    """Their notes' texts side by side, by hex id: only those with translations."""
+    from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import decode_body
+    from backchannel.dialogue.bodies import versions_of
+    from backchannel.protocol.errors import RemoteProtocolError
+
+    dialogue = StrategicChannel(principal, channel).dialogue()
+    found: dict[str, tuple[TextVersion, ...]] = {}
+    for record in principal.messages(channel):
+        if record.direction != "in" or record.kind != 1:
+            continue
+        try:
+            body = decode_body(record.kind, bytes.fromhex(record.body))
+        except RemoteProtocolError:
+            continue
+        versions = versions_of(body, dialogue.translations(bytes.fromhex(record.message_id)))
+        if versions:
+            found[record.message_id] = versions
+    return found
+
+
 def _print_message(
-    state: CliContext, entry: InboxEntry, owed: PendingAck | None, bell: Bell
+    state: CliContext, entry: InboxEntry, owed: PendingAck | None, bell: Bell,
+    versions: tuple[TextVersion, ...] = (),
 ) -> None:
     from backchannel.cli.urgency import note_urgency, print_urgent
 
@@ -385,7 +454,12 @@ def _print_message(
     print_urgent(state.out, f"{shown(entry.channel)} · id {short_id(entry.message_id)} · sent "
                  f"{local_time(entry.sent_at_ms)}" + (f" · {label}" if label else ""),
                  urgency, bell=bell, style="bold")
-    state.out.print(shown(entry.text, multiline=True))
+    if versions:
+        from backchannel.cli.translations import print_versions
+
+        print_versions(state, versions, entry.channel)
+    else:
+        state.out.print(shown(entry.text, multiline=True))
     if owed is not None:
         # Reading sends a read receipt, which is not an acknowledgement: say what is, and
         # only while it is owed (an acknowledged note is not suggested again).
@@ -421,8 +495,10 @@ def read(
         name = principal.channel(channel).name
         entries = asyncio.run(principal.read(name, message))
         owed = _owed(principal, name)
+        texts = _texts(principal, name)
     if state.json:
-        emit_json({"messages": [message_json(e) for e in entries]})
+        emit_json({"messages": [_with_texts(message_json(e), texts.get(e.message_id))
+                                for e in entries]})  # fmt: skip
         return
     if not entries:
         state.out.print(f"No unread messages in '{shown(name)}'; all of them: "
@@ -432,7 +508,8 @@ def read(
 
     bell = Bell()  # once per read, however many FLASH notes it opens
     for entry in entries:
-        _print_message(state, entry, owed.get(entry.message_id), bell)
+        _print_message(state, entry, owed.get(entry.message_id), bell,
+                       texts.get(entry.message_id, ()))
 
 
 channels_app = typer.Typer(

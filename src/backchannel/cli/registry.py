@@ -149,6 +149,11 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
                      "by number."),
     ),
     *_commands(
+        "translations", "translate_app",
+        ("translate", "Translations: share yours of their message, propose one with your "
+                      "translation command, show texts side by side."),
+    ),
+    *_commands(
         "records", "record_app",
         ("record", "Agreed records: propose a statement, co-sign theirs, show, export, "
                    "verify a file."),
