@@ -109,7 +109,7 @@ def parse_languages_block(
                 if not bar:
                     raise typer.BadParameter(f"{item!r} is not TAG=TITLE|TEXT",
                                              param_hint="--translation")  # fmt: skip
-            made.append(Translation(tag.strip(), attribution, text, title))
+            made.append(Translation(tag, attribution, text, title))
         tags = [language.lower(), *(t.language.lower() for t in made)]
         chosen = 0
         if authoritative is not None:
@@ -117,7 +117,7 @@ def parse_languages_block(
                 raise typer.BadParameter(f"{authoritative!r} is not one of the languages given",
                                          param_hint="--authoritative")  # fmt: skip
             chosen = tags.index(authoritative.lower())
-        return Languages(language.strip(), tuple(made), chosen)
+        return Languages(language, tuple(made), chosen)
     except LocalProtocolError as error:
         raise typer.BadParameter(str(error), param_hint="--translation") from None
 
