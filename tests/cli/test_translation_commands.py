@@ -18,7 +18,8 @@ from tests.cli.conftest import Pair, one_error_line, run
 _FAKE_TRANSLATOR = """\
 import os, sys
 text = sys.stdin.read()
-source, target = os.environ["BACKCHANNEL_SOURCE_LANGUAGE"], os.environ["BACKCHANNEL_TARGET_LANGUAGE"]
+env = os.environ
+source, target = env["BACKCHANNEL_SOURCE_LANGUAGE"], env["BACKCHANNEL_TARGET_LANGUAGE"]
 print(f"[{source}>{target}] {text}")
 """
 
