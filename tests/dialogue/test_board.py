@@ -105,7 +105,7 @@ def test_the_board_json_has_stable_keys(channel: Channel) -> None:
     assert list(board) == [
         "format", "now_ms", "last_heard_from_ms", "awaiting_their_ack", "awaiting_our_ack",
         "overdue", "open_clarifications", "red_lines", "next_round", "records", "codebook",
-        "translations", "line",
+        "translations", "duties", "notifications", "line",
         "anomalies",
     ]  # fmt: skip
     assert board["format"] == 1

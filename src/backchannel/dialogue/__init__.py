@@ -82,6 +82,16 @@ from backchannel.dialogue.linetest import (
     LineState,
     LineStatus,
 )
+from backchannel.dialogue.notify import (
+    DutyAccept,
+    DutyPropose,
+    DutyRule,
+    DutyView,
+    Notification,
+    NotificationStatus,
+    Notify,
+    NotifyRequest,
+)
 from backchannel.dialogue.records import RecordStatus, RecordVersion, RecordView
 from backchannel.dialogue.redlines import RedLineVersion, RedLineView
 from backchannel.dialogue.state import Dialogue
@@ -130,6 +140,10 @@ __all__ = [
     "Dialogue",
     "DialogueEvent",
     "DialogueKind",
+    "DutyAccept",
+    "DutyPropose",
+    "DutyRule",
+    "DutyView",
     "Escalation",
     "Hold",
     "HoldingReply",
@@ -145,6 +159,10 @@ __all__ = [
     "MalformedRecordFile",
     "MissingCosignature",
     "Note",
+    "Notification",
+    "NotificationStatus",
+    "Notify",
+    "NotifyRequest",
     "PendingAck",
     "Precedence",
     "RecordFileError",

@@ -15,6 +15,7 @@ from backchannel.dialogue.clarify import Clarification
 from backchannel.dialogue.codebook import CodeEntryVersion, CodeEntryView
 from backchannel.dialogue.events import Anomaly, Side
 from backchannel.dialogue.linetest import LineStatus
+from backchannel.dialogue.notify import DutyView, Notification
 from backchannel.dialogue.records import RecordVersion, RecordView
 from backchannel.dialogue.redlines import RedLineVersion, RedLineView
 from backchannel.dialogue.translations import AddedTranslation
@@ -46,6 +47,9 @@ class StatusBoard:
         anomalies: messages the fold ignored because they broke the rules.
         codebook: every codebook entry, by number.
         translations: translations shared with TRANSLATION messages, by target id.
+        duties: the notification duties (categories), by id.
+        notifications: every notification and request under them, by event time, each
+            with its status at `now_ms` (due, missed, notified in time, late).
     """
 
     now_ms: int
@@ -60,6 +64,8 @@ class StatusBoard:
     anomalies: tuple[Anomaly, ...]
     codebook: tuple[CodeEntryView, ...] = ()
     translations: tuple[AddedTranslation, ...] = ()
+    duties: tuple[DutyView, ...] = ()
+    notifications: tuple[Notification, ...] = ()
 
     @property
     def overdue(self) -> tuple[PendingAck, ...]:
@@ -94,6 +100,8 @@ class StatusBoard:
             "records": [_record(r) for r in self.records],
             "codebook": [code_entry_json(e) for e in self.codebook],
             "translations": [translation_json(t) for t in self.translations],
+            "duties": [_duty(d) for d in self.duties],
+            "notifications": [_notification(n, self.now_ms) for n in self.notifications],
             "line": _line(self.line),
             "anomalies": [_anomaly(a) for a in self.anomalies],
         }
@@ -254,6 +262,37 @@ def translation_json(t: AddedTranslation) -> Json:
         "translated_by": t.side.value,
         **t.translation.to_dict(),
         "shared_at_ms": t.at_ms,
+    }
+
+
+def _duty(d: DutyView) -> Json:
+    shown = d.current or d.latest
+    return {
+        "duty_id": d.duty_id.hex(),
+        "owner": d.owner.value,
+        "title": shown.title,
+        "rule": shown.rule.name.lower(),
+        "window_ms": shown.window_ms,
+        "describe": shown.describe(),
+        "current_version": None if d.current is None else d.current.version,
+        "latest_version": d.latest.version,
+        "status": "agreed" if d.current is not None else "proposed",
+    }
+
+
+def _notification(n: Notification, now_ms: int) -> Json:
+    return {
+        "message_id": n.message_id.hex(),
+        "duty_id": n.duty_id.hex(),
+        "version": n.version,
+        "owed_by": n.owed_by.value,
+        "requested": n.requested,
+        "event_at_ms": n.event_at_ms,
+        "deadline_ms": n.deadline_ms,
+        "notified_by": None if n.notified_by is None else n.notified_by.hex(),
+        "notified_sent_at_ms": n.notified_at_ms,
+        "status": n.status(now_ms).value,
+        "text": n.text,
     }
 
 

@@ -40,6 +40,7 @@ from backchannel.dialogue.kinds import (
     DialogueKind,
     Precedence,
 )
+from backchannel.dialogue.notify import DutyAccept, DutyPropose, Notify, NotifyRequest
 from backchannel.dialogue.statement import Statement
 from backchannel.dialogue.text import check_id, check_line, check_text, check_time, decoding
 from backchannel.dialogue.translations import (
@@ -484,6 +485,10 @@ Body = (
     | CodebookWithdraw
     | CodebookSend
     | Translate
+    | DutyPropose
+    | DutyAccept
+    | Notify
+    | NotifyRequest
 )
 """Any body the dialogue layer reads or writes."""
 
@@ -534,6 +539,14 @@ def _reader_for(kind: int, r: Reader) -> Body | None:
             return CodebookSend.read(r)
         case DialogueKind.TRANSLATION:
             return Translate.read(r)
+        case DialogueKind.DUTY_PROPOSE:
+            return DutyPropose.read(r)
+        case DialogueKind.DUTY_ACCEPT:
+            return DutyAccept.read(r)
+        case DialogueKind.NOTIFY:
+            return Notify.read(r)
+        case DialogueKind.NOTIFY_REQUEST:
+            return NotifyRequest.read(r)
         case _:
             return None
 
@@ -576,5 +589,7 @@ def versions_of(
             return text_versions(languages, text, title, added)
         case AgendaPropose(title=title, detail=text, languages=languages):
             return text_versions(languages, text, title, added)
+        case Notify(text=text, languages=languages):
+            return text_versions(languages, text, "", added)
         case _:
             return ()

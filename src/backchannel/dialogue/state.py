@@ -65,6 +65,16 @@ from backchannel.dialogue.linetest import (
     LineStatus,
     LineTestLog,
 )
+from backchannel.dialogue.notify import (
+    ESCALATION_PRECEDENCE,
+    DutyAccept,
+    DutyPropose,
+    DutyView,
+    Notification,
+    NotificationBook,
+    Notify,
+    NotifyRequest,
+)
 from backchannel.dialogue.records import RecordBook, RecordView
 from backchannel.dialogue.redlines import RedLineBook, RedLineView
 from backchannel.dialogue.statement import Statement
@@ -88,6 +98,7 @@ class Dialogue:
         "_last_heard",
         "_lines",
         "_notes",
+        "_notifications",
         "_records",
         "_redlines",
         "_translations",
@@ -120,6 +131,7 @@ class Dialogue:
         self._lines = LineTestLog()
         self._codebook = Codebook()
         self._translations = TranslationLedger()
+        self._notifications = NotificationBook()
 
     @classmethod
     def fold(
@@ -213,6 +225,14 @@ class Dialogue:
                 self._codebook.apply_send(event, body)
             case Translate(target_id=target):
                 self._translations.apply(event, body, self._known.get(target))
+            case DutyPropose():
+                self._notifications.apply_propose(event, body)
+            case DutyAccept():
+                self._notifications.apply_accept(event, body)
+            case Notify():
+                self._notifications.apply_notify(event, body)
+            case NotifyRequest():
+                self._notifications.apply_request(event, body)
 
     def _hold_target(self, side: Side, target: bytes) -> None:
         known = self._known.get(target)
@@ -286,6 +306,14 @@ class Dialogue:
                 self._codebook.check_send(body, own=True)
             case Translate(target_id=target):
                 self._translations.check(Side.OURS, body, self._known.get(target))
+            case DutyPropose():
+                self._notifications.check_propose(Side.OURS, body)
+            case DutyAccept():
+                self._notifications.check_accept(Side.OURS, body, own=True)
+            case Notify():
+                self._notifications.check_notify(Side.OURS, body, own=True)
+            case NotifyRequest():
+                self._notifications.check_request(body, own=True)
 
     def check_ack(self, message_id: bytes) -> None:
         """Check that this side may acknowledge `message_id`.
@@ -510,6 +538,31 @@ class Dialogue:
         """Every translation shared with a TRANSLATION message, by target id."""
         return self._translations.all()
 
+    def duties(self) -> tuple[DutyView, ...]:
+        """Every notification duty (category) of the channel, by id."""
+        return self._notifications.duties()
+
+    def duty(self, duty_id: bytes) -> DutyView | None:
+        return self._notifications.duty(duty_id)
+
+    def next_duty_version(self, duty_id: bytes) -> int:
+        duty = self._notifications.duty(duty_id)
+        return 1 if duty is None else duty.latest.version + 1
+
+    def notifications(self) -> tuple[Notification, ...]:
+        """Every notification and request, by event time (status: `.status(now_ms)`)."""
+        return self._notifications.notifications()
+
+    def duty_escalations(self, now_ms: int, already_escalated: Set[bytes]) -> list[Escalation]:
+        """Requested notifications missed (owed by either side), to escalate once each."""
+        return [
+            Escalation(
+                n.message_id, ESCALATION_PRECEDENCE, n.event_at_ms, n.deadline_ms, n.deadline_ms
+            )
+            for n in self._notifications.missed(now_ms)
+            if n.message_id not in already_escalated
+        ]
+
     def line_status(
         self,
         now_ms: int,
@@ -547,5 +600,7 @@ class Dialogue:
             line=self._lines.status(now_ms, every_ms, grace_ms),
             codebook=self._codebook.all(),
             translations=self._translations.all(),
+            duties=self._notifications.duties(),
+            notifications=self._notifications.notifications(),
             anomalies=self.anomalies,
         )

@@ -329,7 +329,7 @@ def read_languages(r: Reader) -> Languages | None:
 # Kinds whose text may be translated, and those of them that have a title.
 TRANSLATABLE_KINDS: Final = frozenset({
     int(MessageKind.NOTE), int(DialogueKind.CLARIFY), int(DialogueKind.ANSWER),
-    int(DialogueKind.REDLINE), int(DialogueKind.AGENDA_PROPOSE),
+    int(DialogueKind.REDLINE), int(DialogueKind.AGENDA_PROPOSE), int(DialogueKind.NOTIFY),
 })  # fmt: skip
 TITLED_KINDS: Final = frozenset({int(DialogueKind.REDLINE), int(DialogueKind.AGENDA_PROPOSE)})
 
