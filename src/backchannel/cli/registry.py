@@ -154,6 +154,11 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
                       "translation command, show texts side by side."),
     ),
     *_commands(
+        "notifications", "duty_app",
+        ("duty", "Notification duties: agreed categories with a time rule, notifications, "
+                 "and whether each came in time."),
+    ),
+    *_commands(
         "records", "record_app",
         ("record", "Agreed records: propose a statement, co-sign theirs, show, export, "
                    "verify a file."),

@@ -268,6 +268,13 @@ class Duties:
                 report.escalated += 1
                 if command:
                     report.commands.append(_escalation_run(command, record.name, escalation))
+            # Requested notifications missed (owed by either side): the same machinery,
+            # once each; ours are resent (their payload is retained), theirs only marked.
+            for escalation in dialogue.duty_escalations(now, done):
+                self._sender.escalate(record.channel_id, escalation.message_id)
+                report.escalated += 1
+                if command:
+                    report.commands.append(_escalation_run(command, record.name, escalation))
         return report
 
     def perform_into(self, report: SyncReport) -> None:

@@ -64,6 +64,15 @@ from backchannel.dialogue import (
     export_record,
 )
 from backchannel.dialogue.bodies import versions_of
+from backchannel.dialogue.notify import (
+    NO_REQUEST,
+    DutyAccept,
+    DutyPropose,
+    DutyRule,
+    DutyView,
+    Notify,
+    NotifyRequest,
+)
 from backchannel.dialogue.translations import TRANSLATABLE_KINDS, TextVersion
 from backchannel.meet import (
     HostPolicy,
@@ -493,6 +502,73 @@ class StrategicChannel:
             )
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
+
+    # -- notification duties ------------------------------------------------------------
+
+    def duty_view(self, ref: str) -> DutyView:
+        """The duty named by its title (ignoring case) or a prefix of its id.
+
+        Raises:
+            UnknownReference: none; ClientError: several.
+        """
+        duties = self.dialogue().duties()
+        wanted = ref.strip().casefold()
+        found = [d for d in duties if (d.current or d.latest).title.casefold() == wanted]
+        if not found and len(wanted) >= MIN_REF_LENGTH:
+            found = [d for d in duties if d.duty_id.hex().startswith(wanted)]
+        if not found:
+            raise UnknownReference(f"no notification duty '{ref}' in '{self.name}'")
+        if len(found) > 1:
+            raise ClientError(f"'{ref}' names {len(found)} duties in '{self.name}'; give its id")
+        return found[0]
+
+    async def propose_duty(
+        self, title: str, rule: DutyRule, window_ms: int, text: str = "",
+        replaces: str | None = None,
+    ) -> SendResult:  # fmt: skip
+        """Propose a notification duty, or (with `replaces`) a new version of ours."""
+        duty_id = self.duty_view(replaces).duty_id if replaces else self.principal.random(16)
+        version = self.dialogue().next_duty_version(duty_id)
+        try:
+            body = DutyPropose(duty_id, version, rule, window_ms, title, text)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body))
+
+    async def accept_duty(self, ref: str) -> SendResult:
+        """Accept the latest version of their duty: it then binds both sides."""
+        duty = self.duty_view(ref)
+        return await self._deliver(self._send_checked(DutyAccept(duty.duty_id,
+                                                                 duty.latest.version)))  # fmt: skip
+
+    async def notify(
+        self, ref: str, event_at_ms: int, text: str, answers: str | None = None,
+        languages: Languages | None = None,
+    ) -> SendResult:  # fmt: skip
+        """Notify an event under an agreed duty (answering their request, if named)."""
+        duty = self.duty_view(ref)
+        current = duty.current
+        if current is None:
+            raise ClientError(f"duty '{ref}' is not accepted by both sides yet")
+        request = self.resolve(answers) if answers else NO_REQUEST
+        try:
+            body = Notify(duty.duty_id, current.version, event_at_ms, text, request, languages)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body))
+
+    async def request_notification(self, ref: str, event_at_ms: int, text: str = "") -> SendResult:
+        """Say that they owe a notification of an event; missed, it is escalated (and,
+        being retained, resent)."""
+        duty = self.duty_view(ref)
+        current = duty.current
+        if current is None:
+            raise ClientError(f"duty '{ref}' is not accepted by both sides yet")
+        try:
+            body = NotifyRequest(duty.duty_id, current.version, event_at_ms, text)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body, retain=True))
 
     def configure_line_test(self, every_ms: int, grace_ms: int | None = None) -> None:
         """How often this side tests the line (0: never) and how long an answer may take."""

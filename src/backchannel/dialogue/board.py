@@ -21,7 +21,14 @@ from backchannel.dialogue.redlines import RedLineVersion, RedLineView
 from backchannel.dialogue.translations import AddedTranslation
 from backchannel.dialogue.urgent import HoldingReply, PendingAck
 
-__all__ = ["BOARD_FORMAT", "StatusBoard", "code_entry_json", "translation_json"]
+__all__ = [
+    "BOARD_FORMAT",
+    "StatusBoard",
+    "code_entry_json",
+    "duty_json",
+    "notification_json",
+    "translation_json",
+]
 
 # Bumped when a key of `StatusBoard.to_dict` changes meaning or disappears (adding keys
 # does not bump it).
@@ -100,8 +107,8 @@ class StatusBoard:
             "records": [_record(r) for r in self.records],
             "codebook": [code_entry_json(e) for e in self.codebook],
             "translations": [translation_json(t) for t in self.translations],
-            "duties": [_duty(d) for d in self.duties],
-            "notifications": [_notification(n, self.now_ms) for n in self.notifications],
+            "duties": [duty_json(d) for d in self.duties],
+            "notifications": [notification_json(n, self.now_ms) for n in self.notifications],
             "line": _line(self.line),
             "anomalies": [_anomaly(a) for a in self.anomalies],
         }
@@ -265,7 +272,8 @@ def translation_json(t: AddedTranslation) -> Json:
     }
 
 
-def _duty(d: DutyView) -> Json:
+def duty_json(d: DutyView) -> Json:
+    """A notification duty as the board's JSON shows it."""
     shown = d.current or d.latest
     return {
         "duty_id": d.duty_id.hex(),
@@ -280,7 +288,8 @@ def _duty(d: DutyView) -> Json:
     }
 
 
-def _notification(n: Notification, now_ms: int) -> Json:
+def notification_json(n: Notification, now_ms: int) -> Json:
+    """A notification or request, with its status at `now_ms`."""
     return {
         "message_id": n.message_id.hex(),
         "duty_id": n.duty_id.hex(),
