@@ -87,3 +87,39 @@ def test_a_missed_requested_notification_is_escalated_once(pair: Pair, tmp_path:
     assert item["status"] == "late" and item["text"] == "Minor contact."
     assert run(w, "duty", "notify", "beijing", "Missile test", "x", "--event-at", "yesterday",
                code=2).exit_code == 2  # fmt: skip
+
+
+def test_the_channel_review_counts_the_period_and_exports_markdown_and_json(
+    pair: Pair, tmp_path: Path
+) -> None:
+    w, b = pair.washington, pair.beijing
+    _agreed(pair)
+    note = js(w, "send", "beijing", "Please confirm.", "--priority", "--ack-within", "1h")
+    js(w, "send", "beijing", "For information.")
+    js(w, "duty", "notify", "beijing", "Missile test", "Launch.", "--event-at", "+2h")  # late
+    run(b, "sync")
+    js(b, "ack", "washington", note["message_id"][:8])
+    js(b, "clarify", "washington", note["message_id"][:8], "Which confirmation?")
+    run(w, "sync")
+    out = tmp_path / "review.json"
+    shape = js(w, "review", "beijing", "--since", "-1h", "--out", str(out))["review"]
+    assert shape["sent"]["notes"] == {"ours": 2}
+    assert shape["sent"]["acknowledgements"] == {"theirs": 1}
+    assert shape["deadlines"]["acknowledged_in_time"] == {"ours": 1}
+    assert shape["clarifications"]["asked"] == {"theirs": 1}
+    assert shape["notifications"] == {"late": 1}
+    assert json.loads(out.read_text()) == shape
+    md = tmp_path / "review.md"
+    run(w, "review", "beijing", "--since", "-1h", "--out", str(md))
+    text = md.read_text()
+    assert text.startswith("# Channel review") and "| notes | 2 | 0 |" in text
+    assert "- late: 1" in text
+    # Nothing before the period: an empty review.
+    empty = js(w, "review", "beijing", "--since", "2020-01-01", "--until", "2020-02-01")
+    assert empty["review"]["sent"] == {}
+    # Proposed as a record, for a joint readout.
+    proposed = js(w, "review", "beijing", "--since", "-1h", "--propose-record")
+    assert proposed["act"] == "record_propose"
+    run(b, "sync")
+    (record,) = js(b, "record", "show", "washington")["records"]
+    assert record["versions"][0]["title"].startswith("Channel review")

@@ -159,6 +159,11 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
                  "and whether each came in time."),
     ),
     *_commands(
+        "review", "register",
+        ("review", "Review a period of the channel: what was sent, acknowledged, late, "
+                   "clarified and agreed, and how notification duties were kept."),
+    ),
+    *_commands(
         "records", "record_app",
         ("record", "Agreed records: propose a statement, co-sign theirs, show, export, "
                    "verify a file."),

@@ -79,7 +79,13 @@ from backchannel.dialogue.records import RecordBook, RecordView
 from backchannel.dialogue.redlines import RedLineBook, RedLineView
 from backchannel.dialogue.statement import Statement
 from backchannel.dialogue.translations import AddedTranslation, TranslationLedger
-from backchannel.dialogue.urgent import Escalation, NoteLedger, PendingAck, escalations_due
+from backchannel.dialogue.urgent import (
+    Escalation,
+    NoteLedger,
+    NoteSummary,
+    PendingAck,
+    escalations_due,
+)
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
 from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 
@@ -255,6 +261,14 @@ class Dialogue:
     def last_heard_from_ms(self) -> int | None:
         """When we last stored any message from the other side (our clock)."""
         return self._last_heard
+
+    def known_messages(self) -> tuple[KnownMessage, ...]:
+        """Every message the fold has seen, in stored order (receipts are not fed)."""
+        return tuple(self._known.values())
+
+    def note_summaries(self) -> tuple[NoteSummary, ...]:
+        """Every note with its deadline and acknowledgement (for a periodic review)."""
+        return self._notes.summaries()
 
     def known(self, message_id: bytes) -> KnownMessage | None:
         """What the fold knows of a message (its side, kind, hash and times)."""

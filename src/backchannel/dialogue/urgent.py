@@ -31,7 +31,9 @@ from backchannel.dialogue.events import (
 )
 from backchannel.dialogue.kinds import Precedence
 
-__all__ = ["Escalation", "HoldingReply", "NoteLedger", "PendingAck", "escalations_due"]
+__all__ = [
+    "Escalation", "HoldingReply", "NoteLedger", "NoteSummary", "PendingAck", "escalations_due",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,25 @@ class Escalation:
     sent_at_ms: int
     deadline_ms: int
     worry_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSummary:
+    """A note as a periodic review counts it.
+
+    Attributes:
+        deadline_ms: its acknowledgement deadline (sender's clock), None if it has none.
+        acked_at_ms: when its acknowledgement was stored (our clock), None if none.
+        held: whether a holding reply came.
+    """
+
+    message_id: bytes
+    side: Side
+    precedence: Precedence
+    sent_at_ms: int
+    deadline_ms: int | None
+    acked_at_ms: int | None
+    held: bool
 
 
 @dataclass(slots=True)
@@ -170,6 +191,16 @@ class NoteLedger:
         """When the note was acknowledged (our clock), or None."""
         entry = self._notes.get(message_id)
         return None if entry is None else entry.acked_at_ms
+
+    def summaries(self) -> tuple[NoteSummary, ...]:
+        """Every note with its deadline and acknowledgement, in stored order."""
+        return tuple(
+            NoteSummary(
+                e.message_id, e.side, e.precedence, e.sent_at_ms, e.deadline_ms,
+                e.acked_at_ms, e.hold is not None,
+            )
+            for e in self._notes.values()
+        )
 
     def pending(self, now_ms: int, side: Side | None = None) -> tuple[PendingAck, ...]:
         """Notes with a deadline that are not acknowledged yet, oldest first.
