@@ -103,9 +103,9 @@ def _intent(channel: Channel, who: str, op: str, n: int) -> Body | None:
     match op:
         case "note":
             return Note(Precedence(1 + n % 3), (n % 3) * 5 * MINUTE, f"note {n}")
-        case "ack" if note := target(1):
+        case "ack" if note := target(1, DialogueKind.CODEBOOK_SEND):
             return Ack(note.message_id)
-        case "hold" if held := target(1, DialogueKind.CLARIFY):
+        case "hold" if held := target(1, DialogueKind.CLARIFY, DialogueKind.CODEBOOK_SEND):
             return Hold(held.message_id, channel.now_ms + (n % 30 + 1) * MINUTE)
         case "clarify" if asked := target():
             return Clarify(asked.message_id, asked.message_hash, f"question {n}?")

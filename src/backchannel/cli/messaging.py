@@ -385,9 +385,12 @@ def inbox(
         texts: dict[str, tuple[TextVersion, ...]] = {}
         for name in sorted({e.channel for e in entries}):
             texts |= _texts(principal, name)
+        names = [principal.channel(channel).name] if channel else [
+            c.name for c in principal.channels() if c.last_heard_ms]
+        codes = [m for name in names for m in _code_messages(principal, name)]
     if state.json:
         emit_json({"messages": [_with_texts(message_json(e), texts.get(e.message_id))
-                                for e in entries]})  # fmt: skip
+                                for e in entries], "codebook_messages": codes})  # fmt: skip
     elif entries:
         state.out.print(inbox_table(entries))
         for entry in entries:
@@ -399,9 +402,64 @@ def inbox(
                                 + command_hint(state, "read", entry.channel,
                                                short_id(entry.message_id)),
                                 style="dim", soft_wrap=True)  # fmt: skip
-    else:
+    elif not codes:
         state.out.print("No messages received yet; to fetch new ones: "
                         + command_hint(state, "sync"), soft_wrap=True)
+    if codes and not state.json:
+        state.out.print("Codebook messages (agreed texts, in your language where the entry "
+                        "has it):", style="bold")  # fmt: skip
+        for message in codes:
+            _print_code(state, message)
+
+
+def _code_messages(principal: Principal, channel: str) -> list[dict[str, Any]]:
+    """Their codebook messages, rendered in this principal's language (`translate
+    language`), else in the entry's first: for `inbox` and `read`."""
+    from backchannel.client.duties import LANGUAGE_SETTING
+    from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import Precedence, Side
+
+    strategic = StrategicChannel(principal, channel)
+    dialogue = strategic.dialogue()
+    language = principal.setting(LANGUAGE_SETTING) or ""
+    now = principal.now_ms()
+    owed = {p.message_id for p in dialogue.pending_acks(now, Side.THEIRS)}
+    found = []
+    for record in principal.messages(strategic.name):
+        code = dialogue.code_message(bytes.fromhex(record.message_id))
+        if code is None or code.sent_by is not Side.THEIRS:
+            continue
+        text, rendered = code.render(language or code.entry.texts[0].language)
+        entry = code.entry
+        found.append({
+            "channel": strategic.name, "message_id": record.message_id,
+            "sent_at_ms": record.sent_at_ms, "number": entry.number,
+            "code_word": entry.code_word, "version": entry.version,
+            "precedence": (entry.precedence or Precedence.ROUTINE).name.lower(),
+            "ack_within_ms": entry.ack_within_ms, "language": text.language,
+            "text": rendered, "values": list(code.values),
+            "acknowledged": dialogue.acknowledged_at(code.message_id) is not None,
+            "owed_ack": code.message_id in owed,
+        })  # fmt: skip
+    return found
+
+
+def _print_code(state: CliContext, message: dict[str, Any]) -> None:
+    from backchannel.cli.urgency import note_urgency, print_urgent
+    from backchannel.dialogue import Precedence
+
+    precedence = Precedence[message["precedence"].upper()]
+    label = precedence_label(precedence, message["ack_within_ms"])
+    print_urgent(state.out, f"{shown(message['channel'])} · id {short_id(message['message_id'])}"
+                 f" · codebook {message['number']} {shown(message['code_word'])} · sent "
+                 f"{local_time(message['sent_at_ms'])}" + (f" · {label}" if label else ""),
+                 note_urgency(precedence), style="bold")  # fmt: skip
+    state.out.print(f"[{message['language']}] " + shown(message["text"], multiline=True),
+                    markup=False)  # fmt: skip
+    if message["owed_ack"]:
+        state.out.print("Acknowledge: " + command_hint(state, "ack", message["channel"],
+                                                        short_id(message["message_id"])),
+                        style="dim", soft_wrap=True)  # fmt: skip
 
 
 def _with_texts(shape: dict[str, Any], versions: tuple[TextVersion, ...] | None) -> dict[str, Any]:
@@ -493,6 +551,16 @@ def read(
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         name = principal.channel(channel).name
+        codes = [m for m in _code_messages(principal, name)
+                 if message and m["message_id"].startswith(message.strip().lower())]
+        if message and len(codes) == 1:
+            # A codebook message: rendered from the agreed text (no read receipt: only
+            # notes are marked read).
+            if state.json:
+                emit_json({"messages": [], "codebook_messages": codes})
+            else:
+                _print_code(state, codes[0])
+            return
         entries = asyncio.run(principal.read(name, message))
         owed = _owed(principal, name)
         texts = _texts(principal, name)

@@ -423,7 +423,10 @@ class StrategicChannel:
             body = CodebookSend(entry.entry_id, current.version, ordered)
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
-        return await self._deliver(self._send_checked(body))
+        # With the entry's default deadline it is escalated like a note: keep the sealed
+        # payload to send it again.
+        retain = current.proposal.ack_within_ms > 0
+        return await self._deliver(self._send_checked(body, retain=retain))
 
     async def propose_record(
         self, title: str, versions: list[LanguageVersion], ref: str | None = None

@@ -58,7 +58,7 @@ from backchannel.dialogue.events import (
     Side,
     short_id,
 )
-from backchannel.dialogue.kinds import DialogueKind
+from backchannel.dialogue.kinds import DialogueKind, Precedence
 from backchannel.dialogue.linetest import (
     DEFAULT_LINETEST_EVERY_MS,
     DEFAULT_LINETEST_GRACE_MS,
@@ -229,6 +229,12 @@ class Dialogue:
                 self._codebook.apply_withdraw(event, body)
             case CodebookSend():
                 self._codebook.apply_send(event, body)
+                entry = self._codebook.message(event.message_id)
+                if entry is not None:
+                    proposal = entry.entry
+                    self._notes.add_code_message(
+                        event, proposal.precedence or Precedence.ROUTINE, proposal.ack_within_ms
+                    )
             case Translate(target_id=target):
                 self._translations.apply(event, body, self._known.get(target))
             case DutyPropose():
@@ -242,7 +248,8 @@ class Dialogue:
 
     def _hold_target(self, side: Side, target: bytes) -> None:
         known = self._known.get(target)
-        if known is not None and known.kind not in (NOTE_KIND, DialogueKind.CLARIFY):
+        holdable = (NOTE_KIND, DialogueKind.CLARIFY, DialogueKind.CODEBOOK_SEND)
+        if known is not None and known.kind not in holdable:
             raise IllegalTransition(
                 f"cannot hold message {short_id(target)}: a holding reply answers a note or a "
                 "clarification request"

@@ -133,6 +133,15 @@ class NoteLedger:
             event.message_id, event.side, note.precedence, event.sent_at_ms, note.ack_within_ms
         )
 
+    def add_code_message(
+        self, event: DialogueEvent, precedence: Precedence, ack_within_ms: int
+    ) -> None:
+        """Record a codebook message as a note with its entry's default precedence and
+        deadline: it is acknowledged, held and escalated like one."""
+        self._notes[event.message_id] = _NoteEntry(
+            event.message_id, event.side, precedence, event.sent_at_ms, ack_within_ms
+        )
+
     def knows(self, message_id: bytes) -> bool:
         return message_id in self._notes
 
