@@ -99,3 +99,16 @@ def test_hostile_language_tags_and_attributions_are_refused_before_sending(pair:
     run(w, "send", "beijing", "hello", "--lang", "en", "--authoritative", "fr", code=2)
     run(w, "translate", "language", "e\u0301n", code=1)
     assert all(e.get("act") != "note" for e in js(w, "history", "beijing")["items"])
+
+
+def test_the_configuration_file_s_language_is_the_default_and_is_checked(
+    pair: Pair, tmp_path: Path, monkeypatch: Any
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('language = "zh-Hans"\n')
+    monkeypatch.setenv("BACKCHANNEL_CONFIG", str(config))
+    assert js(pair.beijing, "translate", "language")["language"] == "zh-Hans"
+    run(pair.beijing, "translate", "language", "ru")  # the principal's own setting wins
+    assert js(pair.beijing, "translate", "language")["language"] == "ru"
+    config.write_text('language = "zh_Hans"\n')
+    assert "BCP 47" in one_error_line(run(pair.beijing, "translate", "language", code=2))

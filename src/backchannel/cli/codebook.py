@@ -207,11 +207,11 @@ def show(
     from backchannel.dialogue import Side
 
     state = cli_context(ctx, as_json)
-    from backchannel.client.duties import LANGUAGE_SETTING
+    from backchannel.cli.translations import principal_language
 
     with state.channel(channel) as strategic:
         entries = strategic.dialogue().codebook()
-        language = language or strategic.principal.setting(LANGUAGE_SETTING) or None
+        language = language or principal_language(strategic.principal) or None
     if state.json:
         emit_json({"channel": strategic.name, "codebook": [entry_json(e) for e in entries]})
         return

@@ -415,13 +415,13 @@ def inbox(
 def _code_messages(principal: Principal, channel: str) -> list[dict[str, Any]]:
     """Their codebook messages, rendered in this principal's language (`translate
     language`), else in the entry's first: for `inbox` and `read`."""
-    from backchannel.client.duties import LANGUAGE_SETTING
+    from backchannel.cli.translations import principal_language
     from backchannel.client.strategic import StrategicChannel
     from backchannel.dialogue import Precedence, Side
 
     strategic = StrategicChannel(principal, channel)
     dialogue = strategic.dialogue()
-    language = principal.setting(LANGUAGE_SETTING) or ""
+    language = principal_language(principal)
     now = principal.now_ms()
     owed = {p.message_id for p in dialogue.pending_acks(now, Side.THEIRS)}
     found = []

@@ -20,6 +20,7 @@ from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, report
 if TYPE_CHECKING:
     # Only for annotations: `translate --help` loads neither the dialogue package
     # (cryptography under it) nor Rich.
+    from backchannel.client.engine import Principal
     from backchannel.client.strategic import StrategicChannel
     from backchannel.dialogue import Attribution, Languages, TextVersion, Translation
 
@@ -120,6 +121,15 @@ def parse_languages_block(
         return Languages(language, tuple(made), chosen)
     except LocalProtocolError as error:
         raise typer.BadParameter(str(error), param_hint="--translation") from None
+
+
+def principal_language(principal: Principal) -> str:
+    """This principal's language: `translate language`, else the configuration file's
+    `language`, else "" (none)."""
+    from backchannel.cli.config import load_config
+    from backchannel.client.duties import LANGUAGE_SETTING
+
+    return principal.setting(LANGUAGE_SETTING) or load_config().language or ""
 
 
 def _label(v: TextVersion, peer: str) -> str:
@@ -240,13 +250,13 @@ def suggest(
 
     from backchannel.cli.dialogue import report_act
     from backchannel.cli.output import emit_json, shown
-    from backchannel.client.duties import LANGUAGE_SETTING, TRANSLATION_COMMAND_SETTING
+    from backchannel.client.duties import TRANSLATION_COMMAND_SETTING
     from backchannel.client.errors import ClientError
     from backchannel.dialogue import Attribution, AttributionKind
 
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
-        target = language or strategic.principal.setting(LANGUAGE_SETTING)
+        target = language or principal_language(strategic.principal)
         if not target:
             raise ClientError("say the language: --lang TAG, or set yours: "
                               "backchannel translate language TAG")  # fmt: skip
@@ -320,7 +330,6 @@ def draft(
     from backchannel.cli.context import read_stdin_text
     from backchannel.cli.output import emit_json, shown
     from backchannel.client.duties import (
-        LANGUAGE_SETTING,
         TRANSLATION_COMMAND_SETTING,
         run_translation_command,
     )
@@ -331,7 +340,7 @@ def draft(
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         command = principal.setting(TRANSLATION_COMMAND_SETTING) or ""
-        origin = source or principal.setting(LANGUAGE_SETTING) or ""
+        origin = source or principal_language(principal)
     check_bcp47(to, "target language")
     if origin:
         check_bcp47(origin, "source language")
@@ -441,7 +450,7 @@ def language(
     with state.principal() as principal:
         if tag is not None:
             principal.set_setting(LANGUAGE_SETTING, tag)
-        current = principal.setting(LANGUAGE_SETTING)
+        current = principal_language(principal)
     if state.json:
         emit_json({"language": current or None})
     else:
