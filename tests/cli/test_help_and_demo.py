@@ -25,6 +25,8 @@ COMMANDS = [
     ["codebook", "list"], ["codebook", "send"], ["translate"], ["translate", "add"],
     ["translate", "suggest"], ["translate", "draft"], ["translate", "show"],
     ["translate", "language"], ["translate", "command", "set"], ["translate", "command", "show"],
+    ["duty"], ["duty", "propose"], ["duty", "accept"], ["duty", "notify"], ["duty", "request"],
+    ["duty", "list"], ["review"],
 ]
 
 
@@ -40,7 +42,7 @@ def test_root_help_lists_the_principal_commands() -> None:
     for name in ("init", "invite", "accept", "channels", "send", "sync", "inbox", "read",
                  "verify", "status", "demo", "relay", "meet", "--home", "--json", "ack",
                  "hold", "clarify", "answer", "redline", "agenda", "record", "linetest",
-                 "watch", "escalation", "passphrase", "codebook", "translate"):
+                 "watch", "escalation", "passphrase", "codebook", "translate", "duty", "review"):
         assert name in result.stdout
 
 
