@@ -22,7 +22,9 @@ def _agreed(pair: Pair) -> None:
     assert js(w, "duty", "propose", "beijing", "Missile test", "--before", "24h")["act"] == (
         "duty_propose")  # fmt: skip
     js(b, "duty", "propose", "washington", "Incident at sea", "--within", "1h")
-    run(b, "sync")
+    synced = run(b, "sync").stdout
+    assert "proposes the notification duty Missile test" in synced
+    assert "notify at least 1 d before" in synced
     run(w, "sync")
     js(b, "duty", "accept", "washington", "missile test")
     js(w, "duty", "accept", "beijing", "Incident at sea")

@@ -50,7 +50,7 @@ def test_a_bilingual_note_is_read_side_by_side_and_the_receiver_shares_its_trans
     added = js(b, "translate", "add", "washington", sent["message_id"][:8], "--lang", "ru",
                "Прошу подтвердить получение.", "--by", "staff:duty officer")  # fmt: skip
     assert added["act"] == "translation"
-    run(w, "sync")
+    assert "shared a ru translation of" in run(w, "sync").stdout
     (entry,) = [e for e in js(w, "history", "beijing")["items"] if e.get("act") == "note"]
     assert [t["language"] for t in entry["texts"]] == ["en", "zh-Hans", "ru"]
     assert entry["texts"][2]["shared_by"] == "theirs"
