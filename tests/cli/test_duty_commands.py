@@ -78,6 +78,7 @@ def test_a_missed_requested_notification_is_escalated_once(pair: Pair, tmp_path:
     run(b, "sync")
     (item,) = js(b, "duty", "list", "washington")["notifications"]
     assert (item["status"], item["owed_by"]) == ("missed", "ours")
+    assert "MISSED: you owe a notification" in run(b, "status", "washington").stdout
     answered = js(b, "duty", "notify", "washington", "Incident at sea", "Minor contact.",
                   "--event-at", "-2h", "--answers", asked["message_id"][:8])  # fmt: skip
     assert answered["status"] == "late"
