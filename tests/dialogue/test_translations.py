@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from backchannel.dialogue import (
     Ack,
@@ -227,3 +228,14 @@ def test_an_agreed_record_carries_the_clause_inside_what_both_signed(channel: Ch
     tampered = data.replace(b"=== zh-Hans, authentic ===", b"=== zh-Hans ===")
     with pytest.raises(RecordFileError):
         verify_record_file(tampered)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_after_a_note_are_a_canonical_block_or_refused(tail: bytes) -> None:
+    data = Note(Precedence.ROUTINE, 0, "x").encode() + tail
+    try:
+        note = decode_body(MessageKind.NOTE, data)
+    except RemoteProtocolError:
+        return
+    assert isinstance(note, Note) and note.encode() == data
+    assert (note.languages is None) == (tail == b"")
