@@ -83,6 +83,8 @@ def test_demo_json_reports_nothing_lost() -> None:
     bilingual = played["bilingual"]
     assert (bilingual["original_language"], bilingual["translation_language"]) == ("zh-Hans", "en")
     assert bilingual["by"] == "staff (Washington interpreter)"
+    # An agreed notification duty, kept: the incident was notified within the hour.
+    assert played["duty_notified"] == "notified_in_time"
     board = summary["board"]
     # The escalated note was acknowledged late: nothing is left overdue at the end.
     assert board["name"] == "beijing" and board["overdue"] == []

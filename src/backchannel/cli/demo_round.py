@@ -52,6 +52,7 @@ from backchannel.dialogue import (
     Attribution,
     AttributionKind,
     CodeText,
+    DutyRule,
     Languages,
     LanguageVersion,
     Precedence,
@@ -71,6 +72,10 @@ RECORD_FILE: Final = "agreed-record.txt"
 BILINGUAL_ZH: Final = "我方船只将在公海与贵方船只保持二十海里距离。"
 BILINGUAL_EN: Final = "Our vessels will keep twenty nautical miles from yours on the high seas."
 INTERPRETER: Final = "Washington interpreter"
+# The notification duty: agreed in the round, then kept.
+DUTY_TITLE: Final = "Incident at sea"
+DUTY_WINDOW_MS: Final = 3_600_000
+INCIDENT: Final = "Minor contact between a patrol boat and a fishing vessel; no injuries."
 # The paging script the demo configures as its escalation command: it appends what the
 # client tells it (channel, note, precedence) to a file, which the demo then shows.
 _PAGER: Final = """\
@@ -131,6 +136,7 @@ class RoundOutcome:
     # Beijing's note in Chinese, as Washington shared its English translation of it (and
     # Beijing sees it, attributed): {"original": ..., "translation": ..., "by": ...}.
     bilingual: dict[str, str] = field(default_factory=dict)
+    duty_notified: str = ""  # the notification's status on the receiving board
     venue: str = ""
     agreed_agenda: list[str] = field(default_factory=list)
     record: VerifiedRecord | None = None
@@ -143,6 +149,7 @@ class RoundOutcome:
                 and self.escalated and self.escalation_command_ran and self.acknowledged_late
                 and self.clarification_answered and len(self.codebook_flash_read) == 2
                 and self.bilingual.get("seen_by_author") == "yes"
+                and self.duty_notified == "notified_in_time"
                 and len(self.agreed_agenda) == len(AGENDA)
                 and self.record is not None and self.line_state == "up")
 
@@ -158,6 +165,7 @@ class RoundOutcome:
             "clarification_answered": self.clarification_answered,
             "codebook_flash_read": dict(self.codebook_flash_read),
             "bilingual": dict(self.bilingual),
+            "duty_notified": self.duty_notified,
             "venue": self.venue,
             "agreed_agenda": list(self.agreed_agenda),
             "record": None if self.record is None else self.record.to_dict(),
@@ -258,6 +266,24 @@ class _Round:
                 "translation": versions[1].text, "translation_language": versions[1].language,
                 "by": versions[1].by, "seen_by_author": "yes",
             }  # fmt: skip
+
+    async def duty(self) -> None:
+        self.step("A notification duty, agreed and kept")
+        await self.w.propose_duty(DUTY_TITLE, DutyRule.WITHIN, DUTY_WINDOW_MS)
+        await self.p[JOINER].sync()
+        await self.b.accept_duty(DUTY_TITLE)
+        await self.p[INVITER].sync()
+        self.tell.say(f"{INVITER} proposes '{DUTY_TITLE}: notify within 1 h'; {JOINER} "
+                      "accepts: it binds both sides.")
+        event = self.p[JOINER].now_ms() - 20 * 60_000
+        await self.b.notify(DUTY_TITLE, event, INCIDENT)
+        await self.p[INVITER].sync()
+        items = self.w.dialogue().notifications()
+        now = self.p[INVITER].now_ms()
+        self.outcome.duty_notified = items[-1].status(now).value if items else "none"
+        self.tell.say(f"{JOINER} notifies an incident of 20 minutes ago; {INVITER}'s board: "
+                      f"{self.outcome.duty_notified.replace('_', ' ')}.", style="bold")
+        self.tell.quote(INCIDENT)
 
     async def escalation(self) -> None:
         self.step("A PRIORITY note misses its deadline and is escalated")
@@ -433,8 +459,9 @@ async def play_round(p: dict[str, Principal], root: Path, tell: Narrator) -> Rou
         BackchannelError: a step was refused (the message says which).
     """
     steps = _Round(p, root, tell)
-    for step in (steps.red_line, steps.flash, steps.codebook, steps.bilingual, steps.escalation,
-                 steps.clarification, steps.agenda, steps.record, steps.line_test):
+    for step in (steps.red_line, steps.flash, steps.codebook, steps.bilingual, steps.duty,
+                 steps.escalation, steps.clarification, steps.agenda, steps.record,
+                 steps.line_test):
         await step()
     for name in (INVITER, JOINER, INVITER):
         await p[name].sync()  # everyone takes in the last receipts and replies
