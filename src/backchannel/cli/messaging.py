@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from backchannel.cli.urgency import Bell
     from backchannel.client.engine import InboxEntry, Principal, SyncReport
     from backchannel.client.records import MessageRecord
-    from backchannel.dialogue import PendingAck, Precedence, TextVersion
+    from backchannel.dialogue import Dialogue, PendingAck, Precedence, TextVersion
 
 __all__ = ["HOLD_HINT_UNTIL", "register"]
 
@@ -382,12 +382,13 @@ def inbox(
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         entries = principal.inbox(channel)
+        folded: dict[str, Dialogue] = {}
         texts: dict[str, tuple[TextVersion, ...]] = {}
         for name in sorted({e.channel for e in entries}):
-            texts |= _texts(principal, name)
+            texts |= _texts(principal, name, folded)
         names = [principal.channel(channel).name] if channel else [
             c.name for c in principal.channels() if c.last_heard_ms]
-        codes = [m for name in names for m in _code_messages(principal, name)]
+        codes = [m for name in names for m in _code_messages(principal, name, folded)]
     if state.json:
         emit_json({"messages": [_with_texts(message_json(e), texts.get(e.message_id))
                                 for e in entries], "codebook_messages": codes})  # fmt: skip
@@ -412,7 +413,19 @@ def inbox(
             _print_code(state, message)
 
 
-def _code_messages(principal: Principal, channel: str) -> list[dict[str, Any]]:
+def _dialogue(principal: Principal, channel: str, cache: dict[str, Dialogue]) -> Dialogue:
+    """The channel's dialogue, folded once per command (receipts, which `read` sends, are
+    not part of it)."""
+    from backchannel.client.strategic import StrategicChannel
+
+    if channel not in cache:
+        cache[channel] = StrategicChannel(principal, channel).dialogue()
+    return cache[channel]
+
+
+def _code_messages(
+    principal: Principal, channel: str, cache: dict[str, Dialogue]
+) -> list[dict[str, Any]]:
     """Their codebook messages, rendered in this principal's language (`translate
     language`), else in the entry's first: for `inbox` and `read`."""
     from backchannel.cli.translations import principal_language
@@ -420,7 +433,7 @@ def _code_messages(principal: Principal, channel: str) -> list[dict[str, Any]]:
     from backchannel.dialogue import Precedence, Side
 
     strategic = StrategicChannel(principal, channel)
-    dialogue = strategic.dialogue()
+    dialogue = _dialogue(principal, strategic.name, cache)
     language = principal_language(principal)
     now = principal.now_ms()
     owed = {p.message_id for p in dialogue.pending_acks(now, Side.THEIRS)}
@@ -469,23 +482,25 @@ def _with_texts(shape: dict[str, Any], versions: tuple[TextVersion, ...] | None)
     return {**shape, "texts": [v.to_dict() for v in versions]}
 
 
-def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
+def _owed(
+    principal: Principal, channel: str, cache: dict[str, Dialogue]
+) -> dict[str, PendingAck]:
     """Their notes this side still owes an acknowledgement, by hex id (the fold knows)."""
-    from backchannel.client.strategic import StrategicChannel
     from backchannel.dialogue import Side
 
-    dialogue = StrategicChannel(principal, channel).dialogue()
+    dialogue = _dialogue(principal, channel, cache)
     return {p.message_id.hex(): p for p in dialogue.pending_acks(principal.now_ms(), Side.THEIRS)}
 
 
-def _texts(principal: Principal, channel: str) -> dict[str, tuple[TextVersion, ...]]:
+def _texts(
+    principal: Principal, channel: str, cache: dict[str, Dialogue]
+) -> dict[str, tuple[TextVersion, ...]]:
     """Their notes' texts side by side, by hex id: only those with translations."""
-    from backchannel.client.strategic import StrategicChannel
     from backchannel.dialogue import decode_body
     from backchannel.dialogue.bodies import versions_of
     from backchannel.protocol.errors import RemoteProtocolError
 
-    dialogue = StrategicChannel(principal, channel).dialogue()
+    dialogue = _dialogue(principal, channel, cache)
     found: dict[str, tuple[TextVersion, ...]] = {}
     for record in principal.messages(channel):
         if record.direction != "in" or record.kind != 1:
@@ -551,7 +566,8 @@ def read(
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         name = principal.channel(channel).name
-        codes = [m for m in _code_messages(principal, name)
+        folded: dict[str, Dialogue] = {}
+        codes = [m for m in _code_messages(principal, name, folded)
                  if message and m["message_id"].startswith(message.strip().lower())]
         if message and len(codes) == 1:
             # A codebook message: rendered from the agreed text (no read receipt: only
@@ -562,8 +578,8 @@ def read(
                 _print_code(state, codes[0])
             return
         entries = asyncio.run(principal.read(name, message))
-        owed = _owed(principal, name)
-        texts = _texts(principal, name)
+        owed = _owed(principal, name, folded)
+        texts = _texts(principal, name, folded)
     if state.json:
         emit_json({"messages": [_with_texts(message_json(e), texts.get(e.message_id))
                                 for e in entries]})  # fmt: skip
