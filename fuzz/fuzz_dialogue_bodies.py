@@ -20,6 +20,8 @@ from backchannel.dialogue import (
     AgendaDecline,
     AgendaPropose,
     Answer,
+    Attribution,
+    AttributionKind,
     Clarify,
     CodebookAccept,
     CodebookPropose,
@@ -29,11 +31,17 @@ from backchannel.dialogue import (
     Dialogue,
     DialogueEvent,
     DialogueKind,
+    DutyAccept,
+    DutyPropose,
+    DutyRule,
     Hold,
+    Languages,
     LanguageVersion,
     LineTest,
     LineTestReply,
     Note,
+    Notify,
+    NotifyRequest,
     Precedence,
     RecordPropose,
     RecordSign,
@@ -41,6 +49,8 @@ from backchannel.dialogue import (
     RedLineAck,
     Side,
     Statement,
+    Translate,
+    Translation,
     decode_body,
 )
 from backchannel.protocol.e2e.keys import IdentityKeyPair
@@ -76,6 +86,13 @@ _BODIES = [
     CodebookAccept(_ID, 1),
     CodebookWithdraw(_ID),
     CodebookSend(_ID, 1, ("06:00Z",)),
+    Note(Precedence.ROUTINE, 0, "Confirm.", Languages("en", (
+        Translation("zh-Hans", Attribution(AttributionKind.TRANSLATOR, "Li Wei"), "确认。"),), 1)),
+    Translate(_ID, bytes(32), Translation("ru", Attribution(AttributionKind.STAFF), "Да.")),
+    DutyPropose(_ID, 1, DutyRule.BEFORE, 86_400_000, "Missile test", "Any launch."),
+    DutyAccept(_ID, 1),
+    Notify(_ID, 1, 1_700_000_000_000, "Launch at dawn.", bytes(16)),
+    NotifyRequest(_ID, 1, 1_700_000_000_000, "Collision?"),
 ]
 SEEDS = [body.KIND.to_bytes(2, "big") + body.encode() for body in _BODIES]
 # A note whose text carries ESC[2J and an override, written past the checks: the decoder

@@ -84,3 +84,41 @@ def test_a_new_version_waits_for_acceptance_and_a_withdrawn_entry_is_not_sent(
     assert entry["status"] == "withdrawn" and entry["withdrawn_by"] == ["theirs"]
     line = one_error_line(run(w, "codebook", "send", "beijing", "7", "time=1", "place=2", code=1))
     assert "withdrawn" in line
+
+
+def test_a_codebook_message_is_listed_in_the_reader_s_language_acknowledged_or_escalated(
+    pair: Pair, tmp_path: Path
+) -> None:
+    import shlex
+    import sys
+    import time
+
+    w, b = pair.washington, pair.beijing
+    marker = tmp_path / "paged"
+    pager = tmp_path / "page.py"
+    pager.write_text("import os, pathlib, sys\n"
+                     "pathlib.Path(sys.argv[1]).write_text(os.environ['BACKCHANNEL_MESSAGE_ID'])\n")
+    run(w, "escalation", "set", shlex.join([sys.executable, "-I", str(pager), str(marker)]))
+    _propose(w, "--ack-within", "300ms")
+    run(b, "sync")
+    run(b, "codebook", "accept", "washington", "7")
+    run(w, "sync")
+    run(b, "translate", "language", "ru")
+    sent = js(w, "codebook", "send", "beijing", "7", "time=06:00Z", "place=Plesetsk")
+    run(b, "sync")
+    (message,) = js(b, "inbox")["codebook_messages"]
+    assert (message["code_word"], message["language"], message["owed_ack"]) == (
+        "BLUE HARBOR", "ru", True)  # fmt: skip
+    assert message["text"] == "Испытательный пуск в 06:00Z из Plesetsk."
+    shown = run(b, "read", "washington", sent["message_id"][:8]).stdout
+    assert "codebook 7 BLUE HARBOR" in shown and "Испытательный" in shown
+    assert "Acknowledge:" in shown
+    assert "Испытательный" in run(b, "codebook", "list", "washington").stdout
+    time.sleep(0.4)
+    assert json.loads(run(w, "sync", "--json").stdout)["escalated"] == 1
+    assert marker.read_text() == sent["message_id"]
+    js(b, "ack", "washington", sent["message_id"][:8])
+    run(w, "sync")
+    assert js(w, "status", "beijing")["channels"][0]["overdue"] == []
+    (message,) = js(b, "inbox")["codebook_messages"]
+    assert message["acknowledged"] is True and message["owed_ack"] is False

@@ -22,7 +22,11 @@ COMMANDS = [
     ["escalation", "show"], ["invite", "revoke"], ["channels", "rename"],
     ["channels", "remove"], ["passphrase"], ["passphrase", "change"], ["codebook"],
     ["codebook", "propose"], ["codebook", "accept"], ["codebook", "withdraw"],
-    ["codebook", "list"], ["codebook", "send"],
+    ["codebook", "list"], ["codebook", "send"], ["translate"], ["translate", "add"],
+    ["translate", "suggest"], ["translate", "draft"], ["translate", "show"],
+    ["translate", "language"], ["translate", "command", "set"], ["translate", "command", "show"],
+    ["duty"], ["duty", "propose"], ["duty", "accept"], ["duty", "notify"], ["duty", "request"],
+    ["duty", "list"], ["review"],
 ]
 
 
@@ -38,7 +42,7 @@ def test_root_help_lists_the_principal_commands() -> None:
     for name in ("init", "invite", "accept", "channels", "send", "sync", "inbox", "read",
                  "verify", "status", "demo", "relay", "meet", "--home", "--json", "ack",
                  "hold", "clarify", "answer", "redline", "agenda", "record", "linetest",
-                 "watch", "escalation", "passphrase", "codebook"):
+                 "watch", "escalation", "passphrase", "codebook", "translate", "duty", "review"):
         assert name in result.stdout
 
 
@@ -72,6 +76,15 @@ def test_demo_json_reports_nothing_lost() -> None:
     assert read["beijing"].startswith("通知：06:00Z将从Jiuquan")
     assert read["washington"].startswith("Notice: a test launch at 06:00Z from Jiuquan")
     assert played["record"]["languages"] == ["en", "zh"] and played["line"]["state"] == "up"
+    # Both texts of the record are equally authentic, and that is inside what both signed.
+    assert played["record"]["authentic_languages"] == ["en", "zh"]
+    assert played["record"]["prevailing_language"] is None
+    # Beijing wrote in Chinese; Washington's interpreter shared the English, attributed.
+    bilingual = played["bilingual"]
+    assert (bilingual["original_language"], bilingual["translation_language"]) == ("zh-Hans", "en")
+    assert bilingual["by"] == "staff (Washington interpreter)"
+    # An agreed notification duty, kept: the incident was notified within the hour.
+    assert played["duty_notified"] == "notified_in_time"
     board = summary["board"]
     # The escalated note was acknowledged late: nothing is left overdue at the end.
     assert board["name"] == "beijing" and board["overdue"] == []

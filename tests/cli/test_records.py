@@ -130,3 +130,34 @@ def test_whoami_shows_the_fingerprint_that_record_verify_names(
     assert shown["proposer"]["fingerprint"] == mine["fingerprint"]
     assert mine["name"] == "washington" and len(mine["signing_key"]) == 64
     assert mine["fingerprint"] in run(pair.washington, "whoami").stdout
+
+
+def test_equally_authentic_texts_are_signed_and_record_verify_shows_the_clause(
+    pair: Pair, tmp_path: Path
+) -> None:
+    w, b = pair.washington, pair.beijing
+    proposed = json.loads(run(w, "record", "propose", "beijing", "Notification",
+                              "--lang", f"en={EN}", "--lang", f"zh-Hans={ZH}",
+                              "--lang", "ru=Перевод для сведения.", "--authentic", "en",
+                              "--authentic", "zh-Hans", "--json").stdout)  # fmt: skip
+    ref = proposed["record_id"][:8]
+    run(b, "sync")
+    shown = run(b, "record", "show", "washington", ref).stdout
+    assert "Authentic texts: The en, zh-Hans texts are equally authentic." in shown
+    assert "=== ru, translation ===" in shown
+    run(b, "record", "sign", "washington", ref)
+    run(w, "sync")
+    out = tmp_path / "notification.txt"
+    run(w, "record", "export", "beijing", ref, "-o", str(out))
+    text = verify(out)
+    assert ("Authentic texts: The en, zh-Hans texts are equally authentic. The ru text is a "
+            "translation.") in text  # fmt: skip
+    assert "=== zh-Hans, authentic ===" in text
+    shape = json.loads(verify(out, as_json=True))
+    assert shape["authentic_languages"] == ["en", "zh-Hans"]
+    assert shape["prevailing_language"] is None
+    # With --authoritative among them, one prevails in case of divergence.
+    run(w, "record", "propose", "beijing", "T", "--lang", f"en={EN}", "--lang", f"zh-Hans={ZH}",
+        "--authentic", "en", "--authentic", "zh-Hans", "--authoritative", "zh-Hans")  # fmt: skip
+    assert "--authentic" in run(w, "record", "propose", "beijing", "T", "--lang", f"en={EN}",
+                                "--authentic", "fr", code=2).output  # fmt: skip

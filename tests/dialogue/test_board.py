@@ -104,7 +104,8 @@ def test_the_board_json_has_stable_keys(channel: Channel) -> None:
     assert json.loads(json.dumps(board)) == board
     assert list(board) == [
         "format", "now_ms", "last_heard_from_ms", "awaiting_their_ack", "awaiting_our_ack",
-        "overdue", "open_clarifications", "red_lines", "next_round", "records", "codebook", "line",
+        "overdue", "open_clarifications", "red_lines", "next_round", "records", "codebook",
+        "translations", "duties", "notifications", "line",
         "anomalies",
     ]  # fmt: skip
     assert board["format"] == 1

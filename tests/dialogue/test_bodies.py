@@ -120,7 +120,9 @@ _CLARIFY_TOO_LONG = Writer().fixed(ID, 16).fixed(bytes(32), 32).text16(_LONG_QUE
         (MessageKind.NOTE, _note(text=b"").getvalue(), "empty"),
         (MessageKind.NOTE, _note(text=b"\xff").getvalue(), "UTF-8"),
         (MessageKind.NOTE, _note(text=b"\x1b[2J").getvalue(), "control"),
-        (MessageKind.NOTE, _note().u8(0).getvalue(), "trailing"),
+        # Bytes after a note's text are its language block: one byte is a truncated one.
+        (MessageKind.NOTE, _note().u8(0).getvalue(), "truncated"),
+        (MessageKind.NOTE, _note().text16("en").u8(0).u8(0).u8(0).getvalue(), "trailing"),
         (MessageKind.NOTE, Writer().u8(1).u64(0).getvalue(), "truncated"),
         (MessageKind.NOTE, _note(text=b"x" * (MAX_NOTE_TEXT_BYTES + 1)).getvalue(), "exceeds"),
         (DialogueKind.ACK, b"\x00" * 15, "truncated"),
@@ -153,9 +155,11 @@ def _statement_bytes(count: int, flags: list[int], tags: list[str]) -> bytes:
     [
         (_statement_bytes(0, [], []), "language versions"),
         (_statement_bytes(MAX_LANGUAGES + 1, [], []), "language versions"),
-        (_statement_bytes(1, [2], ["en"]), "neither 0 nor 1"),
-        (_statement_bytes(1, [0], ["en"]), "exactly one"),
-        (_statement_bytes(2, [1, 1], ["en", "fr"]), "exactly one"),
+        (_statement_bytes(1, [3], ["en"]), "authentic-text flag"),
+        (_statement_bytes(1, [2], ["en"]), "at least two equally authentic"),
+        (_statement_bytes(1, [0], ["en"]), "at least two equally authentic"),
+        (_statement_bytes(2, [2, 0], ["en", "fr"]), "at least two equally authentic"),
+        (_statement_bytes(2, [1, 1], ["en", "fr"]), "at most one"),
         (_statement_bytes(2, [1, 0], ["en", "EN"]), "once"),
         (_statement_bytes(1, [1], ["e n"]), "BCP 47"),
         (_statement_bytes(1, [1], ["englishlanguage"]), "BCP 47"),
@@ -229,4 +233,6 @@ def test_body_layouts_are_fixed() -> None:
     assert Hold(ID, 5, "").encode() == ID + bytes.fromhex("00000000000000050000")
     assert RedLineAck(ID, 2).encode() == ID + b"\x00\x00\x00\x02"
     assert LineTest().encode() == b""
-    assert [f.name for f in dataclasses.fields(Clarify)] == ["target_id", "target_hash", "question"]
+    assert [f.name for f in dataclasses.fields(Clarify)] == [
+        "target_id", "target_hash", "question", "languages"
+    ]  # fmt: skip

@@ -238,3 +238,25 @@ def test_a_peer_s_malformed_entry_is_a_remote_protocol_error() -> None:
         body = bytearray(_entry().encode())
         body[22 + 2 + len("BLUE HARBOR")] = 9
         decode_body(DialogueKind.CODEBOOK_PROPOSE, bytes(body))
+
+
+def test_a_codebook_message_with_a_default_deadline_is_acknowledged_or_escalated(
+    channel: Channel,
+) -> None:
+    from backchannel.dialogue import Ack, Hold
+
+    _agreed(channel)  # FLASH, acknowledgement within 10 minutes
+    sent = channel.send("alice", CodebookSend(ENTRY, 1, ("06:00Z", "Plesetsk")))
+    (pending,) = channel.alice.pending_acks(channel.now_ms)
+    assert pending.message_id == sent.message_id and pending.precedence is Precedence.FLASH
+    assert pending.deadline_ms == sent.sent_at_ms + 10 * MINUTE
+    channel.advance(11 * MINUTE)
+    (escalation,) = channel.alice.escalations(channel.now_ms, set())
+    assert escalation.message_id == sent.message_id
+    # Bob may hold it, then acknowledges it (late): it leaves the lists on both sides.
+    channel.send("bob", Hold(sent.message_id, channel.now_ms + MINUTE))
+    channel.send("bob", Ack(sent.message_id))
+    assert channel.alice.pending_acks(channel.now_ms) == ()
+    assert channel.bob.acknowledged_at(sent.message_id) is not None
+    with pytest.raises(IllegalTransition, match="own"):
+        channel.alice.check(Ack(sent.message_id), channel.now_ms)

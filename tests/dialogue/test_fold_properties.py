@@ -17,6 +17,8 @@ from backchannel.dialogue import (
     AgendaDecline,
     AgendaPropose,
     Answer,
+    Attribution,
+    AttributionKind,
     Body,
     Clarify,
     CodebookAccept,
@@ -26,16 +28,24 @@ from backchannel.dialogue import (
     CodeText,
     Dialogue,
     DialogueKind,
+    DutyAccept,
+    DutyPropose,
+    DutyRule,
     Hold,
     IllegalTransition,
+    Languages,
     LineTest,
     LineTestReply,
     Note,
+    Notify,
+    NotifyRequest,
     Precedence,
     RedLine,
     RedLineAck,
     Side,
     Statement,
+    Translate,
+    Translation,
 )
 from tests.dialogue.conftest import MINUTE, NAMES, Channel, Sent, other, snapshot
 
@@ -47,10 +57,13 @@ EVERY_ID = POOLS["alice"] + POOLS["bob"]
 # another live entry has, which random scripts would otherwise hit all the time).
 CODE_POOLS = {"alice": (b"\x05" * 16, b"\x06" * 16), "bob": (b"\x07" * 16, b"\x08" * 16)}
 EVERY_CODE = CODE_POOLS["alice"] + CODE_POOLS["bob"]
+DUTY_POOLS = {"alice": (b"\x09" * 16, b"\x0a" * 16), "bob": (b"\x0b" * 16, b"\x0c" * 16)}
+EVERY_DUTY = DUTY_POOLS["alice"] + DUTY_POOLS["bob"]
 OPS = (
     "note", "ack", "hold", "clarify", "answer", "redline", "redline_ack", "agenda",
     "agenda_decide", "record_propose", "record_sign", "linetest", "linetest_reply",
-    "code_propose", "code_accept", "code_withdraw", "code_send", "deliver", "advance",
+    "code_propose", "code_accept", "code_withdraw", "code_send", "bilingual", "translate",
+    "duty_propose", "duty_accept", "notify", "notify_request", "deliver", "advance",
 )  # fmt: skip
 steps = st.lists(
     # Deliveries are weighted up so that each side often knows what the other said.
@@ -90,9 +103,9 @@ def _intent(channel: Channel, who: str, op: str, n: int) -> Body | None:
     match op:
         case "note":
             return Note(Precedence(1 + n % 3), (n % 3) * 5 * MINUTE, f"note {n}")
-        case "ack" if note := target(1):
+        case "ack" if note := target(1, DialogueKind.CODEBOOK_SEND):
             return Ack(note.message_id)
-        case "hold" if held := target(1, DialogueKind.CLARIFY):
+        case "hold" if held := target(1, DialogueKind.CLARIFY, DialogueKind.CODEBOOK_SEND):
             return Hold(held.message_id, channel.now_ms + (n % 30 + 1) * MINUTE)
         case "clarify" if asked := target():
             return Clarify(asked.message_id, asked.message_hash, f"question {n}?")
@@ -140,6 +153,35 @@ def _intent(channel: Channel, who: str, op: str, n: int) -> Body | None:
             current = entry.current
             version = current.version if current and not blind else 1 + n % len(entry.versions)
             return CodebookSend(entry.entry_id, version, (f"{n}Z",))
+        case "bilingual":
+            by = Attribution(AttributionKind(1 + n % 3), "" if n % 3 == 0 else f"T{n}")
+            block = Languages("en", (Translation("zh-Hans", by, f"笔记 {n}"),), n % 2)
+            return Note(Precedence(1 + n % 3), (n % 2) * 5 * MINUTE, f"note {n}", block)
+        case "translate" if source := target(1, DialogueKind.CLARIFY, DialogueKind.REDLINE):
+            titled = source.kind == DialogueKind.REDLINE
+            by = Attribution(AttributionKind.MACHINE, "tool")
+            text = Translation("ru", by, f"перевод {n}", "заголовок" if titled else "")
+            return Translate(source.message_id, source.message_hash, text)
+        case "duty_propose":
+            duty_id = DUTY_POOLS[who][n % 2]
+            version = me.next_duty_version(duty_id) + (1 if blind else 0)
+            rule = DutyRule(1 + n % 2)
+            return DutyPropose(duty_id, version, rule, (1 + n % 5) * MINUTE, f"duty {n}")
+        case "duty_accept" if duty := me.duty(EVERY_DUTY[n % 4]):
+            version = duty.latest.version if not blind else 1 + n % len(duty.versions)
+            return DutyAccept(duty.duty_id, version)
+        case "notify" if duty := me.duty(EVERY_DUTY[n % 4]):
+            current = duty.current
+            version = current.version if current and not blind else 1 + n % len(duty.versions)
+            owed = [x for x in me.notifications() if x.requested and x.owed_by is Side.OURS
+                    and x.notified_by is None and x.duty_id == duty.duty_id]  # fmt: skip
+            request = owed[n % len(owed)].message_id if owed and n % 2 else bytes(16)
+            event = channel.now_ms + ((n % 7) - 3) * MINUTE
+            return Notify(duty.duty_id, version, event, f"event {n}", request)
+        case "notify_request" if duty := me.duty(EVERY_DUTY[n % 4]):
+            current = duty.current
+            version = current.version if current and not blind else 1 + n % len(duty.versions)
+            return NotifyRequest(duty.duty_id, version, channel.now_ms - (n % 3) * MINUTE)
     return None
 
 
@@ -182,7 +224,9 @@ def _neutral(value: Any, me: str, key: str = "") -> Any:
         return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
     if key.endswith("_at_ms") and key not in ("sent_at_ms", "worry_at_ms"):
         return value is not None
-    if value in ("ours", "theirs") and key in ("owner", "sent_by", "proposed_by", "asked_by"):
+    if value in ("ours", "theirs") and key in (
+        "owner", "sent_by", "proposed_by", "asked_by", "translated_by", "owed_by"
+    ):  # fmt: skip
         return me if value == "ours" else other(me)
     return value
 

@@ -172,6 +172,10 @@ def _overview(cb: ChannelBoard) -> Table:
     table.add_row("Awaiting acknowledgement", _acks_summary(cb))
     if cb.board.codebook:
         table.add_row("Codebook", _codebook_summary(cb))
+    if cb.board.duties:
+        table.add_row("Notification duties", _duties_summary(cb))
+    if cb.board.translations:
+        table.add_row("Translations shared", str(len(cb.board.translations)))
     if cb.status.forks:
         # The alarm that used to be silent: two writers of one principal's state.
         table.add_row("FORK", f"{len(cb.status.forks)} fork(s), latest: {cb.status.forks[-1]}; "
@@ -216,6 +220,27 @@ def _codebook_summary(cb: ChannelBoard) -> str:
             whose = "your" if entry.owner is Side.THEIRS else f"{cb.peer}'s"
             state += f", v{waiting.version} awaiting {whose} acceptance"
         lines.append(f"{proposal.number} {shown(proposal.code_word)} ({state})")
+    return "\n".join(lines)
+
+
+def _duties_summary(cb: ChannelBoard) -> str:
+    """Each duty with its rule, then the notifications by status (due and missed first:
+    they are what needs doing)."""
+    from collections import Counter
+
+    from backchannel.dialogue import Side
+
+    lines = [f"{shown((d.current or d.latest).title)}: {(d.current or d.latest).describe()}"
+             + ("" if d.current else " (awaiting acceptance)") for d in cb.board.duties]
+    now = cb.board.now_ms
+    counts = Counter(n.status(now).value for n in cb.board.notifications)
+    owed = [n for n in cb.board.notifications if n.status(now).value in ("due", "missed")]
+    for n in owed:
+        who = "you owe" if n.owed_by is Side.OURS else f"{cb.peer} owes"
+        lines.append(f"{n.status(now).value.upper()}: {who} a notification "
+                     f"(due {local_time(n.deadline_ms)})")
+    if counts:
+        lines.append(", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(counts.items())))
     return "\n".join(lines)
 
 

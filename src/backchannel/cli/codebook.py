@@ -191,7 +191,9 @@ def show(
     ctx: typer.Context,
     channel: str = typer.Argument(..., help="Channel name or id."),
     language: str | None = typer.Option(
-        None, "--lang", help="Show the text in this language [default: each entry's first]."
+        None, "--lang",
+        help="Show the text in this language [default: yours (translate language), else "
+             "each entry's first].",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -205,8 +207,11 @@ def show(
     from backchannel.dialogue import Side
 
     state = cli_context(ctx, as_json)
+    from backchannel.cli.translations import principal_language
+
     with state.channel(channel) as strategic:
         entries = strategic.dialogue().codebook()
+        language = language or principal_language(strategic.principal) or None
     if state.json:
         emit_json({"channel": strategic.name, "codebook": [entry_json(e) for e in entries]})
         return

@@ -44,6 +44,8 @@ KEYS: Final = {
     "home": "the principal's folder when neither --home nor BACKCHANNEL_HOME is given",
     "relays": "the relays `invite` uses when no --relay is given",
     "json": "print JSON as --json does (--no-json turns it off for one command)",
+    "language": "your language (a BCP 47 tag such as en or zh-Hans) when `translate "
+                "language` has not set one",
 }
 # Far more than three keys need; a file this large is not a configuration file.
 _MAX_FILE_BYTES: Final = 64 * 1024
@@ -66,12 +68,14 @@ class Config(NamedTuple):
         home: `home`, with `~` expanded; None when the file does not set it.
         relays: `relays`, each checked as `--relay` is; empty when not set.
         json: `json`; None when not set.
+        language: `language`, a BCP 47 tag; None when not set.
     """
 
     path: Path | None = None
     home: Path | None = None
     relays: tuple[str, ...] = ()
     json: bool | None = None
+    language: str | None = None
 
 
 def config_path() -> tuple[Path, bool]:
@@ -174,11 +178,20 @@ def _checked(path: Path, text: str, table: dict[str, object]) -> Config:
     as_json = table.get("json")
     if as_json is not None and not isinstance(as_json, bool):
         raise refuse("json", "'json' must be true or false")
+    language = table.get("language")
+    if language is not None:
+        from backchannel.dialogue.translations import check_bcp47
+
+        try:
+            check_bcp47(language, "'language'")
+        except LocalProtocolError as error:
+            raise refuse("language", str(error)) from None
     return Config(
         path=path,
         home=Path(home).expanduser() if isinstance(home, str) else None,
         relays=tuple(relays) if isinstance(relays, list) else (),
         json=as_json,
+        language=language if isinstance(language, str) else None,
     )
 
 

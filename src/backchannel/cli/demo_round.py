@@ -49,7 +49,11 @@ from backchannel.cli.output import local_time, short_id, shown
 from backchannel.client.engine import Principal
 from backchannel.client.strategic import StrategicChannel
 from backchannel.dialogue import (
+    Attribution,
+    AttributionKind,
     CodeText,
+    DutyRule,
+    Languages,
     LanguageVersion,
     Precedence,
     Side,
@@ -63,6 +67,15 @@ ESCALATION_LOG: Final = "escalation.log"
 # Quoted messages are indented this many columns under the line that introduces them.
 _INDENT: Final = 4
 RECORD_FILE: Final = "agreed-record.txt"
+# The bilingual exchange: Beijing writes in Chinese; Washington's interpreter renders it in
+# English and shares the translation back, attributed, beside the original.
+BILINGUAL_ZH: Final = "我方船只将在公海与贵方船只保持二十海里距离。"
+BILINGUAL_EN: Final = "Our vessels will keep twenty nautical miles from yours on the high seas."
+INTERPRETER: Final = "Washington interpreter"
+# The notification duty: agreed in the round, then kept.
+DUTY_TITLE: Final = "Incident at sea"
+DUTY_WINDOW_MS: Final = 3_600_000
+INCIDENT: Final = "Minor contact between a patrol boat and a fishing vessel; no injuries."
 # The paging script the demo configures as its escalation command: it appends what the
 # client tells it (channel, note, precedence) to a file, which the demo then shows.
 _PAGER: Final = """\
@@ -120,6 +133,10 @@ class RoundOutcome:
     acknowledged_late: bool = False
     clarification_answered: bool = False
     codebook_flash_read: dict[str, str] = field(default_factory=dict)
+    # Beijing's note in Chinese, as Washington shared its English translation of it (and
+    # Beijing sees it, attributed): {"original": ..., "translation": ..., "by": ...}.
+    bilingual: dict[str, str] = field(default_factory=dict)
+    duty_notified: str = ""  # the notification's status on the receiving board
     venue: str = ""
     agreed_agenda: list[str] = field(default_factory=list)
     record: VerifiedRecord | None = None
@@ -131,6 +148,8 @@ class RoundOutcome:
         return (self.red_line_understood and self.flash_held and self.flash_acknowledged_in_time
                 and self.escalated and self.escalation_command_ran and self.acknowledged_late
                 and self.clarification_answered and len(self.codebook_flash_read) == 2
+                and self.bilingual.get("seen_by_author") == "yes"
+                and self.duty_notified == "notified_in_time"
                 and len(self.agreed_agenda) == len(AGENDA)
                 and self.record is not None and self.line_state == "up")
 
@@ -145,6 +164,8 @@ class RoundOutcome:
             "acknowledged_late": self.acknowledged_late,
             "clarification_answered": self.clarification_answered,
             "codebook_flash_read": dict(self.codebook_flash_read),
+            "bilingual": dict(self.bilingual),
+            "duty_notified": self.duty_notified,
             "venue": self.venue,
             "agreed_agenda": list(self.agreed_agenda),
             "record": None if self.record is None else self.record.to_dict(),
@@ -224,6 +245,45 @@ class _Round:
                 self.outcome.codebook_flash_read[name] = rendered
                 self.tell.say(f"{name} reads {code.code_word} ({language}):", style="bold")
                 self.tell.quote(rendered)
+
+    async def bilingual(self) -> None:
+        self.step("In two languages: a note in Chinese, its English translation shared back")
+        sent = await self.b.note(BILINGUAL_ZH, Precedence.ROUTINE, 0, Languages("zh-Hans"))
+        self.tell.say(f"{JOINER} writes in Chinese (zh-Hans):", style="bold")
+        self.tell.quote(BILINGUAL_ZH)
+        await self.p[INVITER].sync()
+        await self.p[INVITER].read(JOINER)
+        by = Attribution(AttributionKind.STAFF, INTERPRETER)
+        await self.w.share_translation(sent.message_id, "en", BILINGUAL_EN, by)
+        self.tell.say(f"{INVITER}'s interpreter shares an English translation, attributed "
+                      f"to {INVITER}'s staff; the Chinese text stays authoritative:", style="bold")
+        self.tell.quote(BILINGUAL_EN)
+        await self.p[JOINER].sync()
+        versions = self.b.versions(sent.message_id)
+        if len(versions) == 2 and versions[0].authoritative:
+            self.outcome.bilingual = {
+                "original": versions[0].text, "original_language": versions[0].language,
+                "translation": versions[1].text, "translation_language": versions[1].language,
+                "by": versions[1].by, "seen_by_author": "yes",
+            }  # fmt: skip
+
+    async def duty(self) -> None:
+        self.step("A notification duty, agreed and kept")
+        await self.w.propose_duty(DUTY_TITLE, DutyRule.WITHIN, DUTY_WINDOW_MS)
+        await self.p[JOINER].sync()
+        await self.b.accept_duty(DUTY_TITLE)
+        await self.p[INVITER].sync()
+        self.tell.say(f"{INVITER} proposes '{DUTY_TITLE}: notify within 1 h'; {JOINER} "
+                      "accepts: it binds both sides.")
+        event = self.p[JOINER].now_ms() - 20 * 60_000
+        await self.b.notify(DUTY_TITLE, event, INCIDENT)
+        await self.p[INVITER].sync()
+        items = self.w.dialogue().notifications()
+        now = self.p[INVITER].now_ms()
+        self.outcome.duty_notified = items[-1].status(now).value if items else "none"
+        self.tell.say(f"{JOINER} notifies an incident of 20 minutes ago; {INVITER}'s board: "
+                      f"{self.outcome.duty_notified.replace('_', ' ')}.", style="bold")
+        self.tell.quote(INCIDENT)
 
     async def escalation(self) -> None:
         self.step("A PRIORITY note misses its deadline and is escalated")
@@ -312,14 +372,15 @@ class _Round:
 
     async def record(self) -> None:
         self.step("An agreed record: proposed, co-signed, verified offline")
-        versions = [LanguageVersion("en", RECORD_EN, authoritative=True),
-                    LanguageVersion("zh", RECORD_ZH)]
+        # Both texts equally authentic (the authentic-text clause is signed with them).
+        versions = [LanguageVersion("en", RECORD_EN, authentic=True),
+                    LanguageVersion("zh", RECORD_ZH, authentic=True)]
         sent = await self.w.propose_record(RECORD_TITLE, versions)
         (view,) = (r for r in self.w.dialogue().records()
                    if r.latest.message_id.hex() == sent.message_id)
         record_id = view.record_id.hex()
-        self.tell.say(f"{INVITER} proposes and signs '{RECORD_TITLE}' (English authoritative, "
-                      "with a Chinese version):", style="bold")
+        self.tell.say(f"{INVITER} proposes and signs '{RECORD_TITLE}', its English and "
+                      "Chinese texts equally authentic:", style="bold")
         self.tell.quote(RECORD_EN)
         self.tell.quote(RECORD_ZH)
         await self.p[JOINER].sync()
@@ -398,8 +459,9 @@ async def play_round(p: dict[str, Principal], root: Path, tell: Narrator) -> Rou
         BackchannelError: a step was refused (the message says which).
     """
     steps = _Round(p, root, tell)
-    for step in (steps.red_line, steps.flash, steps.codebook, steps.escalation, steps.clarification,
-                 steps.agenda, steps.record, steps.line_test):
+    for step in (steps.red_line, steps.flash, steps.codebook, steps.bilingual, steps.duty,
+                 steps.escalation, steps.clarification, steps.agenda, steps.record,
+                 steps.line_test):
         await step()
     for name in (INVITER, JOINER, INVITER):
         await p[name].sync()  # everyone takes in the last receipts and replies

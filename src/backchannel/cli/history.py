@@ -87,6 +87,9 @@ def _describe(entry: HistoryEntry) -> str:
             return "line test"
         case "linetest_reply":
             return f"answers line test {_id(entry.target_id)}"
+        case "translation":
+            return (f"translation of {_id(entry.target_id)}"
+                    + (f": {title} - {text}" if title else said))
         case "malformed":
             return "a message that does not decode (ignored)"
         case _:
@@ -161,6 +164,10 @@ def _print_page(
         status = _status(item)
         if status:
             state.out.print(f"    {status}", style="dim")
+        if item.versions:
+            from backchannel.cli.translations import print_versions
+
+            print_versions(state, item.versions, peer, indent="    ")
     if page.later:
         state.out.print(f"{page.later} later message(s): "
                         + command_hint(state, *again), style="dim", soft_wrap=True)
@@ -190,6 +197,7 @@ def _entry_json(entry: HistoryEntry) -> dict[str, Any]:
         "answered_at": utc_time(entry.answered_at_ms),
         "stored_on": list(entry.stored_on),
         "anomaly": entry.anomaly or None,
+        **({"texts": [v.to_dict() for v in entry.versions]} if entry.versions else {}),
     }
 
 

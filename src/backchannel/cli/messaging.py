@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from backchannel.cli.urgency import Bell
     from backchannel.client.engine import InboxEntry, Principal, SyncReport
     from backchannel.client.records import MessageRecord
-    from backchannel.dialogue import PendingAck, Precedence
+    from backchannel.dialogue import Dialogue, PendingAck, Precedence, TextVersion
 
 __all__ = ["HOLD_HINT_UNTIL", "register"]
 
@@ -170,6 +170,20 @@ def send(
         help="Ask for an explicit acknowledgement within this time (10m, 2h); missed, "
              "the note is escalated.",
     ),
+    language: str | None = typer.Option(
+        None, "--lang", metavar="TAG", help="The language of TEXT (BCP 47: en, ru, zh-Hans)."
+    ),
+    translations: list[str] = typer.Option(  # noqa: B008 (typer's idiom)
+        [], "--translation", metavar="TAG=TEXT", help="A translation sent with it; repeat."
+    ),
+    translated_by: str | None = typer.Option(
+        None, "--translated-by", metavar="WHO",
+        help="Who made the translations: staff, staff:NAME, translator:NAME, machine:TOOL.",
+    ),
+    authoritative: str | None = typer.Option(
+        None, "--authoritative", metavar="TAG",
+        help="The text that prevails if they differ [default: TEXT's].",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Send a message: kept in the outbox first, then stored on every relay of the channel.
@@ -180,26 +194,38 @@ def send(
     `watch` escalate it: resent on every relay, marked overdue, and the escalation
     command run.
 
+    With `--lang` the note says its language, and may carry `--translation`s, each
+    attributed (`--translated-by`); the receiver reads them side by side.
+
     Example: backchannel send beijing "Incident at sea; please confirm." --flash --ack-within 10m
     """
     import asyncio
 
+    from backchannel.cli.translations import parse_languages_block
     from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
 
     state = cli_context(ctx, as_json)
     precedence = _precedence(flash, priority, routine)
     deadline_ms = 0 if ack_within is None else parse_duration(
         ack_within, option="--ack-within", maximum_ms=MAX_ACK_WITHIN_MS)
+    block = parse_languages_block(language, translations, translated_by, authoritative)
     if text == "-":
         text = read_stdin_text()
     with state.principal() as principal:
         name = principal.channel(channel).name
         with state.progress(f"Sending to {name}…"):
-            result = asyncio.run(principal.send(name, text, precedence=precedence,
-                                                ack_within_ms=deadline_ms))
+            if block is None:
+                result = asyncio.run(principal.send(name, text, precedence=precedence,
+                                                    ack_within_ms=deadline_ms))
+            else:
+                from backchannel.client.strategic import StrategicChannel
+
+                result = asyncio.run(StrategicChannel(principal, name).note(
+                    text, precedence, deadline_ms, block))
     if state.json:
         emit_json({**send_json(name, result), "precedence": precedence.name.lower(),
-                   "ack_within_ms": deadline_ms})
+                   "ack_within_ms": deadline_ms,
+                   **({} if block is None else {"languages": block.to_dict()})})
         if not result.stored_on and result.next_slot_s is None:
             raise exit_with(ExitCode.NOT_DELIVERED, _QUEUED, state)
         return
@@ -361,26 +387,142 @@ def inbox(
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         entries = principal.inbox(channel)
+        folded: dict[str, Dialogue] = {}
+        texts: dict[str, tuple[TextVersion, ...]] = {}
+        for name in sorted({e.channel for e in entries}):
+            texts |= _texts(principal, name, folded)
+        names = [principal.channel(channel).name] if channel else [
+            c.name for c in principal.channels() if c.last_heard_ms]
+        codes = [m for name in names for m in _code_messages(principal, name, folded)]
     if state.json:
-        emit_json({"messages": [message_json(e) for e in entries]})
+        emit_json({"messages": [_with_texts(message_json(e), texts.get(e.message_id))
+                                for e in entries], "codebook_messages": codes})  # fmt: skip
     elif entries:
         state.out.print(inbox_table(entries))
-    else:
+        for entry in entries:
+            versions = texts.get(entry.message_id)
+            if versions:
+                languages = ", ".join(v.language or "?" for v in versions)
+                state.out.print(f"{short_id(entry.message_id)}: texts in {languages} "
+                                f"(authoritative: {versions[0].language}); side by side: "
+                                + command_hint(state, "read", entry.channel,
+                                               short_id(entry.message_id)),
+                                style="dim", soft_wrap=True)  # fmt: skip
+    elif not codes:
         state.out.print("No messages received yet; to fetch new ones: "
                         + command_hint(state, "sync"), soft_wrap=True)
+    if codes and not state.json:
+        state.out.print("Codebook messages (agreed texts, in your language where the entry "
+                        "has it):", style="bold")  # fmt: skip
+        for message in codes:
+            _print_code(state, message)
 
 
-def _owed(principal: Principal, channel: str) -> dict[str, PendingAck]:
-    """Their notes this side still owes an acknowledgement, by hex id (the fold knows)."""
+def _dialogue(principal: Principal, channel: str, cache: dict[str, Dialogue]) -> Dialogue:
+    """The channel's dialogue, folded once per command (receipts, which `read` sends, are
+    not part of it)."""
     from backchannel.client.strategic import StrategicChannel
+
+    if channel not in cache:
+        cache[channel] = StrategicChannel(principal, channel).dialogue()
+    return cache[channel]
+
+
+def _code_messages(
+    principal: Principal, channel: str, cache: dict[str, Dialogue]
+) -> list[dict[str, Any]]:
+    """Their codebook messages, rendered in this principal's language (`translate
+    language`), else in the entry's first: for `inbox` and `read`."""
+    from backchannel.cli.translations import principal_language
+    from backchannel.client.strategic import StrategicChannel
+    from backchannel.dialogue import Precedence, Side
+
+    strategic = StrategicChannel(principal, channel)
+    dialogue = _dialogue(principal, strategic.name, cache)
+    language = principal_language(principal)
+    now = principal.now_ms()
+    owed = {p.message_id for p in dialogue.pending_acks(now, Side.THEIRS)}
+    found = []
+    for record in principal.messages(strategic.name):
+        code = dialogue.code_message(bytes.fromhex(record.message_id))
+        if code is None or code.sent_by is not Side.THEIRS:
+            continue
+        text, rendered = code.render(language or code.entry.texts[0].language)
+        entry = code.entry
+        found.append({
+            "channel": strategic.name, "message_id": record.message_id,
+            "sent_at_ms": record.sent_at_ms, "number": entry.number,
+            "code_word": entry.code_word, "version": entry.version,
+            "precedence": (entry.precedence or Precedence.ROUTINE).name.lower(),
+            "ack_within_ms": entry.ack_within_ms, "language": text.language,
+            "text": rendered, "values": list(code.values),
+            "acknowledged": dialogue.acknowledged_at(code.message_id) is not None,
+            "owed_ack": code.message_id in owed,
+        })  # fmt: skip
+    return found
+
+
+def _print_code(state: CliContext, message: dict[str, Any]) -> None:
+    from backchannel.cli.urgency import note_urgency, print_urgent
+    from backchannel.dialogue import Precedence
+
+    precedence = Precedence[message["precedence"].upper()]
+    label = precedence_label(precedence, message["ack_within_ms"])
+    print_urgent(state.out, f"{shown(message['channel'])} · id {short_id(message['message_id'])}"
+                 f" · codebook {message['number']} {shown(message['code_word'])} · sent "
+                 f"{local_time(message['sent_at_ms'])}" + (f" · {label}" if label else ""),
+                 note_urgency(precedence), style="bold")  # fmt: skip
+    state.out.print(f"[{message['language']}] " + shown(message["text"], multiline=True),
+                    markup=False)  # fmt: skip
+    if message["owed_ack"]:
+        state.out.print("Acknowledge: " + command_hint(state, "ack", message["channel"],
+                                                        short_id(message["message_id"])),
+                        style="dim", soft_wrap=True)  # fmt: skip
+
+
+def _with_texts(shape: dict[str, Any], versions: tuple[TextVersion, ...] | None) -> dict[str, Any]:
+    """A message's JSON, with its texts side by side when it has translations."""
+    if not versions:
+        return shape
+    return {**shape, "texts": [v.to_dict() for v in versions]}
+
+
+def _owed(
+    principal: Principal, channel: str, cache: dict[str, Dialogue]
+) -> dict[str, PendingAck]:
+    """Their notes this side still owes an acknowledgement, by hex id (the fold knows)."""
     from backchannel.dialogue import Side
 
-    dialogue = StrategicChannel(principal, channel).dialogue()
+    dialogue = _dialogue(principal, channel, cache)
     return {p.message_id.hex(): p for p in dialogue.pending_acks(principal.now_ms(), Side.THEIRS)}
 
 
+def _texts(
+    principal: Principal, channel: str, cache: dict[str, Dialogue]
+) -> dict[str, tuple[TextVersion, ...]]:
+    """Their notes' texts side by side, by hex id: only those with translations."""
+    from backchannel.dialogue import decode_body
+    from backchannel.dialogue.bodies import versions_of
+    from backchannel.protocol.errors import RemoteProtocolError
+
+    dialogue = _dialogue(principal, channel, cache)
+    found: dict[str, tuple[TextVersion, ...]] = {}
+    for record in principal.messages(channel):
+        if record.direction != "in" or record.kind != 1:
+            continue
+        try:
+            body = decode_body(record.kind, bytes.fromhex(record.body))
+        except RemoteProtocolError:
+            continue
+        versions = versions_of(body, dialogue.translations(bytes.fromhex(record.message_id)))
+        if versions:
+            found[record.message_id] = versions
+    return found
+
+
 def _print_message(
-    state: CliContext, entry: InboxEntry, owed: PendingAck | None, bell: Bell
+    state: CliContext, entry: InboxEntry, owed: PendingAck | None, bell: Bell,
+    versions: tuple[TextVersion, ...] = (),
 ) -> None:
     from backchannel.cli.urgency import note_urgency, print_urgent
 
@@ -390,7 +532,12 @@ def _print_message(
     print_urgent(state.out, f"{shown(entry.channel)} · id {short_id(entry.message_id)} · sent "
                  f"{local_time(entry.sent_at_ms)}" + (f" · {label}" if label else ""),
                  urgency, bell=bell, style="bold")
-    state.out.print(shown(entry.text, multiline=True))
+    if versions:
+        from backchannel.cli.translations import print_versions
+
+        print_versions(state, versions, entry.channel)
+    else:
+        state.out.print(shown(entry.text, multiline=True))
     if owed is not None:
         # Reading sends a read receipt, which is not an acknowledgement: say what is, and
         # only while it is owed (an acknowledged note is not suggested again).
@@ -424,10 +571,23 @@ def read(
     state = cli_context(ctx, as_json)
     with state.principal() as principal:
         name = principal.channel(channel).name
+        folded: dict[str, Dialogue] = {}
+        codes = [m for m in _code_messages(principal, name, folded)
+                 if message and m["message_id"].startswith(message.strip().lower())]
+        if message and len(codes) == 1:
+            # A codebook message: rendered from the agreed text (no read receipt: only
+            # notes are marked read).
+            if state.json:
+                emit_json({"messages": [], "codebook_messages": codes})
+            else:
+                _print_code(state, codes[0])
+            return
         entries = asyncio.run(principal.read(name, message))
-        owed = _owed(principal, name)
+        owed = _owed(principal, name, folded)
+        texts = _texts(principal, name, folded)
     if state.json:
-        emit_json({"messages": [message_json(e) for e in entries]})
+        emit_json({"messages": [_with_texts(message_json(e), texts.get(e.message_id))
+                                for e in entries]})  # fmt: skip
         return
     if not entries:
         state.out.print(f"No unread messages in '{shown(name)}'; all of them: "
@@ -437,7 +597,8 @@ def read(
 
     bell = Bell()  # once per read, however many FLASH notes it opens
     for entry in entries:
-        _print_message(state, entry, owed.get(entry.message_id), bell)
+        _print_message(state, entry, owed.get(entry.message_id), bell,
+                       texts.get(entry.message_id, ()))
 
 
 channels_app = typer.Typer(

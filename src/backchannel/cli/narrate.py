@@ -29,6 +29,8 @@ from backchannel.dialogue import (
     RedLineAck,
     decode_body,
 )
+from backchannel.dialogue.notify import DutyAccept, DutyPropose, Notify, NotifyRequest
+from backchannel.dialogue.translations import Translate
 from backchannel.protocol.errors import RemoteProtocolError
 
 __all__ = ["describe"]
@@ -94,6 +96,22 @@ def describe(peer: str, record: MessageRecord, hint: Hint = command_line) -> str
             return f"{peer} withdrew codebook entry {_id(entry)}: neither side sends it now"
         case CodebookSend(entry_id=entry):
             return (f"{peer} sent codebook entry {_id(entry)} "
-                    f"- read it: {hint('history', peer)}")
+                    f"- read it: {hint('read', peer, mine)}")
+        case Translate(target_id=target, translation=t):
+            return (f"{peer} shared a {t.language} translation of {_id(target)} "
+                    f"({shown(t.by.describe())}) - side by side: "
+                    f"{hint('translate', 'show', peer, _id(target))}")
+        case DutyPropose(title=title, version=version):
+            return (f"{peer} proposes the notification duty {shown(title)} (version "
+                    f"{version}: {body.describe()}) - accept it: "
+                    f"{hint('duty', 'accept', peer, _id(body.duty_id))}")
+        case DutyAccept(duty_id=duty, version=version):
+            return f"{peer} accepted notification duty {_id(duty)} version {version}"
+        case Notify(text=text, event_at_ms=at):
+            return (f"{peer} notifies an event at {local_time(at)}: "
+                    f"{shown(text, multiline=True)} - {hint('duty', 'list', peer)}")
+        case NotifyRequest(event_at_ms=at):
+            return (f"{peer} says you owe a notification of an event at {local_time(at)} "
+                    f"(request {mine}) - {hint('duty', 'list', peer)}")
         case _:
             return None

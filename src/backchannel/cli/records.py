@@ -45,7 +45,10 @@ record_app = typer.Typer(
 
 
 def parse_languages(
-    text: str | None, langs: list[str], authoritative: str | None
+    text: str | None,
+    langs: list[str],
+    authoritative: str | None,
+    authentic: list[str] | None = None,
 ) -> list[LanguageVersion]:
     """The statement's language versions from `TEXT` or from `--lang TAG=TEXT` options.
 
@@ -68,8 +71,23 @@ def parse_languages(
             raise typer.BadParameter(f"{item!r} is not TAG=TEXT (such as en=...)",
                                      param_hint="--lang")
         pairs.append((tag.strip(), body))
+    tags = {tag.lower() for tag, _ in pairs}
+    if authentic:
+        # The authentic-text clause: these versions are equally authentic; one of them
+        # may prevail in case of divergence (--authoritative), or none does.
+        wanted = {tag.lower() for tag in authentic}
+        if not wanted <= tags:
+            raise typer.BadParameter(f"{sorted(wanted - tags)} not among the --lang tags",
+                                     param_hint="--authentic")
+        if authoritative is not None and authoritative.lower() not in tags:
+            raise typer.BadParameter(f"{authoritative!r} is not one of the --lang tags",
+                                     param_hint="--authoritative")
+        prevails = (authoritative or "").lower()
+        return [LanguageVersion(tag, body, authoritative=tag.lower() == prevails,
+                                authentic=tag.lower() in wanted) for tag, body in pairs]
     if authoritative is None and len(pairs) > 1:
-        raise typer.BadParameter("with several languages, name the one that prevails",
+        raise typer.BadParameter("with several languages, name the one that prevails "
+                                 "(or the equally authentic ones: --authentic TAG, repeated)",
                                  param_hint="--authoritative")
     chosen = authoritative or pairs[0][0]
     if chosen.lower() not in {tag.lower() for tag, _ in pairs}:
@@ -77,6 +95,13 @@ def parse_languages(
                                  param_hint="--authoritative")
     return [LanguageVersion(tag, body, authoritative=tag.lower() == chosen.lower())
             for tag, body in pairs]
+
+
+def _mark(v: LanguageVersion) -> str:
+    """How a version's heading says what it is under the authentic-text clause."""
+    if v.authoritative:
+        return ", authoritative"
+    return ", authentic" if v.authentic else ", translation"
 
 
 def _proposed(strategic: StrategicChannel, message_id: str) -> RecordView:
@@ -101,17 +126,25 @@ def propose(
     update: str | None = typer.Option(
         None, "--update", metavar="RECORD", help="Propose a new version of this record of yours."
     ),
+    authentic: list[str] = typer.Option(  # noqa: B008 - Typer declares options this way
+        [], "--authentic", metavar="TAG",
+        help="A language version that is authentic (repeat: equally authentic texts; "
+             "--authoritative then names the one that prevails, if any).",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Propose a statement for the record, signed with your identity key; it is agreed
     when the other side co-signs it.
+
+    Which texts are authentic is signed with them (the authentic-text clause): one text
+    that prevails (--authoritative), or several equally authentic (--authentic, repeated).
 
     Example: backchannel record propose beijing "Vienna round" --lang en="The two sides held candid talks." --lang zh="双方进行了坦诚的会谈。" --authoritative en
     """  # noqa: E501 - an example is one command line
     import asyncio
 
     state = cli_context(ctx, as_json)
-    versions = parse_languages(text, langs, authoritative)
+    versions = parse_languages(text, langs, authoritative, authentic)
     with state.channel(channel) as strategic:
         with state.progress("Signing and sending the proposal…"):
             result = asyncio.run(strategic.propose_record(title, versions, update))
@@ -206,10 +239,10 @@ def _show_one(state: CliContext, strategic: StrategicChannel, ref: str) -> None:
     if latest.cosignature is not None:
         other = shown(strategic.name) if latest.proposed_by is Side.OURS else "you"
         out.print(f"Co-signed by {other}, signed {local_time(latest.cosignature.signed_at_ms)}")
+    out.print(f"Authentic texts: {latest.statement.authentic_clause()}")
     for v in latest.statement.versions:
         out.print()
-        out.print(f"=== {v.language}{', authoritative' if v.authoritative else ''} ===",
-                  style="bold")
+        out.print(f"=== {v.language}{_mark(v)} ===", style="bold")
         out.print(shown(v.text, multiline=True))
     earlier = [f"v{v.version} {v.status.value}" for v in view.versions[:-1]]
     if earlier:
@@ -336,10 +369,10 @@ def _print_verified(state: CliContext, path: str, verified: VerifiedRecord) -> N
     for line in (_signer_lines(verified.proposer, "Proposed by: ")
                  + _signer_lines(verified.cosigner, "Co-signed by:")):
         out.print(line)
+    out.print(f"Authentic texts: {verified.statement.authentic_clause()}", style="bold")
     for v in verified.statement.versions:
         out.print()
-        out.print(f"=== {v.language}{', authoritative' if v.authoritative else ''} ===",
-                  style="bold")
+        out.print(f"=== {v.language}{_mark(v)} ===", style="bold")
         out.print(shown(v.text, multiline=True))
     out.print()
     out.print("The keys name who signed; to know which principals hold them, compare them "

@@ -150,6 +150,21 @@ COMMANDS: Final[tuple[CommandEntry, ...]] = (
                      "by number."),
     ),
     *_commands(
+        "translations", "translate_app",
+        ("translate", "Translations: share yours of their message, propose one with your "
+                      "translation command, show texts side by side."),
+    ),
+    *_commands(
+        "notifications", "duty_app",
+        ("duty", "Notification duties: agreed categories with a time rule, notifications, "
+                 "and whether each came in time."),
+    ),
+    *_commands(
+        "review", "register",
+        ("review", "Review a period of the channel: what was sent, acknowledged, late, "
+                   "clarified and agreed, and how notification duties were kept."),
+    ),
+    *_commands(
         "records", "record_app",
         ("record", "Agreed records: propose a statement, co-sign theirs, show, export, "
                    "verify a file."),

@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import os
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from typing import Final
 
+from backchannel.client.errors import ClientError
 from backchannel.client.records import ChannelRecord, MessageRecord
 from backchannel.client.reports import SyncReport
 from backchannel.client.sending import Sender
@@ -30,18 +32,25 @@ from backchannel.dialogue import (
     LineTestReply,
     Side,
 )
+from backchannel.dialogue.text import check_text
 from backchannel.protocol.e2e.keys import PublicIdentity
+from backchannel.protocol.errors import LocalProtocolError
 from backchannel.protocol.message import MessageKind
 
 __all__ = [
     "ESCALATION_COMMAND_TIMEOUT",
+    "LANGUAGE_SETTING",
+    "TRANSLATION_COMMAND_SETTING",
+    "TRANSLATION_COMMAND_TIMEOUT",
     "Duties",
     "DutyReport",
     "EscalationCommand",
+    "TranslationCommandFailed",
     "dialogue_of",
     "line_grace_ms",
     "line_period_ms",
     "run_escalation_command",
+    "run_translation_command",
 ]
 
 # How long an escalation command may run before it is stopped (it pages a deputy; it
@@ -50,6 +59,73 @@ ESCALATION_COMMAND_TIMEOUT: Final = 30.0
 # The principal's setting naming the escalation command.
 _COMMAND_SETTING: Final = "escalation_command"
 _RECEIPTS: Final = (MessageKind.RECEIPT_DELIVERED, MessageKind.RECEIPT_READ)
+# The principal's setting naming the translation command (`translate command set`): run
+# only when the principal asks for a proposed translation, with the text on its stdin.
+TRANSLATION_COMMAND_SETTING: Final = "translation_command"
+# The principal's language (a BCP 47 tag), in which codebook messages and texts with
+# several versions are shown first.
+LANGUAGE_SETTING: Final = "language"
+# A local translation model may take a while on a long note, but not forever.
+TRANSLATION_COMMAND_TIMEOUT: Final = 120.0
+# What a translation command may print: one note's worth of text.
+_MAX_TRANSLATION_OUTPUT: Final = 48 * 1024
+
+
+class TranslationCommandFailed(ClientError):
+    """The translation command is not set, could not start, failed, timed out, or printed
+    something that is not a text the text policy accepts. Nothing was sent."""
+
+
+def run_translation_command(
+    command: str,
+    text: str,
+    source: str,
+    target: str,
+    timeout: float = TRANSLATION_COMMAND_TIMEOUT,
+) -> str:
+    """Run the principal's translation command once and return its proposal.
+
+    The command reads the text on stdin (UTF-8) and prints the translation on stdout; it
+    gets BACKCHANNEL_SOURCE_LANGUAGE and BACKCHANNEL_TARGET_LANGUAGE (BCP 47 tags; the
+    source may be empty when unknown). It is run only here, when the principal asks: the
+    project neither ships nor downloads a model, and nothing leaves the machine unless the
+    configured command sends it.
+
+    Raises:
+        TranslationCommandFailed: no command, it failed or timed out, or its output is
+            empty, too long, not UTF-8, or refused by the text policy.
+    """
+    try:
+        argv = shlex.split(command)
+    except ValueError as error:
+        raise TranslationCommandFailed(f"cannot read the translation command: {error}") from None
+    if not argv:
+        raise TranslationCommandFailed(
+            "no translation command is set: backchannel translate command set COMMAND"
+        )
+    env = dict(os.environ, BACKCHANNEL_SOURCE_LANGUAGE=source, BACKCHANNEL_TARGET_LANGUAGE=target)
+    try:
+        done = subprocess.run(
+            argv, input=text.encode("utf-8"), capture_output=True, env=env, timeout=timeout,
+            check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise TranslationCommandFailed(f"the translation command ran over {timeout:g} s") from None
+    except OSError as error:
+        raise TranslationCommandFailed(f"cannot run {argv[0]!r}: {error.strerror}") from None
+    if done.returncode != 0:
+        raise TranslationCommandFailed(f"the translation command exited {done.returncode}")
+    if len(done.stdout) > _MAX_TRANSLATION_OUTPUT:
+        raise TranslationCommandFailed("the translation command printed more than 48 KiB")
+    try:
+        proposal = done.stdout.decode("utf-8").strip("\n")
+    except UnicodeDecodeError:
+        raise TranslationCommandFailed("the translation command printed invalid UTF-8") from None
+    try:
+        check_text(proposal, _MAX_TRANSLATION_OUTPUT, "the translation command's output")
+    except LocalProtocolError as error:
+        raise TranslationCommandFailed(str(error)) from None
+    return proposal
 
 
 @dataclass(slots=True)
@@ -188,6 +264,13 @@ class Duties:
                 report.line_tests_sent += 1
             done = self._sender.escalated_ids(record.channel_id)
             for escalation in dialogue.escalations(now, done):
+                self._sender.escalate(record.channel_id, escalation.message_id)
+                report.escalated += 1
+                if command:
+                    report.commands.append(_escalation_run(command, record.name, escalation))
+            # Requested notifications missed (owed by either side): the same machinery,
+            # once each; ours are resent (their payload is retained), theirs only marked.
+            for escalation in dialogue.duty_escalations(now, done):
                 self._sender.escalate(record.channel_id, escalation.message_id)
                 report.escalated += 1
                 if command:

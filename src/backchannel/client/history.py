@@ -46,9 +46,12 @@ from backchannel.dialogue import (
     RecordSign,
     RedLine,
     RedLineAck,
+    Translate,
     decode_body,
 )
+from backchannel.dialogue.bodies import versions_of
 from backchannel.dialogue.kinds import DIALOGUE_KIND_FIRST, DialogueKind
+from backchannel.dialogue.translations import AddedTranslation, TextVersion
 from backchannel.protocol.e2e.keys import PublicIdentity
 from backchannel.protocol.errors import RemoteProtocolError
 from backchannel.protocol.message import MessageKind
@@ -89,6 +92,8 @@ class HistoryEntry:
         answered_at_ms: a line test's answer (when this side stored it), 0 if none.
         stored_on: for ours, the relays that stored it.
         anomaly: why the dialogue fold ignored this message ("" if it did not).
+        versions: its texts side by side, when it carries translations or the receiver
+            shared one (`dialogue.TextVersion`, the authoritative first); else empty.
     """
 
     message_id: str
@@ -112,6 +117,7 @@ class HistoryEntry:
     answered_at_ms: int = 0
     stored_on: tuple[str, ...] = ()
     anomaly: str = ""
+    versions: tuple[TextVersion, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +229,17 @@ def _entry(record: MessageRecord, acknowledged_at: int, anomaly: str) -> History
             return replace(base, subject_id=rid.hex(), version=version)
         case LineTestReply(test_id=test):
             return replace(base, target_id=test.hex())
+        case Translate(target_id=target, translation=t):
+            return replace(base, target_id=target.hex(), title=t.title, text=t.text)
         case _:
             return base  # a line test, or a kind this version does not read
+
+
+def _versions(record: MessageRecord, added: Iterable[AddedTranslation]) -> tuple[TextVersion, ...]:
+    try:
+        return versions_of(decode_body(record.kind, bytes.fromhex(record.body)), added)
+    except RemoteProtocolError:
+        return ()
 
 
 def _fork(fork: ForkRecord) -> HistoryFork:
@@ -258,6 +273,7 @@ class _Builder:
         mid = bytes.fromhex(record.message_id)
         acknowledged = self.dialogue.acknowledged_at(mid) or 0
         entry = _entry(record, acknowledged, self.anomalies.get(record.message_id, ""))
+        entry = replace(entry, versions=_versions(record, self.dialogue.translations(mid)))
         code = self.dialogue.code_message(mid)
         if code is not None:
             # Only the number and values travelled: the text is the agreed one, rendered

@@ -15,12 +15,14 @@ import json
 from typing import Final
 
 from backchannel.client.duties import (
+    TRANSLATION_COMMAND_SETTING,
     DutyReport,
     EscalationCommand,
     dialogue_of,
     line_grace_ms,
     line_period_ms,
     run_escalation_command,
+    run_translation_command,
 )
 from backchannel.client.engine import Principal, SendResult
 from backchannel.client.errors import ClientError, UnknownReference
@@ -32,6 +34,7 @@ from backchannel.dialogue import (
     AgendaDecline,
     AgendaPropose,
     Answer,
+    Attribution,
     Body,
     Clarify,
     CodebookAccept,
@@ -42,17 +45,35 @@ from backchannel.dialogue import (
     CodeText,
     Dialogue,
     Hold,
+    KnownMessage,
+    Languages,
     LanguageVersion,
     LineTest,
+    Note,
     Precedence,
     RedLine,
     RedLineAck,
     Side,
     Statement,
     StatusBoard,
+    Translate,
+    Translation,
+    check_bcp47,
+    decode_body,
     export_proposal,
     export_record,
 )
+from backchannel.dialogue.bodies import versions_of
+from backchannel.dialogue.notify import (
+    NO_REQUEST,
+    DutyAccept,
+    DutyPropose,
+    DutyRule,
+    DutyView,
+    Notify,
+    NotifyRequest,
+)
+from backchannel.dialogue.translations import TRANSLATABLE_KINDS, TextVersion
 from backchannel.meet import (
     HostPolicy,
     MeetError,
@@ -137,12 +158,74 @@ class StrategicChannel:
         return await self.principal.deliver(self.name, message_id)
 
     async def note(
-        self, text: str, precedence: Precedence = Precedence.ROUTINE, ack_within_ms: int = 0
+        self,
+        text: str,
+        precedence: Precedence = Precedence.ROUTINE,
+        ack_within_ms: int = 0,
+        languages: Languages | None = None,
     ) -> SendResult:
-        """A note with a precedence and, optionally, an acknowledgement deadline."""
-        return await self.principal.send(
-            self.name, text, precedence=precedence, ack_within_ms=ack_within_ms
-        )
+        """A note with a precedence and, optionally, an acknowledgement deadline and its
+        language block (the text's language, translations, which text prevails)."""
+        if languages is None:
+            return await self.principal.send(
+                self.name, text, precedence=precedence, ack_within_ms=ack_within_ms
+            )
+        try:
+            body = Note(precedence, ack_within_ms, text, languages)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body, retain=ack_within_ms > 0))
+
+    def translatable(self, ref: str) -> tuple[bytes, KnownMessage, Body]:
+        """The message named by `ref`, if it has a text to translate.
+
+        Raises:
+            ClientError: unknown, or not a note, question, answer, red line or agenda item.
+        """
+        target = self.resolve(ref)
+        known = self.dialogue().known(target)
+        stored = {m.message_id: m for m in self.principal.messages(self.name)}.get(target.hex())
+        if known is None or stored is None or known.kind not in TRANSLATABLE_KINDS:
+            raise ClientError(
+                f"'{ref}' is not a note, question, answer, red line or agenda item of "
+                f"'{self.name}'"
+            )
+        try:
+            body = decode_body(stored.kind, bytes.fromhex(stored.body))
+        except LocalProtocolError as error:
+            raise ClientError(f"'{ref}' does not decode: {error}") from None
+        if body is None:
+            raise ClientError(f"'{ref}' has no text to translate")
+        return target, known, body
+
+    def versions(self, ref: str) -> tuple[TextVersion, ...]:
+        """A message's texts side by side (see `dialogue.versions_of`)."""
+        target, _, body = self.translatable(ref)
+        return versions_of(body, self.dialogue().translations(target))
+
+    async def share_translation(
+        self, ref: str, language: str, text: str, by: Attribution, title: str = ""
+    ) -> SendResult:
+        """Share this side's translation of their message, attributed to this side."""
+        target, known, _ = self.translatable(ref)
+        try:
+            body = Translate(target, known.message_hash, Translation(language, by, text, title))
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body))
+
+    def propose_translation(self, text: str, source: str, target: str) -> str:
+        """The principal's translation command's proposal for `text` (nothing is sent).
+
+        Raises:
+            TranslationCommandFailed: see `run_translation_command`.
+            InvalidLanguageTag: `target` (or a non-empty `source`) is not a BCP 47 tag.
+        """
+        check_bcp47(target, "target language")
+        if source:
+            check_bcp47(source, "source language")
+        command = self.principal.setting(TRANSLATION_COMMAND_SETTING)
+        return run_translation_command(command or "", text, source, target)
 
     async def ack(self, ref: str) -> SendResult:
         """Acknowledge their note: the principal's explicit act, not a receipt."""
@@ -154,25 +237,33 @@ class StrategicChannel:
             self._send_checked(Hold(self.resolve(ref), expected_by_ms, text))
         )
 
-    async def clarify(self, ref: str, question: str) -> SendResult:
+    async def clarify(
+        self, ref: str, question: str, languages: Languages | None = None
+    ) -> SendResult:
         """Ask about one exact message (bound by its id and hash)."""
         target = self.resolve(ref)
         known = self.dialogue().known(target)
         if known is None:
             raise ClientError(f"cannot ask about '{ref}': it is not a message of this channel")
         return await self._deliver(
-            self._send_checked(Clarify(target, known.message_hash, question))
+            self._send_checked(Clarify(target, known.message_hash, question, languages))
         )
 
-    async def answer(self, ref: str, text: str) -> SendResult:
+    async def answer(self, ref: str, text: str, languages: Languages | None = None) -> SendResult:
         """Answer a clarification request, which closes it."""
-        return await self._deliver(self._send_checked(Answer(self.resolve(ref), text)))
+        return await self._deliver(
+            self._send_checked(Answer(self.resolve(ref), text, languages))
+        )
 
-    async def declare_red_line(self, title: str, text: str, ref: str | None = None) -> SendResult:
+    async def declare_red_line(
+        self, title: str, text: str, ref: str | None = None, languages: Languages | None = None
+    ) -> SendResult:
         """Declare a red line, or (with `ref`) a new version of one of ours."""
         redline_id = self.resolve(ref) if ref else self.principal.random(16)
         version = self.dialogue().next_redline_version(redline_id)
-        return await self._deliver(self._send_checked(RedLine(redline_id, version, title, text)))
+        return await self._deliver(
+            self._send_checked(RedLine(redline_id, version, title, text, languages))
+        )
 
     async def acknowledge_red_line(self, ref: str, version: int | None = None) -> SendResult:
         """Say that we understand (not agree to) their red line.
@@ -189,9 +280,11 @@ class StrategicChannel:
         return await self._deliver(self._send_checked(RedLineAck(redline_id, chosen)))
 
     async def propose_agenda_item(
-        self, round_number: int, title: str, detail: str = ""
+        self, round_number: int, title: str, detail: str = "", languages: Languages | None = None
     ) -> SendResult:
-        return await self._deliver(self._send_checked(AgendaPropose(round_number, title, detail)))
+        return await self._deliver(
+            self._send_checked(AgendaPropose(round_number, title, detail, languages))
+        )
 
     async def propose_meeting(
         self,
@@ -330,7 +423,10 @@ class StrategicChannel:
             body = CodebookSend(entry.entry_id, current.version, ordered)
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
-        return await self._deliver(self._send_checked(body))
+        # With the entry's default deadline it is escalated like a note: keep the sealed
+        # payload to send it again.
+        retain = current.proposal.ack_within_ms > 0
+        return await self._deliver(self._send_checked(body, retain=retain))
 
     async def propose_record(
         self, title: str, versions: list[LanguageVersion], ref: str | None = None
@@ -409,6 +505,73 @@ class StrategicChannel:
             )
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
+
+    # -- notification duties ------------------------------------------------------------
+
+    def duty_view(self, ref: str) -> DutyView:
+        """The duty named by its title (ignoring case) or a prefix of its id.
+
+        Raises:
+            UnknownReference: none; ClientError: several.
+        """
+        duties = self.dialogue().duties()
+        wanted = ref.strip().casefold()
+        found = [d for d in duties if (d.current or d.latest).title.casefold() == wanted]
+        if not found and len(wanted) >= MIN_REF_LENGTH:
+            found = [d for d in duties if d.duty_id.hex().startswith(wanted)]
+        if not found:
+            raise UnknownReference(f"no notification duty '{ref}' in '{self.name}'")
+        if len(found) > 1:
+            raise ClientError(f"'{ref}' names {len(found)} duties in '{self.name}'; give its id")
+        return found[0]
+
+    async def propose_duty(
+        self, title: str, rule: DutyRule, window_ms: int, text: str = "",
+        replaces: str | None = None,
+    ) -> SendResult:  # fmt: skip
+        """Propose a notification duty, or (with `replaces`) a new version of ours."""
+        duty_id = self.duty_view(replaces).duty_id if replaces else self.principal.random(16)
+        version = self.dialogue().next_duty_version(duty_id)
+        try:
+            body = DutyPropose(duty_id, version, rule, window_ms, title, text)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body))
+
+    async def accept_duty(self, ref: str) -> SendResult:
+        """Accept the latest version of their duty: it then binds both sides."""
+        duty = self.duty_view(ref)
+        return await self._deliver(self._send_checked(DutyAccept(duty.duty_id,
+                                                                 duty.latest.version)))  # fmt: skip
+
+    async def notify(
+        self, ref: str, event_at_ms: int, text: str, answers: str | None = None,
+        languages: Languages | None = None,
+    ) -> SendResult:  # fmt: skip
+        """Notify an event under an agreed duty (answering their request, if named)."""
+        duty = self.duty_view(ref)
+        current = duty.current
+        if current is None:
+            raise ClientError(f"duty '{ref}' is not accepted by both sides yet")
+        request = self.resolve(answers) if answers else NO_REQUEST
+        try:
+            body = Notify(duty.duty_id, current.version, event_at_ms, text, request, languages)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body))
+
+    async def request_notification(self, ref: str, event_at_ms: int, text: str = "") -> SendResult:
+        """Say that they owe a notification of an event; missed, it is escalated (and,
+        being retained, resent)."""
+        duty = self.duty_view(ref)
+        current = duty.current
+        if current is None:
+            raise ClientError(f"duty '{ref}' is not accepted by both sides yet")
+        try:
+            body = NotifyRequest(duty.duty_id, current.version, event_at_ms, text)
+        except LocalProtocolError as error:
+            raise ClientError(str(error)) from None
+        return await self._deliver(self._send_checked(body, retain=True))
 
     def configure_line_test(self, every_ms: int, grace_ms: int | None = None) -> None:
         """How often this side tests the line (0: never) and how long an answer may take."""

@@ -191,6 +191,11 @@ class VerifiedRecord:
             "title": self.statement.title,
             "statement_hash": self.statement_hash.hex(),
             "authoritative_language": self.authoritative_language,
+            "authentic_languages": [v.language for v in self.statement.authentic],
+            "prevailing_language": (
+                None if self.statement.prevailing is None else self.statement.prevailing.language
+            ),
+            "authentic_clause": self.statement.authentic_clause(),
             "languages": [v.language for v in self.statement.versions],
             "texts": {v.language: v.text for v in self.statement.versions},
             "proposer": self.proposer.to_dict(),
@@ -250,6 +255,10 @@ def _render(c: _Contents) -> bytes:
         f"Title:        {c.statement.title}",
         f"Statement:    {digest.hex()}",
         f"Authoritative language: {c.statement.authoritative.language}",
+        # Only in files of statements with equally authentic texts, so that a file of
+        # before this clause renders, and verifies, byte for byte as it did.
+        *([f"Authentic texts: {c.statement.authentic_clause()}"]
+          if c.statement.has_equal_texts else []),
         _signer_line("Proposed by: ", c.proposer, c.proposal.signed_at_ms),
         _signer_line(
             "Co-signed by:", c.cosigner, c.cosignature.signed_at_ms if c.cosignature else None
@@ -257,7 +266,8 @@ def _render(c: _Contents) -> bytes:
         "",
     ]
     for version in c.statement.versions:
-        mark = ", authoritative" if version.authoritative else ""
+        mark = (", authoritative" if version.authoritative
+                else ", authentic" if version.authentic else "")  # fmt: skip
         lines += [f"=== {version.language}{mark} ===", version.text, ""]
     lines += [
         "Verify with: backchannel record verify FILE",

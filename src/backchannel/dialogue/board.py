@@ -15,11 +15,20 @@ from backchannel.dialogue.clarify import Clarification
 from backchannel.dialogue.codebook import CodeEntryVersion, CodeEntryView
 from backchannel.dialogue.events import Anomaly, Side
 from backchannel.dialogue.linetest import LineStatus
+from backchannel.dialogue.notify import DutyView, Notification
 from backchannel.dialogue.records import RecordVersion, RecordView
 from backchannel.dialogue.redlines import RedLineVersion, RedLineView
+from backchannel.dialogue.translations import AddedTranslation
 from backchannel.dialogue.urgent import HoldingReply, PendingAck
 
-__all__ = ["BOARD_FORMAT", "StatusBoard", "code_entry_json"]
+__all__ = [
+    "BOARD_FORMAT",
+    "StatusBoard",
+    "code_entry_json",
+    "duty_json",
+    "notification_json",
+    "translation_json",
+]
 
 # Bumped when a key of `StatusBoard.to_dict` changes meaning or disappears (adding keys
 # does not bump it).
@@ -44,6 +53,10 @@ class StatusBoard:
         line: the line-test state.
         anomalies: messages the fold ignored because they broke the rules.
         codebook: every codebook entry, by number.
+        translations: translations shared with TRANSLATION messages, by target id.
+        duties: the notification duties (categories), by id.
+        notifications: every notification and request under them, by event time, each
+            with its status at `now_ms` (due, missed, notified in time, late).
     """
 
     now_ms: int
@@ -57,6 +70,9 @@ class StatusBoard:
     line: LineStatus
     anomalies: tuple[Anomaly, ...]
     codebook: tuple[CodeEntryView, ...] = ()
+    translations: tuple[AddedTranslation, ...] = ()
+    duties: tuple[DutyView, ...] = ()
+    notifications: tuple[Notification, ...] = ()
 
     @property
     def overdue(self) -> tuple[PendingAck, ...]:
@@ -90,6 +106,9 @@ class StatusBoard:
             "next_round": None if self.next_round is None else _round(self.next_round),
             "records": [_record(r) for r in self.records],
             "codebook": [code_entry_json(e) for e in self.codebook],
+            "translations": [translation_json(t) for t in self.translations],
+            "duties": [duty_json(d) for d in self.duties],
+            "notifications": [notification_json(n, self.now_ms) for n in self.notifications],
             "line": _line(self.line),
             "anomalies": [_anomaly(a) for a in self.anomalies],
         }
@@ -239,6 +258,50 @@ def code_entry_json(e: CodeEntryView) -> Json:
         "withdrawn_by": sorted(side.value for side in e.withdrawn_by),
         "withdrawn_at_ms": e.withdrawn_at_ms,
         "versions": [_code_version(v) for v in e.versions],
+    }
+
+
+def translation_json(t: AddedTranslation) -> Json:
+    """A translation shared after the fact, as the board's JSON shows it."""
+    return {
+        "message_id": t.message_id.hex(),
+        "target_id": t.target_id.hex(),
+        "translated_by": t.side.value,
+        **t.translation.to_dict(),
+        "shared_at_ms": t.at_ms,
+    }
+
+
+def duty_json(d: DutyView) -> Json:
+    """A notification duty as the board's JSON shows it."""
+    shown = d.current or d.latest
+    return {
+        "duty_id": d.duty_id.hex(),
+        "owner": d.owner.value,
+        "title": shown.title,
+        "rule": shown.rule.name.lower(),
+        "window_ms": shown.window_ms,
+        "describe": shown.describe(),
+        "current_version": None if d.current is None else d.current.version,
+        "latest_version": d.latest.version,
+        "status": "agreed" if d.current is not None else "proposed",
+    }
+
+
+def notification_json(n: Notification, now_ms: int) -> Json:
+    """A notification or request, with its status at `now_ms`."""
+    return {
+        "message_id": n.message_id.hex(),
+        "duty_id": n.duty_id.hex(),
+        "version": n.version,
+        "owed_by": n.owed_by.value,
+        "requested": n.requested,
+        "event_at_ms": n.event_at_ms,
+        "deadline_ms": n.deadline_ms,
+        "notified_by": None if n.notified_by is None else n.notified_by.hex(),
+        "notified_sent_at_ms": n.notified_at_ms,
+        "status": n.status(now_ms).value,
+        "text": n.text,
     }
 
 

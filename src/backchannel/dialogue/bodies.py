@@ -16,6 +16,7 @@ Layouts are in `docs/dialogue.md`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
@@ -39,8 +40,18 @@ from backchannel.dialogue.kinds import (
     DialogueKind,
     Precedence,
 )
+from backchannel.dialogue.notify import DutyAccept, DutyPropose, Notify, NotifyRequest
 from backchannel.dialogue.statement import Statement
 from backchannel.dialogue.text import check_id, check_line, check_text, check_time, decoding
+from backchannel.dialogue.translations import (
+    AddedTranslation,
+    Languages,
+    TextVersion,
+    Translate,
+    read_languages,
+    text_versions,
+    write_languages,
+)
 from backchannel.protocol.e2e.primitives import SIGNATURE_SIZE
 from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.message import MessageKind
@@ -63,12 +74,31 @@ __all__ = [
     "RecordSign",
     "RedLine",
     "RedLineAck",
+    "Translate",
     "decode_body",
+    "versions_of",
 ]
 
 NOTE_KIND: Final = int(MessageKind.NOTE)
 _PRECEDENCES: Final = frozenset(int(p) for p in Precedence)
 _DIALOGUE_KINDS: Final = frozenset(int(k) for k in DialogueKind)
+
+
+def _check_languages(
+    languages: Languages | None,
+    original: str,
+    text_bound: int,
+    *,
+    titled: bool = False,
+    text_may_be_empty: bool = False,
+) -> None:
+    if languages is None:
+        return
+    if not isinstance(languages, Languages):
+        raise LocalProtocolError("a body's translations are a Languages block")
+    languages.check_for(titled=titled, text_bound=text_bound,
+                        original_size=len(original.encode()),
+                        text_may_be_empty=text_may_be_empty)  # fmt: skip
 
 
 def _positive(value: int, maximum: int, what: str) -> None:
@@ -80,13 +110,15 @@ def _positive(value: int, maximum: int, what: str) -> None:
 class Note:
     """An ordinary message, with its precedence and an optional acknowledgement deadline.
 
-    Layout: precedence u8 (1-3), ack_within_ms u64 (0: no deadline), text (u16 + UTF-8).
+    Layout: precedence u8 (1-3), ack_within_ms u64 (0: no deadline), text (u16 + UTF-8),
+    then, optionally, a language block (`Languages`: the text's language, translations).
     """
 
     KIND: ClassVar[int] = NOTE_KIND
     precedence: Precedence
     ack_within_ms: int
     text: str = field(repr=False)
+    languages: Languages | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.precedence not in _PRECEDENCES:
@@ -94,13 +126,16 @@ class Note:
         object.__setattr__(self, "precedence", Precedence(self.precedence))
         check_time(self.ack_within_ms, MAX_ACK_WITHIN_MS, "acknowledgement deadline")
         check_text(self.text, MAX_NOTE_TEXT_BYTES, "note text")
+        _check_languages(self.languages, self.text, MAX_NOTE_TEXT_BYTES)
 
     def encode(self) -> bytes:
-        return Writer().u8(self.precedence).u64(self.ack_within_ms).text16(self.text).getvalue()
+        w = Writer().u8(self.precedence).u64(self.ack_within_ms).text16(self.text)
+        return write_languages(w, self.languages).getvalue()
 
     @classmethod
     def read(cls, r: Reader) -> Note:
-        return cls(_precedence(r.u8()), r.u64(), r.text16(MAX_NOTE_TEXT_BYTES))
+        precedence, within = _precedence(r.u8()), r.u64()
+        return cls(precedence, within, r.text16(MAX_NOTE_TEXT_BYTES), read_languages(r))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,72 +187,86 @@ class Hold:
 class Clarify:
     """A question about one message of the other side; the request id is this message's id.
 
-    Layout: target_id 16, target_hash 32 (the target's `Message.hash`), question (u16 + UTF-8).
+    Layout: target_id 16, target_hash 32 (the target's `Message.hash`), question (u16 +
+    UTF-8), then, optionally, a language block.
     """
 
     KIND: ClassVar[int] = DialogueKind.CLARIFY
     target_id: bytes
     target_hash: bytes
     question: str = field(repr=False)
+    languages: Languages | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_id(self.target_id, ID_SIZE, "clarified message id")
         check_id(self.target_hash, HASH_SIZE, "clarified message hash")
         check_text(self.question, MAX_TEXT_BYTES, "question")
+        _check_languages(self.languages, self.question, MAX_TEXT_BYTES)
 
     def encode(self) -> bytes:
         w = Writer().fixed(self.target_id, ID_SIZE).fixed(self.target_hash, HASH_SIZE)
-        return w.text16(self.question).getvalue()
+        return write_languages(w.text16(self.question), self.languages).getvalue()
 
     @classmethod
     def read(cls, r: Reader) -> Clarify:
-        return cls(r.fixed(ID_SIZE), r.fixed(HASH_SIZE), r.text16(MAX_TEXT_BYTES))
+        target, digest = r.fixed(ID_SIZE), r.fixed(HASH_SIZE)
+        return cls(target, digest, r.text16(MAX_TEXT_BYTES), read_languages(r))
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The answer that closes a clarification request. Layout: request_id 16, text."""
+    """The answer that closes a clarification request. Layout: request_id 16, text, then,
+    optionally, a language block."""
 
     KIND: ClassVar[int] = DialogueKind.ANSWER
     request_id: bytes
     text: str = field(repr=False)
+    languages: Languages | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_id(self.request_id, ID_SIZE, "clarification request id")
         check_text(self.text, MAX_TEXT_BYTES, "answer")
+        _check_languages(self.languages, self.text, MAX_TEXT_BYTES)
 
     def encode(self) -> bytes:
-        return Writer().fixed(self.request_id, ID_SIZE).text16(self.text).getvalue()
+        w = Writer().fixed(self.request_id, ID_SIZE).text16(self.text)
+        return write_languages(w, self.languages).getvalue()
 
     @classmethod
     def read(cls, r: Reader) -> Answer:
-        return cls(r.fixed(ID_SIZE), r.text16(MAX_TEXT_BYTES))
+        request = r.fixed(ID_SIZE)
+        return cls(request, r.text16(MAX_TEXT_BYTES), read_languages(r))
 
 
 @dataclass(frozen=True, slots=True)
 class RedLine:
     """A red line, or a new version of one. Layout: redline_id 16, version u32 (from 1),
-    title (u16 + UTF-8, one line), text (u16 + UTF-8)."""
+    title (u16 + UTF-8, one line), text (u16 + UTF-8), then, optionally, a language block
+    (each translation with its title)."""
 
     KIND: ClassVar[int] = DialogueKind.REDLINE
     redline_id: bytes
     version: int
     title: str = field(repr=False)
     text: str = field(repr=False)
+    languages: Languages | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_id(self.redline_id, ID_SIZE, "red line id")
         _positive(self.version, MAX_VERSION, "red line version")
         check_line(self.title, MAX_TITLE_BYTES, "red line title")
         check_text(self.text, MAX_TEXT_BYTES, "red line text")
+        _check_languages(self.languages, self.title + self.text, MAX_TEXT_BYTES, titled=True)
 
     def encode(self) -> bytes:
         w = Writer().fixed(self.redline_id, ID_SIZE).u32(self.version)
-        return w.text16(self.title).text16(self.text).getvalue()
+        return write_languages(w.text16(self.title).text16(self.text), self.languages).getvalue()
 
     @classmethod
     def read(cls, r: Reader) -> RedLine:
-        return cls(r.fixed(ID_SIZE), r.u32(), r.text16(MAX_TITLE_BYTES), r.text16(MAX_TEXT_BYTES))
+        redline, version = r.fixed(ID_SIZE), r.u32()
+        title, text = r.text16(MAX_TITLE_BYTES), r.text16(MAX_TEXT_BYTES)
+        return cls(redline, version, title, text, read_languages(r))
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,25 +294,31 @@ class AgendaPropose:
     """An item for meeting round `round`; the item id is this message's id.
 
     Layout: round u32 (from 1), title (u16 + UTF-8, one line), detail (u16 + UTF-8, may be
-    empty: venue, dates, who attends).
+    empty: venue, dates, who attends), then, optionally, a language block (each
+    translation with its title; its text, the detail, may be empty).
     """
 
     KIND: ClassVar[int] = DialogueKind.AGENDA_PROPOSE
     round: int
     title: str = field(repr=False)
     detail: str = field(default="", repr=False)
+    languages: Languages | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _positive(self.round, MAX_ROUND, "meeting round")
         check_line(self.title, MAX_TITLE_BYTES, "agenda item title")
         check_text(self.detail, MAX_REASON_BYTES, "agenda item detail", allow_empty=True)
+        _check_languages(self.languages, self.title + self.detail, MAX_REASON_BYTES,
+                         titled=True, text_may_be_empty=True)  # fmt: skip
 
     def encode(self) -> bytes:
-        return Writer().u32(self.round).text16(self.title).text16(self.detail).getvalue()
+        w = Writer().u32(self.round).text16(self.title).text16(self.detail)
+        return write_languages(w, self.languages).getvalue()
 
     @classmethod
     def read(cls, r: Reader) -> AgendaPropose:
-        return cls(r.u32(), r.text16(MAX_TITLE_BYTES), r.text16(MAX_REASON_BYTES))
+        number, title = r.u32(), r.text16(MAX_TITLE_BYTES)
+        return cls(number, title, r.text16(MAX_REASON_BYTES), read_languages(r))
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +484,11 @@ Body = (
     | CodebookAccept
     | CodebookWithdraw
     | CodebookSend
+    | Translate
+    | DutyPropose
+    | DutyAccept
+    | Notify
+    | NotifyRequest
 )
 """Any body the dialogue layer reads or writes."""
 
@@ -477,6 +537,16 @@ def _reader_for(kind: int, r: Reader) -> Body | None:
             return CodebookWithdraw.read(r)
         case DialogueKind.CODEBOOK_SEND:
             return CodebookSend.read(r)
+        case DialogueKind.TRANSLATION:
+            return Translate.read(r)
+        case DialogueKind.DUTY_PROPOSE:
+            return DutyPropose.read(r)
+        case DialogueKind.DUTY_ACCEPT:
+            return DutyAccept.read(r)
+        case DialogueKind.NOTIFY:
+            return Notify.read(r)
+        case DialogueKind.NOTIFY_REQUEST:
+            return NotifyRequest.read(r)
         case _:
             return None
 
@@ -502,3 +572,24 @@ def decode_body(kind: int, data: bytes) -> Body | None:
     if body is not None:
         reader.finish()
     return body
+
+
+def versions_of(
+    body: Body | None, added: Iterable[AddedTranslation] = ()
+) -> tuple[TextVersion, ...]:
+    """A translatable body's texts side by side: the authoritative first, then the
+    author's translations, then those shared by the receiver (`added`). Empty for a body
+    with one text and nothing shared, and for kinds with no text to translate."""
+    match body:
+        case Note(text=text, languages=languages) | Answer(text=text, languages=languages):
+            return text_versions(languages, text, "", added)
+        case Clarify(question=text, languages=languages):
+            return text_versions(languages, text, "", added)
+        case RedLine(title=title, text=text, languages=languages):
+            return text_versions(languages, text, title, added)
+        case AgendaPropose(title=title, detail=text, languages=languages):
+            return text_versions(languages, text, title, added)
+        case Notify(text=text, languages=languages):
+            return text_versions(languages, text, "", added)
+        case _:
+            return ()

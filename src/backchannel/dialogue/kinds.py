@@ -128,3 +128,13 @@ class DialogueKind(IntEnum):
     """Either side withdraws a codebook entry (every version of it)."""
     CODEBOOK_SEND = 0x0110
     """A codebook message: an agreed entry's number, version and parameter values."""
+    TRANSLATION = 0x0111
+    """A translation of one message of the other side, made and shared by this side."""
+    DUTY_PROPOSE = 0x0112
+    """A notification duty (a category and its time rule) proposed, or a new version."""
+    DUTY_ACCEPT = 0x0113
+    """The other side accepts one version of a notification duty."""
+    NOTIFY = 0x0114
+    """A notification of an event under an agreed duty, with the event's time."""
+    NOTIFY_REQUEST = 0x0115
+    """The other side owes a notification of an event under an agreed duty."""

@@ -39,6 +39,7 @@ from backchannel.dialogue.bodies import (
     RecordSign,
     RedLine,
     RedLineAck,
+    Translate,
     decode_body,
 )
 from backchannel.dialogue.clarify import Clarification, ClarificationLedger
@@ -57,17 +58,34 @@ from backchannel.dialogue.events import (
     Side,
     short_id,
 )
-from backchannel.dialogue.kinds import DialogueKind
+from backchannel.dialogue.kinds import DialogueKind, Precedence
 from backchannel.dialogue.linetest import (
     DEFAULT_LINETEST_EVERY_MS,
     DEFAULT_LINETEST_GRACE_MS,
     LineStatus,
     LineTestLog,
 )
+from backchannel.dialogue.notify import (
+    ESCALATION_PRECEDENCE,
+    DutyAccept,
+    DutyPropose,
+    DutyView,
+    Notification,
+    NotificationBook,
+    Notify,
+    NotifyRequest,
+)
 from backchannel.dialogue.records import RecordBook, RecordView
 from backchannel.dialogue.redlines import RedLineBook, RedLineView
 from backchannel.dialogue.statement import Statement
-from backchannel.dialogue.urgent import Escalation, NoteLedger, PendingAck, escalations_due
+from backchannel.dialogue.translations import AddedTranslation, TranslationLedger
+from backchannel.dialogue.urgent import (
+    Escalation,
+    NoteLedger,
+    NoteSummary,
+    PendingAck,
+    escalations_due,
+)
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
 from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 
@@ -86,8 +104,10 @@ class Dialogue:
         "_last_heard",
         "_lines",
         "_notes",
+        "_notifications",
         "_records",
         "_redlines",
+        "_translations",
         "ours",
         "theirs",
     )
@@ -116,6 +136,8 @@ class Dialogue:
         self._records = RecordBook(ours, theirs)
         self._lines = LineTestLog()
         self._codebook = Codebook()
+        self._translations = TranslationLedger()
+        self._notifications = NotificationBook()
 
     @classmethod
     def fold(
@@ -207,10 +229,27 @@ class Dialogue:
                 self._codebook.apply_withdraw(event, body)
             case CodebookSend():
                 self._codebook.apply_send(event, body)
+                entry = self._codebook.message(event.message_id)
+                if entry is not None:
+                    proposal = entry.entry
+                    self._notes.add_code_message(
+                        event, proposal.precedence or Precedence.ROUTINE, proposal.ack_within_ms
+                    )
+            case Translate(target_id=target):
+                self._translations.apply(event, body, self._known.get(target))
+            case DutyPropose():
+                self._notifications.apply_propose(event, body)
+            case DutyAccept():
+                self._notifications.apply_accept(event, body)
+            case Notify():
+                self._notifications.apply_notify(event, body)
+            case NotifyRequest():
+                self._notifications.apply_request(event, body)
 
     def _hold_target(self, side: Side, target: bytes) -> None:
         known = self._known.get(target)
-        if known is not None and known.kind not in (NOTE_KIND, DialogueKind.CLARIFY):
+        holdable = (NOTE_KIND, DialogueKind.CLARIFY, DialogueKind.CODEBOOK_SEND)
+        if known is not None and known.kind not in holdable:
             raise IllegalTransition(
                 f"cannot hold message {short_id(target)}: a holding reply answers a note or a "
                 "clarification request"
@@ -229,6 +268,14 @@ class Dialogue:
     def last_heard_from_ms(self) -> int | None:
         """When we last stored any message from the other side (our clock)."""
         return self._last_heard
+
+    def known_messages(self) -> tuple[KnownMessage, ...]:
+        """Every message the fold has seen, in stored order (receipts are not fed)."""
+        return tuple(self._known.values())
+
+    def note_summaries(self) -> tuple[NoteSummary, ...]:
+        """Every note with its deadline and acknowledgement (for a periodic review)."""
+        return self._notes.summaries()
 
     def known(self, message_id: bytes) -> KnownMessage | None:
         """What the fold knows of a message (its side, kind, hash and times)."""
@@ -278,6 +325,16 @@ class Dialogue:
                 self._codebook.check_withdraw(entry, own=True)
             case CodebookSend():
                 self._codebook.check_send(body, own=True)
+            case Translate(target_id=target):
+                self._translations.check(Side.OURS, body, self._known.get(target))
+            case DutyPropose():
+                self._notifications.check_propose(Side.OURS, body)
+            case DutyAccept():
+                self._notifications.check_accept(Side.OURS, body, own=True)
+            case Notify():
+                self._notifications.check_notify(Side.OURS, body, own=True)
+            case NotifyRequest():
+                self._notifications.check_request(body, own=True)
 
     def check_ack(self, message_id: bytes) -> None:
         """Check that this side may acknowledge `message_id`.
@@ -493,6 +550,40 @@ class Dialogue:
         """A codebook message the fold accepted, to render in a language."""
         return self._codebook.message(message_id)
 
+    def translations(self, message_id: bytes) -> tuple[AddedTranslation, ...]:
+        """The translations of one message shared after it with TRANSLATION messages (by
+        its receiver), in stored order; the author's own are in the message's body."""
+        return self._translations.of(message_id)
+
+    def all_translations(self) -> tuple[AddedTranslation, ...]:
+        """Every translation shared with a TRANSLATION message, by target id."""
+        return self._translations.all()
+
+    def duties(self) -> tuple[DutyView, ...]:
+        """Every notification duty (category) of the channel, by id."""
+        return self._notifications.duties()
+
+    def duty(self, duty_id: bytes) -> DutyView | None:
+        return self._notifications.duty(duty_id)
+
+    def next_duty_version(self, duty_id: bytes) -> int:
+        duty = self._notifications.duty(duty_id)
+        return 1 if duty is None else duty.latest.version + 1
+
+    def notifications(self) -> tuple[Notification, ...]:
+        """Every notification and request, by event time (status: `.status(now_ms)`)."""
+        return self._notifications.notifications()
+
+    def duty_escalations(self, now_ms: int, already_escalated: Set[bytes]) -> list[Escalation]:
+        """Requested notifications missed (owed by either side), to escalate once each."""
+        return [
+            Escalation(
+                n.message_id, ESCALATION_PRECEDENCE, n.event_at_ms, n.deadline_ms, n.deadline_ms
+            )
+            for n in self._notifications.missed(now_ms)
+            if n.message_id not in already_escalated
+        ]
+
     def line_status(
         self,
         now_ms: int,
@@ -529,5 +620,8 @@ class Dialogue:
             records=self._records.all(),
             line=self._lines.status(now_ms, every_ms, grace_ms),
             codebook=self._codebook.all(),
+            translations=self._translations.all(),
+            duties=self._notifications.duties(),
+            notifications=self._notifications.notifications(),
             anomalies=self.anomalies,
         )

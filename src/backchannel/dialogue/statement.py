@@ -86,28 +86,57 @@ class SignerRole(IntEnum):
     COSIGNER = 2
 
 
+# A version's flag on the wire: a translation for information, the authentic text that
+# prevails, or an authentic text (equally authentic with the others so marked).
+_TRANSLATION_FLAG: Final = 0
+_PREVAILS_FLAG: Final = 1
+_AUTHENTIC_FLAG: Final = 2
+
+
 @dataclass(frozen=True, slots=True)
 class LanguageVersion:
-    """The statement's text in one language."""
+    """The statement's text in one language.
 
-    language: str  # a BCP 47 tag, such as "en" or "zh-Hans"
+    Attributes:
+        language: a BCP 47 tag, such as "en" or "zh-Hans".
+        text: the text.
+        authoritative: this text prevails if the versions differ (it is authentic).
+        authentic: this text is authentic (equally with the other authentic ones); a
+            version neither authentic nor authoritative is a translation for information.
+    """
+
+    language: str
     text: str = field(repr=False)
     authoritative: bool = False
+    authentic: bool = False
 
     def __post_init__(self) -> None:
         check_language_tag(self.language)
         check_text(self.text, MAX_STATEMENT_BYTES, f"statement text in {self.language}")
-        if not isinstance(self.authoritative, bool):
-            raise LocalProtocolError("authoritative is True or False")
+        if not isinstance(self.authoritative, bool) or not isinstance(self.authentic, bool):
+            raise LocalProtocolError("authoritative and authentic are True or False")
+        if self.authoritative:
+            object.__setattr__(self, "authentic", True)
+
+    @property
+    def flag(self) -> int:
+        if self.authoritative:
+            return _PREVAILS_FLAG
+        return _AUTHENTIC_FLAG if self.authentic else _TRANSLATION_FLAG
 
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """What a record says: a title and its text in one or more languages.
+    """What a record says: a title and its text in one or more languages, and which of
+    them are authentic (the authentic-text clause, signed with the texts).
 
     Layout: title (u16 length + UTF-8), count u8, then per version: language (u16 length +
-    ASCII), authoritative u8 (0 or 1), text (u16 length + UTF-8). The versions keep the
-    order their author gave; languages are distinct (ignoring case).
+    ASCII), flag u8 (0: a translation; 1: authentic, and prevails in case of divergence;
+    2: authentic), text (u16 length + UTF-8). The versions keep the order their author
+    gave; languages are distinct (ignoring case). At most one version prevails; if none
+    does, at least two are authentic ("equally authentic", none prevailing). A statement
+    of before this clause had exactly one version with flag 1 and the others 0, and
+    reads as it did: that text is authentic and prevails, the others are translations.
     """
 
     title: str = field(repr=False)
@@ -120,8 +149,13 @@ class Statement:
         languages = {v.language.lower() for v in self.versions}
         if len(languages) != len(self.versions):
             raise LocalProtocolError("each language appears once in a statement")
-        if sum(v.authoritative for v in self.versions) != 1:
-            raise LocalProtocolError("exactly one language version is authoritative")
+        prevailing = sum(v.authoritative for v in self.versions)
+        if prevailing > 1:
+            raise LocalProtocolError("at most one language version prevails")
+        if prevailing == 0 and sum(v.authentic for v in self.versions) < 2:
+            raise LocalProtocolError(
+                "name the version that prevails, or at least two equally authentic versions"
+            )
         size = len(self._encode_unchecked())
         if size > MAX_STATEMENT_BYTES:
             raise LocalProtocolError(
@@ -135,13 +169,50 @@ class Statement:
 
     @property
     def authoritative(self) -> LanguageVersion:
-        """The version that prevails."""
-        return next(v for v in self.versions if v.authoritative)
+        """The version that prevails; if none does, the first authentic one."""
+        prevailing = self.prevailing
+        return prevailing if prevailing is not None else self.authentic[0]
+
+    @property
+    def prevailing(self) -> LanguageVersion | None:
+        """The version that prevails in case of divergence, if one does."""
+        return next((v for v in self.versions if v.authoritative), None)
+
+    @property
+    def authentic(self) -> tuple[LanguageVersion, ...]:
+        """The authentic versions (the prevailing one included), in the author's order."""
+        return tuple(v for v in self.versions if v.authentic)
+
+    @property
+    def has_equal_texts(self) -> bool:
+        """Whether the statement uses the equally-authentic form (flag 2): files of
+        statements that do not read exactly as before."""
+        return any(v.authentic and not v.authoritative for v in self.versions)
+
+    def authentic_clause(self) -> str:
+        """The authentic-text clause in words (derived from the signed flags)."""
+        authentic = [v.language for v in self.authentic]
+        others = [v.language for v in self.versions if not v.authentic]
+        prevailing = self.prevailing
+        if len(authentic) == 1:
+            clause = f"The {authentic[0]} text is authentic."
+        elif prevailing is None:
+            clause = f"The {', '.join(authentic)} texts are equally authentic."
+        else:
+            clause = (
+                f"The {', '.join(authentic)} texts are equally authentic; in case of "
+                f"divergence, the {prevailing.language} text prevails."
+            )
+        if others:
+            clause += f" The {', '.join(others)} " + (
+                "text is a translation." if len(others) == 1 else "texts are translations."
+            )
+        return clause
 
     def _encode_unchecked(self) -> bytes:
         writer = Writer().text16(self.title).u8(len(self.versions))
         for version in self.versions:
-            writer.text16(version.language).u8(int(version.authoritative)).text16(version.text)
+            writer.text16(version.language).u8(version.flag).text16(version.text)
         return writer.getvalue()
 
     def encode(self) -> bytes:
@@ -166,10 +237,14 @@ class Statement:
             for _ in range(count):
                 language = reader.text16(MAX_LANGUAGE_TAG_BYTES)
                 flag = reader.u8()
-                if flag > 1:
-                    raise RemoteProtocolError("authoritative flag is neither 0 nor 1")
+                if flag > _AUTHENTIC_FLAG:
+                    raise RemoteProtocolError(f"unknown authentic-text flag {flag}")
                 text = reader.text16(MAX_STATEMENT_BYTES)
-                versions.append(LanguageVersion(language, text, bool(flag)))
+                versions.append(
+                    LanguageVersion(
+                        language, text, flag == _PREVAILS_FLAG, flag != _TRANSLATION_FLAG
+                    )
+                )
             return cls(title, tuple(versions))
 
     @classmethod

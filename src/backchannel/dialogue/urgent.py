@@ -31,7 +31,9 @@ from backchannel.dialogue.events import (
 )
 from backchannel.dialogue.kinds import Precedence
 
-__all__ = ["Escalation", "HoldingReply", "NoteLedger", "PendingAck", "escalations_due"]
+__all__ = [
+    "Escalation", "HoldingReply", "NoteLedger", "NoteSummary", "PendingAck", "escalations_due",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,25 @@ class Escalation:
     worry_at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class NoteSummary:
+    """A note as a periodic review counts it.
+
+    Attributes:
+        deadline_ms: its acknowledgement deadline (sender's clock), None if it has none.
+        acked_at_ms: when its acknowledgement was stored (our clock), None if none.
+        held: whether a holding reply came.
+    """
+
+    message_id: bytes
+    side: Side
+    precedence: Precedence
+    sent_at_ms: int
+    deadline_ms: int | None
+    acked_at_ms: int | None
+    held: bool
+
+
 @dataclass(slots=True)
 class _NoteEntry:
     message_id: bytes
@@ -110,6 +131,15 @@ class NoteLedger:
         """Record a note (always legal)."""
         self._notes[event.message_id] = _NoteEntry(
             event.message_id, event.side, note.precedence, event.sent_at_ms, note.ack_within_ms
+        )
+
+    def add_code_message(
+        self, event: DialogueEvent, precedence: Precedence, ack_within_ms: int
+    ) -> None:
+        """Record a codebook message as a note with its entry's default precedence and
+        deadline: it is acknowledged, held and escalated like one."""
+        self._notes[event.message_id] = _NoteEntry(
+            event.message_id, event.side, precedence, event.sent_at_ms, ack_within_ms
         )
 
     def knows(self, message_id: bytes) -> bool:
@@ -170,6 +200,16 @@ class NoteLedger:
         """When the note was acknowledged (our clock), or None."""
         entry = self._notes.get(message_id)
         return None if entry is None else entry.acked_at_ms
+
+    def summaries(self) -> tuple[NoteSummary, ...]:
+        """Every note with its deadline and acknowledgement, in stored order."""
+        return tuple(
+            NoteSummary(
+                e.message_id, e.side, e.precedence, e.sent_at_ms, e.deadline_ms,
+                e.acked_at_ms, e.hold is not None,
+            )
+            for e in self._notes.values()
+        )
 
     def pending(self, now_ms: int, side: Side | None = None) -> tuple[PendingAck, ...]:
         """Notes with a deadline that are not acknowledged yet, oldest first.
