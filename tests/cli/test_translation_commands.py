@@ -112,3 +112,37 @@ def test_the_configuration_file_s_language_is_the_default_and_is_checked(
     assert js(pair.beijing, "translate", "language")["language"] == "ru"
     config.write_text('language = "zh_Hans"\n')
     assert "BCP 47" in one_error_line(run(pair.beijing, "translate", "language", code=2))
+
+
+def test_every_translatable_act_is_written_with_its_translations_from_the_cli(
+    pair: Pair,
+) -> None:
+    w, b = pair.washington, pair.beijing
+    note = js(w, "send", "beijing", "Exercise postponed.")
+    run(b, "sync")
+    by = ("--translated-by", "staff:interpreter")
+    asked = js(b, "clarify", "washington", note["message_id"][:8], "推迟到什么时候？",
+               "--lang", "zh-Hans", "--translation", "en=Postponed until when?", *by)
+    run(w, "sync")
+    js(w, "answer", "beijing", asked["message_id"][:8], "Until March.", "--lang", "en",
+       "--translation", "zh-Hans=推迟到三月。", "--authoritative", "zh-Hans", *by)
+    js(w, "redline", "add", "beijing", "Strait", "No live fire in the strait.", "--lang", "en",
+       "--translation", "zh-Hans=海峡|海峡内不得实弹射击。", *by)
+    js(w, "agenda", "propose", "beijing", "Notification", "--round", "2", "--detail",
+       "Vienna", "--lang", "en", "--translation", "zh-Hans=通报|维也纳", *by)
+    run(b, "sync")
+    items = js(b, "history", "washington")["items"]
+    texts = {e["act"]: e["texts"] for e in items if e.get("texts")}
+    assert [t["language"] for t in texts["answer"]] == ["zh-Hans", "en"]  # authoritative first
+    assert texts["answer"][0]["text"] == "推迟到三月。"
+    redline = {t["language"]: t for t in texts["redline"]}
+    assert redline["zh-Hans"]["text"] == "海峡内不得实弹射击。"
+    assert redline["zh-Hans"]["by"] == "staff (interpreter)"
+    assert {t["language"] for t in texts["agenda_propose"]} == {"en", "zh-Hans"}
+    theirs = {e["act"]: e["texts"] for e in js(w, "history", "beijing")["items"]
+              if e.get("texts")}
+    assert [t["language"] for t in theirs["clarify"]] == ["zh-Hans", "en"]
+    # A titled act needs TAG=TITLE|TEXT: refused before anything is sent.
+    bad = run(w, "redline", "add", "beijing", "T", "x", "--lang", "en", "--translation",
+              "zh-Hans=no title", code=2)
+    assert "TAG=TITLE|TEXT" in bad.stderr

@@ -14,6 +14,12 @@ import typer
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
 from backchannel.cli.hints import command_hint
+from backchannel.cli.languageoptions import (
+    AUTHORITATIVE_OPTION,
+    LANG_OPTION,
+    TITLED_TRANSLATION_OPTION,
+    TRANSLATED_BY_OPTION,
+)
 from backchannel.cli.output import emit_json, local_time, short_id
 
 if TYPE_CHECKING:
@@ -65,17 +71,27 @@ def propose(
     title: str = typer.Argument(..., help="What is to be discussed (one line)."),
     round_number: int = typer.Option(..., "--round", min=1, help="The meeting round."),
     detail: str = typer.Option("", "--detail", help="Venue, dates or other detail."),
+    language: str | None = LANG_OPTION,
+    translations: list[str] = TITLED_TRANSLATION_OPTION,
+    translated_by: str | None = TRANSLATED_BY_OPTION,
+    authoritative: str | None = AUTHORITATIVE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Propose an item for a meeting round; the other side accepts or declines it.
+
+    With `--lang` the item says its language and may carry attributed translations of its
+    title and detail (`--translation TAG=TITLE|DETAIL`).
 
     Example: backchannel agenda propose beijing --round 2 "Export controls" --detail "Vienna"
     """
     import asyncio
 
+    from backchannel.cli.translations import parse_languages_block
+
+    block = parse_languages_block(language, translations, translated_by, authoritative, titled=True)
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic, state.progress("Sending the proposal…"):
-        result = asyncio.run(strategic.propose_agenda_item(round_number, title, detail))
+        result = asyncio.run(strategic.propose_agenda_item(round_number, title, detail, block))
     report_act(state, strategic.name, result, act="agenda_propose",
                headline=f"Proposed item {short_id(result.message_id)} for round "
                         f"{round_number} to '{strategic.name}'",

@@ -16,6 +16,12 @@ import typer
 from backchannel.cli.context import JSON_OPTION, CliContext, cli_context, reports_errors
 from backchannel.cli.durations import parse_when
 from backchannel.cli.hints import command_hint
+from backchannel.cli.languageoptions import (
+    AUTHORITATIVE_OPTION,
+    LANG_OPTION,
+    TRANSLATED_BY_OPTION,
+    TRANSLATION_OPTION,
+)
 from backchannel.cli.output import emit_json, local_time, send_json, short_id
 
 if TYPE_CHECKING:
@@ -126,6 +132,10 @@ def clarify(
     channel: str = typer.Argument(..., help="Channel name or id."),
     message: str = typer.Argument(..., help="Their message you ask about, by id."),
     question: str = typer.Argument(..., help="The question."),
+    language: str | None = LANG_OPTION,
+    translations: list[str] = TRANSLATION_OPTION,
+    translated_by: str | None = TRANSLATED_BY_OPTION,
+    authoritative: str | None = AUTHORITATIVE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Ask what exactly one of their messages means.
@@ -133,15 +143,20 @@ def clarify(
     The request is bound to that message (its id and its hash), so the answer cannot be
     taken to be about anything else. It stays open on both boards until answered.
 
+    With `--lang` the question says its language and may carry attributed translations.
+
     Example: backchannel clarify beijing 3f9a2c1e "Does this include the 2024 sales?"
     """
     import asyncio
 
+    from backchannel.cli.translations import parse_languages_block
+
+    block = parse_languages_block(language, translations, translated_by, authoritative)
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         target = strategic.resolve(message).hex()
         with state.progress("Sending the request…"):
-            result = asyncio.run(strategic.clarify(target, question))
+            result = asyncio.run(strategic.clarify(target, question, block))
     report_act(state, strategic.name, result, act="clarify",
                headline=f"Asked '{strategic.name}' about {short_id(target)}; they answer "
                         f"request {short_id(result.message_id)}",
@@ -153,19 +168,28 @@ def answer(
     channel: str = typer.Argument(..., help="Channel name or id."),
     request: str = typer.Argument(..., help="Their clarification request, by id."),
     text: str = typer.Argument(..., help="The answer."),
+    language: str | None = LANG_OPTION,
+    translations: list[str] = TRANSLATION_OPTION,
+    translated_by: str | None = TRANSLATED_BY_OPTION,
+    authoritative: str | None = AUTHORITATIVE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Answer a clarification request; the answer closes it.
+
+    With `--lang` the answer says its language and may carry attributed translations.
 
     Example: backchannel answer washington 77c0d2aa "Yes: every sale since January."
     """
     import asyncio
 
+    from backchannel.cli.translations import parse_languages_block
+
+    block = parse_languages_block(language, translations, translated_by, authoritative)
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         target = strategic.resolve(request).hex()
         with state.progress("Sending the answer…"):
-            result = asyncio.run(strategic.answer(target, text))
+            result = asyncio.run(strategic.answer(target, text, block))
     report_act(state, strategic.name, result, act="answer",
                headline=f"Answered request {short_id(target)} in '{strategic.name}'",
                extra={"target": target})

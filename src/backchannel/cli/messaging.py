@@ -21,6 +21,12 @@ from backchannel.cli.context import (
 from backchannel.cli.durations import parse_duration
 from backchannel.cli.exitcodes import ExitCode
 from backchannel.cli.hints import command_hint, hint_for_home
+from backchannel.cli.languageoptions import (
+    AUTHORITATIVE_OPTION,
+    LANG_OPTION,
+    TRANSLATED_BY_OPTION,
+    TRANSLATION_OPTION,
+)
 from backchannel.cli.output import (
     channel_json,
     channels_table,
@@ -170,20 +176,10 @@ def send(
         help="Ask for an explicit acknowledgement within this time (10m, 2h); missed, "
              "the note is escalated.",
     ),
-    language: str | None = typer.Option(
-        None, "--lang", metavar="TAG", help="The language of TEXT (BCP 47: en, ru, zh-Hans)."
-    ),
-    translations: list[str] = typer.Option(  # noqa: B008 (typer's idiom)
-        [], "--translation", metavar="TAG=TEXT", help="A translation sent with it; repeat."
-    ),
-    translated_by: str | None = typer.Option(
-        None, "--translated-by", metavar="WHO",
-        help="Who made the translations: staff, staff:NAME, translator:NAME, machine:TOOL.",
-    ),
-    authoritative: str | None = typer.Option(
-        None, "--authoritative", metavar="TAG",
-        help="The text that prevails if they differ [default: TEXT's].",
-    ),
+    language: str | None = LANG_OPTION,
+    translations: list[str] = TRANSLATION_OPTION,
+    translated_by: str | None = TRANSLATED_BY_OPTION,
+    authoritative: str | None = AUTHORITATIVE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Send a message: kept in the outbox first, then stored on every relay of the channel.

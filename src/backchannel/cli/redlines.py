@@ -15,6 +15,12 @@ import typer
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.dialogue import report_act
 from backchannel.cli.hints import command_hint
+from backchannel.cli.languageoptions import (
+    AUTHORITATIVE_OPTION,
+    LANG_OPTION,
+    TITLED_TRANSLATION_OPTION,
+    TRANSLATED_BY_OPTION,
+)
 from backchannel.cli.output import emit_json, local_time, short_id
 from backchannel.client.errors import ClientError
 
@@ -52,19 +58,28 @@ def add(
         None, "--update", metavar="REDLINE",
         help="Declare a new version of this red line of yours (its id).",
     ),
+    language: str | None = LANG_OPTION,
+    translations: list[str] = TITLED_TRANSLATION_OPTION,
+    translated_by: str | None = TRANSLATED_BY_OPTION,
+    authoritative: str | None = AUTHORITATIVE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Declare a red line, or a new version of one of yours (which needs a new
     acknowledgement).
 
     Example: backchannel redline add washington Taiwan "Taiwan is the first red line that must not be crossed."
+    With `--lang` it says its language and may carry attributed translations of its title
+    and text (`--translation TAG=TITLE|TEXT`).
     """  # noqa: E501 - an example is one command line
     import asyncio
 
+    from backchannel.cli.translations import parse_languages_block
+
+    block = parse_languages_block(language, translations, translated_by, authoritative, titled=True)
     state = cli_context(ctx, as_json)
     with state.channel(channel) as strategic:
         with state.progress("Sending the red line…"):
-            result = asyncio.run(strategic.declare_red_line(title, text, update))
+            result = asyncio.run(strategic.declare_red_line(title, text, update, block))
         view = _declared(strategic, result.message_id)
     report_act(state, strategic.name, result, act="redline",
                headline=f"Red line {short_id(view.redline_id.hex())} version "
