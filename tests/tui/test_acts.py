@@ -370,3 +370,23 @@ async def test_a_codebook_entry_is_agreed_and_sent_from_the_console(opened: Open
     sends = [e for e in opened.beijing.history("washington").entries
              if e.act == "codebook_send" and e.direction == "in"]
     assert sends and "Talks moved to Friday." in sends[-1].text
+
+
+async def test_a_bilingual_note_shows_its_translations_under_it(opened: Opened) -> None:
+    from backchannel.dialogue import Attribution, AttributionKind, Languages, Translation
+
+    b = StrategicChannel(opened.beijing, "washington")
+    interpreter = Attribution(AttributionKind.TRANSLATOR, "Li Wei")
+    await b.note("请确认收到。", languages=Languages(
+        "zh-Hans", (Translation("en", interpreter, "Please confirm receipt."),)))
+    app = ConsoleApp(ConsoleData(opened.washington), live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.reload(sync=True)
+        await pilot.pause()
+        line = next(line for line in app._lines if line.direction == "in")
+        assert line.text == "[zh-Hans, authoritative] 请确认收到。"
+        (english,) = line.translations
+        assert english == "[en, translator Li Wei] Please confirm receipt."
+        shown = app.query_one("#conversation", OptionList)
+        assert any("translator Li Wei" in str(shown.get_option_at_index(i).prompt)
+                   for i in range(shown.option_count))

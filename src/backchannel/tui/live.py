@@ -86,6 +86,20 @@ def _line(item: HistoryItem) -> ConversationLine:
     text = title + entry.text
     if entry.act == "linetest":
         text = "answered" if entry.answered_at_ms else "not answered yet"
+    translations: list[str] = []
+    for v in entry.versions:
+        if v.role == "original":
+            # The line's own text is the original: it only gains its language.
+            text = f"[{v.language}{', authoritative' if v.authoritative else ''}] {text}"
+            continue
+        who = v.by or "unattributed"
+        if v.role == "shared":
+            side = "" if v.shared_by is None else f" by {v.shared_by.name.lower()}"
+            who = f"shared{side}: {who}"
+        tags = ", ".join(filter(None, (v.language, who,
+                                       "authoritative" if v.authoritative else "")))
+        title_part = f"{v.title}: " if v.title else ""
+        translations.append(escaped(f"[{tags}] {title_part}{v.text}".replace("\n", " / ")))
     return ConversationLine(
         ref=_short(entry.message_id),
         direction=entry.direction,
@@ -96,6 +110,7 @@ def _line(item: HistoryItem) -> ConversationLine:
         message_id=entry.message_id,
         subject_id=entry.subject_id or entry.target_id,
         version=entry.version,
+        translations=tuple(translations),
     )
 
 

@@ -75,6 +75,9 @@ def conversation_line(line: ConversationLine) -> Text:
     text.append(line.text)
     if line.receipt:
         text.append(f"  ({line.receipt})", style="dim")
+    for translation in line.translations:
+        text.append("\n    ")
+        text.append(translation, style="italic")
     return text
 
 

@@ -43,6 +43,9 @@ class ConversationLine:
     message_id: str = ""
     subject_id: str = ""  # the red line or record it is about
     version: int = 0
+    # Its other language versions, each "[tag, who made it] text", escaped: shown under it,
+    # side by side in reading order (docs/dialogue.md §4.8).
+    translations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
