@@ -57,7 +57,7 @@ from tests.client.observer import (
 
 from backchannel.client.engine import Principal
 from backchannel.client.keystore import KdfParameters
-from backchannel.client.slots import interval_key, parse_interval
+from backchannel.client.slotpolicy import interval_key, parse_interval
 
 KDF = KdfParameters(memory_kib=8, iterations=1, lanes=1)
 

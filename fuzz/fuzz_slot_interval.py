@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from backchannel.client.errors import ClientError
-from backchannel.client.slots import MAX_SLOT_INTERVAL, MIN_SLOT_INTERVAL, parse_interval
+from backchannel.client.slotpolicy import MAX_SLOT_INTERVAL, MIN_SLOT_INTERVAL, parse_interval
 from backchannel.protocol.text import first_refused
 
 SEEDS = [b"15", b"off", b"0", b"0.1", b"3600s", b"nan", b"inf", b"-1", b"1e3", b"\x1b[2J"]

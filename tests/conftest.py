@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from backchannel.client.relays import OPEN_JITTER_ENV
-from backchannel.client.slots import SLOTS_ENV
+from backchannel.client.slotpolicy import SLOTS_ENV
 
 # A new relay connection waits a random delay before it opens (client/relays.py), so that a
 # relay cannot read a sync's connections in channel order. On the suite's loopback relays

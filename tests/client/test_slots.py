@@ -17,7 +17,7 @@ from backchannel.client.engine import Principal
 from backchannel.client.errors import ClientError
 from backchannel.client.receipts import sequence_gaps
 from backchannel.client.reports import SyncReport
-from backchannel.client.slots import (
+from backchannel.client.slotpolicy import (
     DEFAULT_KEY,
     DEFAULT_SLOT_INTERVAL,
     KIND_COVER,

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from backchannel.client.slots import SLOT_BUCKET
+from backchannel.client.slotpolicy import SLOT_BUCKET
 from tests.cli.conftest import Pair, no_configuration_file, one_error_line, pair, relay, run
 from tests.cli.test_agent import bc, homes
 

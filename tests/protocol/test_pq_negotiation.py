@@ -19,19 +19,14 @@ from backchannel.protocol.e2e.session import (
 from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
 from backchannel.protocol.wire import Writer
 from backchannel.testing import SeededRng
+from tests.protocol.conftest import make_pair
 
 STATE_V1 = Path(__file__).resolve().parent.parent / "vectors" / "state_v1.json"
 
 
 def _classical_pair(seed: str) -> tuple[Session, Session, SeededRng]:
-    rng = SeededRng(seed)
-    alice_id, bob_id = IdentityKeyPair.generate(rng), IdentityKeyPair.generate(rng)
-    prekeys = PrekeySecrets.generate(rng, one_time_count=1)
-    bundle = PrekeyBundle.decode(prekeys.bundle(bob_id, 1).encode())
-    alice = Session.initiate(alice_id, bundle, rng)
-    bob, _, _ = Session.respond(bob_id, prekeys, alice.seal(1, b"hi", 1, rng).payload, rng)
-    alice.open(bob.seal(1, b"yo", 2, rng).payload, rng)
-    return alice, bob, rng
+    made = make_pair(seed)
+    return made.alice, made.bob, made.rng
 
 
 def _reload(session: Session) -> Session:
@@ -139,12 +134,8 @@ def test_after_both_run_it_a_genuine_classical_payload_is_a_refused_downgrade() 
 
 
 def test_a_session_locked_from_its_start_decrypts_no_classical_payload() -> None:
-    rng = SeededRng("strict")
-    alice_id, bob_id = IdentityKeyPair.generate(rng), IdentityKeyPair.generate(rng)
-    prekeys = PrekeySecrets.generate(rng, one_time_count=1)
-    bundle = PrekeyBundle.decode(prekeys.bundle(bob_id, 1).encode())
-    alice = _reload(Session.initiate(alice_id, bundle, rng, pq=True))
-    bob, _, _ = Session.respond(bob_id, prekeys, alice.seal(1, b"hi", 0, rng).payload, rng)
+    made = make_pair("strict", pq=True)
+    alice, bob, rng = _reload(made.alice), made.bob, made.rng
     assert alice.post_quantum_locked and bob.post_quantum_locked
     # No PQ seq of the peer's marks a switch: a payload typed classical is refused before
     # any decryption, state unchanged.

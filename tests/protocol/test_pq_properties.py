@@ -18,6 +18,7 @@ from backchannel.protocol.e2e.prekeys import PrekeyBundle, PrekeySecrets
 from backchannel.protocol.e2e.session import Session
 from backchannel.protocol.errors import DecryptionFailed, RemoteProtocolError
 from backchannel.testing import SeededRng
+from tests.protocol.conftest import make_pair
 
 _PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -190,14 +191,8 @@ def test_any_chunks_taken_in_give_progress_or_remote_protocol_error(chunks: list
 
 
 def _classical_pair(seed: str) -> tuple[Session, Session, SeededRng]:
-    rng = SeededRng(seed)
-    alice_id, bob_id = IdentityKeyPair.generate(rng), IdentityKeyPair.generate(rng)
-    prekeys = PrekeySecrets.generate(rng, one_time_count=1)
-    bundle = PrekeyBundle.decode(prekeys.bundle(bob_id, 1).encode())
-    alice = Session.initiate(alice_id, bundle, rng)
-    bob, _, _ = Session.respond(bob_id, prekeys, alice.seal(1, b"hi", 0, rng).payload, rng)
-    alice.open(bob.seal(1, b"yo", 0, rng).payload, rng)
-    return alice, bob, rng
+    made = make_pair(seed)
+    return made.alice, made.bob, made.rng
 
 
 def _deliver_during_upgrade(receiver: Session, wire: _Wire, index: int, rng: SeededRng) -> None:

@@ -74,7 +74,7 @@ class ChannelBoard:
 
 def collect_boards(principal: Principal, channel: str | None = None) -> list[ChannelBoard]:
     """The board of one channel, or of every channel, at the principal's `now`."""
-    from backchannel.client.slots import slot_interval
+    from backchannel.client.slotpolicy import slot_interval
     from backchannel.client.strategic import StrategicChannel, line_grace_ms, line_period_ms
 
     now = principal.now_ms()
@@ -110,7 +110,7 @@ def board_json(cb: ChannelBoard) -> dict[str, Any]:
 
 def slots_json(interval: float | None, directions: int) -> dict[str, Any]:
     """A channel's slots and what they cost (`status --json`, `slots --json`)."""
-    from backchannel.client.slots import SLOT_BUCKET, bytes_per_day
+    from backchannel.client.slotpolicy import SLOT_BUCKET, bytes_per_day
 
     return {"interval_s": interval, "bucket": SLOT_BUCKET, "relays": directions,
             "bytes_per_day_per_relay": bytes_per_day(interval),
@@ -158,7 +158,7 @@ def line_summary(line: LineStatus, every_ms: int, grace_ms: int) -> str:
 
 
 def _slots_summary(cb: ChannelBoard) -> str:
-    from backchannel.client.slots import describe_cost
+    from backchannel.client.slotpolicy import describe_cost
 
     return describe_cost(cb.slot_interval, cb.slot_directions)
 

@@ -44,7 +44,7 @@ def watch(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     Example: backchannel --home ~/bc/washington watch
     """
     from backchannel.cli.watching import emit_json_line, emitter, serve_as_agent
-    from backchannel.client.slots import slot_interval_or_default
+    from backchannel.client.slotpolicy import slot_interval_or_default
 
     state = cli_context(ctx, as_json)
     # Without a running agent, watch *is* the agent, in the foreground.
@@ -149,7 +149,12 @@ def slots(
     Example: backchannel slots beijing --every 30
     """
     from backchannel.cli.board import slots_json
-    from backchannel.client.slots import describe_cost, interval_key, parse_interval, slot_interval
+    from backchannel.client.slotpolicy import (
+        describe_cost,
+        interval_key,
+        parse_interval,
+        slot_interval,
+    )
 
     state = cli_context(ctx, as_json)
     with state.principal() as principal:

@@ -40,7 +40,7 @@ from backchannel.client.records import (
 )
 from backchannel.client.reports import InboxEntry, SyncReport
 from backchannel.client.sending import Sender
-from backchannel.client.slots import KIND_COVER
+from backchannel.client.slotpolicy import KIND_COVER
 from backchannel.client.state.shared import ClientState
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence

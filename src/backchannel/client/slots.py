@@ -47,42 +47,15 @@ from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SyncReport
 from backchannel.client.sending import Sender
 from backchannel.client.slotpolicy import (
-    DEFAULT_KEY,
-    DEFAULT_SLOT_INTERVAL,
     KIND_COVER,
-    MAX_SLOT_INTERVAL,
-    MIN_SLOT_INTERVAL,
     SEND_LAG,
-    SLOT_BUCKET,
-    SLOTS_ENV,
-    bytes_per_day,
-    describe_cost,
-    interval_key,
-    parse_interval,
-    slot_interval,
     slot_interval_or_default,
 )
 from backchannel.client.state.shared import ClientState
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import LocalProtocolError
 
-__all__ = [
-    "DEFAULT_KEY",
-    "DEFAULT_SLOT_INTERVAL",
-    "KIND_COVER",
-    "MAX_SLOT_INTERVAL",
-    "MIN_SLOT_INTERVAL",
-    "SEND_LAG",
-    "SLOTS_ENV",
-    "SLOT_BUCKET",
-    "SlotSender",
-    "bytes_per_day",
-    "describe_cost",
-    "interval_key",
-    "parse_interval",
-    "slot_interval",
-    "slot_interval_or_default",
-]
+__all__ = ["SlotSender"]
 
 # Seconds between looks at which directions exist (a new channel, a move, a setting).
 _SUPERVISE_EVERY: Final = 1.0
