@@ -211,7 +211,7 @@ class Sender:
     async def flush(self, pool: RelayPool | None = None) -> int:
         """See `Principal.flush`."""
         own_pool = pool is None and self.live is None
-        pool = pool or self.live or RelayPool()
+        pool = pool or self.live or self._state.pool()
         try:
             results = await asyncio.gather(
                 *(self.flush_relay(pool, url) for url in self._state.outbox.relays()),
