@@ -44,6 +44,9 @@ class SyncReport:
     # Claims on a spent invite read in this run (someone else used a code whose channel
     # already exists: `records.InviteClaimRecord`).
     invite_claims: list[InviteClaimRecord] = field(default_factory=list)
+    # What the slot sender reported while a watch ran (`client.slots`: a failure and its
+    # restart, a row a relay refused and when it is offered again), oldest first.
+    slot_events: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

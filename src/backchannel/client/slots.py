@@ -23,6 +23,21 @@ bytes: a note of up to about 900 bytes, every receipt, line test and move) is ex
 that size, as cover is. A longer note goes in its own larger bucket (protocol.md §6),
 which the relay sees in that slot; it is not split across slots.
 
+Failures: a direction whose slot loop fails (a damaged record, a bug) is restarted after
+a delay (`_RESTART_FIRST`, doubling to `_RESTART_MAX`) with the failure logged (logger
+``backchannel.client.slots``) and in the watch's report (`SyncReport.slot_events`). The
+slotted channels stay slotted meanwhile: their envelopes wait for the restarted slots and
+never leave directly (the timing protection does not silently vanish); only turning slots
+off (`slots CHANNEL --every off`) sends them at once.
+
+Refusals: a queued row a relay refuses for good (its mailbox is full: QUOTA_EXCEEDED; the
+relay is full: STORE_FULL) stays queued and is held back from the slots for two intervals,
+doubling with each refusal, at most `_MAX_HOLD` seconds; the slots carry cover (or other
+rows) meanwhile, and the row goes in the first slot after its hold once the relay takes it.
+A cover the relay refused is sent again, the same bytes, in the next slots until one is
+stored: a mailbox full for hours does not burn the ratchet's message keys (a receiver skips
+at most `ratchet.MAX_SKIP` of them).
+
 Cover is not part of the sender's history (protocol.md §8): it carries the sequence number
 of the next real message and does not advance the hash chain, so the counterpart's
 history has no gap where cover was, and a cover lost on the way costs nothing but the one
@@ -37,12 +52,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import random
 from dataclasses import dataclass
 from typing import Final
 
-from backchannel.client.errors import IdentityChanged
+from backchannel.client.errors import ChannelNotFound, IdentityChanged
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SyncReport
 from backchannel.client.sending import Sender
@@ -52,13 +68,29 @@ from backchannel.client.slotpolicy import (
     slot_interval_or_default,
 )
 from backchannel.client.state.shared import ClientState
+from backchannel.client.transport import RelayRequestError
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import LocalProtocolError
+from backchannel.protocol.relayframes import ErrorCode
 
 __all__ = ["SlotSender"]
 
+log = logging.getLogger("backchannel.client.slots")
+
 # Seconds between looks at which directions exist (a new channel, a move, a setting).
 _SUPERVISE_EVERY: Final = 1.0
+# A direction whose loop failed is restarted after this many seconds, doubling to the most
+# (reset by a slot that completes): a failure that repeats costs a log line a minute.
+_RESTART_FIRST: Final = 0.5
+_RESTART_MAX: Final = 60.0
+# The longest a row refused for good waits between offers: ten minutes, so a mailbox
+# that frees (its owner fetched) carries the row within that; until then the slots carry
+# cover, and the relay sees one send per slot whatever it refuses.
+_MAX_HOLD: Final = 600.0
+# Answers after which a row is offered again in the next slot (as a flush does).
+_RETRYABLE: Final = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
+# Event lines kept (the report's list is bounded too): the newest.
+_MAX_EVENTS: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +98,12 @@ class _Direction:
     channel_id: str
     url: str
     interval: float
+
+
+@dataclass(slots=True)
+class _Hold:
+    until: float  # loop time before which the row is not offered
+    refusals: int
 
 
 class SlotSender:
@@ -86,6 +124,14 @@ class SlotSender:
         self._random = random.SystemRandom()
         self.slots_sent = 0  # envelopes sent in slots (queued ones and cover)
         self.cover_sent = 0
+        self.restarts = 0  # directions restarted after a failure
+        self.events: list[str] = []  # the newest `_MAX_EVENTS` event lines
+        # Rows held back after a refusal for good, by row id.
+        self._held: dict[int, _Hold] = {}
+        # A cover each direction sealed that a relay refused: sent again until stored.
+        self._spare_cover: dict[_Direction, bytes] = {}
+        # Each failed direction's next restart delay (`_RESTART_FIRST` doubling).
+        self._restart_delay: dict[_Direction, float] = {}
 
     def __repr__(self) -> str:
         return f"SlotSender({len(self._tasks)} directions)"
@@ -116,21 +162,43 @@ class SlotSender:
         self._sender.slotted.ids = frozenset(self.directions()[1])
         return asyncio.create_task(self.run(stop))
 
+    def event(self, line: str) -> None:
+        """Report one event: logged, kept in `events`, and in the watch's report."""
+        log.warning("%s", line)
+        for lines in (self.events, self._report.slot_events):
+            lines.append(line)
+            del lines[:-_MAX_EVENTS]
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Keep one task per direction until `stop` is set (or cancelled)."""
+        """Keep one task per direction until `stop` is set (or cancelled); a direction
+        that fails is restarted after its delay, and the slotted channels stay slotted
+        meanwhile."""
+        loop = asyncio.get_running_loop()
+        restart_at: dict[_Direction, float] = {}
+        wanted: list[_Direction] = []
         try:
             while not stop.is_set():
-                wanted, slotted = self.directions()
-                self._sender.slotted.ids = frozenset(slotted)
+                try:
+                    wanted, slotted = self.directions()
+                except Exception as error:  # reported, then tried again
+                    # The channels stay as slotted as they were: never fewer by a failure.
+                    self.event(f"slots: could not read the channels ({_why(error)}); "
+                               f"the slots go on as they were")
+                else:
+                    self._sender.slotted.ids = frozenset(slotted)
+                now = loop.time()
                 for direction, task in list(self._tasks.items()):
                     if task.done():
-                        if not task.cancelled():
-                            task.result()  # a direction ends by itself only by a bug
                         del self._tasks[direction]
+                        failure = None if task.cancelled() else task.exception()
+                        if failure is not None:
+                            restart_at[direction] = now + self._failed(direction, failure)
                     elif direction not in wanted:
                         task.cancel()
                 for direction in wanted:
-                    if direction not in self._tasks:
+                    if direction not in self._tasks and restart_at.get(direction, 0.0) <= now:
+                        if restart_at.pop(direction, None) is not None:
+                            self.restarts += 1
                         self._tasks[direction] = asyncio.create_task(self._direction(direction))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _SUPERVISE_EVERY)
@@ -141,8 +209,23 @@ class SlotSender:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             self._tasks.clear()
 
+    def _failed(self, direction: _Direction, error: BaseException) -> float:
+        """Report a direction's failure; returns the delay before its restart."""
+        delay = self._restart_delay.get(direction, _RESTART_FIRST)
+        self._restart_delay[direction] = min(delay * 2, _RESTART_MAX)
+        try:
+            name = self._state.channels.get(direction.channel_id).name
+        except Exception:  # the event is still told, by id
+            name = direction.channel_id
+        log.debug("slot loop failed", exc_info=error)
+        self.event(f"slots: the slots of '{name}' to {direction.url} failed "
+                   f"({_why(error)}); restarted in {delay:g} s, and its messages wait "
+                   f"for them (none leaves outside a slot)")
+        return delay
+
     async def _direction(self, direction: _Direction) -> None:
-        """One direction's slots: at phase + k * interval, one envelope each."""
+        """One direction's slots: at phase + k * interval, one envelope each. Ends by
+        itself when its channel is gone; a failure ends it for `run` to restart."""
         loop = asyncio.get_running_loop()
         lag = min(SEND_LAG, direction.interval / 4)
         start = loop.time() + self._random.uniform(0.0, direction.interval)
@@ -150,7 +233,11 @@ class SlotSender:
         while True:
             slot = start + k * direction.interval
             await asyncio.sleep(max(0.0, slot - loop.time()))
-            await self._one_slot(direction, slot + lag)
+            try:
+                await self._one_slot(direction, slot + lag)
+            except ChannelNotFound:
+                return  # removed while the watch runs: `run` forgets the direction
+            self._restart_delay.pop(direction, None)  # a slot went through
             # A slot missed (the relay was down, the loop busy) is skipped, not made up
             # for by a burst: the next is the first still ahead.
             k = max(k + 1, math.ceil((loop.time() - start) / direction.interval))
@@ -166,13 +253,21 @@ class SlotSender:
         client = await pool.get(url, mailbox)  # the lane of the counterpart's mailbox
         if client is None:
             return  # down: the slot is skipped (the relay sees nothing either way)
-        row = self._sender.claim_for_slot(url, direction.channel_id, token.hex())
+        now = loop.time()
+        held = {row_id for row_id, hold in self._held.items() if hold.until > now}
+        row = self._sender.claim_for_slot(url, direction.channel_id, token.hex(), held)
         if row is not None and row.mailbox_id.hex() != mailbox:
             # Queued before a move readdressed the link, and not readdressed yet: left
             # for a later slot (or the flush that follows the move).
             self._sender.release_slot(row)
             row = None
-        raw = row.envelope if row is not None else self._cover(direction.channel_id, mailbox)
+        if row is not None:
+            raw: bytes | None = row.envelope
+        else:
+            spare = self._spare_cover.get(direction)
+            if spare is not None and Envelope.decode(spare).mailbox_id.hex() != mailbox:
+                spare = None  # sealed for a mailbox the channel no longer writes to
+            raw = spare if spare is not None else self._cover(direction.channel_id, mailbox)
         if raw is None:
             return
         try:
@@ -187,12 +282,41 @@ class SlotSender:
         self.slots_sent += 1
         if row is None:
             self.cover_sent += 1
-            if isinstance(result, int):
-                pool.reached(url)
+            if isinstance(result, RelayRequestError):
+                # Surely not stored: the same bytes go again, so no message key is spent.
+                self._spare_cover[direction] = raw
+            else:
+                # Stored, or lost with the connection (it may have been stored: never
+                # sent twice, which the receiver could not open again).
+                self._spare_cover.pop(direction, None)
+                if isinstance(result, int):
+                    pool.reached(url)
+                else:
+                    await pool.mark_down(url, str(result) or type(result).__name__)
             return  # a cover lost costs nothing: nobody waits for it
         await self._sender.settle_slot(pool, url, row, token.hex(), result)
         if isinstance(result, int):
             self._report.sent += 1
+            hold = self._held.pop(row.row_id, None)
+            if hold is not None:
+                self.event(f"slots: {url} stored the message it had refused "
+                           f"{hold.refusals} time(s) for '{channel.name}'")
+        elif isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
+            self._hold(row.row_id, direction, channel.name, result)
+
+    def _hold(self, row_id: int, direction: _Direction, name: str,
+              error: RelayRequestError) -> None:
+        """Hold a refused row back from the next slots (see the module docstring)."""
+        if not self._state.outbox.queued_row(row_id):
+            self._held.pop(row_id, None)  # dropped (the relay lost the mailbox): done
+            return
+        old = self._held.get(row_id)
+        refusals = 1 if old is None else old.refusals + 1
+        wait = min(direction.interval * 2**refusals, max(_MAX_HOLD, direction.interval))
+        self._held[row_id] = _Hold(asyncio.get_running_loop().time() + wait, refusals)
+        self.event(f"slots: {direction.url} refused a message for '{name}' ({error}); it "
+                   f"stays queued and is offered again in {wait:g} s (refused {refusals} "
+                   f"time(s)); cover fills the slots meanwhile")
 
     def _cover(self, channel_id: str, mailbox: str) -> bytes | None:
         """Seal one cover message for the channel (one transaction), or None if the
@@ -214,3 +338,9 @@ class SlotSender:
         except (IdentityChanged, LocalProtocolError):
             return None
         return Envelope(bytes.fromhex(mailbox), sealed.payload).encode()
+
+
+def _why(error: BaseException) -> str:
+    """An error in a few words: its type, and its text when it has one."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
