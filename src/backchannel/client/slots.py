@@ -36,7 +36,9 @@ doubling with each refusal, at most `_MAX_HOLD` seconds; the slots carry cover (
 rows) meanwhile, and the row goes in the first slot after its hold once the relay takes it.
 A cover the relay refused is sent again, the same bytes, in the next slots until one is
 stored: a mailbox full for hours does not burn the ratchet's message keys (a receiver skips
-at most `ratchet.MAX_SKIP` of them).
+at most `ratchet.MAX_SKIP` of them). When that cover is stored at last, the mailbox has
+room again, and the held rows of that direction go in the next slots (before more cover
+fills the room).
 
 Cover is not part of the sender's history (protocol.md §8): it carries the sequence number
 of the next real message and does not advance the hash chain, so the counterpart's
@@ -67,8 +69,9 @@ from backchannel.client.slotpolicy import (
     SEND_LAG,
     slot_interval_or_default,
 )
+from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
-from backchannel.client.transport import RelayRequestError
+from backchannel.client.transport import RelayClient, RelayRequestError
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import LocalProtocolError
 from backchannel.protocol.relayframes import ErrorCode
@@ -104,6 +107,7 @@ class _Direction:
 class _Hold:
     until: float  # loop time before which the row is not offered
     refusals: int
+    direction: _Direction
 
 
 class SlotSender:
@@ -256,6 +260,18 @@ class SlotSender:
         now = loop.time()
         held = {row_id for row_id, hold in self._held.items() if hold.until > now}
         row = self._sender.claim_for_slot(url, direction.channel_id, token.hex(), held)
+        try:
+            await self._fill(direction, channel.name, client, mailbox, token, row, send_at)
+        except BaseException:
+            if row is not None:
+                self._sender.release_slot(row)  # stopped or failed: the row is anyone's again
+            raise
+
+    async def _fill(self, direction: _Direction, name: str, client: RelayClient, mailbox: str,
+                    token: bytes, row: OutboxRow | None, send_at: float) -> None:
+        """Send the slot's envelope (the claimed `row`, else cover) and settle it."""
+        loop = asyncio.get_running_loop()
+        pool, url = self._pool, direction.url
         if row is not None and row.mailbox_id.hex() != mailbox:
             # Queued before a move readdressed the link, and not readdressed yet: left
             # for a later slot (or the flush that follows the move).
@@ -273,10 +289,6 @@ class SlotSender:
         try:
             await asyncio.sleep(max(0.0, send_at - loop.time()))
             result: int | BaseException = await client.send(bytes.fromhex(mailbox), token, raw)
-        except asyncio.CancelledError:
-            if row is not None:
-                self._sender.release_slot(row)  # stopped: the row is anyone's again
-            raise
         except Exception as error:
             result = error  # every outcome is handled below
         self.slots_sent += 1
@@ -288,9 +300,11 @@ class SlotSender:
             else:
                 # Stored, or lost with the connection (it may have been stored: never
                 # sent twice, which the receiver could not open again).
-                self._spare_cover.pop(direction, None)
+                refused_before = self._spare_cover.pop(direction, None) is not None
                 if isinstance(result, int):
                     pool.reached(url)
+                    if refused_before:
+                        self._wake(direction)
                 else:
                     await pool.mark_down(url, str(result) or type(result).__name__)
             return  # a cover lost costs nothing: nobody waits for it
@@ -300,9 +314,18 @@ class SlotSender:
             hold = self._held.pop(row.row_id, None)
             if hold is not None:
                 self.event(f"slots: {url} stored the message it had refused "
-                           f"{hold.refusals} time(s) for '{channel.name}'")
+                           f"{hold.refusals} time(s) for '{name}'")
         elif isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
-            self._hold(row.row_id, direction, channel.name, result)
+            self._hold(row.row_id, direction, name, result)
+
+    def _wake(self, direction: _Direction) -> None:
+        """The relay took a cover it had refused: the mailbox has room again, so the rows
+        held back there go in the next slots rather than after their holds. (Once per
+        refusal of cover, so at most as often as the mailbox's owner makes room.)"""
+        now = asyncio.get_running_loop().time()
+        for hold in self._held.values():
+            if hold.direction == direction:
+                hold.until = min(hold.until, now)
 
     def _hold(self, row_id: int, direction: _Direction, name: str,
               error: RelayRequestError) -> None:
@@ -313,7 +336,8 @@ class SlotSender:
         old = self._held.get(row_id)
         refusals = 1 if old is None else old.refusals + 1
         wait = min(direction.interval * 2**refusals, max(_MAX_HOLD, direction.interval))
-        self._held[row_id] = _Hold(asyncio.get_running_loop().time() + wait, refusals)
+        self._held[row_id] = _Hold(asyncio.get_running_loop().time() + wait, refusals,
+                                   direction)
         self.event(f"slots: {direction.url} refused a message for '{name}' ({error}); it "
                    f"stays queued and is offered again in {wait:g} s (refused {refusals} "
                    f"time(s)); cover fills the slots meanwhile")
