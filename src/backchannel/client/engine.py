@@ -400,6 +400,7 @@ class Principal:
             state.receipts.delete_channel(cid)
             state.forks.delete_channel(cid)
             state.escalations.delete_channel(cid)
+            state.fragments.delete_channel(cid)
             state.invites.delete_claims(cid)
             state.channels.delete(cid)
         state.forget_session(cid)

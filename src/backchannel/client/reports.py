@@ -29,6 +29,7 @@ class SyncReport:
     rejected: int = 0
     deferred: int = 0  # authentic but too far ahead: left on the relay for a later pass
     cover: int = 0  # cover messages received and dropped (`client.slots`)
+    fragments: int = 0  # pieces of large envelopes received in slots (`client.fragments`)
     sent: int = 0
     new_channels: list[str] = field(default_factory=list)
     relays_up: list[str] = field(default_factory=list)

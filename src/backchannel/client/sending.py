@@ -324,11 +324,11 @@ class Sender:
                                       skip)
             if not rows:
                 return None
-            chosen = next((row for row in rows if self._is_flash(row)), rows[0])
+            chosen = next((row for row in rows if self.is_flash(row)), rows[0])
             state.outbox.release(row for row in rows if row is not chosen)
         return chosen
 
-    def _is_flash(self, row: OutboxRow) -> bool:
+    def is_flash(self, row: OutboxRow) -> bool:
         record = self._state.messages.by_ref(row.channel_id, row.ref)
         if record is None or record.direction != "out" or record.kind != MessageKind.NOTE:
             return False

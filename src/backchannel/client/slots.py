@@ -60,13 +60,16 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from backchannel.client import fragments
 from backchannel.client.errors import ChannelNotFound, IdentityChanged
+from backchannel.client.fragments import KIND_FRAGMENT
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SyncReport
 from backchannel.client.sending import Sender
 from backchannel.client.slotpolicy import (
     KIND_COVER,
     SEND_LAG,
+    SLOT_BUCKET,
     slot_interval_or_default,
 )
 from backchannel.client.state.outbox import OutboxRow
@@ -104,6 +107,16 @@ class _Direction:
 
 
 @dataclass(slots=True)
+class _Split:
+    """A large row going out in pieces, one per slot (`client.fragments`)."""
+
+    row: OutboxRow
+    pieces: list[fragments.Piece]
+    sent: int = 0  # pieces the relay stored
+    spare: bytes | None = None  # the sealed piece the relay refused: sent again
+
+
+@dataclass(slots=True)
 class _Hold:
     until: float  # loop time before which the row is not offered
     refusals: int
@@ -134,6 +147,9 @@ class SlotSender:
         self._held: dict[int, _Hold] = {}
         # A cover each direction sealed that a relay refused: sent again until stored.
         self._spare_cover: dict[_Direction, bytes] = {}
+        # The large row each direction is sending in pieces.
+        self._splits: dict[_Direction, _Split] = {}
+        self.pieces_sent = 0
         # Each failed direction's next restart delay (`_RESTART_FIRST` doubling).
         self._restart_delay: dict[_Direction, float] = {}
 
@@ -247,7 +263,6 @@ class SlotSender:
             k = max(k + 1, math.ceil((loop.time() - start) / direction.interval))
 
     async def _one_slot(self, direction: _Direction, send_at: float) -> None:
-        loop = asyncio.get_running_loop()
         state, pool, url = self._state, self._pool, direction.url
         channel = state.channels.get(direction.channel_id)
         link = next((lk for lk in channel.links if lk.url == url), None)
@@ -257,33 +272,60 @@ class SlotSender:
         client = await pool.get(url, mailbox)  # the lane of the counterpart's mailbox
         if client is None:
             return  # down: the slot is skipped (the relay sees nothing either way)
-        now = loop.time()
+        split = self._splits.get(direction)
+        if split is not None and (split.row.mailbox_id.hex() != mailbox
+                                  or not state.outbox.queued_row(split.row.row_id)):
+            # Readdressed by a move, or gone (the relay lost the mailbox): given up.
+            del self._splits[direction]
+            split = None
+        now = asyncio.get_running_loop().time()
         held = {row_id for row_id, hold in self._held.items() if hold.until > now}
+        if split is not None:
+            held.add(split.row.row_id)
         row = self._sender.claim_for_slot(url, direction.channel_id, token.hex(), held)
         try:
-            await self._fill(direction, channel.name, client, mailbox, token, row, send_at)
+            if row is not None and row.mailbox_id.hex() != mailbox:
+                # Queued before a move readdressed the link, and not readdressed yet: left
+                # for a later slot (or the flush that follows the move).
+                self._sender.release_slot(row)
+                row = None
+            if row is not None and split is not None and not (
+                    self._sender.is_flash(row) and len(row.envelope) <= SLOT_BUCKET):
+                # A split goes on, slot after slot; only a FLASH note that fits one slot
+                # goes ahead of its remaining pieces.
+                self._sender.release_slot(row)
+                row = None
+            if row is not None and len(row.envelope) > SLOT_BUCKET:
+                # Too large for a slot: its pieces go in this slot and the next ones. The
+                # split holds it back from other claims (it stays queued until the last
+                # piece is stored).
+                split = self._splits[direction] = _Split(row, fragments.split(row.envelope))
+                self._sender.release_slot(row)
+                row = None
+            await self._fill(direction, channel.name, client, mailbox, token, row, split,
+                             send_at)
         except BaseException:
             if row is not None:
                 self._sender.release_slot(row)  # stopped or failed: the row is anyone's again
             raise
 
     async def _fill(self, direction: _Direction, name: str, client: RelayClient, mailbox: str,
-                    token: bytes, row: OutboxRow | None, send_at: float) -> None:
-        """Send the slot's envelope (the claimed `row`, else cover) and settle it."""
+                    token: bytes, row: OutboxRow | None, split: _Split | None,
+                    send_at: float) -> None:
+        """Send the slot's envelope (the claimed `row`, else the split's next piece, else
+        cover) and settle it."""
         loop = asyncio.get_running_loop()
-        pool, url = self._pool, direction.url
-        if row is not None and row.mailbox_id.hex() != mailbox:
-            # Queued before a move readdressed the link, and not readdressed yet: left
-            # for a later slot (or the flush that follows the move).
-            self._sender.release_slot(row)
-            row = None
+        pool, url, channel_id = self._pool, direction.url, direction.channel_id
         if row is not None:
             raw: bytes | None = row.envelope
+        elif split is not None:
+            piece = split.pieces[split.sent]
+            raw = split.spare or self._seal(channel_id, mailbox, KIND_FRAGMENT, piece.encode())
         else:
             spare = self._spare_cover.get(direction)
             if spare is not None and Envelope.decode(spare).mailbox_id.hex() != mailbox:
                 spare = None  # sealed for a mailbox the channel no longer writes to
-            raw = spare if spare is not None else self._cover(direction.channel_id, mailbox)
+            raw = spare if spare is not None else self._seal(channel_id, mailbox, KIND_COVER)
         if raw is None:
             return
         try:
@@ -292,6 +334,9 @@ class SlotSender:
         except Exception as error:
             result = error  # every outcome is handled below
         self.slots_sent += 1
+        if row is None and split is not None:
+            await self._settle_piece(direction, name, split, token, raw, result)
+            return
         if row is None:
             self.cover_sent += 1
             if isinstance(result, RelayRequestError):
@@ -308,7 +353,12 @@ class SlotSender:
                 else:
                     await pool.mark_down(url, str(result) or type(result).__name__)
             return  # a cover lost costs nothing: nobody waits for it
-        await self._sender.settle_slot(pool, url, row, token.hex(), result)
+        await self._settle_row(direction, name, row, token, result)
+
+    async def _settle_row(self, direction: _Direction, name: str, row: OutboxRow,
+                          token: bytes, result: int | BaseException) -> None:
+        url = direction.url
+        await self._sender.settle_slot(self._pool, url, row, token.hex(), result)
         if isinstance(result, int):
             self._report.sent += 1
             hold = self._held.pop(row.row_id, None)
@@ -317,6 +367,25 @@ class SlotSender:
                            f"{hold.refusals} time(s) for '{name}'")
         elif isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
             self._hold(row.row_id, direction, name, result)
+
+    async def _settle_piece(self, direction: _Direction, name: str, split: _Split,
+                            token: bytes, raw: bytes, result: int | BaseException) -> None:
+        """A piece stored moves the split on (the last settles its row as stored); one
+        refused goes again, the same bytes, in the next slot, as cover does; one lost with
+        the connection is sealed again (the receiver keeps each piece once)."""
+        self.pieces_sent += 1
+        if isinstance(result, RelayRequestError):
+            split.spare = raw
+            return
+        split.spare = None
+        if not isinstance(result, int):
+            await self._pool.mark_down(direction.url, str(result) or type(result).__name__)
+            return
+        self._pool.reached(direction.url)
+        split.sent += 1
+        if split.sent == len(split.pieces):
+            del self._splits[direction]
+            await self._settle_row(direction, name, split.row, token, result)
 
     def _wake(self, direction: _Direction) -> None:
         """The relay took a cover it had refused: the mailbox has room again, so the rows
@@ -342,9 +411,13 @@ class SlotSender:
                    f"stays queued and is offered again in {wait:g} s (refused {refusals} "
                    f"time(s)); cover fills the slots meanwhile")
 
-    def _cover(self, channel_id: str, mailbox: str) -> bytes | None:
-        """Seal one cover message for the channel (one transaction), or None if the
-        channel may not send now."""
+    def _seal(self, channel_id: str, mailbox: str, kind: int, body: bytes = b"") -> bytes | None:
+        """Seal one message outside the history (cover, a piece) for the channel (one
+        transaction), or None if the channel may not send now.
+
+        Raises:
+            LocalProtocolError: sealed larger than a slot's bucket (a bug: never sent).
+        """
         state = self._state
         try:
             with state.store.transaction():
@@ -355,14 +428,18 @@ class SlotSender:
                 # Not part of our history: the next real message keeps this seq and chains
                 # to the same hash (protocol.md §8).
                 seq, last = session.next_seq, session.last_sent_hash
-                sealed = session.seal(KIND_COVER, b"", state.clock(), state.rng)
+                sealed = session.seal(kind, body, state.clock(), state.rng)
                 session.next_seq, session.last_sent_hash = seq, last
                 state.keep_session(channel, session)
                 state.channels.save(channel)
+        except ChannelNotFound:
+            raise  # removed: the direction ends
         except (IdentityChanged, LocalProtocolError):
             return None
-        return Envelope(bytes.fromhex(mailbox), sealed.payload).encode()
-
+        raw = Envelope(bytes.fromhex(mailbox), sealed.payload).encode()
+        if len(raw) != SLOT_BUCKET:
+            raise LocalProtocolError(f"a slot envelope of {len(raw)} bytes")
+        return raw
 
 def _why(error: BaseException) -> str:
     """An error in a few words: its type, and its text when it has one."""

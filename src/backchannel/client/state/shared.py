@@ -18,6 +18,7 @@ from backchannel.client.state.channels import ChannelRepository
 from backchannel.client.state.digests import DigestRepository
 from backchannel.client.state.escalations import EscalationRepository
 from backchannel.client.state.forks import ForkRepository
+from backchannel.client.state.fragments import FragmentRepository
 from backchannel.client.state.invites import InviteRepository
 from backchannel.client.state.messages import MessageRepository
 from backchannel.client.state.outbox import OutboxRepository
@@ -71,6 +72,7 @@ class ClientState:
         self.escalations = EscalationRepository(store)
         self.settings = SettingsRepository(store)
         self.relays = RelayRepository(store)
+        self.fragments = FragmentRepository(store)
         # Parsed sessions by channel id, valid while the stored state is the same bytes
         # (a rolled-back transaction leaves the store different, so the cache misses).
         self._sessions: dict[str, tuple[str, Session]] = {}
