@@ -20,8 +20,9 @@ outbox for its direction's next slot, whose time was fixed before the note came.
 
 Size policy: every slot envelope that fits the smallest bucket (`SLOT_BUCKET`, 1,024
 bytes: a note of up to about 900 bytes, every receipt, line test and move) is exactly
-that size, as cover is. A longer note goes in its own larger bucket (protocol.md §6),
-which the relay sees in that slot; it is not split across slots.
+that size, as cover is. A longer note (a 4, 16 or 64 KiB envelope) crosses in pieces,
+one per slot (`client.fragments`): 6, 22 or 86 slots; a FLASH note that fits one slot goes
+ahead of a split's remaining pieces, other rows wait behind it.
 
 Failures: a direction whose slot loop fails (a damaged record, a bug) is restarted after
 a delay (`_RESTART_FIRST`, doubling to `_RESTART_MAX`) with the failure logged (logger
