@@ -21,6 +21,7 @@ from backchannel.client.fragments import (
     split,
 )
 from backchannel.client.slotpolicy import SLOT_BUCKET
+from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.envelope import BUCKETS, ENVELOPE_HEADER_SIZE, bucket_for_payload
 from backchannel.protocol.errors import RemoteProtocolError
 from backchannel.protocol.message import MessageKind
@@ -106,3 +107,46 @@ async def test_a_large_note_crosses_in_pieces_at_the_slot_rate(
     assert KIND_FRAGMENT not in {m.kind for m in b.messages(b.channels()[0].name)}
     assert b._state.fragments.pending() == 0
     assert a_report.sent >= 1
+
+
+def test_pieces_are_kept_once_and_an_envelope_made_whole_once(
+    make_principal: MakePrincipal,
+) -> None:
+    state = make_principal("r")._state  # the repository on a real (encrypted) store
+    envelope = bytes(range(256)) * (BUCKETS[1] // 256)
+    first, *rest = split(envelope)
+    channel = "ab" * 16
+    with state.store.transaction():
+        assert state.fragments.add(channel, first, 1) is None
+        assert state.fragments.add(channel, first, 2) is None  # sent again: kept once
+        for piece in rest[:-1]:
+            assert state.fragments.add(channel, piece, 3) is None
+        assert state.fragments.pending() == 1
+        assert state.fragments.add(channel, rest[-1], 4) == envelope
+        assert state.fragments.pending() == 0
+        # A piece of an envelope that never completes is forgotten after its time.
+        state.fragments.add(channel, first, 10)
+        state.fragments.forget_before(10)
+        assert state.fragments.pending() == 1
+        state.fragments.forget_before(11)
+        assert state.fragments.pending() == 0
+
+
+async def test_a_flash_note_goes_ahead_of_a_split_and_the_rest_waits_behind_it(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    a, b = make_principal("a"), make_principal("b")
+    long_text = "a long note, " * 400  # 22 pieces
+    async with observed_relay(tmp_path / "r.db", Record()) as relay:
+        await pair(a, b, [relay.url])
+        slotted(a, b, interval=INTERVAL)
+        peer = a.channels()[0].name
+        async with watching(a, b):
+            await asyncio.sleep(INTERVAL * 3)
+            a.queue(peer, long_text)
+            a.queue(peer, "routine, queued after the long note")
+            await asyncio.sleep(INTERVAL * 5)  # a few pieces are out
+            a.queue(peer, "flash", precedence=Precedence.FLASH)
+            await until(lambda: len([e for e in b.inbox() if e.text]) >= 3, rounds=800)
+    order = [e.text for e in sorted(b.inbox(), key=lambda e: e.received_at_ms) if e.text]
+    assert order == ["flash", long_text, "routine, queued after the long note"]
