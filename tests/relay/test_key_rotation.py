@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,22 @@ def test_relay_key_rotate_and_show(tmp_path: Path) -> None:
     assert code == 2 and "show or rotate" in err
     code, _, err = run("rotate", "--overlap-days", "-1")
     assert code == 2
+
+
+async def test_a_running_relay_takes_the_rotated_key_on_sighup(tmp_path: Path) -> None:
+    from tests.relay.test_relay_process import RelayProcess
+
+    relay = RelayProcess(f"sqlite:///{tmp_path / 'relay.db'}")
+    try:
+        first = await fetch_relay_key(relay.url)
+        assert relay.lines[0]["key_id"] == first.key_id.hex()
+        ring = rotate_key(tmp_path / "relay.key", NOW, OVERLAP)
+        assert await fetch_relay_key(relay.url) == first  # not before it is told
+        relay.proc.send_signal(signal.SIGHUP)
+        assert relay.proc.stderr is not None
+        reloaded = json.loads(await asyncio.to_thread(relay.proc.stderr.readline))
+        assert reloaded["event"] == "key reloaded"
+        assert reloaded["key_id"] == ring.public.key_id.hex()
+        assert await fetch_relay_key(relay.url) == ring.public
+    finally:
+        assert relay.stop() == 0
