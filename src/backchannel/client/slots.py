@@ -196,31 +196,14 @@ class SlotSender:
         meanwhile."""
         loop = asyncio.get_running_loop()
         restart_at: dict[_Direction, float] = {}
-        wanted: list[_Direction] = []
         try:
             while not stop.is_set():
                 try:
-                    wanted, slotted = self.directions()
+                    self._supervise(restart_at, loop.time())
                 except Exception as error:  # reported, then tried again
                     # The channels stay as slotted as they were: never fewer by a failure.
-                    self.event(f"slots: could not read the channels ({_why(error)}); "
+                    self.event(f"slots: could not look at the channels ({_why(error)}); "
                                f"the slots go on as they were")
-                else:
-                    self._sender.slotted.ids = frozenset(slotted)
-                now = loop.time()
-                for direction, task in list(self._tasks.items()):
-                    if task.done():
-                        del self._tasks[direction]
-                        failure = None if task.cancelled() else task.exception()
-                        if failure is not None:
-                            restart_at[direction] = now + self._failed(direction, failure)
-                    elif direction not in wanted:
-                        task.cancel()
-                for direction in wanted:
-                    if direction not in self._tasks and restart_at.get(direction, 0.0) <= now:
-                        if restart_at.pop(direction, None) is not None:
-                            self.restarts += 1
-                        self._tasks[direction] = asyncio.create_task(self._direction(direction))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _SUPERVISE_EVERY)
         finally:
@@ -229,6 +212,25 @@ class SlotSender:
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             self._tasks.clear()
+
+    def _supervise(self, restart_at: dict[_Direction, float], now: float) -> None:
+        """One look: a task for each direction wanted now; failed ones restarted once
+        their delay has passed, unwanted ones stopped."""
+        wanted, slotted = self.directions()
+        self._sender.slotted.ids = frozenset(slotted)
+        for direction, task in list(self._tasks.items()):
+            if task.done():
+                del self._tasks[direction]
+                failure = None if task.cancelled() else task.exception()
+                if failure is not None:
+                    restart_at[direction] = now + self._failed(direction, failure)
+            elif direction not in wanted:
+                task.cancel()
+        for direction in wanted:
+            if direction not in self._tasks and restart_at.get(direction, 0.0) <= now:
+                if restart_at.pop(direction, None) is not None:
+                    self.restarts += 1
+                self._tasks[direction] = asyncio.create_task(self._direction(direction))
 
     def _failed(self, direction: _Direction, error: BaseException) -> float:
         """Report a direction's failure; returns the delay before its restart."""
