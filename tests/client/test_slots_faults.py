@@ -102,8 +102,9 @@ async def test_a_message_refused_for_quota_waits_while_cover_flows_then_goes(
     record = Record()
     limits = RelayLimits(mailbox_max_envelopes=3)
     a, b = make_principal("a"), make_principal("b")
-    async with observed_relay(tmp_path / "r.db", record, limits) as relay:
-        await pair(a, b, [relay.url])
+    async with (observed_relay(tmp_path / "r.db", record, limits) as relay,
+                dropping_relay(relay.url) as proxy):  # it cuts nothing: it keeps digests
+        await pair(a, b, [proxy.url])
         slotted(a, b)
         peer = a.channels()[0].name
         b_mailbox = a.channels()[0].links[0].outbound
@@ -130,6 +131,11 @@ async def test_a_message_refused_for_quota_waits_while_cover_flows_then_goes(
               if e.mailbox == b_mailbox.mailbox_id]
     assert abs(len(writes) - SLOTS_HELD) <= 3
     assert len({e.size for e in writes}) == 1
+    # While the mailbox was full, the slots sent the same refused cover again (and the
+    # held note when its hold ended): no message key was spent on a cover refused.
+    sent = {digest for at, mailbox, digest in proxy.sent
+            if t0 <= at < t1 and mailbox.hex() == b_mailbox.mailbox_id}
+    assert len(sent) <= 3
     # Nothing lost, nothing twice. (What filled the mailbox, a's receipts of the pairing
     # and cover, b read then.)
     assert drained.received + drained.cover == 3
