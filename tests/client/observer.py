@@ -81,9 +81,11 @@ class ObservedRelay(RelayServer):
 
 
 @contextlib.asynccontextmanager
-async def observed_relay(db: Path, record: Record) -> AsyncIterator[ObservedRelay]:
-    """A real relay on a free loopback port that logs into `record`."""
-    limits = RelayLimits()
+async def observed_relay(db: Path, record: Record,
+                         limits: RelayLimits | None = None) -> AsyncIterator[ObservedRelay]:
+    """A real relay on a free loopback port that logs into `record` (with `limits`, or
+    the defaults)."""
+    limits = limits or RelayLimits()
     server = ObservedRelay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1", port=0)
     server.record = record
     server._ids = {}

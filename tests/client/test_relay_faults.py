@@ -13,13 +13,15 @@ from pathlib import Path
 from backchannel.client.engine import InboxEntry, Principal
 from backchannel.relay.server import RelayServer
 
-from .conftest import MakePrincipal, pair, running_relay
+from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
 from .fault_relays import junk_relay, silent_relay
 
 # Generous bounds: the point is "bounded", not speed. A sync's deadline is 10 s; a request
-# to a relay that does not answer times out after 5 s.
+# to a relay that does not answer times out after 5 s by default, after REQUEST_TIMEOUT
+# for the principals of the silent-relay test.
 SYNC_BOUND = 15.0
 SEND_BOUND = 10.0
+REQUEST_TIMEOUT = 1.0
 
 
 def texts(principal: Principal, channel: str) -> list[str]:
@@ -35,8 +37,9 @@ async def relay_pair(tmp_path: Path) -> AsyncIterator[tuple[RelayServer, RelaySe
         yield a, b
 
 
-async def test_silent_relay_delays_nothing(tmp_path: Path, make_principal: MakePrincipal) -> None:
-    alice, bob = make_principal("alice"), make_principal("bob")
+async def test_silent_relay_delays_nothing(tmp_path: Path) -> None:
+    alice, bob = (Principal.create(tmp_path / name, name, "passphrase", kdf=FAST_KDF,
+                                   request_timeout=REQUEST_TIMEOUT) for name in ("alice", "bob"))
     async with running_relay(tmp_path / "a.db") as a:
         async with running_relay(tmp_path / "b.db") as b:
             await pair(alice, bob, [a.url, b.url])

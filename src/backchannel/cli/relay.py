@@ -136,29 +136,45 @@ def serve(
 
 @relay_app.command("key")
 def key(
+    action: str = typer.Argument(
+        "show", metavar="[show|rotate]",
+        help="show (the default): print the keys; rotate: make a fresh current key, the "
+        "old one opening sealed sends for --overlap-days more."),
     db: str = typer.Option(
         "", help="The relay's database URL, to find its key file as `serve` does. "
         "Default: relay.db in your data folder."),
     key_file: Path | None = typer.Option(  # noqa: B008 - Typer declares options this way
         None, "--key-file", metavar="FILE", help="The key file itself (as given to `serve`)."),
+    overlap_days: float = typer.Option(
+        7.0, "--overlap-days", min=0.0,
+        help="rotate: days the previous key still opens sealed sends (then KEY_RETIRED)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Show the relay's forwarding key (its id and fingerprint), made by `serve` on first start.
+    """Show the relay's forwarding keys (id and fingerprint), or rotate them.
 
     The operator publishes or reads out the fingerprint so that users can compare it with
-    the one their client fetched from GET /relay-key. Nothing is created or changed.
+    the one their client fetched from GET /relay-key. `show` creates and changes nothing;
+    `rotate` replaces the key file (a running relay reads it on SIGHUP).
 
-    Example: backchannel relay key --db sqlite:///var/lib/backchannel/relay.db
+    Example: backchannel relay key rotate --db sqlite:///var/lib/backchannel/relay.db
     """
     import json
+    import time
 
     from backchannel.protocol.text import escaped
-    from backchannel.relay.relaykey import BadKeyFile, read_key
+    from backchannel.relay.relaykey import DAY_SECONDS, BadKeyFile, read_key, rotate_key
 
+    if action not in ("show", "rotate"):
+        raise typer.BadParameter(f"not show or rotate: {escaped(action)}",
+                                 param_hint="ACTION")
     path = key_file if key_file is not None else default_key_file(db or default_db_url())
     shown = escaped(str(path))
+    now = time.time()
     try:
-        pair = read_key(path)
+        if action == "rotate":
+            ring = rotate_key(path, now, overlap_days * DAY_SECONDS)
+        else:
+            ring = read_key(path)
     except FileNotFoundError:
         typer.echo(f"error: no relay key at {shown} (`relay serve` makes it on first start)",
                    err=True)
@@ -167,14 +183,32 @@ def key(
         why = str(exc) if isinstance(exc, BadKeyFile) else (exc.strerror or type(exc).__name__)
         typer.echo(f"error: cannot read the relay key at {shown}: {escaped(why)}", err=True)
         raise typer.Exit(1) from None
-    public = pair.public
+    public = ring.public
+    previous = ring.previous.public if ring.previous is not None else None
+    open_until = (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ring.previous_until))
+                  if previous is not None else "")
+    in_overlap = previous is not None and now <= ring.previous_until
     if as_json:
-        typer.echo(json.dumps({"key_file": str(path), "key_id": public.key_id.hex(),
-                               "fingerprint": public.fingerprint}))
+        typer.echo(json.dumps({
+            "key_file": str(path), "key_id": public.key_id.hex(),
+            "fingerprint": public.fingerprint,
+            "previous": None if previous is None else {
+                "key_id": previous.key_id.hex(), "fingerprint": previous.fingerprint,
+                "opens_until": int(ring.previous_until), "open": in_overlap},
+            "retired": [k.hex() for k in ring.retired],
+            "rotated": action == "rotate"}))
         return
     typer.echo(f"key file     {shown}")
     typer.echo(f"key id       {public.key_id.hex()}")
     typer.echo(f"fingerprint  {public.fingerprint}")
+    if previous is not None:
+        state = "opens sealed sends until" if in_overlap else "retired since"
+        typer.echo(f"previous     {previous.key_id.hex()} ({state} {open_until})")
+    if ring.retired:
+        typer.echo(f"retired      {len(ring.retired)} older key(s)")
+    if action == "rotate":
+        typer.echo("rotated: a running relay takes the new key on SIGHUP "
+                   "(kill -HUP its process) or at its next start")
 
 
 def _listen_failure(
@@ -262,7 +296,7 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
                  forwarding: bool = True, forward_to_local: bool = False) -> int:
     from backchannel.protocol.errors import BackchannelError
     from backchannel.relay.limits import RelayLimits
-    from backchannel.relay.relaykey import load_or_create_key
+    from backchannel.relay.relaykey import load_or_create_key, read_key
     from backchannel.relay.server import RelayServer
     from backchannel.relay.store import StoreUnavailable, open_store, redact_url
 
@@ -291,6 +325,21 @@ async def _serve(host: str, port: int, url: str, limits: object, log_addresses: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload_key() -> None:
+        """SIGHUP: read the key file again (after `relay key rotate`)."""
+        try:
+            # Read, never made: a key file gone missing must not become a fresh key.
+            server.forward_key = read_key(key_path)
+        except (OSError, BackchannelError) as exc:
+            log.error("key not reloaded", extra={"fields": {
+                "key_file": str(key_path), "reason": type(exc).__name__}})
+            return
+        log.info("key reloaded", extra={"fields": {
+            "key_id": server.forward_key.public.key_id.hex(),
+            "key_fingerprint": server.forward_key.public.fingerprint}})
+
+    loop.add_signal_handler(signal.SIGHUP, reload_key)
     try:
         await server.start()
     except StoreUnavailable as exc:

@@ -56,6 +56,7 @@ from backchannel.client.reports import (
 )
 from backchannel.client.sending import Sender
 from backchannel.client.state.shared import ClientState, store_identity
+from backchannel.client.transport import DEFAULT_REQUEST_TIMEOUT
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity, safety_number
 from backchannel.protocol.e2e.primitives import Rng
@@ -102,8 +103,12 @@ class Principal:
         store: Keystore,
         clock: Callable[[], int] = _wall_ms,
         rng: Rng = os.urandom,
+        *,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
-        self._state = state = ClientState(store, clock, rng)
+        # request_timeout: seconds each relay has to answer each request (tests of
+        # silent relays shorten it).
+        self._state = state = ClientState(store, clock, rng, request_timeout)
         self._store = store
         self._lock: HomeLock | None = None
         self._sender = Sender(state)
@@ -128,6 +133,7 @@ class Principal:
         kdf: KdfParameters | None = None,
         clock: Callable[[], int] = _wall_ms,
         rng: Rng = os.urandom,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> Self:
         """Create a principal with a fresh identity in `home`.
 
@@ -157,7 +163,7 @@ class Principal:
                 ) from None
             with store.transaction():
                 store_identity(store, name, IdentityKeyPair.generate(rng))
-            principal = cls(store, clock, rng)
+            principal = cls(store, clock, rng, request_timeout=request_timeout)
         except BaseException:
             lock.release()
             raise
@@ -177,6 +183,7 @@ class Principal:
         lock_role: str = "command",
         give_up: Callable[[LockHolder | None], bool] | None = None,
         read_only: bool | None = None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> Self:
         """Open the principal in `home`, holding its lock until `close`.
 
@@ -193,6 +200,7 @@ class Principal:
             read_only: True opens a writable home read-only too (under its lock); False
                 insists on writing (a read-only home raises `HomeReadOnly`); None decides
                 by the home.
+            request_timeout: seconds each relay has to answer each request.
 
         Raises:
             NotInitialised: no principal there.
@@ -219,7 +227,7 @@ class Principal:
                     f"no principal in {home}: run `backchannel init`"
                 ) from None
             try:
-                principal = cls(store, clock, rng)
+                principal = cls(store, clock, rng, request_timeout=request_timeout)
                 if not store.read_only:
                     with store.transaction():
                         # Whoever held the home before us is gone: so are its send claims.
@@ -241,7 +249,8 @@ class Principal:
         Every read-modify-write is one transaction with compare-and-swap, and flushes
         claim the rows they send, so both handles may write and send. Close it when the
         request is done. It shares which channels a running watch sends in slots."""
-        clone = type(self)(self._store.clone(), self._state.clock, self._state.rng)
+        clone = type(self)(self._store.clone(), self._state.clock, self._state.rng,
+                           request_timeout=self._state.request_timeout)
         clone._sender.slotted = self._sender.slotted
         return clone
 
@@ -391,6 +400,7 @@ class Principal:
             state.receipts.delete_channel(cid)
             state.forks.delete_channel(cid)
             state.escalations.delete_channel(cid)
+            state.fragments.delete_channel(cid)
             state.invites.delete_claims(cid)
             state.channels.delete(cid)
         state.forget_session(cid)

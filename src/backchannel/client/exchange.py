@@ -86,7 +86,7 @@ class Exchange:
         """See `Principal.sync`."""
         state = self._state
         report = SyncReport()
-        pool = RelayPool()
+        pool = state.pool()
         loop = asyncio.get_running_loop()
         start = loop.time()
         end = start + deadline
@@ -164,7 +164,7 @@ class Exchange:
         """See `Principal.watch`."""
         state = self._state
         report = SyncReport()
-        pool = self._sender.live = RelayPool()
+        pool = self._sender.live = state.pool()
         arrivals: Arrivals = asyncio.Queue()
         # One reader per inbound mailbox, each on its own connection (`RelayPool` lanes).
         readers: dict[tuple[str, str], asyncio.Task[None]] = {}

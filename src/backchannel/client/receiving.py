@@ -16,6 +16,7 @@ from typing import Final
 
 from backchannel.client.errors import ClientError
 from backchannel.client.forks import KIND_FORK_NOTICE, ForkNotice, ForkReason, ForkRecord
+from backchannel.client.fragments import KIND_FRAGMENT, Piece
 from backchannel.client.invite import (
     CAPABILITY_PQ_RATCHET,
     KIND_CAPABILITIES,
@@ -41,6 +42,7 @@ from backchannel.client.records import (
 from backchannel.client.reports import InboxEntry, SyncReport
 from backchannel.client.sending import Sender
 from backchannel.client.slotpolicy import KIND_COVER
+from backchannel.client.state.fragments import KEEP_MS as FRAGMENT_KEEP_MS
 from backchannel.client.state.shared import ClientState
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
@@ -180,6 +182,7 @@ class Receiver:
         """
         with self._state.store.transaction():
             self._state.digests.forget_before(self._state.clock() - DIGEST_KEEP_MS)
+            self._state.fragments.forget_before(self._state.clock() - FRAGMENT_KEEP_MS)
 
     def _receive(
         self, channel: ChannelRecord, payload: bytes, report: SyncReport
@@ -223,6 +226,13 @@ class Receiver:
             report.cover += 1
             state.channels.save(channel)
             return None
+        if message.kind == KIND_FRAGMENT:
+            # A piece of a large envelope sent across slots (`client.fragments`): kept,
+            # like cover outside the history, until the envelope is whole.
+            report.fragments += 1
+            whole = self._piece(channel, message.body)
+            state.channels.save(channel)
+            return None if whole is None else self._receive(channel, whole, report)
         state.forks.remember_position(channel.channel_id, opened.position)
         entry = None
         if state.messages.get(channel.channel_id, message.message_id.hex()) is not None:
@@ -241,6 +251,16 @@ class Receiver:
                 report.new_notes.append(record.message_id)
         state.channels.save(channel)
         return entry
+
+    def _piece(self, channel: ChannelRecord, body: bytes) -> bytes | None:
+        """Keep a piece; the payload of the whole envelope once it is complete."""
+        state = self._state
+        try:
+            whole = state.fragments.add(channel.channel_id, Piece.decode(body), state.clock())
+            return None if whole is None else Envelope.decode(whole).payload
+        except RemoteProtocolError:
+            channel.rejected += 1  # authentic but malformed: the sender's bug
+            return None
 
     def _negotiate_post_quantum(
         self, channel: ChannelRecord, session: Session, message: Message

@@ -29,6 +29,7 @@ class SyncReport:
     rejected: int = 0
     deferred: int = 0  # authentic but too far ahead: left on the relay for a later pass
     cover: int = 0  # cover messages received and dropped (`client.slots`)
+    fragments: int = 0  # pieces of large envelopes received in slots (`client.fragments`)
     sent: int = 0
     new_channels: list[str] = field(default_factory=list)
     relays_up: list[str] = field(default_factory=list)
@@ -44,6 +45,9 @@ class SyncReport:
     # Claims on a spent invite read in this run (someone else used a code whose channel
     # already exists: `records.InviteClaimRecord`).
     invite_claims: list[InviteClaimRecord] = field(default_factory=list)
+    # What the slot sender reported while a watch ran (`client.slots`: a failure and its
+    # restart, a row a relay refused and when it is offered again), oldest first.
+    slot_events: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ the same row at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Final
 
 from backchannel.client.errors import ClientError, IdentityChanged
@@ -211,7 +212,7 @@ class Sender:
     async def flush(self, pool: RelayPool | None = None) -> int:
         """See `Principal.flush`."""
         own_pool = pool is None and self.live is None
-        pool = pool or self.live or RelayPool()
+        pool = pool or self.live or self._state.pool()
         try:
             results = await asyncio.gather(
                 *(self.flush_relay(pool, url) for url in self._state.outbox.relays()),
@@ -311,20 +312,23 @@ class Sender:
 
     # --- slots (`client.slots`) ------------------------------------------------------------
 
-    def claim_for_slot(self, url: str, channel_id: str, token: str) -> OutboxRow | None:
+    def claim_for_slot(self, url: str, channel_id: str, token: str,
+                       skip: Collection[int] = ()) -> OutboxRow | None:
         """Claim the row one slot of a channel's direction to `url` sends: a FLASH note if
-        one is among the oldest queued, else the oldest row (one transaction)."""
+        one is among the oldest queued, else the oldest row (one transaction); rows in
+        `skip` (held back after a refusal) are left queued."""
         state = self._state
         now = state.clock()
         with state.store.transaction():
-            rows = state.outbox.claim(url, {channel_id}, now, now + _CLAIM_MS, _FLASH_LOOKAHEAD)
+            rows = state.outbox.claim(url, {channel_id}, now, now + _CLAIM_MS, _FLASH_LOOKAHEAD,
+                                      skip)
             if not rows:
                 return None
-            chosen = next((row for row in rows if self._is_flash(row)), rows[0])
+            chosen = next((row for row in rows if self.is_flash(row)), rows[0])
             state.outbox.release(row for row in rows if row is not chosen)
         return chosen
 
-    def _is_flash(self, row: OutboxRow) -> bool:
+    def is_flash(self, row: OutboxRow) -> bool:
         record = self._state.messages.by_ref(row.channel_id, row.ref)
         if record is None or record.direction != "out" or record.kind != MessageKind.NOTE:
             return False

@@ -114,6 +114,8 @@ RELAY_ERROR_TEXT: Final[Mapping[ErrorCode, str]] = MappingProxyType({
     ErrorCode.UNKNOWN_KEY: "the relay's key is not the one the send was sealed to",
     ErrorCode.TOO_MANY_FORWARDS: "the relay is forwarding too much at once; try later",
     ErrorCode.DESTINATION_UNAVAILABLE: "the relay could not reach the other relay; try later",
+    ErrorCode.KEY_RETIRED: "the send was sealed to a key the relay retired (rotated); "
+    "fetch its current key",
 })
 
 

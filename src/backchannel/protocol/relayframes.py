@@ -226,6 +226,7 @@ class ErrorCode(IntEnum):
     UNKNOWN_KEY = 18  # a sealed send not sealed to (or not opening with) this relay's key
     TOO_MANY_FORWARDS = 19  # the forwarding relay's forwards in flight are at their limit
     DESTINATION_UNAVAILABLE = 22  # the forwarding relay could not reach the destination
+    KEY_RETIRED = 23  # a sealed send to a key this relay rotated away (past its overlap)
     UNAVAILABLE = 20
     INTERNAL = 21
 

@@ -81,6 +81,7 @@ REASONS: Final[dict[ErrorCode, str]] = {
     ErrorCode.UNKNOWN_KEY: "not sealed to this relay's key",
     ErrorCode.TOO_MANY_FORWARDS: "too many forwards in flight; retry later",
     ErrorCode.DESTINATION_UNAVAILABLE: "the destination relay cannot be reached now",
+    ErrorCode.KEY_RETIRED: "sealed to a key this relay retired; fetch its current key",
 }
 
 

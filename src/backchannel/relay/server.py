@@ -106,6 +106,7 @@ from backchannel.relay.ratelimit import (
     TokenBucket,
     Verdict,
 )
+from backchannel.relay.relaykey import RelayKeyRing
 from backchannel.relay.store.base import (
     AckOp,
     CreateOp,
@@ -138,6 +139,7 @@ MAX_QUEUE: Final = 16
 WEBSOCKET_PATH: Final = "/"
 # Where the relay publishes its forwarding key (`forwarding.RelayPublicKey.to_text`).
 RELAY_KEY_PATH: Final = "/relay-key"
+RELAY_KEYS_PATH: Final = "/relay-keys"
 # Answers to a socket refused at accept, before its request is read: fixed bytes, written
 # once, then the socket is closed. Refusing must cost less than accepting.
 # A connection holding more than this counts towards the relay-wide queue budget: one full
@@ -304,9 +306,12 @@ class RelayServer:
         metrics_optional: when the metrics address cannot be bound, log a warning and
             serve without metrics instead of failing to start (for the default address,
             which a second relay on the same machine finds taken).
-        forward_key: the relay's long-term forwarding key (`relaykey.load_or_create_key`):
-            published at ``GET /relay-key``, it opens SEALED_SEND frames. None: no key,
-            and sealed sends are refused (UNKNOWN_KEY).
+        forward_key: the relay's long-term forwarding keys (`relaykey.load_or_create_key`;
+            a single key pair is a ring of one): the current one is published at
+            ``GET /relay-key``, current and previous at ``GET /relay-keys``, and they open
+            SEALED_SEND frames (the previous until its overlap ends, then KEY_RETIRED).
+            None: no key, and sealed sends are refused (UNKNOWN_KEY). Replaced whole on
+            SIGHUP by `relay serve` (a rotated key file).
         forwarding: carry FORWARD requests to other relays (off: FORWARDING_DISABLED).
         forward_to_local: also forward to destinations on this machine or a private
             network (loopback, private, link-local addresses, ``localhost``); off, such a
@@ -328,7 +333,7 @@ class RelayServer:
         tls: ssl.SSLContext | None = None,
         metrics_listen: tuple[str, int] | None = None,
         metrics_optional: bool = False,
-        forward_key: RelayKeyPair | None = None,
+        forward_key: RelayKeyRing | RelayKeyPair | None = None,
         forwarding: bool = True,
         forward_to_local: bool = False,
     ) -> None:
@@ -368,7 +373,9 @@ class RelayServer:
         # must stop and exit non-zero for its supervisor to restart it (`relay serve`).
         self.fatal = asyncio.Event()
         store.listener = self._on_commit
-        self.forward_key = forward_key
+        # A single key pair is a ring of one (no rotation yet).
+        self.forward_key = (RelayKeyRing(forward_key) if isinstance(forward_key, RelayKeyPair)
+                            else forward_key)
         self.forwarding = forwarding
         self.forward_to_local = forward_to_local
         self._forwards = 0  # forwards in flight, relay-wide
@@ -521,11 +528,16 @@ class RelayServer:
             ok = await self._healthy()
             status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
             return connection.respond(status, "ok\n" if ok else "unavailable\n")
-        if path == RELAY_KEY_PATH:
+        if path in (RELAY_KEY_PATH, RELAY_KEYS_PATH):
             if self.forward_key is None:
                 return connection.respond(http.HTTPStatus.NOT_FOUND, "no relay key\n")
+            # /relay-key: the current key alone (what clients seal to); /relay-keys: one
+            # per line, current first, then the previous while its overlap lasts.
+            keys = self.forward_key.published(self.clock())
+            if path == RELAY_KEY_PATH:
+                keys = keys[:1]
             return connection.respond(http.HTTPStatus.OK,
-                                      self.forward_key.public.to_text() + "\n")
+                                      "".join(key.to_text() + "\n" for key in keys))
         if path != WEBSOCKET_PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         if self._draining:
@@ -857,7 +869,7 @@ class RelayServer:
             self._error(conn, rid, ErrorCode.UNKNOWN_KEY)
             return
         try:
-            inner = open_send(self.forward_key, key_id, sealed)
+            inner = open_send(self.forward_key.opening(key_id, self.clock()), key_id, sealed)
         except SealError as exc:
             # Without the reply key nothing can be sealed: a plain refusal.
             self._error(conn, rid, exc.code)
@@ -905,7 +917,7 @@ class RelayServer:
             return ErrorCode.BAD_DESTINATION
         if not self.forward_to_local and _local_destination(destination):
             return ErrorCode.BAD_DESTINATION
-        if self.forward_key is not None and key_id == self.forward_key.public.key_id:
+        if self.forward_key is not None and key_id in self.forward_key.key_ids():
             # Sealed to this relay: forwarding it would send it back here. (The sealed
             # inside of any forward is a deposit, never a forward: no loop either way.)
             return ErrorCode.BAD_DESTINATION

@@ -135,6 +135,11 @@ class OutboxRepository:
         )
         return [int(row_id) for (row_id,) in rows.fetchall()]
 
+    def queued_row(self, row_id: int) -> bool:
+        """Whether the row is still queued (no relay stored it, nothing dropped it)."""
+        found = self._store.db.execute("SELECT 1 FROM outbox WHERE id = ?", (row_id,))
+        return found.fetchone() is not None
+
     def queued_messages(self, channel_id: str) -> int:
         """How many of a channel's messages some relay has still to store."""
         (count,) = self._store.db.execute(

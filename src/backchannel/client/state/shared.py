@@ -13,16 +13,19 @@ from typing import Final
 from backchannel.client.errors import ChannelNotFound, NotInitialised
 from backchannel.client.keystore import Keystore
 from backchannel.client.records import ChannelRecord, InviteRecord, Mailbox
+from backchannel.client.relays import RelayPool
 from backchannel.client.state.channels import ChannelRepository
 from backchannel.client.state.digests import DigestRepository
 from backchannel.client.state.escalations import EscalationRepository
 from backchannel.client.state.forks import ForkRepository
+from backchannel.client.state.fragments import FragmentRepository
 from backchannel.client.state.invites import InviteRepository
 from backchannel.client.state.messages import MessageRepository
 from backchannel.client.state.outbox import OutboxRepository
 from backchannel.client.state.receipts import PendingReceiptRepository
 from backchannel.client.state.relays import RelayRepository
 from backchannel.client.state.settings import SettingsRepository
+from backchannel.client.transport import DEFAULT_REQUEST_TIMEOUT
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
 from backchannel.protocol.e2e.primitives import Rng
 from backchannel.protocol.e2e.session import Session
@@ -48,12 +51,17 @@ class ClientState:
             read-modify-write, and every repository below writes inside it.
         name, identity: the principal's name and secret identity.
         clock: milliseconds since the epoch; rng: the random source.
+        request_timeout: seconds each relay has to answer each request, in every pool
+            made by `pool` (`transport.DEFAULT_REQUEST_TIMEOUT` unless the principal was
+            opened with another).
     """
 
-    def __init__(self, store: Keystore, clock: Callable[[], int], rng: Rng) -> None:
+    def __init__(self, store: Keystore, clock: Callable[[], int], rng: Rng,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
         self.store = store
         self.clock = clock
         self.rng = rng
+        self.request_timeout = request_timeout
         self.channels = ChannelRepository(store)
         self.forks = ForkRepository(store)
         self.messages = MessageRepository(store)
@@ -64,6 +72,7 @@ class ClientState:
         self.escalations = EscalationRepository(store)
         self.settings = SettingsRepository(store)
         self.relays = RelayRepository(store)
+        self.fragments = FragmentRepository(store)
         # Parsed sessions by channel id, valid while the stored state is the same bytes
         # (a rolled-back transaction leaves the store different, so the cache misses).
         self._sessions: dict[str, tuple[str, Session]] = {}
@@ -76,6 +85,10 @@ class ClientState:
 
     def __repr__(self) -> str:
         return f"ClientState({self.store!r})"
+
+    def pool(self) -> RelayPool:
+        """A fresh connection pool with this principal's request timeout."""
+        return RelayPool(request_timeout=self.request_timeout)
 
     # -- sessions ---------------------------------------------------------------------
 
