@@ -112,18 +112,39 @@ def run_relay(port: int, url: str) -> None:
         return
     # --profile: the event loop's thread under cProfile (the SQLite writer thread is
     # mostly in C, with the interpreter lock released: its share is the process CPU
-    # minus this thread's), top functions by self time.
+    # minus this thread's), top functions by cumulative time, then by self time.
+    # The SQLite writer thread gets a profile of its own (FILE.writer): its Python share
+    # (deciding the batch, building rows) holds the interpreter lock the loop needs.
     import cProfile
     import pstats
 
+    from backchannel.relay.store.sqlite import SqliteStore
+
+    def dump(prof: cProfile.Profile, path: str) -> None:
+        with open(path, "w") as fh:
+            stats = pstats.Stats(prof, stream=fh)
+            stats.sort_stats("cumulative").print_stats(30)
+            stats.sort_stats("tottime").print_stats(30)
+
+    write_loop = SqliteStore._write_loop
+
+    def profiled_write_loop(self: SqliteStore, db: Any) -> None:
+        wprof = cProfile.Profile()
+        wprof.enable()
+        try:
+            write_loop(self, db)
+        finally:
+            wprof.disable()
+            dump(wprof, f"{out}.writer")
+
+    SqliteStore._write_loop = profiled_write_loop  # type: ignore[method-assign]
     prof = cProfile.Profile()
     prof.enable()
     try:
         uvloop.run(main())
     finally:
         prof.disable()
-        with open(out, "w") as fh:
-            pstats.Stats(prof, stream=fh).sort_stats("tottime").print_stats(30)
+        dump(prof, out)
 
 
 # --- load client (child process) -------------------------------------------------------
