@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Final, cast
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
@@ -154,6 +155,9 @@ def _http_answer(status: http.HTTPStatus, text: str) -> bytes:
 _REFUSE_FULL: Final = _http_answer(http.HTTPStatus.SERVICE_UNAVAILABLE, "relay full\n")
 _REFUSE_ADDRESS: Final = _http_answer(http.HTTPStatus.TOO_MANY_REQUESTS,
                                       "too many connections from your address\n")
+# What a connection keeps of its handshake's headers once it is open: none (`_handle`).
+# Shared and never written: nothing reads or adds a header after the handshake.
+_NO_HEADERS: Final = Headers()
 # Metric labels for the reasons the relay closes a connection (a fixed set, never client
 # data).
 _CLOSE_LABELS: Final = {
@@ -555,6 +559,14 @@ class RelayServer:
         address = self._address(ws)
         # The socket holds the address's connection slot from accept to close (`_Socket`).
         sock = _as_socket(ws)
+        # The handshake's headers are read no more (the address above was the last use):
+        # they were about 3 KiB of each idle connection's 18 (tracemalloc, 1,000 vs
+        # 2,000 subscribed connections). The request and response stay, headerless:
+        # websockets reads their presence as "handshake done".
+        if ws.request is not None:
+            ws.request.headers = _NO_HEADERS
+        if ws.response is not None:
+            ws.response.headers = _NO_HEADERS
         key = sock.key or budget_key(address)
         conn = _Conn(ws, key, ConnectionGuard(self.limits, self.monotonic()))
         self._conns.add(conn)
