@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from backchannel.protocol.relayframes import ErrorCode
 from backchannel.relay import mailbox
@@ -71,41 +71,7 @@ _SAVEPOINT: Final = "relay_op"
 # Mailbox ids per ``IN (...)`` read of a batch: far below SQLite's bound on parameters.
 _IN_CHUNK: Final = 256
 
-# Rows per multi-row VALUES statement (`_write_rows`): at most 7 parameters a row, far
-# below SQLite's bound on parameters (32,766).
-_ROWS_PER_STATEMENT: Final = 256
-
 _T = TypeVar("_T")
-
-
-def _values_sql(rows: int, width: int) -> str:
-    row = "(" + ", ".join("?" * width) + ")"
-    return "VALUES " + ", ".join([row] * rows)
-
-
-def _chunks(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[object]]]:
-    """`rows` as ``(VALUES list, flat parameters)`` pieces of `_ROWS_PER_STATEMENT`."""
-    pieces: list[tuple[str, list[object]]] = []
-    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[i:i + _ROWS_PER_STATEMENT]
-        pieces.append((_values_sql(len(chunk), len(chunk[0])),
-                       [value for row in chunk for value in row]))
-    return pieces
-
-
-def _write_rows(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """Run `sql` (its ``{values}`` a VALUES list) over `rows`, many rows per statement."""
-    for values, params in _chunks(rows):
-        db.execute(sql.format(values=values), params)
-
-
-def _select_rows(db: sqlite3.Connection, sql: str,
-                 rows: list[tuple[Any, ...]]) -> list[Any]:
-    """`_write_rows` for a query: every row it returns, over all pieces."""
-    found: list[Any] = []
-    for values, params in _chunks(rows):
-        found.extend(db.execute(sql.format(values=values), params).fetchall())
-    return found
 
 
 class _OpRaised(Exception):
@@ -340,17 +306,12 @@ class SqliteStore(RelayStore):
                     "SELECT id, send_hash, receive_hash, next_seq, count, bytes, last_active "
                     f"FROM mailboxes WHERE id IN ({','.join('?' * len(chunk))})", chunk):
                 rows[found[0]] = MailboxState(*found[1:])
-        wanted: dict[tuple[bytes, int], None] = {}
+        sizes: dict[bytes, dict[int, int]] = {}
         for op in batch.ops:
             seqs = acked_seqs(op)
             if seqs and rows[op.mailbox_id] is not None:
-                wanted.update(dict.fromkeys((op.mailbox_id, seq) for seq in seqs))
-        sizes: dict[bytes, dict[int, int]] = {}
-        for mid, seq, size in _select_rows(
-                db, "SELECT e.mailbox_id, e.seq, length(e.body) FROM ({values}) AS k "
-                "JOIN envelopes AS e ON e.mailbox_id = k.column1 AND e.seq = k.column2",
-                list(wanted)):
-            sizes.setdefault(mid, {})[seq] = size
+                held = sizes.setdefault(op.mailbox_id, {})
+                held.update(self._sizes(db, op.mailbox_id, seqs))
         overlay = Overlay(rows, sizes, self.limits, usage)
         decisions = [overlay.apply(op) for op in batch.ops]
         self._flush_net(db, overlay.net())
@@ -360,36 +321,28 @@ class SqliteStore(RelayStore):
     @staticmethod
     def _flush_net(db: sqlite3.Connection, net: NetWrites) -> None:
         """Write a batch's net result, in the order PostgreSQL's ``_flush`` writes it."""
-        # Each statement writes many rows (a multi-row VALUES list, not ``executemany``):
-        # sqlite3 releases the interpreter lock around every step, and taking it back
-        # waits for the event loop's thread to give it up (up to the switch interval), so
-        # one step per row made the writer wait on the loop row after row.
         if net.cleared:
-            _write_rows(db, "DELETE FROM envelopes WHERE mailbox_id IN "
-                        "(SELECT column1 FROM ({values}))", [(mid,) for mid in net.cleared])
+            db.executemany("DELETE FROM envelopes WHERE mailbox_id = ?",
+                           [(mid,) for mid in net.cleared])
         if net.acked:
-            _write_rows(db, "DELETE FROM envelopes WHERE rowid IN (SELECT e.rowid FROM "
-                        "({values}) AS k JOIN envelopes AS e ON e.mailbox_id = k.column1 "
-                        "AND e.seq = k.column2)", net.acked)
+            db.executemany("DELETE FROM envelopes WHERE mailbox_id = ? AND seq = ?", net.acked)
         if net.gone:
-            _write_rows(db, "DELETE FROM mailboxes WHERE id IN (SELECT column1 FROM "
-                        "({values}))", [(mid,) for mid in net.gone])
+            db.executemany("DELETE FROM mailboxes WHERE id = ?", [(mid,) for mid in net.gone])
         if net.updated:
-            _write_rows(
-                db, "UPDATE mailboxes SET send_hash = v.column1, receive_hash = v.column2, "
-                "next_seq = v.column3, count = v.column4, bytes = v.column5, "
-                "last_active = v.column6 FROM ({values}) AS v WHERE mailboxes.id = v.column7",
+            db.executemany(
+                "UPDATE mailboxes SET send_hash = ?, receive_hash = ?, next_seq = ?, "
+                "count = ?, bytes = ?, last_active = ? WHERE id = ?",
                 [(r.send_hash, r.receive_hash, r.next_seq, r.count, r.size, r.last_active,
                   mid) for mid, r in net.updated.items()])
         if net.created:
-            _write_rows(
-                db, "INSERT INTO mailboxes (send_hash, receive_hash, next_seq, count, bytes, "
-                "last_active, id) {values}",
+            db.executemany(
+                "INSERT INTO mailboxes (send_hash, receive_hash, next_seq, count, bytes, "
+                "last_active, id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(r.send_hash, r.receive_hash, r.next_seq, r.count, r.size, r.last_active,
                   mid) for mid, r in net.created.items()])
         if net.inserted:
-            _write_rows(db, "INSERT INTO envelopes (mailbox_id, seq, expires_at, body) "
-                        "{values}", net.inserted)
+            db.executemany("INSERT INTO envelopes (mailbox_id, seq, expires_at, body) "
+                           "VALUES (?, ?, ?, ?)", net.inserted)
         if net.store_bytes:
             db.execute("UPDATE store_usage SET bytes = bytes + ?", (net.store_bytes,))
 
