@@ -97,9 +97,6 @@ def run_relay(port: int, url: str) -> None:
                          mailbox_max_bytes=1 << 40, max_connections=1_000_000,
                          **json.loads(os.environ.get("BENCH_RELAY_LIMITS", "{}")))
 
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
-
     async def main() -> None:
         server = RelayServer(open_store(url, limits), limits, host="127.0.0.1", port=port)
         await server.start()
