@@ -13,7 +13,11 @@ separate client process pinned to CPU 1 with C connections of 1 KiB messages.
   through the full cycle send -> stored -> delivered -> acked (acks cover a whole delivery
   batch). Latencies are send->delivered and send->acked; throughput counts acked envelopes.
 
-Every relay figure is reported with its ratio to the echo figure of the same C and W.
+Every relay figure is reported with its ratio to the echo figure of the same C and W, and
+every server's CPU microseconds per message beside it: on a machine others share, the
+echo floor moves by 2x and more between runs, and CPU per message moves much less.
+--profile writes cProfile summaries (cumulative, then self time) of the relay's event loop
+and of its SQLite writer thread.
 Idle memory: RSS growth of a relay (SQLite) holding N idle subscribed connections, per
 connection. Every loop is bounded by a message count and a time limit; every process this
 starts is stopped by its pid.
