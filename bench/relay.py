@@ -13,7 +13,11 @@ separate client process pinned to CPU 1 with C connections of 1 KiB messages.
   through the full cycle send -> stored -> delivered -> acked (acks cover a whole delivery
   batch). Latencies are send->delivered and send->acked; throughput counts acked envelopes.
 
-Every relay figure is reported with its ratio to the echo figure of the same C and W.
+Every relay figure is reported with its ratio to the echo figure of the same C and W, and
+every server's CPU microseconds per message beside it: on a machine others share, the
+echo floor moves by 2x and more between runs, and CPU per message moves much less.
+--profile writes cProfile summaries (cumulative, then self time) of the relay's event loop
+and of its SQLite writer thread.
 Idle memory: RSS growth of a relay (SQLite) holding N idle subscribed connections, per
 connection. Every loop is bounded by a message count and a time limit; every process this
 starts is stopped by its pid.
@@ -112,18 +116,39 @@ def run_relay(port: int, url: str) -> None:
         return
     # --profile: the event loop's thread under cProfile (the SQLite writer thread is
     # mostly in C, with the interpreter lock released: its share is the process CPU
-    # minus this thread's), top functions by self time.
+    # minus this thread's), top functions by cumulative time, then by self time.
+    # The SQLite writer thread gets a profile of its own (FILE.writer): its Python share
+    # (deciding the batch, building rows) holds the interpreter lock the loop needs.
     import cProfile
     import pstats
 
+    from backchannel.relay.store.sqlite import SqliteStore
+
+    def dump(prof: cProfile.Profile, path: str) -> None:
+        with open(path, "w") as fh:
+            stats = pstats.Stats(prof, stream=fh)
+            stats.sort_stats("cumulative").print_stats(30)
+            stats.sort_stats("tottime").print_stats(30)
+
+    write_loop = SqliteStore._write_loop
+
+    def profiled_write_loop(self: SqliteStore, db: Any) -> None:
+        wprof = cProfile.Profile()
+        wprof.enable()
+        try:
+            write_loop(self, db)
+        finally:
+            wprof.disable()
+            dump(wprof, f"{out}.writer")
+
+    SqliteStore._write_loop = profiled_write_loop  # type: ignore[method-assign]
     prof = cProfile.Profile()
     prof.enable()
     try:
         uvloop.run(main())
     finally:
         prof.disable()
-        with open(out, "w") as fh:
-            pstats.Stats(prof, stream=fh).sort_stats("tottime").print_stats(30)
+        dump(prof, out)
 
 
 # --- load client (child process) -------------------------------------------------------
@@ -235,7 +260,8 @@ async def client_main(kind: str, url: str, conns: int, total: int, window: int,
             return [relay_conn(session, url, count, window, lat_a, lat_b, batch)
                     for _ in range(conns)]
 
-        await asyncio.wait_for(asyncio.gather(*jobs(max(20, per_conn // 20))), TIME_LIMIT)
+        warm = max(20, per_conn // 20)
+        await asyncio.wait_for(asyncio.gather(*jobs(warm)), TIME_LIMIT)
         lat_a.clear()
         lat_b.clear()
         started = time.perf_counter()
@@ -251,7 +277,7 @@ async def client_main(kind: str, url: str, conns: int, total: int, window: int,
     result: dict[str, Any] = {"msgs": per_conn * conns, "seconds": elapsed,
                               "rate": per_conn * conns / elapsed,
                               "p50_us": pct(lat_a, 0.5), "p99_us": pct(lat_a, 0.99),
-                              "client_cpu": cpu / elapsed}
+                              "client_cpu": cpu / elapsed, "all_msgs": (per_conn + warm) * conns}
     if lat_b:
         result["ack_p50_us"] = pct(lat_b, 0.5)
         result["ack_p99_us"] = pct(lat_b, 0.99)
@@ -332,7 +358,12 @@ def client(args: list[str], server_pid: int | None = None) -> dict[str, Any]:
     if server_pid:
         # Whole client run (warm-up included): the server's average share of a core.
         wall = time.perf_counter() - before[0]
-        result["server_cpu"] = (cpu_seconds(server_pid) - before[1]) / wall
+        used = cpu_seconds(server_pid) - before[1]
+        result["server_cpu"] = used / wall
+        # CPU per message (warm-up included): steadier than a rate when other work shares
+        # the machine, since it does not count the time the server waited for a core.
+        if "all_msgs" in result:
+            result["server_us"] = used / result["all_msgs"] * 1e6
     return result
 
 
@@ -411,8 +442,8 @@ def orchestrate(opts: argparse.Namespace) -> None:
 
 def report(rows: list[dict[str, Any]], idle: dict[str, Any] | None) -> None:
     print("| server | W | conns | msg/s | x echo | p50 µs (deliver) | x | p99 µs | x "
-          "| ack p50 µs | ack p99 µs | server CPU | client CPU |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| ack p50 µs | ack p99 µs | server CPU | server CPU µs/msg | client CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         def x(key: str, r: dict[str, Any] = r) -> str:
             return f"{r[key]:.2f}" if key in r else "1"
@@ -420,7 +451,8 @@ def report(rows: list[dict[str, Any]], idle: dict[str, Any] | None) -> None:
         print(f"| {r['server']} | {r['window']} | {r['conns']} | {r['rate']:,.0f} "
               f"| {x('x_rate')} | {r['p50_us']:,.0f} | {x('x_p50')} | {r['p99_us']:,.0f} "
               f"| {x('x_p99')} | {r.get('ack_p50_us', 0):,.0f} | {r.get('ack_p99_us', 0):,.0f} "
-              f"| {r.get('server_cpu', 0):.2f} | {r['client_cpu']:.2f} |")
+              f"| {r.get('server_cpu', 0):.2f} | {r.get('server_us', 0):.0f} "
+              f"| {r['client_cpu']:.2f} |")
     if idle:
         print(f"\nidle subscribed connections: {idle['connections']}, relay RSS "
               f"{idle['base_mib']:.1f} -> {idle['rss_mib']:.1f} MiB, "

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from backchannel.protocol.envelope import Envelope
+from backchannel.protocol.envelope import envelope_mailbox_id
 from backchannel.protocol.errors import RemoteProtocolError
 from backchannel.protocol.relayframes import Delivery, ErrorCode, token_hash
 from backchannel.relay.limits import RelayLimits
@@ -132,10 +132,10 @@ def envelope_refusal(mailbox_id: bytes, data: bytes) -> ErrorCode | None:
         `ErrorCode.BAD_ENVELOPE`, or None when the envelope is acceptable.
     """
     try:
-        envelope = Envelope.decode(data)
+        addressed_to = envelope_mailbox_id(data)
     except RemoteProtocolError:
         return ErrorCode.BAD_ENVELOPE
-    if not hmac.compare_digest(envelope.mailbox_id, mailbox_id):
+    if not hmac.compare_digest(addressed_to, mailbox_id):
         return ErrorCode.BAD_ENVELOPE
     return None
 

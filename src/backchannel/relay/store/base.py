@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, Protocol, TypeVar
 
 from backchannel.protocol.errors import BackchannelError
 from backchannel.protocol.relayframes import Delivery, ErrorCode
@@ -47,6 +47,7 @@ __all__ = [
     "DeleteOp",
     "DepositOp",
     "Op",
+    "Outcome",
     "Refused",
     "RelayStore",
     "StoreUnavailable",
@@ -93,13 +94,28 @@ class CreateOp:
     future: asyncio.Future[None] = field(repr=False)
 
 
+_T_contra = TypeVar("_T_contra", contravariant=True)
+
+
+class Outcome(Protocol[_T_contra]):
+    """What takes an op's answer: an `asyncio.Future`, or any object that takes it the same
+    way. A deposit's is often the server's own receipt, answered in the same turn of the
+    loop as its commit (one future and one scheduled callback per envelope less)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: _T_contra, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 @dataclass(slots=True)
 class DepositOp:
     mailbox_id: bytes
     send_token: bytes = field(repr=False)
     envelope: bytes = field(repr=False)
     now: float
-    future: asyncio.Future[int] = field(repr=False)
+    future: Outcome[int] = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -173,12 +189,12 @@ class RelayStore(ABC):
         before any SQL.
         """
         if self._closed or self.failed.is_set():
-            settle(op.future, StoreUnavailable(_CLOSED))  # type: ignore[arg-type]
+            settle(op.future, StoreUnavailable(_CLOSED))
             return
         if isinstance(op, AckOp):
             refusal = mailbox.seq_refusal(op.seqs)
             if refusal is not None:
-                settle(op.future, Refused(refusal))  # type: ignore[arg-type]
+                settle(op.future, Refused(refusal))
                 return
         self._enqueue(op)
 
@@ -244,7 +260,7 @@ class RelayStore(ABC):
         self.failure = exc
         self.failed.set()
         for op in self._drain():
-            settle(op.future, StoreUnavailable(_FAILED))  # type: ignore[arg-type]
+            settle(op.future, StoreUnavailable(_FAILED))
 
     def _drain(self) -> list[Op]:
         """Ops still queued for a writer that will not take them (overridden by backends)."""
@@ -272,13 +288,13 @@ class Batch:
 
     def __init__(self, ops: list[Op]) -> None:
         self.ops = ops
-        self.results: list[tuple[asyncio.Future[object], object]] = []
+        self.results: list[tuple[Outcome[Any], object]] = []
         self.fresh: dict[bytes, list[Delivery]] = defaultdict(list)
         self.started = time.perf_counter()
 
     def answer(self, op: Op, decision: Decision) -> None:
         """Record the answer of an op whose change (if any) was written."""
-        future: asyncio.Future[object] = op.future  # type: ignore[assignment]
+        future: Outcome[Any] = op.future
         if decision.refusal is not None:
             self.results.append((future, Refused(decision.refusal)))
             return
@@ -288,12 +304,12 @@ class Batch:
 
     def fail(self, op: Op, error: BaseException) -> None:
         """Record that one op failed alone."""
-        self.results.append((op.future, error))  # type: ignore[arg-type]
+        self.results.append((op.future, error))
 
     def fail_all(self, error: BaseException | None = None) -> None:
         """Nothing of this batch committed: every op gets `error` (or StoreUnavailable)."""
         failure = error if error is not None else StoreUnavailable(_FAILED)
-        self.results = [(op.future, failure) for op in self.ops]  # type: ignore[misc]
+        self.results = [(op.future, failure) for op in self.ops]
         self.fresh.clear()
 
     def reset(self) -> None:
@@ -385,7 +401,7 @@ def op_failure(exc: Exception, store_error: type[BaseException] | tuple[type[Bas
     return Refused(ErrorCode.INTERNAL)
 
 
-def settle(future: asyncio.Future[object], result: object) -> None:
+def settle(future: Outcome[Any], result: object) -> None:
     """Resolve `future` with `result` (an exception instance fails it), unless cancelled."""
     if future.done():
         return
