@@ -100,10 +100,12 @@ def channel_pairs(principals: Iterable[Principal]) -> list[tuple[str, str]]:
     pairs: set[tuple[str, str]] = set()
     for principal in principals:
         for channel in principal.channels():
-            for link in channel.links:
-                if link.outbound is not None:
-                    a, b = link.inbound.mailbox_id, link.outbound.mailbox_id
-                    pairs.add((min(a, b), max(a, b)))
+            # Split across relays (`client.placement`), a channel's mailboxes are on
+            # different links: each of ours is paired with the counterpart's in order.
+            ours = [lk.inbound.mailbox_id for lk in channel.links if lk.inbound]
+            theirs = [lk.outbound.mailbox_id for lk in channel.links if lk.outbound]
+            for a, b in zip(ours, theirs, strict=False):
+                pairs.add((min(a, b), max(a, b)))
     return sorted(pairs)
 
 

@@ -20,6 +20,7 @@ from backchannel.client.invite import (
     CAPABILITY_PQ_RATCHET,
     KIND_CAPABILITIES,
     KIND_MOVE,
+    MAX_RELAYS,
     Move,
     decode_capabilities,
 )
@@ -34,6 +35,7 @@ from backchannel.client.records import (
     ChannelRecord,
     InviteClaimRecord,
     InviteRecord,
+    Link,
     Mailbox,
     MessageRecord,
     message_record,
@@ -162,7 +164,9 @@ class Receiver:
         and keep it (`InviteRepository.claims`). Inside the caller's transaction."""
         state = self._state
         hex_id = mailbox_id.hex()
-        link = next((lk for lk in channel.retiring if lk.inbound.mailbox_id == hex_id), None)
+        link = next(
+            (lk for lk in channel.retiring if lk.inbound and lk.inbound.mailbox_id == hex_id), None
+        )
         if link is None:
             return  # on the channel's own mailboxes: not an invite claim, only rejected
         claim = InviteClaimRecord(channel.channel_id, channel.name, link.url, state.clock())
@@ -344,8 +348,10 @@ class Receiver:
         """Send to the counterpart's new mailboxes from now on, queued envelopes included.
 
         Either side may move: the inviter once, from the invite's mailboxes to the
-        channel's; either, later, to a fresh mailbox on a relay that lost the old one. Only
-        the links the move names change, and a relay lost for sending is back.
+        channel's; either, later, to a fresh mailbox on a relay that lost the old one, or on
+        another relay when every relay of its own share is down (`Exchange._reprovision`).
+        Only the links the move names change (a relay new to the channel becomes a link of
+        ours to send to), and a relay lost for sending is back.
         """
         try:
             move = Move.decode(body)
@@ -355,10 +361,17 @@ class Receiver:
         for address in move.relays:
             link = next((lk for lk in channel.links if lk.url == address.url), None)
             if link is None:
-                continue
+                if len(channel.links) >= MAX_RELAYS:
+                    continue  # a channel has at most as many relays as an invite names
+                link = Link(address.url, None)
+                channel.links.append(link)
+            new_direction = link.outbound is None
             link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
             state.relays.set_lost(channel.channel_id, address.url, state.clock(), outbound=False)
             state.outbox.readdress(channel.channel_id, address.url, address.mailbox_id)
+            if new_direction:
+                # What waits for their other relays goes this way too: those are down.
+                state.outbox.copy_to(channel.channel_id, address.url, address.mailbox_id)
 
     # --- receipts and fork notices owed -------------------------------------------------
 

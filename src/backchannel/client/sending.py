@@ -16,6 +16,7 @@ from backchannel.client.errors import ClientError, IdentityChanged
 from backchannel.client.records import ChannelRecord, message_record
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
+from backchannel.client.routing import Route, forward_send, plan_route
 from backchannel.client.slotpolicy import SEND_LAG, slot_interval_or_default
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
@@ -24,6 +25,7 @@ from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.session import Session
 from backchannel.protocol.envelope import Envelope
+from backchannel.protocol.forwarding import RelayPublicKey
 from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
 from backchannel.protocol.message import Message, MessageKind
 from backchannel.protocol.relayframes import ErrorCode
@@ -83,6 +85,9 @@ class Sender:
         # flushes, and those of the other handles it shares this with, leave their rows
         # to the slots.
         self.slotted = SlottedChannels()
+        # How the last flush reached each destination relay, when not forwarded as asked
+        # (`routing.plan_route`): a line per relay for `status` and `sync`.
+        self.route_status: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Sender({self._state!r})"
@@ -248,22 +253,31 @@ class Sender:
         done: set[int] = set()
         sent, backoff, rounds = 0, _RETRY_FIRST_DELAY, 0
         while True:
+            route = self._route(url, pool)
+            if not route.send:
+                break
             now = state.clock()
             with state.store.transaction():
                 window = state.outbox.claim(url, tokens, now, now + _CLAIM_MS, _SEND_WINDOW, done)
             if not window:
                 break
             try:
-                lanes = list(dict.fromkeys(row.mailbox_id for row in window))
-                opened = await asyncio.gather(*(pool.get(url, m.hex()) for m in lanes))
-                clients = {m: c for m, c in zip(lanes, opened, strict=True) if c is not None}
+                if route.forwarder is not None and route.key is not None:
+                    results = await _forward_window(route.forwarder, url, route.key, tokens,
+                                                    window)
+                    lanes, clients = [], {}
+                else:
+                    lanes = list(dict.fromkeys(row.mailbox_id for row in window))
+                    opened = await asyncio.gather(*(pool.get(url, m.hex()) for m in lanes))
+                    clients = {m: c for m, c in zip(lanes, opened, strict=True) if c is not None}
                 if len(clients) < len(lanes):
                     with state.store.transaction():
                         state.outbox.release(window)  # the relay is down: rows wait
                     break
-                # Per mailbox in SEND_BATCH frames (`RelayClient.send_many`), pipelined:
-                # the relay commits them together; we wait for all.
-                results = await _send_window(clients, tokens, window)
+                if route.forwarder is None:
+                    # Per mailbox in SEND_BATCH frames (`RelayClient.send_many`), pipelined:
+                    # the relay commits them together; we wait for all.
+                    results = await _send_window(clients, tokens, window)
             except BaseException:
                 with state.store.transaction():
                     state.outbox.release(window)  # stopped: the rows are anyone's again
@@ -295,6 +309,11 @@ class Sender:
                 ),
                 None,
             )
+            if failure is not None and route.forwarder is not None:
+                # The forwarding relay failed, not the destination: another one (or the
+                # direct way, if allowed) takes the rest, on the next round.
+                await pool.mark_down(route.forwarder, str(failure) or type(failure).__name__)
+                continue
             if failure is not None:
                 await pool.mark_down(url, str(failure) or type(failure).__name__)
                 break
@@ -308,6 +327,17 @@ class Sender:
             else:
                 backoff = _RETRY_FIRST_DELAY
         return sent
+
+    def _route(self, url: str, pool: RelayPool) -> Route:
+        """How this flush sends to `url` (`routing.plan_route`), noted in `route_status`."""
+        state = self._state
+        route = plan_route(url, state.all_relays(), state.relays.key(url), state.settings.get,
+                           down=pool.failures)
+        if route.status:
+            self.route_status[url] = route.status
+        else:
+            self.route_status.pop(url, None)
+        return route
 
     # --- slots (`client.slots`) ------------------------------------------------------------
 
@@ -435,6 +465,26 @@ class Sender:
                 if link.outbound is not None:
                     envelope = Envelope(bytes.fromhex(link.outbound.mailbox_id), payload)
                     state.outbox.add(channel_id, link.url, ref, envelope)
+
+
+# Forwards of one window in flight at once: each is a connection of its own to the
+# forwarding relay (`routing.forward_send`), which bounds its clients' connections.
+_FORWARD_WINDOW: Final = 8
+
+
+async def _forward_window(forwarder: str, destination: str, key: RelayPublicKey,
+                          tokens: dict[str, str], window: list[OutboxRow]) -> list[object]:
+    """Send a claimed window through `forwarder`, one forward per row; per row, in order,
+    its seq on the destination, the `RelayRequestError` (`ForwardRefused`) that refused it,
+    or the error that stopped it."""
+    gate = asyncio.Semaphore(_FORWARD_WINDOW)
+
+    async def one(row: OutboxRow) -> int:
+        async with gate:
+            return await forward_send(forwarder, destination, key, row.mailbox_id,
+                                      bytes.fromhex(tokens[row.channel_id]), row.envelope)
+
+    return list(await asyncio.gather(*(one(row) for row in window), return_exceptions=True))
 
 
 async def _send_window(clients: dict[bytes, RelayClient], tokens: dict[str, str],

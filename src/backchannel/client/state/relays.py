@@ -1,5 +1,6 @@
-"""What we know of each relay: its health (last reached, last error), and on which
-channels it lost our mailboxes (design §5: each relay on its own)."""
+"""What we know of each relay: its health (last reached, last error), on which
+channels it lost our mailboxes (design §5: each relay on its own), and its forwarding key
+(from an invite, for private routing: `client.routing`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from typing import Final
 
 from backchannel.client.keystore import Keystore
 from backchannel.client.reports import RelayHealth
+from backchannel.protocol.errors import BackchannelError
+from backchannel.protocol.forwarding import RelayPublicKey
 
 __all__ = ["RelayRepository"]
 
 _HEALTH: Final = "relay-health"
 _LOST: Final = "relay-lost"
 _ERROR: Final = "relay-error"
+_KEY: Final = "relay-key"
 
 
 class RelayRepository:
@@ -45,6 +49,20 @@ class RelayRepository:
     def _put_health(self, health: RelayHealth) -> None:
         record = [health.last_ok_ms, health.last_error, health.last_error_ms]
         self._store.put(_HEALTH, health.url.encode(), json.dumps(record).encode())
+
+    def put_key(self, url: str, key: RelayPublicKey) -> None:
+        """Remember a relay's forwarding key (the latest one given wins)."""
+        self._store.put(_KEY, url.encode(), key.to_bytes())
+
+    def key(self, url: str) -> RelayPublicKey | None:
+        """The relay's forwarding key as last given, or None (none known, or damaged)."""
+        raw = self._store.get(_KEY, url.encode())
+        if raw is None:
+            return None
+        try:
+            return RelayPublicKey.from_bytes(raw)
+        except BackchannelError:
+            return None
 
     def note_refusal(self, url: str, reason: str) -> None:
         """The last refusal for good of an outbox row by this relay."""
