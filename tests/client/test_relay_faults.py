@@ -10,12 +10,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from backchannel.client.engine import InboxEntry, Principal
-from backchannel.relay.server import RelayServer
-
 import pytest
 
+from backchannel.client.engine import InboxEntry, Principal
 from backchannel.client.placement import PLACEMENT_SETTING
+from backchannel.relay.server import RelayServer
 
 from .conftest import MakePrincipal, pair, running_relay
 from .fault_relays import junk_relay, silent_relay

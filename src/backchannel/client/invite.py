@@ -39,13 +39,13 @@ from backchannel.client.errors import InviteRefused
 from backchannel.protocol.e2e.keys import IdentityKeyPair
 from backchannel.protocol.e2e.prekeys import PrekeyBundle
 from backchannel.protocol.envelope import MAILBOX_ID_SIZE
-from backchannel.protocol.forwarding import PUBLISHED_KEY_SIZE, RelayPublicKey
 from backchannel.protocol.errors import (
     LocalProtocolError,
     RemoteProtocolError,
     UnsafeRemoteText,
     UnsafeText,
 )
+from backchannel.protocol.forwarding import PUBLISHED_KEY_SIZE, RelayPublicKey
 from backchannel.protocol.relayframes import TOKEN_SIZE
 from backchannel.protocol.text import check_relay_url, check_safe_text
 from backchannel.protocol.wire import Reader, Writer

@@ -22,8 +22,8 @@ from backchannel.client.invite import (
     Move,
     RelayAddress,
 )
-from backchannel.client.records import ChannelRecord, InviteRecord, Link, Mailbox, MessageRecord
 from backchannel.client.placement import PLACEMENT_SETTING, inviter_share, joiner_share
+from backchannel.client.records import ChannelRecord, InviteRecord, Link, Mailbox, MessageRecord
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SyncReport
 from backchannel.client.routing import fetch_relay_key
@@ -32,8 +32,8 @@ from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import MailboxCaps, RelayClosed, RelayRequestError
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
 from backchannel.protocol.e2e.session import Session, starts_session
-from backchannel.protocol.forwarding import RelayPublicKey
 from backchannel.protocol.errors import DecryptionFailed, LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.forwarding import RelayPublicKey
 from backchannel.protocol.message import Message
 from backchannel.protocol.relayframes import ErrorCode
 from backchannel.protocol.text import check_relay_url, check_safe_text

@@ -14,7 +14,6 @@ each relay holds both mailboxes of the channel.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import Final
 
 __all__ = ["PLACEMENT_SETTING", "inviter_share", "joiner_share"]

@@ -19,13 +19,13 @@ from backchannel.protocol.message import Message
 LINK_FORMAT: Final = 2
 
 __all__ = [
+    "LINK_FORMAT",
     "ChannelRecord",
     "InviteClaimRecord",
     "InviteRecord",
     "Link",
     "Mailbox",
     "MessageRecord",
-    "LINK_FORMAT",
     "dump",
     "load",
     "message_record",

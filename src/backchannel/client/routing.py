@@ -49,15 +49,15 @@ __all__ = [
     "DEFAULT_KEY_TIMEOUT",
     "FORWARDING_MODES",
     "FORWARDING_SETTING",
-    "Route",
-    "operator_setting",
-    "plan_route",
     "ForgedForwardReply",
     "ForwardRefused",
     "RelayChoice",
+    "Route",
     "choose_forwarder",
     "fetch_relay_key",
     "forward_send",
+    "operator_setting",
+    "plan_route",
 ]
 
 # The relay publishes its key here (`relay.server.RELAY_KEY_PATH`).

@@ -16,17 +16,17 @@ from backchannel.client.errors import ClientError, IdentityChanged
 from backchannel.client.records import ChannelRecord, message_record
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
-from backchannel.client.routing import Route, forward_send, plan_route
+from backchannel.client.routing import ForwardRefused, Route, forward_send, plan_route
 from backchannel.client.slotpolicy import SEND_LAG, slot_interval_or_default
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
-from backchannel.client.transport import RelayClient, RelayRequestError
+from backchannel.client.transport import RelayClient, RelayClosed, RelayRequestError
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.session import Session
 from backchannel.protocol.envelope import Envelope
-from backchannel.protocol.forwarding import RelayPublicKey
 from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.forwarding import RelayPublicKey
 from backchannel.protocol.message import Message, MessageKind
 from backchannel.protocol.relayframes import ErrorCode
 
@@ -309,6 +309,9 @@ class Sender:
                 ),
                 None,
             )
+            if isinstance(failure, _DestinationDown):
+                await pool.mark_down(url, str(failure))
+                break
             if failure is not None and route.forwarder is not None:
                 # The forwarding relay failed, not the destination: another one (or the
                 # direct way, if allowed) takes the rest, on the next round.
@@ -467,6 +470,11 @@ class Sender:
                     state.outbox.add(channel_id, link.url, ref, envelope)
 
 
+class _DestinationDown(RelayClosed):
+    """The forwarding relay could not reach the destination: it is down for this pass, as
+    if we had failed to reach it ourselves."""
+
+
 # Forwards of one window in flight at once: each is a connection of its own to the
 # forwarding relay (`routing.forward_send`), which bounds its clients' connections.
 _FORWARD_WINDOW: Final = 8
@@ -481,8 +489,14 @@ async def _forward_window(forwarder: str, destination: str, key: RelayPublicKey,
 
     async def one(row: OutboxRow) -> int:
         async with gate:
-            return await forward_send(forwarder, destination, key, row.mailbox_id,
-                                      bytes.fromhex(tokens[row.channel_id]), row.envelope)
+            try:
+                return await forward_send(forwarder, destination, key, row.mailbox_id,
+                                          bytes.fromhex(tokens[row.channel_id]), row.envelope)
+            except ForwardRefused as error:
+                if error.code == ErrorCode.DESTINATION_UNAVAILABLE and not error.by_destination:
+                    raise _DestinationDown(
+                        f"{forwarder} cannot reach it now (forwarded send)") from None
+                raise
 
     return list(await asyncio.gather(*(one(row) for row in window), return_exceptions=True))
 
