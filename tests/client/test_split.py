@@ -70,8 +70,14 @@ async def test_two_relays_hold_one_direction_each_and_sends_are_forwarded(
         start = len(record.events)
         await talk(w, b, 3)
         ours, theirs = inbound_ids(w.channel("b")), inbound_ids(b.channel("w"))
-        assert [lk.url for lk in w.channel("b").links if lk.inbound] == [r1.url]
-        assert [lk.url for lk in b.channel("w").links if lk.inbound] == [r2.url]
+        def shape(p: Principal, peer: str) -> list[tuple[str, bool, bool]]:
+            return [(lk.url, lk.inbound is not None, lk.outbound is not None)
+                    for lk in p.channel(peer).links]
+
+        # The inviter's mailbox on relay 1, the joiner's on relay 2; the joiner gave up the
+        # invite's mailbox on relay 2 when the inviter's first move came.
+        assert shape(w, "b") == [(r1.url, True, False), (r2.url, False, True)]
+        assert shape(b, "w") == [(r1.url, False, True), (r2.url, True, False)]
         # No relay ever saw both mailboxes of the channel.
         for relay in (r1.url, r2.url):
             seen = seen_on(record, relay)
@@ -82,6 +88,7 @@ async def test_two_relays_hold_one_direction_each_and_sends_are_forwarded(
         assert not [e for e in after if e.op == "send" or e.op == "sendbatch"]
         assert [e for e in after if e.mailbox == "" and e.relay == r2.url]
         assert w._sender.route_status == {} and b._sender.route_status == {}
+        assert (await w.sync()).routes == {}
     assert sorted(e.text for e in b.inbox()) == ["w0", "w1", "w2"]
     assert sorted(e.text for e in w.inbox()) == ["b0", "b1", "b2"]
 
@@ -102,6 +109,7 @@ async def test_one_relay_keeps_both_directions(
         sent = await w.send("b", "not direct")
         assert sent.stored_on == () and sent.queued_for == (r1.url,)
         assert "forwarding is required" in w._sender.route_status[r1.url]
+        assert "forwarding is required" in (await w.sync()).routes[r1.url]
 
 
 async def test_a_relay_lost_still_delivers_everything_once(
@@ -185,3 +193,25 @@ def test_a_format_1_record_loads_as_it_was_and_is_written_back_the_same() -> Non
     old["format"] = 3
     with pytest.raises(StateCorrupted):
         load(ChannelRecord, json.dumps(old).encode())
+
+
+@pytest.mark.parametrize("every", ["w", "b"])
+async def test_a_peer_that_puts_mailboxes_on_every_relay_still_talks(
+    tmp_path: Path, make_principal: MakePrincipal, every: str
+) -> None:
+    """One side places its mailboxes as before the split (on every relay), the other
+    splits: both directions still work."""
+    record = Record()
+    w, b = make_principal("w"), make_principal("b")
+    (w if every == "w" else b).set_setting("relay-placement", "every")
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1, \
+            forwarding_relay(tmp_path / "r2.db", record) as r2:
+        await pair(w, b, [r1.url, r2.url])
+        await b.sync()
+        await w.sync()
+        await talk(w, b, 2)
+        everywhere = w if every == "w" else b
+        peer = "b" if every == "w" else "w"
+        assert all(lk.inbound for lk in everywhere.channel(peer).links)
+    assert sorted(e.text for e in b.inbox()) == ["w0", "w1"]
+    assert sorted(e.text for e in w.inbox()) == ["b0", "b1"]

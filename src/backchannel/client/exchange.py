@@ -121,6 +121,7 @@ class Exchange:
                     self._retire_mailboxes(pool, report), max(0.0, end - loop.time())
                 )
             await self._duties.settle()
+            report.routes = dict(self._sender.route_status)
             report.relays_down = dict(pool.failures)
             report.relays_up = sorted(set(state.all_relays()) - set(pool.failures))
             self._record_health(report.relays_up, report.relays_down)
@@ -251,6 +252,7 @@ class Exchange:
             await asyncio.gather(*tasks, return_exceptions=True)
             self._sender.live = None
             await self._duties.settle()
+            report.routes = dict(self._sender.route_status)
             report.relays_down = dict(pool.failures)
             await pool.close()
         return report

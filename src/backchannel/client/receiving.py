@@ -306,7 +306,9 @@ class Receiver:
         if message.kind == KIND_FORK_NOTICE:
             self._note_reported_fork(channel, message.body)
         elif message.kind == KIND_MOVE:
-            self._follow_move(channel, message.body)
+            # The inviter's first message is its move from the invite's mailboxes.
+            initial = channel.role == "joiner" and message.seq == 1
+            self._follow_move(channel, message.body, initial=initial)
         elif message.kind in RECEIPT_KINDS:
             self._apply_receipt(channel, message)
         elif message.kind == KIND_CAPABILITIES:
@@ -344,14 +346,16 @@ class Receiver:
             ForkRecord("ours", notice.reason, notice.seq, self._state.clock()),
         )
 
-    def _follow_move(self, channel: ChannelRecord, body: bytes) -> None:
+    def _follow_move(self, channel: ChannelRecord, body: bytes, *, initial: bool) -> None:
         """Send to the counterpart's new mailboxes from now on, queued envelopes included.
 
         Either side may move: the inviter once, from the invite's mailboxes to the
         channel's; either, later, to a fresh mailbox on a relay that lost the old one, or on
         another relay when every relay of its own share is down (`Exchange._reprovision`).
         Only the links the move names change (a relay new to the channel becomes a link of
-        ours to send to), and a relay lost for sending is back.
+        ours to send to), and a relay lost for sending is back. The inviter's `initial` move
+        names every relay it keeps a mailbox on: the invite's mailboxes on the others (the
+        joiner's share, `placement`) are given up, since they are about to be deleted.
         """
         try:
             move = Move.decode(body)
@@ -372,6 +376,13 @@ class Receiver:
             if new_direction:
                 # What waits for their other relays goes this way too: those are down.
                 state.outbox.copy_to(channel.channel_id, address.url, address.mailbox_id)
+        if initial:
+            named = {address.url for address in move.relays}
+            for link in channel.links:
+                if link.url not in named and link.outbound is not None:
+                    link.outbound = None
+                    state.outbox.drop(channel.channel_id, link.url)
+            channel.links = [lk for lk in channel.links if lk.inbound or lk.outbound]
 
     # --- receipts and fork notices owed -------------------------------------------------
 

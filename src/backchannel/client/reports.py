@@ -44,6 +44,9 @@ class SyncReport:
     # Claims on a spent invite read in this run (someone else used a code whose channel
     # already exists: `records.InviteClaimRecord`).
     invite_claims: list[InviteClaimRecord] = field(default_factory=list)
+    # A line per destination relay not reached through a forwarding relay as the settings
+    # ask (`routing.plan_route`): sent directly, or not sent because forwarding is required.
+    routes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,6 +309,12 @@ class Sender:
                 ),
                 None,
             )
+            if isinstance(failure, _StaleKey):
+                # The destination changed its key: ours is forgotten, and the rest goes
+                # the way `plan_route` chooses without it (direct, or not at all).
+                with state.store.transaction():
+                    state.relays.forget_key(url)
+                continue
             if isinstance(failure, _DestinationDown):
                 await pool.mark_down(url, str(failure))
                 break
@@ -475,6 +481,11 @@ class _DestinationDown(RelayClosed):
     if we had failed to reach it ourselves."""
 
 
+class _StaleKey(RelayClosed):
+    """The destination (or the forwarding relay for it) does not know the key we sealed
+    to: it has another now."""
+
+
 # Forwards of one window in flight at once: each is a connection of its own to the
 # forwarding relay (`routing.forward_send`), which bounds its clients' connections.
 _FORWARD_WINDOW: Final = 8
@@ -496,6 +507,8 @@ async def _forward_window(forwarder: str, destination: str, key: RelayPublicKey,
                 if error.code == ErrorCode.DESTINATION_UNAVAILABLE and not error.by_destination:
                     raise _DestinationDown(
                         f"{forwarder} cannot reach it now (forwarded send)") from None
+                if error.code == ErrorCode.UNKNOWN_KEY:
+                    raise _StaleKey(f"{destination} no longer has the key we know") from None
                 raise
 
     return list(await asyncio.gather(*(one(row) for row in window), return_exceptions=True))

@@ -64,6 +64,10 @@ class RelayRepository:
         except BackchannelError:
             return None
 
+    def forget_key(self, url: str) -> None:
+        """The relay refused its key as unknown (it changed its key): forget ours."""
+        self._store.delete(_KEY, url.encode())
+
     def note_refusal(self, url: str, reason: str) -> None:
         """The last refusal for good of an outbox row by this relay."""
         self._store.put(_ERROR, url.encode(), reason.encode())
