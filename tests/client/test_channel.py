@@ -17,6 +17,7 @@ from backchannel.client.errors import (
     StateCorrupted,
     WrongPassphrase,
 )
+from backchannel.client.exchange import HEAL_AFTER_SETTING
 from backchannel.client.records import ChannelRecord
 from backchannel.client.transport import RelayClient
 from backchannel.protocol.envelope import Envelope
@@ -97,6 +98,7 @@ async def test_two_relays_one_down_then_back_catches_up(
 ) -> None:
     w, b = make_principal("w"), make_principal("b")
     async with running_relay(tmp_path / "r1.db") as r1, running_relay(tmp_path / "r2.db") as r2:
+        b.set_setting(HEAL_AFTER_SETTING, "0")  # move at once when its relays are down
         await pair(w, b, [r1.url, r2.url])
         port2 = r2.port
         await r2.stop()

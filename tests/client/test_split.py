@@ -13,6 +13,7 @@ import pytest
 
 from backchannel.client.engine import Principal
 from backchannel.client.errors import StateCorrupted
+from backchannel.client.exchange import DEFAULT_HEAL_AFTER_S, HEAL_AFTER_SETTING
 from backchannel.client.records import ChannelRecord, dump, load
 from backchannel.client.routing import FORWARDING_SETTING
 from backchannel.protocol.forwarding import KEY_SEED_SIZE
@@ -20,16 +21,17 @@ from backchannel.relay.limits import RelayLimits
 from backchannel.relay.relaykey import RelayKeyPair
 from backchannel.relay.store import open_store
 
-from .conftest import MakePrincipal, pair
+from .conftest import FAST_KDF, MakePrincipal, pair
 from .observer import ObservedRelay, Record
 
 
 @contextlib.asynccontextmanager
-async def forwarding_relay(db: Path, record: Record) -> AsyncIterator[ObservedRelay]:
-    """A real relay with a forwarding key (forwarding to loopback allowed), logging."""
+async def forwarding_relay(db: Path, record: Record,
+                           port: int = 0) -> AsyncIterator[ObservedRelay]:
+    """A real relay with a (new) forwarding key (forwarding to loopback allowed), logging."""
     limits = RelayLimits()
     server = ObservedRelay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1",
-                           port=0, forward_key=RelayKeyPair(os.urandom(KEY_SEED_SIZE)),
+                           port=port, forward_key=RelayKeyPair(os.urandom(KEY_SEED_SIZE)),
                            forward_to_local=True)
     server.record = record
     server._ids = {}
@@ -120,6 +122,8 @@ async def test_a_relay_lost_still_delivers_everything_once(
     async with forwarding_relay(tmp_path / "r1.db", record) as r1, \
             forwarding_relay(tmp_path / "r2.db", record) as r2, \
             forwarding_relay(tmp_path / "r3.db", record) as r3:
+        for p in (w, b):
+            p.set_setting(HEAL_AFTER_SETTING, "0")  # the waiting is tested below
         await pair(w, b, [r1.url, r2.url, r3.url])
         await b.sync()
         await w.sync()
@@ -215,3 +219,46 @@ async def test_a_peer_that_puts_mailboxes_on_every_relay_still_talks(
         assert all(lk.inbound for lk in everywhere.channel(peer).links)
     assert sorted(e.text for e in b.inbox()) == ["w0", "w1"]
     assert sorted(e.text for e in w.inbox()) == ["b0", "b1"]
+
+
+async def test_a_mailbox_moves_only_after_its_relays_stayed_down(tmp_path: Path) -> None:
+    now = [1_000_000]
+    w, b = (Principal.create(tmp_path / n, n, "passphrase", kdf=FAST_KDF, clock=lambda: now[0])
+            for n in ("w", "b"))
+    record = Record()
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1, \
+            forwarding_relay(tmp_path / "r2.db", record) as r2:
+        await pair(w, b, [r1.url, r2.url])
+        await b.sync()
+        await r2.stop()  # b's only relay
+        assert (await b.sync()).reprovisioned == []  # first seen down now
+        now[0] += (DEFAULT_HEAL_AFTER_S - 1) * 1000
+        assert (await b.sync()).reprovisioned == []
+        b.set_setting(HEAL_AFTER_SETTING, "never")
+        now[0] += 2000
+        assert (await b.sync()).reprovisioned == []
+        b.set_setting(HEAL_AFTER_SETTING, "")
+        assert (await b.sync()).reprovisioned == [f"w {r1.url}"]
+        await w.sync()  # follows the move
+        await w.send("b", "after the move")
+        await b.sync()
+    assert [e.text for e in b.inbox()] == ["after the move"]
+
+
+async def test_a_relay_with_a_new_key_is_sent_to_directly_once(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    record = Record()
+    w, b = make_principal("w"), make_principal("b")
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1:
+        async with forwarding_relay(tmp_path / "r2.db", record) as r2:
+            await pair(w, b, [r1.url, r2.url])
+            await b.sync()
+            url2, port2 = r2.url, r2.port
+        async with forwarding_relay(tmp_path / "r2.db", record, port=port2):
+            # The invite's key for relay 2 is stale now: refused as unknown, forgotten.
+            sent = await w.send("b", "to the new key")
+            assert sent.stored_on == (url2,)
+            assert "no forwarding key is known" in w._sender.route_status[url2]
+            await b.sync()
+    assert [e.text for e in b.inbox()] == ["to the new key"]

@@ -32,7 +32,15 @@ from backchannel.client.transport import (
 )
 from backchannel.protocol.relayframes import Delivery, ErrorCode
 
-__all__ = ["DUTY_INTERVAL", "RECONNECT_DELAY", "SYNC_DEADLINE", "Exchange"]
+__all__ = [
+    "DEFAULT_HEAL_AFTER_S",
+    "DUTY_INTERVAL",
+    "HEAL_AFTER_SETTING",
+    "RECONNECT_DELAY",
+    "SYNC_DEADLINE",
+    "Exchange",
+    "heal_after_ms",
+]
 
 _FETCH_BATCH: Final = 100
 # Fetch batches per mailbox in one pass. A relay holds at most 1,000 envelopes per mailbox
@@ -60,6 +68,25 @@ DUTY_INTERVAL: Final = 1.0
 _HEALTH_EVERY: Final = 60.0
 # Seconds before `watch` tries a relay that went down again.
 RECONNECT_DELAY: Final = 2.0
+
+# Seconds every relay holding our mailboxes of a channel must have been unreachable
+# before we take one on a relay of the counterpart's share (`Exchange._stranded`); the
+# setting takes a number of seconds, or "never" (the channel then waits for its relays).
+HEAL_AFTER_SETTING: Final = "relay-heal-after-s"
+DEFAULT_HEAL_AFTER_S: Final = 300
+
+
+def heal_after_ms(setting: str) -> int | None:
+    """The wait in ms from the setting's text (None: never; unreadable: the default)."""
+    text = setting.strip().lower()
+    if text == "never":
+        return None
+    try:
+        seconds = int(text) if text else DEFAULT_HEAL_AFTER_S
+    except ValueError:
+        seconds = DEFAULT_HEAL_AFTER_S
+    return max(0, seconds) * 1000
+
 
 Arrivals = asyncio.Queue[tuple[str, bytes, Delivery]]
 
@@ -486,18 +513,27 @@ class Exchange:
 
     def _stranded(self, channel: ChannelRecord, pool: RelayPool, url: str) -> bool:
         """True when `url` is a relay of the channel without our mailbox and every relay
-        that has one is down in this pass: the counterpart cannot reach us, so we take a
-        mailbox on `url`, which then holds both directions of the channel (the price of
-        delivery; docs/threat-model.md)."""
+        that has one is down in this pass, and has been for `HEAL_AFTER_SETTING` (by the
+        passes before): the counterpart cannot reach us, so we take a mailbox on `url`,
+        which then holds both directions of the channel (the price of delivery; waiting
+        first makes a relay that is only restarting cost nothing; docs/threat-model.md)."""
+        state = self._state
         ours = [lk.url for lk in channel.links if lk.inbound is not None]
         here = next((lk for lk in channel.links if lk.url == url), None)
-        return (
-            here is not None
-            and here.inbound is None
-            and here.outbound is not None
-            and bool(ours)
-            and all(u in pool.failures for u in ours)
-        )
+        if (
+            here is None
+            or here.inbound is not None
+            or here.outbound is None
+            or not ours
+            or not all(u in pool.failures for u in ours)
+        ):
+            return False
+        wait_ms = heal_after_ms(state.settings.get(HEAL_AFTER_SETTING))
+        if wait_ms is None:
+            return False
+        now = state.clock()
+        since = [state.relays.down_since(u) for u in ours]
+        return wait_ms == 0 or all(s is not None and now - s >= wait_ms for s in since)
 
     async def _reprovision(self, pool: RelayPool, url: str, report: SyncReport) -> None:
         """For each channel whose inbound mailbox on `url` is lost, or which has none on

@@ -314,14 +314,19 @@ class Sender:
                 # the way `plan_route` chooses without it (direct, or not at all).
                 with state.store.transaction():
                     state.relays.forget_key(url)
+                done -= {row.row_id for row, result in answered if isinstance(result, _StaleKey)}
                 continue
             if isinstance(failure, _DestinationDown):
                 await pool.mark_down(url, str(failure))
                 break
             if failure is not None and route.forwarder is not None:
                 # The forwarding relay failed, not the destination: another one (or the
-                # direct way, if allowed) takes the rest, on the next round.
+                # direct way, if allowed) takes these rows again at once. Bounded: each
+                # such round takes one relay out of the choice.
                 await pool.mark_down(route.forwarder, str(failure) or type(failure).__name__)
+                done -= {row.row_id for row, result in answered
+                         if isinstance(result, BaseException)
+                         and not isinstance(result, RelayRequestError)}
                 continue
             if failure is not None:
                 await pool.mark_down(url, str(failure) or type(failure).__name__)

@@ -18,6 +18,7 @@ _HEALTH: Final = "relay-health"
 _LOST: Final = "relay-lost"
 _ERROR: Final = "relay-error"
 _KEY: Final = "relay-key"
+_DOWN_SINCE: Final = "relay-down-since"
 
 
 class RelayRepository:
@@ -42,9 +43,18 @@ class RelayRepository:
         for url in up:
             old = self.health(url)
             self._put_health(RelayHealth(url, now_ms, old.last_error, old.last_error_ms))
+            self._store.delete(_DOWN_SINCE, url.encode())
         for url, reason in down.items():
             old = self.health(url)
             self._put_health(RelayHealth(url, old.last_ok_ms, reason, now_ms))
+            if self._store.get(_DOWN_SINCE, url.encode()) is None:
+                self._store.put(_DOWN_SINCE, url.encode(), str(now_ms).encode())
+
+    def down_since(self, url: str) -> int | None:
+        """When a pass first found the relay down since it was last reached (ms), or None
+        if the last pass that tried it reached it."""
+        raw = self._store.get(_DOWN_SINCE, url.encode())
+        return None if raw is None else int(raw)
 
     def _put_health(self, health: RelayHealth) -> None:
         record = [health.last_ok_ms, health.last_error, health.last_error_ms]
