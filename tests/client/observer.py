@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import random
 import time
 from collections import defaultdict
@@ -22,6 +23,7 @@ from typing import Any
 
 from backchannel.client.engine import Principal
 from backchannel.protocol.errors import BackchannelError
+from backchannel.protocol.forwarding import KEY_SEED_SIZE, RelayKeyPair
 from backchannel.protocol.relayframes import decode_request
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.server import RelayServer
@@ -81,10 +83,17 @@ class ObservedRelay(RelayServer):
 
 
 @contextlib.asynccontextmanager
-async def observed_relay(db: Path, record: Record) -> AsyncIterator[ObservedRelay]:
-    """A real relay on a free loopback port that logs into `record`."""
+async def observed_relay(db: Path, record: Record, *, forwarding: bool = False,
+                         port: int = 0) -> AsyncIterator[ObservedRelay]:
+    """A real relay on a loopback port (a free one by default) that logs into `record`;
+    with `forwarding`, with a new forwarding key, forwarding to loopback allowed."""
     limits = RelayLimits()
-    server = ObservedRelay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1", port=0)
+    options: dict[str, Any] = {}
+    if forwarding:
+        options = {"forward_key": RelayKeyPair(os.urandom(KEY_SEED_SIZE)),
+                   "forward_to_local": True}
+    server = ObservedRelay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1",
+                           port=port, **options)
     server.record = record
     server._ids = {}
     await server.start()

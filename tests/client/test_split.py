@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,30 +15,17 @@ from backchannel.client.errors import StateCorrupted
 from backchannel.client.exchange import DEFAULT_HEAL_AFTER_S, HEAL_AFTER_SETTING
 from backchannel.client.records import ChannelRecord, dump, load
 from backchannel.client.routing import FORWARDING_SETTING
-from backchannel.protocol.forwarding import KEY_SEED_SIZE
-from backchannel.relay.limits import RelayLimits
-from backchannel.relay.relaykey import RelayKeyPair
-from backchannel.relay.store import open_store
 
 from .conftest import FAST_KDF, MakePrincipal, pair
-from .observer import ObservedRelay, Record
+from .observer import ObservedRelay, Record, observed_relay
 
 
 @contextlib.asynccontextmanager
 async def forwarding_relay(db: Path, record: Record,
                            port: int = 0) -> AsyncIterator[ObservedRelay]:
     """A real relay with a (new) forwarding key (forwarding to loopback allowed), logging."""
-    limits = RelayLimits()
-    server = ObservedRelay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1",
-                           port=port, forward_key=RelayKeyPair(os.urandom(KEY_SEED_SIZE)),
-                           forward_to_local=True)
-    server.record = record
-    server._ids = {}
-    await server.start()
-    try:
+    async with observed_relay(db, record, forwarding=True, port=port) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 def inbound_ids(channel: ChannelRecord) -> set[str]:
