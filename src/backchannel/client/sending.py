@@ -252,14 +252,20 @@ class Sender:
         # again before the next flush.
         done: set[int] = set()
         sent, backoff, rounds = 0, _RETRY_FIRST_DELAY, 0
+        known = state.all_relays()
         while True:
-            route = self._route(url, pool)
-            if not route.send:
-                break
+            # Chosen again for each window: a forwarding relay found down drops out.
+            route = plan_route(url, known, state.relays.key(url), state.settings.get,
+                               down=pool.failures)
             now = state.clock()
             with state.store.transaction():
                 window = state.outbox.claim(url, tokens, now, now + _CLAIM_MS, _SEND_WINDOW, done)
             if not window:
+                break
+            self._note_route(url, route)
+            if not route.send:
+                with state.store.transaction():
+                    state.outbox.release(window)  # forwarding is required: the rows wait
                 break
             try:
                 if route.forwarder is not None and route.key is not None:
@@ -342,16 +348,12 @@ class Sender:
                 backoff = _RETRY_FIRST_DELAY
         return sent
 
-    def _route(self, url: str, pool: RelayPool) -> Route:
-        """How this flush sends to `url` (`routing.plan_route`), noted in `route_status`."""
-        state = self._state
-        route = plan_route(url, state.all_relays(), state.relays.key(url), state.settings.get,
-                           down=pool.failures)
+    def _note_route(self, url: str, route: Route) -> None:
+        """Keep the line for rows sent (or held) to `url` other than forwarded as asked."""
         if route.status:
             self.route_status[url] = route.status
         else:
             self.route_status.pop(url, None)
-        return route
 
     # --- slots (`client.slots`) ------------------------------------------------------------
 
