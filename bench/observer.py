@@ -1,7 +1,8 @@
 """The relay operator's view, as a benchmark: how well can a relay pair the mailboxes of
 each channel from what it can log?
 
-    python bench/observer.py [--principals N] [--relays 1|2] [--rounds N] [--seed N]
+    python bench/observer.py [--principals N] [--relays 1|2|3] [--rounds N] [--seed N]
+                             [--forwarding]
 
 Starts real relays on 127.0.0.1 that log every request (connection, peer address,
 operation, mailbox id, time, size; tests/client/observer.py), pairs every two of N
@@ -15,6 +16,11 @@ other direction of its channel on the same relay):
 - timing: the mailbox whose writes most often fall within 2 s of its own.
 
 Prints each one's accuracy against chance (1 / (mailboxes - 1)), and the machine's load.
+With two relays or more, a channel's directions are on different relays (`client.placement`),
+so the partner is on another relay; it also prints how many channels have both mailboxes
+on one relay, and with `--forwarding` (relays with forwarding keys, so sends go through
+another relay: `client.routing`) how many deposits after pairing each relay got from a
+client naming the mailbox, against those that came sealed from another relay.
 
     python bench/observer.py --watch [--slots SECONDS|off] [--rounds N] ...
 
@@ -62,25 +68,28 @@ from backchannel.client.slotpolicy import interval_key, parse_interval
 KDF = KdfParameters(memory_kib=8, iterations=1, lanes=1)
 
 
-async def run(principals: int, relays: int, rounds: int, seed: int) -> None:
+async def run(principals: int, relays: int, rounds: int, seed: int,
+              forwarding: bool = False) -> None:
     rng = random.Random(seed)
     record = Record()
+    paired_at = 0
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         people = [
             Principal.create(root / f"p{i}", f"p{i}", "passphrase", kdf=KDF)
             for i in range(principals)
         ]
-        async with ObservedRelays(root, record, relays) as urls:
+        async with ObservedRelays(root, record, relays, forwarding) as urls:
             codes = []
             for x, y in itertools.combinations(range(principals), 2):
                 codes.append((y, f"p{x}", await people[x].invite(urls)))
             rng.shuffle(codes)
             for y, name, code in codes:
                 await people[y].accept(code, name=name)
-            for _ in range(2):
+            for _ in range(3):  # hellos, moves, retirements
                 for p in rng.sample(people, len(people)):
                     await p.sync()
+            paired_at = len(record.events)
             for r in range(rounds):
                 sender = rng.choice(people)
                 channel = rng.choice(sender.channels())
@@ -88,10 +97,12 @@ async def run(principals: int, relays: int, rounds: int, seed: int) -> None:
                 for p in rng.sample(people, len(people)):
                     await p.sync()
         pairs = channel_pairs(people)
+        together = _channels_on_one_relay(people, record)
+        channels = sum(len(p.channels()) for p in people) // 2
         for p in people:
             p.close()
     connections = record.mailboxes_of()
-    print(f"principals {principals}, channels {len(pairs) // relays}, relays {relays}, "
+    print(f"principals {principals}, channels {channels}, relays {relays}, "
           f"mailboxes {2 * len(pairs)}, requests logged {len(record.events)}, "
           f"connections {len(connections)}, "
           f"most mailboxes on one connection {max(len(m) for m in connections.values())}")
@@ -102,7 +113,31 @@ async def run(principals: int, relays: int, rounds: int, seed: int) -> None:
     ):
         print(f"  {score.strategy:20s} {score.correct}/{score.total} = {score.accuracy:.2f}"
               f"  (chance {score.chance:.2f}, {score.accuracy / score.chance:.1f}x)")
+    print(f"  channels with both mailboxes on one relay: {together} of {channels}")
+    after = record.events[paired_at:]
+    direct = sum(1 for e in after if e.op in ("send", "sendbatch"))
+    sealed = sum(1 for e in after if e.op == "sealedsend")
+    print(f"  deposits after pairing: {direct} from a client naming the mailbox, "
+          f"{sealed} sealed from another relay")
     print(f"  load average {os.getloadavg()[0]:.2f}")
+
+
+def _channels_on_one_relay(people: list[Principal], record: Record) -> int:
+    """Channels of which some relay's log names both mailboxes (ours and theirs)."""
+    seen: dict[str, set[str]] = {}
+    for e in record.events:
+        if e.mailbox:
+            seen.setdefault(e.relay, set()).add(e.mailbox)
+    count = 0
+    for p in people:
+        for channel in p.channels():
+            if channel.role != "inviter":
+                continue  # each channel once
+            ours = {lk.inbound.mailbox_id for lk in channel.links if lk.inbound}
+            theirs = {lk.outbound.mailbox_id for lk in channel.links if lk.outbound}
+            if any(ours & boxes and theirs & boxes for boxes in seen.values()):
+                count += 1
+    return count
 
 
 async def run_watching(
@@ -174,10 +209,14 @@ async def run_watching(
 
 
 class ObservedRelays:
-    """Start `count` observed relays, yield their URLs."""
+    """Start `count` observed relays (with forwarding keys if `forwarding`), yield their
+    URLs."""
 
-    def __init__(self, root: Path, record: Record, count: int) -> None:
-        self._managers = [observed_relay(root / f"relay{i}.db", record) for i in range(count)]
+    def __init__(self, root: Path, record: Record, count: int, forwarding: bool = False) -> None:
+        self._managers = [
+            observed_relay(root / f"relay{i}.db", record, forwarding=forwarding)
+            for i in range(count)
+        ]
 
     async def __aenter__(self) -> list[str]:
         return [(await m.__aenter__()).url for m in self._managers]
@@ -190,7 +229,9 @@ class ObservedRelays:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--principals", type=int, default=4)
-    parser.add_argument("--relays", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--relays", type=int, choices=(1, 2, 3), default=1)
+    parser.add_argument("--forwarding", action="store_true",
+                        help="relays with forwarding keys: sends go through another relay")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--watch", action="store_true", help="watch, with or without slots")
@@ -200,7 +241,7 @@ def main() -> None:
         interval = parse_interval(args.slots, source="--slots")
         asyncio.run(run_watching(args.principals, args.relays, args.rounds, args.seed, interval))
     else:
-        asyncio.run(run(args.principals, args.relays, args.rounds, args.seed))
+        asyncio.run(run(args.principals, args.relays, args.rounds, args.seed, args.forwarding))
 
 
 if __name__ == "__main__":

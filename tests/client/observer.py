@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import random
 import time
 from collections import defaultdict
@@ -22,6 +23,7 @@ from typing import Any
 
 from backchannel.client.engine import Principal
 from backchannel.protocol.errors import BackchannelError
+from backchannel.protocol.forwarding import KEY_SEED_SIZE, RelayKeyPair
 from backchannel.protocol.relayframes import decode_request
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.server import RelayServer
@@ -81,12 +83,18 @@ class ObservedRelay(RelayServer):
 
 
 @contextlib.asynccontextmanager
-async def observed_relay(db: Path, record: Record,
-                         limits: RelayLimits | None = None) -> AsyncIterator[ObservedRelay]:
-    """A real relay on a free loopback port that logs into `record` (with `limits`, or
-    the defaults)."""
+async def observed_relay(db: Path, record: Record, limits: RelayLimits | None = None, *,
+                         forwarding: bool = False, port: int = 0) -> AsyncIterator[ObservedRelay]:
+    """A real relay on a loopback port (a free one by default) that logs into `record`
+    (with `limits`, or the defaults); with `forwarding`, with a new forwarding key,
+    forwarding to loopback allowed."""
     limits = limits or RelayLimits()
-    server = ObservedRelay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1", port=0)
+    options: dict[str, Any] = {}
+    if forwarding:
+        options = {"forward_key": RelayKeyPair(os.urandom(KEY_SEED_SIZE)),
+                   "forward_to_local": True}
+    server = ObservedRelay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1",
+                           port=port, **options)
     server.record = record
     server._ids = {}
     await server.start()
@@ -102,10 +110,12 @@ def channel_pairs(principals: Iterable[Principal]) -> list[tuple[str, str]]:
     pairs: set[tuple[str, str]] = set()
     for principal in principals:
         for channel in principal.channels():
-            for link in channel.links:
-                if link.outbound is not None:
-                    a, b = link.inbound.mailbox_id, link.outbound.mailbox_id
-                    pairs.add((min(a, b), max(a, b)))
+            # Split across relays (`client.placement`), a channel's mailboxes are on
+            # different links: each of ours is paired with the counterpart's in order.
+            ours = [lk.inbound.mailbox_id for lk in channel.links if lk.inbound]
+            theirs = [lk.outbound.mailbox_id for lk in channel.links if lk.outbound]
+            for a, b in zip(ours, theirs, strict=False):
+                pairs.add((min(a, b), max(a, b)))
     return sorted(pairs)
 
 

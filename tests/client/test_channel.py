@@ -17,6 +17,7 @@ from backchannel.client.errors import (
     StateCorrupted,
     WrongPassphrase,
 )
+from backchannel.client.exchange import HEAL_AFTER_SETTING
 from backchannel.client.records import ChannelRecord
 from backchannel.client.transport import RelayClient
 from backchannel.protocol.envelope import Envelope
@@ -97,13 +98,17 @@ async def test_two_relays_one_down_then_back_catches_up(
 ) -> None:
     w, b = make_principal("w"), make_principal("b")
     async with running_relay(tmp_path / "r1.db") as r1, running_relay(tmp_path / "r2.db") as r2:
+        b.set_setting(HEAL_AFTER_SETTING, "0")  # move at once when its relays are down
         await pair(w, b, [r1.url, r2.url])
         port2 = r2.port
         await r2.stop()
+        # b's mailbox is on relay 2 only (the directions are split: `client.placement`).
         sent = await w.send("b", "over one relay")
-        assert sent.stored_on == (r1.url,) and sent.queued_for == (r2.url,)
-        report = await b.sync()
-        assert r2.url in report.relays_down
+        assert sent.stored_on == () and sent.queued_for == (r2.url,)
+        report = await b.sync()  # b's relays are all down: it takes a mailbox on relay 1
+        assert r2.url in report.relays_down and report.reprovisioned == [f"w {r1.url}"]
+        await w.sync()  # follows the move: the queued note goes to relay 1 as well
+        await b.sync()
         assert [e.text for e in b.inbox()] == ["over one relay"]
         async with running_relay(tmp_path / "r2.db", port=port2):
             await w.sync()  # the queued copy reaches relay 2
@@ -291,6 +296,9 @@ async def test_status_shows_each_relays_reachability(
         await w.sync()
         assert [h.up for h in w.status("b")[0].relay_health] == [True, True]
         await r2.stop()
+        # w only writes to relay 2 (b's share of the relays): a sync finds it down when it
+        # has something to send there.
+        w.queue("b", "to relay 2")
         await w.sync()
         health = w.status("b")[0].relay_health
     assert [h.up for h in health] == [True, False]
@@ -320,13 +328,13 @@ async def test_invite_mailboxes_are_retired_so_a_spent_code_is_refused(
     async with running_relay(tmp_path / "r1.db") as r1, running_relay(tmp_path / "r2.db") as r2:
         code = await w.invite([r1.url, r2.url])
         await b.accept(code)
-        await w.sync()  # the channel exists; w tells b its private mailboxes
+        await w.sync()  # the channel exists; w tells b its private mailbox (on r1 only)
+        await b.sync()  # follows the move (b's own mailbox is on r2: `placement`)
         port2 = r2.port
         await r2.stop()
-        sent = await b.send("w", "sent before the move arrived")
-        assert sent.queued_for == (r2.url,)
-        await b.sync()  # follows the move: the queued copy for r2 is readdressed
-        await w.sync()  # b writes to the new mailboxes: r1's invite mailbox is retired
+        sent = await b.send("w", "sent after the move")
+        assert sent.stored_on == (r1.url,)
+        await w.sync()  # b writes to the new mailbox: r1's invite mailbox is retired
         assert [link.url for link in w.channel("b").retiring] == [r2.url]
         async with running_relay(tmp_path / "r2.db", port=port2):
             await b.sync()
@@ -335,7 +343,7 @@ async def test_invite_mailboxes_are_retired_so_a_spent_code_is_refused(
             with pytest.raises(InviteRefused, match="already used"):
                 await c.accept(code)
         assert c.channels() == []
-    assert [e.text for e in w.inbox()] == ["sent before the move arrived"]
+    assert [e.text for e in w.inbox()] == ["sent after the move"]
     await_ok = await b.send("w", "after the move")
     assert await_ok.queued_for  # relays are down now: queued, not lost
 

@@ -10,11 +10,28 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from backchannel.client.engine import InboxEntry, Principal
+from backchannel.client.placement import PLACEMENT_SETTING
 from backchannel.relay.server import RelayServer
 
 from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
 from .fault_relays import junk_relay, silent_relay
+
+
+@pytest.fixture
+def make_principal(make_principal: MakePrincipal) -> MakePrincipal:
+    """Principals whose mailboxes are on every relay (`placement`): these tests are about
+    one relay's faults costing the others nothing, which split directions do not promise
+    (tests/client/test_split.py covers those)."""
+
+    def make(name: str) -> Principal:
+        principal = make_principal(name)
+        principal.set_setting(PLACEMENT_SETTING, "every")
+        return principal
+
+    return make
 
 # Generous bounds: the point is "bounded", not speed. A sync's deadline is 10 s; a request
 # to a relay that does not answer times out after 5 s by default, after REQUEST_TIMEOUT

@@ -323,6 +323,8 @@ def _print_sync(state: CliContext, report: SyncReport, seen: _SyncSeen) -> None:
         state.err.print(f"WARNING: invite used twice: {claim.describe()}", style="bold")
     if report.line_tests_answered:
         state.out.print(f"Answered {report.line_tests_answered} line test(s).")
+    for line in report.routes.values():
+        state.err.print(f"routing: {shown(line)}", soft_wrap=True)  # the URL came from an invite
     for url, reason in report.relays_down.items():
         # The URL came from an invite; the reason is the client's own words for what the
         # relay did (`transport.relay_error_text`), escaped once more all the same.

@@ -18,7 +18,7 @@ from typing import Final
 from backchannel.client.duties import Duties
 from backchannel.client.invite import KIND_MOVE, Move, RelayAddress
 from backchannel.client.receiving import Deferred, Receiver
-from backchannel.client.records import Mailbox
+from backchannel.client.records import ChannelRecord, Mailbox
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import InboxEntry, SyncReport
 from backchannel.client.sending import Sender
@@ -32,7 +32,15 @@ from backchannel.client.transport import (
 )
 from backchannel.protocol.relayframes import Delivery, ErrorCode
 
-__all__ = ["DUTY_INTERVAL", "RECONNECT_DELAY", "SYNC_DEADLINE", "Exchange"]
+__all__ = [
+    "DEFAULT_HEAL_AFTER_S",
+    "DUTY_INTERVAL",
+    "HEAL_AFTER_SETTING",
+    "RECONNECT_DELAY",
+    "SYNC_DEADLINE",
+    "Exchange",
+    "heal_after_ms",
+]
 
 _FETCH_BATCH: Final = 100
 # Fetch batches per mailbox in one pass. A relay holds at most 1,000 envelopes per mailbox
@@ -60,6 +68,25 @@ DUTY_INTERVAL: Final = 1.0
 _HEALTH_EVERY: Final = 60.0
 # Seconds before `watch` tries a relay that went down again.
 RECONNECT_DELAY: Final = 2.0
+
+# Seconds every relay holding our mailboxes of a channel must have been unreachable
+# before we take one on a relay of the counterpart's share (`Exchange._stranded`); the
+# setting takes a number of seconds, or "never" (the channel then waits for its relays).
+HEAL_AFTER_SETTING: Final = "relay-heal-after-s"
+DEFAULT_HEAL_AFTER_S: Final = 300
+
+
+def heal_after_ms(setting: str) -> int | None:
+    """The wait in ms from the setting's text (None: never; unreadable: the default)."""
+    text = setting.strip().lower()
+    if text == "never":
+        return None
+    try:
+        seconds = int(text) if text else DEFAULT_HEAL_AFTER_S
+    except ValueError:
+        seconds = DEFAULT_HEAL_AFTER_S
+    return max(0, seconds) * 1000
+
 
 Arrivals = asyncio.Queue[tuple[str, bytes, Delivery]]
 
@@ -121,6 +148,7 @@ class Exchange:
                     self._retire_mailboxes(pool, report), max(0.0, end - loop.time())
                 )
             await self._duties.settle()
+            report.routes = dict(self._sender.route_status)
             report.relays_down = dict(pool.failures)
             report.relays_up = sorted(set(state.all_relays()) - set(pool.failures))
             self._record_health(report.relays_up, report.relays_down)
@@ -251,6 +279,7 @@ class Exchange:
             await asyncio.gather(*tasks, return_exceptions=True)
             self._sender.live = None
             await self._duties.settle()
+            report.routes = dict(self._sender.route_status)
             report.relays_down = dict(pool.failures)
             await pool.close()
         return report
@@ -479,17 +508,48 @@ class Exchange:
         with state.store.transaction():
             channel = state.channels.get(channel_id)
             link = next((lk for lk in channel.links if lk.url == url), None)
-            if link is not None and link.inbound.mailbox_id == mailbox_id:
+            if link is not None and link.inbound and link.inbound.mailbox_id == mailbox_id:
                 state.relays.set_lost(channel_id, url, state.clock(), inbound=True)
 
+    def _stranded(self, channel: ChannelRecord, pool: RelayPool, url: str) -> bool:
+        """True when `url` is a relay of the channel without our mailbox and every relay
+        that has one is down in this pass, and has been for `HEAL_AFTER_SETTING` (by the
+        passes before): the counterpart cannot reach us, so we take a mailbox on `url`,
+        which then holds both directions of the channel (the price of delivery; waiting
+        first makes a relay that is only restarting cost nothing; docs/threat-model.md)."""
+        state = self._state
+        ours = [lk.url for lk in channel.links if lk.inbound is not None]
+        here = next((lk for lk in channel.links if lk.url == url), None)
+        if (
+            here is None
+            or here.inbound is not None
+            or here.outbound is None
+            or not ours
+            or not all(u in pool.failures for u in ours)
+        ):
+            return False
+        wait_ms = heal_after_ms(state.settings.get(HEAL_AFTER_SETTING))
+        if wait_ms is None:
+            return False
+        now = state.clock()
+        since = [state.relays.down_since(u) for u in ours]
+        return wait_ms == 0 or all(s is not None and now - s >= wait_ms for s in since)
+
     async def _reprovision(self, pool: RelayPool, url: str, report: SyncReport) -> None:
-        """For each channel whose inbound mailbox on `url` is lost: create a fresh one
+        """For each channel whose inbound mailbox on `url` is lost, or which has none on
+        `url` while every relay that holds one is down (`_stranded`): create a fresh one
         there and tell the counterpart with a *move* naming it (sent over every relay of
         the channel, so over the healthy ones too). The counterpart follows the move; once
         its own mailbox there is back as well, the relay carries the channel again."""
         state = self._state
-        lost = [c for c in state.channels.all() if state.relays.lost(c.channel_id, url)[0]]
-        if not lost or url in pool.failures:
+        if url in pool.failures:
+            return
+        lost = [
+            c
+            for c in state.channels.all()
+            if state.relays.lost(c.channel_id, url)[0] or self._stranded(c, pool, url)
+        ]
+        if not lost:
             return
         for channel in lost:
             if channel.identity_changed and not channel.verified:
@@ -512,7 +572,10 @@ class Exchange:
             with state.store.transaction():
                 fresh = state.channels.get(channel.channel_id)
                 link = next((lk for lk in fresh.links if lk.url == url), None)
-                if link is None or not state.relays.lost(fresh.channel_id, url)[0]:
+                if link is None or not (
+                    state.relays.lost(fresh.channel_id, url)[0]
+                    or self._stranded(fresh, pool, url)
+                ):
                     continue
                 session = state.session(fresh)
                 link.inbound = Mailbox(
@@ -536,25 +599,30 @@ class Exchange:
                 continue
             kept = []
             for link in channel.retiring:
-                client = await pool.get(link.url, link.inbound.mailbox_id)
+                mailbox = link.inbound
+                if mailbox is None:
+                    continue  # never stored so (`records.load` refuses it)
+                client = await pool.get(link.url, mailbox.mailbox_id)
                 if client is None:
                     kept.append(link)
                     continue
-                mailbox_id = bytes.fromhex(link.inbound.mailbox_id)
-                token = bytes.fromhex(link.inbound.receive_token)
+                mailbox_id = bytes.fromhex(mailbox.mailbox_id)
+                token = bytes.fromhex(mailbox.receive_token)
                 try:
-                    await self._drain(client, link.inbound, report)
+                    await self._drain(client, mailbox, report)
                     await client.delete(mailbox_id, token)
                 except RelayRequestError as error:
                     if error.code != ErrorCode.UNAUTHORIZED:
                         kept.append(link)
                 except RelayClosed:
                     kept.append(link)
-            still_retiring = {link.inbound.mailbox_id for link in kept}
+            still_retiring = {link.inbound.mailbox_id for link in kept if link.inbound}
             with state.store.transaction():
                 # Read again inside the write: the channel moved on while we were away.
                 fresh = state.channels.get(channel.channel_id)
                 fresh.retiring = [
-                    link for link in fresh.retiring if link.inbound.mailbox_id in still_retiring
+                    link
+                    for link in fresh.retiring
+                    if link.inbound and link.inbound.mailbox_id in still_retiring
                 ]
                 state.channels.save(fresh)

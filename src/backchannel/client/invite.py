@@ -10,14 +10,20 @@ when decoded, before anything is stored (docs/protocol.md §8).
 
 Binary layout, then ``BC1-`` + base64url without padding::
 
-    magic "BCI" | version u8 = 1 or 2 | invite_id 16 | expires_at_ms u64 | name text16
+    magic "BCI" | version u8 = 1, 2 or 3 | invite_id 16 | expires_at_ms u64 | name text16
     relay_count u8 | relay_count x (url text16, mailbox_id 16, send_token 32)
-    bundle bytes16 | (version 2 only) capabilities u8
+    bundle bytes16 | (version 2 and 3) capabilities u8
+    (version 3 only) key_mask u8 | for each bit i set, in order: relay i's key 1225
     signature 64 = Ed25519(IK, "Backchannel invite v1" || all above)
 
 Version 2 adds the inviter's capabilities (bit 0: the post-quantum ratchet, protocol.md
 §13.8) under the signature, so nobody on the way can strip them; an invite without any is
-written as version 1, which Backchannel 0.1 reads. The joiner's hello answers a version 2
+written as version 1, which Backchannel 0.1 reads. Version 3 adds the relays' forwarding
+keys (`protocol.forwarding.RelayPublicKey`, its published form), so that the joiner can
+send through another relay (private routing, docs/relay.md) without first asking the
+destination relay for its key, which would itself show the relay the joiner's address; bit
+i of the mask (nonzero) says relay i's key follows. An invite with no key is written as
+version 2 (or 1), which earlier versions read. The joiner's hello answers a version 2
 invite with its own capabilities byte after the relays (the hello is inside the first,
 authenticated message).
 """
@@ -39,6 +45,7 @@ from backchannel.protocol.errors import (
     UnsafeRemoteText,
     UnsafeText,
 )
+from backchannel.protocol.forwarding import PUBLISHED_KEY_SIZE, RelayPublicKey
 from backchannel.protocol.relayframes import TOKEN_SIZE
 from backchannel.protocol.text import check_relay_url, check_safe_text
 from backchannel.protocol.wire import Reader, Writer
@@ -71,13 +78,15 @@ CAPABILITY_PQ_RATCHET: Final = 0x01
 _MAGIC: Final = b"BCI"
 _VERSION: Final = 1
 _VERSION_CAPABILITIES: Final = 2
+_VERSION_KEYS: Final = 3
 _SIGNATURE_LABEL: Final = b"Backchannel invite v1"
 # A channel over more than a handful of relays gains nothing and multiplies traffic.
 MAX_RELAYS: Final = 8
 MAX_URL_LENGTH: Final = 512
 MAX_NAME_LENGTH: Final = 64
 _MAX_BUNDLE: Final = 4096
-_MAX_CODE: Final = 16384
+# Eight relays with their keys (1,225 bytes each) are about 14,000 characters.
+_MAX_CODE: Final = 24576
 
 
 class _PolicyRefused(RemoteProtocolError):
@@ -135,6 +144,22 @@ def _read_relays(r: Reader) -> tuple[RelayAddress, ...]:
     return tuple(RelayAddress.read(r) for _ in range(count))
 
 
+def _read_keys(r: Reader, count: int) -> tuple[RelayPublicKey | None, ...]:
+    """The key mask and the keys it announces, one slot per relay.
+
+    Raises:
+        RemoteProtocolError: an empty mask, a bit past the last relay, or a key that is
+            not a relay key.
+    """
+    mask = r.u8()
+    if not mask or mask >> count:
+        raise RemoteProtocolError("a version 3 invite's key mask names no relay or too many")
+    return tuple(
+        RelayPublicKey.from_bytes(r.fixed(PUBLISHED_KEY_SIZE)) if mask >> i & 1 else None
+        for i in range(count)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Invite:
     invite_id: bytes
@@ -144,18 +169,41 @@ class Invite:
     bundle: PrekeyBundle
     signature: bytes = field(default=b"", repr=False)
     capabilities: int = 0
+    # Each relay's forwarding key, in the order of `relays` (None: not given); empty, or
+    # all None, for an invite without keys.
+    relay_keys: tuple[RelayPublicKey | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.relay_keys) > len(self.relays):
+            raise LocalProtocolError("more relay keys than relays")
 
     @property
     def post_quantum(self) -> bool:
         return bool(self.capabilities & CAPABILITY_PQ_RATCHET)
 
+    def key_of(self, url: str) -> RelayPublicKey | None:
+        """The forwarding key the invite gives for the relay at `url`, if any."""
+        found = (k for r, k in zip(self.relays, self.relay_keys, strict=False) if r.url == url)
+        return next(found, None)
+
     def _body(self) -> bytes:
-        version = _VERSION_CAPABILITIES if self.capabilities else _VERSION
+        mask = sum(1 << i for i, key in enumerate(self.relay_keys) if key is not None)
+        if mask:
+            version = _VERSION_KEYS
+        else:
+            version = _VERSION_CAPABILITIES if self.capabilities else _VERSION
         w = Writer().raw(_MAGIC).u8(version).fixed(self.invite_id, 16)
         w.u64(self.expires_at_ms).text16(self.name)
         _write_relays(w, self.relays)
         w.bytes16(self.bundle.encode())
-        return (w.u8(self.capabilities) if self.capabilities else w).getvalue()
+        if version >= _VERSION_CAPABILITIES:
+            w.u8(self.capabilities)
+        if version == _VERSION_KEYS:
+            w.u8(mask)
+            for key in self.relay_keys:
+                if key is not None:
+                    w.fixed(key.to_bytes(), PUBLISHED_KEY_SIZE)
+        return w.getvalue()
 
     def signed(self, identity: IdentityKeyPair) -> Invite:
         signature = identity.sign(_SIGNATURE_LABEL + self._body())
@@ -167,6 +215,7 @@ class Invite:
             self.bundle,
             signature,
             self.capabilities,
+            self.relay_keys,
         )
 
     def to_code(self) -> str:
@@ -194,22 +243,23 @@ class Invite:
         try:
             r = Reader(raw, "invite")
             magic, version = r.fixed(3), r.u8()
-            if magic != _MAGIC or version not in (_VERSION, _VERSION_CAPABILITIES):
+            if magic != _MAGIC or version not in (_VERSION, _VERSION_CAPABILITIES, _VERSION_KEYS):
                 raise RemoteProtocolError("unknown invite format")
             invite_id, expires = r.fixed(16), r.u64()
             name = _read_name(r, "the name in the invite")
             relays = _read_relays(r)
             bundle = PrekeyBundle.decode(r.bytes16(_MAX_BUNDLE))
-            capabilities = r.u8() if version == _VERSION_CAPABILITIES else 0
+            capabilities = r.u8() if version >= _VERSION_CAPABILITIES else 0
             if version == _VERSION_CAPABILITIES and not capabilities:
                 raise RemoteProtocolError("a version 2 invite names no capability")
+            keys = _read_keys(r, len(relays)) if version == _VERSION_KEYS else ()
             signature = r.fixed(64)
             r.finish()
         except _PolicyRefused as error:
             raise InviteRefused(f"invite code refused: {error}") from None
         except RemoteProtocolError as error:
             raise InviteRefused(f"invite code is damaged or tampered with ({error})") from None
-        invite = cls(invite_id, expires, name, relays, bundle, signature, capabilities)
+        invite = cls(invite_id, expires, name, relays, bundle, signature, capabilities, keys)
         if not bundle.identity.verify(signature, _SIGNATURE_LABEL + invite._body()):
             raise InviteRefused("invite code was tampered with: its signature does not verify")
         if now_ms >= expires:

@@ -22,15 +22,18 @@ from backchannel.client.invite import (
     Move,
     RelayAddress,
 )
+from backchannel.client.placement import PLACEMENT_SETTING, inviter_share, joiner_share
 from backchannel.client.records import ChannelRecord, InviteRecord, Link, Mailbox, MessageRecord
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SyncReport
+from backchannel.client.routing import fetch_relay_key
 from backchannel.client.sending import Sender
 from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import MailboxCaps, RelayClosed, RelayRequestError
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
 from backchannel.protocol.e2e.session import Session, starts_session
 from backchannel.protocol.errors import DecryptionFailed, LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.forwarding import RelayPublicKey
 from backchannel.protocol.message import Message
 from backchannel.protocol.relayframes import ErrorCode
 from backchannel.protocol.text import check_relay_url, check_safe_text
@@ -42,9 +45,13 @@ __all__ = ["DEFAULT_INVITE_TTL_MS", "Pairing", "delete_mailboxes"]
 DEFAULT_INVITE_TTL_MS: Final = 7 * 24 * 3600 * 1000
 # The shortest invite id prefix accepted by `invite revoke`, as for channel ids.
 _MIN_REF: Final = 6
+# Seconds to fetch the relays' forwarding keys for an invite: a relay slow to answer is
+# named without its key (the joiner then sends to it directly, or fetches it).
+_KEY_TIMEOUT: Final = 3.0
 
 
 def _addresses(links: list[Link]) -> tuple[RelayAddress, ...]:
+    """Where the counterpart reaches us: our inbound mailbox of each link that has one."""
     return tuple(
         RelayAddress(
             link.url,
@@ -52,6 +59,7 @@ def _addresses(links: list[Link]) -> tuple[RelayAddress, ...]:
             bytes.fromhex(link.inbound.send_token),
         )
         for link in links
+        if link.inbound is not None
     )
 
 
@@ -68,16 +76,16 @@ async def delete_mailboxes(links: list[Link]) -> list[str]:
     left: list[str] = []
     try:
         for link in links:
-            if not link.inbound.receive_token:
+            mailbox = link.inbound
+            if mailbox is None or not mailbox.receive_token:
                 continue
-            client = await pool.get(link.url, link.inbound.mailbox_id)  # its own lane
+            client = await pool.get(link.url, mailbox.mailbox_id)  # its own lane
             if client is None:
                 left.append(f"{link.url} ({pool.failures.get(link.url, 'unreachable')})")
                 continue
             try:
                 await client.delete(
-                    bytes.fromhex(link.inbound.mailbox_id),
-                    bytes.fromhex(link.inbound.receive_token),
+                    bytes.fromhex(mailbox.mailbox_id), bytes.fromhex(mailbox.receive_token)
                 )
             except RelayRequestError as error:
                 if error.code != ErrorCode.UNAUTHORIZED:
@@ -87,6 +95,57 @@ async def delete_mailboxes(links: list[Link]) -> list[str]:
     finally:
         await pool.close()
     return left
+
+
+async def _relay_keys(urls: list[str]) -> tuple[RelayPublicKey | None, ...]:
+    """Each relay's forwarding key, for the invite (None where a relay publishes none or
+    cannot be reached now): the joiner then forwards without asking the relay for it."""
+    got = await asyncio.gather(
+        *(fetch_relay_key(url, timeout=_KEY_TIMEOUT) for url in urls), return_exceptions=True
+    )
+    for result in got:
+        if isinstance(result, BaseException) and not isinstance(
+            result, RelayClosed | LocalProtocolError
+        ):
+            raise result
+    return tuple(key if isinstance(key, RelayPublicKey) else None for key in got)
+
+
+def _keep_keys(state: ClientState, invite: Invite) -> None:
+    """Remember the forwarding keys an invite carries (inside the caller's transaction)."""
+    for relay, key in zip(invite.relays, invite.relay_keys, strict=False):
+        if key is not None:
+            state.relays.put_key(relay.url, key)
+
+
+def _channel_links(invite: InviteRecord, hello: Hello) -> tuple[list[Link], list[Link]]:
+    """The inviter's links of a new channel, and the invite links it retires.
+
+    Our own channel mailboxes are on our share of the relays (on all of them for an
+    invite stored before the split); the joiner's are where its hello says (on its share,
+    or on all relays if it is from before the split). A relay with neither is no link.
+    """
+    by_url = {address.url: address for address in hello.relays}
+    own = {link.url: link.inbound for link in invite.channel_links}
+    if not own:
+        # An invite without channel mailboxes of its own: the invite's stay the channel's.
+        links = []
+        for link in invite.links:
+            address = by_url.get(link.url)
+            if address is not None:
+                link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
+            links.append(link)
+        return links, []
+    links = []
+    for link in invite.links:
+        address = by_url.get(link.url)
+        outbound = (
+            Mailbox(address.mailbox_id.hex(), address.send_token.hex()) if address else None
+        )
+        if own.get(link.url) is not None or outbound is not None:
+            links.append(Link(link.url, own.get(link.url), outbound))
+    # Every invite mailbox retires: the joiner moves to the channel's own.
+    return links, list(invite.links)
 
 
 class Pairing:
@@ -132,15 +191,20 @@ class Pairing:
                 check_relay_url(url)
             except LocalProtocolError as error:
                 raise ClientError(str(error)) from None
+        own_share = inviter_share(urls, state.settings.get(PLACEMENT_SETTING))
         pool = RelayPool()
         try:
-            # Two unlinkable mailboxes per relay: the one-time mailbox the code names, and
-            # the channel's own, which only the joiner will learn (in our first message).
-            # Each is created over its own connection, all at once (each opened after its
-            # own random delay), so neither a connection nor the order links them.
-            made = await asyncio.gather(
-                *(self._create(pool, url) for url in urls for _ in range(2)),
-                return_exceptions=True,
+            # The one-time mailbox the code names on every relay, and the channel's own,
+            # which only the joiner will learn (in our first message), on our share of
+            # the relays only (`placement`: the joiner's go on the others). Each is
+            # created over its own connection, all at once (each opened after its own
+            # random delay), so neither a connection nor the order links them.
+            made, keys = await asyncio.gather(
+                asyncio.gather(
+                    *(self._create(pool, url) for url in [*urls, *own_share]),
+                    return_exceptions=True,
+                ),
+                _relay_keys(urls),
             )
         finally:
             await pool.close()
@@ -150,7 +214,7 @@ class Pairing:
             if isinstance(result, BaseException):
                 raise result
         created = [m for m in made if isinstance(m, Link)]
-        links, channel_links = created[0::2], created[1::2]
+        links, channel_links = created[: len(urls)], created[len(urls) :]
         now = state.clock()
         prekeys = PrekeySecrets.generate(
             state.rng, one_time_count=1, first_id=int.from_bytes(state.rng(3), "big") + 1
@@ -164,6 +228,7 @@ class Pairing:
             _addresses(links),
             prekeys.bundle(state.identity, opk_id),
             capabilities=CAPABILITY_PQ_RATCHET,  # new channels run the PQ ratchet (§13.8)
+            relay_keys=keys,
         ).signed(state.identity)
         record = InviteRecord(
             invite_id.hex(),
@@ -176,6 +241,7 @@ class Pairing:
         )
         with state.store.transaction():
             state.invites.add(record)
+            _keep_keys(state, invite)
         return invite.to_code()
 
     def find_invite(self, ref: str) -> InviteRecord:
@@ -231,29 +297,31 @@ class Pairing:
             raise InviteRefused("this is your own invite: give it to your counterpart")
         if state.invites.was_accepted(invite.invite_id.hex()):
             raise InviteRefused("this invite was already used")
+        urls = [relay.url for relay in invite.relays]
+        # Our mailboxes on our share of the relays (`placement`), each over a connection
+        # of its own; the hello to the invite's mailboxes leaves over others (the flush's
+        # lanes). If none of our share can be reached, on the inviter's share instead: a
+        # relay there then holds both directions, but the channel works.
         pool = RelayPool()
         try:
-            # Our mailbox on each relay over a connection of its own; the hello to the
-            # invite's mailbox leaves over another (the flush's lanes).
-            made = await asyncio.gather(
-                *(self._create(pool, relay.url) for relay in invite.relays),
-                return_exceptions=True,
+            inbound = await self._create_some(
+                pool, joiner_share(urls, state.settings.get(PLACEMENT_SETTING))
             )
+            if not inbound:
+                inbound = await self._create_some(pool, inviter_share(urls))
         finally:
             await pool.close()
-        links: list[Link] = []
-        for relay, result in zip(invite.relays, made, strict=True):
-            if isinstance(result, RelayUnreachable):
-                continue
-            if isinstance(result, RelayRequestError | RelayClosed):
-                raise ClientError(f"a relay refused to create our mailbox: {result}") from None
-            if isinstance(result, BaseException):
-                raise result
-            result.outbound = Mailbox(relay.mailbox_id.hex(), relay.send_token.hex())
-            links.append(result)
-        if not links:
+        if not inbound:
             down = ", ".join(f"{u} ({r})" for u, r in pool.failures.items())
             raise RelayUnreachable(f"none of the invite's relays can be reached: {down}")
+        links = [
+            Link(
+                relay.url,
+                inbound.get(relay.url),
+                Mailbox(relay.mailbox_id.hex(), relay.send_token.hex()),
+            )
+            for relay in invite.relays
+        ]
         # With the PQ ratchet if the (signed) invite offers it; else classical, upgraded in
         # place once the inviter announces it (protocol.md §13.8).
         session = Session.initiate(state.identity, invite.bundle, state.rng, invite.post_quantum)
@@ -277,6 +345,7 @@ class Pairing:
             if state.invites.was_accepted(invite.invite_id.hex()):
                 raise InviteRefused("this invite was already used")
             state.invites.mark_accepted(invite.invite_id.hex())
+            _keep_keys(state, invite)
             self._sender.enqueue(channel, session, KIND_HELLO, hello.encode())
         await self._sender.flush()
         if self._hello_refused_everywhere(channel):
@@ -286,6 +355,27 @@ class Pairing:
                 "ask your counterpart for a new one"
             )
         return channel
+
+    async def _create_some(self, pool: RelayPool, urls: list[str]) -> dict[str, Mailbox]:
+        """Our mailbox on each of `urls` that can be reached, all at once, by URL.
+
+        Raises:
+            ClientError: a relay refused to create it.
+        """
+        made = await asyncio.gather(
+            *(self._create(pool, url) for url in urls), return_exceptions=True
+        )
+        created: dict[str, Mailbox] = {}
+        for result in made:
+            if isinstance(result, RelayUnreachable):
+                continue
+            if isinstance(result, RelayRequestError | RelayClosed):
+                raise ClientError(f"a relay refused to create our mailbox: {result}") from None
+            if isinstance(result, BaseException):
+                raise result
+            if isinstance(result, Link) and result.inbound is not None:
+                created[result.url] = result.inbound
+        return created
 
     def _hello_refused_everywhere(self, channel: ChannelRecord) -> bool:
         """True when every relay refused the hello as unauthorised: the invite's mailboxes
@@ -338,18 +428,7 @@ class Pairing:
             # was not made by a client that pairs this way: refused like damage.
             report.rejected += 1
             return
-        by_url = {address.url: address for address in hello.relays}
-        own = {link.url: link for link in invite.channel_links}
-        links, retiring = [], []
-        for link in invite.links:
-            address = by_url.get(link.url)
-            private = own.get(link.url)
-            if private is not None:
-                retiring.append(link)
-                link = Link(link.url, private.inbound)
-            if address is not None:
-                link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
-            links.append(link)
+        links, retiring = _channel_links(invite, hello)
         channel = ChannelRecord(
             channel_id=state.rng(16).hex(),
             identity_changed=state.identity_changed(hello.name, session.peer_identity),

@@ -21,6 +21,7 @@ from backchannel.client.invite import (
     CAPABILITY_PQ_RATCHET,
     KIND_CAPABILITIES,
     KIND_MOVE,
+    MAX_RELAYS,
     Move,
     decode_capabilities,
 )
@@ -35,6 +36,7 @@ from backchannel.client.records import (
     ChannelRecord,
     InviteClaimRecord,
     InviteRecord,
+    Link,
     Mailbox,
     MessageRecord,
     message_record,
@@ -164,7 +166,9 @@ class Receiver:
         and keep it (`InviteRepository.claims`). Inside the caller's transaction."""
         state = self._state
         hex_id = mailbox_id.hex()
-        link = next((lk for lk in channel.retiring if lk.inbound.mailbox_id == hex_id), None)
+        link = next(
+            (lk for lk in channel.retiring if lk.inbound and lk.inbound.mailbox_id == hex_id), None
+        )
         if link is None:
             return  # on the channel's own mailboxes: not an invite claim, only rejected
         claim = InviteClaimRecord(channel.channel_id, channel.name, link.url, state.clock())
@@ -322,7 +326,9 @@ class Receiver:
         if message.kind == KIND_FORK_NOTICE:
             self._note_reported_fork(channel, message.body)
         elif message.kind == KIND_MOVE:
-            self._follow_move(channel, message.body)
+            # The inviter's first message is its move from the invite's mailboxes.
+            initial = channel.role == "joiner" and message.seq == 1
+            self._follow_move(channel, message.body, initial=initial)
         elif message.kind in RECEIPT_KINDS:
             self._apply_receipt(channel, message)
         elif message.kind == KIND_CAPABILITIES:
@@ -360,12 +366,16 @@ class Receiver:
             ForkRecord("ours", notice.reason, notice.seq, self._state.clock()),
         )
 
-    def _follow_move(self, channel: ChannelRecord, body: bytes) -> None:
+    def _follow_move(self, channel: ChannelRecord, body: bytes, *, initial: bool) -> None:
         """Send to the counterpart's new mailboxes from now on, queued envelopes included.
 
         Either side may move: the inviter once, from the invite's mailboxes to the
-        channel's; either, later, to a fresh mailbox on a relay that lost the old one. Only
-        the links the move names change, and a relay lost for sending is back.
+        channel's; either, later, to a fresh mailbox on a relay that lost the old one, or on
+        another relay when every relay of its own share is down (`Exchange._reprovision`).
+        Only the links the move names change (a relay new to the channel becomes a link of
+        ours to send to), and a relay lost for sending is back. The inviter's `initial` move
+        names every relay it keeps a mailbox on: the invite's mailboxes on the others (the
+        joiner's share, `placement`) are given up, since they are about to be deleted.
         """
         try:
             move = Move.decode(body)
@@ -375,10 +385,24 @@ class Receiver:
         for address in move.relays:
             link = next((lk for lk in channel.links if lk.url == address.url), None)
             if link is None:
-                continue
+                if len(channel.links) >= MAX_RELAYS:
+                    continue  # a channel has at most as many relays as an invite names
+                link = Link(address.url, None)
+                channel.links.append(link)
+            new_direction = link.outbound is None
             link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
             state.relays.set_lost(channel.channel_id, address.url, state.clock(), outbound=False)
             state.outbox.readdress(channel.channel_id, address.url, address.mailbox_id)
+            if new_direction:
+                # What waits for their other relays goes this way too: those are down.
+                state.outbox.copy_to(channel.channel_id, address.url, address.mailbox_id)
+        if initial:
+            named = {address.url for address in move.relays}
+            for link in channel.links:
+                if link.url not in named and link.outbound is not None:
+                    link.outbound = None
+                    state.outbox.drop(channel.channel_id, link.url)
+            channel.links = [lk for lk in channel.links if lk.inbound or lk.outbound]
 
     # --- receipts and fork notices owed -------------------------------------------------
 

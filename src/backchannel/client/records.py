@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from backchannel.client.errors import StateCorrupted
 from backchannel.protocol.message import Message
 
+# The stored shape of a record's links: 1 (no `format` key stored) always had our inbound
+# mailbox on every link; 2 may have links with only the peer's (`Link.inbound` None).
+LINK_FORMAT: Final = 2
+
 __all__ = [
+    "LINK_FORMAT",
     "ChannelRecord",
     "InviteClaimRecord",
     "InviteRecord",
@@ -38,10 +43,16 @@ class Mailbox:
 
 @dataclass(slots=True)
 class Link:
-    """One relay of a channel: our inbound mailbox there and the peer's."""
+    """One relay of a channel: our inbound mailbox there, the peer's, or both.
+
+    With two relays or more a channel's directions live on different relays (`placement`),
+    so a link holds one of the two; a channel over one relay, and a channel paired before
+    the split (`LINK_FORMAT` 1), holds both on each relay. Invite and retiring links
+    always have `inbound`.
+    """
 
     url: str
-    inbound: Mailbox
+    inbound: Mailbox | None
     outbound: Mailbox | None = None
 
 
@@ -67,6 +78,8 @@ class ChannelRecord:
     # Line tests: 0 means the default period (an hour), -1 means this side sends none.
     linetest_every_ms: int = 0
     linetest_grace_ms: int = 0
+    # The shape its links were stored in (`LINK_FORMAT`); records from before have none.
+    format: int = LINK_FORMAT
     # The stored version this copy was read at (compare-and-swap, `ChannelRepository`);
     # kept beside the sealed record, never inside it.
     version: int = field(default=0, compare=False)
@@ -80,8 +93,10 @@ class InviteRecord:
     links: list[Link] = field(default_factory=list)
     created_at_ms: int = 0
     expires_at_ms: int = 0
-    # The channel's own mailboxes, created with the invite and never shown in it.
+    # The channel's own mailboxes, created with the invite and never shown in it: on
+    # every relay in format 1, on the inviter's share of them (`placement`) in format 2.
     channel_links: list[Link] = field(default_factory=list)
+    format: int = LINK_FORMAT
 
 
 @dataclass(slots=True)
@@ -146,12 +161,26 @@ def message_record(message: Message, direction: str, received_at_ms: int = 0) ->
 def dump(record: ChannelRecord | InviteRecord | InviteClaimRecord | MessageRecord) -> bytes:
     data = asdict(record)
     data.pop("version", None)  # the store keeps it (see ChannelRecord.version)
+    if isinstance(record, ChannelRecord | InviteRecord):
+        # Format 1 is written without the key, so that a record whose every link still has
+        # our mailbox stays readable by a version from before the split.
+        split = any(link.inbound is None for link in record.links)
+        record.format = LINK_FORMAT if split else 1
+        data["format"] = record.format
+        if not split:
+            del data["format"]
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _link(data: dict[str, Any]) -> Link:
-    outbound = data.get("outbound")
-    return Link(data["url"], Mailbox(**data["inbound"]), Mailbox(**outbound) if outbound else None)
+def _link(data: dict[str, Any], fmt: int) -> Link:
+    inbound, outbound = data.get("inbound"), data.get("outbound")
+    if fmt < 2 and not inbound:
+        raise ValueError("a format 1 link has our inbound mailbox")
+    return Link(
+        data["url"],
+        Mailbox(**inbound) if inbound else None,
+        Mailbox(**outbound) if outbound else None,
+    )
 
 
 def load(kind: type[Any], raw: bytes) -> Any:
@@ -163,9 +192,18 @@ def load(kind: type[Any], raw: bytes) -> Any:
     try:
         data = json.loads(raw)
         if kind in (ChannelRecord, InviteRecord):
+            # Stored before links were split: format 1, read as it was.
+            fmt = data.setdefault("format", 1)
+            if not isinstance(fmt, int) or not 1 <= fmt <= LINK_FORMAT:
+                raise ValueError(f"link format {fmt!r}")
             for key in ("links", "retiring", "channel_links"):
                 if key in data:
-                    data[key] = [_link(link) for link in data[key]]
+                    data[key] = [_link(link, fmt) for link in data[key]]
+            for key in ("retiring", "channel_links"):
+                if any(link.inbound is None for link in data.get(key, ())):
+                    raise ValueError(f"a {key} link without our mailbox")
+            if kind is InviteRecord and any(lk.inbound is None for lk in data.get("links", ())):
+                raise ValueError("an invite link without its mailbox")
         data.pop("version", None)
         return kind(**data)
     except (ValueError, KeyError, TypeError):

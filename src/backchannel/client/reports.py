@@ -48,6 +48,9 @@ class SyncReport:
     # What the slot sender reported while a watch ran (`client.slots`: a failure and its
     # restart, a row a relay refused and when it is offered again), oldest first.
     slot_events: list[str] = field(default_factory=list)
+    # A line per destination relay not reached through a forwarding relay as the settings
+    # ask (`routing.plan_route`): sent directly, or not sent because forwarding is required.
+    routes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

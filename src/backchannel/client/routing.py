@@ -8,7 +8,8 @@ D hold: a "stored" that F made up fails to open (`ForgedForwardReply`).
 
 Each call opens its own short connection to F and closes it, so that forwards for
 different mailboxes share no connection (issue 14 §1 asks the same of direct sends).
-`choose_forwarder` picks F among known relays of another operator than D's.
+`choose_forwarder` picks F among known relays of another operator than D's, and
+`plan_route` makes the flush's choice from the principal's settings.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import os
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -46,12 +47,17 @@ from backchannel.protocol.text import check_relay_url
 __all__ = [
     "DEFAULT_FORWARD_TIMEOUT",
     "DEFAULT_KEY_TIMEOUT",
+    "FORWARDING_MODES",
+    "FORWARDING_SETTING",
     "ForgedForwardReply",
     "ForwardRefused",
     "RelayChoice",
+    "Route",
     "choose_forwarder",
     "fetch_relay_key",
     "forward_send",
+    "operator_setting",
+    "plan_route",
 ]
 
 # The relay publishes its key here (`relay.server.RELAY_KEY_PATH`).
@@ -233,3 +239,64 @@ async def fetch_relay_key(url: str, *, timeout: float = DEFAULT_KEY_TIMEOUT) -> 
         return RelayPublicKey.from_text(body.strip().decode("ascii"))
     except (UnicodeDecodeError, BackchannelError):
         raise RelayClosed("the relay's published key is not a relay key") from None
+
+
+# --- the flush's choice (`Sender.flush_relay`) -----------------------------------------
+
+# The setting that says how sends go: "auto" (or unset) forwards where it can and sends
+# direct otherwise; "require" forwards or does not send; "off" always sends direct.
+FORWARDING_SETTING: Final = "forwarding"
+FORWARDING_MODES: Final = ("auto", "require", "off")
+_OPERATOR_PREFIX: Final = "relay-operator:"
+
+
+def operator_setting(url: str) -> str:
+    """The setting naming who runs the relay at `url` (any label; same label, same
+    operator). Unset: unknown, which `choose_forwarder` trusts less than a known other."""
+    return _OPERATOR_PREFIX + url
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How the rows for one destination relay go in this flush.
+
+    Attributes:
+        forwarder: the relay that carries them (None: direct, or not at all).
+        key: the destination's forwarding key, when forwarded.
+        send: False when forwarding is required and impossible: the rows wait.
+        status: one line for the principal (empty when forwarded as asked).
+    """
+
+    forwarder: str | None
+    key: RelayPublicKey | None
+    send: bool
+    status: str
+
+
+def plan_route(destination: str, known: Sequence[str], key: RelayPublicKey | None,
+               setting: Callable[[str], str], down: Collection[str] = (),
+               rng: random.Random | None = None) -> Route:
+    """Pick how to reach `destination`: through a forwarding relay where one fits and the
+    destination's key is known (from an invite), else direct unless the setting is
+    "require". `down`: relays not to use as forwarders now (unreachable in this pass)."""
+    mode = setting(FORWARDING_SETTING).strip().lower() or "auto"
+    if mode not in FORWARDING_MODES:
+        mode = "require"  # an unreadable setting errs on the side that leaks less
+    if mode == "off":
+        return Route(None, None, True, "")
+    why = ""
+    if key is None:
+        why = f"no forwarding key is known for {destination}"
+    else:
+        choices = [RelayChoice(u, setting(operator_setting(u)))
+                   for u in known if u not in down]
+        picked = choose_forwarder(
+            RelayChoice(destination, setting(operator_setting(destination))), choices, rng)
+        if picked is not None:
+            return Route(picked.url, key, True, "")
+        why = "no other relay can forward to it"
+    if mode == "require":
+        return Route(None, None, False,
+                     f"not sent to {destination}: forwarding is required and {why}")
+    return Route(None, None, True,
+                 f"sent directly to {destination} (it sees this machine's address): {why}")

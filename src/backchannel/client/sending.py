@@ -17,15 +17,17 @@ from backchannel.client.errors import ClientError, IdentityChanged
 from backchannel.client.records import ChannelRecord, message_record
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
+from backchannel.client.routing import ForwardRefused, Route, forward_send, plan_route
 from backchannel.client.slotpolicy import SEND_LAG, slot_interval_or_default
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
-from backchannel.client.transport import RelayClient, RelayRequestError
+from backchannel.client.transport import RelayClient, RelayClosed, RelayRequestError
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.session import Session
 from backchannel.protocol.envelope import Envelope
 from backchannel.protocol.errors import LocalProtocolError, RemoteProtocolError
+from backchannel.protocol.forwarding import RelayPublicKey
 from backchannel.protocol.message import Message, MessageKind
 from backchannel.protocol.relayframes import ErrorCode
 
@@ -84,6 +86,9 @@ class Sender:
         # flushes, and those of the other handles it shares this with, leave their rows
         # to the slots.
         self.slotted = SlottedChannels()
+        # How the last flush reached each destination relay, when not forwarded as asked
+        # (`routing.plan_route`): a line per relay for `status` and `sync`.
+        self.route_status: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Sender({self._state!r})"
@@ -248,23 +253,38 @@ class Sender:
         # again before the next flush.
         done: set[int] = set()
         sent, backoff, rounds = 0, _RETRY_FIRST_DELAY, 0
+        known = state.all_relays()
         while True:
+            # Chosen again for each window: a forwarding relay found down drops out.
+            route = plan_route(url, known, state.relays.key(url), state.settings.get,
+                               down=pool.failures)
             now = state.clock()
             with state.store.transaction():
                 window = state.outbox.claim(url, tokens, now, now + _CLAIM_MS, _SEND_WINDOW, done)
             if not window:
                 break
+            self._note_route(url, route)
+            if not route.send:
+                with state.store.transaction():
+                    state.outbox.release(window)  # forwarding is required: the rows wait
+                break
             try:
-                lanes = list(dict.fromkeys(row.mailbox_id for row in window))
-                opened = await asyncio.gather(*(pool.get(url, m.hex()) for m in lanes))
-                clients = {m: c for m, c in zip(lanes, opened, strict=True) if c is not None}
+                if route.forwarder is not None and route.key is not None:
+                    results = await _forward_window(route.forwarder, url, route.key, tokens,
+                                                    window)
+                    lanes, clients = [], {}
+                else:
+                    lanes = list(dict.fromkeys(row.mailbox_id for row in window))
+                    opened = await asyncio.gather(*(pool.get(url, m.hex()) for m in lanes))
+                    clients = {m: c for m, c in zip(lanes, opened, strict=True) if c is not None}
                 if len(clients) < len(lanes):
                     with state.store.transaction():
                         state.outbox.release(window)  # the relay is down: rows wait
                     break
-                # Per mailbox in SEND_BATCH frames (`RelayClient.send_many`), pipelined:
-                # the relay commits them together; we wait for all.
-                results = await _send_window(clients, tokens, window)
+                if route.forwarder is None:
+                    # Per mailbox in SEND_BATCH frames (`RelayClient.send_many`), pipelined:
+                    # the relay commits them together; we wait for all.
+                    results = await _send_window(clients, tokens, window)
             except BaseException:
                 with state.store.transaction():
                     state.outbox.release(window)  # stopped: the rows are anyone's again
@@ -296,6 +316,25 @@ class Sender:
                 ),
                 None,
             )
+            if isinstance(failure, _StaleKey):
+                # The destination changed its key: ours is forgotten, and the rest goes
+                # the way `plan_route` chooses without it (direct, or not at all).
+                with state.store.transaction():
+                    state.relays.forget_key(url)
+                done -= {row.row_id for row, result in answered if isinstance(result, _StaleKey)}
+                continue
+            if isinstance(failure, _DestinationDown):
+                await pool.mark_down(url, str(failure))
+                break
+            if failure is not None and route.forwarder is not None:
+                # The forwarding relay failed, not the destination: another one (or the
+                # direct way, if allowed) takes these rows again at once. Bounded: each
+                # such round takes one relay out of the choice.
+                await pool.mark_down(route.forwarder, str(failure) or type(failure).__name__)
+                done -= {row.row_id for row, result in answered
+                         if isinstance(result, BaseException)
+                         and not isinstance(result, RelayRequestError)}
+                continue
             if failure is not None:
                 await pool.mark_down(url, str(failure) or type(failure).__name__)
                 break
@@ -309,6 +348,13 @@ class Sender:
             else:
                 backoff = _RETRY_FIRST_DELAY
         return sent
+
+    def _note_route(self, url: str, route: Route) -> None:
+        """Keep the line for rows sent (or held) to `url` other than forwarded as asked."""
+        if route.status:
+            self.route_status[url] = route.status
+        else:
+            self.route_status.pop(url, None)
 
     # --- slots (`client.slots`) ------------------------------------------------------------
 
@@ -439,6 +485,44 @@ class Sender:
                 if link.outbound is not None:
                     envelope = Envelope(bytes.fromhex(link.outbound.mailbox_id), payload)
                     state.outbox.add(channel_id, link.url, ref, envelope)
+
+
+class _DestinationDown(RelayClosed):
+    """The forwarding relay could not reach the destination: it is down for this pass, as
+    if we had failed to reach it ourselves."""
+
+
+class _StaleKey(RelayClosed):
+    """The destination (or the forwarding relay for it) does not know the key we sealed
+    to: it has another now."""
+
+
+# Forwards of one window in flight at once: each is a connection of its own to the
+# forwarding relay (`routing.forward_send`), which bounds its clients' connections.
+_FORWARD_WINDOW: Final = 8
+
+
+async def _forward_window(forwarder: str, destination: str, key: RelayPublicKey,
+                          tokens: dict[str, str], window: list[OutboxRow]) -> list[object]:
+    """Send a claimed window through `forwarder`, one forward per row; per row, in order,
+    its seq on the destination, the `RelayRequestError` (`ForwardRefused`) that refused it,
+    or the error that stopped it."""
+    gate = asyncio.Semaphore(_FORWARD_WINDOW)
+
+    async def one(row: OutboxRow) -> int:
+        async with gate:
+            try:
+                return await forward_send(forwarder, destination, key, row.mailbox_id,
+                                          bytes.fromhex(tokens[row.channel_id]), row.envelope)
+            except ForwardRefused as error:
+                if error.code == ErrorCode.DESTINATION_UNAVAILABLE and not error.by_destination:
+                    raise _DestinationDown(
+                        f"{forwarder} cannot reach it now (forwarded send)") from None
+                if error.code == ErrorCode.UNKNOWN_KEY:
+                    raise _StaleKey(f"{destination} no longer has the key we know") from None
+                raise
+
+    return list(await asyncio.gather(*(one(row) for row in window), return_exceptions=True))
 
 
 async def _send_window(clients: dict[bytes, RelayClient], tokens: dict[str, str],

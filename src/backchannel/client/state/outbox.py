@@ -129,6 +129,25 @@ class OutboxRepository:
             ],
         )
 
+    def copy_to(self, channel_id: str, url: str, mailbox_id: bytes) -> None:
+        """Queue for `url` too, to `mailbox_id`, each message of the channel still waiting
+        for another relay and not yet for this one (a relay the channel starts sending to:
+        the counterpart moved a mailbox there because its others are down)."""
+        cid = bytes.fromhex(channel_id)
+        rows = self._store.db.execute(
+            "SELECT ref, MIN(envelope) FROM outbox WHERE channel = ? AND relay != ?"
+            " AND ref NOT IN (SELECT ref FROM outbox WHERE channel = ? AND relay = ?)"
+            " GROUP BY ref ORDER BY MIN(id)",
+            (cid, url, cid, url),
+        ).fetchall()
+        self._store.db.executemany(
+            "INSERT INTO outbox (channel, relay, ref, envelope) VALUES (?, ?, ?, ?)",
+            [
+                (cid, url, ref, Envelope(mailbox_id, Envelope.decode(bytes(raw)).payload).encode())
+                for ref, raw in rows
+            ],
+        )
+
     def row_ids(self, channel_id: str) -> list[int]:
         rows = self._store.db.execute(
             "SELECT id FROM outbox WHERE channel = ? ORDER BY id", (bytes.fromhex(channel_id),)

@@ -1,5 +1,6 @@
-"""What we know of each relay: its health (last reached, last error), and on which
-channels it lost our mailboxes (design §5: each relay on its own)."""
+"""What we know of each relay: its health (last reached, last error), on which
+channels it lost our mailboxes (design §5: each relay on its own), and its forwarding key
+(from an invite, for private routing: `client.routing`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from typing import Final
 
 from backchannel.client.keystore import Keystore
 from backchannel.client.reports import RelayHealth
+from backchannel.protocol.errors import BackchannelError
+from backchannel.protocol.forwarding import RelayPublicKey
 
 __all__ = ["RelayRepository"]
 
 _HEALTH: Final = "relay-health"
 _LOST: Final = "relay-lost"
 _ERROR: Final = "relay-error"
+_KEY: Final = "relay-key"
+_DOWN_SINCE: Final = "relay-down-since"
 
 
 class RelayRepository:
@@ -38,13 +43,40 @@ class RelayRepository:
         for url in up:
             old = self.health(url)
             self._put_health(RelayHealth(url, now_ms, old.last_error, old.last_error_ms))
+            self._store.delete(_DOWN_SINCE, url.encode())
         for url, reason in down.items():
             old = self.health(url)
             self._put_health(RelayHealth(url, old.last_ok_ms, reason, now_ms))
+            if self._store.get(_DOWN_SINCE, url.encode()) is None:
+                self._store.put(_DOWN_SINCE, url.encode(), str(now_ms).encode())
+
+    def down_since(self, url: str) -> int | None:
+        """When a pass first found the relay down since it was last reached (ms), or None
+        if the last pass that tried it reached it."""
+        raw = self._store.get(_DOWN_SINCE, url.encode())
+        return None if raw is None else int(raw)
 
     def _put_health(self, health: RelayHealth) -> None:
         record = [health.last_ok_ms, health.last_error, health.last_error_ms]
         self._store.put(_HEALTH, health.url.encode(), json.dumps(record).encode())
+
+    def put_key(self, url: str, key: RelayPublicKey) -> None:
+        """Remember a relay's forwarding key (the latest one given wins)."""
+        self._store.put(_KEY, url.encode(), key.to_bytes())
+
+    def key(self, url: str) -> RelayPublicKey | None:
+        """The relay's forwarding key as last given, or None (none known, or damaged)."""
+        raw = self._store.get(_KEY, url.encode())
+        if raw is None:
+            return None
+        try:
+            return RelayPublicKey.from_bytes(raw)
+        except BackchannelError:
+            return None
+
+    def forget_key(self, url: str) -> None:
+        """The relay refused its key as unknown (it changed its key): forget ours."""
+        self._store.delete(_KEY, url.encode())
 
     def note_refusal(self, url: str, reason: str) -> None:
         """The last refusal for good of an outbox row by this relay."""

@@ -162,10 +162,16 @@ class ClientState:
         they are one-time by design)."""
         boxes: list[tuple[str | None, Mailbox]] = []
         for channel in self.channels.all():
-            boxes += [(channel.channel_id, lk.inbound) for lk in channel.links if lk.url == url]
-            boxes += [(None, lk.inbound) for lk in channel.retiring if lk.url == url]
+            boxes += [
+                (channel.channel_id, lk.inbound)
+                for lk in channel.links
+                if lk.url == url and lk.inbound is not None
+            ]
+            boxes += [(None, lk.inbound) for lk in channel.retiring
+                      if lk.url == url and lk.inbound is not None]
         for invite in self.invites.pending():
-            boxes += [(None, lk.inbound) for lk in invite.links if lk.url == url]
+            boxes += [(None, lk.inbound) for lk in invite.links
+                      if lk.url == url and lk.inbound is not None]
         return boxes
 
     def owner(self, mailbox_id: bytes) -> ChannelRecord | InviteRecord | None:
@@ -174,13 +180,13 @@ class ClientState:
         (in the copy returned, saved by the caller)."""
         hex_id = mailbox_id.hex()
         for channel in self.channels.all():
-            if any(link.inbound.mailbox_id == hex_id for link in channel.links):
+            if any(link.inbound and link.inbound.mailbox_id == hex_id for link in channel.links):
                 if channel.retiring and not channel.peer_moved:
                     channel.peer_moved = True  # the joiner writes to the new mailboxes now
                 return channel
-            if any(link.inbound.mailbox_id == hex_id for link in channel.retiring):
+            if any(link.inbound and link.inbound.mailbox_id == hex_id for link in channel.retiring):
                 return channel
         for invite in self.invites.pending():
-            if any(link.inbound.mailbox_id == hex_id for link in invite.links):
+            if any(link.inbound and link.inbound.mailbox_id == hex_id for link in invite.links):
                 return invite
         return None

@@ -1,0 +1,250 @@
+"""Split directions and private routing, against real relays on 127.0.0.1 that record what
+their operator could log (issue 14 §1 and §2, docs/threat-model.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from backchannel.client.engine import Principal
+from backchannel.client.errors import StateCorrupted
+from backchannel.client.exchange import DEFAULT_HEAL_AFTER_S, HEAL_AFTER_SETTING
+from backchannel.client.records import ChannelRecord, dump, load
+from backchannel.client.routing import FORWARDING_SETTING
+
+from .conftest import FAST_KDF, MakePrincipal, pair
+from .observer import ObservedRelay, Record, observed_relay
+
+
+@contextlib.asynccontextmanager
+async def forwarding_relay(db: Path, record: Record,
+                           port: int = 0) -> AsyncIterator[ObservedRelay]:
+    """A real relay with a (new) forwarding key (forwarding to loopback allowed), logging."""
+    async with observed_relay(db, record, forwarding=True, port=port) as server:
+        yield server
+
+
+def inbound_ids(channel: ChannelRecord) -> set[str]:
+    return {lk.inbound.mailbox_id for lk in channel.links if lk.inbound}
+
+
+def seen_on(record: Record, relay: str) -> set[str]:
+    return {e.mailbox for e in record.events if e.relay == relay and e.mailbox}
+
+
+async def talk(w: Principal, b: Principal, n: int) -> None:
+    for i in range(n):
+        await w.send("b", f"w{i}")
+        await b.send("w", f"b{i}")
+    for _ in range(2):
+        await w.sync()
+        await b.sync()
+
+
+async def test_two_relays_hold_one_direction_each_and_sends_are_forwarded(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    record = Record()
+    w, b = make_principal("w"), make_principal("b")
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1, \
+            forwarding_relay(tmp_path / "r2.db", record) as r2:
+        await pair(w, b, [r1.url, r2.url])
+        await b.sync()  # follows the move
+        await w.sync()  # retires the invite mailboxes
+        start = len(record.events)
+        await talk(w, b, 3)
+        ours, theirs = inbound_ids(w.channel("b")), inbound_ids(b.channel("w"))
+        def shape(p: Principal, peer: str) -> list[tuple[str, bool, bool]]:
+            return [(lk.url, lk.inbound is not None, lk.outbound is not None)
+                    for lk in p.channel(peer).links]
+
+        # The inviter's mailbox on relay 1, the joiner's on relay 2; the joiner gave up the
+        # invite's mailbox on relay 2 when the inviter's first move came.
+        assert shape(w, "b") == [(r1.url, True, False), (r2.url, False, True)]
+        assert shape(b, "w") == [(r1.url, False, True), (r2.url, True, False)]
+        # No relay ever saw both mailboxes of the channel.
+        for relay in (r1.url, r2.url):
+            seen = seen_on(record, relay)
+            assert not (ours & seen and theirs & seen), relay
+        # Every deposit after pairing came forwarded: no relay saw a client's plain send
+        # to a mailbox (the mailbox is sealed inside; only the other relay connected).
+        after = record.events[start:]
+        assert not [e for e in after if e.op == "send" or e.op == "sendbatch"]
+        assert [e for e in after if e.mailbox == "" and e.relay == r2.url]
+        assert w._sender.route_status == {} and b._sender.route_status == {}
+        assert (await w.sync()).routes == {}
+    assert sorted(e.text for e in b.inbox()) == ["w0", "w1", "w2"]
+    assert sorted(e.text for e in w.inbox()) == ["b0", "b1", "b2"]
+
+
+async def test_one_relay_keeps_both_directions(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    record = Record()
+    w, b = make_principal("w"), make_principal("b")
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1:
+        await pair(w, b, [r1.url])
+        await talk(w, b, 1)
+        link = w.channel("b").links[0]
+        assert link.inbound is not None and link.outbound is not None
+        # No other relay to forward through: sent directly, and said so.
+        assert "sent directly" in w._sender.route_status[r1.url]
+        w.set_setting(FORWARDING_SETTING, "require")
+        sent = await w.send("b", "not direct")
+        assert sent.stored_on == () and sent.queued_for == (r1.url,)
+        assert "forwarding is required" in w._sender.route_status[r1.url]
+        assert "forwarding is required" in (await w.sync()).routes[r1.url]
+
+
+async def test_a_relay_lost_still_delivers_everything_once(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    record = Record()
+    w, b = make_principal("w"), make_principal("b")
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1, \
+            forwarding_relay(tmp_path / "r2.db", record) as r2, \
+            forwarding_relay(tmp_path / "r3.db", record) as r3:
+        for p in (w, b):
+            p.set_setting(HEAL_AFTER_SETTING, "0")  # the waiting is tested below
+        await pair(w, b, [r1.url, r2.url, r3.url])
+        await b.sync()
+        await w.sync()
+        assert [lk.url for lk in b.channel("w").links if lk.inbound] == [r2.url]
+        await talk(w, b, 2)
+        await r2.stop()  # b's only relay: b takes a mailbox on another and tells w
+        for i in range(2, 5):
+            await w.send("b", f"w{i}")
+            await b.send("w", f"b{i}")
+        for _ in range(3):
+            await b.sync()
+            await w.sync()
+        assert len([lk for lk in b.channel("w").links if lk.inbound]) == 2
+        await r3.stop()  # one of w's two: the other carries on
+        await b.send("w", "b5")
+        await w.send("b", "w5")
+        for _ in range(2):
+            await w.sync()
+            await b.sync()
+    assert sorted(e.text for e in b.inbox()) == [f"w{i}" for i in range(6)]
+    assert sorted(e.text for e in w.inbox()) == [f"b{i}" for i in range(6)]
+
+
+async def test_a_channel_stored_before_the_split_loads_and_works(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    record = Record()
+    w, b = make_principal("w"), make_principal("b")
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1, \
+            forwarding_relay(tmp_path / "r2.db", record) as r2:
+        for p in (w, b):
+            p.set_setting("relay-placement", "every")  # as channels were made before
+        await pair(w, b, [r1.url, r2.url])
+        await b.sync()
+        # Written back exactly as a version without `format` wrote it.
+        for p, peer in ((w, "b"), (b, "w")):
+            channel = p.channel(peer)
+            kind, key = "channel", bytes.fromhex(channel.channel_id)
+            raw, _version = p._store.get_versioned(kind, key)  # type: ignore[misc]
+            data = json.loads(raw)
+            assert "format" not in data  # every link has our mailbox: format 1 on disk
+            assert all(link["inbound"] for link in data["links"])
+            assert load(ChannelRecord, raw).format == 1
+        await talk(w, b, 2)
+    assert sorted(e.text for e in b.inbox()) == ["w0", "w1"]
+
+
+def test_a_format_1_record_loads_as_it_was_and_is_written_back_the_same() -> None:
+    # A channel record as a version from before the split stored it (no `format`).
+    old = {
+        "channel_id": "ab" * 16, "name": "b", "peer_identity": "00", "session": "",
+        "links": [{"url": "ws://127.0.0.1:1/",
+                   "inbound": {"mailbox_id": "01" * 16, "send_token": "02" * 32,
+                               "receive_token": "03" * 32},
+                   "outbound": {"mailbox_id": "04" * 16, "send_token": "05" * 32,
+                                "receive_token": ""}}],
+        "created_at_ms": 1, "role": "joiner", "verified": False, "last_heard_ms": 0,
+        "rejected": 0, "identity_changed": False, "retiring": [], "peer_moved": False,
+        "linetest_every_ms": 0, "linetest_grace_ms": 0,
+    }
+    raw = json.dumps(old, separators=(",", ":"), sort_keys=True).encode()
+    record: ChannelRecord = load(ChannelRecord, raw)
+    assert record.format == 1 and record.links[0].inbound is not None
+    assert dump(record) == raw
+    # Split, it is written as format 2, and a format 1 link without our mailbox is damage.
+    record.links[0].inbound = None
+    assert json.loads(dump(record))["format"] == 2
+    old["links"][0]["inbound"] = None  # type: ignore[index]
+    with pytest.raises(StateCorrupted):
+        load(ChannelRecord, json.dumps(old).encode())
+    old["format"] = 3
+    with pytest.raises(StateCorrupted):
+        load(ChannelRecord, json.dumps(old).encode())
+
+
+@pytest.mark.parametrize("every", ["w", "b"])
+async def test_a_peer_that_puts_mailboxes_on_every_relay_still_talks(
+    tmp_path: Path, make_principal: MakePrincipal, every: str
+) -> None:
+    """One side places its mailboxes as before the split (on every relay), the other
+    splits: both directions still work."""
+    record = Record()
+    w, b = make_principal("w"), make_principal("b")
+    (w if every == "w" else b).set_setting("relay-placement", "every")
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1, \
+            forwarding_relay(tmp_path / "r2.db", record) as r2:
+        await pair(w, b, [r1.url, r2.url])
+        await b.sync()
+        await w.sync()
+        await talk(w, b, 2)
+        everywhere = w if every == "w" else b
+        peer = "b" if every == "w" else "w"
+        assert all(lk.inbound for lk in everywhere.channel(peer).links)
+    assert sorted(e.text for e in b.inbox()) == ["w0", "w1"]
+    assert sorted(e.text for e in w.inbox()) == ["b0", "b1"]
+
+
+async def test_a_mailbox_moves_only_after_its_relays_stayed_down(tmp_path: Path) -> None:
+    now = [1_000_000]
+    w, b = (Principal.create(tmp_path / n, n, "passphrase", kdf=FAST_KDF, clock=lambda: now[0])
+            for n in ("w", "b"))
+    record = Record()
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1, \
+            forwarding_relay(tmp_path / "r2.db", record) as r2:
+        await pair(w, b, [r1.url, r2.url])
+        await b.sync()
+        await r2.stop()  # b's only relay
+        assert (await b.sync()).reprovisioned == []  # first seen down now
+        now[0] += (DEFAULT_HEAL_AFTER_S - 1) * 1000
+        assert (await b.sync()).reprovisioned == []
+        b.set_setting(HEAL_AFTER_SETTING, "never")
+        now[0] += 2000
+        assert (await b.sync()).reprovisioned == []
+        b.set_setting(HEAL_AFTER_SETTING, "")
+        assert (await b.sync()).reprovisioned == [f"w {r1.url}"]
+        await w.sync()  # follows the move
+        await w.send("b", "after the move")
+        await b.sync()
+    assert [e.text for e in b.inbox()] == ["after the move"]
+
+
+async def test_a_relay_with_a_new_key_is_sent_to_directly_once(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    record = Record()
+    w, b = make_principal("w"), make_principal("b")
+    async with forwarding_relay(tmp_path / "r1.db", record) as r1:
+        async with forwarding_relay(tmp_path / "r2.db", record) as r2:
+            await pair(w, b, [r1.url, r2.url])
+            await b.sync()
+            url2, port2 = r2.url, r2.port
+        async with forwarding_relay(tmp_path / "r2.db", record, port=port2):
+            # The invite's key for relay 2 is stale now: refused as unknown, forgotten.
+            sent = await w.send("b", "to the new key")
+            assert sent.stored_on == (url2,)
+            assert "no forwarding key is known" in w._sender.route_status[url2]
+            await b.sync()
+    assert [e.text for e in b.inbox()] == ["to the new key"]
