@@ -57,6 +57,8 @@ async def relay_pair(tmp_path: Path) -> AsyncIterator[tuple[RelayServer, RelaySe
 async def test_silent_relay_delays_nothing(tmp_path: Path) -> None:
     alice, bob = (Principal.create(tmp_path / name, name, "passphrase", kdf=FAST_KDF,
                                    request_timeout=REQUEST_TIMEOUT) for name in ("alice", "bob"))
+    for principal in (alice, bob):
+        principal.set_setting(PLACEMENT_SETTING, "every")  # as `make_principal` above
     async with running_relay(tmp_path / "a.db") as a:
         async with running_relay(tmp_path / "b.db") as b:
             await pair(alice, bob, [a.url, b.url])
