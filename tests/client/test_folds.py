@@ -93,7 +93,7 @@ ops = st.one_of(
     st.tuples(st.just("receipt"), st.integers(0, 1000)),
     st.tuples(st.just("receipt message"), st.integers(0, 1)),
     st.tuples(st.just("rolled back"), bodies),
-    st.tuples(st.just("remove"),),
+    st.just(("remove",)),
     st.tuples(st.just("delete one"), st.integers(0, 1000)),
 )
 
@@ -172,9 +172,7 @@ def run(t: Transcript, cache: DialogueCache, op: tuple[object, ...]) -> None:
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    script=st.lists(st.tuples(ops, st.integers(0, 120_000), st.booleans()), max_size=25)
-)
+@given(script=st.lists(st.tuples(ops, st.integers(0, 120_000), st.booleans()), max_size=25))
 def test_the_kept_fold_equals_a_fold_from_scratch(
     homes: Path, script: list[tuple[tuple[object, ...], int, bool]]
 ) -> None:
