@@ -16,7 +16,9 @@ two principals in this process, and reports:
 - one-way throughput of one channel: notes queued as fast as the sender can (one
   transaction each, then 50 per transaction with `queue_many`), until the receiver has
   stored all of them, and until the sender also holds a delivery receipt for each
-  (`--burst` notes; the target of 3000/s is for 10,000).
+  (`--burst` notes; the target of 3000/s is for 10,000);
+- `send` in a loop through the agent: the sender's agent (`agent --foreground`, its own
+  process) answering `--agent-count` `cli send` requests one after the other.
 
 Slots are off (`BACKCHANNEL_SLOTS=off` unless set): a slotted channel sends one envelope per
 interval by design, which is not what a throughput measure asks about.
@@ -36,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from backchannel.client.agent.client import AgentUnavailable, connect
 from backchannel.client.engine import InboxEntry, Principal
 from backchannel.client.keystore import KdfParameters
 from backchannel.client.slotpolicy import SLOTS_ENV
@@ -208,6 +211,35 @@ async def throughput(
     return count / elapsed, count / with_receipts
 
 
+def agent_send(home: Path, count: int) -> float:
+    """`send` requests per second through the agent of `home` (started here, stopped after)."""
+    env = dict(os.environ, BACKCHANNEL_PASSPHRASE="bench")
+    agent = subprocess.Popen(
+        [sys.executable, "-c", "from backchannel.cli.main import main; main()",
+         "--home", str(home), "agent", "--foreground"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                connection = connect(home)
+                break
+            except AgentUnavailable:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the agent did not start")
+        with connection:
+            start = time.perf_counter()
+            for i in range(count):
+                result = connection.call("cli", {"argv": ["send", "b", f"agent {i}", "--json"]})
+                if result.get("code") != 0:
+                    raise RuntimeError(f"send through the agent failed: {result}")
+            return count / (time.perf_counter() - start)
+    finally:
+        agent.terminate()
+        agent.wait(10)
+
+
 async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-client-"))
     port = free_port()
@@ -264,6 +296,10 @@ async def main(args: argparse.Namespace) -> None:
                 f"one-way throughput ({args.burst} notes, {how}): {rate:.0f} msg/s stored, "
                 f"{with_receipts:.0f} msg/s receipted (target >= 3000)", flush=True
             )
+        w.close()  # the agent opens the sender's home now
+        rate = agent_send(folder / "w", args.agent_count)
+        print(f"send through the agent, one after another ({args.agent_count} notes): "
+              f"{rate:.0f} notes/s (target >= 500)")
     finally:
         relay.terminate()
         relay.wait(10)
@@ -274,6 +310,7 @@ if __name__ == "__main__":
     parser.add_argument("--slow-count", type=int, default=10)
     parser.add_argument("--fast-count", type=int, default=300)
     parser.add_argument("--burst", type=int, default=3000)
+    parser.add_argument("--agent-count", type=int, default=300)
     parser.add_argument("--transport-only", action="store_true",
                         help="only the transport bursts (no principals)")
     os.environ.setdefault(SLOTS_ENV, "off")
