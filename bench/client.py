@@ -15,7 +15,13 @@ two principals in this process, and reports:
   (SEND_BATCH frames), under the relay's default limits;
 - one-way throughput of one channel: notes queued as fast as the sender can (one
   transaction each, then 50 per transaction with `queue_many`), until the receiver has
-  stored all of them.
+  stored all of them, and until the sender also holds a delivery receipt for each
+  (`--burst` notes; the target of 3000/s is for 10,000);
+- `send` in a loop through the agent: the sender's agent (`agent --foreground`, its own
+  process) answering `--agent-count` `cli send` requests one after the other.
+
+Slots are off (`BACKCHANNEL_SLOTS=off` unless set): a slotted channel sends one envelope per
+interval by design, which is not what a throughput measure asks about.
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from backchannel.client.agent.client import AgentUnavailable, connect
 from backchannel.client.engine import InboxEntry, Principal
 from backchannel.client.keystore import KdfParameters
+from backchannel.client.slotpolicy import SLOTS_ENV
 from backchannel.client.transport import RelayClient
 from backchannel.protocol.envelope import Envelope
 
@@ -155,7 +163,19 @@ async def end_to_end(w: Principal, b: Principal, rate: float, count: int) -> lis
     return latencies
 
 
-async def throughput(w: Principal, b: Principal, count: int, batch: int) -> float:
+def receipted(w: Principal, tag: str) -> int:
+    """How many of the burst's notes the sender holds a delivery receipt for."""
+    mark = tag.encode()
+    return sum(
+        1 for m in w.messages("b")
+        if m.direction == "out" and m.delivered_at_ms and mark in bytes.fromhex(m.body)
+    )  # fmt: skip
+
+
+async def throughput(
+    w: Principal, b: Principal, count: int, batch: int
+) -> tuple[float, float]:
+    """Notes per second until all are stored by the receiver, and until all are receipted."""
     received = 0
     done = asyncio.Event()
 
@@ -181,11 +201,43 @@ async def throughput(w: Principal, b: Principal, count: int, batch: int) -> floa
             w.queue_many("b", texts)
         if batch > 1 or first % 50 == 49:
             await asyncio.sleep(0)  # let the watch loops flush and receive meanwhile
-    await asyncio.wait_for(done.wait(), 120)
+    await asyncio.wait_for(done.wait(), 600)
     elapsed = time.perf_counter() - start
+    while receipted(w, tag) < count:
+        await asyncio.sleep(0.5)  # each look reads the whole transcript
+    with_receipts = time.perf_counter() - start
     stop.set()
     await asyncio.gather(*watchers)
-    return count / elapsed
+    return count / elapsed, count / with_receipts
+
+
+def agent_send(home: Path, count: int) -> float:
+    """`send` requests per second through the agent of `home` (started here, stopped after)."""
+    env = dict(os.environ, BACKCHANNEL_PASSPHRASE="bench")
+    agent = subprocess.Popen(
+        [sys.executable, "-c", "from backchannel.cli.main import main; main()",
+         "--home", str(home), "agent", "--foreground"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                connection = connect(home)
+                break
+            except AgentUnavailable:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the agent did not start")
+        with connection:
+            start = time.perf_counter()
+            for i in range(count):
+                result = connection.call("cli", {"argv": ["send", "b", f"agent {i}", "--json"]})
+                if result.get("code") != 0:
+                    raise RuntimeError(f"send through the agent failed: {result}")
+            return count / (time.perf_counter() - start)
+    finally:
+        agent.terminate()
+        agent.wait(10)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -238,11 +290,16 @@ async def main(args: argparse.Namespace) -> None:
                 f"p99 {percentile(lat, 0.99):.2f} ms, p50 / target {p50 / floor:.2f}"
             )
         for batch in (1, 50):
-            rate = await throughput(w, b, args.burst, batch)
+            rate, with_receipts = await throughput(w, b, args.burst, batch)
             how = "queued one by one" if batch == 1 else f"queued {batch} per transaction"
             print(
-                f"one-way throughput ({args.burst} notes, {how}): {rate:.0f} msg/s (target >= 1000)"
+                f"one-way throughput ({args.burst} notes, {how}): {rate:.0f} msg/s stored, "
+                f"{with_receipts:.0f} msg/s receipted (target >= 3000)", flush=True
             )
+        w.close()  # the agent opens the sender's home now
+        rate = agent_send(folder / "w", args.agent_count)
+        print(f"send through the agent, one after another ({args.agent_count} notes): "
+              f"{rate:.0f} notes/s (target >= 500)")
     finally:
         relay.terminate()
         relay.wait(10)
@@ -253,6 +310,8 @@ if __name__ == "__main__":
     parser.add_argument("--slow-count", type=int, default=10)
     parser.add_argument("--fast-count", type=int, default=300)
     parser.add_argument("--burst", type=int, default=3000)
+    parser.add_argument("--agent-count", type=int, default=300)
     parser.add_argument("--transport-only", action="store_true",
                         help="only the transport bursts (no principals)")
+    os.environ.setdefault(SLOTS_ENV, "off")
     asyncio.run(main(parser.parse_args()))

@@ -3,8 +3,9 @@
 Answer the counterpart's line tests, send ours when due, and escalate notes whose
 acknowledgement deadline passed (once each: recorded in the transaction that queues the
 resend), running the principal's escalation command beside the event loop, never in it.
-The dialogue state comes straight from the dialogue layer (`dialogue_of`), so duties
-need nothing from `strategic`, which builds on them.
+The dialogue state comes straight from the dialogue layer, folded incrementally across
+rounds (`folds.DialogueCache`: a round costs the messages stored since the last, not the
+whole transcript), so duties need nothing from `strategic`, which builds on them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from backchannel.client.errors import ClientError
+from backchannel.client.folds import DialogueCache, dialogue_event, is_dialogue
 from backchannel.client.records import ChannelRecord, MessageRecord
 from backchannel.client.reports import SyncReport
 from backchannel.client.sending import Sender
@@ -26,16 +28,13 @@ from backchannel.dialogue import (
     DEFAULT_LINETEST_EVERY_MS,
     DEFAULT_LINETEST_GRACE_MS,
     Dialogue,
-    DialogueEvent,
     Escalation,
     LineTest,
     LineTestReply,
-    Side,
 )
 from backchannel.dialogue.text import check_text
 from backchannel.protocol.e2e.keys import PublicIdentity
 from backchannel.protocol.errors import LocalProtocolError
-from backchannel.protocol.message import MessageKind
 
 __all__ = [
     "ESCALATION_COMMAND_TIMEOUT",
@@ -58,7 +57,6 @@ __all__ = [
 ESCALATION_COMMAND_TIMEOUT: Final = 30.0
 # The principal's setting naming the escalation command.
 _COMMAND_SETTING: Final = "escalation_command"
-_RECEIPTS: Final = (MessageKind.RECEIPT_DELIVERED, MessageKind.RECEIPT_READ)
 # The principal's setting naming the translation command (`translate command set`): run
 # only when the principal asks for a proposed translation, with the text on its stdin.
 TRANSLATION_COMMAND_SETTING: Final = "translation_command"
@@ -157,25 +155,14 @@ def line_grace_ms(record: ChannelRecord) -> int:
     return record.linetest_grace_ms or DEFAULT_LINETEST_GRACE_MS
 
 
-def _event(record: MessageRecord) -> DialogueEvent:
-    return DialogueEvent(
-        bytes.fromhex(record.message_id),
-        bytes.fromhex(record.message_hash) if record.message_hash else b"\x00" * 32,
-        Side.OURS if record.direction == "out" else Side.THEIRS,
-        record.sent_at_ms,
-        record.received_at_ms or record.sent_at_ms,
-        record.kind,
-        bytes.fromhex(record.body),
-    )
-
-
 def dialogue_of(
     ours: PublicIdentity, channel: ChannelRecord, messages: list[MessageRecord]
 ) -> Dialogue:
     """The dialogue state of a channel, folded from its messages in stored order
-    (`MessageRepository.in_stored_order`); receipts are not part of the dialogue."""
+    (`MessageRepository.in_stored_order`); receipts are not part of the dialogue. A
+    caller that folds the same channel again and again wants `Duties.dialogue` instead."""
     theirs = PublicIdentity.decode(bytes.fromhex(channel.peer_identity))
-    events = [_event(m) for m in messages if m.kind not in _RECEIPTS]
+    events = [dialogue_event(m) for m in messages if is_dialogue(m)]
     return Dialogue.fold(ours, theirs, events)
 
 
@@ -227,11 +214,24 @@ class Duties:
     def __init__(self, state: ClientState, sender: Sender) -> None:
         self._state = state
         self._sender = sender
+        # Each channel's fold, extended by what was stored since the last round.
+        self._dialogues = DialogueCache(state.messages, state.identity.public)
         # Escalation commands running beside the loop (see `perform_into`).
         self._command_tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"Duties({self._state!r})"
+
+    @property
+    def folds(self) -> DialogueCache:
+        """The per-channel folds (their `stats` say how each round was answered)."""
+        return self._dialogues
+
+    def dialogue(self, channel: ChannelRecord) -> Dialogue:
+        """The channel's dialogue state now (the fold of every stored message), from
+        the kept fold plus what was stored since. The object is the cache's: read it
+        before the next call for this channel, and never apply events to it."""
+        return self._dialogues.dialogue(channel)
 
     def perform(self) -> DutyReport:
         """Answer line tests, send due ones, escalate missed deadlines; for every channel.
@@ -249,8 +249,7 @@ class Duties:
                 continue  # the counterpart has not taken up the channel yet
             if record.identity_changed and not record.verified:
                 continue  # nothing leaves for a changed key until the principal has looked
-            messages = state.messages.in_stored_order(record.channel_id)
-            dialogue = dialogue_of(state.identity.public, record, messages)
+            dialogue = self._dialogues.dialogue(record)
             every = line_period_ms(record)
             line = dialogue.line_status(
                 now, every or DEFAULT_LINETEST_EVERY_MS, line_grace_ms(record)

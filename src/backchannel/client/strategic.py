@@ -18,7 +18,6 @@ from backchannel.client.duties import (
     TRANSLATION_COMMAND_SETTING,
     DutyReport,
     EscalationCommand,
-    dialogue_of,
     line_grace_ms,
     line_period_ms,
     run_escalation_command,
@@ -114,9 +113,9 @@ class StrategicChannel:
     # -- state ------------------------------------------------------------------------
 
     def dialogue(self) -> Dialogue:
-        """The dialogue state, folded from every stored message of the channel."""
-        messages = self.principal.messages(self.name)
-        return dialogue_of(self.principal.identity, self.record, messages)
+        """The dialogue state, folded from every stored message of the channel (the
+        principal's kept fold, extended by what was stored since: `Duties.dialogue`)."""
+        return self.principal.duties.dialogue(self.record)
 
     def board(self, now_ms: int | None = None) -> StatusBoard:
         now = self.principal.now_ms() if now_ms is None else now_ms

@@ -8,14 +8,41 @@ fold replays messages in the order they were learned).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from backchannel.client.keystore import Keystore
 from backchannel.client.records import MessageRecord, dump, load
 
-__all__ = ["MessageRepository"]
+__all__ = ["MessageRepository", "StoredSince", "in_seq_slots"]
 
 _TABLE: Final = "messages"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSince:
+    """A channel's messages from one `ord` on, read in one statement (one snapshot).
+
+    Attributes:
+        first_ref: the ref of the row at the `ord` asked for, or None if it is gone.
+        records: the rows after it, by `ord`, each with its `ord` (not re-slotted).
+        count: how many messages the channel holds in that same snapshot.
+    """
+
+    first_ref: bytes | None
+    records: list[tuple[int, bytes, MessageRecord]]
+    count: int
+
+
+def in_seq_slots(records: list[MessageRecord]) -> list[MessageRecord]:
+    """`records` (in `ord` order) with theirs put in their sequence order into the slots
+    where theirs were stored: the order the dialogue fold replays (`in_stored_order`)."""
+    slots = [i for i, m in enumerate(records) if m.direction == "in"]
+    theirs = sorted((records[i] for i in slots), key=lambda m: m.seq)
+    out = list(records)
+    for slot, record in zip(slots, theirs, strict=True):
+        out[slot] = record
+    return out
 
 
 class MessageRepository:
@@ -78,12 +105,32 @@ class MessageRepository:
         """A channel's messages in the order they were stored, except that theirs, which
         may have been stored out of their order (two relays race), fill the slots where
         theirs were learned in their sequence order."""
-        records = self._select(channel_id, "ORDER BY ord")
-        slots = [i for i, m in enumerate(records) if m.direction == "in"]
-        theirs = sorted((records[i] for i in slots), key=lambda m: m.seq)
-        for slot, record in zip(slots, theirs, strict=True):
-            records[slot] = record
-        return records
+        return in_seq_slots(self._select(channel_id, "ORDER BY ord"))
+
+    def stored_since(self, channel_id: str, ord_: int) -> StoredSince:
+        """The row at `ord_` (its ref only) and every row stored after it, with the
+        channel's message count, all from one snapshot: what an incremental fold needs
+        to tell an append (by this handle or another process) from any other change.
+        `ord_` 0 asks for every row (`first_ref` is then None)."""
+        cid = bytes.fromhex(channel_id)
+        rows = self._store.db.execute(
+            "SELECT ord, ref, CASE WHEN ord > ? THEN record END,"
+            " (SELECT COUNT(*) FROM messages WHERE channel = ?)"
+            " FROM messages WHERE channel = ? AND ord >= ? ORDER BY ord",
+            (ord_, cid, cid, ord_),
+        ).fetchall()
+        if not rows:
+            count = self._store.db.execute(
+                "SELECT COUNT(*) FROM messages WHERE channel = ?", (cid,)
+            ).fetchone()[0]
+            return StoredSince(None, [], int(count))
+        first_ref = bytes(rows[0][1]) if int(rows[0][0]) == ord_ else None
+        records = [
+            (int(o), bytes(ref), self._load(cid, bytes(ref), raw))
+            for o, ref, raw, _count in rows
+            if int(o) > ord_
+        ]
+        return StoredSince(first_ref, records, int(rows[0][3]))
 
     def theirs_around(self, channel_id: str, seq: int) -> dict[int, MessageRecord]:
         """Their messages at `seq - 1`, `seq` and `seq + 1` that we hold, by seq."""
