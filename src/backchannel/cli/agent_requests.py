@@ -97,6 +97,9 @@ def run_forwarded(
     from backchannel.cli.launcher import ALWAYS_HERE, command_of
     from backchannel.cli.main import app
 
+    # Again at each request: a console running the agent in its own process redirects
+    # the standard streams while it runs (Textual's print capture), after the agent began.
+    install_stream_routers()
     command = command_of(argv)
     if command in ALWAYS_HERE or command == "watch":
         # These own a process (a relay, a demo, another agent) or are the agent's own view:

@@ -10,7 +10,7 @@ moving above its first line reads the page before it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Final, Protocol
@@ -51,8 +51,12 @@ MEET_AFTER_DAYS: Final = 7
 
 
 class ConsoleSource(Protocol):
-    """What the console reads and does (see `live.ConsoleData`)."""
+    """What the console reads and does (see `live.ConsoleData`, `source.AgentSource`)."""
 
+    # Seconds between two timed refreshes; `changes` refresh at once between them
+    # (`source.Changed`), or say the agent is lost (`source.Lost`) or back (`Back`).
+    refresh_every_s: float
+    def changes(self) -> AsyncIterator[object]: ...
     async def refresh(self, selected: str | None, *, sync: bool = True,
                       first: int | None = None) -> Snapshot: ...
     async def send(self, channel: str, text: str, precedence: str,
@@ -154,6 +158,8 @@ class ConsoleApp(App[None]):
     CSS = """
     #flash { display: none; height: 1; }
     #flash.shown { display: block; }
+    #agent { display: none; height: 1; background: $warning; color: $text; }
+    #agent.shown { display: block; }
     #main { height: 1fr; }
     #channels { width: 20%; max-width: 28; height: 1fr; border: round $primary; }
     #conversation { width: 1fr; height: 1fr; border: round $primary; }
@@ -194,6 +200,7 @@ class ConsoleApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield Static(id="flash")
+        yield Static(id="agent")
         with Horizontal(id="main"):
             yield Static(id="channels")
             yield ConversationList(id="conversation")
@@ -214,7 +221,26 @@ class ConsoleApp(App[None]):
         # The first paint reads the store only; the first sync comes with the timer.
         await self.reload(sync=False)
         if self.live:
-            self.set_interval(REFRESH_S, self.tick)
+            self.set_interval(self.source.refresh_every_s, self.tick)
+            self.run_worker(self._follow(), group="changes")
+
+    async def _follow(self) -> None:
+        """Refresh on each change the source reports; show a lost agent in a banner."""
+        import asyncio
+
+        from backchannel.tui.source import Back, Lost
+
+        banner = self.query_one("#agent", Static)
+        async for change in self.source.changes():
+            if isinstance(change, Lost):
+                banner.update(f"agent lost ({change.reason}); retrying")
+                banner.add_class("shown")
+            elif isinstance(change, Back):
+                banner.remove_class("shown")
+            else:
+                while self._busy:  # the refresh in hand may have read before it
+                    await asyncio.sleep(0.05)
+                await self.reload(sync=True)
 
     def tick(self) -> None:
         """One refresh in a worker (sync, duties, read), unless the previous one runs."""

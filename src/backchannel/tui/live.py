@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import dataclass
+import functools
+import typing
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from backchannel.protocol.text import escaped
 from backchannel.tui.views import (
@@ -53,6 +56,30 @@ SYNC_DEADLINE_S: Final = 2.0
 SHORT_ID: Final = 8
 # The meeting planner's table: this many venues.
 MEET_ROWS: Final = 5
+# How often a console over this source refreshes (and syncs): countdowns show seconds.
+REFRESH_S: Final = 1.0
+
+# Every act of `ConsoleData` a console may ask the agent to run (`console.act`): a method
+# of that name, and nothing else, runs on the agent's side. A new act is a method here
+# plus its name in this tuple; a type its hints name only under TYPE_CHECKING goes into
+# `act_hints` too.
+ACTS: Final[tuple[str, ...]] = (
+    "send", "ack", "hold", "clarify", "answer", "linetest_now",
+    "redline_add", "redline_ack", "agenda_propose", "agenda_decide",
+    "record_propose", "record_sign", "record_export", "record_verify",
+    "code_propose", "code_accept", "code_send",
+    "invite", "relays", "accept", "safety_number", "confirm_verified", "meet",
+)
+
+
+@functools.cache
+def act_hints(name: str) -> dict[str, Any]:
+    """The act `name`'s parameter types (and its `return`): how its values are written
+    as JSON (`jsonvalues`) between a console and the agent."""
+    from backchannel.meet import Suggestion
+
+    return typing.get_type_hints(getattr(ConsoleData, name),
+                                 localns={"Suggestion": Suggestion})
 
 
 def _short(identifier: bytes | str) -> str:
@@ -182,14 +209,31 @@ class _Read:
     page: HistoryPage | None
 
 
+@dataclass
+class ReadMemory:
+    """What reading keeps between refreshes: each channel's row as last read, and which
+    other channel is read next. The agent keeps one per console connected to it."""
+
+    rows: dict[str, ChannelRow] = field(default_factory=dict)
+    turn: int = 0
+
+
 class ConsoleData:
     """The live data source: one open principal, read and acted on by the console."""
 
-    def __init__(self, principal: Principal) -> None:
+    # It syncs itself on each refresh; no event stream drives it.
+    refresh_every_s: float = REFRESH_S
+
+    def __init__(self, principal: Principal, memory: ReadMemory | None = None) -> None:
         self.principal = principal
         self._lock = asyncio.Lock()
-        self._rows: dict[str, ChannelRow] = {}
-        self._turn = 0
+        self._memory = memory or ReadMemory()
+
+    async def changes(self) -> AsyncIterator[object]:
+        """What makes the console refresh at once, besides its timer: nothing here (an
+        agent's source yields its events, `tui/source.py`)."""
+        return
+        yield  # an async generator that ends at once
 
     def _strategic(self, channel: str) -> StrategicChannel:
         from backchannel.client.strategic import StrategicChannel
@@ -255,20 +299,21 @@ class ConsoleData:
         """Everything shown, for `selected` (None: the first channel)."""
         channels = self.principal.channels()
         names = [c.name for c in channels]
-        self._rows = {name: row for name, row in self._rows.items() if name in names}
+        memory = self._memory
+        memory.rows = {name: row for name, row in memory.rows.items() if name in names}
         if selected not in names:
             selected = names[0] if names else None
         others = [c for c in channels if c.name != selected]
         # One other channel in turn, and every channel not read yet.
         if others:
-            self._turn = (self._turn + 1) % len(others)
+            memory.turn = (memory.turn + 1) % len(others)
         for index, record in enumerate(others):
-            if index == self._turn or record.name not in self._rows:
-                self._rows[record.name] = self._read_channel(record, page=False).row
+            if index == memory.turn or record.name not in memory.rows:
+                memory.rows[record.name] = self._read_channel(record, page=False).row
         if selected is None:
-            return Snapshot(channels=tuple(self._rows[n] for n in names))
+            return Snapshot(channels=tuple(memory.rows[n] for n in names))
         chosen = self._read_channel(channels[names.index(selected)], page=True, first=first)
-        self._rows[selected] = chosen.row
+        memory.rows[selected] = chosen.row
         view = chosen.board
         flash = next(
             (p for p in view.pending if not p.ours and p.precedence == "FLASH" and not p.held),
@@ -277,7 +322,7 @@ class ConsoleData:
         page = chosen.page
         assert page is not None
         return Snapshot(
-            channels=tuple(self._rows[n] for n in names),
+            channels=tuple(memory.rows[n] for n in names),
             selected=selected,
             conversation=tuple(_line(i) for i in page.items),
             earlier=page.earlier,
