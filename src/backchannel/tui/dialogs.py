@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-PRECEDENCES: Final = ("ROUTINE", "IMMEDIATE", "FLASH")
+PRECEDENCES: Final = ("ROUTINE", "PRIORITY", "FLASH")
 MS_PER_MINUTE: Final = 60_000
 
 
