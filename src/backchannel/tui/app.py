@@ -206,6 +206,7 @@ class ConsoleApp(App[None]):
               background: $surface; padding: 1; }
     #dialog.wide { width: 90%; }
     #reading, #helpbody { height: auto; max-height: 75vh; }
+    #fields { height: auto; max-height: 55vh; }
     #safety { height: auto; }
     #digits { width: auto; height: auto; padding-right: 4; }
     #words { width: 1fr; height: auto; }
