@@ -10,6 +10,7 @@ says for it: the engine's own error, or the CLI parser's usage error as Click wo
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from backchannel.cli.context import _message_of
 from backchannel.cli.demo_script import RECORD_EN, RECORD_TITLE, RECORD_ZH
 from backchannel.cli.durations import parse_duration, parse_when
 from backchannel.cli.records import parse_languages
+from backchannel.cli.translations import parse_attribution
 from backchannel.client.strategic import StrategicChannel
 from backchannel.dialogue import DutyRule, NotificationStatus, Side
 from backchannel.tui.app import ConsoleApp
@@ -39,10 +41,10 @@ def usage_error(call: object) -> str:
     return f"error: {raised.value.format_message()}"
 
 
-async def engine_error(act: object) -> str:
+async def engine_error(act: Awaitable[object]) -> str:
     """What the CLI prints for the refusal the engine raises on `await act`."""
-    with pytest.raises(Exception) as raised:  # noqa: PT011 - any refusal, compared below
-        await act  # type: ignore[misc]
+    with pytest.raises(Exception) as raised:  # any refusal: compared by its words
+        await act
     return f"error: {_message_of(raised.value)}"
 
 
@@ -295,3 +297,30 @@ async def test_invites_waiting_are_listed_and_revoked(opened: Opened) -> None:
         expected = await engine_error(opened.washington.revoke_invite(waiting.ref))
         assert status(app) == expected, status(app)
     assert opened.washington.pending_invites() == []
+
+
+async def test_their_note_in_chinese_gets_our_translation_shared(opened: Opened) -> None:
+    from backchannel.cli.demo_round import BILINGUAL_EN, BILINGUAL_ZH, INTERPRETER
+    from backchannel.dialogue import Languages
+
+    await StrategicChannel(opened.beijing, "washington").note(
+        BILINGUAL_ZH, languages=Languages("zh-Hans"))
+    app = ConsoleApp(ConsoleData(opened.washington), live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.reload(sync=True)
+        await select(app, lambda line: line.direction == "in" and line.act == "note")
+        await pilot.press("z")
+        await fill(app, pilot, "en", BILINGUAL_EN, "interpreter", "")
+        assert status(app) == usage_error(lambda: parse_attribution("interpreter")), \
+            status(app)
+        await pilot.press("z")
+        await fill(app, pilot, "en", BILINGUAL_EN, f"staff:{INTERPRETER}", "")
+        assert status(app).startswith("shared a en translation of "), status(app)
+        line = next(line for line in app._lines if line.direction == "in")
+        assert line.translations == (f"[en, shared by ours: staff ({INTERPRETER})] "
+                                     f"{BILINGUAL_EN}",), line
+    b = await beijing_syncs(opened.beijing)
+    sent = next(e for e in opened.beijing.history("washington").entries if e.act == "note")
+    original, shared = b.versions(sent.message_id)
+    assert original.authoritative and original.text == BILINGUAL_ZH
+    assert (shared.language, shared.text) == ("en", BILINGUAL_EN)

@@ -85,7 +85,7 @@ class FixedData:
     record_export = record_verify = invite = accept = confirm_verified = meet = _refuse
     code_propose = code_accept = code_send = hold_until = redline_revise = _refuse
     record_propose_languages = code_revise = code_withdraw = invite_revoke = _refuse
-    duty_propose = duty_accept = duty_notify = duty_request = _refuse
+    duty_propose = duty_accept = duty_notify = duty_request = translation_share = _refuse
 
     async def review(self, channel: str, since: str = "-365d", until: str = "now",
                      out: str = "", file_format: str = "",

@@ -108,6 +108,8 @@ class ConsoleSource(Protocol):
     async def review(self, channel: str, since: str = "-365d", until: str = "now",
                      out: str = "", file_format: str = "",
                      propose_record: bool = False) -> str: ...
+    async def translation_share(self, channel: str, ref: str, language: str, text: str,
+                                by: str = "", title: str = "") -> None: ...
 
 
 # Every act: key, action, footer label, what the help screen and the palette say.
@@ -118,6 +120,8 @@ ACTS: Final[tuple[tuple[str, str, str, str], ...]] = (
     ("h", "hold", "Hold", "holding reply to that note (or the selected clarification "
                           "request), with an expected time: 2h, 14:00"),
     ("c", "clarify", "Clarify", "ask a clarification about the selected message"),
+    ("z", "translate", "Translate", "share our translation of the selected message of "
+                                    "theirs (language, text, who made it)"),
     ("r", "answer", "Answer", "answer the selected clarification request"),
     ("d", "redline_add", "Red line", "declare a red line (title, text)"),
     ("D", "redline_revise", "Revise red line", "a new version of the selected red line of "
@@ -505,6 +509,23 @@ class ConsoleApp(App[None]):
             await self._act(f"asked about {ref}", self.source.clarify(channel, ref, values[0]))
 
         self._ask(f"Question about {ref}", [("question *", "")], asked)
+
+    def action_translate(self) -> None:
+        channel = self._channel()
+        line = self._selected("their message") if channel else None
+        if channel is None or line is None:
+            return
+        ref = line.ref
+
+        async def shared(values: list[str]) -> None:
+            await self._act(f"shared a {values[0]} translation of {ref}",
+                            self.source.translation_share(channel, ref, values[0], values[1],
+                                                          values[2], values[3]))
+
+        self._ask(f"Our translation of {ref}", [
+            ("language (BCP 47: en, zh-Hans) *", ""), ("translation *", ""),
+            ("by: staff, staff:NAME, translator:NAME, machine:TOOL", ""),
+            ("translated title (red lines, agenda items)", "")], shared)
 
     def action_answer(self) -> None:
         channel = self._channel()

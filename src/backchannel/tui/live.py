@@ -697,3 +697,15 @@ class ConsoleData:
                        if chosen == "json" else markdown)
             await asyncio.to_thread(target.write_text, content, encoding="utf-8")
         return escaped(markdown, multiline=True)
+
+    async def translation_share(self, channel: str, ref: str, language: str, text: str,
+                                by: str = "", title: str = "") -> None:
+        """Share our translation of their message `ref` (`translate add`): its language,
+        text, who made it (`staff`, `staff:NAME`, `translator:NAME`, `machine:TOOL`; ""
+        for staff) and a translated title (red lines, agenda items)."""
+        from backchannel.cli.translations import parse_attribution
+
+        attribution = parse_attribution(by or None)
+        async with self._lock:
+            await self._strategic(channel).share_translation(ref, language, text,
+                                                             attribution, title)
