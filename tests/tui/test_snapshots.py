@@ -34,7 +34,8 @@ FIXED = Snapshot(
         ConversationLine("1b2c3d4e", "in", "redline_ack", "", "ROUTINE", ""),
         ConversationLine("", "", "gap", "their messages 7-8 not received", "ROUTINE", ""),
         ConversationLine("2c3d4e5f", "out", "note", "Talks at noon?", "PRIORITY", "read"),
-        ConversationLine("3d4e5f60", "in", "note", "Incident at sea: confirm.", "FLASH", ""),
+        ConversationLine("3d4e5f60", "in", "note", "Incident at sea: confirm.", "FLASH", "",
+                         message_id="3d4e5f60" + "0" * 24),
     ),
     earlier=196,
     board=BoardView(
@@ -114,10 +115,11 @@ def test_the_console_dialogs(snap_compare: Any, size: tuple[int, int], key: str)
     assert snap_compare(ConsoleApp(FixedData(), live=False), press=[key], terminal_size=size)
 
 
-@pytest.mark.parametrize("key", ["h", "p", "O", "t"])
+@pytest.mark.parametrize("key", ["h", "p", "O", "t", "b", "z", "R", "I"])
 def test_the_forms_of_the_round(snap_compare: Any, key: str) -> None:
     # A hold with its expected time, a record in several languages with its clause, a new
-    # version of a codebook entry (seven fields: the form scrolls), a notification duty.
+    # version of a codebook entry (seven fields: the form scrolls), a notification duty,
+    # a notification, a translation, the review's period, an invite to revoke.
     assert snap_compare(ConsoleApp(FixedData(), live=False), press=[key],
                         terminal_size=(80, 24))
 

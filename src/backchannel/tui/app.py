@@ -780,6 +780,10 @@ class ConsoleApp(App[None]):
         channel = self._channel()
         if channel is None:
             return
+        # Their request selected: the notification answers it.
+        line = self.selected_line()
+        request = line.ref if line is not None and line.direction == "in" and \
+            line.act == "notify_request" else ""
 
         async def notified(values: list[str]) -> None:
             try:
@@ -794,7 +798,7 @@ class ConsoleApp(App[None]):
         self._ask("Notify an event under a duty", [
             ("duty: title or id *", self._duty_of("agreed")), ("notification *", ""),
             ("the event is or was: now, +2d, -30m, 2026-12-03T06:00Z *", "now"),
-            ("answers their request (id)", "")], notified)
+            ("answers their request (id)", request)], notified)
 
     def action_duty_request(self) -> None:
         channel = self._channel()
