@@ -122,6 +122,10 @@ async def test_a_record_in_two_equally_authentic_languages_and_its_new_version(
 async def test_a_codebook_entry_gets_a_new_version_and_is_withdrawn(opened: Opened) -> None:
     app = ConsoleApp(ConsoleData(opened.washington), live=False)
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")  # a precedence the engine has not: refused as the CLI does
+        await fill(app, pilot, "8", "RED TIDE", "en=Talks moved to {day}.", "day", "urgent")
+        assert status(app) == ("error: Invalid value for --precedence: routine, priority or "
+                               "flash"), status(app)
         await pilot.press("o")
         await fill(app, pilot, "8", "RED TIDE", "en=Talks moved to {day}.", "day", "")
         assert status(app) == "proposed codebook entry 8", status(app)

@@ -700,6 +700,10 @@ class ConsoleApp(App[None]):
             if not values[0].isdigit():
                 self._say(f"error: '{values[0]}' is not a codebook number")
                 return
+            if values[4] and values[4].lower() not in ("routine", "priority", "flash"):
+                # As `codebook propose --precedence` refuses it.
+                self._say("error: Invalid value for --precedence: routine, priority or flash")
+                return
             texts = [t.strip() for t in values[2].split("|") if t.strip()]
             names = [n.strip() for n in values[3].split(",") if n.strip()]
             await self._act(f"proposed codebook entry {values[0]}", self.source.code_propose(
