@@ -201,6 +201,10 @@ async def test_notification_duties_from_the_console(opened: Opened) -> None:
         await pilot.press("t")
         await fill(app, pilot, "Incident at sea", "", "1h", "Contact between vessels.", "")
         assert status(app) == "proposed the notification duty 'Incident at sea'", status(app)
+        await pilot.press("t")  # a new version of ours, before they accept it
+        await fill(app, pilot, "Incident at sea", "", "2h", "Contact between vessels.",
+                   "Incident at sea")
+        assert status(app) == "proposed the notification duty 'Incident at sea'", status(app)
         # Notifying under a duty not yet accepted: refused in the engine's words.
         await pilot.press("b")
         await fill(app, pilot, "Incident at sea", "Contact near the strait.", "now", "")
@@ -236,6 +240,9 @@ async def test_notification_duties_from_the_console(opened: Opened) -> None:
         assert any(line.act == "notify" and line.text == "Minor contact; no injuries."
                    for line in app._lines)
     b = await beijing_syncs(opened.beijing)
+    duties = {(d.current or d.latest).title: d for d in b.dialogue().duties()}
+    incident = duties["Incident at sea"].current
+    assert incident is not None and (incident.version, incident.window_ms) == (2, 7_200_000)
     items = {n.owed_by: n for n in b.dialogue().notifications()}
     now = opened.beijing.now_ms()
     assert items[Side.THEIRS].status(now) is NotificationStatus.IN_TIME
