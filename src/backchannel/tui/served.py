@@ -13,6 +13,8 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, Final
 
+import typer
+
 from backchannel.client.agent.server import MethodRefused, WorkerMethod
 from backchannel.tui.jsonvalues import ValueShapeError, decode, encode
 from backchannel.tui.live import ACTS, ConsoleData, ReadMemory, act_hints
@@ -82,6 +84,8 @@ def _act(worker: Principal, params: dict[str, Any], memory: dict[str, Any]) -> d
         if inspect.iscoroutine(result):
             # This worker thread's own loop, as a command run by the agent has.
             result = asyncio.run(result)
+    except typer.BadParameter as error:  # a value the CLI's parsers refuse, as Click says it
+        raise MethodRefused("failed", error.format_message(), int(exit_code_of(error))) from None
     except Exception as error:  # every refusal of the act, in the CLI's words
         raise MethodRefused("failed", _message_of(error), int(exit_code_of(error))) from None
     return {"value": encode(result)}
