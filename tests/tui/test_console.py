@@ -7,12 +7,13 @@ from __future__ import annotations
 import html
 
 import pytest
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from backchannel.client.strategic import StrategicChannel
 from backchannel.dialogue import Precedence
 from backchannel.dialogue import text as dialogue_text
 from backchannel.tui.app import ConsoleApp
+from backchannel.tui.dialogs import Form
 from backchannel.tui.live import ConsoleData
 
 from .conftest import Opened
@@ -99,13 +100,21 @@ async def test_holding_a_flash_takes_the_banner_down_and_the_sender_sees_the_hol
         await pilot.pause()
         banner = app.query_one("#flash", Static)
         assert banner.has_class("shown")
-        await pilot.press("h")
+        await pilot.press("h")  # the hold form: the expected time as `hold --until` takes it
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, Form)
+        form.query_one("#field0", Input).value = "2h"
+        form.query_one("#field1", Input).value = "Consulting the capital."
+        form._submit()
         await pilot.pause()
         assert "held" in str(app.query_one("#status", Static).content)
         assert not banner.has_class("shown")
     await opened.beijing.sync()
     (pending,) = sender.board().awaiting_their_ack
     assert pending.hold is not None
+    assert pending.hold.expected_by_ms == opened.clock.now_ms + 2 * 3_600_000
+    assert pending.hold.text == "Consulting the capital."
 
 
 async def test_what_arrives_appears_by_itself_while_the_keys_stay_live(opened: Opened) -> None:

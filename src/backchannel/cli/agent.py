@@ -31,7 +31,7 @@ from backchannel.cli.exitcodes import ExitCode
 from backchannel.cli.hints import command_hint
 from backchannel.client.errors import ClientError, HomeBusy
 
-__all__ = ["register"]
+__all__ = ["agent_hello", "register"]
 
 # Seconds the background start waits for the agent to answer (Argon2id, then the relays).
 _START_TIMEOUT: Final = 30.0
@@ -59,7 +59,8 @@ def _emit(data: dict[str, object]) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _running(state: CliContext) -> dict[str, object] | None:
+def agent_hello(state: CliContext) -> dict[str, object] | None:
+    """The running agent's `hello`, or None when no agent answers for the home."""
     from backchannel.client.agent.client import AgentUnavailable, connect
 
     try:
@@ -105,7 +106,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def _start_background(state: CliContext) -> None:
-    running = _running(state)
+    running = agent_hello(state)
     if running is not None:
         raise ClientError(f"an agent already runs on {state.home} (pid {running.get('pid')})")
     passphrase = state.passphrase()
@@ -131,7 +132,7 @@ def _start_background(state: CliContext) -> None:
             raise ClientError(
                 f"the agent exited with code {child.returncode}; see {state.home / 'agent.log'}"
             )
-        if _running(state) is not None:
+        if agent_hello(state) is not None:
             if state.json:
                 _emit({"started": True, "pid": child.pid, "log": str(state.home / "agent.log")})
                 return
@@ -168,7 +169,7 @@ def agent(
     if passphrase_fd is not None:
         state._passphrase = _passphrase_from_fd(passphrase_fd)
     if stop or show:
-        running = _running(state)
+        running = agent_hello(state)
         if state.json:
             _emit({"running": running is not None, "stopping": stop and running is not None,
                    **{key: (running or {}).get(key) for key in _STATUS_KEYS}})

@@ -97,10 +97,14 @@ def run_forwarded(
     from backchannel.cli.launcher import ALWAYS_HERE, command_of
     from backchannel.cli.main import app
 
+    # Again at each request: a console running the agent in its own process redirects
+    # the standard streams while it runs (Textual's print capture), after the agent began.
+    install_stream_routers()
     command = command_of(argv)
-    if command in ALWAYS_HERE or command == "watch":
+    if command in ALWAYS_HERE - {"meet"} or command == "watch":
         # These own a process (a relay, a demo, another agent) or are the agent's own view:
-        # run them where they were typed, never inside the agent.
+        # run them where they were typed, never inside the agent. (`meet` owns nothing:
+        # its venues are computed, and `meet propose` sends on the agent's handle.)
         return 2, "", f"error: `{command}` is not run by the agent; run it without one\n"
     stdin = params.get("stdin") or ""
     columns = params.get("columns")
@@ -167,8 +171,59 @@ def _send(params: dict[str, Any]) -> list[str]:
     return argv
 
 
+def _number(params: dict[str, Any], key: str, *, required: bool = False) -> list[str]:
+    """`--KEY N` for a positive integer (nothing when absent and not `required`)."""
+    value = params.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"'{key}' must be a positive integer")
+    return [f"--{key}", str(value)]
+
+
+def _option(params: dict[str, Any], key: str, flag: str) -> list[str]:
+    """`FLAG VALUE` for an optional string parameter."""
+    return [flag, *_optional(params, key)] if params.get(key) is not None else []
+
+
+def _strings(params: dict[str, Any], key: str, *, least: int = 0) -> list[str]:
+    value = params.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"'{key}' must be a list of non-empty strings")
+    if len(value) < least:
+        raise ValueError(f"'{key}' needs at least {least}")
+    return list(value)
+
+
+def _repeated(params: dict[str, Any], key: str, flag: str, *, least: int = 0) -> list[str]:
+    return [word for value in _strings(params, key, least=least) for word in (flag, value)]
+
+
+def _absolute(params: dict[str, Any], key: str) -> str:
+    # The agent has its own working directory: a relative path would name another file.
+    path = _text(params, key)
+    if not path.startswith("/"):
+        raise ValueError(f"'{key}' must be an absolute path")
+    return path
+
+
+def _codebook_propose(p: dict[str, Any]) -> list[str]:
+    return ["codebook", "propose", _text(p, "channel"), *_number(p, "number", required=True),
+            "--word", _text(p, "word"), *_repeated(p, "texts", "--lang", least=1),
+            *_repeated(p, "params", "--param"), *_option(p, "precedence", "--precedence"),
+            *_option(p, "ack_within", "--ack-within")]
+
+
+def _verify(p: dict[str, Any]) -> list[str]:
+    confirm = p.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise ValueError("'confirm' must be true or false")
+    return ["verify", _text(p, "channel"), *(["--confirm"] if confirm else [])]
+
+
 # One method per intent of a UI, each the command of the same name with `--json`: the
-# answers have the shapes docs/cli.md gives, whichever way a client asks.
+# answers have the shapes docs/cli.md gives, whichever way a client asks. A command of a
+# group is `group.command` (`redline.add` is `redline add`).
 INTENTS: dict[str, Any] = {
     "send": _send,
     "sync": lambda p: ["sync"],
@@ -185,6 +240,40 @@ INTENTS: dict[str, Any] = {
     "answer": lambda p: ["answer", _text(p, "channel"), _text(p, "message"),
                          _text(p, "text")],
     "linetest": lambda p: ["linetest", _text(p, "channel"), "--now"],
+    "redline.add": lambda p: ["redline", "add", _text(p, "channel"), _text(p, "title"),
+                              _text(p, "text"), *_option(p, "update", "--update")],
+    "redline.ack": lambda p: ["redline", "ack", _text(p, "channel"), _text(p, "redline"),
+                              *_number(p, "version")],
+    "redline.list": lambda p: ["redline", "list", *_optional(p, "channel")],
+    "agenda.propose": lambda p: ["agenda", "propose", _text(p, "channel"), _text(p, "title"),
+                                 *_number(p, "round", required=True),
+                                 *_option(p, "detail", "--detail")],
+    "agenda.accept": lambda p: ["agenda", "accept", _text(p, "channel"), _text(p, "item")],
+    "agenda.decline": lambda p: ["agenda", "decline", _text(p, "channel"), _text(p, "item"),
+                                 *_option(p, "reason", "--reason")],
+    "agenda.show": lambda p: ["agenda", "show", _text(p, "channel"), *_number(p, "round")],
+    "record.propose": lambda p: ["record", "propose", _text(p, "channel"), _text(p, "title"),
+                                 _text(p, "text"), *_option(p, "update", "--update")],
+    "record.sign": lambda p: ["record", "sign", _text(p, "channel"), _text(p, "record"),
+                              *_number(p, "version")],
+    "record.export": lambda p: ["record", "export", _text(p, "channel"), _text(p, "record"),
+                                "--output", _absolute(p, "output")],
+    "codebook.propose": _codebook_propose,
+    "codebook.accept": lambda p: ["codebook", "accept", _text(p, "channel"),
+                                  _text(p, "entry")],
+    "codebook.send": lambda p: ["codebook", "send", _text(p, "channel"), _text(p, "entry"),
+                                *_strings(p, "values")],
+    "codebook.list": lambda p: ["codebook", "list", _text(p, "channel")],
+    "invite": lambda p: ["invite", *_repeated(p, "relays", "--relay", least=1),
+                         *_option(p, "ttl", "--ttl")],
+    "accept": lambda p: ["accept", _text(p, "code"), *_option(p, "name", "--name")],
+    "verify": _verify,
+    "meet.suggest": lambda p: ["meet", "suggest", *_repeated(p, "between", "--between", least=2),
+                               *_option(p, "after", "--after"), *_number(p, "top")],
+    "meet.propose": lambda p: ["meet", "propose", _text(p, "channel"),
+                               *_number(p, "round", required=True),
+                               *_repeated(p, "between", "--between", least=2),
+                               *_option(p, "after", "--after")],
 }
 
 

@@ -229,16 +229,20 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def serve_as_agent(principal: Principal, emit: Emit) -> SyncReport:
-    """Be the principal's agent until SIGINT, SIGTERM or a `stop` request: keep the
-    channels (`Principal.watch`), serve the local API on the home's socket, and send
-    every event both to `emit` and to the API's subscribers."""
+async def serve_as_agent(principal: Principal, emit: Emit,
+                         stop: asyncio.Event | None = None) -> SyncReport:
+    """Be the principal's agent until SIGINT, SIGTERM, a `stop` request or `stop` is set
+    (a console that runs the agent for its lifetime sets it on quitting): keep the
+    channels (`Principal.watch`), serve the local API on the home's socket (its console
+    methods too), and send every event both to `emit` and to the API's subscribers."""
     from backchannel.cli.agent_requests import install_stream_routers, intent_argv, run_forwarded
     from backchannel.client.agent.server import AgentServer
+    from backchannel.tui.served import CONSOLE_METHODS, QUIET_METHODS
 
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     install_stream_routers()
-    server = AgentServer(principal, run_forwarded, on_stop=stop.set, intents=intent_argv)
+    server = AgentServer(principal, run_forwarded, on_stop=stop.set, intents=intent_argv,
+                         methods=CONSOLE_METHODS, quiet=QUIET_METHODS)
 
     def both(event: dict[str, Any], line: str) -> None:
         line = shown(line, multiline=True)

@@ -10,7 +10,7 @@ moving above its first line reads the page before it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Final, Protocol
@@ -43,16 +43,21 @@ WINDOW: Final = 3 * PAGE_SIZE
 
 # How often the console syncs and redraws: countdowns show whole seconds.
 REFRESH_S: Final = 1.0
-# A holding reply from the console promises an answer within this (the CLI's `hold`
-# takes any time; the console offers the common one).
-HOLD_FOR_MS: Final = 3_600_000
+# A holding reply's expected time as the hold form first offers it (`hold --until`).
+HOLD_UNTIL: Final = "1h"
+# The review's period as the review form first offers it (`review --since/--until`).
+REVIEW_SINCE: Final = "-365d"
 # A meeting proposed from the console is after this many days from today by default.
 MEET_AFTER_DAYS: Final = 7
 
 
 class ConsoleSource(Protocol):
-    """What the console reads and does (see `live.ConsoleData`)."""
+    """What the console reads and does (see `live.ConsoleData`, `source.AgentSource`)."""
 
+    # Seconds between two timed refreshes; `changes` refresh at once between them
+    # (`source.Changed`), or say the agent is lost (`source.Lost`) or back (`Back`).
+    refresh_every_s: float
+    def changes(self) -> AsyncIterator[object]: ...
     async def refresh(self, selected: str | None, *, sync: bool = True,
                       first: int | None = None) -> Snapshot: ...
     async def send(self, channel: str, text: str, precedence: str,
@@ -85,6 +90,30 @@ class ConsoleSource(Protocol):
     async def confirm_verified(self, channel: str) -> None: ...
     async def meet(self, channel: str, round_number: int, between: list[str],
                    after: dt.date) -> tuple[str, tuple[Any, ...]]: ...
+    async def hold_until(self, channel: str, ref: str, until: str,
+                         text: str = "") -> None: ...
+    async def redline_revise(self, channel: str, ref: str, title: str, text: str) -> None: ...
+    async def record_propose_languages(self, channel: str, title: str, text: str,
+                                       langs: list[str], authoritative: str = "",
+                                       authentic: list[str] | None = None,
+                                       update: str = "") -> None: ...
+    async def code_revise(self, channel: str, replaces: str, number: int, code_word: str,
+                          texts: list[str], parameters: list[str], precedence: str = "",
+                          ack_within: str = "") -> None: ...
+    async def code_withdraw(self, channel: str, ref: str) -> None: ...
+    async def invite_revoke(self, ref: str) -> str: ...
+    async def duty_propose(self, channel: str, title: str, before: str = "",
+                           within: str = "", detail: str = "", replaces: str = "") -> None: ...
+    async def duty_accept(self, channel: str, ref: str) -> None: ...
+    async def duty_notify(self, channel: str, ref: str, text: str, event_at: str,
+                          answers: str = "") -> str: ...
+    async def duty_request(self, channel: str, ref: str, event_at: str,
+                           text: str = "") -> None: ...
+    async def review(self, channel: str, since: str = "-365d", until: str = "now",
+                     out: str = "", file_format: str = "",
+                     propose_record: bool = False) -> str: ...
+    async def translation_share(self, channel: str, ref: str, language: str, text: str,
+                                by: str = "", title: str = "") -> None: ...
 
 
 # Every act: key, action, footer label, what the help screen and the palette say.
@@ -92,24 +121,46 @@ ACTS: Final[tuple[tuple[str, str, str, str], ...]] = (
     ("n", "compose", "Note", "compose a note (precedence, acknowledgement deadline)"),
     ("a", "ack", "Ack", "acknowledge the FLASH of the banner, else the selected note, "
                         "else their most urgent"),
-    ("h", "hold", "Hold", "holding reply to that note (an answer within an hour)"),
+    ("h", "hold", "Hold", "holding reply to that note (or the selected clarification "
+                          "request), with an expected time: 2h, 14:00"),
     ("c", "clarify", "Clarify", "ask a clarification about the selected message"),
+    ("z", "translate", "Translate", "share our translation of the selected message of "
+                                    "theirs (language, text, who made it)"),
     ("r", "answer", "Answer", "answer the selected clarification request"),
     ("d", "redline_add", "Red line", "declare a red line (title, text)"),
+    ("D", "redline_revise", "Revise red line", "a new version of the selected red line of "
+                                               "ours (title, text)"),
     ("k", "redline_ack", "Ack red line", "acknowledge the selected red line as understood"),
     ("g", "agenda_propose", "Agenda", "propose an agenda item (round, title, detail)"),
     ("y", "agenda_accept", "Accept item", "accept the selected agenda item"),
     ("x", "agenda_decline", "Decline item", "decline the selected agenda item (reason)"),
-    ("p", "record_propose", "Record", "propose a statement for the record (title, text)"),
+    ("p", "record_propose", "Record", "propose a statement for the record: one text, or "
+                                      "TAG=TEXT | TAG=TEXT with the authentic-text clause"),
+    ("P", "record_revise", "Revise record", "a new version of the selected record of ours "
+                                            "(its texts as for p)"),
     ("s", "record_sign", "Sign", "co-sign the selected record (its latest version)"),
     ("e", "record_export", "Export", "export the selected co-signed record to a file"),
     ("v", "record_verify", "Verify file", "verify an agreed-record file offline"),
     ("o", "code_propose", "Code", "propose a codebook entry (number, word, texts, parameters)"),
     ("u", "code_accept", "Accept code", "accept their codebook entry (number or word)"),
     ("w", "code_send", "Send code", "send an agreed codebook entry with its values"),
+    ("O", "code_revise", "Revise code", "a new version of our codebook entry (number, word, "
+                                        "texts, parameters, precedence, deadline)"),
+    ("W", "code_withdraw", "Withdraw code", "withdraw a codebook entry, ours or theirs "
+                                            "(number or word)"),
+    ("t", "duty_propose", "Duty", "propose a notification duty (title, notify before or "
+                                  "within a duration, detail)"),
+    ("T", "duty_accept", "Accept duty", "accept their notification duty (title or id)"),
+    ("b", "duty_notify", "Notify", "notify an event under an agreed duty (duty, text, when: "
+                                   "now, -30m, ISO)"),
+    ("B", "duty_request", "Request", "ask them for the notification they owe (duty, when, "
+                                     "what you know)"),
+    ("R", "review", "Review", "the channel's review of a period (shown; written to a file "
+                              "if one is named)"),
     ("m", "meet", "Meet", "plan a round's meeting: the ranked venues; the best is proposed"),
     ("l", "linetest", "Line test", "send a line test now"),
     ("i", "invite", "Invite", "make an invite code (shown with its QR code)"),
+    ("I", "invite_revoke", "Revoke invite", "revoke an invite of ours nobody has used"),
     ("j", "join", "Join", "accept an invite code"),
     ("f", "safety", "Safety no.", "the safety number: compare, then confirm"),
     ("less_than_sign", "oldest", "Oldest", "the conversation's first page"),
@@ -154,6 +205,8 @@ class ConsoleApp(App[None]):
     CSS = """
     #flash { display: none; height: 1; }
     #flash.shown { display: block; }
+    #agent { display: none; height: 1; background: $warning; color: $text; }
+    #agent.shown { display: block; }
     #main { height: 1fr; }
     #channels { width: 20%; max-width: 28; height: 1fr; border: round $primary; }
     #conversation { width: 1fr; height: 1fr; border: round $primary; }
@@ -163,6 +216,7 @@ class ConsoleApp(App[None]):
               background: $surface; padding: 1; }
     #dialog.wide { width: 90%; }
     #reading, #helpbody { height: auto; max-height: 75vh; }
+    #fields { height: auto; max-height: 55vh; }
     #safety { height: auto; }
     #digits { width: auto; height: auto; padding-right: 4; }
     #words { width: 1fr; height: auto; }
@@ -194,6 +248,7 @@ class ConsoleApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield Static(id="flash")
+        yield Static(id="agent")
         with Horizontal(id="main"):
             yield Static(id="channels")
             yield ConversationList(id="conversation")
@@ -214,7 +269,26 @@ class ConsoleApp(App[None]):
         # The first paint reads the store only; the first sync comes with the timer.
         await self.reload(sync=False)
         if self.live:
-            self.set_interval(REFRESH_S, self.tick)
+            self.set_interval(self.source.refresh_every_s, self.tick)
+            self.run_worker(self._follow(), group="changes")
+
+    async def _follow(self) -> None:
+        """Refresh on each change the source reports; show a lost agent in a banner."""
+        import asyncio
+
+        from backchannel.tui.source import Back, Lost
+
+        banner = self.query_one("#agent", Static)
+        async for change in self.source.changes():
+            if isinstance(change, Lost):
+                banner.update(f"agent lost ({change.reason}); retrying")
+                banner.add_class("shown")
+            elif isinstance(change, Back):
+                banner.remove_class("shown")
+            else:
+                while self._busy:  # the refresh in hand may have read before it
+                    await asyncio.sleep(0.05)
+                await self.reload(sync=True)
 
     def tick(self) -> None:
         """One refresh in a worker (sync, duties, read), unless the previous one runs."""
@@ -236,7 +310,7 @@ class ConsoleApp(App[None]):
         """Draw `snapshot`; ring the bell once for each new FLASH awaiting our ack."""
         self.snapshot = snapshot
         self.query_one("#channels", Static).update(
-            channels_text(snapshot.channels, snapshot.selected))
+            channels_text(snapshot.channels, snapshot.selected, snapshot.invites))
         self._show_conversation()
         self.query_one("#board", Static).update(board_text(snapshot.board))
         banner = self.query_one("#flash", Static)
@@ -354,10 +428,15 @@ class ConsoleApp(App[None]):
         self._paging(2)
 
     def report(self, error: BaseException) -> None:
-        """The error line, in the CLI's words (`error: ...`)."""
+        """The error line, in the CLI's words (`error: ...`): a value the CLI's parsers
+        refuse as Click says it (`Invalid value for --until: ...`)."""
+        import typer
+
         from backchannel.cli.context import _message_of
 
-        self.query_one("#status", Static).update(f"error: {_message_of(error)}")
+        said = (error.format_message() if isinstance(error, typer.BadParameter)
+                else _message_of(error))
+        self.query_one("#status", Static).update(f"error: {said}")
 
     def _say(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
@@ -422,13 +501,22 @@ class ConsoleApp(App[None]):
             return
         await self._act(f"acknowledged {ref}", self.source.ack(self.snapshot.selected, ref))
 
-    async def action_hold(self) -> None:
-        ref = self._their_most_urgent()
-        if self.snapshot.selected is None or ref is None:
+    def action_hold(self) -> None:
+        line = self.selected_line()
+        channel = self.snapshot.selected
+        ref = line.ref if line is not None and line.direction == "in" and \
+            line.act == "clarify" else self._their_most_urgent()
+        if channel is None or ref is None:
             self._say("error: no note of theirs awaits our acknowledgement")
             return
-        await self._act(f"held {ref}",
-                        self.source.hold(self.snapshot.selected, ref, HOLD_FOR_MS))
+
+        async def held(values: list[str]) -> None:
+            await self._act(f"held {ref} (answer expected: {values[0]})",
+                            self.source.hold_until(channel, ref, values[0], values[1]))
+
+        self._ask(f"Holding reply to {ref}", [
+            ("answer expected by: a duration (2h) or a time (14:00) *", HOLD_UNTIL),
+            ("a word on why", "")], held)
 
     def action_clarify(self) -> None:
         channel = self._channel()
@@ -447,6 +535,23 @@ class ConsoleApp(App[None]):
             await self._act(f"asked about {ref}", self.source.clarify(channel, ref, values[0]))
 
         self._ask(f"Question about {ref}", [("question *", "")], asked)
+
+    def action_translate(self) -> None:
+        channel = self._channel()
+        line = self._selected("their message") if channel else None
+        if channel is None or line is None:
+            return
+        ref = line.ref
+
+        async def shared(values: list[str]) -> None:
+            await self._act(f"shared a {values[0]} translation of {ref}",
+                            self.source.translation_share(channel, ref, values[0], values[1],
+                                                          values[2], values[3]))
+
+        self._ask(f"Our translation of {ref}", [
+            ("language (BCP 47: en, zh-Hans) *", ""), ("translation *", ""),
+            ("by: staff, staff:NAME, translator:NAME, machine:TOOL", ""),
+            ("translated title (red lines, agenda items)", "")], shared)
 
     def action_answer(self) -> None:
         channel = self._channel()
@@ -475,6 +580,23 @@ class ConsoleApp(App[None]):
                             self.source.redline_add(channel, values[0], values[1]))
 
         self._ask("Declare a red line", [("title *", ""), ("text *", "")], declared)
+
+    def action_redline_revise(self) -> None:
+        channel = self._channel()
+        line = self._selected("a red line of ours") if channel else None
+        if channel is None or line is None:
+            return
+        ref = line.subject_id if line.act.startswith("redline") else line.message_id
+        title, _, text = line.text.partition(": ") if line.act.startswith("redline v") \
+            else ("", "", "")
+
+        async def revised(values: list[str]) -> None:
+            await self._act(f"red line {ref[:8]} revised: the new version awaits their "
+                            "acknowledgement",
+                            self.source.redline_revise(channel, ref, values[0], values[1]))
+
+        self._ask(f"A new version of red line {ref[:8]}",
+                  [("title *", title), ("text *", text)], revised)
 
     async def action_redline_ack(self) -> None:
         channel = self._channel()
@@ -526,17 +648,36 @@ class ConsoleApp(App[None]):
 
         self._ask(f"Decline agenda item {ref[:8]}", [("reason", "")], declined)
 
+    # The record form: one text, or its language versions, and the authentic-text clause
+    # (`record propose TITLE [TEXT] --lang TAG=TEXT --authoritative TAG --authentic TAG`).
+    _RECORD_FIELDS: Final = [
+        ("title *", ""), ("text, in one language (en unless authoritative names another)", ""),
+        ("or its texts: TAG=TEXT | TAG=TEXT", ""), ("authoritative: the TAG that prevails", ""),
+        ("authentic: TAGs equally authentic (comma)", "")]
+
+    def _record(self, channel: str, title: str, update: str = "") -> None:
+        async def proposed(values: list[str]) -> None:
+            langs = [t.strip() for t in values[2].split("|") if t.strip()]
+            authentic = [t.strip() for t in values[4].split(",") if t.strip()]
+            done = (f"record {update[:8]} revised" if update else "record proposed") + \
+                " and signed; it awaits their co-signature"
+            await self._act(done, self.source.record_propose_languages(
+                channel, values[0], values[1], langs, values[3], authentic, update))
+
+        self._ask(title, list(self._RECORD_FIELDS), proposed)
+
     def action_record_propose(self) -> None:
         channel = self._channel()
-        if channel is None:
+        if channel is not None:
+            self._record(channel, "Propose a statement for the record")
+
+    def action_record_revise(self) -> None:
+        channel = self._channel()
+        line = self._selected("a record of ours") if channel else None
+        if channel is None or line is None:
             return
-
-        async def proposed(values: list[str]) -> None:
-            await self._act("record proposed and signed; it awaits their co-signature",
-                            self.source.record_propose(channel, values[0], values[1]))
-
-        self._ask("Propose a statement for the record",
-                  [("title *", ""), ("text (en) *", "")], proposed)
+        ref = self._record_ref(line)
+        self._record(channel, f"A new version of record {ref[:8]}", update=ref)
 
     def _record_ref(self, line: ConversationLine) -> str:
         return line.subject_id if line.act.startswith("record") else line.message_id
@@ -585,6 +726,10 @@ class ConsoleApp(App[None]):
             if not values[0].isdigit():
                 self._say(f"error: '{values[0]}' is not a codebook number")
                 return
+            if values[4] and values[4].lower() not in ("routine", "priority", "flash"):
+                # As `codebook propose --precedence` refuses it.
+                self._say("error: Invalid value for --precedence: routine, priority or flash")
+                return
             texts = [t.strip() for t in values[2].split("|") if t.strip()]
             names = [n.strip() for n in values[3].split(",") if n.strip()]
             await self._act(f"proposed codebook entry {values[0]}", self.source.code_propose(
@@ -593,8 +738,153 @@ class ConsoleApp(App[None]):
         self._ask("Propose a codebook entry", [
             ("number *", ""), ("code word *", ""),
             ("texts: TAG=TEXT | TAG=TEXT ({name} marks a parameter) *", ""),
-            ("parameters (comma)", ""), ("precedence (ROUTINE, IMMEDIATE, FLASH)", "")],
+            ("parameters (comma)", ""), ("precedence (ROUTINE, PRIORITY, FLASH)", "")],
             proposed)
+
+    def action_code_revise(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def revised(values: list[str]) -> None:
+            if not values[1].isdigit():
+                self._say(f"error: '{values[1]}' is not a codebook number")
+                return
+            texts = [t.strip() for t in values[3].split("|") if t.strip()]
+            names = [n.strip() for n in values[4].split(",") if n.strip()]
+            await self._act(f"proposed a new version of codebook entry {values[0]}",
+                            self.source.code_revise(channel, values[0], int(values[1]),
+                                                    values[2], texts, names, values[5],
+                                                    values[6]))
+
+        self._ask("A new version of our codebook entry", [
+            ("entry replaced: number or code word *", ""), ("number *", ""),
+            ("code word *", ""), ("texts: TAG=TEXT | TAG=TEXT *", ""),
+            ("parameters (comma)", ""), ("precedence (routine, priority, flash)", ""),
+            ("acknowledgement deadline (10m)", "")], revised)
+
+    def action_code_withdraw(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def withdrawn(values: list[str]) -> None:
+            await self._act(f"withdrew codebook entry {values[0]}",
+                            self.source.code_withdraw(channel, values[0]))
+
+        self._ask("Withdraw a codebook entry", [("number or code word *", "")], withdrawn)
+
+    def _duty_of(self, wanted: str) -> str:
+        """The short id of the first duty on the board whose state says `wanted`."""
+        return next((d.split(" ", 1)[0] for d in self.snapshot.board.duties if wanted in d), "")
+
+    def action_duty_propose(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def proposed(values: list[str]) -> None:
+            await self._act(f"proposed the notification duty '{values[0]}'",
+                            self.source.duty_propose(channel, values[0], values[1],
+                                                     values[2], values[3], values[4]))
+
+        self._ask("Propose a notification duty", [
+            ("title *", ""), ("notify at least this long before the event (24h)", ""),
+            ("or notify within this long after it (1h)", ""),
+            ("what counts as an event", ""),
+            ("replaces: a duty of ours (title or id)", "")], proposed)
+
+    def action_duty_accept(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def accepted(values: list[str]) -> None:
+            await self._act(f"accepted the duty '{values[0]}'",
+                            self.source.duty_accept(channel, values[0]))
+
+        self._ask("Accept their notification duty",
+                  [("duty: title or id *", self._duty_of("theirs, awaits"))], accepted)
+
+    def action_duty_notify(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+        # Their request selected: the notification answers it.
+        line = self.selected_line()
+        request = line.ref if line is not None and line.direction == "in" and \
+            line.act == "notify_request" else ""
+
+        async def notified(values: list[str]) -> None:
+            try:
+                status = await self.source.duty_notify(channel, values[0], values[1],
+                                                       values[2], values[3])
+            except Exception as error:
+                self.report(error)
+                return
+            self._say(f"notified under '{values[0]}' ({status})")
+            await self.reload(sync=False)
+
+        self._ask("Notify an event under a duty", [
+            ("duty: title or id *", self._duty_of("agreed")), ("notification *", ""),
+            ("the event is or was: now, +2d, -30m, 2026-12-03T06:00Z *", "now"),
+            ("answers their request (id)", request)], notified)
+
+    def action_duty_request(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def requested(values: list[str]) -> None:
+            await self._act(f"asked for the notification owed under '{values[0]}'",
+                            self.source.duty_request(channel, values[0], values[1],
+                                                     values[2]))
+
+        self._ask("Ask for the notification they owe", [
+            ("duty: title or id *", self._duty_of("agreed")),
+            ("the event is or was: now, +2d, -30m, 2026-12-03T06:00Z *", "now"),
+            ("what you know of it", "")], requested)
+
+    def action_review(self) -> None:
+        channel = self._channel()
+        if channel is None:
+            return
+
+        async def reviewed(values: list[str]) -> None:
+            propose = values[3].lower() in ("y", "yes")
+            try:
+                text = await self.source.review(channel, values[0], values[1], values[2],
+                                                "", propose)
+            except Exception as error:
+                self.report(error)
+                return
+            said = [f"wrote the review to {values[2]}"] if values[2] else ["review shown"]
+            if propose:
+                said.append("proposed it as a record, signed; it awaits their co-signature")
+            self._say("; ".join(said))
+            shown = next((r.name for r in self.snapshot.channels if r.key == channel), channel)
+            self.push_screen(Reading(f"Review of '{shown}'", Text(text), wide=True))
+            await self.reload(sync=False)
+
+        self._ask("Review a period of the channel", [
+            ("since: -30d, an ISO date, now *", REVIEW_SINCE), ("until *", "now"),
+            ("write it to a file (.md or .json)", ""),
+            ("also propose it as a record (y/n)", "n")], reviewed)
+
+    def action_invite_revoke(self) -> None:
+        waiting = self.snapshot.invites
+
+        async def revoked(values: list[str]) -> None:
+            try:
+                said = await self.source.invite_revoke(values[0])
+            except Exception as error:
+                self.report(error)
+                return
+            self._say(said)
+            await self.reload(sync=False)
+
+        self._ask("Revoke an invite nobody has used",
+                  [("invite id *", waiting[0].ref if waiting else "")], revoked)
 
     def action_code_accept(self) -> None:
         channel = self._channel()

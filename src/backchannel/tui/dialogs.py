@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-PRECEDENCES: Final = ("ROUTINE", "IMMEDIATE", "FLASH")
+PRECEDENCES: Final = ("ROUTINE", "PRIORITY", "FLASH")
 MS_PER_MINUTE: Final = 60_000
 
 
@@ -65,12 +65,23 @@ class Form(ModalScreen[list[str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label(self.title_text)
-            for index, (label, default) in enumerate(self.fields):
-                yield Input(value=default, placeholder=label, id=f"field{index}")
+            # The fields scroll (to the focused one) when they outgrow the screen, so the
+            # OK button and every field stay reachable at 80x24.
+            with VerticalScroll(id="fields", can_focus=False):
+                for index, (label, default) in enumerate(self.fields):
+                    field = Input(value=default, placeholder=label, id=f"field{index}")
+                    field.border_title = label if default else ""
+                    yield field
             yield Button("OK", variant="primary", id="ok")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self._submit()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """A field says what it is: its placeholder while empty, then on its border (a
+        field offered filled in, or typed in, still shows its label)."""
+        index = int(str(event.input.id).removeprefix("field"))
+        event.input.border_title = self.fields[index][0] if event.value else ""
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         ids = [f"field{i}" for i in range(len(self.fields))]

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from dataclasses import dataclass
+import functools
+import typing
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from backchannel.protocol.text import escaped
 from backchannel.tui.views import (
     BoardView,
     ChannelRow,
     ConversationLine,
+    InviteRow,
     Pending,
     Snapshot,
 )
@@ -35,7 +39,7 @@ if TYPE_CHECKING:
     from backchannel.client.history import HistoryItem, HistoryPage
     from backchannel.client.records import ChannelRecord, MessageRecord
     from backchannel.client.strategic import StrategicChannel
-    from backchannel.dialogue import CodeEntryView, Dialogue
+    from backchannel.dialogue import CodeEntryView, Dialogue, Statement
     from backchannel.dialogue.board import StatusBoard
     from backchannel.dialogue.urgent import PendingAck
     from backchannel.meet import Suggestion
@@ -53,6 +57,33 @@ SYNC_DEADLINE_S: Final = 2.0
 SHORT_ID: Final = 8
 # The meeting planner's table: this many venues.
 MEET_ROWS: Final = 5
+# How often a console over this source refreshes (and syncs): countdowns show seconds.
+REFRESH_S: Final = 1.0
+
+# Every act of `ConsoleData` a console may ask the agent to run (`console.act`): a method
+# of that name, and nothing else, runs on the agent's side. A new act is a method here
+# plus its name in this tuple; a type its hints name only under TYPE_CHECKING goes into
+# `act_hints` too.
+ACTS: Final[tuple[str, ...]] = (
+    "send", "ack", "hold", "clarify", "answer", "linetest_now",
+    "redline_add", "redline_ack", "agenda_propose", "agenda_decide",
+    "record_propose", "record_sign", "record_export", "record_verify",
+    "code_propose", "code_accept", "code_send",
+    "invite", "relays", "accept", "safety_number", "confirm_verified", "meet",
+    "hold_until", "redline_revise", "record_propose_languages", "code_revise",
+    "code_withdraw", "invite_revoke", "duty_propose", "duty_accept", "duty_notify",
+    "duty_request", "review", "translation_share",
+)
+
+
+@functools.cache
+def act_hints(name: str) -> dict[str, Any]:
+    """The act `name`'s parameter types (and its `return`): how its values are written
+    as JSON (`jsonvalues`) between a console and the agent."""
+    from backchannel.meet import Suggestion
+
+    return typing.get_type_hints(getattr(ConsoleData, name),
+                                 localns={"Suggestion": Suggestion})
 
 
 def _short(identifier: bytes | str) -> str:
@@ -158,11 +189,68 @@ def _board(board: StatusBoard, escalated: set[bytes]) -> BoardView:
         records=tuple(
             f"{_short(r.record_id)} v{r.latest.version} {r.latest.status.name.lower()}"
             f": {escaped(r.latest.statement.title)}"
+            f" ({escaped(r.latest.statement.authentic_clause())})"
             for r in board.records
         ),
         line=f"line {line.state.name}{tested}",
         codebook=tuple(_code(entry) for entry in board.codebook),
+        duties=_duties(board),
+        notifications=_notifications(board),
     )
+
+
+def _duties(board: StatusBoard) -> tuple[str, ...]:
+    """Each duty: its title, rule, who proposed it and whether both sides agreed."""
+    from backchannel.dialogue import Side
+
+    return tuple(
+        f"{_short(d.duty_id)} {escaped((d.current or d.latest).title)}: "
+        f"{(d.current or d.latest).describe()}"
+        f" ({'ours' if d.owner is Side.OURS else 'theirs'}, "
+        f"{'agreed' if d.current else 'awaits acceptance'})"
+        for d in board.duties
+    )
+
+
+def _notifications(board: StatusBoard) -> tuple[str, ...]:
+    """Each notification or request: its duty, who owes it, its status, its text."""
+    from backchannel.dialogue import Side
+
+    titles = {d.duty_id: (d.current or d.latest).title for d in board.duties}
+    return tuple(
+        f"{_short(n.message_id)} {escaped(titles.get(n.duty_id, '?'))}, owed by "
+        f"{'us' if n.owed_by is Side.OURS else 'them'}: "
+        f"{n.status(board.now_ms).value.replace('_', ' ').upper()}"
+        + (f": {escaped(n.text)}" if n.text else "")
+        for n in board.notifications
+    )
+
+
+def _statement_mark(authoritative: bool, authentic: bool) -> str:
+    # As `record show` heads each text.
+    return "authoritative" if authoritative else "authentic" if authentic else "translation"
+
+
+def _with_texts(line: ConversationLine, statements: dict[tuple[str, int], Statement],
+                notified: dict[str, str]) -> ConversationLine:
+    """A record proposal with its texts side by side and its authentic-text clause; a
+    notification or request with its text (the history entry carries neither)."""
+    if line.act.startswith("record_propose"):
+        statement = statements.get((line.subject_id, line.version))
+        if statement is None:
+            return line
+        first, *others = statement.versions
+        mark = _statement_mark(first.authoritative, first.authentic)
+        text = f"{statement.title}: [{first.language}, {mark}] {first.text}"
+        return replace(
+            line, text=escaped(text.replace("\n", " / ")),
+            translations=tuple(escaped(
+                f"[{v.language}, {_statement_mark(v.authoritative, v.authentic)}] "
+                + v.text.replace("\n", " / ")) for v in others),
+            clause=escaped(statement.authentic_clause()))
+    if line.act in ("notify", "notify_request") and not line.text:
+        return replace(line, text=notified.get(line.message_id, ""))
+    return line
 
 
 def _code(entry: CodeEntryView) -> str:
@@ -180,16 +268,37 @@ class _Read:
     row: ChannelRow
     board: BoardView
     page: HistoryPage | None
+    # Each record version's statement, by (record id, version); each notification's
+    # and request's text (escaped) by message id: for the page's lines.
+    statements: dict[tuple[str, int], Statement] = field(default_factory=dict)
+    notified: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ReadMemory:
+    """What reading keeps between refreshes: each channel's row as last read, and which
+    other channel is read next. The agent keeps one per console connected to it."""
+
+    rows: dict[str, ChannelRow] = field(default_factory=dict)
+    turn: int = 0
 
 
 class ConsoleData:
     """The live data source: one open principal, read and acted on by the console."""
 
-    def __init__(self, principal: Principal) -> None:
+    # It syncs itself on each refresh; no event stream drives it.
+    refresh_every_s: float = REFRESH_S
+
+    def __init__(self, principal: Principal, memory: ReadMemory | None = None) -> None:
         self.principal = principal
         self._lock = asyncio.Lock()
-        self._rows: dict[str, ChannelRow] = {}
-        self._turn = 0
+        self._memory = memory or ReadMemory()
+
+    async def changes(self) -> AsyncIterator[object]:
+        """What makes the console refresh at once, besides its timer: nothing here (an
+        agent's source yields its events, `tui/source.py`)."""
+        return
+        yield  # an async generator that ends at once
 
     def _strategic(self, channel: str) -> StrategicChannel:
         from backchannel.client.strategic import StrategicChannel
@@ -244,7 +353,14 @@ class ConsoleData:
                 self.principal.forks(record.channel_id),
                 limit=PAGE_SIZE if first is None else WINDOW,
                 first=first, dialogue=dialogue)
-        return _Read(row, _board(board, escalated), history)
+        statements = {(r.record_id.hex(), v.version): v.statement
+                      for r in board.records for v in r.versions}
+        notified: dict[str, str] = {}
+        for n in board.notifications:
+            for mid in (n.message_id, n.notified_by):
+                if mid is not None:
+                    notified[mid.hex()] = escaped(n.text.replace("\n", " / "))
+        return _Read(row, _board(board, escalated), history, statements, notified)
 
     def _up(self, url: str) -> bool:
         """Whether the last sync reached the relay at `url`."""
@@ -255,20 +371,26 @@ class ConsoleData:
         """Everything shown, for `selected` (None: the first channel)."""
         channels = self.principal.channels()
         names = [c.name for c in channels]
-        self._rows = {name: row for name, row in self._rows.items() if name in names}
+        memory = self._memory
+        memory.rows = {name: row for name, row in memory.rows.items() if name in names}
         if selected not in names:
             selected = names[0] if names else None
         others = [c for c in channels if c.name != selected]
         # One other channel in turn, and every channel not read yet.
         if others:
-            self._turn = (self._turn + 1) % len(others)
+            memory.turn = (memory.turn + 1) % len(others)
         for index, record in enumerate(others):
-            if index == self._turn or record.name not in self._rows:
-                self._rows[record.name] = self._read_channel(record, page=False).row
+            if index == memory.turn or record.name not in memory.rows:
+                memory.rows[record.name] = self._read_channel(record, page=False).row
+        now = self.principal.now_ms()
+        invites = tuple(
+            InviteRow(i.invite_id[:SHORT_ID], tuple(escaped(link.url) for link in i.links),
+                      i.expires_at_ms - now)
+            for i in self.principal.pending_invites())
         if selected is None:
-            return Snapshot(channels=tuple(self._rows[n] for n in names))
+            return Snapshot(channels=tuple(memory.rows[n] for n in names), invites=invites)
         chosen = self._read_channel(channels[names.index(selected)], page=True, first=first)
-        self._rows[selected] = chosen.row
+        memory.rows[selected] = chosen.row
         view = chosen.board
         flash = next(
             (p for p in view.pending if not p.ours and p.precedence == "FLASH" and not p.held),
@@ -277,14 +399,16 @@ class ConsoleData:
         page = chosen.page
         assert page is not None
         return Snapshot(
-            channels=tuple(self._rows[n] for n in names),
+            channels=tuple(memory.rows[n] for n in names),
             selected=selected,
-            conversation=tuple(_line(i) for i in page.items),
+            conversation=tuple(_with_texts(_line(i), chosen.statements, chosen.notified)
+                               for i in page.items),
             earlier=page.earlier,
             board=view,
             flash=flash,
             total=page.total,
             later=page.later,
+            invites=invites,
         )
 
     # -- acts -------------------------------------------------------------------------
@@ -458,3 +582,178 @@ class ConsoleData:
             _, best = await self._strategic(channel).propose_meeting(
                 round_number, between, after)
         return escaped(best.venue.name), table
+
+    # -- acts: new versions, holds until a time, several languages, invites waiting,
+    # notification duties and the review. Each takes only strings, numbers, booleans and
+    # lists of strings (a typed value is parsed here, with the CLI's own parser, so a bad
+    # one is refused in the CLI's words).
+
+    async def hold_until(self, channel: str, ref: str, until: str, text: str = "") -> None:
+        """A holding reply to `ref` (their note or clarification request): an answer is
+        expected by `until`, a duration (2h) or a local time (14:00), as `hold --until`."""
+        from backchannel.cli.durations import parse_when
+
+        async with self._lock:
+            expected_by = parse_when(until, now_ms=self.principal.now_ms(), option="--until")
+            await self._strategic(channel).hold(ref, expected_by, text)
+
+    async def redline_revise(self, channel: str, ref: str, title: str, text: str) -> None:
+        """A new version of our red line `ref` (`redline add --update`)."""
+        async with self._lock:
+            await self._strategic(channel).declare_red_line(title, text, ref)
+
+    async def record_propose_languages(self, channel: str, title: str, text: str,
+                                       langs: list[str], authoritative: str = "",
+                                       authentic: list[str] | None = None,
+                                       update: str = "") -> None:
+        """Propose (and sign) a statement, or with `update` a new version of our record:
+        TEXT in one language, or `langs` as `TAG=TEXT`, with the authentic-text clause
+        (`authoritative` prevails; `authentic` are equally authentic), as `record propose`
+        reads them."""
+        from backchannel.cli.records import parse_languages
+
+        versions = parse_languages(text or None, langs, authoritative or None,
+                                   authentic or None)
+        async with self._lock:
+            await self._strategic(channel).propose_record(title, versions, update or None)
+
+    async def code_revise(self, channel: str, replaces: str, number: int, code_word: str,
+                          texts: list[str], parameters: list[str], precedence: str = "",
+                          ack_within: str = "") -> None:
+        """A new version of our codebook entry `replaces` (`codebook propose --replaces`):
+        texts as `TAG=TEXT`, a precedence (routine, priority, flash; "" for none) and a
+        default acknowledgement deadline (a duration; "" for none)."""
+        import typer
+
+        from backchannel.cli.codebook import parse_code_texts
+        from backchannel.cli.durations import parse_duration
+        from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS, Precedence
+
+        parsed = parse_code_texts(texts)
+        chosen = None
+        if precedence:
+            if precedence.lower() not in ("routine", "priority", "flash"):
+                raise typer.BadParameter("routine, priority or flash", param_hint="--precedence")
+            chosen = Precedence[precedence.upper()]
+        within = 0
+        if ack_within:
+            within = parse_duration(ack_within, option="--ack-within",
+                                    maximum_ms=MAX_ACK_WITHIN_MS)
+        async with self._lock:
+            await self._strategic(channel).propose_code(
+                number, code_word, parsed, tuple(parameters), chosen, within, replaces)
+
+    async def code_withdraw(self, channel: str, ref: str) -> None:
+        """Withdraw a codebook entry, ours or theirs (by number, code word or id)."""
+        async with self._lock:
+            await self._strategic(channel).withdraw_code(ref)
+
+    async def invite_revoke(self, ref: str) -> str:
+        """Withdraw an invite nobody has used (`invite revoke`): what happened, in one
+        line, with each relay that could not delete its mailbox."""
+        async with self._lock:
+            record, left = await self.principal.revoke_invite(ref)
+        said = f"revoked invite {record.invite_id[:SHORT_ID]}: the code can no longer be used"
+        if left:
+            said += "; mailboxes left on " + ", ".join(escaped(where) for where in left)
+        return said
+
+    async def duty_propose(self, channel: str, title: str, before: str = "",
+                           within: str = "", detail: str = "", replaces: str = "") -> None:
+        """Propose a notification duty (or with `replaces` a new version of ours): one of
+        `before` and `within`, a duration, as `duty propose --before|--within`."""
+        import typer
+
+        from backchannel.cli.durations import parse_duration
+        from backchannel.dialogue import DutyRule
+        from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS
+
+        if bool(before) == bool(within):
+            raise typer.BadParameter("give one of --before DURATION and --within DURATION")
+        rule = DutyRule.BEFORE if before else DutyRule.WITHIN
+        window = parse_duration(before or within, option="--before" if before else "--within",
+                                maximum_ms=MAX_ACK_WITHIN_MS)
+        async with self._lock:
+            await self._strategic(channel).propose_duty(title, rule, window, detail,
+                                                        replaces or None)
+
+    async def duty_accept(self, channel: str, ref: str) -> None:
+        """Accept their notification duty (by title or id), its latest version."""
+        async with self._lock:
+            await self._strategic(channel).accept_duty(ref)
+
+    async def duty_notify(self, channel: str, ref: str, text: str, event_at: str,
+                          answers: str = "") -> str:
+        """Notify an event under an agreed duty; `event_at` as `duty notify --event-at`
+        (now, +2d, -30m, ISO). Its status on our board ("notified in time", "late")."""
+        from backchannel.cli.notifications import parse_event_time
+
+        async with self._lock:
+            strategic = self._strategic(channel)
+            when = parse_event_time(event_at, now_ms=self.principal.now_ms())
+            sent = await strategic.notify(ref, when, text, answers or None)
+            wanted = bytes.fromhex(sent.message_id)
+            item = next((n for n in strategic.dialogue().notifications()
+                         if wanted in (n.message_id, n.notified_by)), None)
+            now = self.principal.now_ms()
+        return "unknown" if item is None else item.status(now).value.replace("_", " ")
+
+    async def duty_request(self, channel: str, ref: str, event_at: str,
+                           text: str = "") -> None:
+        """Say that they owe a notification of an event under duty `ref`."""
+        from backchannel.cli.notifications import parse_event_time
+
+        async with self._lock:
+            when = parse_event_time(event_at, now_ms=self.principal.now_ms())
+            await self._strategic(channel).request_notification(ref, when, text)
+
+    async def review(self, channel: str, since: str = "-365d", until: str = "now",
+                     out: str = "", file_format: str = "",
+                     propose_record: bool = False) -> str:
+        """The channel's review of a period as `review CHANNEL` prints it (escaped);
+        written to `out` (md or json, from its suffix unless `file_format`) if given, and
+        proposed as a record if `propose_record`."""
+        import json
+
+        import typer
+
+        from backchannel.cli.notifications import parse_event_time
+        from backchannel.dialogue import LanguageVersion
+        from backchannel.dialogue.review import review_channel
+
+        target = Path(out).expanduser() if out else None
+        chosen = file_format or (target.suffix.lstrip(".").lower() if target else "md")
+        if chosen not in ("md", "json"):
+            raise typer.BadParameter("md or json", param_hint="--format")
+        async with self._lock:
+            strategic = self._strategic(channel)
+            now = self.principal.now_ms()
+            start = parse_event_time(since, now_ms=now, option="--since")
+            end = parse_event_time(until, now_ms=now, option="--until")
+            if end == now:
+                end += 1  # "until now" includes what was sent this millisecond
+            summary = review_channel(strategic.dialogue(), start, end, now)
+            markdown = summary.to_markdown("you", strategic.name)
+            if propose_record:
+                shape = summary.to_dict()
+                title = f"Channel review {shape['since']} to {shape['until']}"
+                joint = summary.to_markdown("proposer", "co-signer")
+                await strategic.propose_record(
+                    title[:200], [LanguageVersion("en", joint, authoritative=True)])
+        if target is not None:  # an OSError is refused as the CLI words it
+            content = (json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n"
+                       if chosen == "json" else markdown)
+            await asyncio.to_thread(target.write_text, content, encoding="utf-8")
+        return escaped(markdown, multiline=True)
+
+    async def translation_share(self, channel: str, ref: str, language: str, text: str,
+                                by: str = "", title: str = "") -> None:
+        """Share our translation of their message `ref` (`translate add`): its language,
+        text, who made it (`staff`, `staff:NAME`, `translator:NAME`, `machine:TOOL`; ""
+        for staff) and a translated title (red lines, agenda items)."""
+        from backchannel.cli.translations import parse_attribution
+
+        attribution = parse_attribution(by or None)
+        async with self._lock:
+            await self._strategic(channel).share_translation(ref, language, text,
+                                                             attribution, title)

@@ -12,12 +12,19 @@ from typing import TYPE_CHECKING, Final
 from rich.table import Table
 from rich.text import Text
 
-from backchannel.tui.views import BoardView, ChannelRow, ConversationLine, Pending, Snapshot
+from backchannel.tui.views import (
+    BoardView,
+    ChannelRow,
+    ConversationLine,
+    InviteRow,
+    Pending,
+    Snapshot,
+)
 
 if TYPE_CHECKING:
     from backchannel.meet import Suggestion
 
-_PRECEDENCE_STYLE: Final = {"FLASH": "bold white on red", "IMMEDIATE": "bold yellow"}
+_PRECEDENCE_STYLE: Final = {"FLASH": "bold white on red", "PRIORITY": "bold yellow"}
 MS_PER_S: Final = 1000
 
 
@@ -30,10 +37,36 @@ def countdown(remaining_ms: int) -> str:
     return f"overdue {span}" if remaining_ms < 0 else f"{span} left"
 
 
-def channels_text(rows: tuple[ChannelRow, ...], selected: str | None) -> Text:
-    """The left pane: one line per channel with line state, unread count, urgency."""
+def span(ms: int) -> str:
+    """A time span in at most two units, to the minute: `6d23h`, `2h05m`, `12m`."""
+    minutes = abs(ms) // 60_000
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h" if hours else f"{days}d"
+    return f"{hours}h{mins:02d}m" if hours else f"{mins}m"
+
+
+def invites_text(invites: tuple[InviteRow, ...]) -> Text:
+    """Our invites nobody has taken up: waiting with the time left, or expired (whose
+    mailboxes stay until revoked)."""
     text = Text()
-    if not rows:
+    for invite in invites:
+        if invite.expires_in_ms > 0:
+            text.append(f"invite {invite.ref} waiting", style="cyan")
+            text.append(f"\n  expires in {span(invite.expires_in_ms)}\n", style="dim")
+        else:
+            text.append(f"invite {invite.ref} expired", style="yellow")
+            text.append("\n  revoke it (I)\n", style="dim")
+    return text
+
+
+def channels_text(rows: tuple[ChannelRow, ...], selected: str | None,
+                  invites: tuple[InviteRow, ...] = ()) -> Text:
+    """The left pane: one line per channel with line state, unread count, urgency; then
+    our invites waiting."""
+    text = Text()
+    if not rows and not invites:
         text.append("no channels yet\n(backchannel invite / accept)", style="dim")
     for row in rows:
         chosen = row.key == selected
@@ -56,6 +89,7 @@ def channels_text(rows: tuple[ChannelRow, ...], selected: str | None) -> Text:
         if row.relays_lost:
             text.append(f", {row.relays_lost} lost", style="bold red")
         text.append("\n")
+    text.append_text(invites_text(invites))
     return text
 
 
@@ -78,6 +112,9 @@ def conversation_line(line: ConversationLine) -> Text:
     for translation in line.translations:
         text.append("\n    ")
         text.append(translation, style="italic")
+    if line.clause:
+        text.append("\n    ")
+        text.append(line.clause, style="dim")
     return text
 
 
@@ -130,6 +167,11 @@ def board_text(board: BoardView) -> Text:
     ]
     if board.codebook:
         sections.append(("Codebook", [Text(c) for c in board.codebook]))
+    if board.duties:
+        sections.append(("Notification duties", [Text(d) for d in board.duties]))
+    if board.notifications:
+        sections.append(("Notifications", [_notification_line(n)
+                                           for n in board.notifications]))
     for title, lines in sections:
         text.append(f"{title}\n", style="bold underline")
         if not lines:
@@ -139,6 +181,12 @@ def board_text(board: BoardView) -> Text:
             text.append_text(line)
             text.append("\n")
     return text
+
+
+def _notification_line(line: str) -> Text:
+    # A missed notification is as loud as an overdue note; a late one is marked.
+    style = "bold red" if ": MISSED" in line else "yellow" if ": LATE" in line else ""
+    return Text(line, style=style)
 
 
 def flash_text(flash: Pending) -> Text:

@@ -38,7 +38,7 @@ class ConversationLine:
     direction: str  # "in" or "out" ("" for a mark)
     act: str
     text: str
-    precedence: str  # "ROUTINE", "IMMEDIATE", "FLASH"
+    precedence: str  # "ROUTINE", "PRIORITY", "FLASH"
     receipt: str  # "", "delivered", "read", "acknowledged"
     message_id: str = ""
     subject_id: str = ""  # the red line or record it is about
@@ -46,6 +46,9 @@ class ConversationLine:
     # Its other language versions, each "[tag, who made it] text", escaped: shown under it,
     # side by side in reading order (docs/dialogue.md §4.8).
     translations: tuple[str, ...] = ()
+    # A record's authentic-text clause, as signed with it ("The en, zh texts are equally
+    # authentic."); "" for any other act.
+    clause: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,19 @@ class BoardView:
     records: tuple[str, ...] = ()
     line: str = ""  # the line test's state and when it was last answered
     codebook: tuple[str, ...] = ()
+    # Notification duties with their rule and state, and each notification or request
+    # under them with its status (due, missed, notified in time, late).
+    duties: tuple[str, ...] = ()
+    notifications: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InviteRow:
+    """An invite we made that nobody has taken up yet, in the left pane."""
+
+    ref: str  # its id's first 8 hex digits, as `invite revoke` takes it
+    relays: tuple[str, ...]
+    expires_in_ms: int  # negative: expired that long ago
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +102,4 @@ class Snapshot:
     flash: Pending | None = None  # their FLASH note awaiting our acknowledgement
     total: int = 0  # entries in the selected channel's whole history
     later: int = 0  # messages after the window shown (0 on the latest page)
+    invites: tuple[InviteRow, ...] = ()  # ours, waiting (or expired, not revoked)

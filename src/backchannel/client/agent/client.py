@@ -54,15 +54,23 @@ class AgentConnection:
         except WireError as error:
             raise AgentUnavailable(f"the agent answered something else: {error}") from None
 
+    def answer(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send one request and return its answer as it is (`result` or `error`).
+
+        Raises:
+            AgentUnavailable: the agent went away.
+        """
+        rid = next(self._ids)
+        self._sock.sendall(encode_line({"id": rid, "method": method, "params": params or {}}))
+        return self._read()
+
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one request and return its result.
 
         Raises:
             AgentUnavailable: the agent went away or answered with an error.
         """
-        rid = next(self._ids)
-        self._sock.sendall(encode_line({"id": rid, "method": method, "params": params or {}}))
-        answer = self._read()
+        answer = self.answer(method, params)
         if "error" in answer:
             error = answer["error"] or {}
             raise AgentUnavailable(f"agent: {error.get('message', 'error')}")

@@ -19,24 +19,46 @@ import socket
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from backchannel import __version__
 from backchannel.client.agent.lock import socket_path
 from backchannel.client.agent.wire import WireError, decode_line, encode_line
 from backchannel.client.engine import Principal
 
-__all__ = ["AgentServer", "CommandRunner"]
+__all__ = ["AgentServer", "CommandRunner", "MethodRefused", "WorkerMethod"]
 
 # Runs one command line against a worker principal: (exit code, stdout, stderr).
 CommandRunner = Callable[[Principal, list[str], dict[str, Any]], tuple[int, str, str]]
 # The command line (with --json) of a typed intent, or None for an unknown method; raises
 # ValueError for bad parameters.
 IntentMapper = Callable[[str, dict[str, Any]], list[str] | None]
+# A method run on a worker handle in a thread, one request at a time like a command:
+# (worker, params, this connection's memory) -> its result. It refuses a request by
+# raising `MethodRefused`.
+WorkerMethod = Callable[[Principal, dict[str, Any], dict[str, Any]], dict[str, Any]]
 # Events queued for a subscriber that does not read: past this it is dropped, so a stuck
 # UI never grows the agent's memory.
 _MAX_QUEUED_EVENTS: Final = 1000
 _PEERCRED: Final = struct.Struct("3i")
+_T = TypeVar("_T")
+
+
+class MethodRefused(Exception):
+    """A worker method's refusal, sent as the request's error: a code (`bad-params`,
+    `unknown-act`, `failed`), the message, and for `failed` the CLI's exit code."""
+
+    def __init__(self, code: str, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.exit_code = exit_code
+
+    def error(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.exit_code is not None:
+            error["exit"] = self.exit_code
+        return error
 
 
 class AgentServer:
@@ -48,14 +70,22 @@ class AgentServer:
         run_command: CommandRunner | None = None,
         on_stop: Callable[[], None] | None = None,
         intents: IntentMapper | None = None,
+        methods: dict[str, WorkerMethod] | None = None,
+        quiet: frozenset[str] = frozenset(),
     ) -> None:
+        """`methods`: more methods by name, run on worker handles; those in `quiet`
+        change nothing (reads), so no `request` event follows them."""
         self.principal = principal
         self.path = socket_path(principal.home)
         self._run_command = run_command
         self._intents = intents
         self._on_stop = on_stop
+        self._methods = dict(methods or {})
+        self._quiet = quiet
         self._server: asyncio.AbstractServer | None = None
         self._subscribers: set[asyncio.Queue[bytes | None]] = set()
+        # Those that asked for `request` events too (a console refreshing on them).
+        self._want_requests: set[asyncio.Queue[bytes | None]] = set()
         # One request at a time: requests are a person's commands, and serialising them
         # keeps each command's view of the state its own.
         self._one_request = asyncio.Lock()
@@ -91,10 +121,15 @@ class AgentServer:
 
     def broadcast(self, event: dict[str, Any], text: str) -> None:
         """Send an event to every subscriber (dropping those that stopped reading)."""
+        self._send_event(event, text, self._subscribers)
+
+    def _send_event(self, event: dict[str, Any], text: str,
+                    subscribers: set[asyncio.Queue[bytes | None]]) -> None:
         line = encode_line({"event": event, "text": text})
-        for queue in list(self._subscribers):
+        for queue in list(subscribers):
             if queue.qsize() >= _MAX_QUEUED_EVENTS:
                 self._subscribers.discard(queue)
+                self._want_requests.discard(queue)
                 queue.put_nowait(None)
             else:
                 queue.put_nowait(line)
@@ -102,6 +137,7 @@ class AgentServer:
     # -- one connection ---------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        memory: dict[str, Any] = {}  # what worker methods keep for this connection
         try:
             if not _same_user(writer):
                 return
@@ -121,7 +157,7 @@ class AgentServer:
                 if request.get("method") == "subscribe":
                     await self._stream(request, writer)
                     return
-                answer = await self._answer(request)
+                answer = await self._answer(request, memory)
                 writer.write(encode_line(answer))
                 await writer.drain()
         except ConnectionError:
@@ -134,6 +170,9 @@ class AgentServer:
     async def _stream(self, request: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._subscribers.add(queue)
+        params = request.get("params")
+        if isinstance(params, dict) and params.get("requests") is True:
+            self._want_requests.add(queue)
         try:
             writer.write(encode_line({"id": request.get("id"), "result": {"subscribed": True}}))
             await writer.drain()
@@ -142,8 +181,9 @@ class AgentServer:
                 await writer.drain()
         finally:
             self._subscribers.discard(queue)
+            self._want_requests.discard(queue)
 
-    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _answer(self, request: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
         rid = request.get("id")
         method = request.get("method")
         params = request.get("params") or {}
@@ -156,14 +196,22 @@ class AgentServer:
                 self._on_stop()
             return {"id": rid, "result": {"stopping": True}}
         if method == "cli":
-            return {"id": rid, **await self._cli(params)}
+            argv = params.get("argv")
+            done = await self._cli(params)
+            if "result" in done and isinstance(argv, list):
+                self._served("cli", _command_of(argv), done["result"]["code"])
+            return {"id": rid, **done}
+        if isinstance(method, str) and method in self._methods:
+            return {"id": rid, **await self._method(method, params, memory)}
         if isinstance(method, str) and self._intents is not None:
             try:
                 argv = self._intents(method, params)
             except ValueError as error:
                 return {"id": rid, "error": _error("bad-params", error)}
             if argv is not None:
-                return {"id": rid, **await self._intent(argv)}
+                done = await self._intent(argv)
+                self._served(method, argv[0], done.get("error", {}).get("exit", 0))
+                return {"id": rid, **done}
         return {"id": rid, "error": _error("unknown-method", f"no method {method!r}")}
 
     async def _intent(self, argv: list[str]) -> dict[str, Any]:
@@ -183,6 +231,26 @@ class AgentServer:
         message = _error_message(result["stderr"])
         return {"error": {"code": "failed", "message": message, "exit": result["code"]}}
 
+    async def _method(self, name: str, params: dict[str, Any],
+                      memory: dict[str, Any]) -> dict[str, Any]:
+        method = self._methods[name]
+        try:
+            result = await self._on_worker(lambda worker: method(worker, params, memory))
+        except MethodRefused as refused:
+            if name not in self._quiet:
+                self._served(name, str(params.get("name", "")), refused.exit_code or 1)
+            return {"error": refused.error()}
+        if name not in self._quiet:
+            self._served(name, str(params.get("name", "")), 0)
+        return {"result": result}
+
+    def _served(self, method: str, what: str, code: object) -> None:
+        """A `request` event for the subscribers that asked: a request that may have
+        changed the state was served (a console refreshes on it)."""
+        self._send_event({"event": "request", "method": method, "command": what,
+                          "exit": code},
+                         f"served {method} {what} (exit {code})", self._want_requests)
+
     def _hello(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
@@ -199,14 +267,29 @@ class AgentServer:
         if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
             return {"error": _error("bad-request", "argv must be a list of strings")}
         run = self._run_command
+        code, out, err = await self._on_worker(lambda worker: run(worker, argv, params))
+        return {"result": {"code": code, "stdout": out, "stderr": err}}
+
+    async def _on_worker(self, job: Callable[[Principal], _T]) -> _T:
+        """Run `job` on a new worker handle in a thread, after the request before it."""
         async with self._one_request:
             worker = self.principal.worker()
             try:
-                code, out, err = await asyncio.to_thread(run, worker, argv, params)
+                return await asyncio.to_thread(job, worker)
             finally:
                 worker.close()
-            self.requests_served += 1
-        return {"result": {"code": code, "stdout": out, "stderr": err}}
+                self.requests_served += 1
+
+
+def _command_of(argv: list[str]) -> str:
+    """The command of a forwarded command line (its first word that is no option)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--home":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return ""
 
 
 def _same_user(writer: asyncio.StreamWriter) -> bool:
