@@ -279,3 +279,39 @@ def test_a_command_waiting_for_the_home_is_handed_to_an_agent_that_takes_it(
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
+
+
+def test_meet_propose_is_served_by_the_agent_and_meet_suggest_runs_here(
+    homes: tuple[Path, Path, str],
+) -> None:
+    alice, _bob, _ = homes
+    bc("--home", str(alice), "agent")
+    with connect(alice) as agent:
+        served = agent.call("hello")["requests_served"]
+    # It sends on the channel: without the agent it would wait for the home it holds.
+    proposed = json.loads(bc("--home", str(alice), "--json", "meet", "propose", "bob",
+                             "--round", "2", "--between", "Washington", "--between",
+                             "Beijing").stdout)
+    assert proposed["venue"]
+    # Only computes: run where it was typed, so the agent serves nothing for it.
+    bc("--home", str(alice), "meet", "suggest", "--between", "Washington", "--between",
+       "Beijing")
+    with connect(alice) as agent:
+        assert agent.call("hello")["requests_served"] == served + 1
+
+
+@pytest.mark.parametrize(("argv", "served"), [
+    (["meet", "propose", "bob", "--round", "2"], True),
+    (["--home", "h", "meet", "propose", "bob"], True),
+    (["meet", "suggest", "-b", "Oslo", "-b", "Bern"], False),
+    (["meet"], False),
+    (["relay", "serve"], False),
+    (["send", "bob", "x"], True),
+])
+def test_the_launcher_hands_a_running_agent_what_uses_the_principal(
+    argv: list[str], served: bool,
+) -> None:
+    from backchannel.cli.launcher import command_of, served_by_agent
+
+    command = command_of(argv)
+    assert command is not None and served_by_agent(argv, command) is served

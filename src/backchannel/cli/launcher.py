@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["ALWAYS_HERE", "command_of", "main"]
+__all__ = ["ALWAYS_HERE", "command_of", "main", "served_by_agent"]
 
 _HOME_ENV = "BACKCHANNEL_HOME"
 # Commands that never use a principal's state, or own it themselves: run here, and
@@ -25,6 +25,15 @@ _HELP = frozenset({"--help", "-h", "--version", "-V"})
 # `main` would import Typer.
 _COMPLETE_VAR = "_BACKCHANNEL_COMPLETE"
 _COMPLETION_OPTIONS = frozenset({"--show-completion", "--install-completion"})
+
+
+def served_by_agent(argv: list[str], command: str) -> bool:
+    """Whether a running agent serves this command: all but `ALWAYS_HERE`, and of those
+    `meet propose`, which sends on the principal's channel (`meet suggest` only computes,
+    and its `--map FILE` is relative to where it was typed)."""
+    if command == "meet":
+        return argv[argv.index(command) + 1:argv.index(command) + 2] == ["propose"]
+    return command not in ALWAYS_HERE
 
 
 def command_of(argv: list[str]) -> str | None:
@@ -255,7 +264,7 @@ def main() -> None:
 
         signal.signal(signal.SIGTERM, _exit_cleanly)
     configured = None
-    if command is not None and command not in ALWAYS_HERE and not _HELP & set(argv):
+    if command is not None and served_by_agent(argv, command) and not _HELP & set(argv):
         configured = _configured(argv, command)
     if configured is not None:
         assert command is not None

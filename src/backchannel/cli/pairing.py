@@ -88,12 +88,23 @@ def init(
     state.out.print("Next: backchannel invite --relay URL (or accept your counterpart's code).")
 
 
-def _qr_symbol(code: str) -> Any:
+def _qr_symbol(code: str) -> Any | None:
+    """The code's QR symbol, or None when the code is longer than one symbol holds (an
+    invite that carries its relays' forwarding keys, about 1.6 KB each, does)."""
     import segno
+    from segno.encoder import DataOverflowError
 
     # Level L: the code is about 2.2 KB and signed, so error correction only has to
     # survive a camera, not tampering; a higher level would not fit in one symbol.
-    return segno.make(code, error="l")
+    try:
+        return segno.make(code, error="l")
+    except DataOverflowError:
+        return None
+
+
+def _no_qr(code: str) -> str:
+    return (f"warning: no QR code: this code is {len(code):,} characters (its relays' "
+            "forwarding keys included), more than one QR code holds; pass the code as text")
 
 
 def _qr_format(path: Path | None) -> None:
@@ -152,18 +163,22 @@ def invite(
             code = asyncio.run(principal.invite(relays, ttl_ms=ttl_ms))
         # The invite just made is the newest one waiting; its record has the exact expiry.
         expires_ms = max(principal.pending_invites(), key=lambda i: i.created_at_ms).expires_at_ms
-    if qr_file is not None:
-        _qr_symbol(code).save(str(qr_file), scale=4)
+    symbol = _qr_symbol(code) if qr or qr_file is not None else None
+    if symbol is None and (qr or qr_file is not None):
+        typer.echo(_no_qr(code), err=True)
+        qr, qr_file = False, None
+    if qr_file is not None and symbol is not None:
+        symbol.save(str(qr_file), scale=4)
     if state.json:
         emit_json({"code": code, "relays": list(dict.fromkeys(relays)),
                    "expires_at": utc_time(expires_ms),
                    "qr_file": str(qr_file) if qr_file is not None else None})
-        if qr:  # stdout carries the JSON alone
-            _qr_symbol(code).terminal(out=sys.stderr, compact=True)
+        if qr and symbol is not None:  # stdout carries the JSON alone
+            symbol.terminal(out=sys.stderr, compact=True)
         return
     typer.echo(code)
-    if qr:
-        _qr_symbol(code).terminal(out=sys.stdout, compact=True)
+    if qr and symbol is not None:
+        symbol.terminal(out=sys.stdout, compact=True)
     state.err.print(f"One-time invite, valid until {local_time(expires_ms)}."
                     + (f" QR code saved to {qr_file}." if qr_file is not None else ""))
     state.err.print("Your counterpart runs: backchannel accept CODE; then you run: "

@@ -320,14 +320,16 @@ class ConsoleData:
 
     def _read_channel(self, record: ChannelRecord, *, page: bool,
                       first: int | None = None) -> _Read:
-        from backchannel.client.duties import dialogue_of
         from backchannel.client.history import build_history
         from backchannel.client.strategic import line_grace_ms, line_period_ms
         from backchannel.dialogue import DEFAULT_LINETEST_EVERY_MS
         from backchannel.protocol.message import MessageKind
 
         messages: list[MessageRecord] = self.principal.messages(record.name)
-        dialogue: Dialogue = dialogue_of(self.principal.identity, record, messages)
+        # The principal's fold cache (`client.folds`): only what was stored since the last
+        # read is folded. The object is the cache's, extended in place by the next call, so
+        # everything shown is read from it here, before this method returns.
+        dialogue: Dialogue = self.principal.duties.dialogue(record)
         every = line_period_ms(record) or DEFAULT_LINETEST_EVERY_MS
         board = dialogue.board(self.principal.now_ms(), every, line_grace_ms(record))
         escalated = self.principal.escalated_ids(record.channel_id)
