@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backchannel.cli.exitcodes import ExitCode
 from tests.cli.conftest import Pair, one_error_line, run
 
 
@@ -219,3 +220,28 @@ def test_items_proposed_across_each_other_are_agreed_in_one_order(pair: Pair) ->
     theirs = js(b, "agenda", "show", "washington", "--round", "3")["rounds"][0]
     assert mine["agreed"] == theirs["agreed"] == [first, second]
     assert [i["item_id"] for i in mine["items"]] == [i["item_id"] for i in theirs["items"]]
+
+
+def test_the_console_refuses_a_red_line_ack_in_the_cli_s_words(pair: Pair) -> None:
+    import asyncio
+
+    import pytest
+
+    from backchannel.cli.context import _message_of
+    from backchannel.client.engine import Principal
+    from backchannel.client.errors import UnknownReference
+    from backchannel.tui.live import ConsoleData
+    from tests.cli.conftest import PASSPHRASE
+
+    note = json.loads(run(pair.washington, "send", "beijing", "not a red line",
+                          "--json").stdout)["message_id"][:8]
+    said = one_error_line(run(pair.washington, "redline", "ack", "beijing", note,
+                              code=ExitCode.NOT_FOUND))
+    principal = Principal.open(pair.washington, PASSPHRASE)
+    try:
+        with pytest.raises(UnknownReference) as refused:
+            asyncio.run(ConsoleData(principal).redline_ack("beijing", note))
+    finally:
+        principal.close()
+    assert said == f"error: {_message_of(refused.value)}"
+    assert said == f"error: '{note}' is not a red line of 'beijing'"

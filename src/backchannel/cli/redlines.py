@@ -22,7 +22,7 @@ from backchannel.cli.languageoptions import (
     TRANSLATED_BY_OPTION,
 )
 from backchannel.cli.output import emit_json, local_time, short_id
-from backchannel.client.errors import ClientError
+from backchannel.client.errors import ClientError, UnknownReference
 
 if TYPE_CHECKING:
     # Only for annotations: `redline --help` builds the group without Rich, the engine or
@@ -169,7 +169,7 @@ def ack(
         redline_id = strategic.resolve(redline)
         view = strategic.dialogue().red_line(redline_id)
         if view is None:
-            raise ClientError(f"'{redline}' is not a red line of '{strategic.name}'")
+            raise UnknownReference(f"'{redline}' is not a red line of '{strategic.name}'")
         if version is not None and version > view.latest.version:
             raise ClientError(
                 f"red line {short_id(redline_id.hex())} has no version {version} yet: the "

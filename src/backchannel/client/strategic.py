@@ -274,7 +274,7 @@ class StrategicChannel:
         redline_id = self.resolve(ref)
         view = self.dialogue().red_line(redline_id)
         if view is None:
-            raise UnknownReference(f"no red line '{ref}' in '{self.name}'")
+            raise UnknownReference(f"'{ref}' is not a red line of '{self.name}'")
         chosen = view.latest.version if version is None else version
         return await self._deliver(self._send_checked(RedLineAck(redline_id, chosen)))
 
