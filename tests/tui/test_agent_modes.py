@@ -85,6 +85,9 @@ async def test_a_console_is_a_client_of_the_running_agent(agents: Agents) -> Non
             # Pairing: an invite from the console, accepted by Bob (through his agent).
             await pilot.press("i")
             await fill(app, pilot, agents.url)
+            # The invite is made by the agent (mailboxes, the relays' forwarding keys):
+            # its code shows once that is done.
+            await until(pilot, lambda: isinstance(app.screen, Reading))
             shown = app.screen
             assert isinstance(shown, Reading)
             code = str(shown.body).split("\n", 1)[0]
