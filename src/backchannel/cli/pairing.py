@@ -88,7 +88,7 @@ def init(
     state.out.print("Next: backchannel invite --relay URL (or accept your counterpart's code).")
 
 
-def _qr_symbol(code: str) -> Any | None:
+def qr_symbol(code: str) -> Any | None:
     """The code's QR symbol, or None when the code is longer than one symbol holds (an
     invite that carries its relays' forwarding keys, about 1.6 KB each, does)."""
     import segno
@@ -102,9 +102,11 @@ def _qr_symbol(code: str) -> Any | None:
         return None
 
 
-def _no_qr(code: str) -> str:
-    return (f"warning: no QR code: this code is {len(code):,} characters (its relays' "
-            "forwarding keys included), more than one QR code holds; pass the code as text")
+def no_qr_reason(code: str) -> str:
+    """Why `code` comes without a QR code (`qr_symbol` gave None), for the CLI and the
+    console alike."""
+    return (f"no QR code: this code is {len(code):,} characters (its relays' forwarding "
+            "keys included), more than one QR code holds; pass the code as text")
 
 
 def _qr_format(path: Path | None) -> None:
@@ -163,9 +165,9 @@ def invite(
             code = asyncio.run(principal.invite(relays, ttl_ms=ttl_ms))
         # The invite just made is the newest one waiting; its record has the exact expiry.
         expires_ms = max(principal.pending_invites(), key=lambda i: i.created_at_ms).expires_at_ms
-    symbol = _qr_symbol(code) if qr or qr_file is not None else None
+    symbol = qr_symbol(code) if qr or qr_file is not None else None
     if symbol is None and (qr or qr_file is not None):
-        typer.echo(_no_qr(code), err=True)
+        typer.echo(f"warning: {no_qr_reason(code)}", err=True)
         qr, qr_file = False, None
     if qr_file is not None and symbol is not None:
         symbol.save(str(qr_file), scale=4)

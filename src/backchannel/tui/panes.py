@@ -200,17 +200,12 @@ def flash_text(flash: Pending) -> Text:
 def qr_text(code: str) -> Text:
     """An invite code and its QR code in half-block characters (two modules a cell,
     dark on light with a quiet zone), as `invite --qr` shows it."""
-    import segno
-    from segno.encoder import DataOverflowError
+    from backchannel.cli.pairing import no_qr_reason, qr_symbol
 
-    # Level L as `invite --qr`: the code is signed, so only a camera must be survived.
-    try:
-        symbol = segno.make(code, error="l")
-    except DataOverflowError:
-        # An invite carrying its relays' forwarding keys is longer than one symbol holds.
-        return Text(code + "\n\n", style="bold").append(
-            f"No QR code: this code is {len(code):,} characters (its relays' forwarding keys"
-            " included), more than one QR code holds; pass it as text.")
+    symbol = qr_symbol(code)  # the symbol `invite --qr` shows
+    if symbol is None:
+        reason = no_qr_reason(code)
+        return Text(code + "\n\n", style="bold").append(reason[0].upper() + reason[1:] + ".")
     rows = [[bool(m) for m in row] for row in symbol.matrix_iter(scale=1, border=2)]
     if len(rows) % 2:
         rows.append([False] * len(rows[0]))
