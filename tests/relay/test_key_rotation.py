@@ -48,7 +48,7 @@ def test_a_version_1_key_file_still_loads_and_rotates(tmp_path: Path) -> None:
     ring = rotate_key(path, NOW, OVERLAP)
     assert path.stat().st_mode & 0o777 == 0o600
     assert not path.with_name("relay.key.new").exists()
-    again = read_key(path)  # version 2 now
+    again = read_key(path)  # version 3 now
     assert again.public == ring.public != old.public
     assert again.previous is not None and again.previous.public == old.public
     assert again.previous_until == NOW + OVERLAP and again.retired == ()
@@ -61,18 +61,18 @@ def test_a_version_1_key_file_still_loads_and_rotates(tmp_path: Path) -> None:
     for _ in range(MAX_RETIRED + 3):
         rotate_key(path, NOW + 2, OVERLAP)
     assert len(read_key(path).retired) == MAX_RETIRED
-    # A fresh relay writes version 2 from the start.
+    # A fresh relay writes version 3 (with an identity of its own) from the start.
     made = load_or_create_key(tmp_path / "fresh.key")
     assert read_key(tmp_path / "fresh.key").public == made.public
-    assert (tmp_path / "fresh.key").read_bytes().startswith(b"bcrlykey\x02")
+    assert (tmp_path / "fresh.key").read_bytes().startswith(b"bcrlykey\x03")
 
 
 def test_damaged_key_files_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "relay.key"
     good = RelayKeyRing(RelayKeyPair(os.urandom(KEY_SEED_SIZE))).rotated(
         os.urandom(KEY_SEED_SIZE), NOW, OVERLAP).to_bytes()
-    for bad in (b"", b"short", good[:-1], good + b"\0", b"bcrlykey\x03" + good[9:],
-                b"notakey!" + good[8:], good[:105] + b"\x02" + good[106:]):
+    for bad in (b"", b"short", good[:-1], good + b"\0", b"bcrlykey\x04" + good[9:],
+                b"notakey!" + good[8:], good[:137] + b"\x02" + good[138:]):
         path.write_bytes(bad)
         with pytest.raises(BadKeyFile):
             read_key(path)

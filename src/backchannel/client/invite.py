@@ -10,10 +10,11 @@ when decoded, before anything is stored (docs/protocol.md §8).
 
 Binary layout, then ``BC1-`` + base64url without padding::
 
-    magic "BCI" | version u8 = 1, 2 or 3 | invite_id 16 | expires_at_ms u64 | name text16
+    magic "BCI" | version u8 = 1, 2, 3 or 4 | invite_id 16 | expires_at_ms u64 | name text16
     relay_count u8 | relay_count x (url text16, mailbox_id 16, send_token 32)
-    bundle bytes16 | (version 2 and 3) capabilities u8
+    bundle bytes16 | (version 2 to 4) capabilities u8
     (version 3 only) key_mask u8 | for each bit i set, in order: relay i's key 1225
+    (version 4 only) pin_mask u8 | for each bit i set, in order: relay i's pin 32
     signature 64 = Ed25519(IK, "Backchannel invite v1" || all above)
 
 Version 2 adds the inviter's capabilities (bit 0: the post-quantum ratchet, protocol.md
@@ -23,9 +24,14 @@ keys (`protocol.forwarding.RelayPublicKey`, its published form), so that the joi
 send through another relay (private routing, docs/relay.md) without first asking the
 destination relay for its key, which would itself show the relay the joiner's address; bit
 i of the mask (nonzero) says relay i's key follows. An invite with no key is written as
-version 2 (or 1), which earlier versions read. The joiner's hello answers a version 2
-invite with its own capabilities byte after the relays (the hello is inside the first,
-authenticated message).
+version 2 (or 1), which earlier versions read. Version 4, what invites are now, carries
+instead of each key the relay's 32-byte *pin*, the public key of its Ed25519 relay
+identity (`protocol.keystatement`): two relays with keys no longer fit one QR code, two
+with pins do. The joiner fetches the relay's signed key statement and keeps a key only if
+it verifies under the pin (`client.keypins`), and fetches it again the same way after the
+relay rotates its key. An invite carries pins or keys, never both. The joiner's hello
+answers a version 2 invite with its own capabilities byte after the relays (the hello is
+inside the first, authenticated message).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from backchannel.protocol.errors import (
     UnsafeText,
 )
 from backchannel.protocol.forwarding import PUBLISHED_KEY_SIZE, RelayPublicKey
+from backchannel.protocol.keystatement import PIN_SIZE
 from backchannel.protocol.relayframes import TOKEN_SIZE
 from backchannel.protocol.text import check_relay_url, check_safe_text
 from backchannel.protocol.wire import Reader, Writer
@@ -79,13 +86,15 @@ _MAGIC: Final = b"BCI"
 _VERSION: Final = 1
 _VERSION_CAPABILITIES: Final = 2
 _VERSION_KEYS: Final = 3
+_VERSION_PINS: Final = 4
+_VERSIONS: Final = (_VERSION, _VERSION_CAPABILITIES, _VERSION_KEYS, _VERSION_PINS)
 _SIGNATURE_LABEL: Final = b"Backchannel invite v1"
 # A channel over more than a handful of relays gains nothing and multiplies traffic.
 MAX_RELAYS: Final = 8
 MAX_URL_LENGTH: Final = 512
 MAX_NAME_LENGTH: Final = 64
 _MAX_BUNDLE: Final = 4096
-# Eight relays with their keys (1,225 bytes each) are about 14,000 characters.
+# Eight relays with their keys (1,225 bytes each, version 3) are about 14,000 characters.
 _MAX_CODE: Final = 24576
 
 
@@ -144,6 +153,23 @@ def _read_relays(r: Reader) -> tuple[RelayAddress, ...]:
     return tuple(RelayAddress.read(r) for _ in range(count))
 
 
+def _read_mask(r: Reader, count: int, what: str) -> int:
+    mask = r.u8()
+    if not mask or mask >> count:
+        raise RemoteProtocolError(f"a version {what} invite's mask names no relay or too many")
+    return mask
+
+
+def _read_pins(r: Reader, count: int) -> tuple[bytes | None, ...]:
+    """The pin mask and the pins it announces, one slot per relay.
+
+    Raises:
+        RemoteProtocolError: an empty mask or a bit past the last relay.
+    """
+    mask = _read_mask(r, count, "4")
+    return tuple(r.fixed(PIN_SIZE) if mask >> i & 1 else None for i in range(count))
+
+
 def _read_keys(r: Reader, count: int) -> tuple[RelayPublicKey | None, ...]:
     """The key mask and the keys it announces, one slot per relay.
 
@@ -151,9 +177,7 @@ def _read_keys(r: Reader, count: int) -> tuple[RelayPublicKey | None, ...]:
         RemoteProtocolError: an empty mask, a bit past the last relay, or a key that is
             not a relay key.
     """
-    mask = r.u8()
-    if not mask or mask >> count:
-        raise RemoteProtocolError("a version 3 invite's key mask names no relay or too many")
+    mask = _read_mask(r, count, "3")
     return tuple(
         RelayPublicKey.from_bytes(r.fixed(PUBLISHED_KEY_SIZE)) if mask >> i & 1 else None
         for i in range(count)
@@ -172,10 +196,17 @@ class Invite:
     # Each relay's forwarding key, in the order of `relays` (None: not given); empty, or
     # all None, for an invite without keys.
     relay_keys: tuple[RelayPublicKey | None, ...] = ()
+    # Each relay's identity pin (`protocol.keystatement.PIN_SIZE` bytes), in the order of
+    # `relays` (None: not given); empty, or all None, for an invite without pins.
+    relay_pins: tuple[bytes | None, ...] = ()
 
     def __post_init__(self) -> None:
-        if len(self.relay_keys) > len(self.relays):
-            raise LocalProtocolError("more relay keys than relays")
+        if len(self.relay_keys) > len(self.relays) or len(self.relay_pins) > len(self.relays):
+            raise LocalProtocolError("more relay keys or pins than relays")
+        if any(self.relay_keys) and any(self.relay_pins):
+            raise LocalProtocolError("an invite carries the relays' keys or their pins, not both")
+        if any(pin is not None and len(pin) != PIN_SIZE for pin in self.relay_pins):
+            raise LocalProtocolError(f"a relay pin is {PIN_SIZE} bytes")
 
     @property
     def post_quantum(self) -> bool:
@@ -186,9 +217,17 @@ class Invite:
         found = (k for r, k in zip(self.relays, self.relay_keys, strict=False) if r.url == url)
         return next(found, None)
 
+    def pin_of(self, url: str) -> bytes | None:
+        """The identity pin the invite gives for the relay at `url`, if any."""
+        found = (p for r, p in zip(self.relays, self.relay_pins, strict=False) if r.url == url)
+        return next(found, None)
+
     def _body(self) -> bytes:
         mask = sum(1 << i for i, key in enumerate(self.relay_keys) if key is not None)
-        if mask:
+        pin_mask = sum(1 << i for i, pin in enumerate(self.relay_pins) if pin is not None)
+        if pin_mask:
+            version = _VERSION_PINS
+        elif mask:
             version = _VERSION_KEYS
         else:
             version = _VERSION_CAPABILITIES if self.capabilities else _VERSION
@@ -203,6 +242,11 @@ class Invite:
             for key in self.relay_keys:
                 if key is not None:
                     w.fixed(key.to_bytes(), PUBLISHED_KEY_SIZE)
+        if version == _VERSION_PINS:
+            w.u8(pin_mask)
+            for pin in self.relay_pins:
+                if pin is not None:
+                    w.fixed(pin, PIN_SIZE)
         return w.getvalue()
 
     def signed(self, identity: IdentityKeyPair) -> Invite:
@@ -216,6 +260,7 @@ class Invite:
             signature,
             self.capabilities,
             self.relay_keys,
+            self.relay_pins,
         )
 
     def to_code(self) -> str:
@@ -243,7 +288,7 @@ class Invite:
         try:
             r = Reader(raw, "invite")
             magic, version = r.fixed(3), r.u8()
-            if magic != _MAGIC or version not in (_VERSION, _VERSION_CAPABILITIES, _VERSION_KEYS):
+            if magic != _MAGIC or version not in _VERSIONS:
                 raise RemoteProtocolError("unknown invite format")
             invite_id, expires = r.fixed(16), r.u64()
             name = _read_name(r, "the name in the invite")
@@ -253,13 +298,15 @@ class Invite:
             if version == _VERSION_CAPABILITIES and not capabilities:
                 raise RemoteProtocolError("a version 2 invite names no capability")
             keys = _read_keys(r, len(relays)) if version == _VERSION_KEYS else ()
+            pins = _read_pins(r, len(relays)) if version == _VERSION_PINS else ()
             signature = r.fixed(64)
             r.finish()
         except _PolicyRefused as error:
             raise InviteRefused(f"invite code refused: {error}") from None
         except RemoteProtocolError as error:
             raise InviteRefused(f"invite code is damaged or tampered with ({error})") from None
-        invite = cls(invite_id, expires, name, relays, bundle, signature, capabilities, keys)
+        invite = cls(invite_id, expires, name, relays, bundle, signature, capabilities, keys,
+                     pins)
         if not bundle.identity.verify(signature, _SIGNATURE_LABEL + invite._body()):
             raise InviteRefused("invite code was tampered with: its signature does not verify")
         if now_ms >= expires:

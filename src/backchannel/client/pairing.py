@@ -26,14 +26,14 @@ from backchannel.client.placement import PLACEMENT_SETTING, inviter_share, joine
 from backchannel.client.records import ChannelRecord, InviteRecord, Link, Mailbox, MessageRecord
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SyncReport
-from backchannel.client.routing import fetch_relay_key
+from backchannel.client.routing import fetch_key_statement
 from backchannel.client.sending import Sender
 from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import MailboxCaps, RelayClosed, RelayRequestError
 from backchannel.protocol.e2e.prekeys import PrekeySecrets
 from backchannel.protocol.e2e.session import Session, starts_session
 from backchannel.protocol.errors import DecryptionFailed, LocalProtocolError, RemoteProtocolError
-from backchannel.protocol.forwarding import RelayPublicKey
+from backchannel.protocol.keystatement import KeyStatement
 from backchannel.protocol.message import Message
 from backchannel.protocol.relayframes import ErrorCode
 from backchannel.protocol.text import check_relay_url, check_safe_text
@@ -45,8 +45,8 @@ __all__ = ["DEFAULT_INVITE_TTL_MS", "Pairing", "delete_mailboxes"]
 DEFAULT_INVITE_TTL_MS: Final = 7 * 24 * 3600 * 1000
 # The shortest invite id prefix accepted by `invite revoke`, as for channel ids.
 _MIN_REF: Final = 6
-# Seconds to fetch the relays' forwarding keys for an invite: a relay slow to answer is
-# named without its key (the joiner then sends to it directly, or fetches it).
+# Seconds to fetch the relays' key statements for an invite: a relay slow to answer is
+# named without its pin (the joiner then sends to it directly).
 _KEY_TIMEOUT: Final = 3.0
 
 
@@ -97,25 +97,33 @@ async def delete_mailboxes(links: list[Link]) -> list[str]:
     return left
 
 
-async def _relay_keys(urls: list[str]) -> tuple[RelayPublicKey | None, ...]:
-    """Each relay's forwarding key, for the invite (None where a relay publishes none or
-    cannot be reached now): the joiner then forwards without asking the relay for it."""
+async def _relay_statements(urls: list[str]) -> tuple[KeyStatement | None, ...]:
+    """Each relay's signed key statement, for the invite's pins (None where a relay
+    publishes none, cannot be reached now, or sends one that does not verify). We reach
+    these relays anyway, to make the invite's mailboxes; the identity a statement is
+    signed by is what the invite pins, first seen here over the relay's TLS."""
     got = await asyncio.gather(
-        *(fetch_relay_key(url, timeout=_KEY_TIMEOUT) for url in urls), return_exceptions=True
+        *(fetch_key_statement(url, None, timeout=_KEY_TIMEOUT) for url in urls),
+        return_exceptions=True,
     )
     for result in got:
         if isinstance(result, BaseException) and not isinstance(
-            result, RelayClosed | LocalProtocolError
+            result, RelayClosed | RemoteProtocolError | LocalProtocolError
         ):
             raise result
-    return tuple(key if isinstance(key, RelayPublicKey) else None for key in got)
+    return tuple(s if isinstance(s, KeyStatement) else None for s in got)
 
 
 def _keep_keys(state: ClientState, invite: Invite) -> None:
-    """Remember the forwarding keys an invite carries (inside the caller's transaction)."""
+    """Remember the forwarding keys (version 3) or the pins (version 4) an invite
+    carries (inside the caller's transaction); a pinned relay's key is fetched and
+    verified against its pin before the first send to it (`Sender.flush_relay`)."""
     for relay, key in zip(invite.relays, invite.relay_keys, strict=False):
         if key is not None:
             state.relays.put_key(relay.url, key)
+    for relay, pin in zip(invite.relays, invite.relay_pins, strict=False):
+        if pin is not None:
+            state.relays.put_pin(relay.url, pin)
 
 
 def _channel_links(invite: InviteRecord, hello: Hello) -> tuple[list[Link], list[Link]]:
@@ -199,12 +207,12 @@ class Pairing:
             # the relays only (`placement`: the joiner's go on the others). Each is
             # created over its own connection, all at once (each opened after its own
             # random delay), so neither a connection nor the order links them.
-            made, keys = await asyncio.gather(
+            made, statements = await asyncio.gather(
                 asyncio.gather(
                     *(self._create(pool, url) for url in [*urls, *own_share]),
                     return_exceptions=True,
                 ),
-                _relay_keys(urls),
+                _relay_statements(urls),
             )
         finally:
             await pool.close()
@@ -228,7 +236,7 @@ class Pairing:
             _addresses(links),
             prekeys.bundle(state.identity, opk_id),
             capabilities=CAPABILITY_PQ_RATCHET,  # new channels run the PQ ratchet (§13.8)
-            relay_keys=keys,
+            relay_pins=tuple(s.identity if s is not None else None for s in statements),
         ).signed(state.identity)
         record = InviteRecord(
             invite_id.hex(),
@@ -241,7 +249,10 @@ class Pairing:
         )
         with state.store.transaction():
             state.invites.add(record)
-            _keep_keys(state, invite)
+            for url, statement in zip(urls, statements, strict=True):
+                if statement is not None:
+                    state.relays.put_pin(url, statement.identity)
+                    state.relays.keep_statement(url, statement)
         return invite.to_code()
 
     def find_invite(self, ref: str) -> InviteRecord:

@@ -35,6 +35,7 @@ from backchannel.protocol.forwarding import (
     open_reply,
     seal_send,
 )
+from backchannel.protocol.keystatement import MAX_STATEMENT_SIZE, KeyStatement
 from backchannel.protocol.relayconn import Answer, ClientConnection, Refusal
 from backchannel.protocol.relayframes import (
     MAX_RESPONSE_FRAME_SIZE,
@@ -54,6 +55,7 @@ __all__ = [
     "RelayChoice",
     "Route",
     "choose_forwarder",
+    "fetch_key_statement",
     "fetch_relay_key",
     "forward_send",
     "operator_setting",
@@ -64,6 +66,10 @@ __all__ = [
 RELAY_KEY_PATH: Final = "/relay-key"
 # An answer to GET /relay-key: headers and the 1,634-character key; more is not a key.
 _MAX_KEY_ANSWER: Final = 4096
+# The relay publishes its signed key statement here (`relay.server.RELAY_KEY_STATEMENT_PATH`).
+RELAY_KEY_STATEMENT_PATH: Final = "/relay-key-statement"
+# An answer to GET /relay-key-statement: headers and the statement's text.
+_MAX_STATEMENT_ANSWER: Final = 1024 + (MAX_STATEMENT_SIZE * 4 + 2) // 3
 # Seconds to fetch a relay's key.
 DEFAULT_KEY_TIMEOUT: Final = 10.0
 # Seconds a forward may take end to end: the forwarding relay allows itself 10 s to reach
@@ -196,16 +202,55 @@ def choose_forwarder(destination: RelayChoice, known: Sequence[RelayChoice],
 
 
 async def fetch_relay_key(url: str, *, timeout: float = DEFAULT_KEY_TIMEOUT) -> RelayPublicKey:
-    """A relay's published forwarding key, from ``GET /relay-key`` beside its WebSocket.
+    """A relay's published forwarding key, from ``GET /relay-key`` beside its WebSocket,
+    unverified (no pin): what relays of the release before key statements offer.
 
     Over ``wss://`` the request goes over TLS verified against the system's trust store,
-    as the WebSocket does; a key an invite carries needs no fetch and is preferred (it
-    does not trust the network at all). Compare `RelayPublicKey.fingerprint` with what the
-    operator prints when in doubt.
+    as the WebSocket does. A key verified against the relay's pin (`fetch_key_statement`)
+    is preferred. Compare `RelayPublicKey.fingerprint` with what the operator prints when
+    in doubt.
 
     Raises:
         InsecureRelayUrl, UnsafeText: not a relay URL.
         RelayClosed: the relay cannot be reached, or has no key, or answered garbage.
+    """
+    body = await _http_get(url, RELAY_KEY_PATH, _MAX_KEY_ANSWER, timeout, "key")
+    try:
+        return RelayPublicKey.from_text(body.strip().decode("ascii"))
+    except (UnicodeDecodeError, BackchannelError):
+        raise RelayClosed("the relay's published key is not a relay key") from None
+
+
+async def fetch_key_statement(url: str, pin: bytes | None, *,
+                              timeout: float = DEFAULT_KEY_TIMEOUT) -> KeyStatement:
+    """A relay's signed key statement, from ``GET /relay-key-statement``, verified: its
+    signature, and (with `pin`) that it is the pinned identity's. Fetched directly, over
+    a short connection of its own that carries nothing else (docs/threat-model.md says
+    what that shows the relay).
+
+    Raises:
+        InsecureRelayUrl, UnsafeText: not a relay URL.
+        RelayClosed: the relay cannot be reached, publishes no statement, or answered
+            something that is not one.
+        StatementRefused: a statement that does not verify, or another identity's than
+            `pin`: none of its keys may be used.
+    """
+    body = await _http_get(url, RELAY_KEY_STATEMENT_PATH, _MAX_STATEMENT_ANSWER, timeout,
+                           "key statement")
+    try:
+        text = body.strip().decode("ascii")
+    except UnicodeDecodeError:
+        raise RelayClosed("the relay's key statement is not text") from None
+    return KeyStatement.from_text(text, pin)
+
+
+async def _http_get(url: str, path: str, limit: int, timeout: float, what: str) -> bytes:
+    """The body of a 200 answer to ``GET path`` on the relay at `url` (at most `limit`
+    bytes, headers included), over a connection opened and closed for it.
+
+    Raises:
+        InsecureRelayUrl, UnsafeText: not a relay URL.
+        RelayClosed: unreachable, not answered in time, longer than `limit`, or not 200.
     """
     check_relay_url(url)
     parts = urlsplit(url)
@@ -214,7 +259,7 @@ async def fetch_relay_key(url: str, *, timeout: float = DEFAULT_KEY_TIMEOUT) -> 
     port = parts.port or (443 if secure else 80)
     context = ssl.create_default_context() if secure else None
     authority = f"[{host}]" if ":" in host else host
-    request = (f"GET {RELAY_KEY_PATH} HTTP/1.1\r\nHost: {authority}:{port}\r\n"
+    request = (f"GET {path} HTTP/1.1\r\nHost: {authority}:{port}\r\n"
                "Connection: close\r\n\r\n").encode("ascii")
     try:
         async with asyncio.timeout(timeout):
@@ -222,23 +267,20 @@ async def fetch_relay_key(url: str, *, timeout: float = DEFAULT_KEY_TIMEOUT) -> 
             try:
                 writer.write(request)
                 await writer.drain()
-                answer = await reader.read(_MAX_KEY_ANSWER + 1)
-                while len(answer) <= _MAX_KEY_ANSWER and (more := await reader.read(
-                        _MAX_KEY_ANSWER + 1 - len(answer))):
+                answer = await reader.read(limit + 1)
+                while len(answer) <= limit and (more := await reader.read(
+                        limit + 1 - len(answer))):
                     answer += more
             finally:
                 writer.close()
     except TimeoutError:
-        raise RelayClosed(f"the relay's key was not sent within {timeout:g} s") from None
+        raise RelayClosed(f"the relay's {what} was not sent within {timeout:g} s") from None
     except (OSError, ssl.SSLError) as exc:
         raise _reached(exc) from None
     head, sep, body = answer.partition(b"\r\n\r\n")
-    if len(answer) > _MAX_KEY_ANSWER or not sep or not head.startswith(b"HTTP/1.1 200 "):
-        raise RelayClosed("the relay publishes no forwarding key")
-    try:
-        return RelayPublicKey.from_text(body.strip().decode("ascii"))
-    except (UnicodeDecodeError, BackchannelError):
-        raise RelayClosed("the relay's published key is not a relay key") from None
+    if len(answer) > limit or not sep or not head.startswith(b"HTTP/1.1 200 "):
+        raise RelayClosed(f"the relay publishes no forwarding {what}")
+    return body
 
 
 # --- the flush's choice (`Sender.flush_relay`) -----------------------------------------

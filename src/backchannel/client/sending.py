@@ -14,6 +14,7 @@ from collections.abc import Collection
 from typing import Final
 
 from backchannel.client.errors import ClientError, IdentityChanged
+from backchannel.client.keypins import KeyCheck, refresh_key
 from backchannel.client.records import ChannelRecord, message_record
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
@@ -50,6 +51,14 @@ _CLAIM_MS: Final = 60_000
 # Queued rows of one direction a slot looks through for a FLASH note, which takes the
 # next slot ahead of older rows: more than a backlog a watch usually has.
 _FLASH_LOOKAHEAD: Final = 32
+# Key statements fetched in one flush of one relay after a refusal of its key: a rotation
+# needs one; more means forwarding relays keep refusing a key the destination lists.
+_MAX_KEY_REFRESHES: Final = 3
+# Seconds to fetch a relay's key statement (`client.keypins`), and the least time between
+# two fetches for a relay that has a pin but no key (one per flush would show the relay
+# our address at every send).
+_KEY_FETCH_TIMEOUT: Final = 3.0
+_KEY_FETCH_EVERY_MS: Final = 300_000
 
 
 class SlottedChannels:
@@ -89,6 +98,8 @@ class Sender:
         # How the last flush reached each destination relay, when not forwarded as asked
         # (`routing.plan_route`): a line per relay for `status` and `sync`.
         self.route_status: dict[str, str] = {}
+        # When this handle last fetched each relay's key statement (ms, `state.clock`).
+        self._key_fetched: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"Sender({self._state!r})"
@@ -254,10 +265,21 @@ class Sender:
         done: set[int] = set()
         sent, backoff, rounds = 0, _RETRY_FIRST_DELAY, 0
         known = state.all_relays()
+        # Forwarding relays whose refusal of the destination's key its signed statement
+        # contradicts: out of the choice for this pass (`client.keypins`).
+        distrusted: set[str] = set()
+        refreshes = 0
+        await self._fetch_pinned_key(url)
         while True:
             # Chosen again for each window: a forwarding relay found down drops out.
             route = plan_route(url, known, state.relays.key(url), state.settings.get,
-                               down=pool.failures)
+                               down={*pool.failures, *distrusted})
+            if distrusted and route.forwarder is None and route.status:
+                # Never direct on the word of a forwarding relay that refused falsely.
+                route = Route(None, None, False, (
+                    f"not sent to {url}: {', '.join(sorted(distrusted))} refused its "
+                    "forwarding key, which its signed statement lists as current, and no "
+                    "other relay can forward to it"))
             now = state.clock()
             with state.store.transaction():
                 window = state.outbox.claim(url, tokens, now, now + _CLAIM_MS, _SEND_WINDOW, done)
@@ -317,10 +339,13 @@ class Sender:
                 None,
             )
             if isinstance(failure, _StaleKey):
-                # The destination changed its key: ours is forgotten, and the rest goes
-                # the way `plan_route` chooses without it (direct, or not at all).
-                with state.store.transaction():
-                    state.relays.forget_key(url)
+                # Our key was refused: the destination's signed statement says whether it
+                # changed (use the new one) or the refusal was false (another forwarder).
+                refreshes += 1
+                if refreshes > _MAX_KEY_REFRESHES:
+                    break  # the rows wait for the next flush
+                if not await self._settle_stale_key(url, route, distrusted):
+                    break
                 done -= {row.row_id for row, result in answered if isinstance(result, _StaleKey)}
                 continue
             if isinstance(failure, _DestinationDown):
@@ -348,6 +373,41 @@ class Sender:
             else:
                 backoff = _RETRY_FIRST_DELAY
         return sent
+
+    async def _fetch_pinned_key(self, url: str) -> None:
+        """Fetch the key of a relay that has a pin but no key yet (a version 4 invite's),
+        at most once in `_KEY_FETCH_EVERY_MS` per relay."""
+        state = self._state
+        if state.relays.key(url) is not None or state.relays.pin(url) is None:
+            return
+        last = self._key_fetched.get(url)
+        if last is not None and state.clock() - last < _KEY_FETCH_EVERY_MS:
+            return
+        self._key_fetched[url] = state.clock()
+        await refresh_key(state, url, None, timeout=_KEY_FETCH_TIMEOUT)
+
+    async def _settle_stale_key(self, url: str, route: Route, distrusted: set[str]) -> bool:
+        """After our key for `url` was refused (UNKNOWN_KEY or KEY_RETIRED): fetch its
+        signed statement and act on it. Returns False when the rows must wait."""
+        state = self._state
+        self._key_fetched[url] = state.clock()
+        refreshed = await refresh_key(state, url, route.key, timeout=_KEY_FETCH_TIMEOUT)
+        match refreshed.check:
+            case KeyCheck.CHANGED:
+                return True  # the new key is kept: the rows go again with it
+            case KeyCheck.SAME if route.forwarder is not None:
+                distrusted.add(route.forwarder)
+                return True
+            case KeyCheck.UNREACHABLE if state.relays.pin(url) is not None:
+                # Nothing shows the refusal true: no direct send on its word alone.
+                self.route_status[url] = f"not sent to {url} now: {refreshed.reason}"
+                return False
+        # No key verifies (another identity, a rollback; or no pin and no statement, a
+        # relay from before statements, where the refusal is all we have to go on):
+        # ours is forgotten, and the rest goes as `plan_route` chooses without it.
+        with state.store.transaction():
+            state.relays.forget_key(url)
+        return True
 
     def _note_route(self, url: str, route: Route) -> None:
         """Keep the line for rows sent (or held) to `url` other than forwarded as asked."""
@@ -493,8 +553,8 @@ class _DestinationDown(RelayClosed):
 
 
 class _StaleKey(RelayClosed):
-    """The destination (or the forwarding relay for it) does not know the key we sealed
-    to: it has another now."""
+    """The destination (or the forwarding relay for it) refused the key we sealed to as
+    unknown or retired: it may have another now (`client.keypins` tells)."""
 
 
 # Forwards of one window in flight at once: each is a connection of its own to the
@@ -518,7 +578,7 @@ async def _forward_window(forwarder: str, destination: str, key: RelayPublicKey,
                 if error.code == ErrorCode.DESTINATION_UNAVAILABLE and not error.by_destination:
                     raise _DestinationDown(
                         f"{forwarder} cannot reach it now (forwarded send)") from None
-                if error.code == ErrorCode.UNKNOWN_KEY:
+                if error.code in (ErrorCode.UNKNOWN_KEY, ErrorCode.KEY_RETIRED):
                     raise _StaleKey(f"{destination} no longer has the key we know") from None
                 raise
 

@@ -2,7 +2,7 @@
 by the operator (`relay key rotate`) with an overlap during which the previous key still
 opens sealed sends (docs/relay.md "Private routing", "Key rotation").
 
-The key file, mode 0600 beside the relay's data, is in one of two formats:
+The key file, mode 0600 beside the relay's data, is in one of three formats:
 
 - version 1 (what relays wrote before rotation existed, still read): exactly
   `forwarding.KEY_SEED_SIZE` bytes, the seed of the one key;
@@ -11,17 +11,25 @@ The key file, mode 0600 beside the relay's data, is in one of two formats:
   ``previous_until`` is the Unix time (seconds) after which the previous key opens
   nothing, and the retired key ids (at most `MAX_RETIRED`, newest last) name keys whose
   seeds are gone: a send sealed to one of them is refused as KEY_RETIRED rather than as
-  an unknown key, so its client knows to fetch the current key.
+  an unknown key, so its client knows to fetch the current key;
+- version 3 (what relays write now): ``magic[8] version:u8 (3) identity_seed[32]``, then
+  the rest of version 2 from ``current_seed``. The seed is that of the relay's long-term
+  Ed25519 identity (`protocol.keystatement.RelayIdentity`), which signs the statement of
+  its forwarding keys that clients check against the pin an invite gave. A version 1 or 2
+  file has none: its identity is derived from its current seed (so it is the same at every
+  start), and the first rotation writes it out as version 3, where it stays.
 
 A rotation's previous key that outlived its overlap is dropped from the file at the next
 rotation (its id is kept among the retired); until then the relay refuses it by the clock.
 The key pair follows from each seed (`forwarding.RelayKeyPair`). The current public key is
-published at ``GET /relay-key``, current and previous at ``GET /relay-keys``; the current
-key's id and fingerprint are in the ``listening`` log line.
+published at ``GET /relay-key``, current and previous at ``GET /relay-keys``, and both
+signed by the identity at ``GET /relay-key-statement``; the current key's id and
+fingerprint are in the ``listening`` log line.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +42,7 @@ from backchannel.protocol.forwarding import (
     RelayPublicKey,
     SealError,
 )
+from backchannel.protocol.keystatement import IDENTITY_SEED_SIZE, KeyStatement, RelayIdentity
 from backchannel.protocol.relayframes import FORWARD_KEY_ID_SIZE, ErrorCode
 from backchannel.protocol.wire import Reader, Writer
 
@@ -50,7 +59,8 @@ __all__ = [
 
 DAY_SECONDS: Final = 86_400.0
 _MAGIC: Final = b"bcrlykey"
-_VERSION: Final = 2
+_VERSION_ROTATION: Final = 2
+_VERSION: Final = 3
 # Seconds the previous key keeps opening sealed sends after a rotation by default: a
 # week, longer than a client's invites and cached keys usually go unrefreshed.
 DEFAULT_OVERLAP: Final = 7 * DAY_SECONDS
@@ -74,12 +84,30 @@ class RelayKeyRing:
         previous: the key before the last rotation, or None.
         previous_until: Unix seconds after which `previous` opens nothing.
         retired: ids of older keys, whose seeds are gone (newest last).
+        identity_seed: the seed of the relay's identity; empty for a ring from a file of
+            version 1 or 2 (or a bare key pair), whose identity follows from `current`.
     """
 
     current: RelayKeyPair
     previous: RelayKeyPair | None = None
     previous_until: float = 0.0
     retired: tuple[bytes, ...] = ()
+    identity_seed: bytes = b""
+
+    @property
+    def identity(self) -> RelayIdentity:
+        """The relay's identity (it signs `statement`, nothing else)."""
+        if self.identity_seed:
+            return _identity(self.identity_seed)
+        return RelayIdentity.derived_from(self.current.seed)
+
+    def statement(self, now: float) -> KeyStatement:
+        """The keys that open sealed sends at `now` (`published`), with until when,
+        signed by the identity at `now`."""
+        keys = [(self.current.public, 0)]
+        if self.previous is not None and now <= self.previous_until:
+            keys.append((self.previous.public, max(1, int(self.previous_until))))
+        return self.identity.sign(keys, int(now))
 
     @property
     def public(self) -> RelayPublicKey:
@@ -126,13 +154,14 @@ class RelayKeyRing:
         retired = list(self.retired)
         if self.previous is not None:
             retired.append(self.previous.public.key_id)
+        # The identity stays: the pins invites gave go on verifying the new key.
         return RelayKeyRing(RelayKeyPair(seed), self.current, now + overlap,
-                            tuple(retired[-MAX_RETIRED:]))
+                            tuple(retired[-MAX_RETIRED:]), self.identity.seed)
 
     def to_bytes(self) -> bytes:
-        """The version 2 key file."""
-        w = Writer().fixed(_MAGIC, len(_MAGIC)).u8(_VERSION).fixed(self.current.seed,
-                                                                   KEY_SEED_SIZE)
+        """The version 3 key file."""
+        w = Writer().fixed(_MAGIC, len(_MAGIC)).u8(_VERSION)
+        w.fixed(self.identity.seed, IDENTITY_SEED_SIZE).fixed(self.current.seed, KEY_SEED_SIZE)
         if self.previous is None:
             w.u8(0)
         else:
@@ -144,18 +173,20 @@ class RelayKeyRing:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RelayKeyRing:
-        """Read a key file of either version.
+        """Read a key file of any version (1, 2 or 3).
 
         Raises:
-            RemoteProtocolError: neither a version 1 seed nor a version 2 file.
+            RemoteProtocolError: neither a version 1 seed nor a version 2 or 3 file.
         """
         if len(data) == KEY_SEED_SIZE:  # version 1: the seed alone
             return cls(RelayKeyPair(data))
         r = Reader(data, "relay key file")
         if r.fixed(len(_MAGIC)) != _MAGIC:
             raise RemoteProtocolError("not a relay key file")
-        if r.u8() != _VERSION:
+        version = r.u8()
+        if version not in (_VERSION_ROTATION, _VERSION):
             raise RemoteProtocolError("a relay key file of an unknown version")
+        identity_seed = r.fixed(IDENTITY_SEED_SIZE) if version == _VERSION else b""
         current = RelayKeyPair(r.fixed(KEY_SEED_SIZE))
         previous, until = None, 0.0
         flag = r.u8()
@@ -168,7 +199,7 @@ class RelayKeyRing:
             raise RemoteProtocolError("a relay key file with too many retired keys")
         retired = tuple(r.fixed(FORWARD_KEY_ID_SIZE) for _ in range(count))
         r.finish()
-        return cls(current, previous, until, retired)
+        return cls(current, previous, until, retired, identity_seed)
 
 
 def read_key(path: Path) -> RelayKeyRing:
@@ -184,7 +215,7 @@ def read_key(path: Path) -> RelayKeyRing:
 
 def load_or_create_key(path: Path) -> RelayKeyRing:
     """The keys in `path`; a fresh key (from the OS's CSPRNG) is made and written there
-    if the file is absent (in version 2).
+    if the file is absent (in version 3, with a fresh identity).
 
     Raises:
         BadKeyFile: the file is not a relay key file.
@@ -193,7 +224,8 @@ def load_or_create_key(path: Path) -> RelayKeyRing:
     try:
         return read_key(path)
     except FileNotFoundError:
-        ring = RelayKeyRing(RelayKeyPair(os.urandom(KEY_SEED_SIZE)))
+        ring = RelayKeyRing(RelayKeyPair(os.urandom(KEY_SEED_SIZE)),
+                            identity_seed=os.urandom(IDENTITY_SEED_SIZE))
         path.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL: two relays starting at once do not both write a key; the loser reads.
         try:
@@ -236,6 +268,12 @@ def rotate_key(path: Path, now: float, overlap: float = DEFAULT_OVERLAP) -> Rela
     finally:
         os.close(folder)
     return ring
+
+
+@functools.lru_cache(maxsize=16)
+def _identity(seed: bytes) -> RelayIdentity:
+    # Made once per seed: the statement endpoint asks at every request.
+    return RelayIdentity(seed)
 
 
 def _parse(path: Path, data: bytes) -> RelayKeyRing:

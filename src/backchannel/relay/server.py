@@ -140,6 +140,8 @@ WEBSOCKET_PATH: Final = "/"
 # Where the relay publishes its forwarding key (`forwarding.RelayPublicKey.to_text`).
 RELAY_KEY_PATH: Final = "/relay-key"
 RELAY_KEYS_PATH: Final = "/relay-keys"
+# The same keys signed by the relay's identity, which invites pin (docs/relay.md "Key pins").
+RELAY_KEY_STATEMENT_PATH: Final = "/relay-key-statement"
 # Answers to a socket refused at accept, before its request is read: fixed bytes, written
 # once, then the socket is closed. Refusing must cost less than accepting.
 # A connection holding more than this counts towards the relay-wide queue budget: one full
@@ -524,6 +526,7 @@ class RelayServer:
         if self.forward_key is not None:
             fields["key_id"] = self.forward_key.public.key_id.hex()
             fields["key_fingerprint"] = self.forward_key.public.fingerprint
+            fields["identity_fingerprint"] = self.forward_key.identity.fingerprint
         if self._metrics_listener is not None and self.metrics_listen is not None:
             fields["metrics"] = f"http://{self.metrics_listen[0]}:{self.metrics_port}/metrics"
         log.info("listening", extra={"fields": fields})
@@ -607,11 +610,14 @@ class RelayServer:
             ok = await self._healthy()
             status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
             return connection.respond(status, "ok\n" if ok else "unavailable\n")
-        if path in (RELAY_KEY_PATH, RELAY_KEYS_PATH):
+        if path in (RELAY_KEY_PATH, RELAY_KEYS_PATH, RELAY_KEY_STATEMENT_PATH):
             if self.forward_key is None:
                 return connection.respond(http.HTTPStatus.NOT_FOUND, "no relay key\n")
             # /relay-key: the current key alone (what clients seal to); /relay-keys: one
             # per line, current first, then the previous while its overlap lasts.
+            if path == RELAY_KEY_STATEMENT_PATH:  # signed now: one Ed25519 signature
+                statement = self.forward_key.statement(self.clock())
+                return connection.respond(http.HTTPStatus.OK, statement.to_text() + "\n")
             keys = self.forward_key.published(self.clock())
             if path == RELAY_KEY_PATH:
                 keys = keys[:1]

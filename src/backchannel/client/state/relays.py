@@ -1,6 +1,7 @@
 """What we know of each relay: its health (last reached, last error), on which
-channels it lost our mailboxes (design §5: each relay on its own), and its forwarding key
-(from an invite, for private routing: `client.routing`)."""
+channels it lost our mailboxes (design §5: each relay on its own), its forwarding key (for
+private routing: `client.routing`), and the pin of its identity with the last key statement
+verified against it (`client.keypins`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from backchannel.client.keystore import Keystore
 from backchannel.client.reports import RelayHealth
 from backchannel.protocol.errors import BackchannelError
 from backchannel.protocol.forwarding import RelayPublicKey
+from backchannel.protocol.keystatement import PIN_SIZE, KeyStatement
 
 __all__ = ["RelayRepository"]
 
@@ -19,6 +21,8 @@ _LOST: Final = "relay-lost"
 _ERROR: Final = "relay-error"
 _KEY: Final = "relay-key"
 _DOWN_SINCE: Final = "relay-down-since"
+_PIN: Final = "relay-pin"
+_STATEMENT: Final = "relay-key-statement"
 
 
 class RelayRepository:
@@ -75,8 +79,41 @@ class RelayRepository:
             return None
 
     def forget_key(self, url: str) -> None:
-        """The relay refused its key as unknown (it changed its key): forget ours."""
+        """No key of the relay is to be used any more (it changed its key and no new one
+        verifies): forget ours."""
         self._store.delete(_KEY, url.encode())
+
+    def put_pin(self, url: str, pin: bytes) -> None:
+        """Pin the relay's identity (from an invite, or first seen). A pin that differs
+        from the one held drops the key and statement verified under the old one."""
+        if len(pin) != PIN_SIZE:
+            raise ValueError(f"a relay pin is {PIN_SIZE} bytes")
+        if self.pin(url) not in (None, pin):
+            self._store.delete(_STATEMENT, url.encode())
+            self.forget_key(url)
+        self._store.put(_PIN, url.encode(), pin)
+
+    def pin(self, url: str) -> bytes | None:
+        """The relay's pinned identity, or None."""
+        raw = self._store.get(_PIN, url.encode())
+        return raw if raw is not None and len(raw) == PIN_SIZE else None
+
+    def keep_statement(self, url: str, statement: KeyStatement) -> None:
+        """Keep a statement verified against the relay's pin, and its current key as the
+        key to seal to (the caller verified it)."""
+        self._store.put(_STATEMENT, url.encode(), statement.raw)
+        self.put_key(url, statement.current)
+
+    def statement(self, url: str) -> KeyStatement | None:
+        """The last key statement kept for the relay, verified again against its pin, or
+        None (none kept, no pin, or it no longer verifies)."""
+        raw, pin = self._store.get(_STATEMENT, url.encode()), self.pin(url)
+        if raw is None or pin is None:
+            return None
+        try:
+            return KeyStatement.from_bytes(raw, pin)
+        except BackchannelError:
+            return None
 
     def note_refusal(self, url: str, reason: str) -> None:
         """The last refusal for good of an outbox row by this relay."""
