@@ -89,12 +89,13 @@ def init(
 
 
 def qr_symbol(code: str) -> Any | None:
-    """The code's QR symbol, or None when the code is longer than one symbol holds (an
-    invite that carries its relays' forwarding keys, about 1.6 KB each, does)."""
+    """The code's QR symbol, or None when the code is longer than one symbol holds (a
+    version 4 invite pins each relay in 32 bytes, so two relays fit with room to spare;
+    many relays with long URLs may not, nor a version 3 invite with two relays' keys)."""
     import segno
     from segno.encoder import DataOverflowError
 
-    # Level L: the code is about 2.2 KB and signed, so error correction only has to
+    # Level L: the code is up to 2.9 KB and signed, so error correction only has to
     # survive a camera, not tampering; a higher level would not fit in one symbol.
     try:
         return segno.make(code, error="l")
@@ -105,8 +106,8 @@ def qr_symbol(code: str) -> Any | None:
 def no_qr_reason(code: str) -> str:
     """Why `code` comes without a QR code (`qr_symbol` gave None), for the CLI and the
     console alike."""
-    return (f"no QR code: this code is {len(code):,} characters (its relays' forwarding "
-            "keys included), more than one QR code holds; pass the code as text")
+    return (f"no QR code: this code is {len(code):,} characters (its relays' addresses "
+            "included), more than one QR code holds; pass the code as text")
 
 
 def _qr_format(path: Path | None) -> None:
