@@ -5,11 +5,14 @@ and key files of versions 1 and 2 load with an identity that stays the same."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from backchannel.cli.main import app
 from backchannel.client.routing import fetch_key_statement, fetch_relay_key
 from backchannel.client.transport import RelayClosed
 from backchannel.protocol.errors import LocalProtocolError
@@ -126,3 +129,20 @@ async def test_the_relay_serves_its_statement(tmp_path: Path) -> None:
     finally:
         await relay.stop()
         await keyless.stop()
+
+
+def test_relay_key_shows_an_identity_that_rotation_keeps(tmp_path: Path) -> None:
+    path = tmp_path / "relay.key"
+    made = load_or_create_key(path)
+
+    def show(*args: str) -> dict[str, object]:
+        result = CliRunner().invoke(app, ["relay", "key", *args, "--key-file", str(path),
+                                          "--json"])
+        assert result.exit_code == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    before = show()
+    assert before["identity"] == made.identity.public.hex()
+    assert before["identity_fingerprint"] == made.identity.fingerprint
+    after = show("rotate")
+    assert after["identity"] == before["identity"] and after["key_id"] != before["key_id"]

@@ -192,6 +192,8 @@ def key(
         typer.echo(json.dumps({
             "key_file": str(path), "key_id": public.key_id.hex(),
             "fingerprint": public.fingerprint,
+            "identity": ring.identity.public.hex(),
+            "identity_fingerprint": ring.identity.fingerprint,
             "previous": None if previous is None else {
                 "key_id": previous.key_id.hex(), "fingerprint": previous.fingerprint,
                 "opens_until": int(ring.previous_until), "open": in_overlap},
@@ -201,6 +203,8 @@ def key(
     typer.echo(f"key file     {shown}")
     typer.echo(f"key id       {public.key_id.hex()}")
     typer.echo(f"fingerprint  {public.fingerprint}")
+    # What invites pin (the key statement's signer): it stays the same across rotations.
+    typer.echo(f"identity     {ring.identity.fingerprint}")
     if previous is not None:
         state = "opens sealed sends until" if in_overlap else "retired since"
         typer.echo(f"previous     {previous.key_id.hex()} ({state} {open_until})")
