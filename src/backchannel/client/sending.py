@@ -18,7 +18,13 @@ from backchannel.client.keypins import KeyCheck, refresh_key
 from backchannel.client.records import ChannelRecord, message_record
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
-from backchannel.client.routing import ForwardRefused, Route, forward_send, plan_route
+from backchannel.client.routing import (
+    FORWARDING_SETTING,
+    ForwardRefused,
+    Route,
+    forward_send,
+    plan_route,
+)
 from backchannel.client.slotpolicy import SEND_LAG, slot_interval_or_default
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
@@ -380,6 +386,8 @@ class Sender:
         state = self._state
         if state.relays.key(url) is not None or state.relays.pin(url) is None:
             return
+        if state.settings.get(FORWARDING_SETTING).strip().lower() == "off":
+            return  # never forwarded: asking the relay for its key would only show it us
         last = self._key_fetched.get(url)
         if last is not None and state.clock() - last < _KEY_FETCH_EVERY_MS:
             return
