@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backchannel.client.keypins import KeyCheck, refresh_key
 from backchannel.client.routing import operator_setting
 from backchannel.protocol.forwarding import KEY_SEED_SIZE, RelayKeyPair
 from backchannel.protocol.keystatement import IDENTITY_SEED_SIZE
@@ -41,13 +43,17 @@ class Relay(ObservedRelay):
         super()._forward(conn, rid, key_id, destination, sealed)
 
 
-@contextlib.asynccontextmanager
-async def relay(db: Path, record: Record) -> AsyncIterator[Relay]:
-    ring = RelayKeyRing(RelayKeyPair(os.urandom(KEY_SEED_SIZE)),
+def new_ring() -> RelayKeyRing:
+    return RelayKeyRing(RelayKeyPair(os.urandom(KEY_SEED_SIZE)),
                         identity_seed=os.urandom(IDENTITY_SEED_SIZE))
+
+
+@contextlib.asynccontextmanager
+async def relay(db: Path, record: Record,
+                clock: Callable[[], float] = time.time) -> AsyncIterator[Relay]:
     limits = RelayLimits()
     server = Relay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1", port=0,
-                   forward_key=ring, forward_to_local=True)
+                   forward_key=new_ring(), forward_to_local=True, clock=clock)
     server.record, server._ids = record, {}
     await server.start()
     try:
@@ -134,3 +140,34 @@ async def test_a_false_unknown_key_with_no_other_forwarder_holds_the_rows(
         assert direct_sends(record, r2.url, start) == []
         await b.sync()
     assert [e.text for e in b.inbox()] == ["held, not direct"]
+
+
+async def test_a_statement_of_another_identity_or_an_older_one_is_refused(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    now = [time.time()]
+    w = make_principal("w")
+    state = w._state
+    async with relay(tmp_path / "r.db", Record(), clock=lambda: now[0]) as r:
+        ring = r.forward_key
+        assert ring is not None
+        # No pin yet (a relay from a version 3 invite): pinned to the first statement.
+        got = await refresh_key(state, r.url, None, timeout=3.0)
+        assert got.check is KeyCheck.CHANGED
+        assert state.relays.pin(r.url) == ring.identity.public
+        assert state.relays.key(r.url) == ring.public
+        # The key we used is still current: the refusal it answers was false.
+        assert (await refresh_key(state, r.url, ring.public, timeout=3.0)).check \
+            is KeyCheck.SAME
+        # A statement signed a day earlier (an old one replayed) rolls nothing back.
+        older = ring.rotated(os.urandom(KEY_SEED_SIZE), now[0], 0.0)
+        r.forward_key, now[0] = older, now[0] - 86_400
+        got = await refresh_key(state, r.url, ring.public, timeout=3.0)
+        assert got.check is KeyCheck.REFUSED and "older" in got.reason
+        assert state.relays.key(r.url) == ring.public
+        # Another identity than the pin: refused, and nothing of it is kept.
+        r.forward_key, now[0] = new_ring(), now[0] + 86_400
+        got = await refresh_key(state, r.url, ring.public, timeout=3.0)
+        assert got.check is KeyCheck.REFUSED and "pin" in got.reason
+        assert state.relays.key(r.url) == ring.public
+        assert state.relays.pin(r.url) == ring.identity.public
