@@ -349,6 +349,8 @@ class Sender:
                 # changed (use the new one) or the refusal was false (another forwarder).
                 refreshes += 1
                 if refreshes > _MAX_KEY_REFRESHES:
+                    self.route_status[url] = (f"not sent to {url} now: its forwarding key "
+                                              f"was refused {_MAX_KEY_REFRESHES} times")
                     break  # the rows wait for the next flush
                 if not await self._settle_stale_key(url, route, distrusted):
                     break
