@@ -26,7 +26,7 @@ import math
 import os
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,9 +310,15 @@ class PooledView:
     a forward the pool links to its sealed send), when it was created, and the times of
     its writes and acks."""
 
+    def writer(self, mailbox: str) -> str | None:
+        """The address most of `mailbox`'s writes came from (a forward linked wrongly,
+        when two arrive close together, is outvoted)."""
+        counts = self.writers.get(mailbox)
+        return counts.most_common(1)[0][0] if counts else None
+
     relay: dict[str, str]
     owners: dict[str, set[str]]
-    writers: dict[str, set[str]]
+    writers: dict[str, Counter[str]]  # writes per address
     created: dict[str, float]
     activity: dict[str, list[float]]
 
@@ -328,7 +334,7 @@ def pooled_view(record: Record, pairs: list[tuple[str, str]],
     partner = _partner_map(pairs)
     relay: dict[str, str] = {}
     owners: dict[str, set[str]] = defaultdict(set)
-    writers: dict[str, set[str]] = defaultdict(set)
+    writers: dict[str, Counter[str]] = defaultdict(Counter)
     created: dict[str, float] = {}
     activity: dict[str, list[float]] = defaultdict(list)
     forwards = sorted((e.at, e.destination, e.address) for e in record.events
@@ -344,7 +350,7 @@ def pooled_view(record: Record, pairs: list[tuple[str, str]],
             if e.op == "ack":
                 activity[e.mailbox].append(e.at)
         elif e.op in ("send", "sendbatch"):
-            writers[e.mailbox].add(e.address)
+            writers[e.mailbox][e.address] += 1
             activity[e.mailbox].append(e.at)
         elif e.op == "sealedsend":
             activity[e.mailbox].append(e.at)
@@ -352,7 +358,7 @@ def pooled_view(record: Record, pairs: list[tuple[str, str]],
             near = [(e.at - at, address) for at, dest, address in forwards
                     if dest == e.relay and 0.0 <= e.at - at <= forward_window]
             if near:
-                writers[e.mailbox].add(min(near)[1])
+                writers[e.mailbox][min(near)[1]] += 1
     return PooledView(relay, dict(owners), dict(writers), created, dict(activity))
 
 
@@ -362,8 +368,7 @@ def _address_evidence(view: PooledView, m: str, o: str) -> int:
     owners_m, owners_o = view.owners.get(m, set()), view.owners.get(o, set())
     if owners_m & owners_o:
         return -1
-    return int(bool(owners_o & view.writers.get(m, set()))) + int(
-        bool(owners_m & view.writers.get(o, set())))
+    return int(view.writer(m) in owners_o) + int(view.writer(o) in owners_m)
 
 
 def _timing_evidence(view: PooledView, m: str, o: str, window: float) -> int:
