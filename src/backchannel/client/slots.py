@@ -244,12 +244,11 @@ class SlotSender:
         except Exception:  # the event is still told, by id
             name = direction.channel_id
         log.debug("slot loop failed", exc_info=error)
-        line = (f"slots: the slots of '{name}' to {direction.url} failed ({_why(error)}); "
-                f"restarted in {delay:g} s, and its messages wait for them (none leaves "
-                f"outside a slot)")
-        self.event(line)
-        self._state.slot_status.note_failure(direction.channel_id, direction.url, line,
-                                             self._state.clock())
+        self.event(f"slots: the slots of '{name}' to {direction.url} failed "
+                   f"({_why(error)}); restarted in {delay:g} s, and its messages wait "
+                   f"for them (none leaves outside a slot)")
+        self._state.slot_status.note_failure(direction.channel_id, direction.url,
+                                             self.events[-1], self._state.clock())
         return delay
 
     def _note_holds(self, direction: _Direction) -> None:
