@@ -22,7 +22,7 @@ on one relay, and with `--forwarding` (relays with forwarding keys, so sends go 
 another relay: `client.routing`) how many deposits after pairing each relay got from a
 client naming the mailbox, against those that came sealed from another relay.
 
-    python bench/observer.py --watch [--slots SECONDS|off] [--rounds N] ...
+    python bench/observer.py --watch [--slots SECONDS|off] [--relays N] [--forwarding] ...
 
 instead keeps every principal watching (the agent's loop) after pairing, and in each
 round a random principal queues a note to a random channel and waits one to three slot
@@ -32,6 +32,13 @@ once per slot, cover when nothing is queued. The timing adversary then looks at 
 writes of the watching period only, with a window of half a slot interval (0.1 s with
 slots off), and the traffic shape of that period is compared with an idle one (writes
 per mailbox, sizes, and the Kolmogorov-Smirnov statistic of the inter-arrival times).
+Each principal's connections leave from a loopback address of its own
+(`observer.on_host`), as from its own host. With two relays or more it also prints the
+adversary of operators who pool all relays' logs (`observer.by_pooled_logs`): it names
+each mailbox's partner among the mailboxes on the other relays by the addresses that own
+and write them (a forward linked by time to the sealed send it carries counts as its
+client's write), by timing (window as above, over the period with notes), by creation
+order, and by all three.
 """
 
 from __future__ import annotations
@@ -52,12 +59,17 @@ from tests.client.observer import (
     Record,
     by_connections,
     by_creation_order,
+    by_pooled_logs,
     by_timing,
     channel_pairs,
+    host_address,
+    host_context,
+    hosts_on_loopback,
     inter_arrivals,
     ks_critical,
     ks_statistic,
     observed_relay,
+    on_host,
     sends_between,
 )
 
@@ -141,29 +153,39 @@ def _channels_on_one_relay(people: list[Principal], record: Record) -> int:
 
 
 async def run_watching(
-    principals: int, relays: int, rounds: int, seed: int, interval: float | None
+    principals: int, relays: int, rounds: int, seed: int, interval: float | None,
+    forwarding: bool = False,
 ) -> None:
     rng = random.Random(seed)
     record = Record()
     step = interval if interval is not None else 0.5
-    with tempfile.TemporaryDirectory() as tmp:
+    with (tempfile.TemporaryDirectory() as tmp,
+          hosts_on_loopback(asyncio.get_running_loop())):
         root = Path(tmp)
         people = [
             Principal.create(root / f"p{i}", f"p{i}", "passphrase", kdf=KDF)
             for i in range(principals)
         ]
-        async with ObservedRelays(root, record, relays) as urls:
-            for x, y in itertools.combinations(range(principals), 2):
-                await people[y].accept(await people[x].invite(urls), name=f"p{x}")
+        # Each principal's connections leave from an address of its own, as from its host.
+        host = {id(p): host_address(i) for i, p in enumerate(people)}
+        async with ObservedRelays(root, record, relays, forwarding) as urls:
+            # All invites first, then the accepts in random order (codes handed over later).
+            codes = [(y, x, await on_host(host[id(people[x])], people[x].invite(urls)))
+                     for x, y in itertools.combinations(range(principals), 2)]
+            rng.shuffle(codes)
+            for y, x, code in codes:
+                await on_host(host[id(people[y])], people[y].accept(code, name=f"p{x}"))
             for _ in range(2):
                 for p in people:
-                    await p.sync()
+                    await on_host(host[id(p)], p.sync())
             for p in people:
                 for channel in p.channels():
                     p.set_setting(interval_key(channel.channel_id),
                                   "off" if interval is None else str(interval))
             stop = asyncio.Event()
-            watches = [asyncio.create_task(p.watch(stop, duty_interval=0.2)) for p in people]
+            watches = [asyncio.create_task(p.watch(stop, duty_interval=0.2),
+                                           context=host_context(host[id(p)]))
+                       for p in people]
             await asyncio.sleep(max(2.0, 3 * step))  # every direction is in its slots
             idle_start = time.monotonic()
             await asyncio.sleep(rounds * 2 * step)
@@ -178,20 +200,33 @@ async def run_watching(
             stop.set()
             reports = await asyncio.gather(*watches)
         pairs = channel_pairs(people)
+        channels = sum(len(p.channels()) for p in people) // 2
         for p in people:
             p.close()
     active = Record([e for e in record.events if start <= e.at < end])
     window = step / 2 if interval is not None else 0.1
     timing = by_timing(active, pairs, seed, window=window)
     rate = "off" if interval is None else f"every {interval:g} s"
-    print(f"watching, slots {rate}: principals {principals}, channels "
-          f"{len(pairs) // relays}, relays {relays}, mailboxes {2 * len(pairs)}, "
+    print(f"watching, slots {rate}, forwarding {'on' if forwarding else 'off'}: "
+          f"principals {principals}, channels {channels}, "
+          f"relays {relays}, mailboxes {2 * len(pairs)}, "
           f"notes {rounds}, received {sum(r.received for r in reports)}, "
           f"cover received {sum(r.cover for r in reports)}")
     for score in (by_connections(record, pairs, seed), timing):
         print(f"  {score.strategy:20s} {score.correct}/{score.total} = {score.accuracy:.2f}"
               f"  (chance {score.chance:.2f}, {score.accuracy / score.chance:.1f}x)"
               + (f", window {window:g} s" if score is timing else ""))
+    if relays > 1:
+        # The operators of all relays pool their logs: addresses over the whole record,
+        # timing over the period with notes.
+        for score in by_pooled_logs(record, pairs, seed, window=window, timing_record=active):
+            print(f"  {score.strategy:23s} {score.correct}/{score.total} = "
+                  f"{score.accuracy:.2f}  (chance {score.chance:.2f}, "
+                  f"{score.accuracy / score.chance:.1f}x)")
+        direct = sum(1 for e in active.events if e.op in ("send", "sendbatch"))
+        sealed = sum(1 for e in active.events if e.op == "sealedsend")
+        print(f"  deposits with notes: {direct} from a client naming the mailbox, "
+              f"{sealed} sealed from another relay")
     idle = sends_between(record, idle_start, idle_start + (end - start))
     busy = sends_between(record, start, end)
     gaps_idle, gaps_busy = inter_arrivals(idle), inter_arrivals(busy)
@@ -239,7 +274,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.watch:
         interval = parse_interval(args.slots, source="--slots")
-        asyncio.run(run_watching(args.principals, args.relays, args.rounds, args.seed, interval))
+        asyncio.run(run_watching(args.principals, args.relays, args.rounds, args.seed, interval,
+                                 args.forwarding))
     else:
         asyncio.run(run(args.principals, args.relays, args.rounds, args.seed, args.forwarding))
 

@@ -4,27 +4,38 @@ adversary that tries to pair the mailboxes of each channel from that record.
 `ObservedRelay` is the real `RelayServer` on 127.0.0.1; it only notes, for every request
 frame it is given, which connection it came on (a number in order of first use), the
 peer address, the operation, the mailbox id, the time and the size. It changes nothing
-the relay does. Used by tests/client/test_observer.py and bench/observer.py.
+the relay does. A sealed send (from a forwarding relay) is logged with the mailbox it
+deposits into, which the destination relay learns when it opens it; a forward with the
+relay it goes to. Used by tests/client/test_observer*.py and bench/observer.py.
+
+Every principal of a test runs in one process on 127.0.0.1, so every connection would
+come from one address. `on_host` runs a principal's work in a context whose connections
+leave from an address of its own in 127.0.0.0/8 (`hosts_on_loopback` binds them there), so
+that the relay logs what it would log of principals on different hosts: real source
+addresses, nothing else changed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import contextlib
+import contextvars
 import itertools
 import math
 import os
 import random
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from backchannel.client.engine import Principal
 from backchannel.protocol.errors import BackchannelError
-from backchannel.protocol.forwarding import KEY_SEED_SIZE, RelayKeyPair
-from backchannel.protocol.relayframes import decode_request
+from backchannel.protocol.forwarding import KEY_SEED_SIZE, RelayKeyPair, open_send
+from backchannel.protocol.relayframes import Forward, SealedSend, decode_request
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.server import RelayServer
 from backchannel.relay.store import open_store
@@ -41,6 +52,7 @@ class Observed:
     mailbox: str  # hex, "" for an operation on no mailbox
     at: float  # monotonic seconds
     size: int
+    destination: str = ""  # a forward's destination relay
 
 
 @dataclass(slots=True)
@@ -70,15 +82,21 @@ class ObservedRelay(RelayServer):
 
     def _on_frame(self, conn: Any, data: bytes, cost: float = 1.0) -> None:
         _, number = self._ids.setdefault(id(conn), (conn, len(self._ids)))
+        destination = ""
         try:
             frame = decode_request(data)
             op = type(frame).__name__.lower()
             mailbox = getattr(frame, "mailbox_id", b"").hex()
+            if isinstance(frame, Forward):
+                destination = frame.destination
+            elif isinstance(frame, SealedSend) and self.forward_key is not None:
+                # The operator opens it to deposit it, so it learns the mailbox.
+                keys = self.forward_key.opening(frame.key_id, self.clock())
+                mailbox = open_send(keys, frame.key_id, frame.sealed).mailbox_id.hex()
         except BackchannelError:
             op, mailbox = "malformed", ""
-        self.record.events.append(
-            Observed(self.url, number, conn.address, op, mailbox, time.monotonic(), len(data))
-        )
+        self.record.events.append(Observed(self.url, number, conn.address, op, mailbox,
+                                           time.monotonic(), len(data), destination))
         super()._on_frame(conn, data, cost)
 
 
@@ -102,6 +120,50 @@ async def observed_relay(db: Path, record: Record, limits: RelayLimits | None = 
         yield server
     finally:
         await server.stop()
+
+
+# The source address of the connections opened in the current context (None: the default).
+_CLIENT_HOST: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "observer_client_host", default=None)
+
+T = TypeVar("T")
+
+
+def host_address(index: int) -> str:
+    """The loopback address standing for principal `index`'s host (127.0.0.1 is left to
+    the relays, so a relay's forwarding connections keep an address of their own)."""
+    return f"127.0.1.{index + 1}"
+
+
+@contextlib.contextmanager
+def hosts_on_loopback(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """While inside, a connection opened by `loop` in an `on_host` context leaves from
+    that context's address (`local_addr`): the relay sees it as that host's."""
+    real = loop.create_connection
+
+    async def create_connection(*args: Any, **kwargs: Any) -> Any:
+        host = _CLIENT_HOST.get()
+        if host is not None and kwargs.get("local_addr") is None and not kwargs.get("sock"):
+            kwargs["local_addr"] = (host, 0)
+        return await real(*args, **kwargs)
+
+    loop.create_connection = create_connection  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del loop.create_connection  # the class's method again
+
+
+def host_context(address: str) -> contextvars.Context:
+    """A context whose connections leave from `address` (under `hosts_on_loopback`)."""
+    ctx = contextvars.copy_context()
+    ctx.run(_CLIENT_HOST.set, address)
+    return ctx
+
+
+async def on_host(address: str, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` as if on the host at `address` (its tasks inherit the address)."""
+    return await asyncio.create_task(work, context=host_context(address))
 
 
 def channel_pairs(principals: Iterable[Principal]) -> list[tuple[str, str]]:
@@ -146,7 +208,7 @@ def _score(name: str, guesses: dict[str, str], partner: dict[str, str]) -> Score
     return Score(name, correct, n, 1.0 / (n - 1) if n > 1 else 1.0)
 
 
-def _best(candidates: dict[str, float], rng: random.Random) -> str:
+def _best(candidates: dict[str, Any], rng: random.Random) -> str:
     """The highest-scoring candidate; ties broken at random (so a strategy that learns
     nothing scores chance, not whatever order the mailboxes came in)."""
     top = max(candidates.values())
@@ -223,6 +285,153 @@ def by_timing(
         }
         guesses[m] = _best(near, rng)
     return _score("timing of writes", guesses, partner)
+
+
+# --- two operators who pool their logs ---------------------------------------------------
+#
+# With two relays or more a channel's two directions live on different relays
+# (`client.placement`), so no one relay's log holds both mailboxes. Two operators who pool
+# their logs (one clock, one record) can still try to pair a mailbox on one relay with its
+# partner on another, by the addresses that own and write each mailbox, by the timing of
+# reads and writes across the relays, and by creation order.
+
+# Operations that deposit into a mailbox: a client's own send, or one sealed by a
+# forwarding relay (the destination opens it, so it knows the mailbox).
+_WRITE_OPS = frozenset({"send", "sendbatch", "sealedsend"})
+# Seconds within which a forward at one relay is taken to be the sealed send that arrives
+# at its destination: a relay carries it on at once, in milliseconds.
+FORWARD_WINDOW = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class PooledView:
+    """What pooled logs say of each mailbox of the channels: the relay holding it, the
+    addresses that own it (create, read, ack) and that write to it (directly, or through
+    a forward the pool links to its sealed send), when it was created, and the times of
+    its writes and acks."""
+
+    def writer(self, mailbox: str) -> str | None:
+        """The address most of `mailbox`'s writes came from (a forward linked wrongly,
+        when two arrive close together, is outvoted)."""
+        counts = self.writers.get(mailbox)
+        return counts.most_common(1)[0][0] if counts else None
+
+    relay: dict[str, str]
+    owners: dict[str, set[str]]
+    writers: dict[str, Counter[str]]  # writes per address
+    created: dict[str, float]
+    activity: dict[str, list[float]]
+
+    def candidates(self, mailbox: str) -> list[str]:
+        """The mailboxes on another relay than `mailbox`'s: where its partner is."""
+        here = self.relay.get(mailbox)
+        return sorted(o for o in self.relay if o != mailbox and self.relay[o] != here)
+
+
+def pooled_view(record: Record, pairs: list[tuple[str, str]],
+                forward_window: float = FORWARD_WINDOW) -> PooledView:
+    """Read the pooled `record` for the mailboxes of `pairs` (see `PooledView`)."""
+    partner = _partner_map(pairs)
+    relay: dict[str, str] = {}
+    owners: dict[str, set[str]] = defaultdict(set)
+    writers: dict[str, Counter[str]] = defaultdict(Counter)
+    created: dict[str, float] = {}
+    activity: dict[str, list[float]] = defaultdict(list)
+    forwards = sorted((e.at, e.destination, e.address) for e in record.events
+                      if e.op == "forward")
+    for e in record.events:
+        if e.mailbox not in partner:
+            continue
+        relay.setdefault(e.mailbox, e.relay)
+        if e.op in _OWNER_OPS:
+            owners[e.mailbox].add(e.address)
+            if e.op == "create":
+                created.setdefault(e.mailbox, e.at)
+            if e.op == "ack":
+                activity[e.mailbox].append(e.at)
+        elif e.op in ("send", "sendbatch"):
+            writers[e.mailbox][e.address] += 1
+            activity[e.mailbox].append(e.at)
+        elif e.op == "sealedsend":
+            activity[e.mailbox].append(e.at)
+            # The forward to this relay just before it: its client is the writer.
+            near = [(e.at - at, address) for at, dest, address in forwards
+                    if dest == e.relay and 0.0 <= e.at - at <= forward_window]
+            if near:
+                writers[e.mailbox][min(near)[1]] += 1
+    return PooledView(relay, dict(owners), dict(writers), created, dict(activity))
+
+
+def _address_evidence(view: PooledView, m: str, o: str) -> int:
+    """Two mailboxes of one channel: each is written from the address that owns the
+    other. Both owned from one address: not a channel (nobody pairs with itself)."""
+    owners_m, owners_o = view.owners.get(m, set()), view.owners.get(o, set())
+    if owners_m & owners_o:
+        return -1
+    return int(view.writer(m) in owners_o) + int(view.writer(o) in owners_m)
+
+
+def _timing_evidence(view: PooledView, m: str, o: str, window: float) -> int:
+    """Writes and acks of the two mailboxes that fall within `window` of each other (a
+    note read on one relay, and its receipt written on the other)."""
+    ts, us = sorted(view.activity.get(m, [])), view.activity.get(o, [])
+    count = 0
+    for u in us:
+        count += bisect.bisect_right(ts, u + window) - bisect.bisect_left(ts, u - window)
+    return count
+
+
+def _creation_evidence(view: PooledView, m: str, o: str) -> float:
+    if m not in view.created or o not in view.created:
+        return -math.inf
+    return -abs(view.created[m] - view.created[o])
+
+
+def _pooled_score(name: str, guesses: dict[str, str], partner: dict[str, str],
+                  view: PooledView) -> Score:
+    correct = sum(1 for m, g in guesses.items() if partner.get(m) == g)
+    odds = [1.0 / len(view.candidates(m)) for m in partner if view.candidates(m)]
+    chance = sum(odds) / len(odds) if odds else 1.0
+    return Score(name, correct, len(partner), chance)
+
+
+def by_pooled_logs(record: Record, pairs: list[tuple[str, str]], seed: int = 0,
+                   window: float = TIMING_WINDOW,
+                   timing_record: Record | None = None) -> list[Score]:
+    """Two or more operators pool their logs and name, for each mailbox, its partner among
+    the mailboxes on another relay: by addresses (`_address_evidence`; also without
+    linking a forward to the sealed send it carries, "addr, unlinked"), by timing
+    (`_timing_evidence`, over `timing_record` if given, e.g. a period of slots), by
+    creation order, and by all three (addresses first, then timing, then creation).
+
+    Returns one `Score` per strategy; chance is one over the mailboxes on another relay.
+    """
+    partner = _partner_map(pairs)
+    view = pooled_view(record, pairs)
+    # The same operators without linking forwards to sealed sends: what forwarding hides
+    # from operators who do not compare times.
+    unlinked = pooled_view(record, pairs, forward_window=-1.0)
+    timed = pooled_view(timing_record, pairs) if timing_record is not None else view
+    strategies: dict[str, dict[str, dict[str, Any]]] = {
+        "pooled: addresses": {}, "pooled: addr, unlinked": {}, "pooled: timing": {},
+        "pooled: creation": {}, "pooled: all three": {}}
+    for m in sorted(partner):
+        for o in view.candidates(m):
+            strategies["pooled: addr, unlinked"].setdefault(m, {})[o] = _address_evidence(
+                unlinked, m, o)
+            address = _address_evidence(view, m, o)
+            timing = _timing_evidence(timed, m, o, window)
+            creation = _creation_evidence(view, m, o)
+            strategies["pooled: addresses"].setdefault(m, {})[o] = address
+            strategies["pooled: timing"].setdefault(m, {})[o] = timing
+            strategies["pooled: creation"].setdefault(m, {})[o] = creation
+            strategies["pooled: all three"].setdefault(m, {})[o] = (address, timing, creation)
+    scores = []
+    for name, evidence in strategies.items():
+        rng = random.Random(seed)
+        guesses = {m: _best(evidence[m], rng) for m in sorted(evidence)}
+        scores.append(_pooled_score(name, guesses, partner, view))
+    return scores
 
 
 # --- traffic shape (issue 14 §4): is a period with real messages told from one without? --

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from backchannel.cli.section import Section
     from backchannel.client.engine import ChannelStatus, Principal
+    from backchannel.client.state.slotstatus import DirectionStatus
     from backchannel.dialogue import (
         Clarification,
         HoldingReply,
@@ -70,6 +71,10 @@ class ChannelBoard:
     grace_ms: int
     slot_interval: float | None = None  # seconds between slots (None: off)
     slot_directions: int = 0  # relays this side writes to in slots
+    # What the slots of a watch or the agent last reported (`state.slotstatus`): the
+    # directions with rows held back or a failure; and each relay's routing line.
+    slot_status: tuple[DirectionStatus, ...] = ()
+    routes: tuple[tuple[str, str], ...] = ()
 
 
 def collect_boards(principal: Principal, channel: str | None = None) -> list[ChannelBoard]:
@@ -82,6 +87,7 @@ def collect_boards(principal: Principal, channel: str | None = None) -> list[Cha
     for status in principal.status(channel):
         strategic = StrategicChannel(principal, status.channel_id)
         directions = sum(1 for link in strategic.record.links if link.outbound is not None)
+        slot_status, routes = principal.slot_status(status.channel_id)
         boards.append(ChannelBoard(
             status,
             strategic.board(now),
@@ -91,6 +97,8 @@ def collect_boards(principal: Principal, channel: str | None = None) -> list[Cha
             line_grace_ms(strategic.record),
             slot_interval(principal.setting, status.channel_id),
             directions,
+            tuple(slot_status),
+            tuple(sorted(routes.items())),
         ))
     return boards
 
@@ -104,8 +112,15 @@ def board_json(cb: ChannelBoard) -> dict[str, Any]:
         **cb.board.to_dict(),
         "escalated": sorted(m.hex() for m in cb.escalated),
         "line_test": {"every_ms": cb.every_ms, "grace_ms": cb.grace_ms},
-        "slots": slots_json(cb.slot_interval, cb.slot_directions),
+        "slots": {**slots_json(cb.slot_interval, cb.slot_directions),
+                  "directions": [_direction_json(d) for d in cb.slot_status]},
+        "routing": dict(cb.routes),
     }
+
+
+def _direction_json(d: DirectionStatus) -> dict[str, Any]:
+    return {"relay": d.url, "held": d.held, "held_until_ms": d.held_until_ms or None,
+            "last_failure": d.failure or None, "failed_at_ms": d.failed_at_ms or None}
 
 
 def slots_json(interval: float | None, directions: int) -> dict[str, Any]:
@@ -160,7 +175,19 @@ def line_summary(line: LineStatus, every_ms: int, grace_ms: int) -> str:
 def _slots_summary(cb: ChannelBoard) -> str:
     from backchannel.client.slotpolicy import describe_cost
 
-    return describe_cost(cb.slot_interval, cb.slot_directions)
+    lines = [describe_cost(cb.slot_interval, cb.slot_directions)]
+    now_ms = cb.board.now_ms
+    for d in cb.slot_status:
+        # The URL came from an invite, the failure line names it and the channel.
+        if d.held:
+            when = ("ends" if d.held_until_ms > now_ms else "ended") + \
+                f" {local_time(d.held_until_ms)}"
+            lines.append(f"held: {d.held} message(s) to {shown(d.url)} that the relay refused "
+                         f"(the mailbox or relay full), kept queued with cover in their slots; "
+                         f"the last hold {when}")
+        if d.failure:
+            lines.append(f"failed {local_time(d.failed_at_ms)}: {shown(d.failure)}")
+    return "\n".join(lines)
 
 
 def _overview(cb: ChannelBoard) -> Table:
@@ -168,6 +195,9 @@ def _overview(cb: ChannelBoard) -> Table:
     table.title = f"Channel '{cb.peer}': status board at {local_time(cb.board.now_ms)}"
     table.add_row("Line test", line_summary(cb.board.line, cb.every_ms, cb.grace_ms))
     table.add_row("Slots", _slots_summary(cb))
+    if cb.routes:
+        # Sends not forwarded as the settings ask (`client.routing`), as `sync` says them.
+        table.add_row("Routing", "\n".join(shown(line) for _, line in cb.routes))
     table.add_row("Red lines", _red_lines_summary(cb))
     table.add_row("Awaiting acknowledgement", _acks_summary(cb))
     if cb.board.codebook:

@@ -56,6 +56,7 @@ from backchannel.client.reports import (
 )
 from backchannel.client.sending import Sender
 from backchannel.client.state.shared import ClientState, store_identity
+from backchannel.client.state.slotstatus import DirectionStatus
 from backchannel.client.transport import DEFAULT_REQUEST_TIMEOUT
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity, safety_number
@@ -296,6 +297,15 @@ class Principal:
 
     def setting(self, key: str) -> str:
         return self._state.settings.get(key)
+
+    def slot_status(self, channel_id: str) -> tuple[list[DirectionStatus], dict[str, str]]:
+        """What the slots and routing last reported for a channel, as kept in the state
+        (`state.slotstatus`): its directions with rows held back or a failure, and the
+        routing line of each of its relays that has one."""
+        state = self._state
+        urls = [link.url for link in state.channels.get(channel_id).links]
+        routes = {url: line for url in urls if (line := state.slot_status.route(url))}
+        return state.slot_status.of_channel(channel_id), routes
 
     def set_setting(self, key: str, value: str) -> None:
         with self._store.transaction():

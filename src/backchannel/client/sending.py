@@ -425,6 +425,7 @@ class Sender:
             self.route_status[url] = route.status
         else:
             self.route_status.pop(url, None)
+        self._state.slot_status.note_route(url, route.status)  # for `status`, kept
 
     # --- slots (`client.slots`) ------------------------------------------------------------
 

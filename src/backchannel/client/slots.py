@@ -180,7 +180,10 @@ class SlotSender:
     def start(self, stop: asyncio.Event) -> asyncio.Task[None]:
         """Mark the slotted channels at once (so that no flush sends their rows before the
         first slot), then `run` in a task."""
-        self._sender.slotted.ids = frozenset(self.directions()[1])
+        wanted, slotted = self.directions()
+        self._sender.slotted.ids = frozenset(slotted)
+        for direction in wanted:
+            self._note_holds(direction)  # none held yet: an earlier watch's holds are over
         return asyncio.create_task(self.run(stop))
 
     def event(self, line: str) -> None:
@@ -244,7 +247,17 @@ class SlotSender:
         self.event(f"slots: the slots of '{name}' to {direction.url} failed "
                    f"({_why(error)}); restarted in {delay:g} s, and its messages wait "
                    f"for them (none leaves outside a slot)")
+        self._state.slot_status.note_failure(direction.channel_id, direction.url,
+                                             self.events[-1], self._state.clock())
         return delay
+
+    def _note_holds(self, direction: _Direction) -> None:
+        """Keep the direction's held rows in the state, for `status` (`state.slotstatus`)."""
+        now = asyncio.get_running_loop().time()
+        ends = [hold.until for hold in self._held.values() if hold.direction == direction]
+        until_ms = self._state.clock() + int(1000 * max(0.0, max(ends, default=now) - now))
+        self._state.slot_status.note_holds(direction.channel_id, direction.url, len(ends),
+                                           until_ms)
 
     async def _direction(self, direction: _Direction) -> None:
         """One direction's slots: at phase + k * interval, one envelope each. Ends by
@@ -366,6 +379,7 @@ class SlotSender:
             self._report.sent += 1
             hold = self._held.pop(row.row_id, None)
             if hold is not None:
+                self._note_holds(direction)
                 self.event(f"slots: {url} stored the message it had refused "
                            f"{hold.refusals} time(s) for '{name}'")
         elif isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
@@ -403,13 +417,15 @@ class SlotSender:
               error: RelayRequestError) -> None:
         """Hold a refused row back from the next slots (see the module docstring)."""
         if not self._state.outbox.queued_row(row_id):
-            self._held.pop(row_id, None)  # dropped (the relay lost the mailbox): done
+            if self._held.pop(row_id, None) is not None:  # dropped (the mailbox is gone)
+                self._note_holds(direction)
             return
         old = self._held.get(row_id)
         refusals = 1 if old is None else old.refusals + 1
         wait = min(direction.interval * 2**refusals, max(_MAX_HOLD, direction.interval))
         self._held[row_id] = _Hold(asyncio.get_running_loop().time() + wait, refusals,
                                    direction)
+        self._note_holds(direction)
         self.event(f"slots: {direction.url} refused a message for '{name}' ({error}); it "
                    f"stays queued and is offered again in {wait:g} s (refused {refusals} "
                    f"time(s)); cover fills the slots meanwhile")

@@ -25,6 +25,7 @@ from backchannel.client.state.outbox import OutboxRepository
 from backchannel.client.state.receipts import PendingReceiptRepository
 from backchannel.client.state.relays import RelayRepository
 from backchannel.client.state.settings import SettingsRepository
+from backchannel.client.state.slotstatus import SlotStatusRepository
 from backchannel.client.transport import DEFAULT_REQUEST_TIMEOUT
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
 from backchannel.protocol.e2e.primitives import Rng
@@ -71,6 +72,7 @@ class ClientState:
         self.digests = DigestRepository(store)
         self.escalations = EscalationRepository(store)
         self.settings = SettingsRepository(store)
+        self.slot_status = SlotStatusRepository(store)  # for `status` (`state.slotstatus`)
         self.relays = RelayRepository(store)
         self.fragments = FragmentRepository(store)
         # Parsed sessions by channel id, valid while the stored state is the same bytes
