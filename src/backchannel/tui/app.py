@@ -299,10 +299,15 @@ class ConsoleApp(App[None]):
         """Read a new snapshot and show it; a client error goes to the status line."""
         self._busy = True
         try:
-            self.show(await self.source.refresh(self.snapshot.selected, sync=sync,
-                                                first=self._view_first))
+            snapshot = await self.source.refresh(self.snapshot.selected, sync=sync,
+                                                 first=self._view_first)
+            # The app may have begun shutting down while the read was in flight: its
+            # widgets are going, and there is nothing left to draw on.
+            if self.is_running:
+                self.show(snapshot)
         except Exception as error:
-            self.report(error)
+            if self.is_running:
+                self.report(error)
         finally:
             self._busy = False
 
