@@ -120,6 +120,10 @@ def test_watch_receives_answers_a_line_test_and_stops_on_sigint(pair: Pair) -> N
     stopped = json.loads(rest[-1])
     assert stopped["event"] == "stopped"
     assert stopped["line_tests_answered"] >= 1 and stopped["received"] >= 3
+    # Its answers went to the one relay directly (there is no other to forward through),
+    # and the last line says so.
+    (url,) = stopped["routing"]
+    assert stopped["routing"][url].startswith(f"sent directly to {url}")
 
 
 def test_watch_escalates_a_missed_deadline_and_stops_on_sigterm(

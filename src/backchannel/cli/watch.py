@@ -20,7 +20,7 @@ from backchannel.cli.board import line_summary
 from backchannel.cli.context import JSON_OPTION, cli_context, reports_errors
 from backchannel.cli.durations import parse_duration
 from backchannel.cli.hints import command_hint
-from backchannel.cli.output import emit_json, send_json, short_id
+from backchannel.cli.output import emit_json, send_json, short_id, shown
 from backchannel.client.errors import ClientError
 
 # The engine, cryptography and the observer (`cli/watching.py`) are imported by the
@@ -68,13 +68,18 @@ def watch(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     summary = {"received": report.received, "sent": report.sent,
                "line_tests_sent": report.line_tests_sent,
                "line_tests_answered": report.line_tests_answered,
-               "escalated": report.escalated, "relays_down": dict(report.relays_down)}
+               "escalated": report.escalated, "relays_down": dict(report.relays_down),
+               "routing": dict(report.routes)}
     if state.json:
         emit_json_line({"event": "stopped", **summary})
     else:
         state.err.print(f"Stopped: {report.received} received, {report.sent} sent, "
                         f"{report.line_tests_answered} line test(s) answered, "
                         f"{report.escalated} escalated.")
+        # Sends not forwarded as the settings ask, as `sync` says them: a watch that ran
+        # for hours should not hide that a relay saw this machine's address.
+        for line in report.routes.values():
+            state.err.print(f"routing: {shown(line)}", soft_wrap=True)  # URLs from invites
 
 
 def linetest(
