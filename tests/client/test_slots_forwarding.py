@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,11 +22,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from backchannel.client.engine import Principal
-from backchannel.client.routing import FORWARDING_SETTING
+from backchannel.client.routing import FORWARDING_SETTING, forward_frame_size
+from backchannel.client.slotpolicy import DIRECT_SLOT_FRAME, SLOT_BUCKET
 from backchannel.relay.limits import RelayLimits
 from backchannel.relay.relaykey import RelayKeyRing
 from backchannel.relay.store import open_store
-from tests.client.conftest import MakePrincipal, pair
+from tests.client.conftest import MakePrincipal
 from tests.client.observer import (
     Observed,
     Record,
@@ -33,6 +35,7 @@ from tests.client.observer import (
     host_context,
     hosts_on_loopback,
     on_host,
+    sends_between,
 )
 from tests.client.test_relay_key_pins import Relay, new_ring
 from tests.client.test_slots import INTERVAL, slotted, until
@@ -90,8 +93,8 @@ async def pair_on_hosts(a: Principal, b: Principal, urls: list[str]) -> None:
 
 def writes_to(record: Record, mailbox: str, since: int) -> list[Observed]:
     """Every deposit into `mailbox` the relays logged after event `since`."""
-    return [e for e in record.events[since:] if e.mailbox == mailbox
-            and e.op in ("send", "sendbatch", "sealedsend")]
+    return [e for e in sends_between(Record(record.events[since:]), 0.0, math.inf)
+            if e.mailbox == mailbox]
 
 
 def forwards_from(record: Record, address: str, destination: str,
@@ -131,7 +134,13 @@ async def test_every_slot_write_is_forwarded_and_a_note_arrives_once(
     # The sender's own connections to the destination name no mailbox it writes to.
     assert not [e for e in record.events[start:] if e.address == A_HOST
                 and e.relay == dest and e.mailbox == b_mailbox]
-    assert len(forwards_from(record, A_HOST, dest, start)) >= len(writes)
+    forwards = forwards_from(record, A_HOST, dest, start)
+    assert len(forwards) >= len(writes)
+    # What `status` counts a slot at is what went: the forward's frame (a connection of
+    # its own each), about twice the direct send's.
+    frame = forward_frame_size(dest, SLOT_BUCKET)
+    assert a.slot_frames(a.channels()[0].channel_id) == [frame]
+    assert {e.size for e in forwards} == {frame} and frame > 2 * DIRECT_SLOT_FRAME
     assert [e.text for e in b.inbox()].count("through the other relay") == 1
     assert a._sender.route_status.get(dest) is None  # forwarded as asked
 
@@ -219,5 +228,7 @@ async def test_forwarding_off_sends_slots_directly(
     writes = writes_to(record, b_mailbox, start)
     assert len(writes) >= 4
     assert {e.op for e in writes} == {"send"} and {e.address for e in writes} == {A_HOST}
+    assert {e.size for e in writes} == {DIRECT_SLOT_FRAME}
+    assert a.slot_frames(a.channels()[0].channel_id) == [DIRECT_SLOT_FRAME]
     assert forwards_from(record, A_HOST, dest, start) == []
     assert [e.text for e in b.inbox()].count("direct") == 1

@@ -24,9 +24,15 @@ from backchannel.client.routing import (
     Route,
     StaleKey,
     forward_deposit,
+    forward_frame_size,
     plan_route,
 )
-from backchannel.client.slotpolicy import SEND_LAG, slot_interval_or_default
+from backchannel.client.slotpolicy import (
+    DIRECT_SLOT_FRAME,
+    SEND_LAG,
+    SLOT_BUCKET,
+    slot_interval_or_default,
+)
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import RelayClient, RelayRequestError
@@ -437,6 +443,21 @@ class Sender:
         self._state.slot_status.note_route(url, route.status)  # for `status`, kept
 
     # --- slots (`client.slots`) ------------------------------------------------------------
+
+    def slot_frames(self, channel_id: str) -> list[int]:
+        """Each direction's request frame per slot, in bytes, on the route the settings
+        choose now (no relay counted down): a forward's, the direct send's, or 0 while
+        forwarding is required and impossible (`slotpolicy.describe_cost`)."""
+        state = self._state
+        frames = []
+        for link in state.channels.get(channel_id).links:
+            if link.outbound is None:
+                continue
+            route = plan_route(link.url, state.all_relays(), state.relays.key(link.url),
+                               state.settings.get)
+            frames.append(0 if not route.send else DIRECT_SLOT_FRAME if route.forwarder is None
+                          else forward_frame_size(link.url, SLOT_BUCKET))
+        return frames
 
     def claim_for_slot(self, url: str, channel_id: str, token: str,
                        skip: Collection[int] = ()) -> OutboxRow | None:
