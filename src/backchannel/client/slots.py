@@ -18,6 +18,11 @@ the time spent choosing (a claim of a queued row, or a seal) does not show in th
 the send. Nothing decides *when* to send from what arrived: a receipt waits in the
 outbox for its direction's next slot, whose time was fixed before the note came.
 
+Route: each slot's envelope goes as the flush's would (`client.slotroutes`): through a
+forwarding relay with the destination's key (its connection opened at the send time), or
+directly where the settings allow; with forwarding required and no forwarding relay fit,
+the slot sends nothing, not even cover, and the routing line says why.
+
 Size policy: every slot envelope that fits the smallest bucket (`SLOT_BUCKET`, 1,024
 bytes: a note of up to about 900 bytes, every receipt, line test and move) is exactly
 that size, as cover is. A longer note (a 4, 16 or 64 KiB envelope) crosses in pieces,
