@@ -215,3 +215,36 @@ async def test_forwarding_off_sends_slots_directly(
     assert a.slot_frames(a.channels()[0].channel_id) == [DIRECT_SLOT_FRAME]
     assert forwards_from(record, A_HOST, p.dest, start) == []
     assert [e.text for e in b.inbox()].count("direct") == 1
+
+
+async def test_an_unreachable_forwarder_gives_way_to_another_never_to_direct(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    record = Record()
+    a, b = make_principal("a"), make_principal("b")
+    with hosts_on_loopback(asyncio.get_running_loop()):
+        async with relay(tmp_path / "r1.db", record) as r1, \
+                relay(tmp_path / "r2.db", record) as r2, \
+                relay(tmp_path / "r3.db", record) as r3:
+            code = await on_host(A_HOST, a.invite([r1.url, r2.url, r3.url]))
+            await on_host(B_HOST, b.accept(code))
+            await on_host(A_HOST, a.sync())
+            await on_host(B_HOST, b.sync())
+            slotted(a, b)
+            (channel,) = a.channels()
+            theirs = {lk.url: lk.outbound.mailbox_id for lk in channel.links if lk.outbound}
+            # A relay a does not write to: a forwarder for each of a's directions.
+            (gone,) = [r for r in (r1, r2, r3) if r.url not in theirs][:1]
+            async with watching_on_hosts((a, A_HOST)):
+                await asyncio.sleep(INTERVAL * 2)
+                await gone.stop()
+                start = len(record.events)
+                note = a.queue(channel.name, "around the gap")
+                await until(lambda: stored(a, channel.name, note))
+                await asyncio.sleep(INTERVAL * 3)
+                lines = dict(a._sender.route_status)
+            await on_host(B_HOST, b.sync())
+    writes = [e for m in theirs.values() for e in writes_to(record, m, start)]
+    assert writes and {e.op for e in writes} == {"sealedsend"}
+    assert not any("directly" in line for line in lines.values()), lines
+    assert [e.text for e in b.inbox()].count("around the gap") == 1
