@@ -154,4 +154,7 @@ def describe_cost(interval: float | None, directions: int,
         text += (f"; {len(forwarded)} of {directions} forwarded through another relay "
                  f"({max(forwarded):,} bytes a slot and a connection of its own, against "
                  f"{DIRECT_SLOT_FRAME:,} direct): {total / 1e6:.1f} MB a day sent in all")
+    if held := sum(1 for frame in frames if frame == 0):
+        text += (f"; {held} of {directions} send nothing now (forwarding is required and "
+                 f"no other relay can forward)")
     return text + "; the counterpart's slots cost as much received at their rate"
