@@ -51,6 +51,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -227,6 +228,7 @@ async def run_watching(
         sealed = sum(1 for e in active.events if e.op == "sealedsend")
         print(f"  deposits with notes: {direct} from a client naming the mailbox, "
               f"{sealed} sealed from another relay")
+    _frame_sizes(active)
     idle = sends_between(record, idle_start, idle_start + (end - start))
     busy = sends_between(record, start, end)
     gaps_idle, gaps_busy = inter_arrivals(idle), inter_arrivals(busy)
@@ -241,6 +243,20 @@ async def run_watching(
     print(f"  shape: writes idle {len(idle)} / with notes {len(busy)}, sizes "
           f"{sorted({e.size for e in idle})} / {sorted({e.size for e in busy})}, {ks}")
     print(f"  load average {os.getloadavg()[0]:.2f}")
+
+
+def _frame_sizes(active: Record) -> None:
+    """What a slot write costs on the wire, by the request frames the relays logged: a
+    direct send, or a forward (client to forwarding relay) and the sealed send it carries
+    (forwarding relay to destination). WebSocket framing and a forward's own connection
+    (its handshake) come on top."""
+    sizes: dict[str, Counter[int]] = {}
+    for e in active.events:
+        if e.op in ("send", "forward", "sealedsend"):
+            sizes.setdefault(e.op, Counter())[e.size] += 1
+    shown = ", ".join(f"{op} {counts.most_common(1)[0][0]} bytes ({counts.total()} frames)"
+                      for op, counts in sorted(sizes.items()))
+    print(f"  request frames with notes, most common size: {shown or 'none'}")
 
 
 class ObservedRelays:

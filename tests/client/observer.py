@@ -217,6 +217,9 @@ def _best(candidates: dict[str, Any], rng: random.Random) -> str:
 
 # Operations only a mailbox's owner does (it holds the receive token), and the write.
 _OWNER_OPS = frozenset({"create", "fetch", "ack", "subscribe", "delete"})
+# Operations that deposit into a mailbox: a client's own send, or one sealed by a
+# forwarding relay (the destination opens it, so it knows the mailbox).
+_WRITE_OPS = frozenset({"send", "sendbatch", "sealedsend"})
 
 
 def by_connections(record: Record, pairs: list[tuple[str, str]], seed: int = 0) -> Score:
@@ -272,7 +275,7 @@ def by_timing(
     partner = _partner_map(pairs)
     writes: dict[str, list[float]] = defaultdict(list)
     for e in record.events:
-        if e.op == "send" and e.mailbox in partner:
+        if e.op in _WRITE_OPS and e.mailbox in partner:
             writes[e.mailbox].append(e.at)
     guesses = {}
     for m in sorted(partner):
@@ -295,9 +298,6 @@ def by_timing(
 # partner on another, by the addresses that own and write each mailbox, by the timing of
 # reads and writes across the relays, and by creation order.
 
-# Operations that deposit into a mailbox: a client's own send, or one sealed by a
-# forwarding relay (the destination opens it, so it knows the mailbox).
-_WRITE_OPS = frozenset({"send", "sendbatch", "sealedsend"})
 # Seconds within which a forward at one relay is taken to be the sealed send that arrives
 # at its destination: a relay carries it on at once, in milliseconds.
 FORWARD_WINDOW = 0.25
@@ -438,8 +438,9 @@ def by_pooled_logs(record: Record, pairs: list[tuple[str, str]], seed: int = 0,
 
 
 def sends_between(record: Record, start: float, end: float) -> list[Observed]:
-    """The writes (`send` requests) the relays saw from `start` to `end`."""
-    return [e for e in record.events if e.op == "send" and start <= e.at < end]
+    """The writes the relays saw from `start` to `end`: sends, and sealed sends a
+    forwarding relay deposits (the destination opens them, so it knows the mailbox)."""
+    return [e for e in record.events if e.op in _WRITE_OPS and start <= e.at < end]
 
 
 def inter_arrivals(sends: list[Observed]) -> list[float]:

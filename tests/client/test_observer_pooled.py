@@ -9,10 +9,12 @@ logs together.
 - Slots off, forwarding off: the addresses pair every channel (each principal reads its
   own mailboxes and writes the counterpart's from its address), and so does timing
   (a receipt written on one relay right after its note was read on the other).
-- Slots on, forwarding on: timing names no more partners than chance allows; the
-  addresses still pair every channel, because with two relays the forwarding relay and
-  the destination are the pool (a forward and the sealed send it carries are milliseconds
-  apart), and because slots today send directly.
+- Slots on, forwarding on: timing names no more partners than chance allows, and every
+  slot write reaches its relay as a sealed send from the other relay. The addresses still
+  pair every channel when the pool links each forward to the sealed send it carries (with
+  two relays the forwarding relay and the destination are the pool, and the two are
+  milliseconds apart); without that link ("addr, unlinked") they name no more partners
+  than chance allows.
 """
 
 from __future__ import annotations
@@ -132,17 +134,17 @@ async def test_pooled_timing_is_at_chance_with_slots_and_forwarding(
     scores = _scores(record, active, pairs)
     timing = scores["pooled: timing"]
     assert timing.correct <= AT_CHANCE_MOST, timing
-    # The addresses still pair every channel: two relays that pool their logs are the
-    # forwarding relay and the destination, and link each forward to its sealed send.
-    assert scores["pooled: addresses"].correct == 12
+    # The addresses still pair most channels: two relays that pool their logs are the
+    # forwarding relay and the destination, and link each forward to its sealed send
+    # (slot forwards of several directions a few milliseconds apart are sometimes linked
+    # wrongly, which votes across slots mostly outweigh: 9 to 12 of 12).
+    assert scores["pooled: addresses"].correct > AT_CHANCE_MOST, scores["pooled: addresses"]
     mailboxes = {m for pair in pairs for m in pair}
     direct = [e for e in active.events if e.op in ("send", "sendbatch") and e.mailbox in mailboxes]
     sealed = [e for e in active.events if e.op == "sealedsend" and e.mailbox in mailboxes]
-    assert direct or sealed  # the slots wrote, one way or the other
+    # Every slot write is forwarded (`client.slotroutes`): none names its mailbox from
+    # the writer's own address ...
+    assert sealed and not direct, (len(direct), len(sealed))
+    # ... so without timing, the addresses tell only who owns which mailbox.
     unlinked = scores["pooled: addr, unlinked"]
-    if direct:
-        # Slots send directly (`client.slots`): the writer's address names the mailbox.
-        assert unlinked.correct == 12
-    else:
-        # Slots forward: without timing, the addresses tell only who owns which mailbox.
-        assert unlinked.correct <= AT_CHANCE_MOST, unlinked
+    assert unlinked.correct <= AT_CHANCE_MOST, unlinked

@@ -49,11 +49,14 @@ def new_ring() -> RelayKeyRing:
 
 
 @contextlib.asynccontextmanager
-async def relay(db: Path, record: Record,
-                clock: Callable[[], float] = time.time) -> AsyncIterator[Relay]:
+async def relay(db: Path, record: Record, clock: Callable[[], float] = time.time, *,
+                ring: RelayKeyRing | None = None, port: int = 0) -> AsyncIterator[Relay]:
+    """A logging relay with a key ring (`ring`, kept across a restart on `port`; else a
+    new one) that forwards to loopback."""
     limits = RelayLimits()
-    server = Relay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1", port=0,
-                   forward_key=new_ring(), forward_to_local=True, clock=clock)
+    server = Relay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1",
+                   port=port, forward_key=ring or new_ring(), forward_to_local=True,
+                   clock=clock)
     server.record, server._ids = record, {}
     await server.start()
     try:

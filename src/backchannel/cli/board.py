@@ -9,6 +9,7 @@ forms merged into one object per channel (docs/cli.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,8 @@ class ChannelBoard:
     # directions with rows held back or a failure; and each relay's routing line.
     slot_status: tuple[DirectionStatus, ...] = ()
     routes: tuple[tuple[str, str], ...] = ()
+    # Each direction's request frame per slot (`Principal.slot_frames`): forwarded or not.
+    slot_frames: tuple[int, ...] = ()
 
 
 def collect_boards(principal: Principal, channel: str | None = None) -> list[ChannelBoard]:
@@ -99,6 +102,7 @@ def collect_boards(principal: Principal, channel: str | None = None) -> list[Cha
             directions,
             tuple(slot_status),
             tuple(sorted(routes.items())),
+            tuple(principal.slot_frames(status.channel_id)),
         ))
     return boards
 
@@ -112,7 +116,7 @@ def board_json(cb: ChannelBoard) -> dict[str, Any]:
         **cb.board.to_dict(),
         "escalated": sorted(m.hex() for m in cb.escalated),
         "line_test": {"every_ms": cb.every_ms, "grace_ms": cb.grace_ms},
-        "slots": {**slots_json(cb.slot_interval, cb.slot_directions),
+        "slots": {**slots_json(cb.slot_interval, cb.slot_directions, cb.slot_frames),
                   "directions": [_direction_json(d) for d in cb.slot_status]},
         "routing": dict(cb.routes),
     }
@@ -123,13 +127,25 @@ def _direction_json(d: DirectionStatus) -> dict[str, Any]:
             "last_failure": d.failure or None, "failed_at_ms": d.failed_at_ms or None}
 
 
-def slots_json(interval: float | None, directions: int) -> dict[str, Any]:
-    """A channel's slots and what they cost (`status --json`, `slots --json`)."""
-    from backchannel.client.slotpolicy import SLOT_BUCKET, bytes_per_day
+def slots_json(interval: float | None, directions: int,
+               frames: Sequence[int] = ()) -> dict[str, Any]:
+    """A channel's slots and what they cost (`status --json`, `slots --json`): envelope
+    bytes (`bytes_per_day`), and the request frames that carry them on each direction's
+    route (`sent_bytes_per_day`: a forwarded slot's frame is about twice a direct one's,
+    and opens a connection of its own; `frames` empty: all direct)."""
+    from backchannel.client.slotpolicy import (
+        DIRECT_SLOT_FRAME,
+        SLOT_BUCKET,
+        bytes_per_day,
+        frame_bytes_per_day,
+    )
 
+    frames = list(frames) or [DIRECT_SLOT_FRAME] * directions
     return {"interval_s": interval, "bucket": SLOT_BUCKET, "relays": directions,
             "bytes_per_day_per_relay": bytes_per_day(interval),
-            "bytes_per_day": bytes_per_day(interval) * directions}
+            "bytes_per_day": bytes_per_day(interval) * directions,
+            "forwarded_relays": sum(1 for f in frames if f > DIRECT_SLOT_FRAME),
+            "sent_bytes_per_day": frame_bytes_per_day(interval, frames)}
 
 
 # -- tables --------------------------------------------------------------------------------
@@ -175,7 +191,7 @@ def line_summary(line: LineStatus, every_ms: int, grace_ms: int) -> str:
 def _slots_summary(cb: ChannelBoard) -> str:
     from backchannel.client.slotpolicy import describe_cost
 
-    lines = [describe_cost(cb.slot_interval, cb.slot_directions)]
+    lines = [describe_cost(cb.slot_interval, cb.slot_directions, cb.slot_frames)]
     now_ms = cb.board.now_ms
     for d in cb.slot_status:
         # The URL came from an invite, the failure line names it and the channel.

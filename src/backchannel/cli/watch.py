@@ -170,10 +170,12 @@ def slots(
                                   "off" if chosen is None else f"{chosen:g}")
         interval = slot_interval(principal.setting, record.channel_id)
         directions = sum(1 for link in record.links if link.outbound is not None)
+        frames = principal.slot_frames(record.channel_id)
     if state.json:
-        emit_json({"channel": record.name, **slots_json(interval, directions)})
+        emit_json({"channel": record.name, **slots_json(interval, directions, frames)})
         return
-    state.out.print(f"Slots to '{record.name}': {describe_cost(interval, directions)}.")
+    state.out.print(f"Slots to '{record.name}': "
+                    f"{describe_cost(interval, directions, frames)}.")
     if every is not None:
         state.out.print("A running watch or agent follows the change within a second.")
 

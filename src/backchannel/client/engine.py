@@ -307,6 +307,10 @@ class Principal:
         routes = {url: line for url in urls if (line := state.slot_status.route(url))}
         return state.slot_status.of_channel(channel_id), routes
 
+    def slot_frames(self, channel_id: str) -> list[int]:
+        """See `Sender.slot_frames`: what each direction's slot costs on the wire."""
+        return self._sender.slot_frames(channel_id)
+
     def set_setting(self, key: str, value: str) -> None:
         with self._store.transaction():
             self._state.settings.put(key, value)

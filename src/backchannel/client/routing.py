@@ -27,6 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from backchannel.client.transport import RelayClosed, RelayRequestError
+from backchannel.protocol.envelope import MAILBOX_ID_SIZE
 from backchannel.protocol.errors import BackchannelError
 from backchannel.protocol.forwarding import (
     ForgedReply,
@@ -38,10 +39,16 @@ from backchannel.protocol.forwarding import (
 from backchannel.protocol.keystatement import MAX_STATEMENT_SIZE, KeyStatement
 from backchannel.protocol.relayconn import Answer, ClientConnection, Refusal
 from backchannel.protocol.relayframes import (
+    FORWARD_KEY_ID_SIZE,
+    HPKE_ENC_SIZE,
+    HPKE_TAG_SIZE,
     MAX_RESPONSE_FRAME_SIZE,
     REPLY_KEY_SIZE,
+    TOKEN_SIZE,
+    ErrorCode,
     Forward,
     SealedResult,
+    encode,
 )
 from backchannel.protocol.text import check_relay_url
 
@@ -50,13 +57,17 @@ __all__ = [
     "DEFAULT_KEY_TIMEOUT",
     "FORWARDING_MODES",
     "FORWARDING_SETTING",
+    "DestinationDown",
     "ForgedForwardReply",
     "ForwardRefused",
     "RelayChoice",
     "Route",
+    "StaleKey",
     "choose_forwarder",
     "fetch_key_statement",
     "fetch_relay_key",
+    "forward_deposit",
+    "forward_frame_size",
     "forward_send",
     "operator_setting",
     "plan_route",
@@ -168,6 +179,50 @@ async def forward_send(
         case [Refusal(code=code, reason=reason)]:
             raise ForwardRefused(code, reason, by_destination=False)
     raise RelayClosed("the forwarding relay answered something else")
+
+
+class DestinationDown(RelayClosed):
+    """The forwarding relay could not reach the destination: it is down for this pass, as
+    if we had failed to reach it ourselves."""
+
+
+class StaleKey(RelayClosed):
+    """The destination (or the forwarding relay for it) refused the key we sealed to as
+    unknown or retired: it may have another now (`client.keypins` tells)."""
+
+
+async def forward_deposit(forwarder_url: str, destination_url: str,
+                          destination_key: RelayPublicKey, mailbox_id: bytes,
+                          send_token: bytes, envelope: bytes) -> int:
+    """`forward_send`, with the refusals a sender acts on other than as refusals named by
+    what they mean (the flush and the slots settle forwards alike).
+
+    Raises:
+        DestinationDown: the forwarding relay says it cannot reach the destination.
+        StaleKey: the key we sealed to was refused as unknown or retired.
+        ForwardRefused, ForgedForwardReply, RelayClosed: as `forward_send`.
+    """
+    try:
+        return await forward_send(forwarder_url, destination_url, destination_key,
+                                  mailbox_id, send_token, envelope)
+    except ForwardRefused as error:
+        if error.code == ErrorCode.DESTINATION_UNAVAILABLE and not error.by_destination:
+            raise DestinationDown(
+                f"{forwarder_url} cannot reach it now (forwarded send)") from None
+        if error.code in (ErrorCode.UNKNOWN_KEY, ErrorCode.KEY_RETIRED):
+            raise StaleKey(f"{destination_url} no longer has the key we know") from None
+        raise
+
+
+def forward_frame_size(destination_url: str, envelope_size: int) -> int:
+    """Bytes of the Forward frame that carries one envelope of `envelope_size` to
+    `destination_url` (what the forwarding relay receives from us; the sealed send it
+    passes on to the destination is the same sealed bytes): the HPKE encapsulation and
+    tag, the mailbox id, send token and reply key sealed with the envelope, and the
+    destination's URL."""
+    inner = MAILBOX_ID_SIZE + TOKEN_SIZE + REPLY_KEY_SIZE + 4 + envelope_size
+    sealed = bytes(HPKE_ENC_SIZE + inner + HPKE_TAG_SIZE)
+    return len(encode(Forward(0, bytes(FORWARD_KEY_ID_SIZE), destination_url, sealed)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,15 +20,22 @@ from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
 from backchannel.client.routing import (
     FORWARDING_SETTING,
-    ForwardRefused,
+    DestinationDown,
     Route,
-    forward_send,
+    StaleKey,
+    forward_deposit,
+    forward_frame_size,
     plan_route,
 )
-from backchannel.client.slotpolicy import SEND_LAG, slot_interval_or_default
+from backchannel.client.slotpolicy import (
+    DIRECT_SLOT_FRAME,
+    SEND_LAG,
+    SLOT_BUCKET,
+    slot_interval_or_default,
+)
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
-from backchannel.client.transport import RelayClient, RelayClosed, RelayRequestError
+from backchannel.client.transport import RelayClient, RelayRequestError
 from backchannel.dialogue.bodies import Note, decode_body
 from backchannel.dialogue.kinds import Precedence
 from backchannel.protocol.e2e.session import Session
@@ -270,28 +277,20 @@ class Sender:
         # again before the next flush.
         done: set[int] = set()
         sent, backoff, rounds = 0, _RETRY_FIRST_DELAY, 0
-        known = state.all_relays()
         # Forwarding relays whose refusal of the destination's key its signed statement
         # contradicts: out of the choice for this pass (`client.keypins`).
         distrusted: set[str] = set()
         refreshes = 0
-        await self._fetch_pinned_key(url)
+        await self.fetch_pinned_key(url)
         while True:
             # Chosen again for each window: a forwarding relay found down drops out.
-            route = plan_route(url, known, state.relays.key(url), state.settings.get,
-                               down={*pool.failures, *distrusted})
-            if distrusted and route.forwarder is None and route.status:
-                # Never direct on the word of a forwarding relay that refused falsely.
-                route = Route(None, None, False, (
-                    f"not sent to {url}: {', '.join(sorted(distrusted))} refused its "
-                    "forwarding key, which its signed statement lists as current, and no "
-                    "other relay can forward to it"))
+            route = self.route_for(pool, url, distrusted)
             now = state.clock()
             with state.store.transaction():
                 window = state.outbox.claim(url, tokens, now, now + _CLAIM_MS, _SEND_WINDOW, done)
             if not window:
                 break
-            self._note_route(url, route)
+            self.note_route(url, route)
             if not route.send:
                 with state.store.transaction():
                     state.outbox.release(window)  # forwarding is required: the rows wait
@@ -344,7 +343,7 @@ class Sender:
                 ),
                 None,
             )
-            if isinstance(failure, _StaleKey):
+            if isinstance(failure, StaleKey):
                 # Our key was refused: the destination's signed statement says whether it
                 # changed (use the new one) or the refusal was false (another forwarder).
                 refreshes += 1
@@ -352,11 +351,11 @@ class Sender:
                     self.route_status[url] = (f"not sent to {url} now: its forwarding key "
                                               f"was refused {_MAX_KEY_REFRESHES} times")
                     break  # the rows wait for the next flush
-                if not await self._settle_stale_key(url, route, distrusted):
+                if not await self.settle_stale_key(url, route, distrusted):
                     break
-                done -= {row.row_id for row, result in answered if isinstance(result, _StaleKey)}
+                done -= {row.row_id for row, result in answered if isinstance(result, StaleKey)}
                 continue
-            if isinstance(failure, _DestinationDown):
+            if isinstance(failure, DestinationDown):
                 await pool.mark_down(url, str(failure))
                 break
             if failure is not None and route.forwarder is not None:
@@ -382,7 +381,23 @@ class Sender:
                 backoff = _RETRY_FIRST_DELAY
         return sent
 
-    async def _fetch_pinned_key(self, url: str) -> None:
+    def route_for(self, pool: RelayPool, url: str, distrusted: Collection[str]) -> Route:
+        """How sends to `url` go now (`routing.plan_route`): forwarding relays down in
+        `pool` or `distrusted` (they refused a key the destination's signed statement
+        lists as current) are out of the choice, and never direct on the word of one of
+        those: then nothing is sent. The flush and the slots (`client.slotroutes`) both
+        choose here."""
+        state = self._state
+        route = plan_route(url, state.all_relays(), state.relays.key(url), state.settings.get,
+                           down={*pool.failures, *distrusted})
+        if distrusted and route.forwarder is None and route.status:
+            route = Route(None, None, False, (
+                f"not sent to {url}: {', '.join(sorted(distrusted))} refused its "
+                "forwarding key, which its signed statement lists as current, and no "
+                "other relay can forward to it"))
+        return route
+
+    async def fetch_pinned_key(self, url: str) -> None:
         """Fetch the key of a relay that has a pin but no key yet (a version 4 invite's),
         at most once in `_KEY_FETCH_EVERY_MS` per relay."""
         state = self._state
@@ -396,7 +411,7 @@ class Sender:
         self._key_fetched[url] = state.clock()
         await refresh_key(state, url, None, timeout=_KEY_FETCH_TIMEOUT)
 
-    async def _settle_stale_key(self, url: str, route: Route, distrusted: set[str]) -> bool:
+    async def settle_stale_key(self, url: str, route: Route, distrusted: set[str]) -> bool:
         """After our key for `url` was refused (UNKNOWN_KEY or KEY_RETIRED): fetch its
         signed statement and act on it. Returns False when the rows must wait."""
         state = self._state
@@ -419,7 +434,7 @@ class Sender:
             state.relays.forget_key(url)
         return True
 
-    def _note_route(self, url: str, route: Route) -> None:
+    def note_route(self, url: str, route: Route) -> None:
         """Keep the line for rows sent (or held) to `url` other than forwarded as asked."""
         if route.status:
             self.route_status[url] = route.status
@@ -428,6 +443,21 @@ class Sender:
         self._state.slot_status.note_route(url, route.status)  # for `status`, kept
 
     # --- slots (`client.slots`) ------------------------------------------------------------
+
+    def slot_frames(self, channel_id: str) -> list[int]:
+        """Each direction's request frame per slot, in bytes, on the route the settings
+        choose now (no relay counted down): a forward's, the direct send's, or 0 while
+        forwarding is required and impossible (`slotpolicy.describe_cost`)."""
+        state = self._state
+        frames = []
+        for link in state.channels.get(channel_id).links:
+            if link.outbound is None:
+                continue
+            route = plan_route(link.url, state.all_relays(), state.relays.key(link.url),
+                               state.settings.get)
+            frames.append(0 if not route.send else DIRECT_SLOT_FRAME if route.forwarder is None
+                          else forward_frame_size(link.url, SLOT_BUCKET))
+        return frames
 
     def claim_for_slot(self, url: str, channel_id: str, token: str,
                        skip: Collection[int] = ()) -> OutboxRow | None:
@@ -558,16 +588,6 @@ class Sender:
                     state.outbox.add(channel_id, link.url, ref, envelope)
 
 
-class _DestinationDown(RelayClosed):
-    """The forwarding relay could not reach the destination: it is down for this pass, as
-    if we had failed to reach it ourselves."""
-
-
-class _StaleKey(RelayClosed):
-    """The destination (or the forwarding relay for it) refused the key we sealed to as
-    unknown or retired: it may have another now (`client.keypins` tells)."""
-
-
 # Forwards of one window in flight at once: each is a connection of its own to the
 # forwarding relay (`routing.forward_send`), which bounds its clients' connections.
 _FORWARD_WINDOW: Final = 8
@@ -577,21 +597,13 @@ async def _forward_window(forwarder: str, destination: str, key: RelayPublicKey,
                           tokens: dict[str, str], window: list[OutboxRow]) -> list[object]:
     """Send a claimed window through `forwarder`, one forward per row; per row, in order,
     its seq on the destination, the `RelayRequestError` (`ForwardRefused`) that refused it,
-    or the error that stopped it."""
+    or the error that stopped it (`routing.forward_deposit`)."""
     gate = asyncio.Semaphore(_FORWARD_WINDOW)
 
     async def one(row: OutboxRow) -> int:
         async with gate:
-            try:
-                return await forward_send(forwarder, destination, key, row.mailbox_id,
-                                          bytes.fromhex(tokens[row.channel_id]), row.envelope)
-            except ForwardRefused as error:
-                if error.code == ErrorCode.DESTINATION_UNAVAILABLE and not error.by_destination:
-                    raise _DestinationDown(
-                        f"{forwarder} cannot reach it now (forwarded send)") from None
-                if error.code in (ErrorCode.UNKNOWN_KEY, ErrorCode.KEY_RETIRED):
-                    raise _StaleKey(f"{destination} no longer has the key we know") from None
-                raise
+            return await forward_deposit(forwarder, destination, key, row.mailbox_id,
+                                         bytes.fromhex(tokens[row.channel_id]), row.envelope)
 
     return list(await asyncio.gather(*(one(row) for row in window), return_exceptions=True))
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from backchannel.client.errors import ClientError
-from backchannel.protocol.envelope import BUCKETS
+from backchannel.protocol.envelope import BUCKETS, MAILBOX_ID_SIZE
+from backchannel.protocol.relayframes import TOKEN_SIZE, Send, encode
 from backchannel.protocol.text import escaped
 
 __all__ = [
     "DEFAULT_KEY",
     "DEFAULT_SLOT_INTERVAL",
+    "DIRECT_SLOT_FRAME",
     "KIND_COVER",
     "MAX_SLOT_INTERVAL",
     "MIN_SLOT_INTERVAL",
@@ -25,6 +27,7 @@ __all__ = [
     "SLOT_BUCKET",
     "bytes_per_day",
     "describe_cost",
+    "frame_bytes_per_day",
     "interval_key",
     "parse_interval",
     "slot_interval",
@@ -46,6 +49,11 @@ MIN_SLOT_INTERVAL: Final = 0.1
 MAX_SLOT_INTERVAL: Final = 3600.0
 # Every slot envelope that fits it has this size, cover included.
 SLOT_BUCKET: Final = BUCKETS[0]
+# The SEND frame that carries one slot envelope directly: the envelope, its mailbox id,
+# send token and the frame's header (1,082 bytes). A forwarded slot's frame is larger
+# (`routing.forward_frame_size`: 2,285 bytes to a 21-character URL).
+DIRECT_SLOT_FRAME: Final = len(encode(Send(0, bytes(MAILBOX_ID_SIZE), bytes(TOKEN_SIZE),
+                                           bytes(SLOT_BUCKET))))
 # Seconds from a slot's start to its send: choosing what to send (a claim, a seal: a few
 # milliseconds) happens in between, so its duration does not show at the relay. Shorter
 # intervals use a quarter of the interval.
@@ -119,13 +127,34 @@ def bytes_per_day(interval: float | None) -> int:
     return round(SLOT_BUCKET * 86_400 / interval)
 
 
-def describe_cost(interval: float | None, directions: int) -> str:
+def frame_bytes_per_day(interval: float | None, frames: Sequence[int]) -> int:
+    """Request-frame bytes the slots send a day at `interval`, `frames` giving each
+    direction's frame per slot (`DIRECT_SLOT_FRAME`, a forward's, or 0 for a direction
+    that sends nothing while forwarding is required and impossible)."""
+    if interval is None:
+        return 0
+    return sum(round(frame * 86_400 / interval) for frame in frames)
+
+
+def describe_cost(interval: float | None, directions: int,
+                  frames: Sequence[int] = ()) -> str:
     """What a channel's slots cost, in words (`status`): `directions` is how many relays
-    it writes to."""
+    it writes to, `frames` each one's request frame per slot (as `frame_bytes_per_day`;
+    empty: all direct)."""
     if interval is None:
         return ("off: envelopes leave as soon as they are queued, so a relay sees when "
                 "this side writes (docs/threat-model.md)")
     sent = bytes_per_day(interval) * directions
-    return (f"one {SLOT_BUCKET:,}-byte envelope every {interval:g} s to each of "
+    text = (f"one {SLOT_BUCKET:,}-byte envelope every {interval:g} s to each of "
             f"{directions} relay(s) while watch or the agent runs: {sent / 1e6:.1f} MB a day "
-            f"sent; the counterpart's slots cost as much received at their rate")
+            f"of envelopes")
+    forwarded = [frame for frame in frames if frame > DIRECT_SLOT_FRAME]
+    if forwarded:
+        total = frame_bytes_per_day(interval, frames)
+        text += (f"; {len(forwarded)} of {directions} forwarded through another relay "
+                 f"({max(forwarded):,} bytes a slot and a connection of its own, against "
+                 f"{DIRECT_SLOT_FRAME:,} direct): {total / 1e6:.1f} MB a day sent in all")
+    if held := sum(1 for frame in frames if frame == 0):
+        text += (f"; {held} of {directions} send nothing now (forwarding is required and "
+                 f"no other relay can forward)")
+    return text + "; the counterpart's slots cost as much received at their rate"

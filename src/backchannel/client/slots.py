@@ -18,6 +18,11 @@ the time spent choosing (a claim of a queued row, or a seal) does not show in th
 the send. Nothing decides *when* to send from what arrived: a receipt waits in the
 outbox for its direction's next slot, whose time was fixed before the note came.
 
+Route: each slot's envelope goes as the flush's would (`client.slotroutes`): through a
+forwarding relay with the destination's key (its connection opened at the send time), or
+directly where the settings allow; with forwarding required and no forwarding relay fit,
+the slot sends nothing, not even cover, and the routing line says why.
+
 Size policy: every slot envelope that fits the smallest bucket (`SLOT_BUCKET`, 1,024
 bytes: a note of up to about 900 bytes, every receipt, line test and move) is exactly
 that size, as cover is. A longer note (a 4, 16 or 64 KiB envelope) crosses in pieces,
@@ -66,6 +71,7 @@ from backchannel.client.errors import ChannelNotFound, IdentityChanged
 from backchannel.client.fragments import KIND_FRAGMENT
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SyncReport
+from backchannel.client.routing import Route
 from backchannel.client.sending import Sender
 from backchannel.client.slotpolicy import (
     KIND_COVER,
@@ -73,6 +79,7 @@ from backchannel.client.slotpolicy import (
     SLOT_BUCKET,
     slot_interval_or_default,
 )
+from backchannel.client.slotroutes import NotDelivered, SlotRoutes
 from backchannel.client.state.outbox import OutboxRow
 from backchannel.client.state.shared import ClientState
 from backchannel.client.transport import RelayClient, RelayRequestError
@@ -107,6 +114,17 @@ class _Direction:
     interval: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Way:
+    """How one slot's envelope goes: its route (`client.slotroutes`), the direct lane when
+    not forwarded, and the deposit's mailbox and send token."""
+
+    route: Route
+    client: RelayClient | None
+    mailbox: str
+    token: bytes
+
+
 @dataclass(slots=True)
 class _Split:
     """A large row going out in pieces, one per slot (`client.fragments`)."""
@@ -138,6 +156,7 @@ class SlotSender:
         self._sender = sender
         self._pool = pool
         self._report = report
+        self._routes = SlotRoutes(sender, pool)
         self._tasks: dict[_Direction, asyncio.Task[None]] = {}
         self._random = random.SystemRandom()
         self.slots_sent = 0  # envelopes sent in slots (queued ones and cover)
@@ -268,6 +287,9 @@ class SlotSender:
         k = 0
         while True:
             slot = start + k * direction.interval
+            # Before the slot begins (at most once in minutes, inside): a relay known by
+            # its pin alone has its key fetched, so that its slots can be forwarded.
+            await self._sender.fetch_pinned_key(direction.url)
             await asyncio.sleep(max(0.0, slot - loop.time()))
             try:
                 await self._one_slot(direction, slot + lag)
@@ -285,8 +307,13 @@ class SlotSender:
         if link is None or link.outbound is None:
             return
         mailbox, token = link.outbound.mailbox_id, bytes.fromhex(link.outbound.send_token)
-        client = await pool.get(url, mailbox)  # the lane of the counterpart's mailbox
-        if client is None:
+        route = self._routes.plan(url)
+        if not route.send:
+            return  # forwarding is required and impossible: nothing at all leaves
+        client = None
+        if route.forwarder is None:
+            client = await pool.get(url, mailbox)  # the lane of the counterpart's mailbox
+        if url in pool.failures or (route.forwarder is None and client is None):
             return  # down: the slot is skipped (the relay sees nothing either way)
         split = self._splits.get(direction)
         if split is not None and (split.row.mailbox_id.hex() != mailbox
@@ -318,20 +345,20 @@ class SlotSender:
                 split = self._splits[direction] = _Split(row, fragments.split(row.envelope))
                 self._sender.release_slot(row)
                 row = None
-            await self._fill(direction, channel.name, client, mailbox, token, row, split,
-                             send_at)
+            await self._fill(direction, channel.name, _Way(route, client, mailbox, token),
+                             row, split, send_at)
         except BaseException:
             if row is not None:
                 self._sender.release_slot(row)  # stopped or failed: the row is anyone's again
             raise
 
-    async def _fill(self, direction: _Direction, name: str, client: RelayClient, mailbox: str,
-                    token: bytes, row: OutboxRow | None, split: _Split | None,
-                    send_at: float) -> None:
+    async def _fill(self, direction: _Direction, name: str, way: _Way, row: OutboxRow | None,
+                    split: _Split | None, send_at: float) -> None:
         """Send the slot's envelope (the claimed `row`, else the split's next piece, else
-        cover) and settle it."""
+        cover) on the slot's route and settle it."""
         loop = asyncio.get_running_loop()
         pool, url, channel_id = self._pool, direction.url, direction.channel_id
+        mailbox, token = way.mailbox, way.token
         if row is not None:
             raw: bytes | None = row.envelope
         elif split is not None:
@@ -344,12 +371,13 @@ class SlotSender:
             raw = spare if spare is not None else self._seal(channel_id, mailbox, KIND_COVER)
         if raw is None:
             return
-        try:
-            await asyncio.sleep(max(0.0, send_at - loop.time()))
-            result: int | BaseException = await client.send(bytes.fromhex(mailbox), token, raw)
-        except Exception as error:
-            result = error  # every outcome is handled below
+        await asyncio.sleep(max(0.0, send_at - loop.time()))
+        # Every outcome is handled below (`SlotRoutes.send` says them in the direct terms).
+        result = await self._routes.send(way.route, way.client, url, mailbox, token, raw)
         self.slots_sent += 1
+        if isinstance(result, NotDelivered):
+            self._not_delivered(direction, row, split, raw, result)
+            return
         if row is None and split is not None:
             await self._settle_piece(direction, name, split, token, raw, result)
             return
@@ -403,6 +431,23 @@ class SlotSender:
         if split.sent == len(split.pieces):
             del self._splits[direction]
             await self._settle_row(direction, name, split.row, token, result)
+
+    def _not_delivered(self, direction: _Direction, row: OutboxRow | None,
+                       split: _Split | None, raw: bytes, outcome: NotDelivered) -> None:
+        """A forward the destination did not answer: the row waits for a later slot;
+        cover and a piece go again, the same bytes, if surely not stored, else are sealed
+        afresh (as when a direct connection is lost)."""
+        if row is not None:
+            self._sender.release_slot(row)
+        elif split is not None:
+            self.pieces_sent += 1
+            split.spare = None if outcome.maybe_stored else raw
+        else:
+            self.cover_sent += 1
+            if outcome.maybe_stored:
+                self._spare_cover.pop(direction, None)
+            else:
+                self._spare_cover[direction] = raw
 
     def _wake(self, direction: _Direction) -> None:
         """The relay took a cover it had refused: the mailbox has room again, so the rows
