@@ -87,6 +87,11 @@ async def relay_round_trip(url: str, count: int) -> list[float]:
     return samples
 
 
+# Envelopes sent one SEND each in the transport burst: under the relay's default frame
+# burst (4,000 frames, with acks and the receiver's frames beside them).
+UNBATCHED_BURST = 3000
+
+
 async def transport_burst(url: str, count: int, batched: bool) -> float:
     """One sender connection to one receiver connection through the relay (default
     limits): `count` 1 KiB envelopes queued at once, in windows of 64 in flight; the
@@ -265,9 +270,12 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await wait_for_relay(url, relay)
         for batched in (False, True):
-            rate = await transport_burst(url, args.burst, batched)
+            # One SEND a frame: a burst past the connection's frame burst would measure the
+            # relay's frame limit (`limits.DEFAULT_FRAME_BURST`, then its rate), not the path.
+            count = args.burst if batched else min(args.burst, UNBATCHED_BURST)
+            rate = await transport_burst(url, count, batched)
             how = "SEND_BATCH frames (send_many)" if batched else "one SEND each"
-            print(f"transport burst, one connection to another ({args.burst} envelopes of "
+            print(f"transport burst, one connection to another ({count} envelopes of "
                   f"1 KiB, {how}): {rate:,.0f} envelopes/s (target >= 3000)", flush=True)
         if args.transport_only:
             return
