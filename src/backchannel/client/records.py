@@ -7,7 +7,7 @@ are read by a human debugging a state file after `backchannel export`; bytes are
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -158,8 +158,46 @@ def message_record(message: Message, direction: str, received_at_ms: int = 0) ->
     )
 
 
+def _mailbox_data(mailbox: Mailbox | None) -> dict[str, str] | None:
+    if mailbox is None:
+        return None
+    return {
+        "mailbox_id": mailbox.mailbox_id,
+        "send_token": mailbox.send_token,
+        "receive_token": mailbox.receive_token,
+    }
+
+
+def _link_data(link: Link) -> dict[str, Any]:
+    return {
+        "url": link.url,
+        "inbound": _mailbox_data(link.inbound),
+        "outbound": _mailbox_data(link.outbound),
+    }
+
+
+def _stored(value: Any) -> Any:
+    """A field's JSON form: what `dataclasses.asdict` gives, written out for the only
+    nested shapes records have (lists, links, mailboxes), since the recursive `asdict`
+    cost more than anything else in storing a note (issue 15)."""
+    if isinstance(value, list):
+        return [_stored(item) for item in value]
+    if isinstance(value, Link):
+        return _link_data(value)
+    if isinstance(value, Mailbox):
+        return _mailbox_data(value)
+    return value
+
+
+# Each record class's stored field names, in declaration order (read once, not per dump).
+_FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {
+    kind: tuple(f.name for f in fields(kind))
+    for kind in (ChannelRecord, InviteRecord, InviteClaimRecord, MessageRecord)
+}
+
+
 def dump(record: ChannelRecord | InviteRecord | InviteClaimRecord | MessageRecord) -> bytes:
-    data = asdict(record)
+    data = {name: _stored(getattr(record, name)) for name in _FIELDS[type(record)]}
     data.pop("version", None)  # the store keeps it (see ChannelRecord.version)
     if isinstance(record, ChannelRecord | InviteRecord):
         # Format 1 is written without the key, so that a record whose every link still has
