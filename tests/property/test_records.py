@@ -17,6 +17,7 @@ from backchannel.client.records import (
     Link,
     Mailbox,
     MessageRecord,
+    copy_channel,
     dump,
     load,
 )
@@ -81,3 +82,15 @@ def _storable(record: Any) -> bool:
 def test_a_dumped_record_loads_as_it_was(record: Any) -> None:
     assume(_storable(record))
     assert load(type(record), dump(record)) == record  # (a channel's version is not compared)
+
+
+@given(_channels)
+def test_a_copied_channel_is_equal_and_shares_nothing_mutable(record: ChannelRecord) -> None:
+    copy = copy_channel(record)
+    assert copy == record and copy.version == record.version
+    for mine, theirs in zip(copy.links + copy.retiring, record.links + record.retiring,
+                            strict=True):
+        assert mine is not theirs
+        assert mine.inbound is None or mine.inbound is not theirs.inbound
+        assert mine.outbound is None or mine.outbound is not theirs.outbound
+    assert copy.links is not record.links and copy.retiring is not record.retiring

@@ -26,6 +26,7 @@ __all__ = [
     "Link",
     "Mailbox",
     "MessageRecord",
+    "copy_channel",
     "dump",
     "load",
     "message_record",
@@ -178,14 +179,10 @@ def _link_data(link: Link) -> dict[str, Any]:
 
 def _stored(value: Any) -> Any:
     """A field's JSON form: what `dataclasses.asdict` gives, written out for the only
-    nested shapes records have (lists, links, mailboxes), since the recursive `asdict`
-    cost more than anything else in storing a note (issue 15)."""
-    if isinstance(value, list):
-        return [_stored(item) for item in value]
-    if isinstance(value, Link):
-        return _link_data(value)
-    if isinstance(value, Mailbox):
-        return _mailbox_data(value)
+    nested shapes records have (lists of links, lists of strings), since the recursive
+    `asdict` cost more than anything else in storing a note (issue 15)."""
+    if type(value) is list:
+        return [_link_data(item) if type(item) is Link else item for item in value]
     return value
 
 
@@ -194,6 +191,29 @@ _FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {
     kind: tuple(f.name for f in fields(kind))
     for kind in (ChannelRecord, InviteRecord, InviteClaimRecord, MessageRecord)
 }
+
+
+def _copied_link(link: Link) -> Link:
+    inbound, outbound = link.inbound, link.outbound
+    return Link(
+        link.url,
+        None if inbound is None else Mailbox(*_mailbox_fields(inbound)),
+        None if outbound is None else Mailbox(*_mailbox_fields(outbound)),
+    )
+
+
+def _mailbox_fields(mailbox: Mailbox) -> tuple[str, str, str]:
+    return mailbox.mailbox_id, mailbox.send_token, mailbox.receive_token
+
+
+def copy_channel(record: ChannelRecord) -> ChannelRecord:
+    """A copy of a channel record that shares nothing its holder may change (its lists of
+    links and their mailboxes are copied; strings and numbers are immutable)."""
+    copy = object.__new__(ChannelRecord)
+    for name in _FIELDS[ChannelRecord]:
+        value = getattr(record, name)
+        setattr(copy, name, [_copied_link(lk) for lk in value] if type(value) is list else value)
+    return copy
 
 
 def dump(record: ChannelRecord | InviteRecord | InviteClaimRecord | MessageRecord) -> bytes:
