@@ -399,6 +399,10 @@ class Exchange:
                 acks.setdefault((url, mailbox_id), []).append(delivery.seq)
                 if entry is not None:
                     arrived.append(entry)
+            if arrived and self._receiver.owes_receipts():
+                # In the same commit as the notes they answer (one fsync, not two): if it
+                # fails, the notes roll back too and, not acked, are delivered again.
+                self._receiver.queue_receipts()
         if on_message is not None:
             for entry in arrived:
                 on_message(entry)
