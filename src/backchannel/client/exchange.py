@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 _FETCH_BATCH: Final = 100
+# Turns of the event loop a batch of arrivals waits for more, when none is waiting: what
+# the readers' connections already hold comes in meanwhile (each delivery takes a reader
+# about two turns), and nothing waits on the network.
+_GATHER_TURNS: Final = 3
 # Fetch batches per mailbox in one pass. A relay holds at most 1,000 envelopes per mailbox
 # (its default quota, docs/relay.md), which is 10 batches; twice that leaves room for what
 # arrives meanwhile, and stops a relay that always answers "more" (review §2g) from keeping
@@ -386,7 +390,14 @@ class Exchange:
         except TimeoutError:
             return
         batch = [first]
-        while not arrivals.empty() and len(batch) < _FETCH_BATCH:
+        while len(batch) < _FETCH_BATCH:
+            if arrivals.empty():
+                # Each reader hands over one delivery per turn of the loop: give them a
+                # few turns, so that a burst is stored in one commit, not one each.
+                for _ in range(_GATHER_TURNS):
+                    await asyncio.sleep(0)
+                if arrivals.empty():
+                    break
             batch.append(arrivals.get_nowait())
         acks: dict[tuple[str, bytes], list[int]] = {}
         arrived = []
@@ -399,6 +410,10 @@ class Exchange:
                 acks.setdefault((url, mailbox_id), []).append(delivery.seq)
                 if entry is not None:
                     arrived.append(entry)
+            if arrived and self._receiver.owes_receipts():
+                # In the same commit as the notes they answer (one fsync, not two): if it
+                # fails, the notes roll back too and, not acked, are delivered again.
+                self._receiver.queue_receipts()
         if on_message is not None:
             for entry in arrived:
                 on_message(entry)

@@ -586,6 +586,22 @@ class Keystore:
         ).fetchall()
         return [(bytes(k), self.unseal(kind, bytes(k), bytes(r)), int(v)) for k, r, v in rows]
 
+    def all_sealed(self, kind: str) -> list[tuple[bytes, bytes, int]]:
+        """Every record of a kind as stored, still sealed, with its version, in the order
+        they were written: for a caller that keeps what it opened (`ChannelRepository`),
+        opening only what it has not seen (`unseal`)."""
+        rows = self._db.execute(
+            "SELECT key, record, version FROM records WHERE kind = ? ORDER BY rowid", (kind,)
+        ).fetchall()
+        return [(bytes(k), bytes(r), int(v)) for k, r, v in rows]
+
+    def get_sealed(self, kind: str, key: bytes) -> tuple[bytes, int] | None:
+        """One record as stored, still sealed, with its version (see `all_sealed`)."""
+        row = self._db.execute(
+            "SELECT record, version FROM records WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
     def put_versioned(self, kind: str, key: bytes, plaintext: bytes, expected: int) -> int:
         """Write a record only if it is still at version `expected` (compare-and-swap).
 
@@ -599,9 +615,13 @@ class Keystore:
             StaleRecord: the stored record is at another version (or exists, or is gone):
                 the caller read it before someone else wrote it. Nothing is written.
         """
+        return self.put_sealed_versioned(kind, key, self.seal(kind, key, plaintext), expected)
+
+    def put_sealed_versioned(self, kind: str, key: bytes, sealed: bytes, expected: int) -> int:
+        """`put_versioned` of a record the caller sealed (`seal(kind, key, ...)`), for a
+        caller that keeps what it wrote by its sealed bytes (`ChannelRepository`)."""
         if not self._db.in_transaction:
             raise StaleRecord(f"a {kind} record may only be written inside a transaction")
-        sealed = self.seal(kind, key, plaintext)
         if expected == 0:
             cursor = self._db.execute(
                 "INSERT INTO records (kind, key, record, version) VALUES (?, ?, ?, 1)"

@@ -7,7 +7,7 @@ are read by a human debugging a state file after `backchannel export`; bytes are
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -26,6 +26,7 @@ __all__ = [
     "Link",
     "Mailbox",
     "MessageRecord",
+    "copy_channel",
     "dump",
     "load",
     "message_record",
@@ -158,8 +159,65 @@ def message_record(message: Message, direction: str, received_at_ms: int = 0) ->
     )
 
 
+def _mailbox_data(mailbox: Mailbox | None) -> dict[str, str] | None:
+    if mailbox is None:
+        return None
+    return {
+        "mailbox_id": mailbox.mailbox_id,
+        "send_token": mailbox.send_token,
+        "receive_token": mailbox.receive_token,
+    }
+
+
+def _link_data(link: Link) -> dict[str, Any]:
+    return {
+        "url": link.url,
+        "inbound": _mailbox_data(link.inbound),
+        "outbound": _mailbox_data(link.outbound),
+    }
+
+
+def _stored(value: Any) -> Any:
+    """A field's JSON form: what `dataclasses.asdict` gives, written out for the only
+    nested shapes records have (lists of links, lists of strings), since the recursive
+    `asdict` cost more than anything else in storing a note (issue 15)."""
+    if type(value) is list:
+        return [_link_data(item) if type(item) is Link else item for item in value]
+    return value
+
+
+# Each record class's stored field names, in declaration order (read once, not per dump).
+_FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {
+    kind: tuple(f.name for f in fields(kind))
+    for kind in (ChannelRecord, InviteRecord, InviteClaimRecord, MessageRecord)
+}
+
+
+def _copied_link(link: Link) -> Link:
+    inbound, outbound = link.inbound, link.outbound
+    return Link(
+        link.url,
+        None if inbound is None else Mailbox(*_mailbox_fields(inbound)),
+        None if outbound is None else Mailbox(*_mailbox_fields(outbound)),
+    )
+
+
+def _mailbox_fields(mailbox: Mailbox) -> tuple[str, str, str]:
+    return mailbox.mailbox_id, mailbox.send_token, mailbox.receive_token
+
+
+def copy_channel(record: ChannelRecord) -> ChannelRecord:
+    """A copy of a channel record that shares nothing its holder may change (its lists of
+    links and their mailboxes are copied; strings and numbers are immutable)."""
+    copy = object.__new__(ChannelRecord)
+    for name in _FIELDS[ChannelRecord]:
+        value = getattr(record, name)
+        setattr(copy, name, [_copied_link(lk) for lk in value] if type(value) is list else value)
+    return copy
+
+
 def dump(record: ChannelRecord | InviteRecord | InviteClaimRecord | MessageRecord) -> bytes:
-    data = asdict(record)
+    data = {name: _stored(getattr(record, name)) for name in _FIELDS[type(record)]}
     data.pop("version", None)  # the store keeps it (see ChannelRecord.version)
     if isinstance(record, ChannelRecord | InviteRecord):
         # Format 1 is written without the key, so that a record whose every link still has

@@ -127,16 +127,23 @@ class Sender:
         body: bytes,
         *,
         retain: bool = False,
+        save: bool = True,
     ) -> Message:
         """Seal a message, save the advanced session in `channel` and put the message in
         the outbox for every relay of the channel (inside the caller's transaction, which
-        read `channel`)."""
+        read `channel`).
+
+        Args:
+            save: False when the caller seals several in a row and keeps and saves the
+                session once after the last, in the same transaction (`queue_many`).
+        """
         state = self._state
         sealed = session.seal(kind, body, state.clock(), state.rng)
         if retain:
             state.escalations.retain(channel.channel_id, sealed.message.message_id, sealed.payload)
-        state.keep_session(channel, session)
-        state.channels.save(channel)
+        if save:
+            state.keep_session(channel, session)
+            state.channels.save(channel)
         message = sealed.message
         record = message_record(message, "out")
         state.messages.put(channel.channel_id, record)
@@ -200,8 +207,13 @@ class Sender:
                 channel = self.sendable(channel_id)
                 session = self._state.session(channel)
                 messages = [
-                    self.enqueue(channel, session, MessageKind.NOTE, body) for body in bodies
+                    self.enqueue(channel, session, MessageKind.NOTE, body, save=False)
+                    for body in bodies
                 ]
+                # Once for the whole batch, in its transaction: the session as it is after
+                # the last note is the only one ever committed.
+                self._state.keep_session(channel, session)
+                self._state.channels.save(channel)
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
         return [message.message_id.hex() for message in messages]

@@ -1,0 +1,74 @@
+"""The decoded channel records `ChannelRepository` keeps: a read hands out what is stored,
+after our own writes, a rolled-back one, and another connection's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backchannel.client.errors import StaleRecord
+from backchannel.client.keystore import Keystore
+from backchannel.client.records import ChannelRecord, Link, Mailbox
+from backchannel.client.state.channels import ChannelRepository
+
+from .conftest import FAST_KDF
+
+
+def _channel() -> ChannelRecord:
+    return ChannelRecord(
+        "ab" * 16, "bob", "cd" * 32, "00", [Link("ws://r/", Mailbox("01", "02", "03"))],
+        created_at_ms=1, role="inviter",
+    )  # fmt: skip
+
+
+def _store(tmp_path: Path) -> tuple[Keystore, ChannelRepository]:
+    store = Keystore.create(tmp_path / "home", "pw", FAST_KDF)
+    channels = ChannelRepository(store)
+    with store.transaction():
+        channels.save(_channel())
+    return store, channels
+
+
+def test_a_changed_copy_leaves_what_is_stored_unchanged(tmp_path: Path) -> None:
+    _, channels = _store(tmp_path)
+    first = channels.get("ab" * 16)
+    first.name = "mallory"
+    assert first.links[0].inbound is not None
+    first.links[0].inbound.send_token = "ff"
+    first.links.append(Link("ws://other/", None))
+    again = channels.all()[0]
+    assert again.name == "bob" and again.links == _channel().links
+
+
+def test_a_rolled_back_write_is_not_read_back(tmp_path: Path) -> None:
+    store, channels = _store(tmp_path)
+    with pytest.raises(RuntimeError), store.transaction():
+        channel = channels.get("ab" * 16)
+        channel.rejected = 7
+        channels.save(channel)
+        assert channels.get("ab" * 16).rejected == 7
+        raise RuntimeError("rolled back")
+    stored = channels.get("ab" * 16)
+    assert stored.rejected == 0 and stored.version == 1
+    with store.transaction():  # the same version is written again, with another value
+        stored.rejected = 3
+        channels.save(stored)
+    assert [c.rejected for c in channels.all()] == [3]
+
+
+def test_another_connections_writes_are_read_and_refuse_a_stale_save(tmp_path: Path) -> None:
+    store, channels = _store(tmp_path)
+    clone = store.clone()
+    other = ChannelRepository(clone)
+    mine = channels.get("ab" * 16)
+    with clone.transaction():
+        theirs = other.get("ab" * 16)
+        theirs.verified = True
+        other.save(theirs)
+    assert channels.get("ab" * 16).verified and channels.all()[0].version == 2
+    with pytest.raises(StaleRecord), store.transaction():
+        channels.save(mine)  # read before the other connection wrote: refused
+    with clone.transaction():
+        other.delete("ab" * 16)
+    assert channels.all() == []
