@@ -39,8 +39,10 @@ __all__ = ["AgentPrincipal"]
 # Longer would only delay the report of rows that wait for another reason (a relay that
 # refused them, a forwarding route required and unavailable).
 _IN_FLIGHT_WAIT: Final = 1.0
-# Seconds between looks at the message meanwhile: well under a relay's round trip.
+# Seconds before the first look again (well under a relay's round trip), doubling up to
+# the last: rows that wait for another reason cost a few flushes, not hundreds.
 _IN_FLIGHT_POLL: Final = 0.002
+_IN_FLIGHT_POLL_MAX: Final = 0.05
 
 
 class AgentPrincipal(Principal):
@@ -104,10 +106,12 @@ class AgentPrincipal(Principal):
         stored on a relay that is connected, look again (another flush has it)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + _IN_FLIGHT_WAIT
+        pause = _IN_FLIGHT_POLL
         result = await super().deliver(channel_name, message_id)
         while (not result.stored_on and result.next_slot_s is None
                and self._connected(result.queued_for) and loop.time() < until):
-            await asyncio.sleep(_IN_FLIGHT_POLL)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _IN_FLIGHT_POLL_MAX)
             result = await super().deliver(channel_name, message_id)
         return result
 
