@@ -72,8 +72,8 @@ def agent_hello(state: CliContext) -> dict[str, object] | None:
 
 def _run_foreground(state: CliContext) -> None:
     from backchannel.cli.watching import emitter, serve_as_agent
+    from backchannel.client.agent.handle import AgentPrincipal
     from backchannel.client.agent.lock import HomeLock
-    from backchannel.client.engine import Principal
 
     # Until the loop takes SIGTERM over (it then stops after committing), a SIGTERM while
     # unlocking ends the process cleanly instead of by the signal: nothing is open yet.
@@ -84,8 +84,9 @@ def _run_foreground(state: CliContext) -> None:
         # A second, not zero: a command's launcher may be peeking at the lock this instant.
         # read_only=False: an agent writes all the time (duties, the socket), so a
         # read-only home is refused at once (`HomeReadOnly`) rather than served badly.
-        principal = Principal.open(state.home, passphrase, lock_timeout=1.0, lock_role="agent",
-                                   read_only=False)
+        # An agent's handle: its requests send over its relay connections.
+        principal = AgentPrincipal.open(state.home, passphrase, lock_timeout=1.0,
+                                        lock_role="agent", read_only=False)
     except HomeBusy:
         if holder is not None and holder.role == "agent":
             raise ClientError(f"an agent already runs on {state.home} (pid {holder.pid})") from None

@@ -12,10 +12,13 @@ from __future__ import annotations
 import io
 import sys
 import threading
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backchannel.cli.context import AGENT_REQUEST
 from backchannel.client.engine import Principal
+
+if TYPE_CHECKING:
+    from backchannel.cli.main import LazyRoot
 
 __all__ = ["install_stream_routers", "run_forwarded"]
 
@@ -28,6 +31,8 @@ class _Buffers(threading.local):
 
 _BUFFERS = _Buffers()
 _INSTALL = threading.Lock()
+_ROOT_BUILT = threading.Lock()
+_ROOT: list[LazyRoot] = []  # the root command, built once per process (`_root_command`)
 
 
 class _Router(io.TextIOBase):
@@ -95,7 +100,6 @@ def run_forwarded(
         (exit code, stdout, stderr), as the command would have produced them here.
     """
     from backchannel.cli.launcher import ALWAYS_HERE, command_of
-    from backchannel.cli.main import app
 
     # Again at each request: a console running the agent in its own process redirects
     # the standard streams while it runs (Textual's print capture), after the agent began.
@@ -119,7 +123,7 @@ def run_forwarded(
         # Standalone mode, as on the command line: usage errors are printed the same way
         # and every ending is a SystemExit carrying the exit code.
         try:
-            app(argv, prog_name="backchannel", standalone_mode=True)
+            _root_command().main(argv, prog_name="backchannel", standalone_mode=True)
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         return code, _BUFFERS.out.getvalue(), _BUFFERS.err.getvalue()
@@ -128,6 +132,26 @@ def run_forwarded(
         AGENT_REQUEST.columns = None
         _BUFFERS.out = _BUFFERS.err = None
         _BUFFERS.stdin = None
+
+
+def _root_command() -> LazyRoot:
+    """The root Click command, built from the Typer app on the first request and kept.
+
+    `app(argv)` builds the whole Click tree again on every call (each command's module
+    walked, its parameters' converters made): most of a request's time in a long-lived
+    agent. Built commands hold no state of an invocation (that is the Click context's),
+    so one tree serves every request; requests run one at a time in any case.
+    """
+    with _ROOT_BUILT:
+        if not _ROOT:
+            import typer.main
+
+            from backchannel.cli.main import LazyRoot, app
+
+            root = typer.main.get_command(app)
+            assert isinstance(root, LazyRoot)
+            _ROOT.append(root)
+        return _ROOT[0]
 
 
 def _text(params: dict[str, Any], key: str) -> str:

@@ -310,8 +310,13 @@ class CliContext:
                 return False
             return True
 
+        from backchannel.client.agent.handle import AgentPrincipal
         from backchannel.client.engine import Principal
         from backchannel.client.keystore import STATE_FILE
+
+        # An agent (`watch` and `tui` serve as one) opens the agent's handle: the requests
+        # it serves send over its relay connections.
+        opener = AgentPrincipal if role == "agent" else Principal
 
         # Said before the passphrase is asked for: typing it would be for nothing.
         if not self.home.is_dir():
@@ -323,7 +328,7 @@ class CliContext:
             raise NotInitialised(f"no principal in {self.home}: run `backchannel init`")
         for attempt in range(1, PASSPHRASE_TRIES + 1):
             try:
-                principal = Principal.open(
+                principal = opener.open(
                     self.home,
                     self.passphrase(),
                     lock_timeout=lock_timeout_from_env(),
