@@ -50,12 +50,15 @@ def new_ring() -> RelayKeyRing:
 
 @contextlib.asynccontextmanager
 async def relay(db: Path, record: Record, clock: Callable[[], float] = time.time, *,
-                ring: RelayKeyRing | None = None, port: int = 0) -> AsyncIterator[Relay]:
+                ring: RelayKeyRing | None = None, port: int = 0,
+                forward_to_local: bool = True) -> AsyncIterator[Relay]:
     """A logging relay with a key ring (`ring`, kept across a restart on `port`; else a
-    new one) that forwards to loopback."""
+    new one) that forwards to loopback unless `forward_to_local` is False (then, as a
+    relay serves by default, it refuses to carry a forward to a relay beside it)."""
     limits = RelayLimits()
     server = Relay(open_store(f"sqlite:///{db}", limits), limits, host="127.0.0.1",
-                   port=port, forward_key=ring or new_ring(), forward_to_local=True,
+                   port=port, forward_key=ring or new_ring(),
+                   forward_to_local=forward_to_local,
                    clock=clock)
     server.record, server._ids = record, {}
     await server.start()

@@ -57,9 +57,11 @@ __all__ = [
     "DEFAULT_KEY_TIMEOUT",
     "FORWARDING_MODES",
     "FORWARDING_SETTING",
+    "NO_FORWARDER",
     "DestinationDown",
     "ForgedForwardReply",
     "ForwardRefused",
+    "ForwarderUnfit",
     "RelayChoice",
     "Route",
     "StaleKey",
@@ -83,6 +85,10 @@ RELAY_KEY_STATEMENT_PATH: Final = "/relay-key-statement"
 _MAX_STATEMENT_ANSWER: Final = 1024 + (MAX_STATEMENT_SIZE * 4 + 2) // 3
 # Seconds to fetch a relay's key.
 DEFAULT_KEY_TIMEOUT: Final = 10.0
+# Why a send goes direct (or waits) when no relay is fit to forward it (a route's status).
+NO_FORWARDER: Final = "no other relay can forward to it"
+# A forwarding relay's own refusals that say it will carry nothing to the destination.
+_UNFIT_CODES: Final = frozenset({ErrorCode.BAD_DESTINATION, ErrorCode.FORWARDING_DISABLED})
 # Seconds a forward may take end to end: the forwarding relay allows itself 10 s to reach
 # the destination and have its answer (`RelayLimits.forward_timeout`); two more cover our
 # own connection to it.
@@ -186,6 +192,17 @@ class DestinationDown(RelayClosed):
     if we had failed to reach it ourselves."""
 
 
+class ForwarderUnfit(RelayClosed):
+    """The forwarding relay says it carries no sends to this destination: it forwards to
+    no one (`--no-forwarding`), or not there (a relay on its own machine or network, a URL
+    it refuses). Nothing was carried, so the send may go again by another route; the
+    relay is out of the choice for that destination, as if it were down for it.
+
+    Its word is not checked (the refusal is not sealed by the destination), and need not
+    be: a forwarding relay that lies so could as well drop the connection, which also
+    counts it out."""
+
+
 class StaleKey(RelayClosed):
     """The destination (or the forwarding relay for it) refused the key we sealed to as
     unknown or retired: it may have another now (`client.keypins` tells)."""
@@ -199,6 +216,7 @@ async def forward_deposit(forwarder_url: str, destination_url: str,
 
     Raises:
         DestinationDown: the forwarding relay says it cannot reach the destination.
+        ForwarderUnfit: the forwarding relay says it carries nothing to the destination.
         StaleKey: the key we sealed to was refused as unknown or retired.
         ForwardRefused, ForgedForwardReply, RelayClosed: as `forward_send`.
     """
@@ -209,6 +227,9 @@ async def forward_deposit(forwarder_url: str, destination_url: str,
         if error.code == ErrorCode.DESTINATION_UNAVAILABLE and not error.by_destination:
             raise DestinationDown(
                 f"{forwarder_url} cannot reach it now (forwarded send)") from None
+        if error.code in _UNFIT_CODES and not error.by_destination:
+            raise ForwarderUnfit(
+                f"{forwarder_url} does not forward to {destination_url}") from None
         if error.code in (ErrorCode.UNKNOWN_KEY, ErrorCode.KEY_RETIRED):
             raise StaleKey(f"{destination_url} no longer has the key we know") from None
         raise
@@ -391,7 +412,7 @@ def plan_route(destination: str, known: Sequence[str], key: RelayPublicKey | Non
             RelayChoice(destination, setting(operator_setting(destination))), choices, rng)
         if picked is not None:
             return Route(picked.url, key, True, "")
-        why = "no other relay can forward to it"
+        why = NO_FORWARDER
     if mode == "require":
         return Route(None, None, False,
                      f"not sent to {destination}: forwarding is required and {why}")

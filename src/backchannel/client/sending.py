@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Final
 
 from backchannel.client.errors import ClientError, IdentityChanged
@@ -20,7 +21,9 @@ from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
 from backchannel.client.routing import (
     FORWARDING_SETTING,
+    NO_FORWARDER,
     DestinationDown,
+    ForwarderUnfit,
     Route,
     StaleKey,
     forward_deposit,
@@ -45,7 +48,7 @@ from backchannel.protocol.forwarding import RelayPublicKey
 from backchannel.protocol.message import Message, MessageKind
 from backchannel.protocol.relayframes import ErrorCode
 
-__all__ = ["Sender", "SlottedChannels"]
+__all__ = ["UNFIT_FOR_MS", "Sender", "SlottedChannels"]
 
 # Envelopes in flight to one relay at once: enough to fill the relay's group commit, few
 # enough that a relay going down mid-flush leaves little to resend.
@@ -54,6 +57,9 @@ _SEND_WINDOW: Final = 64
 # to 2 s; after 30 such rounds in one flush the rest waits for the next sync.
 _RETRYABLE: Final = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
 _RETRY_FIRST_DELAY: Final = 0.1
+# How long a forwarding relay that said it carries nothing to a destination stays out of
+# that destination's choice (ms); then it is asked again.
+UNFIT_FOR_MS: Final = 3_600_000
 _RETRY_MAX_DELAY: Final = 2.0
 _MAX_RETRY_ROUNDS: Final = 30
 # How long a flusher's claim on the rows of one window lasts. Each send of a window is
@@ -113,6 +119,9 @@ class Sender:
         self.route_status: dict[str, str] = {}
         # When this handle last fetched each relay's key statement (ms, `state.clock`).
         self._key_fetched: dict[str, int] = {}
+        # Per destination: forwarding relays that said they carry nothing to it
+        # (`routing.ForwarderUnfit`), out of its choice until (ms, `state.clock`).
+        self._unfit: dict[str, dict[str, int]] = {}
 
     def __repr__(self) -> str:
         return f"Sender({self._state!r})"
@@ -370,6 +379,13 @@ class Sender:
             if isinstance(failure, DestinationDown):
                 await pool.mark_down(url, str(failure))
                 break
+            if isinstance(failure, ForwarderUnfit) and route.forwarder is not None:
+                # Nothing was carried: another forwarder, or the direct way where allowed,
+                # takes these rows at once. Bounded: each round rules one relay out.
+                self.note_unfit(route.forwarder, url)
+                done -= {row.row_id for row, result in answered
+                         if isinstance(result, ForwarderUnfit)}
+                continue
             if failure is not None and route.forwarder is not None:
                 # The forwarding relay failed, not the destination: another one (or the
                 # direct way, if allowed) takes these rows again at once. Bounded: each
@@ -400,14 +416,30 @@ class Sender:
         those: then nothing is sent. The flush and the slots (`client.slotroutes`) both
         choose here."""
         state = self._state
+        unfit = self.unfit_for(url)
         route = plan_route(url, state.all_relays(), state.relays.key(url), state.settings.get,
-                           down={*pool.failures, *distrusted})
+                           down={*pool.failures, *distrusted, *unfit})
         if distrusted and route.forwarder is None and route.status:
             route = Route(None, None, False, (
                 f"not sent to {url}: {', '.join(sorted(distrusted))} refused its "
                 "forwarding key, which its signed statement lists as current, and no "
                 "other relay can forward to it"))
+        elif unfit and route.forwarder is None and route.status.endswith(NO_FORWARDER):
+            said = (f"{', '.join(sorted(unfit))} said it carries nothing to it, and no "
+                    "other relay can forward to it")
+            route = replace(route, status=route.status[: -len(NO_FORWARDER)] + said)
         return route
+
+    def note_unfit(self, forwarder: str, destination: str) -> None:
+        """`forwarder` said it carries nothing to `destination`: out of its choice for
+        `UNFIT_FOR_MS` (a relay's forwarding is its operator's setting, seldom changed)."""
+        until = self._state.clock() + UNFIT_FOR_MS
+        self._unfit.setdefault(destination, {})[forwarder] = until
+
+    def unfit_for(self, destination: str) -> set[str]:
+        """The forwarding relays that said lately they carry nothing to `destination`."""
+        now = self._state.clock()
+        return {f for f, until in self._unfit.get(destination, {}).items() if until > now}
 
     async def fetch_pinned_key(self, url: str) -> None:
         """Fetch the key of a relay that has a pin but no key yet (a version 4 invite's),

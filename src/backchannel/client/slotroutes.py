@@ -13,6 +13,9 @@ answered is put in the direct path's terms for the slot loop (`client.slots`) to
   settles it (`Sender.settle_stale_key`); a forwarding relay that refused a key the
   statement lists as current is distrusted for `DISTRUST_FOR` seconds, and never the
   reason for a direct send. The slot's envelope was surely not stored: `NotDelivered`;
+- the forwarding relay says it carries nothing to the destination (`ForwarderUnfit`):
+  it is out of that destination's choice for `sending.UNFIT_FOR_MS`, and the next slot
+  goes another way, directly where forwarding is not required. Surely not stored;
 - the forwarding relay failed (unreachable, no answer, a forged answer): it is counted
   down, and the envelope may or may not be stored: `NotDelivered(maybe_stored=True)`.
   The row is released for a later slot (receivers deduplicate), not lost.
@@ -30,6 +33,7 @@ from typing import Final
 from backchannel.client.relays import RelayPool
 from backchannel.client.routing import (
     DestinationDown,
+    ForwarderUnfit,
     ForwardRefused,
     Route,
     StaleKey,
@@ -102,6 +106,11 @@ class SlotRoutes:
                                         bytes.fromhex(mailbox), token, raw)
         except StaleKey:
             await self._settle_stale_key(url, route)
+            return NotDelivered(maybe_stored=False)
+        except ForwarderUnfit:
+            # It carried nothing: the next slot goes another way (`Sender.route_for`).
+            if route.forwarder is not None:
+                self._sender.note_unfit(route.forwarder, url)
             return NotDelivered(maybe_stored=False)
         except Exception as error:
             if route.forwarder is None or _destination_answered(error):
