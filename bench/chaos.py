@@ -95,6 +95,12 @@ about 3. The work folder is deleted unless `--keep` or the run failed; it holds 
 and watchers' logs, `sends.jsonl` (every `send`: outcome, seq, start, seconds) and
 `report.json`.
 
+Slots and routing: every process runs with `BACKCHANNEL_SLOTS` from `--slots` (default 1 s,
+so that faults hit the slot loops as well, and settling lasts long enough for them: calm
+means nothing changed for two rounds *and* three slot intervals). The relays are served
+with `--forward-to-local` where they have it: side by side on loopback they would refuse
+to forward to each other, and forwarding is the route between relays on different machines.
+
 Diagnosis switches: `--no-faults` (concurrency alone), `--no-watch`, `--no-sync`,
 `--senders 1`: with all of them, one process per principal at a time.
 
@@ -139,6 +145,15 @@ NAMES = ("A", "B")
 OTHER = {"A": "B", "B": "A"}
 
 
+def slot_seconds(slots: str) -> float:
+    """The slot interval `--slots` gives, in seconds (0 with slots off)."""
+    if slots == "off":
+        return 0.0
+    if slots == "default":
+        return 15.0
+    return float(slots.removesuffix("s"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -162,6 +177,7 @@ class Relay:
     log: Path
     command: list[str]
     env: dict[str, str]
+    extra: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     incarnation: int = 0
 
@@ -177,7 +193,8 @@ class Relay:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*self.command, "relay", "serve", "--host", "127.0.0.1", "--port",
-                 str(self.port), "--db", f"sqlite:///{self.db}", "--no-metrics"],
+                 str(self.port), "--db", f"sqlite:///{self.db}", "--no-metrics",
+                 *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )
         deadline = time.monotonic() + 15
@@ -229,6 +246,8 @@ class Chaos:
         self.work.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ, BACKCHANNEL_PASSPHRASE=PASSPHRASE)
         self.env.pop("BACKCHANNEL_HOME", None)
+        if args.slots != "default":
+            self.env["BACKCHANNEL_SLOTS"] = args.slots
         self.homes = {name: self.work / f"home-{name}" for name in NAMES}
         self.channel: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -248,6 +267,7 @@ class Chaos:
         self.monitor_conflicts = 0
         self.settle_log: list[dict[str, Any]] = []
         self.agent = False
+        self.relay_extra: tuple[str, ...] = ()
         self.t0 = 0.0
         self.settled = False
 
@@ -300,14 +320,23 @@ class Chaos:
                             env=self.env, timeout=60).returncode
         return rc == 0
 
+    def relay_options(self) -> tuple[str, ...]:
+        """`--forward-to-local` where the relay has it: relays side by side refuse to
+        forward to each other without it, and forwarding is the route between relays of
+        different machines that this run is to exercise."""
+        out = subprocess.run([*self.command, "relay", "serve", "--help"],
+                             capture_output=True, env=self.env, timeout=60).stdout
+        return ("--forward-to-local",) if b"--forward-to-local" in out else ()
+
     def setup(self) -> None:
+        extra = self.relay_extra = self.relay_options()
         if self.args.agent:
             if not self.has_agent():
                 raise RuntimeError("--agent: this backchannel has no `agent` command")
             self.agent = True
         for index in (1, 2):
             relay = Relay(index, free_port(), free_port(), self.work / f"relay-{index}.db",
-                          self.work / f"relay-{index}.log", self.command, self.env)
+                          self.work / f"relay-{index}.log", self.command, self.env, extra)
             if not relay.start():
                 raise RuntimeError(f"relay {index} did not start; see {relay.log}")
             proxy = FaultProxy(relay.proxy_port, relay.port, seed=self.args.seed)
@@ -530,6 +559,10 @@ class Chaos:
         deadline = time.monotonic() + self.args.settle
         previous: Any = None
         calm_rounds = 0
+        # Receipts and the last notes ride in slots: calm means unchanged for longer
+        # than a few of them, not only for two rounds (each shorter than a slot).
+        calm_for = 3 * slot_seconds(self.args.slots)
+        calm_since = time.monotonic()
         sides: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
         round_no = 0
         while time.monotonic() < deadline:
@@ -552,8 +585,10 @@ class Chaos:
             self.settle_log.append(entry)
             queued = sum(int(sides[n][1].get("queued") or 0) for n in NAMES)
             calm_rounds = calm_rounds + 1 if fingerprint == previous and queued == 0 else 0
+            if fingerprint != previous or queued:
+                calm_since = time.monotonic()
             previous = fingerprint
-            if calm_rounds >= 2:
+            if calm_rounds >= 2 and time.monotonic() - calm_since >= calm_for:
                 self.settled = True
                 break
         if not sides:
@@ -717,6 +752,8 @@ class Chaos:
             "notes_each_way": self.args.notes,
             "senders_per_principal": self.args.senders,
             "agent": self.agent,
+            "slots": self.args.slots,
+            "relay_options": list(self.relay_extra),
             "directions": directions,
             "faults": dict(sorted(faults.items())),
             "findings": dict(sorted(self.findings.items())),
@@ -766,7 +803,8 @@ def print_report(report: dict[str, Any]) -> None:
     keys = list(report["directions"])
     print(f"Backchannel chaos run: seed {report['seed']}, {report['notes_each_way']} notes each "
           f"way, {report['senders_per_principal']} senders per principal, "
-          f"agent {'on' if report['agent'] else 'off'}")
+          f"agent {'on' if report['agent'] else 'off'}, slots {report['slots']}, relays "
+          f"{' '.join(report['relay_options']) or 'as served by default'}")
     print()
     print(f"{'':22}" + "".join(f"{k:>10}" for k in keys) + "   meaning")
     for key, meaning in rows:
@@ -826,6 +864,10 @@ def main() -> None:
                         help="diagnosis: run no sync loop during the send phase")
     parser.add_argument("--agent", action="store_true",
                         help="run `backchannel agent --foreground` per principal")
+    parser.add_argument("--slots", default="1",
+                        help="BACKCHANNEL_SLOTS for every process: seconds between slots, "
+                             "'off', or 'default' (leave the environment's; 15 s) "
+                             "(default 1: faults hit the slots as well)")
     parser.add_argument("--backchannel", type=shlex.split, default=None,
                         help="the backchannel command (default: this Python with "
                              "backchannel.cli.main)")

@@ -16,7 +16,7 @@ from backchannel.client.exchange import DEFAULT_HEAL_AFTER_S, HEAL_AFTER_SETTING
 from backchannel.client.records import ChannelRecord, dump, load
 from backchannel.client.routing import FORWARDING_SETTING
 
-from .conftest import FAST_KDF, MakePrincipal, pair
+from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
 from .observer import ObservedRelay, Record, observed_relay
 
 
@@ -248,3 +248,37 @@ async def test_a_relay_with_a_new_key_is_sent_to_directly_once(
             assert "no forwarding key is known" in w._sender.route_status[url2]
             await b.sync()
     assert [e.text for e in b.inbox()] == ["to the new key"]
+
+
+async def test_a_relay_that_lost_its_disk_loses_no_message_of_the_direction_it_held(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """With split directions, the relay holding b's mailbox is the only way w reaches b: a
+    send it refuses after losing its disk waits for b's move, and is not dropped as it is
+    where another relay carries the channel (tests/client/test_relay_faults.py)."""
+    w, b = make_principal("w"), make_principal("b")
+    r2_db = tmp_path / "r2.db"
+    async with running_relay(tmp_path / "r1.db") as r1:
+        async with running_relay(r2_db) as r2:
+            await pair(w, b, [r1.url, r2.url])
+            await talk(w, b, 1)
+            (link,) = [lk for lk in w.channel("b").links if lk.outbound]
+            assert link.url == r2.url  # the joiner's share
+            url, port = r2.url, r2.port
+        for path in tmp_path.glob("r2.db*"):
+            path.unlink()  # the relay lost its disk
+        async with running_relay(r2_db, port=port):
+            sent = await w.send("b", "after the loss")
+            assert sent.stored_on == () and sent.queued_for == (url,)
+            assert w.status("b")[0].relays_lost == (url,)
+            assert w.status("b")[0].queued == 1  # kept for b's move, not dropped
+            assert await w.flush() == 0  # and not offered to a relay that refuses it
+            await w.send("b", "while it is lost")
+            for _ in range(3):
+                await b.sync()  # b finds its mailbox gone, takes a fresh one, tells w
+                await w.sync()  # w follows the move: the rows kept go to the new mailbox
+            await b.sync()
+            assert w.status("b")[0].relays_lost == ()
+            assert w.status("b")[0].queued == 0
+    assert [e.text for e in b.inbox()] == ["w0", "after the loss", "while it is lost"]
+    assert [e.text for e in w.inbox()] == ["b0"]

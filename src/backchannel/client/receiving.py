@@ -396,6 +396,12 @@ class Receiver:
             if new_direction:
                 # What waits for their other relays goes this way too: those are down.
                 state.outbox.copy_to(channel.channel_id, address.url, address.mailbox_id)
+                for other in channel.links:
+                    # Rows kept for a relay that lost their mailbox (the channel had no
+                    # other way, `Sender._outbound_refused`) go this way now instead.
+                    if other.url != address.url and state.relays.lost(
+                            channel.channel_id, other.url)[1]:
+                        state.outbox.drop(channel.channel_id, other.url)
         if initial:
             named = {address.url for address in move.relays}
             for link in channel.links:

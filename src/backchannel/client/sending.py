@@ -287,12 +287,15 @@ class Sender:
             return 0
         state = self._state
         self._drop_for_lost_relay(url)
+        # Rows for a mailbox the relay lost wait for the counterpart's move (it would
+        # refuse them again).
         tokens = {
             channel.channel_id: link.outbound.send_token
             for channel in state.channels.all()
             for link in channel.links
             if link.url == url and link.outbound is not None
             and channel.channel_id not in self.slotted.ids
+            and not state.relays.lost(channel.channel_id, url)[1]
         }
         # Rows answered in this flush other than "stored" or "try again": not offered
         # again before the next flush.
@@ -580,9 +583,12 @@ class Sender:
         """The relay refused a send as unauthorised (inside the caller's transaction).
 
         Once the channel is established, that means the relay no longer knows the
-        counterpart's mailbox there: the relay is lost for sending on this channel until
-        the counterpart's *move* names a fresh mailbox. Its outbox rows for that relay are
-        dropped (the other relays carry the messages), so nothing is offered there forever.
+        counterpart's mailbox there (it lost its disk, or expired the mailbox): the relay
+        is lost for sending on this channel until the counterpart's *move* names a fresh
+        mailbox, and nothing is offered there meanwhile. Its outbox rows for that relay are
+        dropped where another relay carries the channel's messages; where none does (the
+        channel's one direction, `placement`), they are kept for the move to readdress:
+        dropping them would lose the messages.
 
         Returns:
             True when the refusal was handled here; False when it is the caller's (the
@@ -596,17 +602,28 @@ class Sender:
         if link is None or link.outbound is None or link.outbound.send_token != token:
             return True  # readdressed by a move since this send left: the row goes again
         self._state.relays.set_lost(channel_id, url, self._state.clock(), outbound=True)
-        self._state.outbox.drop(channel_id, url)
+        if self._carried_elsewhere(channel, url):
+            self._state.outbox.drop(channel_id, url)
         return True
 
+    def _carried_elsewhere(self, channel: ChannelRecord, url: str) -> bool:
+        """Whether a relay of the channel other than `url` takes its messages (a mailbox
+        of the counterpart there, not lost): every message is queued for each of them."""
+        return any(link.url != url and link.outbound is not None
+                   and not self._state.relays.lost(channel.channel_id, link.url)[1]
+                   for link in channel.links)
+
     def _drop_for_lost_relay(self, url: str) -> None:
-        """Drop outbox rows queued since for channels whose mailbox on `url` is lost."""
+        """Drop outbox rows queued since for channels whose mailbox on `url` is lost and
+        whose messages another relay carries (the others wait for the counterpart's move,
+        `_outbound_refused`)."""
         relays = self._state.relays
         if not any(relays.lost(c.channel_id, url)[1] for c in self._state.channels.all()):
             return
         with self._state.store.transaction():
             for channel in self._state.channels.all():
-                if relays.lost(channel.channel_id, url)[1]:
+                if (relays.lost(channel.channel_id, url)[1]
+                        and self._carried_elsewhere(channel, url)):
                     self._state.outbox.drop(channel.channel_id, url)
 
     # --- escalations ---------------------------------------------------------------------
