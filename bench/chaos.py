@@ -95,7 +95,7 @@ about 3. The work folder is deleted unless `--keep` or the run failed; it holds 
 and watchers' logs, `sends.jsonl` (every `send`: outcome, seq, start, seconds) and
 `report.json`.
 
-Slots and routing: every process runs with `BACKCHANNEL_SLOTS` from `--slots` (default 1 s,
+Slots and routing: every process runs with `BACKCHANNEL_SLOTS` from `--slots` (default 0.2 s,
 so that faults hit the slot loops as well, and settling lasts long enough for them: calm
 means nothing changed for two rounds *and* three slot intervals). The relays are served
 with `--forward-to-local` where they have it: side by side on loopback they would refuse
@@ -864,10 +864,11 @@ def main() -> None:
                         help="diagnosis: run no sync loop during the send phase")
     parser.add_argument("--agent", action="store_true",
                         help="run `backchannel agent --foreground` per principal")
-    parser.add_argument("--slots", default="1",
+    parser.add_argument("--slots", default="0.2",
                         help="BACKCHANNEL_SLOTS for every process: seconds between slots, "
                              "'off', or 'default' (leave the environment's; 15 s) "
-                             "(default 1: faults hit the slots as well)")
+                             "(default 0.2: faults hit the slots as well, and a backlog of a "
+                             "few hundred envelopes drains within the settle)")
     parser.add_argument("--backchannel", type=shlex.split, default=None,
                         help="the backchannel command (default: this Python with "
                              "backchannel.cli.main)")

@@ -463,3 +463,27 @@ async def test_the_pool_refuses_names_resolving_to_local_addresses() -> None:
     with pytest.raises(DestinationUnavailable):
         await pool.forward("wss://nowhere.example/", frame)
     await pool.close()
+
+
+async def test_a_destination_that_hangs_up_during_the_handshake(tmp_path: Path) -> None:
+    """A destination that closes the TCP connection before its HTTP answer (a relay killed
+    or cut mid-connect): F says DESTINATION_UNAVAILABLE at once, rather than leaving the
+    forward unanswered until the client's own timeout."""
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    d_key = keypair()
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    f = await start(tmp_path / "f.db", keypair())
+    try:
+        caps = MailboxCaps.generate()
+        for _ in range(2):
+            with pytest.raises(ForwardRefused) as refused:
+                await forward_send(f.url, url, d_key.public, caps.mailbox_id,
+                                   caps.send_token, envelope(caps.mailbox_id, 1), timeout=5.0)
+            assert refused.value.code == ErrorCode.DESTINATION_UNAVAILABLE
+    finally:
+        await f.stop()
+        server.close()
+        await server.wait_closed()

@@ -138,6 +138,8 @@ class _Outbound:
             await self.ws.send(data)
         except ConnectionClosed:
             self.pending.pop(rid, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # the reader failed it first: taken, not left unseen
             raise DestinationUnavailable("the destination closed") from None
         return await future
 
@@ -199,7 +201,9 @@ class ForwardPool:
         except TimeoutError:
             await self._drop(url)
             raise DestinationUnavailable("the destination did not answer in time") from None
-        except (OSError, InvalidHandshake) as exc:
+        except (OSError, InvalidHandshake, ConnectionClosed) as exc:
+            # ConnectionClosed: the connection was lost while it opened (a relay killed
+            # or cut mid-handshake); unanswered, the forward would wait out the client.
             raise DestinationUnavailable(f"the destination cannot be reached "
                                          f"({type(exc).__name__})") from None
 
