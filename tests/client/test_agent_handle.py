@@ -70,3 +70,41 @@ async def test_without_a_watch_a_worker_delivers_on_its_own(tmp_path: Path) -> N
         finally:
             alice.close()
             bob.close()
+
+
+async def test_a_send_tries_a_relay_the_watch_counts_down_at_once(tmp_path: Path) -> None:
+    """The watch waits out a backoff before it tries a relay again (here 30 s); a `send`
+    request does not: it asks the relay at once, as a `send` outside the agent would."""
+    db = tmp_path / "relay.db"
+    alice = AgentPrincipal.create(tmp_path / "alice", "alice", "passphrase", kdf=FAST_KDF)
+    bob = Principal.create(tmp_path / "bob", "bob", "passphrase", kdf=FAST_KDF)
+    try:
+        async with running_relay(db) as relay:
+            url, port = relay.url, relay.port
+            await pair(alice, bob, [url])
+            stop = asyncio.Event()
+            watching = asyncio.create_task(alice.watch(stop, reconnect_after=30.0))
+            try:
+                first = await asyncio.to_thread(_send_on_worker, alice, "first")
+                assert first.stored_on == (url,)
+                await relay.stop()
+                live = alice._sender.live
+                assert live is not None
+                for _ in range(200):  # the watch's reader sees the relay go
+                    if url in live.failures:
+                        break
+                    await asyncio.sleep(0.025)
+                assert url in live.failures
+                down = await asyncio.to_thread(_send_on_worker, alice, "while down")
+                assert down.stored_on == () and down.queued_for == (url,)
+                async with running_relay(db, port=port):
+                    back = await asyncio.to_thread(_send_on_worker, alice, "back")
+                    assert back.stored_on == (url,)  # not "queued" for 30 s
+                    await bob.sync()
+            finally:
+                stop.set()
+                await watching
+        assert [e.text for e in bob.inbox("alice")] == ["first", "while down", "back"]
+    finally:
+        alice.close()
+        bob.close()

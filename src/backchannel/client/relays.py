@@ -233,6 +233,16 @@ class RelayPool:
         del self.failures[url]
         return True
 
+    def retry_now(self, url: str) -> bool:
+        """Forget that `url` is down, so the next `get` tries it at once (a request the
+        principal made, who waits for it: the backoff is for work nobody waits on). The
+        next outage starts from the delay reached. Returns whether it was down."""
+        if url not in self.failures:
+            return False
+        del self.failures[url]
+        self._retry_at.pop(url, None)
+        return True
+
     def reached(self, url: str) -> None:
         """`url` served a request: its next outage starts from the first delay again."""
         self._delay.pop(url, None)

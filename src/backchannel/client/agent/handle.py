@@ -19,6 +19,10 @@ stores it a moment later, while this `deliver` would already report it queued (e
 So the agent's `deliver` looks again, briefly, while a relay it is queued for is still
 connected (not found down): the report waits for the flush in flight, as it would have
 waited for its own.
+
+A relay the watch found down is left alone by its flushes until its readers' backoff has
+passed (up to a minute): a `send` request tries it once more at once, as a `send` outside
+the agent would (a fresh connection), instead of reporting "queued" without asking it.
 """
 
 from __future__ import annotations
@@ -108,6 +112,12 @@ class AgentPrincipal(Principal):
         until = loop.time() + _IN_FLIGHT_WAIT
         pause = _IN_FLIGHT_POLL
         result = await super().deliver(channel_name, message_id)
+        pool = self._sender.live
+        if (not result.stored_on and result.next_slot_s is None and pool is not None
+                and [url for url in result.queued_for if pool.retry_now(url)]):
+            # A relay the watch counts down (its readers wait out a backoff, up to a
+            # minute) is tried now, as a `send` outside the agent would: it may be back.
+            result = await super().deliver(channel_name, message_id)
         while (not result.stored_on and result.next_slot_s is None
                and self._connected(result.queued_for) and loop.time() < until):
             await asyncio.sleep(pause)
