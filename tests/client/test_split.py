@@ -255,7 +255,8 @@ async def test_a_relay_that_lost_its_disk_loses_no_message_of_the_direction_it_h
 ) -> None:
     """With split directions, the relay holding b's mailbox is the only way w reaches b: a
     send it refuses after losing its disk waits for b's move, and is not dropped as it is
-    where another relay carries the channel (tests/client/test_relay_faults.py)."""
+    where another relay carries the channel (tests/client/test_relay_faults.py); what it
+    had stored and lost unread goes again after the move, from its retained payload."""
     w, b = make_principal("w"), make_principal("b")
     r2_db = tmp_path / "r2.db"
     async with running_relay(tmp_path / "r1.db") as r1:
@@ -265,6 +266,12 @@ async def test_a_relay_that_lost_its_disk_loses_no_message_of_the_direction_it_h
             (link,) = [lk for lk in w.channel("b").links if lk.outbound]
             assert link.url == r2.url  # the joiner's share
             url, port = r2.url, r2.port
+            unread = await w.send("b", "stored, never read")
+            assert unread.stored_on == (url,)
+        channel_id = w.channel("b").channel_id
+        # Kept until receipted: w0 was (b synced), the unread one was not.
+        kept = [m.hex() for m, _ in w._state.escalations.all_retained(channel_id)]
+        assert kept == [unread.message_id]
         for path in tmp_path.glob("r2.db*"):
             path.unlink()  # the relay lost its disk
         async with running_relay(r2_db, port=port):
@@ -278,7 +285,12 @@ async def test_a_relay_that_lost_its_disk_loses_no_message_of_the_direction_it_h
                 await b.sync()  # b finds its mailbox gone, takes a fresh one, tells w
                 await w.sync()  # w follows the move: the rows kept go to the new mailbox
             await b.sync()
+            await w.sync()  # b's receipts
             assert w.status("b")[0].relays_lost == ()
             assert w.status("b")[0].queued == 0
-    assert [e.text for e in b.inbox()] == ["w0", "after the loss", "while it is lost"]
+    # The one the relay lost unread came again (from its retained payload), once.
+    assert sorted(e.text for e in b.inbox()) == sorted(
+        ["w0", "stored, never read", "after the loss", "while it is lost"])
     assert [e.text for e in w.inbox()] == ["b0"]
+    assert all(m.delivered_at_ms for m in w.messages("b") if m.direction == "out" and m.kind == 1)
+    assert w._state.escalations.all_retained(channel_id) == []

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from typing import Final
 
+from backchannel.client.forks import KIND_FORK_NOTICE
+from backchannel.client.invite import KIND_CAPABILITIES, KIND_MOVE
 from backchannel.protocol.errors import RemoteProtocolError
 from backchannel.protocol.message import MESSAGE_ID_SIZE, MessageKind
 from backchannel.protocol.wire import Reader, Writer
 
-__all__ = ["MAX_RECEIPT_IDS", "RECEIPT_KINDS", "receipt_body", "receipt_ids", "sequence_gaps"]
+__all__ = [
+    "MAX_RECEIPT_IDS",
+    "NO_RECEIPT_KINDS",
+    "RECEIPT_KINDS",
+    "receipt_body",
+    "receipt_ids",
+    "sequence_gaps",
+]
 
 RECEIPT_KINDS: Final = (MessageKind.RECEIPT_DELIVERED, MessageKind.RECEIPT_READ)
+# The kinds that owe no delivered receipt (`Receiver.store_incoming`): receipts, a move, a
+# fork notice, the capabilities. Every other message of ours is retained until receipted.
+NO_RECEIPT_KINDS: Final = frozenset({*RECEIPT_KINDS, KIND_MOVE, KIND_FORK_NOTICE,
+                                     KIND_CAPABILITIES})
 # Receipts for at most this many messages travel in one receipt message (16 bytes each:
 # 4,000 fit a 64 KiB envelope with room to spare).
 MAX_RECEIPT_IDS: Final = 4000

@@ -344,6 +344,8 @@ class Receiver:
             ids = receipt_ids(message.body)
         except RemoteProtocolError:
             return
+        # Either receipt says the counterpart has them: their payloads need not be kept.
+        self._state.escalations.release(channel.channel_id, [bytes.fromhex(i) for i in ids])
         for message_id in ids:
             ours = self._state.messages.get(channel.channel_id, message_id)
             if ours is None or ours.direction != "out":
@@ -390,9 +392,13 @@ class Receiver:
                 link = Link(address.url, None)
                 channel.links.append(link)
             new_direction = link.outbound is None
+            replaced = (not initial and link.outbound is not None
+                        and link.outbound.mailbox_id != address.mailbox_id.hex())
             link.outbound = Mailbox(address.mailbox_id.hex(), address.send_token.hex())
             state.relays.set_lost(channel.channel_id, address.url, state.clock(), outbound=False)
             state.outbox.readdress(channel.channel_id, address.url, address.mailbox_id)
+            if replaced:
+                self._resend_unreceipted(channel, address.url, address.mailbox_id)
             if new_direction:
                 # What waits for their other relays goes this way too: those are down.
                 state.outbox.copy_to(channel.channel_id, address.url, address.mailbox_id)
@@ -409,6 +415,28 @@ class Receiver:
                     link.outbound = None
                     state.outbox.drop(channel.channel_id, link.url)
             channel.links = [lk for lk in channel.links if lk.inbound or lk.outbound]
+
+    def _resend_unreceipted(self, channel: ChannelRecord, url: str, mailbox_id: bytes) -> None:
+        """Queue again, to the counterpart's new mailbox on `url`, each message of ours
+        that relay stored in the old one and the counterpart has not receipted.
+
+        A fresh mailbox where one was means the relay lost the old one (its disk, an
+        expiry) or the counterpart retired it. Lost, what it held unread is gone, and with
+        a channel's direction on one relay (`placement`) no other relay has a copy: the
+        retained payload (`Sender.enqueue`) goes again, as is. Retired, the counterpart
+        drains the old mailbox first, and a copy is a duplicate it drops by its digest.
+        """
+        state = self._state
+        queued = state.outbox.refs_for(channel.channel_id, url)
+        for message_id, payload in state.escalations.all_retained(channel.channel_id):
+            ours = state.messages.get(channel.channel_id, message_id.hex())
+            if (ours is None or ours.direction != "out" or ours.delivered_at_ms
+                    or url not in ours.stored_on):
+                continue
+            ref = state.messages.ref(ours.message_id)
+            if ref in queued:
+                continue  # still queued for it: readdressed above
+            state.outbox.add(channel.channel_id, url, ref, Envelope(mailbox_id, payload))
 
     # --- receipts and fork notices owed -------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Final
 
 from backchannel.client.errors import ClientError, IdentityChanged
 from backchannel.client.keypins import KeyCheck, refresh_key
+from backchannel.client.receipts import NO_RECEIPT_KINDS
 from backchannel.client.records import ChannelRecord, message_record
 from backchannel.client.relays import RelayPool
 from backchannel.client.reports import SendResult
@@ -148,8 +149,11 @@ class Sender:
         """
         state = self._state
         sealed = session.seal(kind, body, state.clock(), state.rng)
-        if retain:
-            state.escalations.retain(channel.channel_id, sealed.message.message_id, sealed.payload)
+        if retain or kind not in NO_RECEIPT_KINDS:
+            # Until it is receipted: an escalation resends it, and so does a move from a
+            # mailbox its relay lost before the counterpart read it (`Receiver._follow_move`).
+            state.escalations.retain(channel.channel_id, sealed.message.message_id,
+                                     sealed.payload, for_escalation=retain)
         if save:
             state.keep_session(channel, session)
             state.channels.save(channel)

@@ -1,4 +1,6 @@
-"""Escalations: the sealed payloads kept to send again, and the notes already escalated."""
+"""Retained payloads and escalations: the sealed payloads of our messages kept to send
+again (an escalation's resend; a resend to a mailbox a relay lost before the counterpart
+read it), until the counterpart says it has them, and the notes already escalated."""
 
 from __future__ import annotations
 
@@ -9,6 +11,10 @@ from backchannel.client.keystore import Keystore
 __all__ = ["EscalationRepository"]
 
 _ESCALATED: Final = "escalated"
+# Payloads kept only until a delivered receipt (marked so; the others, and those kept by
+# versions before this mark, are an escalation's: it resends them whatever the receipts
+# say, so they stay as long as the channel).
+_UNTIL_RECEIPTED: Final = "until-receipted"
 
 
 class EscalationRepository:
@@ -21,11 +27,15 @@ class EscalationRepository:
     def __repr__(self) -> str:
         return f"EscalationRepository({self._store!r})"
 
-    def retain(self, channel_id: str, message_id: bytes, payload: bytes) -> None:
-        self._store.db.execute(
-            "INSERT OR REPLACE INTO retained VALUES (?, ?, ?)",
-            (bytes.fromhex(channel_id), message_id, payload),
-        )
+    def retain(self, channel_id: str, message_id: bytes, payload: bytes, *,
+               for_escalation: bool = True) -> None:
+        """Keep a message's sealed payload: until a delivered receipt, or, for an
+        escalation, as long as the channel (`for_escalation`)."""
+        cid = bytes.fromhex(channel_id)
+        self._store.db.execute("INSERT OR REPLACE INTO retained VALUES (?, ?, ?)",
+                               (cid, message_id, payload))
+        if not for_escalation:
+            self._store.put(_UNTIL_RECEIPTED, cid + message_id, b"1")
 
     def retained(self, channel_id: str, message_id: bytes) -> bytes | None:
         row = self._store.db.execute(
@@ -33,6 +43,26 @@ class EscalationRepository:
             (bytes.fromhex(channel_id), message_id),
         ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def release(self, channel_id: str, message_ids: list[bytes]) -> None:
+        """Forget the payloads of messages the counterpart has (a delivered receipt),
+        but those kept for an escalation."""
+        cid = bytes.fromhex(channel_id)
+        for message_id in message_ids:
+            key = cid + message_id
+            if self._store.get(_UNTIL_RECEIPTED, key) is not None:
+                self._store.db.execute(
+                    "DELETE FROM retained WHERE channel = ? AND message_id = ?",
+                    (cid, message_id))
+                self._store.delete(_UNTIL_RECEIPTED, key)
+
+    def all_retained(self, channel_id: str) -> list[tuple[bytes, bytes]]:
+        """(message id, payload) of every payload the channel retains, oldest first."""
+        rows = self._store.db.execute(
+            "SELECT message_id, payload FROM retained WHERE channel = ? ORDER BY rowid",
+            (bytes.fromhex(channel_id),),
+        )
+        return [(bytes(mid), bytes(payload)) for mid, payload in rows.fetchall()]
 
     def escalated(self, channel_id: str) -> set[bytes]:
         """The ids of this channel's notes already escalated."""
@@ -48,3 +78,6 @@ class EscalationRepository:
         self._store.db.execute("DELETE FROM retained WHERE channel = ?", (cid,))
         for key in self.escalated(channel_id):
             self._store.delete(_ESCALATED, cid + key)
+        for key, _ in self._store.all(_UNTIL_RECEIPTED):
+            if key[:16] == cid:
+                self._store.delete(_UNTIL_RECEIPTED, key)

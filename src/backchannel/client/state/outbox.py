@@ -148,6 +148,14 @@ class OutboxRepository:
             ],
         )
 
+    def refs_for(self, channel_id: str, url: str) -> set[bytes]:
+        """The messages of a channel still queued for `url` (their refs)."""
+        rows = self._store.db.execute(
+            "SELECT ref FROM outbox WHERE channel = ? AND relay = ?",
+            (bytes.fromhex(channel_id), url),
+        )
+        return {bytes(ref) for (ref,) in rows.fetchall()}
+
     def row_ids(self, channel_id: str) -> list[int]:
         rows = self._store.db.execute(
             "SELECT id FROM outbox WHERE channel = ? ORDER BY id", (bytes.fromhex(channel_id),)
