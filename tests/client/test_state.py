@@ -125,6 +125,30 @@ def test_an_older_state_file_gains_digest_times_and_send_claims(
     assert "seen_ms" in processed and "in_flight_until_ms" in outbox
 
 
+def test_an_older_state_file_keeps_its_retained_payloads_for_escalation(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """Payloads retained before `retained.until_receipted` were all an escalation's: after
+    the upgrade a delivered receipt does not release them; a new one kept until its
+    receipt is released."""
+    principal = make_principal("old")
+    cid = "00" * 16
+    with principal._state.store.transaction():
+        principal._state.escalations.retain(cid, b"e" * 16, b"escalation payload")
+    principal.close()
+    with sqlite3.connect(tmp_path / "old" / STATE_FILE) as db:
+        db.execute("ALTER TABLE retained DROP COLUMN until_receipted")
+    reopened = Principal.open(tmp_path / "old", "passphrase")
+    try:
+        escalations = reopened._state.escalations
+        with reopened._state.store.transaction():
+            escalations.retain(cid, b"n" * 16, b"note payload", for_escalation=False)
+            escalations.release(cid, [b"e" * 16, b"n" * 16])
+        assert escalations.all_retained(cid) == [(b"e" * 16, b"escalation payload")]
+    finally:
+        reopened.close()
+
+
 # --- read-only opening (review §4 row 6) -----------------------------------------------------
 # These take the read-only flag the library offers, so they run as root too (whom the mode
 # bits do not stop); tests/cli/test_errors.py makes the files really unwritable.

@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_by_relay ON outbox (relay, id);
 CREATE TABLE IF NOT EXISTS retained (
     channel BLOB NOT NULL, message_id BLOB NOT NULL, payload BLOB NOT NULL,
+    until_receipted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (channel, message_id));
 CREATE TABLE IF NOT EXISTS pending_receipts (
     channel BLOB NOT NULL, kind INTEGER NOT NULL, message_id BLOB NOT NULL,
@@ -109,6 +110,7 @@ def _needs_migration(db: sqlite3.Connection) -> bool:
         or not {"forks", "positions"} <= tables
         or ("processed" in tables and "seen_ms" not in _columns(db, "processed"))
         or ("outbox" in tables and "in_flight_until_ms" not in _columns(db, "outbox"))
+        or ("retained" in tables and "until_receipted" not in _columns(db, "retained"))
     )
 
 
@@ -116,8 +118,10 @@ def _migrate(db: sqlite3.Connection) -> None:
     """Bring an older state file up to this schema (idempotent, in one transaction).
 
     0.1 files lack the records' versions and the fork tables; later ones may lack the
-    payload digests' first-seen time (`processed.seen_ms`, for expiring them) and the
-    outbox's send claims (`outbox.in_flight_until_ms`).
+    payload digests' first-seen time (`processed.seen_ms`, for expiring them), the
+    outbox's send claims (`outbox.in_flight_until_ms`) and which retained payloads go at
+    a delivered receipt (`retained.until_receipted`; those already kept were all kept for
+    an escalation, so 0).
     """
     if not _needs_migration(db):
         return
@@ -125,6 +129,7 @@ def _migrate(db: sqlite3.Connection) -> None:
     missing_version = "version" not in _columns(db, "records")
     missing_seen = "processed" in tables and "seen_ms" not in _columns(db, "processed")
     missing_claim = "outbox" in tables and "in_flight_until_ms" not in _columns(db, "outbox")
+    missing_until = "retained" in tables and "until_receipted" not in _columns(db, "retained")
     db.execute("BEGIN IMMEDIATE")
     try:
         if missing_version and "version" not in _columns(db, "records"):
@@ -147,6 +152,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         if missing_claim and "in_flight_until_ms" not in _columns(db, "outbox"):
             db.execute(
                 "ALTER TABLE outbox ADD COLUMN in_flight_until_ms INTEGER NOT NULL DEFAULT 0"
+            )
+        if missing_until and "until_receipted" not in _columns(db, "retained"):
+            db.execute(
+                "ALTER TABLE retained ADD COLUMN until_receipted INTEGER NOT NULL DEFAULT 0"
             )
     except BaseException:
         db.execute("ROLLBACK")

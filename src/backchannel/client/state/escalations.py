@@ -11,10 +11,6 @@ from backchannel.client.keystore import Keystore
 __all__ = ["EscalationRepository"]
 
 _ESCALATED: Final = "escalated"
-# Payloads kept only until a delivered receipt (marked so; the others, and those kept by
-# versions before this mark, are an escalation's: it resends them whatever the receipts
-# say, so they stay as long as the channel).
-_UNTIL_RECEIPTED: Final = "until-receipted"
 
 
 class EscalationRepository:
@@ -31,11 +27,12 @@ class EscalationRepository:
                for_escalation: bool = True) -> None:
         """Keep a message's sealed payload: until a delivered receipt, or, for an
         escalation, as long as the channel (`for_escalation`)."""
-        cid = bytes.fromhex(channel_id)
-        self._store.db.execute("INSERT OR REPLACE INTO retained VALUES (?, ?, ?)",
-                               (cid, message_id, payload))
-        if not for_escalation:
-            self._store.put(_UNTIL_RECEIPTED, cid + message_id, b"1")
+        # `until_receipted` 0 (the escalations', and every payload kept before the column
+        # came): an escalation resends it whatever the receipts say.
+        self._store.db.execute(
+            "INSERT OR REPLACE INTO retained (channel, message_id, payload, until_receipted)"
+            " VALUES (?, ?, ?, ?)",
+            (bytes.fromhex(channel_id), message_id, payload, 0 if for_escalation else 1))
 
     def retained(self, channel_id: str, message_id: bytes) -> bytes | None:
         row = self._store.db.execute(
@@ -48,13 +45,10 @@ class EscalationRepository:
         """Forget the payloads of messages the counterpart has (a delivered receipt),
         but those kept for an escalation."""
         cid = bytes.fromhex(channel_id)
-        for message_id in message_ids:
-            key = cid + message_id
-            if self._store.get(_UNTIL_RECEIPTED, key) is not None:
-                self._store.db.execute(
-                    "DELETE FROM retained WHERE channel = ? AND message_id = ?",
-                    (cid, message_id))
-                self._store.delete(_UNTIL_RECEIPTED, key)
+        self._store.db.executemany(
+            "DELETE FROM retained WHERE channel = ? AND message_id = ? AND until_receipted = 1",
+            [(cid, message_id) for message_id in message_ids],
+        )
 
     def all_retained(self, channel_id: str) -> list[tuple[bytes, bytes]]:
         """(message id, payload) of every payload the channel retains, oldest first."""
@@ -78,6 +72,4 @@ class EscalationRepository:
         self._store.db.execute("DELETE FROM retained WHERE channel = ?", (cid,))
         for key in self.escalated(channel_id):
             self._store.delete(_ESCALATED, cid + key)
-        for key, _ in self._store.all(_UNTIL_RECEIPTED):
-            if key[:16] == cid:
-                self._store.delete(_UNTIL_RECEIPTED, key)
+
