@@ -177,6 +177,10 @@ def receipted(w: Principal, tag: str) -> int:
     )  # fmt: skip
 
 
+# Seconds the burst waits for its last delivery receipts once every note is stored.
+RECEIPT_WAIT = 120.0
+
+
 async def throughput(
     w: Principal, b: Principal, count: int, batch: int
 ) -> tuple[float, float]:
@@ -208,7 +212,14 @@ async def throughput(
             await asyncio.sleep(0)  # let the watch loops flush and receive meanwhile
     await asyncio.wait_for(done.wait(), 600)
     elapsed = time.perf_counter() - start
-    while receipted(w, tag) < count:
+    give_up = time.perf_counter() + RECEIPT_WAIT
+    while (got := receipted(w, tag)) < count:
+        if time.perf_counter() > give_up:
+            # A receipt that never comes is a finding, not a reason to wait for ever.
+            stop.set()
+            await asyncio.gather(*watchers)
+            raise RuntimeError(f"{count - got} of {count} notes still without a delivery "
+                               f"receipt {RECEIPT_WAIT:g} s after the last was stored")
         await asyncio.sleep(0.5)  # each look reads the whole transcript
     with_receipts = time.perf_counter() - start
     stop.set()
