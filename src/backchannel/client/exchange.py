@@ -386,7 +386,9 @@ class Exchange:
                 without it the acks are awaited, all relays at once.
         """
         try:
-            first = await asyncio.wait_for(arrivals.get(), _WATCH_TICK)
+            # Not wait_for, which on Python 3.11 can lose a cancellation (`transport`).
+            async with asyncio.timeout(_WATCH_TICK):
+                first = await arrivals.get()
         except TimeoutError:
             return
         batch = [first]

@@ -167,14 +167,13 @@ class RelayPool:
                 if url in self.failures:
                     return None
             try:
-                client = await asyncio.wait_for(
-                    RelayClient.connect(
+                # Not wait_for, which on Python 3.11 can lose a cancellation (`transport`).
+                async with asyncio.timeout(self.connect_timeout):
+                    client = await RelayClient.connect(
                         url,
                         open_timeout=self.connect_timeout,
                         request_timeout=self.request_timeout,
-                    ),
-                    self.connect_timeout,
-                )
+                    )
             # ValueError: a URL that `urlsplit` cannot read (a stray "[" makes it an IPv6
             # literal); decoders refuse those now, but one stored earlier must not end a sync.
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as error:

@@ -281,7 +281,11 @@ class RelayClient:
             self._pending.pop(rid, None)
             raise RelayClosed("the relay connection is closed") from None
         try:
-            answer = await asyncio.wait_for(future, self._request_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
+            # that comes as the answer does, and the cancelled task runs on (a watch whose
+            # readers never stop).
+            async with asyncio.timeout(self._request_timeout):
+                answer = await future
         except TimeoutError:
             self._pending.pop(rid, None)
             timeout = RelayTimeout(
@@ -415,7 +419,8 @@ class RelayClient:
         """
         if self._closed is not None and self._deliveries.empty():
             raise RelayClosed("the relay connection is closed")
-        item = await asyncio.wait_for(self._deliveries.get(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see `_call`
+            item = await self._deliveries.get()
         if item is None:
             self._deliveries.put_nowait(None)
             raise RelayClosed("the relay connection is closed")
