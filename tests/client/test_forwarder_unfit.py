@@ -24,10 +24,16 @@ from backchannel.client.routing import FORWARDING_SETTING, operator_setting
 from backchannel.client.sending import UNFIT_FOR_MS
 
 from .conftest import FAST_KDF, MakePrincipal, pair
-from .observer import Record, host_address, hosts_on_loopback, on_host
+from .observer import Record, host_address
 from .test_relay_key_pins import direct_sends, relay
-from .test_slots import slotted, until
-from .test_slots_forwarding import forwards_from, stored, watching_on_hosts, writes_to
+from .test_slots import until
+from .test_slots_forwarding import (
+    forwards_from,
+    paired,
+    stored,
+    watching_on_hosts,
+    writes_to,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -156,34 +162,22 @@ async def test_a_relay_that_forwards_to_no_one_gives_way_to_another_forwarder(
 async def test_slots_go_directly_when_the_only_forwarder_refuses(
     tmp_path: Path, make_principal: MakePrincipal
 ) -> None:
-    record = Record()
-    a, b = make_principal("a"), make_principal("b")
-    with hosts_on_loopback(asyncio.get_running_loop()):
-        async with relay(tmp_path / "r1.db", record) as r1, \
-                relay(tmp_path / "r2.db", record) as r2:
-            code = await on_host(A_HOST, a.invite([r1.url, r2.url]))
-            await on_host(B_HOST, b.accept(code))
-            await on_host(A_HOST, a.sync())
-            await on_host(B_HOST, b.sync())
-            slotted(a, b)
-            (channel,) = a.channels()
-            (link,) = [lk for lk in channel.links if lk.outbound is not None]
-            assert link.outbound is not None
-            forwarder = r1 if link.url == r2.url else r2
-            forwarder.forward_to_local = False
-            start = len(record.events)
-            async with watching_on_hosts((a, A_HOST), (b, B_HOST)):
-                note = a.queue(channel.name, "in a direct slot")
-                await until(lambda: stored(a, channel.name, note))
-                await until(lambda: any(e.text == "in a direct slot" for e in b.inbox()))
-                refused = len(forwards_from(record, A_HOST, link.url, start))
-                await asyncio.sleep(0.2 * 4)
-                # Asked once (or by a slot already in flight), then never again.
-                assert len(forwards_from(record, A_HOST, link.url, start)) == refused
-                assert 1 <= refused <= 2
-            line = a.slot_status(channel.channel_id)[1][link.url]
-            assert f"{forwarder.url} said it carries nothing to it" in line
-    writes = writes_to(record, link.outbound.mailbox_id, start)
+    async with paired(tmp_path, make_principal) as p:
+        a, b, record = p.a, p.b, p.record
+        p.forwarder.forward_to_local = False
+        start = len(record.events)
+        async with watching_on_hosts((a, A_HOST), (b, B_HOST)):
+            note = a.queue(p.peer, "in a direct slot")
+            await until(lambda: stored(a, p.peer, note))
+            await until(lambda: any(e.text == "in a direct slot" for e in b.inbox()))
+            refused = len(forwards_from(record, A_HOST, p.dest, start))
+            await asyncio.sleep(0.2 * 4)
+            # Asked once (or by a slot already in flight), then never again.
+            assert len(forwards_from(record, A_HOST, p.dest, start)) == refused
+            assert 1 <= refused <= 2
+        line = a.slot_status(a.channels()[0].channel_id)[1][p.dest]
+        assert f"{p.forwarder.url} said it carries nothing to it" in line
+    writes = writes_to(record, p.b_mailbox, start)
     assert writes and {e.op for e in writes} == {"send"}
     assert {e.address for e in writes} == {A_HOST}
     assert [e.text for e in b.inbox()].count("in a direct slot") == 1
