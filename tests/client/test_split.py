@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from backchannel.cli.output import status_table
 from backchannel.client.engine import Principal
 from backchannel.client.errors import StateCorrupted
 from backchannel.client.exchange import DEFAULT_HEAL_AFTER_S, HEAL_AFTER_SETTING
@@ -279,6 +281,9 @@ async def test_a_relay_that_lost_its_disk_loses_no_message_of_the_direction_it_h
             assert sent.stored_on == () and sent.queued_for == (url,)
             assert w.status("b")[0].relays_lost == (url,)
             assert w.status("b")[0].queued == 1  # kept for b's move, not dropped
+            shown = Console(width=200, record=True)
+            shown.print(status_table(w.status("b")))
+            assert "what waits for it goes then" in shown.export_text()
             assert await w.flush() == 0  # and not offered to a relay that refuses it
             await w.send("b", "while it is lost")
             for _ in range(3):

@@ -245,6 +245,16 @@ def relay_health_json(health: RelayHealth) -> dict[str, Any]:
 # -- tables --------------------------------------------------------------------------------
 
 
+def _lost(s: ChannelStatus) -> str:
+    """The relays that forgot a mailbox of the channel, and what that means for the
+    principal: nothing is dropped, it waits for a fresh mailbox there."""
+    if not s.relays_lost:
+        return "none"
+    return (", ".join(map(shown, s.relays_lost))
+            + "\n  forgot a mailbox of this channel (lost its disk, or expired it): a fresh "
+              "one is set up by whoever owned it, and what waits for it goes then")
+
+
 def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -346,7 +356,7 @@ def status_table(statuses: list[ChannelStatus]) -> Table:
         ("Identity key", ["CHANGED: verify before sending" if s.identity_changed and not
                           s.verified else "unchanged" for s in statuses]),
         ("Relays", [_relays(s) for s in statuses]),
-        ("Relays lost", [", ".join(map(shown, s.relays_lost)) or "none" for s in statuses]),
+        ("Relays lost", [_lost(s) for s in statuses]),
         ("Last heard", [local_time(s.last_heard_ms, empty="never") for s in statuses]),
         ("Sent / delivered / read", [f"{s.sent} / {s.delivered} / {s.read}" for s in statuses]),
         ("Received / unread", [f"{s.received} / {s.unread}" for s in statuses]),
