@@ -299,3 +299,35 @@ async def test_a_relay_that_lost_its_disk_loses_no_message_of_the_direction_it_h
     assert [e.text for e in w.inbox()] == ["b0"]
     assert all(m.delivered_at_ms for m in w.messages("b") if m.direction == "out" and m.kind == 1)
     assert w._state.escalations.all_retained(channel_id) == []
+
+
+
+async def test_receipts_a_relay_lost_unread_come_again(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """The relay holding w's mailbox loses its disk with b's receipt in it, unread: when
+    w's move names a fresh mailbox there, b sends the receipt again (kept until a later
+    message of b's is receipted), so w's note shows delivered and w sees no gap in b's
+    messages."""
+    w, b = make_principal("w"), make_principal("b")
+    r1_db = tmp_path / "r1.db"
+    async with running_relay(tmp_path / "r2.db") as r2:
+        async with running_relay(r1_db) as r1:
+            await pair(w, b, [r1.url, r2.url])
+            await talk(w, b, 1)
+            assert [lk.url for lk in w.channel("b").links if lk.inbound] == [r1.url]
+            port = r1.port
+            note = await w.send("b", "receipted into a mailbox about to be lost")
+            await b.sync()  # b has it; its receipt waits in w's mailbox on r1
+        for path in tmp_path.glob("r1.db*"):
+            path.unlink()  # the relay lost its disk
+        async with running_relay(r1_db, port=port):
+            for _ in range(3):
+                await w.sync()  # w finds its mailbox gone, takes a fresh one, tells b
+                await b.sync()  # b follows the move and sends what the relay lost again
+            await w.sync()
+            (sent,) = [m for m in w.messages("b") if m.message_id == note.message_id]
+            assert sent.delivered_at_ms
+            assert w.status("b")[0].gaps == ()
+            assert w.status("b")[0].relays_lost == ()
+    assert [e.text for e in b.inbox()] == ["w0", "receipted into a mailbox about to be lost"]

@@ -14,6 +14,7 @@ import pytest
 from backchannel.client.engine import Principal
 from backchannel.client.errors import HomeReadOnly
 from backchannel.client.keystore import STATE_FILE
+from backchannel.client.state.escalations import KEEP_UNTIL_RECEIPTED
 from backchannel.protocol.envelope import Envelope
 
 from .conftest import MakePrincipal, pair, running_relay
@@ -137,12 +138,13 @@ def test_an_older_state_file_keeps_its_retained_payloads_for_escalation(
         principal._state.escalations.retain(cid, b"e" * 16, b"escalation payload")
     principal.close()
     with sqlite3.connect(tmp_path / "old" / STATE_FILE) as db:
-        db.execute("ALTER TABLE retained DROP COLUMN until_receipted")
+        for column in ("until_receipted", "seq", "kept_at_ms"):
+            db.execute(f"ALTER TABLE retained DROP COLUMN {column}")
     reopened = Principal.open(tmp_path / "old", "passphrase")
     try:
         escalations = reopened._state.escalations
         with reopened._state.store.transaction():
-            escalations.retain(cid, b"n" * 16, b"note payload", for_escalation=False)
+            escalations.retain(cid, b"n" * 16, b"note payload", keep=KEEP_UNTIL_RECEIPTED)
             escalations.release(cid, [b"e" * 16, b"n" * 16])
         assert escalations.all_retained(cid) == [(b"e" * 16, b"escalation payload")]
     finally:

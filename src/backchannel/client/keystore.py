@@ -88,7 +88,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_by_relay ON outbox (relay, id);
 CREATE TABLE IF NOT EXISTS retained (
     channel BLOB NOT NULL, message_id BLOB NOT NULL, payload BLOB NOT NULL,
-    until_receipted INTEGER NOT NULL DEFAULT 0,
+    until_receipted INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL DEFAULT 0,
+    kept_at_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (channel, message_id));
 CREATE TABLE IF NOT EXISTS pending_receipts (
     channel BLOB NOT NULL, kind INTEGER NOT NULL, message_id BLOB NOT NULL,
@@ -153,10 +154,11 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute(
                 "ALTER TABLE outbox ADD COLUMN in_flight_until_ms INTEGER NOT NULL DEFAULT 0"
             )
-        if missing_until and "until_receipted" not in _columns(db, "retained"):
-            db.execute(
-                "ALTER TABLE retained ADD COLUMN until_receipted INTEGER NOT NULL DEFAULT 0"
-            )
+        if missing_until:
+            for column in ("until_receipted", "seq", "kept_at_ms"):
+                if column not in _columns(db, "retained"):
+                    db.execute(
+                        f"ALTER TABLE retained ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
     except BaseException:
         db.execute("ROLLBACK")
         raise

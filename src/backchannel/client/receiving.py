@@ -186,6 +186,7 @@ class Receiver:
         """
         with self._state.store.transaction():
             self._state.digests.forget_before(self._state.clock() - DIGEST_KEEP_MS)
+            self._state.escalations.expire_unseen(self._state.clock() - DIGEST_KEEP_MS)
             self._state.fragments.forget_before(self._state.clock() - FRAGMENT_KEEP_MS)
 
     def _receive(
@@ -344,18 +345,23 @@ class Receiver:
             ids = receipt_ids(message.body)
         except RemoteProtocolError:
             return
-        # Either receipt says the counterpart has them: their payloads need not be kept.
+        # Either receipt says the counterpart has them: their payloads need not be kept,
+        # nor those of what owes no receipt and came before them.
         self._state.escalations.release(channel.channel_id, [bytes.fromhex(i) for i in ids])
+        latest = 0
         for message_id in ids:
             ours = self._state.messages.get(channel.channel_id, message_id)
             if ours is None or ours.direction != "out":
                 continue
+            latest = max(latest, ours.seq)
             if message.kind == MessageKind.RECEIPT_DELIVERED:
                 ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
             else:
                 ours.read_at_ms = ours.read_at_ms or message.sent_at_ms
                 ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
             self._state.messages.put(channel.channel_id, ours)
+        if latest:
+            self._state.escalations.seen_before(channel.channel_id, latest)
 
     def _note_reported_fork(self, channel: ChannelRecord, body: bytes) -> None:
         """The counterpart saw our messages fork: a copy of our state sent too."""

@@ -8,9 +8,21 @@ from typing import Final
 
 from backchannel.client.keystore import Keystore
 
-__all__ = ["EscalationRepository"]
+__all__ = [
+    "KEEP_FOR_ESCALATION",
+    "KEEP_UNTIL_RECEIPTED",
+    "KEEP_UNTIL_SEEN",
+    "EscalationRepository",
+]
 
 _ESCALATED: Final = "escalated"
+# How long each retained payload is kept (`retained.until_receipted`):
+KEEP_FOR_ESCALATION: Final = 0  # as long as the channel (and every row kept before 0.2)
+KEEP_UNTIL_RECEIPTED: Final = 1  # until its delivered receipt
+# Until a later message of ours is receipted, or `expire_unseen`: what owes no receipt (a
+# receipt, a fork notice, the capabilities). The counterpart reads a mailbox in order, so
+# a receipt for a later message says it read these too.
+KEEP_UNTIL_SEEN: Final = 2
 
 
 class EscalationRepository:
@@ -24,15 +36,15 @@ class EscalationRepository:
         return f"EscalationRepository({self._store!r})"
 
     def retain(self, channel_id: str, message_id: bytes, payload: bytes, *,
-               for_escalation: bool = True) -> None:
-        """Keep a message's sealed payload: until a delivered receipt, or, for an
-        escalation, as long as the channel (`for_escalation`)."""
-        # `until_receipted` 0 (the escalations', and every payload kept before the column
-        # came): an escalation resends it whatever the receipts say.
+               keep: int = KEEP_FOR_ESCALATION, seq: int = 0, now_ms: int = 0) -> None:
+        """Keep a message's sealed payload for as long as `keep` says (an escalation
+        resends it whatever the receipts say; a move from a lost mailbox resends it while
+        it is kept)."""
         self._store.db.execute(
-            "INSERT OR REPLACE INTO retained (channel, message_id, payload, until_receipted)"
-            " VALUES (?, ?, ?, ?)",
-            (bytes.fromhex(channel_id), message_id, payload, 0 if for_escalation else 1))
+            "INSERT OR REPLACE INTO retained"
+            " (channel, message_id, payload, until_receipted, seq, kept_at_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (bytes.fromhex(channel_id), message_id, payload, keep, seq, now_ms))
 
     def retained(self, channel_id: str, message_id: bytes) -> bytes | None:
         row = self._store.db.execute(
@@ -49,6 +61,19 @@ class EscalationRepository:
             "DELETE FROM retained WHERE channel = ? AND message_id = ? AND until_receipted = 1",
             [(cid, message_id) for message_id in message_ids],
         )
+
+    def seen_before(self, channel_id: str, seq: int) -> None:
+        """A message of ours at `seq` was receipted: forget what owes no receipt before it."""
+        self._store.db.execute(
+            "DELETE FROM retained WHERE channel = ? AND until_receipted = ? AND seq < ?",
+            (bytes.fromhex(channel_id), KEEP_UNTIL_SEEN, seq))
+
+    def expire_unseen(self, before_ms: int) -> None:
+        """Forget what owes no receipt and was kept before `before_ms` (a relay no longer
+        holds it either: its envelope TTL has passed)."""
+        self._store.db.execute(
+            "DELETE FROM retained WHERE until_receipted = ? AND kept_at_ms < ?",
+            (KEEP_UNTIL_SEEN, before_ms))
 
     def all_retained(self, channel_id: str) -> list[tuple[bytes, bytes]]:
         """(message id, payload) of every payload the channel retains, oldest first."""
