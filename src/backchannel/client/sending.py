@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from typing import Final
 
-from backchannel.client.errors import ClientError, IdentityChanged
+from backchannel.client.errors import ChannelNotFound, ClientError, IdentityChanged
 from backchannel.client.invite import KIND_MOVE
 from backchannel.client.keypins import KeyCheck, refresh_key
 from backchannel.client.receipts import NO_RECEIPT_KINDS
@@ -64,11 +64,11 @@ _SEND_WINDOW: Final = 64
 # to 2 s; after 30 such rounds in one flush the rest waits for the next sync.
 _RETRYABLE: Final = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
 _RETRY_FIRST_DELAY: Final = 0.1
+_RETRY_MAX_DELAY: Final = 2.0
+_MAX_RETRY_ROUNDS: Final = 30
 # How long a forwarding relay that said it carries nothing to a destination stays out of
 # that destination's choice (ms); then it is asked again.
 UNFIT_FOR_MS: Final = 3_600_000
-_RETRY_MAX_DELAY: Final = 2.0
-_MAX_RETRY_ROUNDS: Final = 30
 # How long a flusher's claim on the rows of one window lasts. Each send of a window is
 # answered or times out within a request timeout (5 s, `transport`), and the claim is
 # ended as soon as the window is answered; a minute is that many times over, and is all
@@ -300,16 +300,18 @@ class Sender:
         if url in pool.failures:
             return 0
         state = self._state
-        self._drop_for_lost_relay(url)
+        channels = state.channels.all()
+        lost = {c.channel_id for c in channels if state.relays.lost(c.channel_id, url)[1]}
+        self._drop_for_lost_relay(url, [c for c in channels if c.channel_id in lost])
         # Rows for a mailbox the relay lost wait for the counterpart's move (it would
         # refuse them again).
         tokens = {
             channel.channel_id: link.outbound.send_token
-            for channel in state.channels.all()
+            for channel in channels
             for link in channel.links
             if link.url == url and link.outbound is not None
             and channel.channel_id not in self.slotted.ids
-            and not state.relays.lost(channel.channel_id, url)[1]
+            and channel.channel_id not in lost
         }
         # Rows answered in this flush other than "stored" or "try again": not offered
         # again before the next flush.
@@ -627,18 +629,24 @@ class Sender:
                    and not self._state.relays.lost(channel.channel_id, link.url)[1]
                    for link in channel.links)
 
-    def _drop_for_lost_relay(self, url: str) -> None:
-        """Drop outbox rows queued since for channels whose mailbox on `url` is lost and
-        whose messages another relay carries (the others wait for the counterpart's move,
-        `_outbound_refused`)."""
-        relays = self._state.relays
-        if not any(relays.lost(c.channel_id, url)[1] for c in self._state.channels.all()):
+    def _drop_for_lost_relay(self, url: str, lost: list[ChannelRecord]) -> None:
+        """Drop outbox rows queued since for the channels in `lost` (their mailbox on
+        `url` is lost) whose messages another relay carries (the others wait for the
+        counterpart's move, `_outbound_refused`)."""
+        if not any(self._carried_elsewhere(c, url) for c in lost):
             return
-        with self._state.store.transaction():
-            for channel in self._state.channels.all():
-                if (relays.lost(channel.channel_id, url)[1]
-                        and self._carried_elsewhere(channel, url)):
-                    self._state.outbox.drop(channel.channel_id, url)
+        state = self._state
+        with state.store.transaction():
+            # Read again inside: a move another handle followed meanwhile may have
+            # readdressed these rows and ended the loss.
+            for channel_id in (c.channel_id for c in lost):
+                try:
+                    channel = state.channels.get(channel_id)
+                except ChannelNotFound:
+                    continue  # removed meanwhile, its rows with it
+                if state.relays.lost(channel_id, url)[1] and self._carried_elsewhere(
+                        channel, url):
+                    state.outbox.drop(channel_id, url)
 
     # --- escalations ---------------------------------------------------------------------
 
