@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -54,6 +55,62 @@ async def test_two_handles_flushing_at_once_offer_each_row_once(
         assert len(held) == len(set(held))  # the relay never got one ciphertext twice
         await b.sync()
         assert sorted(e.text for e in b.inbox("w")) == sorted(f"note {i}" for i in range(NOTES))
+
+
+def _synchronous(principal: Principal) -> int:
+    return int(principal._store.db.execute("PRAGMA synchronous").fetchone()[0])
+
+
+def test_a_unit_that_need_not_survive_a_power_cut_is_still_atomic(
+    make_principal: MakePrincipal,
+) -> None:
+    """`transaction(durable=False)` drops only its own fsync: it rolls back whole, and
+    every unit after it is synced again (FULL is 2, NORMAL 1)."""
+    w = make_principal("w")
+    store = w._store
+    assert _synchronous(w) == 2
+    with store.transaction(durable=False):
+        assert _synchronous(w) == 1
+        store.put("test", b"kept", b"1")
+    assert _synchronous(w) == 2 and store.get("test", b"kept") == b"1"
+    with pytest.raises(RuntimeError), store.transaction(durable=False):
+        store.put("test", b"lost", b"1")
+        raise RuntimeError("stopped half way")
+    assert _synchronous(w) == 2 and store.get("test", b"lost") is None
+
+
+async def test_a_flush_syncs_what_the_relay_stored_and_not_its_claims(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """The claim on outbox rows is committed without an fsync; the unit that takes the
+    stored rows out of the outbox and marks their messages stored is synced."""
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        await w.sync()
+        w.queue_many("b", [f"note {i}" for i in range(3)])
+        statements: list[str] = []
+        w._store.db.set_trace_callback(statements.append)
+        try:
+            assert await w.flush() == 3
+        finally:
+            w._store.db.set_trace_callback(None)
+    mode, units, current = "FULL", [], []
+    for statement in statements:
+        if statement.startswith("PRAGMA synchronous="):
+            mode = statement.removeprefix("PRAGMA synchronous=")
+        elif statement == "BEGIN IMMEDIATE":
+            current = [mode]
+        elif statement == "COMMIT":
+            units.append(current)
+        elif current:
+            current.append(statement)
+    # The trace shows statements with their values: a claim sets a time, a release 0.
+    claims = [u for u in units if any(re.search(r"SET in_flight_until_ms = [1-9]", s)
+                                      for s in u)]
+    removals = [u for u in units if any(s.startswith("DELETE FROM outbox") for s in u)]
+    assert claims and all(unit[0] == "NORMAL" for unit in claims)
+    assert removals and all(unit[0] == "FULL" for unit in removals)
 
 
 async def test_a_claim_left_behind_expires_and_a_reopen_ends_it(

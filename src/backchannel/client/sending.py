@@ -300,6 +300,11 @@ class Sender:
         if url in pool.failures:
             return 0
         state = self._state
+        await self.fetch_pinned_key(url)
+        if not state.outbox.any_waiting(url, state.clock()):
+            # The watch and every `deliver` flush often, mostly with nothing for this
+            # relay (another flush took it): reading every channel would be most of it.
+            return 0
         channels = state.channels.all()
         lost = {c.channel_id for c in channels if state.relays.lost(c.channel_id, url)[1]}
         self._drop_for_lost_relay(url, [c for c in channels if c.channel_id in lost])
@@ -321,18 +326,17 @@ class Sender:
         # contradicts: out of the choice for this pass (`client.keypins`).
         distrusted: set[str] = set()
         refreshes = 0
-        await self.fetch_pinned_key(url)
         while True:
             # Chosen again for each window: a forwarding relay found down drops out.
             route = self.route_for(pool, url, distrusted)
             now = state.clock()
-            with state.store.transaction():
+            with state.store.transaction(durable=False):  # a claim: `Keystore.transaction`
                 window = state.outbox.claim(url, tokens, now, now + _CLAIM_MS, _SEND_WINDOW, done)
             if not window:
                 break
             self.note_route(url, route)
             if not route.send:
-                with state.store.transaction():
+                with state.store.transaction(durable=False):
                     state.outbox.release(window)  # forwarding is required: the rows wait
                 break
             try:
@@ -345,7 +349,7 @@ class Sender:
                     opened = await asyncio.gather(*(pool.get(url, m.hex()) for m in lanes))
                     clients = {m: c for m, c in zip(lanes, opened, strict=True) if c is not None}
                 if len(clients) < len(lanes):
-                    with state.store.transaction():
+                    with state.store.transaction(durable=False):
                         state.outbox.release(window)  # the relay is down: rows wait
                     break
                 if route.forwarder is None:
@@ -353,7 +357,7 @@ class Sender:
                     # the relay commits them together; we wait for all.
                     results = await _send_window(clients, tokens, window)
             except BaseException:
-                with state.store.transaction():
+                with state.store.transaction(durable=False):
                     state.outbox.release(window)  # stopped: the rows are anyone's again
                 raise
             answered = list(zip(window, results, strict=True))
@@ -529,7 +533,7 @@ class Sender:
         `skip` (held back after a refusal) are left queued."""
         state = self._state
         now = state.clock()
-        with state.store.transaction():
+        with state.store.transaction(durable=False):  # a claim: see `Keystore.transaction`
             rows = state.outbox.claim(url, {channel_id}, now, now + _CLAIM_MS, _FLASH_LOOKAHEAD,
                                       skip)
             if not rows:
@@ -550,7 +554,7 @@ class Sender:
 
     def release_slot(self, row: OutboxRow) -> None:
         """End a slot's claim on a row it did not send (stopped before the answer)."""
-        with self._state.store.transaction():
+        with self._state.store.transaction(durable=False):
             self._state.outbox.release([row])
 
     async def settle_slot(

@@ -70,19 +70,30 @@ class OutboxRepository:
             "SELECT id, channel, ref, envelope FROM outbox"
             " WHERE relay = ? AND in_flight_until_ms <= ? ORDER BY id",
             (url, now_ms),
-        ).fetchall()
+        )
         claimed: list[OutboxRow] = []
+        # Read row by row up to the window, not all at once: a burst queues thousands,
+        # and every window would otherwise read every envelope still waiting.
         for row_id, cid, ref, raw in rows:
-            if len(claimed) == limit:
-                break
             if int(row_id) in skip or bytes(cid).hex() not in channel_ids:
                 continue
             claimed.append(OutboxRow(int(row_id), bytes(cid).hex(), bytes(ref), bytes(raw)))
+            if len(claimed) == limit:
+                break
+        rows.close()
         self._store.db.executemany(
             "UPDATE outbox SET in_flight_until_ms = ? WHERE id = ?",
             [(until_ms, row.row_id) for row in claimed],
         )
         return claimed
+
+    def any_waiting(self, url: str, now_ms: int) -> bool:
+        """Whether a row for `url` waits unclaimed (or its claim expired) now."""
+        row = self._store.db.execute(
+            "SELECT 1 FROM outbox WHERE relay = ? AND in_flight_until_ms <= ? LIMIT 1",
+            (url, now_ms),
+        ).fetchone()
+        return row is not None
 
     def release(self, rows: Iterable[OutboxRow]) -> None:
         """End the claims on rows still queued (a row sent meanwhile is gone already)."""
