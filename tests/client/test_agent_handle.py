@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from backchannel.client.agent.handle import AgentPrincipal
+from backchannel.client.agent.server import AgentServer, MethodRefused
+from backchannel.client.agent.wire import encode_line
 from backchannel.client.engine import Principal
 from backchannel.client.reports import SendResult
 
@@ -108,3 +115,60 @@ async def test_a_send_tries_a_relay_the_watch_counts_down_at_once(tmp_path: Path
     finally:
         alice.close()
         bob.close()
+
+
+async def test_a_handle_kept_between_requests_sees_what_the_agent_wrote_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """The agent keeps a request's worker handle for the next request. Between two, the
+    agent's own handle sends (its session moves on): the kept handle sends from the stored
+    session, not its cached one, so nothing forks. A request that fails leaves no handle
+    to keep, and closing the server closes the one kept."""
+    workers: list[Principal] = []
+
+    def send(worker: Principal, params: dict[str, Any],
+             _memory: dict[str, Any]) -> dict[str, Any]:
+        workers.append(worker)
+        if params.get("fail"):
+            raise MethodRefused("failed", "this request fails", 1)
+        result = asyncio.run(worker.send("bob", str(params["text"])))
+        return {"stored_on": list(result.stored_on)}
+
+    async def ask(server: AgentServer, params: dict[str, Any]) -> dict[str, Any]:
+        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        try:
+            writer.write(encode_line({"id": 1, "method": "send", "params": params}))
+            await writer.drain()
+            answer: dict[str, Any] = json.loads(await reader.readline())
+            return answer
+        finally:
+            writer.close()
+
+    async with running_relay(tmp_path / "relay.db") as relay:
+        alice = AgentPrincipal.create(tmp_path / "alice", "alice", "passphrase", kdf=FAST_KDF)
+        bob = Principal.create(tmp_path / "bob", "bob", "passphrase", kdf=FAST_KDF)
+        server = AgentServer(alice, methods={"send": send})
+        await server.start()
+        try:
+            await pair(alice, bob, [relay.url])
+            assert (await ask(server, {"text": "one"}))["result"] == {"stored_on": [relay.url]}
+            await alice.send("bob", "two, from the agent's own handle")
+            assert (await ask(server, {"text": "three"}))["result"] == {"stored_on": [relay.url]}
+            await alice.send("bob", "four, from the agent's own handle")
+            assert (await ask(server, {"text": "five"}))["result"] == {"stored_on": [relay.url]}
+            assert workers[0] is workers[1] is workers[2]
+            assert "error" in await ask(server, {"fail": True})
+            assert (await ask(server, {"text": "six"}))["result"] == {"stored_on": [relay.url]}
+            assert workers[4] is not workers[3]  # the failed request's handle was closed
+            with pytest.raises(sqlite3.ProgrammingError):
+                workers[3]._store.db.execute("SELECT 1")
+            await bob.sync()
+            texts = [e.text.split(",")[0] for e in bob.inbox("alice")]
+            assert texts[-6:] == ["one", "two", "three", "four", "five", "six"]
+            assert bob.status()[0].forks == ()
+        finally:
+            await server.close()
+            alice.close()
+            bob.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # the kept handle closed with the server
+        workers[4]._store.db.execute("SELECT 1")

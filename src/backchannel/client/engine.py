@@ -255,6 +255,13 @@ class Principal:
         clone._sender.slotted = self._sender.slotted
         return clone
 
+    def next_request(self) -> None:
+        """Ready a worker handle for another request (`AgentServer`): what it reports of
+        its own life (rows refused, how the last flush routed) starts empty, as on a new
+        handle. Its caches stay: each read checks them against the stored bytes."""
+        self._sender.refused_codes.clear()
+        self._sender.route_status.clear()
+
     @property
     def home(self) -> Path:
         return self._store.path.parent
