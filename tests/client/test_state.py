@@ -195,6 +195,7 @@ def test_an_older_state_file_keeps_its_retained_payloads_for_escalation(
         principal._state.escalations.retain(cid, b"e" * 16, b"escalation payload")
     principal.close()
     with sqlite3.connect(tmp_path / "old" / STATE_FILE) as db:
+        db.execute("DROP INDEX retained_by_keep")  # on the columns, made after them
         for column in ("until_receipted", "seq", "kept_at_ms"):
             db.execute(f"ALTER TABLE retained DROP COLUMN {column}")
     reopened = Principal.open(tmp_path / "old", "passphrase")
@@ -204,6 +205,24 @@ def test_an_older_state_file_keeps_its_retained_payloads_for_escalation(
             escalations.retain(cid, b"n" * 16, b"note payload", keep=KEEP_UNTIL_RECEIPTED)
             escalations.release(cid, [b"e" * 16, b"n" * 16])
         assert escalations.all_retained(cid) == [(b"e" * 16, b"escalation payload")]
+    finally:
+        reopened.close()
+
+
+def test_a_file_made_before_the_retained_index_gains_it_and_receipts_use_it(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """A delivered receipt forgets what owes none below its seq: by the index, not by
+    reading every payload the channel keeps."""
+    make_principal("old").close()
+    with sqlite3.connect(tmp_path / "old" / STATE_FILE) as db:
+        db.execute("DROP INDEX retained_by_keep")
+    reopened = Principal.open(tmp_path / "old", "passphrase")
+    try:
+        plan = " ".join(str(row[-1]) for row in reopened._store.db.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM retained"
+            " WHERE channel = ? AND until_receipted = ? AND seq < ?", (b"c" * 16, 2, 9)))
+        assert "retained_by_keep" in plan
     finally:
         reopened.close()
 
