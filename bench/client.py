@@ -18,7 +18,8 @@ two principals in this process, and reports:
   stored all of them, and until the sender also holds a delivery receipt for each
   (`--burst` notes; the target of 3000/s is for 10,000);
 - `send` in a loop through the agent: the sender's agent (`agent --foreground`, its own
-  process) answering `--agent-count` `cli send` requests one after the other.
+  process) answering `--agent-count` `cli send` requests one after the other, after 20 not
+  counted (the agent's start: its first fold of every transcript, its connections).
 
 Slots are off (`BACKCHANNEL_SLOTS=off` unless set): a slotted channel sends one envelope per
 interval by design, which is not what a throughput measure asks about.
@@ -227,6 +228,9 @@ async def throughput(
     return count / elapsed, count / with_receipts
 
 
+AGENT_WARM_UP = 20
+
+
 def agent_send(home: Path, count: int) -> float:
     """`send` requests per second through the agent of `home` (started here, stopped after)."""
     env = dict(os.environ, BACKCHANNEL_PASSPHRASE="bench")
@@ -245,6 +249,10 @@ def agent_send(home: Path, count: int) -> float:
         else:
             raise RuntimeError("the agent did not start")
         with connection:
+            # Not counted: the agent's first look (a fold of every transcript) and the
+            # opening of its connections; a person's `send` in a loop meets a running one.
+            for i in range(AGENT_WARM_UP):
+                connection.call("cli", {"argv": ["send", "b", f"warm-up {i}", "--json"]})
             start = time.perf_counter()
             for i in range(count):
                 result = connection.call("cli", {"argv": ["send", "b", f"agent {i}", "--json"]})

@@ -327,13 +327,13 @@ class Sender:
         distrusted: set[str] = set()
         refreshes = 0
         while True:
-            # Chosen again for each window: a forwarding relay found down drops out.
-            route = self.route_for(pool, url, distrusted)
             now = state.clock()
             with state.store.transaction(durable=False):  # a claim: `Keystore.transaction`
                 window = state.outbox.claim(url, tokens, now, now + _CLAIM_MS, _SEND_WINDOW, done)
             if not window:
                 break
+            # Chosen again for each window: a forwarding relay found down drops out.
+            route = self.route_for(pool, url, distrusted)
             self.note_route(url, route)
             if not route.send:
                 with state.store.transaction(durable=False):
