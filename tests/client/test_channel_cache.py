@@ -12,7 +12,7 @@ from backchannel.client.keystore import Keystore
 from backchannel.client.records import ChannelRecord, Link, Mailbox
 from backchannel.client.state.channels import ChannelRepository
 
-from .conftest import FAST_KDF
+from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
 
 
 def _channel() -> ChannelRecord:
@@ -72,3 +72,33 @@ def test_another_connections_writes_are_read_and_refuse_a_stale_save(tmp_path: P
     with clone.transaction():
         other.delete("ab" * 16)
     assert channels.all() == []
+
+
+async def test_a_look_again_reads_only_the_messages_stored_since(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """`messages_after` (the watch's observer looks every second): what is new since the
+    last position, and everything again once the row at that position is gone."""
+    w, b = make_principal("w"), make_principal("b")
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await pair(w, b, [relay.url])
+        cid = w.channel("b").channel_id
+        for text in ("one", "two"):
+            await b.send("w", text)
+        await w.sync()
+        first, at, everything = w.messages_after(cid, None)
+        assert everything and first == w.messages("b")
+        assert w.messages_after(cid, at) == ([], at, False)
+        await b.send("w", "three")
+        await w.sync()
+        new, at, everything = w.messages_after(cid, at)
+        theirs = [m.message_id for m in new if m.direction == "in"]
+        last = w.inbox("b")[-1]
+        assert not everything and theirs == [last.message_id] and last.text == "three"
+        assert all(m.direction == "out" for m in new if m.message_id != last.message_id)
+        with w._store.transaction():
+            w._state.messages.delete_channel(cid)  # the rows go; new ones take their ords
+        await b.send("w", "four")
+        await w.sync()
+        again, _, everything = w.messages_after(cid, at)
+        assert everything and again == w.messages("b") and again

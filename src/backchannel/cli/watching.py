@@ -71,6 +71,9 @@ class _Observer:
         self.forks: dict[str, int] = {}
         self.relays: dict[str, bool] = {}
         self.claims: int | None = None  # invite claims already seen (None: not looked yet)
+        # Per channel id: where the last look stopped reading its messages (each look
+        # reads only those stored since: a long-lived channel holds tens of thousands).
+        self.read_up_to: dict[str, tuple[int, bytes] | None] = {}
 
     def _look_at_relays(self, report: bool) -> None:
         urls = sorted({link.url for c in self.principal.channels() for link in c.links})
@@ -115,8 +118,9 @@ class _Observer:
                                "seq": fork.seq, "reason": fork.reason.name.lower()},
                               f"FORK on {peer}: {fork.describe()}")
             self.forks[cid] = len(forks)
-            messages = self.principal.messages(peer)
-            replies = 0
+            messages, self.read_up_to[cid], everything = self.principal.messages_after(
+                cid, self.read_up_to.get(cid))
+            replies = 0 if everything else self.replies.get(cid, 0)
             for m in messages:
                 if m.direction == "out" and m.kind == DialogueKind.LINETEST_REPLY:
                     replies += 1

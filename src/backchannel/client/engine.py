@@ -55,6 +55,7 @@ from backchannel.client.reports import (
     SyncReport,
 )
 from backchannel.client.sending import Sender
+from backchannel.client.state.messages import in_seq_slots
 from backchannel.client.state.shared import ClientState, store_identity
 from backchannel.client.state.slotstatus import DirectionStatus
 from backchannel.client.transport import DEFAULT_REQUEST_TIMEOUT
@@ -444,6 +445,27 @@ class Principal:
         """Every stored message of a channel, both ways and of every kind, in the order
         they were stored (each side's in sequence order)."""
         return self._state.messages.in_stored_order(self.channel(channel_name).channel_id)
+
+    def messages_after(self, channel_id: str, after: tuple[int, bytes] | None
+                       ) -> tuple[list[MessageRecord], tuple[int, bytes] | None, bool]:
+        """The messages of a channel stored after the position `after` (an earlier
+        answer's), each side's in sequence order, read in one statement: for a caller
+        that looks again and again (the watch's observer), so each look reads what is
+        new, not every message since the channel began.
+
+        Returns:
+            (the messages, the position to pass next time, whether they are all of the
+            channel's: `after` was None, or its row is gone or another took its
+            place (the messages were removed), and so everything was read).
+        """
+        messages = self._state.messages
+        since = messages.stored_since(channel_id, 0 if after is None else after[0])
+        everything = after is None or since.first_ref != after[1]
+        if everything and after is not None:
+            since = messages.stored_since(channel_id, 0)
+        rows = since.records
+        position = (rows[-1][0], rows[-1][1]) if rows else None if everything else after
+        return in_seq_slots([record for _ord, _ref, record in rows]), position, everything
 
     def transcript(self, channel_name: str) -> list[InboxEntry]:
         """Notes both ways, in the order they were sent (by sender time, then seq)."""
