@@ -199,7 +199,8 @@ async def run_escalation_command(
     except OSError:
         return False
     try:
-        code = await asyncio.wait_for(process.wait(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: see `transport`
+            code = await process.wait()
     except (TimeoutError, asyncio.CancelledError):
         with contextlib.suppress(ProcessLookupError):
             process.kill()

@@ -147,10 +147,11 @@ class Exchange:
 
             await self._each_relay(pool, state.all_relays(), reprovision, end)
             await self._each_relay(pool, state.outbox.relays(), send, end)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a
+            # cancellation that comes in the same turn as the result (`transport`).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._retire_mailboxes(pool, report), max(0.0, end - loop.time())
-                )
+                async with asyncio.timeout_at(end):
+                    await self._retire_mailboxes(pool, report)
             await self._duties.settle()
             report.routes = dict(self._sender.route_status)
             report.relays_down = dict(pool.failures)
@@ -172,11 +173,10 @@ class Exchange:
         Stopping is safe at any await: nothing is acked before its results are committed,
         and nothing leaves the outbox before a relay stored it.
         """
-        loop = asyncio.get_running_loop()
-
         async def bounded(url: str) -> None:
             try:
-                await asyncio.wait_for(work(url), max(0.0, until - loop.time()))
+                async with asyncio.timeout_at(until):  # not wait_for: see `sync`
+                    await work(url)
             except TimeoutError:
                 await pool.mark_down(url, "did not finish within the sync's deadline")
 

@@ -103,8 +103,10 @@ async def connect_async(home: Path, timeout: float = _CONNECT_TIMEOUT) -> AsyncA
         AgentUnavailable: no agent listens there.
     """
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(str(socket_path(home)), limit=MAX_LINE + 1), timeout)
+        # Not wait_for, which on Python 3.11 can drop a cancellation (`transport`).
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(
+                str(socket_path(home)), limit=MAX_LINE + 1)
     except (OSError, TimeoutError) as error:
         reason = getattr(error, "strerror", None) or error or "timed out"
         raise AgentUnavailable(f"no agent for {home}: {reason}") from None
