@@ -15,7 +15,9 @@ from backchannel.cli.output import status_table
 from backchannel.client.engine import Principal
 from backchannel.client.errors import StateCorrupted
 from backchannel.client.exchange import DEFAULT_HEAL_AFTER_S, HEAL_AFTER_SETTING
-from backchannel.client.records import ChannelRecord, dump, load
+from backchannel.client.invite import KIND_MOVE
+from backchannel.client.receiving import _still_current
+from backchannel.client.records import ChannelRecord, Link, Mailbox, copy_channel, dump, load
 from backchannel.client.routing import FORWARDING_SETTING
 
 from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
@@ -331,3 +333,58 @@ async def test_receipts_a_relay_lost_unread_come_again(
             assert w.status("b")[0].gaps == ()
             assert w.status("b")[0].relays_lost == ()
     assert [e.text for e in b.inbox()] == ["w0", "receipted into a mailbox about to be lost"]
+
+
+async def test_a_move_a_relay_lost_unread_comes_again_while_it_is_current(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """The inviter's first message is its move from the invite's mailboxes to the
+    channel's. The relay holding the joiner's mailbox loses its disk with that move in it,
+    unread. When the joiner's own move names a fresh mailbox there, the inviter sends the
+    move again (it still names the mailboxes it reads): the joiner learns them and holds
+    every message of the inviter's, with no gap."""
+    w, b = make_principal("w"), make_principal("b")
+    r2_db = tmp_path / "r2.db"
+    async with running_relay(tmp_path / "r1.db") as r1:
+        async with running_relay(r2_db) as r2:
+            await b.accept(await w.invite([r1.url, r2.url]))
+            await w.sync()  # w takes up b's hello; its move waits in b's mailbox on r2
+            assert [lk.url for lk in w.channel("b").links if lk.outbound] == [r2.url]
+            port = r2.port
+        for path in tmp_path.glob("r2.db*"):
+            path.unlink()  # the relay lost its disk
+        async with running_relay(r2_db, port=port):
+            for _ in range(4):
+                await b.sync()  # b finds its mailbox gone, takes a fresh one, tells w
+                await w.sync()  # w follows: what r2 lost unread goes again, the move too
+            await talk(w, b, 1)
+            ours = {lk.url: lk.inbound.mailbox_id for lk in w.channel("b").links if lk.inbound}
+            theirs = {lk.url: lk.outbound.mailbox_id for lk in b.channel("w").links
+                      if lk.outbound}
+            assert theirs == ours  # b writes where w reads, as w's move says
+            assert b.status("w")[0].gaps == ()
+            assert w.status("b")[0].gaps == ()
+    assert [e.text for e in b.inbox()] == ["w0"]
+    assert [e.text for e in w.inbox()] == ["b0"]
+
+
+async def test_a_move_goes_again_only_while_it_names_the_mailboxes_we_read(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """An older move would point the counterpart at a replaced mailbox: the inviter's
+    first move is current while it names exactly the relays and mailboxes it reads."""
+    w, b = make_principal("w"), make_principal("b")
+    async with (running_relay(tmp_path / "r1.db") as r1,
+                running_relay(tmp_path / "r2.db") as r2):
+        await pair(w, b, [r1.url, r2.url])
+    channel = w.channel("b")
+    (move,) = [m for m in w.messages("b") if m.direction == "out" and m.kind == KIND_MOVE]
+    assert move.seq == 1 and _still_current(channel, move)
+    (reading,) = [lk for lk in channel.links if lk.inbound]
+    replaced = copy_channel(channel)
+    next(lk for lk in replaced.links if lk.url == reading.url).inbound = Mailbox(
+        "ab" * 16, "cd" * 32)
+    assert not _still_current(replaced, move)  # a fresh mailbox where it names the old
+    more = copy_channel(channel)
+    more.links.append(Link("ws://127.0.0.1:1/", Mailbox("ef" * 16, "01" * 32)))
+    assert not _still_current(more, move)  # the first move would give that link up

@@ -439,6 +439,8 @@ class Receiver:
             if (ours is None or ours.direction != "out" or ours.delivered_at_ms
                     or url not in ours.stored_on):
                 continue
+            if ours.kind == KIND_MOVE and not _still_current(channel, ours):
+                continue
             ref = state.messages.ref(ours.message_id)
             if ref in queued:
                 continue  # still queued for it: readdressed above
@@ -517,3 +519,18 @@ class Receiver:
             self.queue_receipts()
         await self._sender.flush()
         return [inbox_entry(channel, m) for m in chosen]
+
+
+def _still_current(channel: ChannelRecord, move: MessageRecord) -> bool:
+    """Whether a move of ours names only the mailboxes we read now, so that following it
+    again changes nothing but what the counterpart missed. The inviter's first move gives
+    up the links it does not name (`_follow_move`'s `initial`), so it must name every
+    relay we read on, and no other."""
+    try:
+        named = {a.url: a.mailbox_id.hex() for a in Move.decode(bytes.fromhex(move.body)).relays}
+    except (RemoteProtocolError, ValueError):
+        return False
+    reading = {lk.url: lk.inbound.mailbox_id for lk in channel.links if lk.inbound}
+    if channel.role == "inviter" and move.seq == 1:
+        return named == reading
+    return named.items() <= reading.items()

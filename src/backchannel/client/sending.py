@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import Final
 
 from backchannel.client.errors import ChannelNotFound, ClientError, IdentityChanged
-from backchannel.client.invite import KIND_MOVE
 from backchannel.client.keypins import KeyCheck, refresh_key
 from backchannel.client.receipts import NO_RECEIPT_KINDS
 from backchannel.client.records import ChannelRecord, message_record
@@ -155,15 +154,15 @@ class Sender:
         """
         state = self._state
         sealed = session.seal(kind, body, state.clock(), state.rng)
-        if kind != KIND_MOVE:
-            # An escalation resends it, and so does a move from a mailbox its relay lost
-            # before the counterpart read it (`Receiver._follow_move`), while it is kept.
-            # Never a move: an old one would point the counterpart at a replaced mailbox.
-            keep = (KEEP_FOR_ESCALATION if retain else KEEP_UNTIL_SEEN
-                    if kind in NO_RECEIPT_KINDS else KEEP_UNTIL_RECEIPTED)
-            state.escalations.retain(channel.channel_id, sealed.message.message_id,
-                                     sealed.payload, keep=keep, seq=sealed.message.seq,
-                                     now_ms=state.clock())
+        # An escalation resends it, and so does a move from a mailbox its relay lost
+        # before the counterpart read it (`Receiver._follow_move`), while it is kept. A
+        # move of ours goes again only while it names the mailboxes we read: an older one
+        # would point the counterpart at a replaced mailbox (`Receiver._still_current`).
+        keep = (KEEP_FOR_ESCALATION if retain else KEEP_UNTIL_SEEN
+                if kind in NO_RECEIPT_KINDS else KEEP_UNTIL_RECEIPTED)
+        state.escalations.retain(channel.channel_id, sealed.message.message_id,
+                                 sealed.payload, keep=keep, seq=sealed.message.seq,
+                                 now_ms=state.clock())
         if save:
             state.keep_session(channel, session)
             state.channels.save(channel)
