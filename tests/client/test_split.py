@@ -388,3 +388,40 @@ async def test_a_move_goes_again_only_while_it_names_the_mailboxes_we_read(
     more = copy_channel(channel)
     more.links.append(Link("ws://127.0.0.1:1/", Mailbox("ef" * 16, "01" * 32)))
     assert not _still_current(more, move)  # the first move would give that link up
+
+
+async def test_what_a_relay_held_unread_comes_again_after_the_counterpart_moved_away(
+    tmp_path: Path, make_principal: MakePrincipal
+) -> None:
+    """A note and a receipt of w's wait unread in b's mailbox on r2. r2 goes down; b takes
+    a mailbox on r1 and tells w; w's next note is read there and receipted, which says
+    nothing of what waits on r2. r2 comes back without its disk: both come again."""
+    w, b = make_principal("w"), make_principal("b")
+    r2_db = tmp_path / "r2.db"
+    async with running_relay(tmp_path / "r1.db") as r1:
+        async with running_relay(r2_db) as r2:
+            await pair(w, b, [r1.url, r2.url])
+            await talk(w, b, 1)
+            assert [lk.url for lk in w.channel("b").links if lk.outbound] == [r2.url]
+            await b.send("w", "to be receipted")
+            await w.sync()  # w's receipt for it waits in b's mailbox on r2
+            unread = await w.send("b", "stored on r2, unread")
+            assert unread.stored_on == (r2.url,)
+            port = r2.port
+        b.set_setting(HEAL_AFTER_SETTING, "0")
+        for _ in range(3):
+            await b.sync()  # r2 is down: b takes a mailbox on r1 and tells w
+            await w.sync()
+        assert r1.url in [lk.url for lk in w.channel("b").links if lk.outbound]
+        await w.send("b", "after b's move")
+        await b.sync()  # read on r1 and receipted
+        await w.sync()
+        for path in tmp_path.glob("r2.db*"):
+            path.unlink()  # r2 comes back without its disk
+        async with running_relay(r2_db, port=port):
+            for _ in range(4):
+                await b.sync()
+                await w.sync()
+    assert sorted(e.text for e in b.inbox()) == ["after b's move", "stored on r2, unread", "w0"]
+    # w's receipt, kept although a later note was receipted (read on r1, not r2): no gap.
+    assert b.status("w")[0].gaps == ()

@@ -348,20 +348,43 @@ class Receiver:
         # Either receipt says the counterpart has them: their payloads need not be kept,
         # nor those of what owes no receipt and came before them.
         self._state.escalations.release(channel.channel_id, [bytes.fromhex(i) for i in ids])
-        latest = 0
+        receipted: list[MessageRecord] = []
         for message_id in ids:
             ours = self._state.messages.get(channel.channel_id, message_id)
             if ours is None or ours.direction != "out":
                 continue
-            latest = max(latest, ours.seq)
+            receipted.append(ours)
             if message.kind == MessageKind.RECEIPT_DELIVERED:
                 ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
             else:
                 ours.read_at_ms = ours.read_at_ms or message.sent_at_ms
                 ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
             self._state.messages.put(channel.channel_id, ours)
-        if latest:
-            self._state.escalations.seen_before(channel.channel_id, latest)
+        self._forget_seen(channel, receipted)
+
+    def _forget_seen(self, channel: ChannelRecord, receipted: list[MessageRecord]) -> None:
+        """Forget the kept payloads of what owes no receipt and the counterpart has read.
+
+        A mailbox is read in order, so a receipted message of ours says every earlier one
+        in its mailbox was read. Which relay it was read from, the receipt does not say:
+        an earlier one counts as read only if it went to every relay the receipted one
+        went to. Else it may wait unread elsewhere (the counterpart moved, and its old
+        relay may yet lose its disk), and stays kept: until a later receipt that shows it
+        read, or for the keep's 37 days. A message still queued (stored nowhere) is
+        never read.
+        """
+        if not receipted:
+            return
+        state = self._state
+        latest = max(r.seq for r in receipted)
+        seen = []
+        for message_id, seq in state.escalations.unseen_below(channel.channel_id, latest):
+            earlier = state.messages.get(channel.channel_id, message_id.hex())
+            where = set() if earlier is None else set(earlier.stored_on)
+            if any(r.seq > seq and r.stored_on and set(r.stored_on) <= where
+                   for r in receipted):
+                seen.append(message_id)
+        state.escalations.seen(channel.channel_id, seen)
 
     def _note_reported_fork(self, channel: ChannelRecord, body: bytes) -> None:
         """The counterpart saw our messages fork: a copy of our state sent too."""

@@ -62,11 +62,20 @@ class EscalationRepository:
             [(cid, message_id) for message_id in message_ids],
         )
 
-    def seen_before(self, channel_id: str, seq: int) -> None:
-        """A message of ours at `seq` was receipted: forget what owes no receipt before it."""
-        self._store.db.execute(
-            "DELETE FROM retained WHERE channel = ? AND until_receipted = ? AND seq < ?",
+    def unseen_below(self, channel_id: str, seq: int) -> list[tuple[bytes, int]]:
+        """(message id, seq) of what is kept until seen (it owes no receipt), below `seq`."""
+        rows = self._store.db.execute(
+            "SELECT message_id, seq FROM retained"
+            " WHERE channel = ? AND until_receipted = ? AND seq < ?",
             (bytes.fromhex(channel_id), KEEP_UNTIL_SEEN, seq))
+        return [(bytes(mid), int(s)) for mid, s in rows.fetchall()]
+
+    def seen(self, channel_id: str, message_ids: list[bytes]) -> None:
+        """Forget what owes no receipt and the counterpart has read (`Receiver`)."""
+        cid = bytes.fromhex(channel_id)
+        self._store.db.executemany(
+            "DELETE FROM retained WHERE channel = ? AND message_id = ? AND until_receipted = ?",
+            [(cid, message_id, KEEP_UNTIL_SEEN) for message_id in message_ids])
 
     def expire_unseen(self, before_ms: int) -> None:
         """Forget what owes no receipt and was kept before `before_ms` (a relay no longer
