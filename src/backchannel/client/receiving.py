@@ -377,12 +377,12 @@ class Receiver:
             return
         state = self._state
         latest = max(r.seq for r in receipted)
+        read_where = [(r.seq, set(r.stored_on)) for r in receipted if r.stored_on]
         seen = []
         for message_id, seq in state.escalations.unseen_below(channel.channel_id, latest):
             earlier = state.messages.get(channel.channel_id, message_id.hex())
             where = set() if earlier is None else set(earlier.stored_on)
-            if any(r.seq > seq and r.stored_on and set(r.stored_on) <= where
-                   for r in receipted):
+            if any(later > seq and relays <= where for later, relays in read_where):
                 seen.append(message_id)
         state.escalations.seen(channel.channel_id, seen)
 

@@ -162,8 +162,7 @@ class RelayPublicKey:
 
     @classmethod
     def _decode(cls, data: bytes) -> RelayPublicKey:
-        if len(data) != PUBLISHED_KEY_SIZE:
-            raise RemoteProtocolError(f"a published relay key is {PUBLISHED_KEY_SIZE} bytes")
+        """`from_bytes` after its size check (through the cache of `_decoded_key`)."""
         r = Reader(data, "relay key")
         if r.u8() != _PUBLISHED_VERSION:
             raise RemoteProtocolError("unsupported relay key version")
