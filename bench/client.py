@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import statistics
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from backchannel.client.agent.client import AgentUnavailable, connect
 from backchannel.client.engine import InboxEntry, Principal
@@ -231,8 +233,18 @@ async def throughput(
 AGENT_WARM_UP = 20
 
 
-def agent_send(home: Path, count: int) -> float:
-    """`send` requests per second through the agent of `home` (started here, stopped after)."""
+def queued_for(connection: Any, channel: str) -> int:
+    """How many of our messages on `channel` no relay has stored yet (`status`)."""
+    result = connection.call("cli", {"argv": ["status", channel, "--json"]})
+    board = json.loads(result["stdout"])
+    return int(board["channels"][0]["queued"])
+
+
+def agent_send(home: Path, count: int, wait: bool = True) -> tuple[float, float]:
+    """`send` requests per second through the agent of `home` (started here, stopped
+    after), and notes per second until the relay stored the last of them: with `wait` the
+    same (each request waits for it); with `--no-wait`, from the first request until
+    `status` shows nothing queued."""
     env = dict(os.environ, BACKCHANNEL_PASSPHRASE="bench")
     agent = subprocess.Popen(
         [sys.executable, "-c", "from backchannel.cli.main import main; main()",
@@ -253,12 +265,21 @@ def agent_send(home: Path, count: int) -> float:
             # opening of its connections; a person's `send` in a loop meets a running one.
             for i in range(AGENT_WARM_UP):
                 connection.call("cli", {"argv": ["send", "b", f"warm-up {i}", "--json"]})
+            while queued_for(connection, "b"):
+                time.sleep(0.05)
+            flags = ["--json"] if wait else ["--json", "--no-wait"]
             start = time.perf_counter()
             for i in range(count):
-                result = connection.call("cli", {"argv": ["send", "b", f"agent {i}", "--json"]})
+                result = connection.call("cli", {"argv": ["send", "b", f"agent {i}", *flags]})
                 if result.get("code") != 0:
                     raise RuntimeError(f"send through the agent failed: {result}")
-            return count / (time.perf_counter() - start)
+            requests = count / (time.perf_counter() - start)
+            deadline = time.monotonic() + 120
+            while queued_for(connection, "b"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the agent did not send the queued notes in 120 s")
+                time.sleep(0.02)
+            return requests, count / (time.perf_counter() - start)
     finally:
         agent.terminate()
         agent.wait(10)
@@ -324,9 +345,12 @@ async def main(args: argparse.Namespace) -> None:
                 f"{with_receipts:.0f} msg/s receipted (target >= 3000)", flush=True
             )
         w.close()  # the agent opens the sender's home now
-        rate = agent_send(folder / "w", args.agent_count)
-        print(f"send through the agent, one after another ({args.agent_count} notes): "
-              f"{rate:.0f} notes/s (target >= 500)")
+        for wait in (True, False):
+            requests, stored = agent_send(folder / "w", args.agent_count, wait)
+            how = "" if wait else " --no-wait"
+            print(f"send{how} through the agent, one after another ({args.agent_count} "
+                  f"notes): {requests:.0f} requests/s (target >= 500), all stored on the "
+                  f"relay at {stored:.0f} notes/s", flush=True)
     finally:
         relay.terminate()
         relay.wait(10)

@@ -315,3 +315,38 @@ def test_the_launcher_hands_a_running_agent_what_uses_the_principal(
 
     command = command_of(argv)
     assert command is not None and served_by_agent(argv, command) is served
+
+
+def _queued(home: Path) -> int:
+    board = json.loads(bc("--home", str(home), "status", "bob", "--json").stdout)
+    return int(board["channels"][0]["queued"])
+
+
+def test_send_no_wait_returns_queued_and_the_agent_sends_it(
+        homes: tuple[Path, Path, str]) -> None:
+    alice, bob, _ = homes
+    # Without an agent nothing sends it: it waits in the outbox, exit 0, until a sync.
+    here = json.loads(bc("--home", str(alice), "send", "bob", "first", "--no-wait",
+                         "--json").stdout)
+    assert (here["waited"], here["queued"], here["stored_on"]) == (False, True, [])
+    told = bc("--home", str(alice), "send", "bob", "second", "--no-wait").stdout
+    assert "not sent yet" in told and "backchannel" in told and "sync" in told
+    assert _queued(alice) == 2
+    bc("--home", str(bob), "sync")
+    assert json.loads(bc("--home", str(bob), "inbox", "--json").stdout)["messages"] == []
+    # The agent takes them from the outbox, and what is sent through it after them.
+    bc("--home", str(alice), "agent")
+    there = bc("--home", str(alice), "send", "bob", "third", "--no-wait").stdout
+    assert "the agent sends it now" in there
+    with connect(alice) as agent:
+        sent = agent.call("send", {"channel": "bob", "text": "fourth", "wait": False})
+        assert (sent["waited"], sent["stored_on"]) == (False, [])
+        with pytest.raises(OSError, match="'wait' is true or false"):
+            agent.call("send", {"channel": "bob", "text": "x", "wait": "no"})
+    deadline = time.monotonic() + 20
+    while _queued(alice):
+        assert time.monotonic() < deadline, "the agent left notes queued"
+        time.sleep(0.1)
+    bc("--home", str(bob), "sync")
+    inbox = json.loads(bc("--home", str(bob), "inbox", "--json").stdout)["messages"]
+    assert [m["text"] for m in inbox] == ["first", "second", "third", "fourth"]

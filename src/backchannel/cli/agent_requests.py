@@ -192,6 +192,11 @@ def _send(params: dict[str, Any]) -> list[str]:
     argv.append(f"--{precedence}")
     if params.get("ack_within"):
         argv += ["--ack-within", _text(params, "ack_within")]
+    wait = params.get("wait", True)
+    if not isinstance(wait, bool):
+        raise ValueError("'wait' is true or false")
+    if not wait:
+        argv.append("--no-wait")
     return argv
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 import typer
 
 from backchannel.cli.context import (
+    AGENT_REQUEST,
     JSON_OPTION,
     CliContext,
     cli_context,
@@ -180,11 +181,19 @@ def send(
     translations: list[str] = TRANSLATION_OPTION,
     translated_by: str | None = TRANSLATED_BY_OPTION,
     authoritative: str | None = AUTHORITATIVE_OPTION,
+    no_wait: bool = typer.Option(
+        False, "--no-wait",
+        help="Return once the message is in the outbox, without waiting for the relays: "
+             "the agent sends it at once in the background (without an agent, `sync` "
+             "does).",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Send a message: kept in the outbox first, then stored on every relay of the channel.
 
     With no relay reachable the message stays queued (exit code 0); `sync` sends it later.
+    `--no-wait` returns as soon as it is queued, for a script sending many: through
+    the agent they leave together, several to a frame.
     A precedence (the hotline's FLASH, PRIORITY, ROUTINE) tells the counterpart how
     urgent it is; `--ack-within` sets a deadline for their `ack`, after which `sync` and
     `watch` escalate it: resent on every relay, marked overdue, and the escalation
@@ -212,23 +221,32 @@ def send(
         with state.progress(f"Sending to {name}…"):
             if block is None:
                 result = asyncio.run(principal.send(name, text, precedence=precedence,
-                                                    ack_within_ms=deadline_ms))
+                                                    ack_within_ms=deadline_ms,
+                                                    wait=not no_wait))
             else:
                 from backchannel.client.strategic import StrategicChannel
 
                 result = asyncio.run(StrategicChannel(principal, name).note(
-                    text, precedence, deadline_ms, block))
+                    text, precedence, deadline_ms, block, wait=not no_wait))
+    # Asked not to wait: queued is the answer, not a failure (exit 0). Inside the agent
+    # its watch sends it within a tick; a command run without an agent leaves it to `sync`.
+    background = no_wait and AGENT_REQUEST.principal is not None
     if state.json:
         emit_json({**send_json(name, result), "precedence": precedence.name.lower(),
-                   "ack_within_ms": deadline_ms,
+                   "ack_within_ms": deadline_ms, "waited": not no_wait,
                    **({} if block is None else {"languages": block.to_dict()})})
-        if not result.stored_on and result.next_slot_s is None:
+        if not result.stored_on and result.next_slot_s is None and not no_wait:
             raise exit_with(ExitCode.NOT_DELIVERED, _QUEUED, state)
         return
     label = f"(id {short_id(result.message_id)})"
     urgency = precedence_label(precedence, deadline_ms)
     if urgency:
         label += f" [{urgency}]"
+    if no_wait and result.next_slot_s is None:
+        where = ("the agent sends it now" if background
+                 else "not sent yet; this sends it: " + command_hint(state, "sync"))
+        state.out.print(f"Queued for {name} {label}: {where}.", soft_wrap=True)
+        return
     if not result.stored_on and result.next_slot_s is not None:
         # The agent sends the channel in constant-rate slots (docs/threat-model.md).
         state.out.print(f"Queued for {name} {label}: the agent sends it in the channel's "
