@@ -218,16 +218,23 @@ def send(
         text = read_stdin_text()
     with state.principal() as principal:
         name = principal.channel(channel).name
-        with state.progress(f"Sending to {name}…"):
-            if block is None:
-                result = asyncio.run(principal.send(name, text, precedence=precedence,
-                                                    ack_within_ms=deadline_ms,
-                                                    wait=not no_wait))
-            else:
-                from backchannel.client.strategic import StrategicChannel
+        if no_wait:
+            # Only the local commit: no event loop, no network.
+            from backchannel.client.strategic import StrategicChannel
 
-                result = asyncio.run(StrategicChannel(principal, name).note(
-                    text, precedence, deadline_ms, block, wait=not no_wait))
+            queued = StrategicChannel(principal, name).queue_note(
+                text, precedence, deadline_ms, block)
+            result = principal.placement(name, queued)
+        else:
+            with state.progress(f"Sending to {name}…"):
+                if block is None:
+                    result = asyncio.run(principal.send(name, text, precedence=precedence,
+                                                        ack_within_ms=deadline_ms))
+                else:
+                    from backchannel.client.strategic import StrategicChannel
+
+                    result = asyncio.run(StrategicChannel(principal, name).note(
+                        text, precedence, deadline_ms, block))
     # Asked not to wait: queued is the answer, not a failure (exit 0). Inside the agent
     # its watch sends it within a tick; a command run without an agent leaves it to `sync`.
     background = no_wait and AGENT_REQUEST.principal is not None

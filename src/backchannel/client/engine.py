@@ -594,14 +594,8 @@ class Principal:
         *,
         precedence: Precedence = Precedence.ROUTINE,
         ack_within_ms: int = 0,
-        wait: bool = True,
     ) -> SendResult:
         """Send a note: stored in the outbox first, then offered to every relay.
-
-        Args:
-            wait: offer it to the relays now and report where they stored it; False
-                returns once it is committed to the outbox (nothing touches the network),
-                for a running `watch` (the agent's) or the next sync to send.
 
         Returns:
             Where it was stored now and where it is still queued (sent by a later sync).
@@ -613,8 +607,6 @@ class Principal:
         message_id = self.queue(
             channel_name, text, precedence=precedence, ack_within_ms=ack_within_ms
         )
-        if not wait:
-            return self.placement(channel_name, message_id)
         return await self.deliver(channel_name, message_id)
 
     async def deliver(self, channel_name: str, message_id: str) -> SendResult:
@@ -623,7 +615,8 @@ class Principal:
 
     def placement(self, channel_name: str, message_id: str) -> SendResult:
         """Where one queued message is now, without sending anything: the relays that
-        stored it and those it still waits for."""
+        stored it and those it still waits for (after `queue`, for a caller that leaves
+        the sending to a running `watch` or the next sync)."""
         return self._sender.placement(channel_name, message_id)
 
     async def flush(self, pool: RelayPool | None = None) -> int:

@@ -162,25 +162,28 @@ class StrategicChannel:
         precedence: Precedence = Precedence.ROUTINE,
         ack_within_ms: int = 0,
         languages: Languages | None = None,
-        *,
-        wait: bool = True,
     ) -> SendResult:
         """A note with a precedence and, optionally, an acknowledgement deadline and its
-        language block (the text's language, translations, which text prevails).
-        `wait`: as for `Principal.send`."""
+        language block (the text's language, translations, which text prevails)."""
+        return await self._deliver(self.queue_note(text, precedence, ack_within_ms, languages))
+
+    def queue_note(
+        self,
+        text: str,
+        precedence: Precedence = Precedence.ROUTINE,
+        ack_within_ms: int = 0,
+        languages: Languages | None = None,
+    ) -> str:
+        """`note`, only put in the outbox (nothing touches the network); its message id."""
         if languages is None:
-            return await self.principal.send(
-                self.name, text, precedence=precedence, ack_within_ms=ack_within_ms,
-                wait=wait,
+            return self.principal.queue(
+                self.name, text, precedence=precedence, ack_within_ms=ack_within_ms
             )
         try:
             body = Note(precedence, ack_within_ms, text, languages)
         except LocalProtocolError as error:
             raise ClientError(str(error)) from None
-        message_id = self._send_checked(body, retain=ack_within_ms > 0)
-        if not wait:
-            return self.principal.placement(self.name, message_id)
-        return await self._deliver(message_id)
+        return self._send_checked(body, retain=ack_within_ms > 0)
 
     def translatable(self, ref: str) -> tuple[bytes, KnownMessage, Body]:
         """The message named by `ref`, if it has a text to translate.
