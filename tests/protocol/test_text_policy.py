@@ -92,6 +92,37 @@ def test_the_error_names_field_and_code_point_never_the_character() -> None:
     assert code_point("\u200b") == "U+200B (ZERO WIDTH SPACE, a format character)"
 
 
+def _first_refused_by_category(text: str, *, multiline: bool, joiners: bool) -> str | None:
+    """The policy spelled out character by character, as the module doc states it."""
+    for char in text:
+        if unicodedata.category(char) not in {"Cc", "Cf", "Zl", "Zp", "Cs"}:
+            continue
+        if multiline and char in "\n\t":
+            continue
+        if joiners and char in "\u200c\u200d":
+            continue
+        return char
+    return None
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_every_ascii_character_is_judged_as_its_category(multiline: bool) -> None:
+    for code in range(0x80):
+        text = f"a{chr(code)}b"
+        assert first_refused(text, multiline=multiline) == _first_refused_by_category(
+            text, multiline=multiline, joiners=False), hex(code)
+
+
+@given(st.one_of(st.text(st.characters(max_codepoint=0x7F)), st.text()),
+       st.booleans(), st.booleans())
+def test_first_refused_is_the_category_policy(text: str, multiline: bool,
+                                              joiners: bool) -> None:
+    # ASCII takes a fast path (one regular expression): it must find what the
+    # per-character rule finds, the same character first.
+    assert first_refused(text, multiline=multiline, joiners=joiners) == (
+        _first_refused_by_category(text, multiline=multiline, joiners=joiners))
+
+
 @given(st.text())
 def test_check_safe_text_refuses_exactly_what_first_refused_finds(text: str) -> None:
     found = first_refused(text)

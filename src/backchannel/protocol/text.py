@@ -29,6 +29,7 @@ scripts) and cannot reorder or hide text. Names, titles and URLs allow neither.
 from __future__ import annotations
 
 import ipaddress
+import re
 import unicodedata
 from typing import Final
 from urllib.parse import urlsplit
@@ -58,6 +59,10 @@ MULTILINE_CONTROLS: Final = frozenset("\n\t")
 JOINERS: Final = frozenset("\u200c\u200d")
 # A relay named by one of these is on this machine: ws:// to it is never on a network.
 LOOPBACK_HOSTS: Final = frozenset({"localhost"})
+# The ASCII characters of category Cc (C0 controls and DELETE): all that `_refused`
+# refuses of ASCII, with and without the multi-line body's line feed and tab.
+_ASCII_REFUSED: Final = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_REFUSED_MULTILINE: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # URLs carry no spaces of any kind: a space in a relay URL is a trick or a typo.
 _URL_REFUSED_CATEGORIES: Final = REFUSED_CATEGORIES | {"Zs"}
 
@@ -84,6 +89,11 @@ def first_refused(value: str, *, multiline: bool = False, joiners: bool = False)
         multiline: line feed and tab are allowed (a body, not a name or a title).
         joiners: U+200C and U+200D are allowed (free text, not a name, title or URL).
     """
+    if value.isascii():
+        # Of ASCII only the controls (Cc) are refused: one regular expression in C, where
+        # a category lookup per character was a tenth of a `send`'s CLI time (its JSON).
+        found = (_ASCII_REFUSED_MULTILINE if multiline else _ASCII_REFUSED).search(value)
+        return None if found is None else found.group()
     for char in value:
         if _refused(char, multiline=multiline, joiners=joiners):
             return char
