@@ -426,6 +426,7 @@ class Principal:
             state.invites.delete_claims(cid)
             state.channels.delete(cid)
         state.forget_session(cid)
+        state.tallies.forget(cid)
         return channel, left
 
     def change_passphrase(self, new_passphrase: str) -> None:
@@ -757,10 +758,8 @@ class Principal:
         result = []
         for channel in channels:
             cid = channel.channel_id
-            messages = self._state.messages.of_channel(cid)
-            out = [m for m in messages if m.direction == "out" and m.kind == MessageKind.NOTE]
-            inbound = [m for m in messages if m.direction == "in"]
-            notes_in = [m for m in inbound if m.kind == MessageKind.NOTE]
+            # Counted from what changed since this handle last counted (`state.tallies`).
+            tally = self._state.tallies.of_channel(cid)
             result.append(
                 ChannelStatus(
                     channel.name,
@@ -768,13 +767,13 @@ class Principal:
                     channel.verified,
                     tuple(link.url for link in channel.links),
                     channel.last_heard_ms,
-                    len(out),
-                    sum(1 for m in out if m.delivered_at_ms),
-                    sum(1 for m in out if m.read_at_ms),
-                    len(notes_in),
-                    sum(1 for m in notes_in if not m.read_at_ms),
+                    tally.sent,
+                    tally.delivered,
+                    tally.read,
+                    tally.received,
+                    tally.unread,
                     self._state.outbox.queued_messages(cid),
-                    sequence_gaps([m.seq for m in inbound]),
+                    sequence_gaps(list(tally.inbound_seqs)),
                     channel.rejected,
                     tuple(self.relay_health(link.url) for link in channel.links),
                     channel.identity_changed,

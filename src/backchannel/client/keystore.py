@@ -52,7 +52,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from backchannel.client.errors import HomeReadOnly, StaleRecord, StateCorrupted, WrongPassphrase
 
-__all__ = ["FORMAT_VERSION", "STATE_FILE", "KdfParameters", "Keystore", "read_only_reason"]
+__all__ = ["FORMAT_VERSION", "SEAL_NONCE", "SEAL_TAG", "STATE_FILE", "KdfParameters", "Keystore",
+           "read_only_reason", "stamp"]
 
 STATE_FILE: Final = "state.db"
 FORMAT_VERSION: Final = 1
@@ -60,6 +61,9 @@ _CHECK: Final = b"Backchannel keystore check v1"
 # meta row holding the index key once the passphrase was changed (see the module doc).
 _INDEX_KEY_META: Final = "index_key"
 _NONCE: Final = 12
+# A sealed record is its nonce, the ciphertext and the tag (`Keystore.seal`).
+SEAL_NONCE: Final = _NONCE
+SEAL_TAG: Final = 16
 # An SQLite file starts with this, in a header of 100 bytes (sqlite.org/fileformat.html §1.3).
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _SQLITE_HEADER: Final = 100
@@ -289,6 +293,16 @@ def _derive(passphrase: str, salt: bytes, params: KdfParameters) -> tuple[bytes,
     for info in (b"Backchannel keystore records v1", b"Backchannel keystore index v1"):
         keys.append(HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(master))
     return keys[0], keys[1]
+
+
+def stamp(sealed: bytes) -> bytes:
+    """What tells one sealed version of a record from any other: its nonce and its tag.
+
+    Every write seals with a fresh random nonce and the tag authenticates the whole
+    record, so the same stamp is the same sealed bytes (a cache keyed by it never holds
+    a record the store no longer has).
+    """
+    return sealed[:SEAL_NONCE] + sealed[-SEAL_TAG:]
 
 
 class Keystore:

@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from backchannel.client.keystore import Keystore
+from backchannel.client.keystore import SEAL_NONCE, SEAL_TAG, Keystore, stamp
 from backchannel.client.records import MessageRecord, dump, load
 
 __all__ = ["MessageRepository", "StoredSince", "in_seq_slots"]
 
 _TABLE: Final = "messages"
+# Refs per ``IN (...)`` read: far below SQLite's bound on parameters.
+_IN_CHUNK: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,39 @@ class MessageRepository:
             (cid, seq - 1, seq + 1),
         ).fetchall()
         return {int(s): self._load(cid, bytes(ref), raw) for ref, s, raw in rows}
+
+    def stamps(self, channel_id: str) -> list[tuple[bytes, bytes]]:
+        """The ref and stamp of every message of a channel, in no order.
+
+        The stamp is the sealed record's nonce and authentication tag. Every write seals
+        with a fresh random nonce and the tag authenticates the whole record, so a row
+        whose stamp is unchanged holds the record it held (`keystore.stamp`), which is
+        what `MessageTallies` keeps its counts by.
+        """
+        # Two columns: `||` would make text of them. substr of a blob counts bytes.
+        rows = self._store.db.execute(
+            "SELECT ref, substr(record, 1, ?), substr(record, -?) FROM messages"
+            " WHERE channel = ?",
+            (SEAL_NONCE, SEAL_TAG, bytes.fromhex(channel_id)),
+        ).fetchall()
+        return [(ref, nonce + tag) for ref, nonce, tag in rows]  # blobs come as bytes
+
+    def with_stamps(self, channel_id: str,
+                    refs: list[bytes]) -> list[tuple[bytes, bytes, MessageRecord]]:
+        """The messages of a channel with these refs: (ref, stamp, record) each."""
+        cid = bytes.fromhex(channel_id)
+        found: list[tuple[bytes, bytes, MessageRecord]] = []
+        for i in range(0, len(refs), _IN_CHUNK):
+            chunk = refs[i:i + _IN_CHUNK]
+            rows = self._store.db.execute(
+                "SELECT ref, record FROM messages WHERE channel = ?"
+                f" AND ref IN ({','.join('?' * len(chunk))})",
+                (cid, *chunk),
+            ).fetchall()
+            for ref, raw in rows:
+                sealed = bytes(raw)
+                found.append((bytes(ref), stamp(sealed), self._load(cid, bytes(ref), sealed)))
+        return found
 
     def delete_channel(self, channel_id: str) -> None:
         self._store.db.execute(

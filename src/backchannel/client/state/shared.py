@@ -26,6 +26,7 @@ from backchannel.client.state.receipts import PendingReceiptRepository
 from backchannel.client.state.relays import RelayRepository
 from backchannel.client.state.settings import SettingsRepository
 from backchannel.client.state.slotstatus import SlotStatusRepository
+from backchannel.client.state.tallies import MessageTallies
 from backchannel.client.transport import DEFAULT_REQUEST_TIMEOUT
 from backchannel.protocol.e2e.keys import IdentityKeyPair, PublicIdentity
 from backchannel.protocol.e2e.primitives import Rng
@@ -75,6 +76,7 @@ class ClientState:
         self.slot_status = SlotStatusRepository(store)  # for `status` (`state.slotstatus`)
         self.relays = RelayRepository(store)
         self.fragments = FragmentRepository(store)
+        self.tallies = MessageTallies(self.messages)  # for `status` (`state.tallies`)
         # Parsed sessions by channel id, valid while the stored state is the same bytes
         # (a rolled-back transaction leaves the store different, so the cache misses).
         self._sessions: dict[str, tuple[str, Session]] = {}
