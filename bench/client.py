@@ -230,6 +230,35 @@ async def throughput(
     return count / elapsed, count / with_receipts
 
 
+def status_cost(w: Principal, rounds: int = 20) -> tuple[int, float, float]:
+    """The channel's message count, and milliseconds per `status` (counting what changed
+    since the last count) and per full count (every message opened, as `status` counted
+    before `state.tallies`), medians over `rounds`, alternating."""
+    from backchannel.client.receipts import sequence_gaps
+    from backchannel.protocol.message import MessageKind
+
+    cid = w.channel("b").channel_id
+
+    def full() -> tuple[int, ...]:
+        messages = w._state.messages.of_channel(cid)
+        out = [m for m in messages if m.direction == "out" and m.kind == MessageKind.NOTE]
+        inbound = [m for m in messages if m.direction == "in"]
+        sequence_gaps([m.seq for m in inbound])
+        return (len(out), sum(1 for m in out if m.delivered_at_ms))
+
+    w.status("b")
+    tally, counted = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        (status,) = w.status("b")
+        tally.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        assert full() == (status.sent, status.delivered)
+        counted.append(time.perf_counter() - start)
+    count = len(w._state.messages.stamps(cid))
+    return count, statistics.median(tally) * 1e3, statistics.median(counted) * 1e3
+
+
 AGENT_WARM_UP = 20
 
 
@@ -344,6 +373,9 @@ async def main(args: argparse.Namespace) -> None:
                 f"one-way throughput ({args.burst} notes, {how}): {rate:.0f} msg/s stored, "
                 f"{with_receipts:.0f} msg/s receipted (target >= 3000)", flush=True
             )
+        count, tallied, counted = status_cost(w)
+        print(f"status at {count} messages: {tallied:.1f} ms; every message opened (as "
+              f"before): {counted:.1f} ms, {counted / tallied:.1f}x", flush=True)
         w.close()  # the agent opens the sender's home now
         for wait in (True, False):
             requests, stored = agent_send(folder / "w", args.agent_count, wait)
