@@ -74,6 +74,64 @@ def test_another_connections_writes_are_read_and_refuse_a_stale_save(tmp_path: P
     assert channels.all() == []
 
 
+def _writes(store: Keystore) -> list[str]:
+    """Every statement that writes a channel record, as the connection runs it."""
+    seen: list[str] = []
+    store.db.set_trace_callback(
+        lambda sql: seen.append(sql) if sql.startswith(("UPDATE records", "INSERT INTO records"))
+        else None)
+    return seen
+
+
+def test_saves_in_a_block_are_written_once_at_the_versions_they_had(tmp_path: Path) -> None:
+    store, channels = _store(tmp_path)
+    reader = ChannelRepository(store.clone())
+    writes = _writes(store)
+    with store.transaction(), channels.saved_once():
+        for count in (1, 2, 3):
+            channel = channels.get("ab" * 16)
+            channel.rejected = count
+            channels.save(channel)
+            assert channel.version == 1 + count
+        assert channels.get("ab" * 16).rejected == 3  # reads in the block see the saves
+        assert [c.rejected for c in channels.all()] == [3]
+        assert writes == []  # nothing written yet
+        new = ChannelRecord("cd" * 16, "carol", "ef" * 32, "00", [], created_at_ms=2,
+                            role="joiner")
+        channels.save(new)
+        assert [c.name for c in channels.all()] == ["bob", "carol"]
+    assert len(writes) == 2  # one write per channel
+    stored = reader.get("ab" * 16)  # another connection reads what the block left
+    assert (stored.rejected, stored.version) == (3, 4)
+    assert reader.get("cd" * 16).version == 1
+    with store.transaction():  # and the next save outside goes on from there
+        channels.save(stored)
+    assert reader.get("ab" * 16).version == 5
+
+
+def test_a_block_refuses_a_stale_copy_and_writes_nothing_when_it_raises(
+        tmp_path: Path) -> None:
+    store, channels = _store(tmp_path)
+    with store.transaction(), channels.saved_once():
+        early = channels.get("ab" * 16)
+        later = channels.get("ab" * 16)
+        later.verified = True
+        channels.save(later)
+        early.rejected = 9
+        with pytest.raises(StaleRecord):
+            channels.save(early)  # read before the save above: refused, as if written
+    assert channels.get("ab" * 16).verified and channels.get("ab" * 16).rejected == 0
+    with pytest.raises(RuntimeError), store.transaction(), channels.saved_once():
+        channel = channels.get("ab" * 16)
+        channel.name = "mallory"
+        channels.save(channel)
+        raise RuntimeError("rolled back")
+    kept = channels.get("ab" * 16)
+    assert (kept.name, kept.version) == ("bob", 2)
+    with pytest.raises(StaleRecord), channels.saved_once():  # outside a transaction
+        channels.save(kept)
+
+
 async def test_a_look_again_reads_only_the_messages_stored_since(
     tmp_path: Path, make_principal: MakePrincipal
 ) -> None:

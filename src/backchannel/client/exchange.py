@@ -403,7 +403,8 @@ class Exchange:
             batch.append(arrivals.get_nowait())
         acks: dict[tuple[str, bytes], list[int]] = {}
         arrived = []
-        with self._state.store.transaction():
+        # Each channel written once for the batch (`ChannelRepository.saved_once`).
+        with self._state.store.transaction(), self._state.channels.saved_once():
             for url, mailbox_id, delivery in batch:
                 try:
                     entry = self._receiver.process(mailbox_id, delivery.envelope, report)
@@ -460,7 +461,8 @@ class Exchange:
         for _ in range(_MAX_DRAIN_BATCHES):
             deliveries, more = await client.fetch(mailbox_id, token, after, _FETCH_BATCH)
             done = []
-            with self._state.store.transaction():
+            # Each channel written once for the batch (`ChannelRepository.saved_once`).
+            with self._state.store.transaction(), self._state.channels.saved_once():
                 for delivery in deliveries:
                     after = max(after, delivery.seq)
                     try:

@@ -673,29 +673,47 @@ class Keystore:
         """
         return self.put_sealed_versioned(kind, key, self.seal(kind, key, plaintext), expected)
 
-    def put_sealed_versioned(self, kind: str, key: bytes, sealed: bytes, expected: int) -> int:
+    def put_sealed_versioned(self, kind: str, key: bytes, sealed: bytes, expected: int,
+                             *, to: int | None = None) -> int:
         """`put_versioned` of a record the caller sealed (`seal(kind, key, ...)`), for a
-        caller that keeps what it wrote by its sealed bytes (`ChannelRepository`)."""
+        caller that keeps what it wrote by its sealed bytes (`ChannelRepository`).
+
+        Args:
+            to: the version to store (default `expected` + 1): for a caller that wrote
+                the record several times in one transaction and writes only the last
+                (`ChannelRepository.saved_once`), so that its versions are those the
+                writes one by one would have left.
+        """
         if not self._db.in_transaction:
             raise StaleRecord(f"a {kind} record may only be written inside a transaction")
+        version = expected + 1 if to is None else to
+        if version <= expected:
+            raise ValueError("a record's version only moves on")
         if expected == 0:
             cursor = self._db.execute(
-                "INSERT INTO records (kind, key, record, version) VALUES (?, ?, ?, 1)"
+                "INSERT INTO records (kind, key, record, version) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (kind, key) DO NOTHING",
-                (kind, key, sealed),
+                (kind, key, sealed, version),
             )
         else:
             cursor = self._db.execute(
-                "UPDATE records SET record = ?, version = version + 1"
+                "UPDATE records SET record = ?, version = ?"
                 " WHERE kind = ? AND key = ? AND version = ?",
-                (sealed, kind, key, expected),
+                (sealed, version, kind, key, expected),
             )
         if cursor.rowcount != 1:
             raise StaleRecord(
                 f"a {kind} record changed since it was read (expected version {expected}):"
                 " refused, so that no state is forked"
             )
-        return expected + 1
+        return version
+
+    def version_of(self, kind: str, key: bytes) -> int:
+        """The version a record is stored at now (0: there is none)."""
+        row = self._db.execute(
+            "SELECT version FROM records WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def delete(self, kind: str, key: bytes) -> None:
         self._db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))

@@ -12,19 +12,38 @@ a read that finds the same sealed bytes stored again hands out a copy of it inst
 opening and parsing them again. The sealed bytes are the check: every write seals with a
 fresh nonce, so the same bytes are the same record, whoever wrote them and whatever was
 rolled back since; the version is read from the store each time, never kept.
+
+Receiving saves the channel once per message (its session moved on), and a record is 7 KB
+of JSON to seal and write: inside one transaction that takes in a batch of messages,
+`saved_once` keeps each save in memory and writes each channel once, as it was saved
+last, when the block ends. Reads in the block see what was saved, and every save is
+checked against the version the one before it left, exactly as if each were written:
+a copy read before another save is still refused (`StaleRecord`), and the version
+stored at the end is the one the saves one by one would have left.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Final
 
-from backchannel.client.errors import ChannelNotFound
+from backchannel.client.errors import ChannelNotFound, StaleRecord
 from backchannel.client.keystore import Keystore
 from backchannel.client.records import ChannelRecord, copy_channel, dump, load
 
 __all__ = ["ChannelRepository"]
 
 _KIND: Final = "channel"
+
+
+@dataclass(slots=True)
+class _Saved:
+    """A channel saved inside a `saved_once` block, not yet written."""
+
+    record: ChannelRecord  # as saved last, at the version that save gave it
+    stored_version: int  # the version in the store, which the one write swaps from
 
 
 class ChannelRepository:
@@ -34,6 +53,8 @@ class ChannelRepository:
         self._store = store
         # Decoded records by key, each with the sealed bytes it was opened from.
         self._opened: dict[bytes, tuple[bytes, ChannelRecord]] = {}
+        # Inside `saved_once`: what was saved there, by key; None outside.
+        self._saved: dict[bytes, _Saved] | None = None
 
     def __repr__(self) -> str:
         return f"ChannelRepository({self._store!r})"
@@ -41,9 +62,12 @@ class ChannelRepository:
     def all(self) -> list[ChannelRecord]:
         """Every channel, oldest first (then by name)."""
         rows = self._store.all_sealed(_KIND)
-        records = [self._decoded(key, sealed, version) for key, sealed, version in rows]
+        saved = self._saved or {}
+        records = [self._copy_of_saved(saved[key]) if key in saved
+                   else self._decoded(key, sealed, version) for key, sealed, version in rows]
+        present = {key for key, _, _ in rows}
+        records += [self._copy_of_saved(s) for key, s in saved.items() if key not in present]
         if len(self._opened) > len(rows):  # some were deleted: forget them
-            present = {key for key, _, _ in rows}
             self._opened = {k: v for k, v in self._opened.items() if k in present}
         records.sort(key=lambda c: (c.created_at_ms, c.name))
         return records
@@ -51,10 +75,18 @@ class ChannelRepository:
     def get(self, channel_id: str) -> ChannelRecord:
         """Raises ChannelNotFound: no channel with this id."""
         key = bytes.fromhex(channel_id)
+        if self._saved is not None and key in self._saved:
+            return self._copy_of_saved(self._saved[key])
         found = self._store.get_sealed(_KIND, key)
         if found is None:
             raise ChannelNotFound(f"no channel {channel_id}")
         return self._decoded(key, *found)
+
+    @staticmethod
+    def _copy_of_saved(saved: _Saved) -> ChannelRecord:
+        copy = copy_channel(saved.record)
+        copy.version = saved.record.version
+        return copy
 
     def _decoded(self, key: bytes, sealed: bytes, version: int) -> ChannelRecord:
         """A fresh copy of the record stored as `sealed` at `version`, opened and parsed
@@ -79,10 +111,56 @@ class ChannelRepository:
             StaleRecord: it changed since it was read; nothing was written.
         """
         key = bytes.fromhex(record.channel_id)
+        if self._saved is not None:
+            self._save_later(key, record)
+            return
         sealed = self._store.seal(_KIND, key, dump(record))
         record.version = self._store.put_sealed_versioned(_KIND, key, sealed, record.version)
         # Kept as written: if the transaction rolls back, these bytes are never read again.
         self._opened[key] = (sealed, copy_channel(record))
 
+    def _save_later(self, key: bytes, record: ChannelRecord) -> None:
+        """`save` inside `saved_once`: checked now, as a write would be, written at the end."""
+        assert self._saved is not None
+        if not self._store.db.in_transaction:
+            raise StaleRecord("a channel record may only be written inside a transaction")
+        earlier = self._saved.get(key)
+        current = (earlier.record.version if earlier is not None
+                   else self._store.version_of(_KIND, key))
+        if record.version != current:
+            raise StaleRecord(
+                f"a channel record changed since it was read (expected version "
+                f"{record.version}): refused, so that no state is forked"
+            )
+        record.version += 1
+        kept = copy_channel(record)
+        kept.version = record.version
+        stored = earlier.stored_version if earlier is not None else current
+        self._saved[key] = _Saved(kept, stored)
+
+    @contextlib.contextmanager
+    def saved_once(self) -> Iterator[None]:
+        """Inside the caller's transaction: every channel saved in the block is written
+        once, as it was saved last, when the block ends (see the module doc). If the block
+        raises, nothing of it is written (and the caller's transaction rolls back). A
+        block inside another is part of it."""
+        if self._saved is not None:
+            yield
+            return
+        self._saved = {}
+        try:
+            yield
+            saved, self._saved = self._saved, None
+            for key, last in saved.items():
+                sealed = self._store.seal(_KIND, key, dump(last.record))
+                self._store.put_sealed_versioned(_KIND, key, sealed, last.stored_version,
+                                                 to=last.record.version)
+                self._opened[key] = (sealed, copy_channel(last.record))
+        finally:
+            self._saved = None
+
     def delete(self, channel_id: str) -> None:
-        self._store.delete(_KIND, bytes.fromhex(channel_id))
+        key = bytes.fromhex(channel_id)
+        if self._saved is not None:
+            self._saved.pop(key, None)
+        self._store.delete(_KIND, key)
