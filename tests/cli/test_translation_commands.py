@@ -146,3 +146,17 @@ def test_every_translatable_act_is_written_with_its_translations_from_the_cli(
     bad = run(w, "redline", "add", "beijing", "T", "x", "--lang", "en", "--translation",
               "zh-Hans=no title", code=2)
     assert "TAG=TITLE|TEXT" in bad.stderr
+
+
+def test_a_bilingual_note_sent_without_waiting_leaves_with_the_next_sync(pair: Pair) -> None:
+    w, b = pair.washington, pair.beijing
+    sent = js(w, "send", "beijing", "Please confirm receipt.", "--no-wait", "--lang", "en",
+              "--translation", "ru=Прошу подтвердить получение.", "--ack-within", "1h")
+    assert (sent["waited"], sent["queued"], sent["stored_on"]) == (False, True, [])
+    assert sent["languages"]["original"] == "en" and sent["ack_within_ms"] == 3_600_000
+    run(b, "sync")
+    assert js(b, "read", "washington")["messages"] == []  # nothing left without a sync
+    run(w, "sync")
+    run(b, "sync")
+    (message,) = js(b, "read", "washington")["messages"]
+    assert [t["language"] for t in message["texts"]] == ["en", "ru"]
