@@ -171,13 +171,12 @@ async def end_to_end(w: Principal, b: Principal, rate: float, count: int) -> lis
     return latencies
 
 
-def receipted(w: Principal, tag: str) -> int:
-    """How many of the burst's notes the sender holds a delivery receipt for."""
-    mark = tag.encode()
-    return sum(
-        1 for m in w.messages("b")
-        if m.direction == "out" and m.delivered_at_ms and mark in bytes.fromhex(m.body)
-    )  # fmt: skip
+def receipted(w: Principal) -> int:
+    """How many of the sender's notes to b it holds a delivery receipt for (`status`,
+    which opens only the messages written since its last count). Reading every message
+    to look took 0.3 s of the loop that takes the receipts in, at 20,000 messages."""
+    (status,) = w.status("b")
+    return status.delivered
 
 
 # Seconds the burst waits for its last delivery receipts once every note is stored.
@@ -204,6 +203,7 @@ async def throughput(
     ]
     await asyncio.sleep(0.5)
     tag = os.urandom(4).hex()
+    before = receipted(w)
     start = time.perf_counter()
     for first in range(0, count, batch):
         texts = [f"{tag} {i}" for i in range(first, min(count, first + batch))]
@@ -216,14 +216,14 @@ async def throughput(
     await asyncio.wait_for(done.wait(), 600)
     elapsed = time.perf_counter() - start
     give_up = time.perf_counter() + RECEIPT_WAIT
-    while (got := receipted(w, tag)) < count:
+    while (got := receipted(w) - before) < count:
         if time.perf_counter() > give_up:
             # A receipt that never comes is a finding, not a reason to wait for ever.
             stop.set()
             await asyncio.gather(*watchers)
             raise RuntimeError(f"{count - got} of {count} notes still without a delivery "
                                f"receipt {RECEIPT_WAIT:g} s after the last was stored")
-        await asyncio.sleep(0.5)  # each look reads the whole transcript
+        await asyncio.sleep(0.1)
     with_receipts = time.perf_counter() - start
     stop.set()
     await asyncio.gather(*watchers)
