@@ -11,6 +11,7 @@ from backchannel.client.errors import ClientError
 from backchannel.client.forks import ForkReason, ForkRecord
 from backchannel.client.history import HistoryEntry, HistoryFork, HistoryGap, build_history
 from backchannel.client.records import MessageRecord
+from backchannel.client.strategic import StrategicChannel
 from backchannel.dialogue import Note, Precedence
 from backchannel.testing import FixedClock
 
@@ -183,5 +184,30 @@ async def test_a_page_is_exactly_its_window_of_the_whole_history(tmp_path: Path)
     answered = [e for e in build_history(w.identity, channel, messages).entries
                 if e.act == "linetest"]
     assert answered and all(e.answered_at_ms for e in answered[:-1])
+    w.close()
+    b.close()
+
+
+async def test_the_kept_fold_gives_the_history_a_fresh_fold_gives(tmp_path: Path) -> None:
+    """`history` uses the principal's kept dialogue fold (`client.folds`), extended by what
+    was stored since it was last read; the page must be the one a fold from scratch
+    gives."""
+    clock = FixedClock()
+    w, b = principals(tmp_path, clock)
+    async with running_relay(tmp_path / "relay.db") as relay:
+        await run_script(w, b, relay.url, clock)
+        w.history("beijing")  # the fold is kept from here on
+        sent = await b.send("washington", "A question of timing.", ack_within_ms=600_000)
+        await w.sync()
+        await StrategicChannel(w, "beijing").ack(sent.message_id)
+        await b.sync()
+        await w.sync()
+    kept = w.history("beijing")
+    cid = w.channel("beijing").channel_id
+    fresh = build_history(w.identity, w.channel("beijing"),
+                          w._state.messages.in_stored_order(cid), w.forks(cid))
+    assert kept == fresh
+    last = next(e for e in kept.entries if e.message_id == sent.message_id)
+    assert last.acknowledged_at_ms  # the act after the kept fold is in the page
     w.close()
     b.close()

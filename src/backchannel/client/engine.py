@@ -511,6 +511,9 @@ class Principal:
             limit=limit,
             before=before,
             line_tests=line_tests,
+            # The kept fold, extended by what was stored since (`client.folds`), instead
+            # of folding every message again: half of a `history` served by the agent.
+            dialogue=self.duties.dialogue(channel),
         )
 
     def inbox(self, channel_name: str | None = None) -> list[InboxEntry]:
