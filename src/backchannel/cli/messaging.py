@@ -220,10 +220,14 @@ def send(
         name = principal.channel(channel).name
         if no_wait:
             # Only the local commit: no event loop, no network.
-            from backchannel.client.strategic import StrategicChannel
+            if block is None:
+                queued = principal.queue(name, text, precedence=precedence,
+                                         ack_within_ms=deadline_ms)
+            else:
+                from backchannel.client.strategic import StrategicChannel
 
-            queued = StrategicChannel(principal, name).queue_note(
-                text, precedence, deadline_ms, block)
+                queued = StrategicChannel(principal, name).queue_note(
+                    text, precedence, deadline_ms, block)
             result = principal.placement(name, queued)
         else:
             with state.progress(f"Sending to {name}…"):

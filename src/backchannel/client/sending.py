@@ -256,14 +256,16 @@ class Sender:
 
     async def deliver(self, channel_name: str, message_id: str) -> SendResult:
         """Flush the outbox and report where one queued message now is."""
-        self._state.channel(channel_name)  # ChannelNotFound before any network work
+        channel = self._state.channel(channel_name)
         await self.flush()
-        return self.placement(channel_name, message_id)
+        return self._placed(channel, message_id)
 
     def placement(self, channel_name: str, message_id: str) -> SendResult:
         """Where one queued message is now: the relays that stored it, those it still
         waits for, and when the slots send it (a slotted channel in a running watch)."""
-        channel = self._state.channel(channel_name)
+        return self._placed(self._state.channel(channel_name), message_id)
+
+    def _placed(self, channel: ChannelRecord, message_id: str) -> SendResult:
         record = self._state.messages.get(channel.channel_id, message_id)
         stored = tuple(record.stored_on) if record else ()
         queued = tuple(

@@ -63,10 +63,10 @@ class ChannelRepository:
         """Every channel, oldest first (then by name)."""
         rows = self._store.all_sealed(_KIND)
         saved = self._saved or {}
-        records = [self._copy_of_saved(saved[key]) if key in saved
+        records = [copy_channel(saved[key].record) if key in saved
                    else self._decoded(key, sealed, version) for key, sealed, version in rows]
         present = {key for key, _, _ in rows}
-        records += [self._copy_of_saved(s) for key, s in saved.items() if key not in present]
+        records += [copy_channel(s.record) for key, s in saved.items() if key not in present]
         if len(self._opened) > len(rows):  # some were deleted: forget them
             self._opened = {k: v for k, v in self._opened.items() if k in present}
         records.sort(key=lambda c: (c.created_at_ms, c.name))
@@ -76,17 +76,11 @@ class ChannelRepository:
         """Raises ChannelNotFound: no channel with this id."""
         key = bytes.fromhex(channel_id)
         if self._saved is not None and key in self._saved:
-            return self._copy_of_saved(self._saved[key])
+            return copy_channel(self._saved[key].record)  # its version included
         found = self._store.get_sealed(_KIND, key)
         if found is None:
             raise ChannelNotFound(f"no channel {channel_id}")
         return self._decoded(key, *found)
-
-    @staticmethod
-    def _copy_of_saved(saved: _Saved) -> ChannelRecord:
-        copy = copy_channel(saved.record)
-        copy.version = saved.record.version
-        return copy
 
     def _decoded(self, key: bytes, sealed: bytes, version: int) -> ChannelRecord:
         """A fresh copy of the record stored as `sealed` at `version`, opened and parsed
@@ -133,10 +127,8 @@ class ChannelRepository:
                 f"{record.version}): refused, so that no state is forked"
             )
         record.version += 1
-        kept = copy_channel(record)
-        kept.version = record.version
         stored = earlier.stored_version if earlier is not None else current
-        self._saved[key] = _Saved(kept, stored)
+        self._saved[key] = _Saved(copy_channel(record), stored)
 
     @contextlib.contextmanager
     def saved_once(self) -> Iterator[None]:
