@@ -323,6 +323,17 @@ class Keystore:
         self._record_key = record_key
         self._aead = AESGCMSIV(record_key)
         self._index_key = index_key
+        # What `all_sealed` last read of each kind, outside a transaction, with the
+        # `_listing_token` it was read at (see there).
+        self._listings: dict[str, tuple[tuple[int, int], tuple[tuple[bytes, bytes, int], ...]]] = {}
+        # Moves on with every write of this handle outside a transaction and at the end
+        # of each of its transactions, committed or rolled back.
+        self._generation = 0
+        # Inside a transaction: the records written by `put_sealed_versioned` and `delete`,
+        # by kind and key (None: deleted), so that a commit brings the listings kept up to
+        # date instead of reading them again; and the kinds written otherwise (`put`).
+        self._written: dict[str, dict[bytes, tuple[bytes, int] | None]] = {}
+        self._unjournaled: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Keystore({str(self.path)!r})"
@@ -511,6 +522,7 @@ class Keystore:
                 record_key, _ = _derive(new_passphrase, salt, params)
                 new = Keystore(self.path, db, record_key, self._index_key)
                 self._reseal_all(db, new)
+                self._unjournaled.update(self._listings)  # every record was sealed anew
                 meta = {
                     "kdf_salt": salt,
                     "kdf_params": params.to_json(),
@@ -603,13 +615,19 @@ class Keystore:
             self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            self._written, self._unjournaled = {}, set()
+            # Read under the write lock: nobody else commits until this transaction ends.
+            before = self._listing_version()
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._carry_listings(before)
         finally:
+            self._generation += 1  # what it wrote, or undid, is what a listing reads now
+            self._written, self._unjournaled = {}, set()
             if not durable:
                 self._db.execute("PRAGMA synchronous=FULL")
 
@@ -622,6 +640,11 @@ class Keystore:
     def put(self, kind: str, key: bytes, plaintext: bytes) -> None:
         # Every write moves the version on, so a versioned writer that read before this
         # one is refused (see `put_versioned`).
+        # The version it gets is not known here: a listing of the kind is read again.
+        if self._db.in_transaction:
+            self._unjournaled.add(kind)
+        else:
+            self._generation += 1
         self._db.execute(
             "INSERT INTO records (kind, key, record, version) VALUES (?, ?, ?, 1)"
             " ON CONFLICT (kind, key) DO UPDATE"
@@ -642,14 +665,73 @@ class Keystore:
         ).fetchall()
         return [(bytes(k), self.unseal(kind, bytes(k), bytes(r)), int(v)) for k, r, v in rows]
 
-    def all_sealed(self, kind: str) -> list[tuple[bytes, bytes, int]]:
+    def all_sealed(self, kind: str) -> tuple[tuple[bytes, bytes, int], ...]:
         """Every record of a kind as stored, still sealed, with its version, in the order
         they were written: for a caller that keeps what it opened (`ChannelRepository`),
-        opening only what it has not seen (`unseal`)."""
-        rows = self._db.execute(
+        opening only what it has not seen (`unseal`).
+
+        Outside a transaction, the same tuple as the last call while nothing was written
+        since, by this handle or any other connection (`_listing_token`): a caller may
+        keep what it derived from it by its identity."""
+        token = self._listing_token()
+        if token is not None:
+            kept = self._listings.get(kind)
+            if kept is not None and kept[0] == token:
+                return kept[1]
+        rows = tuple((bytes(k), bytes(r), int(v)) for k, r, v in self._db.execute(
             "SELECT key, record, version FROM records WHERE kind = ? ORDER BY rowid", (kind,)
-        ).fetchall()
-        return [(bytes(k), bytes(r), int(v)) for k, r, v in rows]
+        ).fetchall())
+        if token is not None:
+            self._listings[kind] = (token, rows)
+        return rows
+
+    def _listing_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _carry_listings(self, before: int) -> None:
+        """After a commit: the listings that were current when the transaction began,
+        with what it wrote applied, are current after it (the token it ends with); the
+        others are dropped. `data_version` is unchanged by this handle's own commits."""
+        start, end = (before, self._generation), (before, self._generation + 1)
+        carried = {}
+        for kind, (token, rows) in self._listings.items():
+            if token != start or kind in self._unjournaled:
+                continue
+            written = self._written.get(kind)
+            if written:
+                kept: list[tuple[bytes, bytes, int]] = []
+                for key, sealed, version in rows:
+                    if key not in written:
+                        kept.append((key, sealed, version))
+                    elif (now := written[key]) is not None:  # written over, in its place
+                        kept.append((key, *now))
+                present = {key for key, _, _ in rows}
+                # New records come last, as their rowids do.
+                kept += [(key, *now) for key, now in written.items()
+                         if now is not None and key not in present]
+                rows = tuple(kept)
+            carried[kind] = (end, rows)
+        self._listings = carried
+
+    def _listing_token(self) -> tuple[int, int] | None:
+        """What tells whether the file may have changed since a listing was read: SQLite's
+        `data_version` (it moves on when another connection, of this process or another,
+        commits) and this handle's `_generation` (its own writes, which `data_version`
+        does not count). None inside a transaction, where this handle's own writes not
+        yet committed are seen, and may be rolled back: a listing is then read anew."""
+        if self._db.in_transaction:
+            return None
+        row = self._db.execute("PRAGMA data_version").fetchone()
+        return (int(row[0]), self._generation)
+
+    def _note_write(self, kind: str, key: bytes, written: tuple[bytes, int] | None) -> None:
+        if self._db.in_transaction:
+            journal = self._written.setdefault(kind, {})
+            if key in journal and journal[key] is None and written is not None:
+                self._unjournaled.add(kind)  # written again after its deletion: a new rowid
+            journal[key] = written
+        else:
+            self._generation += 1
 
     def get_sealed(self, kind: str, key: bytes) -> tuple[bytes, int] | None:
         """One record as stored, still sealed, with its version (see `all_sealed`)."""
@@ -706,6 +788,7 @@ class Keystore:
                 f"a {kind} record changed since it was read (expected version {expected}):"
                 " refused, so that no state is forked"
             )
+        self._note_write(kind, key, (sealed, version))
         return version
 
     def version_of(self, kind: str, key: bytes) -> int:
@@ -716,6 +799,7 @@ class Keystore:
         return 0 if row is None else int(row[0])
 
     def delete(self, kind: str, key: bytes) -> None:
+        self._note_write(kind, key, None)
         self._db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
 
     def all(self, kind: str) -> list[tuple[bytes, bytes]]:

@@ -13,6 +13,12 @@ opening and parsing them again. The sealed bytes are the check: every write seal
 fresh nonce, so the same bytes are the same record, whoever wrote them and whatever was
 rolled back since; the version is read from the store each time, never kept.
 
+Most reads are a lookup by name (every command, every send), and a principal may hold many
+channels: `find` picks from the listing the keystore keeps while nothing was written
+(`Keystore.all_sealed`, checked against SQLite's `data_version` and this handle's own
+commits, which it applies to the listing instead of reading it again), and copies only
+the channel it hands out.
+
 Receiving saves the channel once per message (its session moved on), and a record is 7 KB
 of JSON to seal and write: inside one transaction that takes in a batch of messages,
 `saved_once` keeps each save in memory and writes each channel once, as it was saved
@@ -55,6 +61,10 @@ class ChannelRepository:
         self._opened: dict[bytes, tuple[bytes, ChannelRecord]] = {}
         # Inside `saved_once`: what was saved there, by key; None outside.
         self._saved: dict[bytes, _Saved] | None = None
+        # The last listing read outside a transaction (`Keystore.all_sealed` hands out the
+        # same tuple while nothing was written) and its records, decoded, oldest first.
+        self._listed: tuple[tuple[bytes, bytes, int], ...] | None = None
+        self._sorted: list[tuple[ChannelRecord, int]] = []
 
     def __repr__(self) -> str:
         return f"ChannelRepository({self._store!r})"
@@ -71,6 +81,50 @@ class ChannelRepository:
             self._opened = {k: v for k, v in self._opened.items() if k in present}
         records.sort(key=lambda c: (c.created_at_ms, c.name))
         return records
+
+    def find(self, name_or_id: str) -> ChannelRecord:
+        """The channel of that name or id, or of (a prefix of at least 6 characters of)
+        its id; only that one is copied (a principal may hold many channels).
+
+        Raises:
+            ChannelNotFound: none, or the name or the prefix is ambiguous.
+        """
+        channels = self._listing()
+        exact = [(c, v) for c, v in channels if name_or_id in (c.name, c.channel_id)]
+        prefix = [(c, v) for c, v in channels
+                  if len(name_or_id) >= 6 and c.channel_id.startswith(name_or_id)]
+        for found in (exact, prefix):
+            if len(found) == 1:
+                record, version = found[0]
+                copy = copy_channel(record)
+                copy.version = version
+                return copy
+        known = ", ".join(sorted(c.name for c, _ in channels)) or "none yet"
+        if len(exact) > 1 or len(prefix) > 1:
+            raise ChannelNotFound(f"'{name_or_id}' names several channels; use its id")
+        raise ChannelNotFound(f"no channel '{name_or_id}' (channels: {known})")
+
+    def _listing(self) -> list[tuple[ChannelRecord, int]]:
+        """Every channel, oldest first, each with its version: the records kept, not
+        copies (for a read that copies only what it hands out)."""
+        if self._saved is not None:  # inside `saved_once`: what was saved counts
+            return [(c, c.version) for c in self.all()]
+        rows = self._store.all_sealed(_KIND)
+        if rows is self._listed:
+            return self._sorted
+        listing = []
+        for key, sealed, version in rows:
+            kept = self._opened.get(key)
+            if kept is None or kept[0] != sealed:
+                record: ChannelRecord = load(ChannelRecord, self._store.unseal(_KIND, key, sealed))
+                self._opened[key] = kept = (sealed, record)
+            listing.append((kept[1], version))
+        if len(self._opened) > len(rows):  # some were deleted: forget them
+            present = {key for key, _, _ in rows}
+            self._opened = {k: v for k, v in self._opened.items() if k in present}
+        listing.sort(key=lambda item: (item[0].created_at_ms, item[0].name))
+        self._listed, self._sorted = rows, listing
+        return listing
 
     def get(self, channel_id: str) -> ChannelRecord:
         """Raises ChannelNotFound: no channel with this id."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from backchannel.client.errors import ChannelNotFound, NotInitialised
+from backchannel.client.errors import NotInitialised
 from backchannel.client.keystore import Keystore
 from backchannel.client.records import ChannelRecord, InviteRecord, Mailbox
 from backchannel.client.relays import RelayPool
@@ -121,19 +121,7 @@ class ClientState:
         Raises:
             ChannelNotFound: none, or the prefix is ambiguous.
         """
-        channels = self.channels.all()
-        exact = [c for c in channels if name_or_id in (c.name, c.channel_id)]
-        if len(exact) == 1:
-            return exact[0]
-        prefix = [
-            c for c in channels if len(name_or_id) >= 6 and c.channel_id.startswith(name_or_id)
-        ]
-        if len(prefix) == 1:
-            return prefix[0]
-        known = ", ".join(sorted(c.name for c in channels)) or "none yet"
-        if len(exact) > 1 or len(prefix) > 1:
-            raise ChannelNotFound(f"'{name_or_id}' names several channels; use its id")
-        raise ChannelNotFound(f"no channel '{name_or_id}' (channels: {known})")
+        return self.channels.find(name_or_id)
 
     def identity_changed(self, wanted_name: str, peer: PublicIdentity) -> bool:
         """True when a channel already under this name has another counterpart key: the
