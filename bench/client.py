@@ -17,6 +17,9 @@ two principals in this process, and reports:
   transaction each, then 50 per transaction with `queue_many`), until the receiver has
   stored all of them, and until the sender also holds a delivery receipt for each
   (`--burst` notes; the target of 3000/s is for 10,000);
+- a lookup of a channel by name, against reading every channel record as it did before
+  (`--channels N` pairs the sender with N more counterparts first, so that the burst and
+  the agent run beside them);
 - `send` in a loop through the agent: the sender's agent (`agent --foreground`, its own
   process) answering `--agent-count` `cli send` requests one after the other, after 20 not
   counted (the agent's start: its first fold of every transcript, its connections).
@@ -259,6 +262,46 @@ def status_cost(w: Principal, rounds: int = 20) -> tuple[int, float, float]:
     return count, statistics.median(tally) * 1e3, statistics.median(counted) * 1e3
 
 
+def lookup_cost(w: Principal, rounds: int = 200) -> tuple[int, float, float]:
+    """The sender's channel count, and microseconds per lookup by name (`channel`, on the
+    listing the keystore keeps) and per lookup as it was before that listing (every
+    channel record read from the file and copied, then filtered), medians, alternating."""
+    from backchannel.client.records import ChannelRecord, copy_channel, load
+
+    store = w._state.store
+
+    def every_record() -> ChannelRecord:
+        rows = store.db.execute(
+            "SELECT key, record FROM records WHERE kind = 'channel' ORDER BY rowid").fetchall()
+        opened = w._state.channels._opened  # decoded once, as the repository keeps them
+        records = [copy_channel(opened[bytes(k)][1]) if bytes(k) in opened
+                   else load(ChannelRecord, store.unseal("channel", bytes(k), bytes(r)))
+                   for k, r in rows]
+        return next(c for c in records if c.name == "b")
+
+    kept, read = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        w.channel("b")
+        kept.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        every_record()
+        read.append(time.perf_counter() - start)
+    return len(w.channels()), statistics.median(kept) * 1e6, statistics.median(read) * 1e6
+
+
+async def more_channels(w: Principal, url: str, folder: Path, count: int) -> None:
+    """Pair `w` with `count` more counterparts (their homes are closed after), paced under
+    the relay's per-address limit on new mailboxes."""
+    for i in range(count):
+        other = Principal.create(folder / f"c{i}", f"c{i}", "bench", kdf=KDF)
+        await other.accept(await w.invite([url]))
+        await w.sync()
+        await other.sync()
+        other.close()
+        await asyncio.sleep(1.5)
+
+
 AGENT_WARM_UP = 20
 
 
@@ -366,6 +409,11 @@ async def main(args: argparse.Namespace) -> None:
                 f"send -> stored at {rate:>5.0f} msg/s ({count} msgs): p50 {p50:.2f} ms, "
                 f"p99 {percentile(lat, 0.99):.2f} ms, p50 / target {p50 / floor:.2f}"
             )
+        if args.channels:
+            await more_channels(w, url, folder, args.channels)
+        count, kept, read = lookup_cost(w)
+        print(f"channel lookup by name at {count} channels: {kept:.1f} us; every record "
+              f"read and copied (as before): {read:.1f} us, {read / kept:.1f}x", flush=True)
         for batch in (1, 50):
             rate, with_receipts = await throughput(w, b, args.burst, batch)
             how = "queued one by one" if batch == 1 else f"queued {batch} per transaction"
@@ -394,6 +442,9 @@ if __name__ == "__main__":
     parser.add_argument("--fast-count", type=int, default=300)
     parser.add_argument("--burst", type=int, default=3000)
     parser.add_argument("--agent-count", type=int, default=300)
+    parser.add_argument("--channels", type=int, default=0,
+                        help="pair the sender with this many more counterparts first (the "
+                             "burst still goes to one): about 2 s each")
     parser.add_argument("--transport-only", action="store_true",
                         help="only the transport bursts (no principals)")
     os.environ.setdefault(SLOTS_ENV, "off")
