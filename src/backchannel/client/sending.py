@@ -710,21 +710,16 @@ async def _send_window(clients: dict[bytes, RelayClient], tokens: dict[str, str]
     lanes: dict[bytes, list[int]] = {}
     for index, row in enumerate(window):
         lanes.setdefault(row.mailbox_id, []).append(index)
-    sends = [
-        clients[mid].send_many(
-            mid, bytes.fromhex(tokens[window[rows[0]].channel_id]),
-            [window[i].envelope for i in rows],
-        )
-        for mid, rows in lanes.items()
-    ]
-    answers: list[object]
-    if len(sends) == 1:  # one mailbox (most flushes): awaited here, not in a task
-        try:
-            answers = [await sends[0]]
-        except Exception as error:  # as `gather(return_exceptions=True)` returns it
-            answers = [error]
-    else:
-        answers = list(await asyncio.gather(*sends, return_exceptions=True))
+    answers = await asyncio.gather(
+        *(
+            clients[mid].send_many(
+                mid, bytes.fromhex(tokens[window[rows[0]].channel_id]),
+                [window[i].envelope for i in rows],
+            )
+            for mid, rows in lanes.items()
+        ),
+        return_exceptions=True,
+    )
     results: list[object] = [None] * len(window)
     for rows, answer in zip(lanes.values(), answers, strict=True):
         for position, index in enumerate(rows):

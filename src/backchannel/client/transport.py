@@ -374,8 +374,6 @@ class RelayClient:
                 size = 0
             chunks[-1].append(envelope)
             size += len(envelope)
-        if len(chunks) == 1:  # the common case: no task to gather (a loop turn each)
-            return await self._send_chunk(mailbox_id, send_token, chunks[0])
         answers = await asyncio.gather(*(self._send_chunk(mailbox_id, send_token, chunk)
                                          for chunk in chunks), return_exceptions=True)
         results: list[int | RelayRequestError] = []
@@ -397,11 +395,6 @@ class RelayClient:
             else:
                 return [r.seq if r.stored else RelayRequestError(r.code, "")
                         for r in outcomes]
-        if len(chunk) == 1:
-            try:
-                return [await self.send(mailbox_id, send_token, chunk[0])]
-            except RelayRequestError as refused:
-                return [refused]
         answers = await asyncio.gather(*(self.send(mailbox_id, send_token, envelope)
                                          for envelope in chunk), return_exceptions=True)
         results: list[int | RelayRequestError] = []
