@@ -39,6 +39,7 @@ from backchannel.dialogue import (
     Translate,
     Translation,
 )
+from backchannel.dialogue.codes import MAX_CODE_WORD_BYTES
 from backchannel.dialogue.kinds import MAX_ACK_WITHIN_MS, MAX_TIMESTAMP_MS
 
 ids = st.binary(min_size=16, max_size=16)
@@ -123,7 +124,8 @@ def code_entries(draw: st.DrawFn) -> CodebookPropose:
         draw(ids),
         draw(counters),
         draw(st.integers(1, 9999)),
-        draw(lines),
+        # 40 characters of up to 4 bytes each may pass the code word's limit.
+        draw(lines.filter(lambda word: len(word.encode()) <= MAX_CODE_WORD_BYTES)),
         code_texts,
         names,
         draw(st.one_of(st.none(), st.sampled_from(Precedence))),
