@@ -220,3 +220,43 @@ def test_a_record_deleted_and_written_again_in_one_transaction_moves_last(
         _write(store, "write", 0)  # a new row: after the other one
     assert [k for k, _, _ in store.all_sealed(KIND)] == [_key(1), _key(0)]
     assert store.all_sealed(KIND) == fresh(store)
+
+
+def test_owning_finds_the_channel_of_a_mailbox_and_hands_out_a_copy(
+    channels: tuple[Keystore, ChannelRepository],
+) -> None:
+    store, repository = channels
+    bob = repository.owning("01")  # every channel here has inbound mailbox "01"
+    assert bob is not None and bob.name == "bob" and bob.version == 1
+    bob.peer_moved = True
+    bob.links[0].inbound = None
+    again = repository.owning("01")
+    assert again is not None and again.name == "bob" and not again.peer_moved
+    assert again.links[0].inbound is not None
+    assert repository.owning("99") is None
+    # Retiring links count too.
+    dave = repository.find("dave")
+    dave.links[0].inbound = Mailbox("77", "02", "03")
+    dave.retiring = [Link("ws://r/", Mailbox("88", "02", "03"))]
+    with store.transaction():
+        repository.save(dave)
+    assert [repository.owning(m).name for m in ("77", "88")] == ["dave", "dave"]  # type: ignore[union-attr]
+
+
+def test_owning_inside_saved_once_sees_what_was_saved_there(
+    channels: tuple[Keystore, ChannelRepository],
+) -> None:
+    store, repository = channels
+    with store.transaction(), repository.saved_once():
+        carol = repository.get(f"{2:032x}")
+        carol.links[0].inbound = Mailbox("55", "02", "03")
+        repository.save(carol)
+        found = repository.owning("55")
+        assert found is not None and found.name == "carol" and found.version == 2
+        assert [c.name for c in repository.shared()] == ["bob", "carol", "dave"]
+        fresh_one = _channel(9, "frank")
+        fresh_one.links[0].inbound = Mailbox("66", "02", "03")
+        repository.save(fresh_one)
+        assert repository.owning("66") is not None  # saved, not written yet
+    assert repository.owning("55").version == 2  # type: ignore[union-attr]
+    assert repository.find("frank").version == 1

@@ -312,7 +312,7 @@ class Sender:
             # The watch and every `deliver` flush often, mostly with nothing for this
             # relay (another flush took it): reading every channel would be most of it.
             return 0
-        channels = state.channels.all()
+        channels = state.channels.shared()  # only read here
         lost = {c.channel_id for c in channels if state.relays.lost(c.channel_id, url)[1]}
         self._drop_for_lost_relay(url, [c for c in channels if c.channel_id in lost])
         # Rows for a mailbox the relay lost wait for the counterpart's move (it would

@@ -104,26 +104,51 @@ class ChannelRepository:
             raise ChannelNotFound(f"'{name_or_id}' names several channels; use its id")
         raise ChannelNotFound(f"no channel '{name_or_id}' (channels: {known})")
 
+    def shared(self) -> list[ChannelRecord]:
+        """Every channel, oldest first, as kept: for a read that changes nothing and keeps
+        nothing (the records are shared with every later read: never change one, and do
+        not trust their `version`). `all` hands out copies."""
+        return [record for record, _ in self._listing()]
+
+    def owning(self, mailbox_id: str) -> ChannelRecord | None:
+        """A copy of the channel one of whose links or retiring links has the inbound
+        mailbox `mailbox_id`, at its stored version (None: no channel has it)."""
+        for record, version in self._listing():
+            if any(link.inbound is not None and link.inbound.mailbox_id == mailbox_id
+                   for link in (*record.links, *record.retiring)):
+                copy = copy_channel(record)
+                copy.version = version
+                return copy
+        return None
+
     def _listing(self) -> list[tuple[ChannelRecord, int]]:
-        """Every channel, oldest first, each with its version: the records kept, not
-        copies (for a read that copies only what it hands out)."""
-        if self._saved is not None:  # inside `saved_once`: what was saved counts
-            return [(c, c.version) for c in self.all()]
+        """Every channel, oldest first, each with its version: the records kept (and,
+        inside `saved_once`, those saved there), not copies, for a read that copies only
+        what it hands out. Inside a transaction the records are read again each time
+        (`Keystore.all_sealed`), and opened only if their bytes changed."""
         rows = self._store.all_sealed(_KIND)
-        if rows is self._listed:
+        saved = self._saved
+        if not saved and rows is self._listed:
             return self._sorted
         listing = []
         for key, sealed, version in rows:
+            if saved and key in saved:
+                listing.append((saved[key].record, saved[key].record.version))
+                continue
             kept = self._opened.get(key)
             if kept is None or kept[0] != sealed:
                 record: ChannelRecord = load(ChannelRecord, self._store.unseal(_KIND, key, sealed))
                 self._opened[key] = kept = (sealed, record)
             listing.append((kept[1], version))
+        present = {key for key, _, _ in rows}
+        if saved:
+            listing += [(s.record, s.record.version) for key, s in saved.items()
+                        if key not in present]
         if len(self._opened) > len(rows):  # some were deleted: forget them
-            present = {key for key, _, _ in rows}
             self._opened = {k: v for k, v in self._opened.items() if k in present}
         listing.sort(key=lambda item: (item[0].created_at_ms, item[0].name))
-        self._listed, self._sorted = rows, listing
+        if not saved:
+            self._listed, self._sorted = rows, listing
         return listing
 
     def get(self, channel_id: str) -> ChannelRecord:

@@ -130,11 +130,11 @@ class ClientState:
         encoded = peer.encode().hex()
         return any(
             c.name.split("~")[0] == wanted_name and c.peer_identity != encoded
-            for c in self.channels.all()
+            for c in self.channels.shared()
         )
 
     def unique_name(self, wanted: str) -> str:
-        taken = {c.name for c in self.channels.all()}
+        taken = {c.name for c in self.channels.shared()}
         name, n = wanted, 2
         while name in taken:
             name, n = f"{wanted}~{n}", n + 1
@@ -144,7 +144,7 @@ class ClientState:
 
     def all_relays(self) -> list[str]:
         """Every relay of a channel or a pending invite, each once."""
-        urls = [link.url for c in self.channels.all() for link in c.links]
+        urls = [link.url for c in self.channels.shared() for link in c.links]
         urls += [link.url for i in self.invites.pending() for link in i.links]
         return list(dict.fromkeys(urls))
 
@@ -153,7 +153,7 @@ class ClientState:
         link it is (None for invite and retiring mailboxes, which are never re-provisioned:
         they are one-time by design)."""
         boxes: list[tuple[str | None, Mailbox]] = []
-        for channel in self.channels.all():
+        for channel in self.channels.shared():  # the mailboxes are only read
             boxes += [
                 (channel.channel_id, lk.inbound)
                 for lk in channel.links
@@ -171,13 +171,13 @@ class ClientState:
         on its own mailboxes while it still has invite mailboxes is marked `peer_moved`
         (in the copy returned, saved by the caller)."""
         hex_id = mailbox_id.hex()
-        for channel in self.channels.all():
-            if any(link.inbound and link.inbound.mailbox_id == hex_id for link in channel.links):
-                if channel.retiring and not channel.peer_moved:
-                    channel.peer_moved = True  # the joiner writes to the new mailboxes now
-                return channel
-            if any(link.inbound and link.inbound.mailbox_id == hex_id for link in channel.retiring):
-                return channel
+        channel = self.channels.owning(hex_id)
+        if channel is not None:
+            current = any(link.inbound and link.inbound.mailbox_id == hex_id
+                          for link in channel.links)
+            if current and channel.retiring and not channel.peer_moved:
+                channel.peer_moved = True  # the joiner writes to the new mailboxes now
+            return channel
         for invite in self.invites.pending():
             if any(link.inbound and link.inbound.mailbox_id == hex_id for link in invite.links):
                 return invite
