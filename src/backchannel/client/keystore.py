@@ -617,7 +617,8 @@ class Keystore:
             self._db.execute("BEGIN IMMEDIATE")
             self._written, self._unjournaled = {}, set()
             # Read under the write lock: nobody else commits until this transaction ends.
-            before = self._listing_version()
+            # Only when there is a listing to carry (most transactions have none).
+            before = self._listing_version() if self._listings else -1
             try:
                 yield self._db
             except BaseException:
@@ -692,6 +693,8 @@ class Keystore:
         """After a commit: the listings that were current when the transaction began,
         with what it wrote applied, are current after it (the token it ends with); the
         others are dropped. `data_version` is unchanged by this handle's own commits."""
+        if not self._listings:
+            return
         start, end = (before, self._generation), (before, self._generation + 1)
         carried = {}
         for kind, (token, rows) in self._listings.items():

@@ -71,16 +71,7 @@ class ChannelRepository:
 
     def all(self) -> list[ChannelRecord]:
         """Every channel, oldest first (then by name)."""
-        rows = self._store.all_sealed(_KIND)
-        saved = self._saved or {}
-        records = [copy_channel(saved[key].record) if key in saved
-                   else self._decoded(key, sealed, version) for key, sealed, version in rows]
-        present = {key for key, _, _ in rows}
-        records += [copy_channel(s.record) for key, s in saved.items() if key not in present]
-        if len(self._opened) > len(rows):  # some were deleted: forget them
-            self._opened = {k: v for k, v in self._opened.items() if k in present}
-        records.sort(key=lambda c: (c.created_at_ms, c.name))
-        return records
+        return [_copied(record, version) for record, version in self._listing()]
 
     def find(self, name_or_id: str) -> ChannelRecord:
         """The channel of that name or id, or of (a prefix of at least 6 characters of)
@@ -95,10 +86,7 @@ class ChannelRepository:
                   if len(name_or_id) >= 6 and c.channel_id.startswith(name_or_id)]
         for found in (exact, prefix):
             if len(found) == 1:
-                record, version = found[0]
-                copy = copy_channel(record)
-                copy.version = version
-                return copy
+                return _copied(*found[0])
         known = ", ".join(sorted(c.name for c, _ in channels)) or "none yet"
         if len(exact) > 1 or len(prefix) > 1:
             raise ChannelNotFound(f"'{name_or_id}' names several channels; use its id")
@@ -116,9 +104,7 @@ class ChannelRepository:
         for record, version in self._listing():
             if any(link.inbound is not None and link.inbound.mailbox_id == mailbox_id
                    for link in (*record.links, *record.retiring)):
-                copy = copy_channel(record)
-                copy.version = version
-                return copy
+                return _copied(record, version)
         return None
 
     def _listing(self) -> list[tuple[ChannelRecord, int]]:
@@ -172,9 +158,7 @@ class ChannelRepository:
         if kept is None or kept[0] != sealed:
             record: ChannelRecord = load(ChannelRecord, self._store.unseal(_KIND, key, sealed))
             self._opened[key] = kept = (sealed, record)
-        copy = copy_channel(kept[1])
-        copy.version = version
-        return copy
+        return _copied(kept[1], version)
 
     def save(self, record: ChannelRecord) -> None:
         """Write `record` back if nobody wrote it since it was read (a new record has
@@ -235,3 +219,10 @@ class ChannelRepository:
         if self._saved is not None:
             self._saved.pop(key, None)
         self._store.delete(_KIND, key)
+
+
+def _copied(record: ChannelRecord, version: int) -> ChannelRecord:
+    """A copy of a kept record, at the version it is stored at."""
+    copy = copy_channel(record)
+    copy.version = version
+    return copy
