@@ -85,11 +85,13 @@ def test_a_kept_listing_is_what_the_file_holds(steps: list[tuple[int, object, bo
                     assert isinstance(what, list)
                     try:
                         with store.transaction():
-                            # Read inside too, as the writers do: the uncommitted state shows.
-                            store.all_sealed(KIND)
+                            # Read inside too, as the writers do: the uncommitted state
+                            # shows, and a read kept from an earlier transaction does not.
+                            assert store.all_sealed(KIND) == fresh(store)
                             for action, number in what:
                                 _write(store, action, number)
                                 assert store.all_sealed(KIND) == fresh(store)
+                                assert store.all_sealed(KIND) == fresh(store)  # kept
                             if not commit:
                                 raise _RolledBack
                     except _RolledBack:
@@ -260,3 +262,23 @@ def test_owning_inside_saved_once_sees_what_was_saved_there(
         assert repository.owning("66") is not None  # saved, not written yet
     assert repository.owning("55").version == 2  # type: ignore[union-attr]
     assert repository.find("frank").version == 1
+
+
+def test_inside_a_transaction_a_listing_is_read_again_only_after_a_write_of_its_kind(
+    tmp_path: Path,
+) -> None:
+    store = Keystore.create(tmp_path / "home", "pw", FAST_KDF)
+    with store.transaction():
+        store.put_sealed_versioned(KIND, b"a", store.seal(KIND, b"a", b"0"), 0)
+    reads: list[str] = []
+    with store.transaction():
+        store.db.set_trace_callback(reads.append)
+        first = store.all_sealed(KIND)
+        assert store.all_sealed(KIND) is first
+        store.put("invite", b"x", b"1")  # another kind: the channels' listing stands
+        assert store.all_sealed(KIND) is first
+        store.put_sealed_versioned(KIND, b"b", store.seal(KIND, b"b", b"2"), 0)
+        assert [k for k, _, _ in store.all_sealed(KIND)] == [b"a", b"b"]
+        store.db.set_trace_callback(None)
+    listings = [sql for sql in reads if sql.startswith("SELECT key, record")]
+    assert len(listings) == 2

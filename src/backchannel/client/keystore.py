@@ -334,6 +334,10 @@ class Keystore:
         # date instead of reading them again; and the kinds written otherwise (`put`).
         self._written: dict[str, dict[bytes, tuple[bytes, int] | None]] = {}
         self._unjournaled: set[str] = set()
+        # Inside a transaction: what `all_sealed` read of each kind in it, until this handle
+        # writes a record of that kind. A transaction holds the write lock from its BEGIN
+        # IMMEDIATE, so nobody else can change a record meanwhile.
+        self._read_in_transaction: dict[str, tuple[tuple[bytes, bytes, int], ...]] = {}
 
     def __repr__(self) -> str:
         return f"Keystore({str(self.path)!r})"
@@ -523,6 +527,7 @@ class Keystore:
                 new = Keystore(self.path, db, record_key, self._index_key)
                 self._reseal_all(db, new)
                 self._unjournaled.update(self._listings)  # every record was sealed anew
+                self._read_in_transaction.clear()
                 meta = {
                     "kdf_salt": salt,
                     "kdf_params": params.to_json(),
@@ -616,6 +621,7 @@ class Keystore:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._written, self._unjournaled = {}, set()
+            self._read_in_transaction = {}
             # Read under the write lock: nobody else commits until this transaction ends.
             # Only when there is a listing to carry (most transactions have none).
             before = self._listing_version() if self._listings else -1
@@ -629,6 +635,7 @@ class Keystore:
         finally:
             self._generation += 1  # what it wrote, or undid, is what a listing reads now
             self._written, self._unjournaled = {}, set()
+            self._read_in_transaction = {}
             if not durable:
                 self._db.execute("PRAGMA synchronous=FULL")
 
@@ -644,6 +651,7 @@ class Keystore:
         # The version it gets is not known here: a listing of the kind is read again.
         if self._db.in_transaction:
             self._unjournaled.add(kind)
+            self._read_in_transaction.pop(kind, None)
         else:
             self._generation += 1
         self._db.execute(
@@ -673,17 +681,27 @@ class Keystore:
 
         Outside a transaction, the same tuple as the last call while nothing was written
         since, by this handle or any other connection (`_listing_token`): a caller may
-        keep what it derived from it by its identity."""
+        keep what it derived from it by its identity.
+
+        Inside a transaction, the same tuple as the last call in it while this handle
+        wrote no record of the kind (per arrival of a batch of envelopes, say), else read
+        anew: what it wrote and has not committed shows."""
         token = self._listing_token()
         if token is not None:
             kept = self._listings.get(kind)
             if kept is not None and kept[0] == token:
                 return kept[1]
+        else:
+            read = self._read_in_transaction.get(kind)
+            if read is not None:
+                return read
         rows = tuple((bytes(k), bytes(r), int(v)) for k, r, v in self._db.execute(
             "SELECT key, record, version FROM records WHERE kind = ? ORDER BY rowid", (kind,)
         ).fetchall())
         if token is not None:
             self._listings[kind] = (token, rows)
+        else:
+            self._read_in_transaction[kind] = rows
         return rows
 
     def _listing_version(self) -> int:
@@ -729,6 +747,7 @@ class Keystore:
 
     def _note_write(self, kind: str, key: bytes, written: tuple[bytes, int] | None) -> None:
         if self._db.in_transaction:
+            self._read_in_transaction.pop(kind, None)
             journal = self._written.setdefault(kind, {})
             if key in journal and journal[key] is None and written is not None:
                 self._unjournaled.add(kind)  # written again after its deletion: a new rowid

@@ -110,8 +110,8 @@ class ChannelRepository:
     def _listing(self) -> list[tuple[ChannelRecord, int]]:
         """Every channel, oldest first, each with its version: the records kept (and,
         inside `saved_once`, those saved there), not copies, for a read that copies only
-        what it hands out. Inside a transaction the records are read again each time
-        (`Keystore.all_sealed`), and opened only if their bytes changed."""
+        what it hands out. Inside a transaction they are read again after each write of
+        a channel record (`Keystore.all_sealed`), and opened only if their bytes changed."""
         rows = self._store.all_sealed(_KIND)
         saved = self._saved
         if not saved and rows is self._listed:
