@@ -31,7 +31,7 @@ stored at the end is the one the saves one by one would have left.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -61,6 +61,9 @@ class ChannelRepository:
         self._opened: dict[bytes, tuple[bytes, ChannelRecord]] = {}
         # Inside `saved_once`: what was saved there, by key; None outside.
         self._saved: dict[bytes, _Saved] | None = None
+        # Called on each channel saved in a `saved_once` block just before it is written
+        # (`ClientState` encodes there the session it kept in the block).
+        self.before_write: Callable[[ChannelRecord], None] | None = None
         # The last listing read outside a transaction (`Keystore.all_sealed` hands out the
         # same tuple while nothing was written) and its records, decoded, oldest first.
         self._listed: tuple[tuple[bytes, bytes, int], ...] | None = None
@@ -193,6 +196,11 @@ class ChannelRepository:
         stored = earlier.stored_version if earlier is not None else current
         self._saved[key] = _Saved(copy_channel(record), stored)
 
+    @property
+    def deferring(self) -> bool:
+        """Whether saves are kept until the end of a `saved_once` block."""
+        return self._saved is not None
+
     @contextlib.contextmanager
     def saved_once(self) -> Iterator[None]:
         """Inside the caller's transaction: every channel saved in the block is written
@@ -207,6 +215,8 @@ class ChannelRepository:
             yield
             saved, self._saved = self._saved, None
             for key, last in saved.items():
+                if self.before_write is not None:
+                    self.before_write(last.record)
                 sealed = self._store.seal(_KIND, key, dump(last.record))
                 self._store.put_sealed_versioned(_KIND, key, sealed, last.stored_version,
                                                  to=last.record.version)

@@ -7,10 +7,11 @@ identity, the clock, the random source, the session cache, and the lookups over 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Final
 
-from backchannel.client.errors import NotInitialised
+from backchannel.client.errors import NotInitialised, StaleRecord
 from backchannel.client.keystore import Keystore
 from backchannel.client.records import ChannelRecord, InviteRecord, Mailbox
 from backchannel.client.relays import RelayPool
@@ -37,6 +38,9 @@ __all__ = ["ClientState", "store_identity"]
 
 _IDENTITY: Final = "identity"
 _SELF: Final = b"self"
+# What a channel record holds in place of its session while a `saved_once` block has not
+# written it yet (`ClientState.keep_session`); never hex, so never a stored session.
+_UNENCODED: Final = "unencoded session "
 
 
 def store_identity(store: Keystore, name: str, identity: IdentityKeyPair) -> None:
@@ -80,6 +84,8 @@ class ClientState:
         # Parsed sessions by channel id, valid while the stored state is the same bytes
         # (a rolled-back transaction leaves the store different, so the cache misses).
         self._sessions: dict[str, tuple[str, Session]] = {}
+        self._marks = itertools.count(1)
+        self.channels.before_write = self._encode_kept
         raw = store.get(_IDENTITY, _SELF)
         if raw is None:
             raise NotInitialised("this home has no identity: run `backchannel init` first")
@@ -99,7 +105,20 @@ class ClientState:
     def session(self, channel: ChannelRecord) -> Session:
         """The channel's session, parsed (taken out of the cache: the caller may change
         it, and only `keep_session`, once the change is in the record, puts it back; a
-        failure in between costs a decode)."""
+        failure in between costs a decode).
+
+        A session kept inside a `saved_once` block stays in the cache (`keep_session`):
+        it is the only copy until the block writes it, and whatever a caller did with it
+        and did not keep changed nothing (a failed `open` changes no state).
+
+        Raises:
+            StaleRecord: `channel` is a copy from a `saved_once` block that has ended.
+        """
+        if channel.session.startswith(_UNENCODED):
+            cached = self._sessions.get(channel.channel_id)
+            if cached is None or cached[0] != channel.session:
+                raise StaleRecord("a channel read in a batch that has ended: read it again")
+            return cached[1]
         cached = self._sessions.pop(channel.channel_id, None)
         if cached is not None and cached[0] == channel.session:
             return cached[1]
@@ -110,8 +129,32 @@ class ClientState:
         self._sessions.pop(channel_id, None)
 
     def keep_session(self, channel: ChannelRecord, session: Session) -> None:
-        channel.session = session.encode().hex()
+        """Put `session` in `channel` (to be saved) and in the cache.
+
+        Inside a `saved_once` block (a batch of arrivals) the record is written once, at
+        the end: the session is encoded then (`_encode_kept`), not once per envelope. The
+        record holds a mark meanwhile, which names this one session object.
+        """
+        if self.channels.deferring:
+            channel.session = f"{_UNENCODED}{next(self._marks)}"
+        else:
+            channel.session = session.encode().hex()
         self._sessions[channel.channel_id] = (channel.session, session)
+
+    def _encode_kept(self, channel: ChannelRecord) -> None:
+        """Just before a channel saved in a `saved_once` block is written: the session its
+        mark names, encoded.
+
+        Raises:
+            StaleRecord: the mark names no session kept (a bug: the block rolls back).
+        """
+        if not channel.session.startswith(_UNENCODED):
+            return
+        cached = self._sessions.get(channel.channel_id)
+        if cached is None or cached[0] != channel.session:
+            raise StaleRecord("a channel saved without the session kept for it")
+        channel.session = cached[1].encode().hex()
+        self._sessions[channel.channel_id] = (channel.session, cached[1])
 
     # -- channels ---------------------------------------------------------------------
 
