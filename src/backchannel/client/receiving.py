@@ -348,18 +348,24 @@ class Receiver:
         # Either receipt says the counterpart has them: their payloads need not be kept,
         # nor those of what owes no receipt and came before them.
         self._state.escalations.release(channel.channel_id, [bytes.fromhex(i) for i in ids])
+        messages = self._state.messages
+        refs = list(dict.fromkeys(messages.ref(message_id) for message_id in ids))
+        # One read and one write for the receipt's messages, not two statements each.
         receipted: list[MessageRecord] = []
-        for message_id in ids:
-            ours = self._state.messages.get(channel.channel_id, message_id)
-            if ours is None or ours.direction != "out":
+        changed: list[tuple[bytes, MessageRecord]] = []
+        for ref, ours in messages.by_refs(channel.channel_id, refs):
+            if ours.direction != "out":
                 continue
             receipted.append(ours)
+            marks = (ours.delivered_at_ms, ours.read_at_ms)
             if message.kind == MessageKind.RECEIPT_DELIVERED:
                 ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
             else:
                 ours.read_at_ms = ours.read_at_ms or message.sent_at_ms
                 ours.delivered_at_ms = ours.delivered_at_ms or message.sent_at_ms
-            self._state.messages.put(channel.channel_id, ours)
+            if (ours.delivered_at_ms, ours.read_at_ms) != marks:
+                changed.append((ref, ours))
+        messages.update(channel.channel_id, changed)
         self._forget_seen(channel, receipted)
 
     def _forget_seen(self, channel: ChannelRecord, receipted: list[MessageRecord]) -> None:

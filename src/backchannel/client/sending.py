@@ -375,9 +375,8 @@ class Sender:
                 if isinstance(result, RelayRequestError) and result.code in _RETRYABLE
             ]
             with state.store.transaction():
-                for row in stored:
-                    state.outbox.remove(row)
-                    state.messages.mark_stored(row.channel_id, row.ref, url)
+                state.outbox.remove_many(stored)
+                state.messages.mark_stored_many(((r.channel_id, r.ref) for r in stored), url)
                 for row, result in answered:
                     if isinstance(result, RelayRequestError) and result.code not in _RETRYABLE:
                         self._refused(row, url, tokens[row.channel_id], result)

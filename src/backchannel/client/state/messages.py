@@ -8,6 +8,7 @@ fold replays messages in the order they were learned).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -94,10 +95,37 @@ class MessageRepository:
 
     def mark_stored(self, channel_id: str, ref: bytes, url: str) -> None:
         """Note that the relay at `url` stored our message `ref` (inside a transaction)."""
-        record = self._by_ref(channel_id, ref)
-        if record is not None and url not in record.stored_on:
-            record.stored_on.append(url)
-            self.put(channel_id, record)
+        self.mark_stored_many([(channel_id, ref)], url)
+
+    def mark_stored_many(self, stored: Iterable[tuple[str, bytes]], url: str) -> None:
+        """`mark_stored` for each (channel id, ref) of a flush's window: per channel, one
+        statement reads them and one writes them back, not two per message."""
+        by_channel: dict[str, dict[bytes, None]] = {}
+        for channel_id, ref in stored:
+            by_channel.setdefault(channel_id, {})[ref] = None
+        for channel_id, refs in by_channel.items():
+            changed = []
+            for ref, record in self.by_refs(channel_id, list(refs)):
+                if url not in record.stored_on:
+                    record.stored_on.append(url)
+                    changed.append((ref, record))
+            self.update(channel_id, changed)
+
+    def by_refs(self, channel_id: str, refs: list[bytes]) -> list[tuple[bytes, MessageRecord]]:
+        """The messages of a channel stored under these refs, in no order (those not
+        stored are left out)."""
+        return [(ref, self._load(bytes.fromhex(channel_id), ref, sealed))
+                for ref, sealed in self._sealed_by_refs(channel_id, refs)]
+
+    def update(self, channel_id: str, changed: list[tuple[bytes, MessageRecord]]) -> None:
+        """Write back messages read with their refs (`by_refs`), in one statement; each
+        keeps its place (`ord`). Inside the caller's transaction."""
+        cid = bytes.fromhex(channel_id)
+        self._store.db.executemany(
+            "UPDATE messages SET record = ? WHERE channel = ? AND ref = ?",
+            [(self._store.seal(_TABLE, cid + ref, dump(record)), cid, ref)
+             for ref, record in changed],
+        )
 
     def of_channel(self, channel_id: str) -> list[MessageRecord]:
         """A channel's messages: ours in sequence order, then theirs in sequence order."""
@@ -164,7 +192,12 @@ class MessageRepository:
                     refs: list[bytes]) -> list[tuple[bytes, bytes, MessageRecord]]:
         """The messages of a channel with these refs: (ref, stamp, record) each."""
         cid = bytes.fromhex(channel_id)
-        found: list[tuple[bytes, bytes, MessageRecord]] = []
+        return [(ref, stamp(sealed), self._load(cid, ref, sealed))
+                for ref, sealed in self._sealed_by_refs(channel_id, refs)]
+
+    def _sealed_by_refs(self, channel_id: str, refs: list[bytes]) -> list[tuple[bytes, bytes]]:
+        cid = bytes.fromhex(channel_id)
+        found: list[tuple[bytes, bytes]] = []
         for i in range(0, len(refs), _IN_CHUNK):
             chunk = refs[i:i + _IN_CHUNK]
             rows = self._store.db.execute(
@@ -172,9 +205,7 @@ class MessageRepository:
                 f" AND ref IN ({','.join('?' * len(chunk))})",
                 (cid, *chunk),
             ).fetchall()
-            for ref, raw in rows:
-                sealed = bytes(raw)
-                found.append((bytes(ref), stamp(sealed), self._load(cid, bytes(ref), sealed)))
+            found += [(bytes(ref), bytes(raw)) for ref, raw in rows]
         return found
 
     def delete_channel(self, channel_id: str) -> None:

@@ -110,7 +110,13 @@ class OutboxRepository:
 
     def remove(self, row: OutboxRow) -> None:
         """The relay stored it."""
-        self._store.db.execute("DELETE FROM outbox WHERE id = ?", (row.row_id,))
+        self.remove_many([row])
+
+    def remove_many(self, rows: Iterable[OutboxRow]) -> None:
+        """The relay stored them."""
+        self._store.db.executemany(
+            "DELETE FROM outbox WHERE id = ?", [(row.row_id,) for row in rows]
+        )
 
     def refused(self, row: OutboxRow, now_ms: int) -> None:
         """The relay refused it for good (a quota, not the envelope): it stays queued."""
