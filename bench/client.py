@@ -17,6 +17,11 @@ two principals in this process, and reports:
   transaction each, then 50 per transaction with `queue_many`), until the receiver has
   stored all of them, and until the sender also holds a delivery receipt for each
   (`--burst` notes; the target of 3000/s is for 10,000);
+- a backlog after an outage, stage by stage: `--burst` notes queued while nobody is
+  connected (500 per transaction), then the sender's flush until the relay stored them
+  all, then the receiver's `watch` until it stored them all, then the sender's `sync`
+  until it holds every delivery receipt. Each stage runs alone, so its rate and the CPU
+  this process spent per note on it (the relay is another process) are that side's own;
 - a lookup of a channel by name, against reading every channel record as it did before
   (`--channels N` pairs the sender with N more counterparts first, so that the burst and
   the agent run beside them);
@@ -41,6 +46,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +240,67 @@ async def throughput(
     return count / elapsed, count / with_receipts
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the backlog: notes per second, and this process's CPU per note."""
+
+    rate: float
+    cpu_us: float
+
+
+async def _stage(count: int, work: Callable[[], Awaitable[None]]) -> Stage:
+    wall, cpu = time.perf_counter(), time.process_time()
+    await work()
+    return Stage(count / (time.perf_counter() - wall),
+                 (time.process_time() - cpu) / count * 1e6)
+
+
+async def backlog(w: Principal, b: Principal, count: int) -> dict[str, Stage]:
+    """A day's queue after an outage, stage by stage (see the module doc)."""
+    tag = os.urandom(4).hex()
+    before = receipted(w)
+
+    async def queue() -> None:
+        for first in range(0, count, 500):
+            w.queue_many("b", [f"{tag} {i}" for i in range(first, min(count, first + 500))])
+
+    async def flush() -> None:
+        stored = 0
+        while stored < count:
+            stored += await w.flush()
+
+    async def take_in() -> None:
+        received = 0
+        done, stop = asyncio.Event(), asyncio.Event()
+
+        def arrived(_: InboxEntry) -> None:
+            nonlocal received
+            received += 1
+            if received == count:
+                done.set()
+
+        watching = asyncio.create_task(b.watch(stop, on_message=arrived))
+        try:
+            await asyncio.wait_for(done.wait(), 600)
+        finally:
+            stop.set()
+            await watching
+
+    async def receipts() -> None:
+        give_up = time.perf_counter() + RECEIPT_WAIT
+        while True:
+            report = await w.sync()
+            if report.received == 0 and receipted(w) - before >= count:
+                return
+            if time.perf_counter() > give_up:
+                raise RuntimeError(f"receipts for {count} notes not all in after "
+                                   f"{RECEIPT_WAIT:g} s")
+
+    return {"queued": await _stage(count, queue), "flushed": await _stage(count, flush),
+            "taken in": await _stage(count, take_in),
+            "receipts taken in": await _stage(count, receipts)}
+
+
 def status_cost(w: Principal, rounds: int = 20) -> tuple[int, float, float]:
     """The channel's message count, and milliseconds per `status` (counting what changed
     since the last count) and per full count (every message opened, as `status` counted
@@ -421,6 +489,10 @@ async def main(args: argparse.Namespace) -> None:
                 f"one-way throughput ({args.burst} notes, {how}): {rate:.0f} msg/s stored, "
                 f"{with_receipts:.0f} msg/s receipted (target >= 3000)", flush=True
             )
+        stages = await backlog(w, b, args.burst)
+        print(f"backlog after an outage ({args.burst} notes, each stage alone): " + "; ".join(
+            f"{name} {stage.rate:,.0f}/s ({stage.cpu_us:.0f} us CPU each)"
+            for name, stage in stages.items()), flush=True)
         count, tallied, counted = status_cost(w)
         print(f"status at {count} messages: {tallied:.1f} ms; every message opened (as "
               f"before): {counted:.1f} ms, {counted / tallied:.1f}x", flush=True)
