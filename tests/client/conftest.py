@@ -50,3 +50,9 @@ async def pair(a: Principal, b: Principal, relays: list[str]) -> None:
     await b.accept(code)
     await a.sync()
     await b.sync()
+
+
+async def flushed_notes(sender: Principal, channel: str, count: int) -> None:
+    """Queue notes "n0".."n{count-1}" in one transaction and flush them to the relays."""
+    sender.queue_many(channel, [f"n{i}" for i in range(count)])
+    await sender.flush()

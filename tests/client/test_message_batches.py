@@ -13,7 +13,7 @@ from backchannel.client.records import MessageRecord
 from backchannel.client.state.messages import MessageRepository
 from backchannel.protocol.message import MessageKind
 
-from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
+from .conftest import FAST_KDF, MakePrincipal, flushed_notes, pair, running_relay
 
 A, B = "aa" * 16, "bb" * 16
 
@@ -47,8 +47,7 @@ async def test_a_receipt_marks_each_of_our_messages_once(
     w, b = make_principal("w"), make_principal("b")
     async with running_relay(tmp_path / "relay.db") as relay:
         await pair(w, b, [relay.url])
-        w.queue_many("b", [f"n{i}" for i in range(40)])
-        await w.flush()
+        await flushed_notes(w, "b", 40)
         await b.sync()  # takes them in and sends one receipt for all
         b.queue("w", "theirs")
         await b.sync()

@@ -15,7 +15,7 @@ from backchannel.client.errors import StaleRecord
 from backchannel.client.receiving import Receiver
 from backchannel.protocol.e2e.session import Session
 
-from .conftest import FAST_KDF, MakePrincipal, pair, running_relay
+from .conftest import FAST_KDF, MakePrincipal, flushed_notes, pair, running_relay
 
 
 def _count_encodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -36,8 +36,7 @@ async def test_a_batch_stores_the_session_after_its_last_envelope_encoded_once(
     w, b = make_principal("w"), make_principal("b")
     async with running_relay(tmp_path / "relay.db") as relay:
         await pair(w, b, [relay.url])
-        w.queue_many("b", [f"n{i}" for i in range(30)])
-        await w.flush()
+        await flushed_notes(w, "b", 30)
         encodes = _count_encodes(monkeypatch)
         report = await b.sync()
         assert report.received == 30
@@ -68,8 +67,7 @@ async def test_a_batch_that_rolls_back_leaves_the_stored_session_and_the_next_on
     w, b = make_principal("w"), make_principal("b")
     async with running_relay(tmp_path / "relay.db") as relay:
         await pair(w, b, [relay.url])
-        w.queue_many("b", [f"n{i}" for i in range(10)])
-        await w.flush()
+        await flushed_notes(w, "b", 10)
         stored = b._state.channels.get(b._state.channel("w").channel_id).session
 
         store_incoming = Receiver.store_incoming
