@@ -282,3 +282,40 @@ def test_inside_a_transaction_a_listing_is_read_again_only_after_a_write_of_its_
         store.db.set_trace_callback(None)
     listings = [sql for sql in reads if sql.startswith("SELECT key, record")]
     assert len(listings) == 2
+
+
+def test_inside_saved_once_the_listing_puts_in_what_was_saved_and_keeps_the_order(
+    channels: tuple[Keystore, ChannelRepository],
+) -> None:
+    """Per arrival the listing is the kept one with the saved channels put in: in place
+    while their order holds, sorted again when one moved or is new, read again after a
+    delete; and what the block wrote is what a fresh handle reads."""
+    store, repository = channels
+
+    def listed() -> list[tuple[str, int]]:
+        return [(c.name, c.created_at_ms) for c in repository.shared()]
+
+    with store.transaction(), repository.saved_once():
+        carol = repository.get(f"{2:032x}")
+        carol.retiring = [Link("ws://r2/", Mailbox("99", "02", "03"))]
+        repository.save(carol)
+        assert listed() == [("bob", 1), ("carol", 2), ("dave", 3)]
+        assert repository.owning("99").name == "carol"  # type: ignore[union-attr]
+        carol = repository.get(f"{2:032x}")
+        carol.created_at_ms = 9  # moved: now last
+        repository.save(carol)
+        assert listed() == [("bob", 1), ("dave", 3), ("carol", 9)]
+        repository.save(_first(0, "erin"))  # new, and the oldest
+        assert listed() == [("erin", 0), ("bob", 1), ("dave", 3), ("carol", 9)]
+        repository.delete(f"{3:032x}")
+        assert listed() == [("erin", 0), ("bob", 1), ("carol", 9)]
+    fresh = ChannelRepository(store)
+    assert [(c.name, c.created_at_ms, c.version) for c in fresh.all()] == [
+        (c.name, c.created_at_ms, c.version) for c in repository.all()]
+    assert listed() == [("erin", 0), ("bob", 1), ("carol", 9)]
+
+
+def _first(created_at_ms: int, name: str) -> ChannelRecord:
+    record = _channel(50, name)
+    record.created_at_ms = created_at_ms
+    return record

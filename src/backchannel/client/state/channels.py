@@ -64,10 +64,11 @@ class ChannelRepository:
         # Called on each channel saved in a `saved_once` block just before it is written
         # (`ClientState` encodes there the session it kept in the block).
         self.before_write: Callable[[ChannelRecord], None] | None = None
-        # The last listing read outside a transaction (`Keystore.all_sealed` hands out the
-        # same tuple while nothing was written) and its records, decoded, oldest first.
+        # The last listing read (`Keystore.all_sealed` hands out the same tuple while
+        # nothing was written) and its records, decoded, oldest first, with their keys.
         self._listed: tuple[tuple[bytes, bytes, int], ...] | None = None
         self._sorted: list[tuple[ChannelRecord, int]] = []
+        self._sorted_keys: list[bytes] = []
 
     def __repr__(self) -> str:
         return f"ChannelRepository({self._store!r})"
@@ -116,29 +117,45 @@ class ChannelRepository:
         what it hands out. Inside a transaction they are read again after each write of
         a channel record (`Keystore.all_sealed`), and opened only if their bytes changed."""
         rows = self._store.all_sealed(_KIND)
+        if rows is not self._listed:
+            self._list(rows)
         saved = self._saved
-        if not saved and rows is self._listed:
+        if not saved:
             return self._sorted
+        # Inside `saved_once`: the listing with what was saved put in (one channel or a
+        # few, per arrival), re-sorted only if a saved one moved or is new.
+        listing = list(self._sorted)
+        place = {key: i for i, key in enumerate(self._sorted_keys) if key in saved}
+        moved = False
+        for key, last in saved.items():
+            entry = (last.record, last.record.version)
+            i = place.get(key)
+            if i is None:
+                listing.append(entry)
+                moved = True
+                continue
+            moved = moved or _order(listing[i][0]) != _order(last.record)
+            listing[i] = entry
+        if moved:
+            listing.sort(key=lambda item: _order(item[0]))
+        return listing
+
+    def _list(self, rows: tuple[tuple[bytes, bytes, int], ...]) -> None:
+        """Decode `rows` (opening only what changed) into the kept sorted listing."""
         listing = []
         for key, sealed, version in rows:
-            if saved and key in saved:
-                listing.append((saved[key].record, saved[key].record.version))
-                continue
             kept = self._opened.get(key)
             if kept is None or kept[0] != sealed:
                 record: ChannelRecord = load(ChannelRecord, self._store.unseal(_KIND, key, sealed))
                 self._opened[key] = kept = (sealed, record)
-            listing.append((kept[1], version))
-        present = {key for key, _, _ in rows}
-        if saved:
-            listing += [(s.record, s.record.version) for key, s in saved.items()
-                        if key not in present]
+            listing.append((kept[1], version, key))
         if len(self._opened) > len(rows):  # some were deleted: forget them
+            present = {key for key, _, _ in rows}
             self._opened = {k: v for k, v in self._opened.items() if k in present}
-        listing.sort(key=lambda item: (item[0].created_at_ms, item[0].name))
-        if not saved:
-            self._listed, self._sorted = rows, listing
-        return listing
+        listing.sort(key=lambda item: _order(item[0]))
+        self._listed = rows
+        self._sorted = [(record, version) for record, version, _ in listing]
+        self._sorted_keys = [key for _, _, key in listing]
 
     def get(self, channel_id: str) -> ChannelRecord:
         """Raises ChannelNotFound: no channel with this id."""
@@ -229,6 +246,11 @@ class ChannelRepository:
         if self._saved is not None:
             self._saved.pop(key, None)
         self._store.delete(_KIND, key)
+
+
+def _order(record: ChannelRecord) -> tuple[int, str]:
+    """Where a channel stands in a listing: oldest first, then by name."""
+    return record.created_at_ms, record.name
 
 
 def _copied(record: ChannelRecord, version: int) -> ChannelRecord:
