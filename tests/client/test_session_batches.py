@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from backchannel.client.engine import Principal
+from backchannel.client.engine import Principal, SyncReport
 from backchannel.client.errors import StaleRecord
 from backchannel.client.receiving import Receiver
+from backchannel.client.records import ChannelRecord
 from backchannel.protocol.e2e.session import Session
+from backchannel.protocol.envelope import Envelope
 
 from .conftest import FAST_KDF, MakePrincipal, flushed_notes, pair, running_relay
 
@@ -104,9 +106,6 @@ async def test_a_batch_with_envelopes_that_fail_to_open_keeps_the_good_ones(
         envelopes = [bytes(row[0]) for row in rows]
         await w.flush()
         # Process them as one batch does, with the copy and the forgery between them.
-        from backchannel.client.engine import SyncReport
-        from backchannel.protocol.envelope import Envelope
-
         first, second = Envelope.decode(envelopes[0]), Envelope.decode(envelopes[1])
         # The second's body tampered with: its header opens, its body does not.
         forged = Envelope(second.mailbox_id,
@@ -129,11 +128,7 @@ def test_a_copy_from_a_batch_that_has_ended_is_refused(
 ) -> None:
     b = make_principal("b")
     state = b._state
-    with state.store.transaction(), state.channels.saved_once():
-        pass
     # A channel comes from pairing; a stand-in session is enough for the cache's rules.
-    from backchannel.client.records import ChannelRecord
-
     record = ChannelRecord("ab" * 16, "w", "cd" * 32, "00", [], created_at_ms=1, role="inviter")
     session = object.__new__(Session)
     with state.store.transaction(), state.channels.saved_once():
@@ -151,8 +146,6 @@ def test_no_mark_is_ever_written(tmp_path: Path) -> None:
     home = tmp_path / "b"
     b = Principal.create(home, "b", "passphrase", kdf=FAST_KDF)
     state = b._state
-    from backchannel.client.records import ChannelRecord
-
     record = ChannelRecord("ab" * 16, "w", "cd" * 32, "00", [], created_at_ms=1, role="inviter")
     session = object.__new__(Session)
     with pytest.raises(StaleRecord), state.store.transaction(), state.channels.saved_once():

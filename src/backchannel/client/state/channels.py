@@ -55,20 +55,22 @@ class _Saved:
 class ChannelRepository:
     """All channel records of one principal's store."""
 
-    def __init__(self, store: Keystore) -> None:
+    def __init__(self, store: Keystore,
+                 before_write: Callable[[ChannelRecord], None] | None = None) -> None:
+        """`before_write`: called on each channel saved in a `saved_once` block just
+        before it is written (`ClientState` encodes there the session it kept in the
+        block)."""
         self._store = store
         # Decoded records by key, each with the sealed bytes it was opened from.
         self._opened: dict[bytes, tuple[bytes, ChannelRecord]] = {}
         # Inside `saved_once`: what was saved there, by key; None outside.
         self._saved: dict[bytes, _Saved] | None = None
-        # Called on each channel saved in a `saved_once` block just before it is written
-        # (`ClientState` encodes there the session it kept in the block).
-        self.before_write: Callable[[ChannelRecord], None] | None = None
+        self._before_write = before_write
         # The last listing read (`Keystore.all_sealed` hands out the same tuple while
-        # nothing was written) and its records, decoded, oldest first, with their keys.
+        # nothing was written) and its records, decoded, oldest first.
         self._listed: tuple[tuple[bytes, bytes, int], ...] | None = None
         self._sorted: list[tuple[ChannelRecord, int]] = []
-        self._sorted_keys: list[bytes] = []
+        self._places: dict[bytes, int] = {}  # each key's index in `_sorted`
 
     def __repr__(self) -> str:
         return f"ChannelRepository({self._store!r})"
@@ -125,11 +127,10 @@ class ChannelRepository:
         # Inside `saved_once`: the listing with what was saved put in (one channel or a
         # few, per arrival), re-sorted only if a saved one moved or is new.
         listing = list(self._sorted)
-        place = {key: i for i, key in enumerate(self._sorted_keys) if key in saved}
         moved = False
         for key, last in saved.items():
             entry = (last.record, last.record.version)
-            i = place.get(key)
+            i = self._places.get(key)
             if i is None:
                 listing.append(entry)
                 moved = True
@@ -155,7 +156,7 @@ class ChannelRepository:
         listing.sort(key=lambda item: _order(item[0]))
         self._listed = rows
         self._sorted = [(record, version) for record, version, _ in listing]
-        self._sorted_keys = [key for _, _, key in listing]
+        self._places = {key: i for i, (_, _, key) in enumerate(listing)}
 
     def get(self, channel_id: str) -> ChannelRecord:
         """Raises ChannelNotFound: no channel with this id."""
@@ -232,8 +233,8 @@ class ChannelRepository:
             yield
             saved, self._saved = self._saved, None
             for key, last in saved.items():
-                if self.before_write is not None:
-                    self.before_write(last.record)
+                if self._before_write is not None:
+                    self._before_write(last.record)
                 sealed = self._store.seal(_KIND, key, dump(last.record))
                 self._store.put_sealed_versioned(_KIND, key, sealed, last.stored_version,
                                                  to=last.record.version)

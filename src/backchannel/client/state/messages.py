@@ -114,7 +114,8 @@ class MessageRepository:
     def by_refs(self, channel_id: str, refs: list[bytes]) -> list[tuple[bytes, MessageRecord]]:
         """The messages of a channel stored under these refs, in no order (those not
         stored are left out)."""
-        return [(ref, self._load(bytes.fromhex(channel_id), ref, sealed))
+        cid = bytes.fromhex(channel_id)
+        return [(ref, self._load(cid, ref, sealed))
                 for ref, sealed in self._sealed_by_refs(channel_id, refs)]
 
     def update(self, channel_id: str, changed: list[tuple[bytes, MessageRecord]]) -> None:

@@ -68,7 +68,7 @@ class ClientState:
         self.clock = clock
         self.rng = rng
         self.request_timeout = request_timeout
-        self.channels = ChannelRepository(store)
+        self.channels = ChannelRepository(store, before_write=self._encode_kept)
         self.forks = ForkRepository(store)
         self.messages = MessageRepository(store)
         self.outbox = OutboxRepository(store)
@@ -85,7 +85,6 @@ class ClientState:
         # (a rolled-back transaction leaves the store different, so the cache misses).
         self._sessions: dict[str, tuple[str, Session]] = {}
         self._marks = itertools.count(1)
-        self.channels.before_write = self._encode_kept
         raw = store.get(_IDENTITY, _SELF)
         if raw is None:
             raise NotInitialised("this home has no identity: run `backchannel init` first")
@@ -115,10 +114,7 @@ class ClientState:
             StaleRecord: `channel` is a copy from a `saved_once` block that has ended.
         """
         if channel.session.startswith(_UNENCODED):
-            cached = self._sessions.get(channel.channel_id)
-            if cached is None or cached[0] != channel.session:
-                raise StaleRecord("a channel read in a batch that has ended: read it again")
-            return cached[1]
+            return self._marked(channel, "a channel read in a batch that has ended: read it again")
         cached = self._sessions.pop(channel.channel_id, None)
         if cached is not None and cached[0] == channel.session:
             return cached[1]
@@ -150,11 +146,20 @@ class ClientState:
         """
         if not channel.session.startswith(_UNENCODED):
             return
+        session = self._marked(channel, "a channel saved without the session kept for it")
+        channel.session = session.encode().hex()
+        self._sessions[channel.channel_id] = (channel.session, session)
+
+    def _marked(self, channel: ChannelRecord, stale: str) -> Session:
+        """The session kept for the mark `channel` holds.
+
+        Raises:
+            StaleRecord: (with `stale`) no session is kept for that mark.
+        """
         cached = self._sessions.get(channel.channel_id)
         if cached is None or cached[0] != channel.session:
-            raise StaleRecord("a channel saved without the session kept for it")
-        channel.session = cached[1].encode().hex()
-        self._sessions[channel.channel_id] = (channel.session, cached[1])
+            raise StaleRecord(stale)
+        return cached[1]
 
     # -- channels ---------------------------------------------------------------------
 
